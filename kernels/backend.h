@@ -1,0 +1,56 @@
+/* backend.h — the one interface between the model and the hardware.
+ *
+ * The model describes a weight with dsv3_weight (stored dtype, shape, mapped bytes, FP8 block
+ * scales) and calls the operations of a dsv3_backend table. The backend converts weights to
+ * float32 on the fly (spec/architecture.md §3.3): weights are never expanded in memory.
+ * kernels/cpu is always built and is the reference; other backends must agree with it within
+ * the tolerance their tests state. Model code never branches on the backend or on dtype.
+ * Thread rules: operations may use OpenMP internally; call them from one thread at a time.
+ */
+#ifndef DSV3_BACKEND_H
+#define DSV3_BACKEND_H
+
+#include <stdint.h>
+
+#include "kernels/dtype.h"
+
+/* A 2-D weight W [rows, cols] (= [out, in]; y = x W^T), row-major, in its stored dtype.
+ * A weight may be a view of rows [row0, row0 + rows) of a stored tensor: `data` then points at
+ * the view's first row, and row0 keeps FP8 block-scale indexing right for ragged blocks. */
+typedef struct {
+    dsv3_dtype dtype;       /* F32, BF16, F16 or F8_E4M3 */
+    int64_t rows, cols;     /* view shape */
+    const void *data;       /* rows * cols elements */
+    const float *scale_inv; /* F8_E4M3 only: the stored tensor's [ceil(R/128), ceil(cols/128)]
+                               multipliers (W = q * s, spec §3.3); NULL otherwise */
+    int64_t row0;           /* first row of the view inside the stored tensor */
+} dsv3_weight;
+
+/* Returns the view of rows [r0, r0 + n) of w. */
+dsv3_weight dsv3_weight_rows(const dsv3_weight *w, int64_t r0, int64_t n);
+
+typedef struct dsv3_backend {
+    const char *name;
+    /* out[n, rows] = x[n, cols] W^T. FP32 accumulation. out must not alias x. */
+    void (*matmul)(float *out, const float *x, const dsv3_weight *w, int64_t n);
+    /* out[n, cols] = x[n, rows] W (the transposed product, used by absorbed MLA). */
+    void (*matmul_t)(float *out, const float *x, const dsv3_weight *w, int64_t n);
+    /* out[cols] = row r of W in float32 (embedding lookup). */
+    void (*row)(float *out, const dsv3_weight *w, int64_t r);
+    /* out[n, dim] = g * x / sqrt(mean(x^2) + eps), per row (spec §4.2). out may alias x. */
+    void (*rmsnorm)(float *out, const float *x, const float *g, int64_t n, int64_t dim, float eps);
+    /* Rotates interleaved pairs (2k, 2k+1) of x[n, nvec, d] in place by angle pos[i] *
+     * inv_freq[k], with cos/sin multiplied by `factor` (YaRN attention factor, spec §4.7). */
+    void (*rope)(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
+                 const float *inv_freq, float factor);
+    /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU, spec §4.10). */
+    void (*silu_mul)(float *g, const float *u, int64_t n);
+} dsv3_backend;
+
+/* The reference CPU backend (static table; never NULL). */
+const dsv3_backend *dsv3_backend_cpu(void);
+
+/* Dot product of two float32 vectors of length n, as the CPU backend computes it. */
+float dsv3_dot_f32(const float *a, const float *b, int64_t n);
+
+#endif

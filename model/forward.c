@@ -1,0 +1,218 @@
+/* forward.c — run state and the top-level forward passes (spec/architecture.md §4.1, §6.1).
+ *
+ * dsv3_forward reads like §4.1: embed, then per layer RMSNorm → MLA → residual → RMSNorm →
+ * dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
+ * decoder block on its own input and cache.
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+/* ---------------------------------------------------------------- run lifetime --------- */
+
+void dsv3_run_free(dsv3_run *r) {
+    if (!r) return;
+    if (r->cache)
+        for (int64_t i = 0; i <= r->m->cfg.num_hidden_layers; i++) {
+            free(r->cache[i].c);
+            free(r->cache[i].kpe);
+        }
+    free(r->cache);
+    float *bufs[] = {r->x,      r->xn,     r->y,      r->qa,    r->q,  r->kva,
+                     r->o,      r->qabs,   r->u,      r->hin,   r->hout, r->kvfull,
+                     r->scores, r->ffn_g,  r->ffn_u,  r->xg,    r->yg, r->router,
+                     r->sel_w,  r->disp_w, r->cat};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(r->sel_idx);
+    free(r->exp_count);
+    free(r->disp_tok);
+    free(r->pos);
+    free(r);
+}
+
+static int64_t max3(int64_t a, int64_t b, int64_t c) {
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opts,
+                         dsv3_err *err) {
+    *out = NULL;
+    const dsv3_config *c = &m->cfg;
+    dsv3_run_opts o = opts ? *opts : (dsv3_run_opts){0};
+    if (o.max_seq <= 0) o.max_seq = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
+    if (o.max_seq > c->max_position_embeddings)
+        return dsv3_errf(err, DSV3_EINVAL, "run: max_seq %lld exceeds max_position_embeddings %lld",
+                         (long long)o.max_seq, (long long)c->max_position_embeddings);
+    if (o.max_chunk <= 0) o.max_chunk = 512;
+    if (o.max_chunk > o.max_seq) o.max_chunk = o.max_seq;
+    dsv3_run *r = calloc(1, sizeof *r);
+    if (!r) return dsv3_errf(err, DSV3_ENOMEM, "run: out of memory");
+    r->m = m;
+    r->max_seq = o.max_seq;
+    r->max_chunk = o.max_chunk;
+    r->attn = o.attn;
+    r->nthreads = omp_get_max_threads();
+    const int64_t S = o.max_seq, C = o.max_chunk, H = c->hidden_size;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, rkv = c->kv_lora_rank;
+    const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
+    const int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
+    const int64_t ffw = max3(c->intermediate_size, c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1),
+                             c->moe_intermediate_size);
+    int ok = 1;
+#define ALLOC(p, count) ok = ok && ((p) = calloc((size_t)(count), sizeof *(p))) != NULL
+    ALLOC(r->cache, c->num_hidden_layers + 1);
+    for (int64_t i = 0; ok && i <= c->num_hidden_layers; i++) {
+        if (i == c->num_hidden_layers && !m->has_mtp) break;
+        ALLOC(r->cache[i].c, S * rkv);
+        ALLOC(r->cache[i].kpe, S * dr);
+    }
+    ALLOC(r->x, C * H);
+    ALLOC(r->xn, C * H);
+    ALLOC(r->y, C * H);
+    ALLOC(r->qa, C * (c->q_lora_rank > 0 ? c->q_lora_rank : 1));
+    ALLOC(r->q, C * nh * (dn + dr));
+    ALLOC(r->kva, C * (rkv + dr));
+    ALLOC(r->o, C * nh * dv);
+    ALLOC(r->qabs, C * nh * rkv);
+    ALLOC(r->u, C * nh * rkv);
+    ALLOC(r->hin, C * max3(dn, dv, rkv));
+    ALLOC(r->hout, C * max3(dn, dv, rkv));
+    if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
+    ALLOC(r->scores, (int64_t)r->nthreads * S);
+    ALLOC(r->ffn_g, C * ffw);
+    ALLOC(r->ffn_u, C * ffw);
+    ALLOC(r->xg, C * H);
+    ALLOC(r->yg, C * H);
+    ALLOC(r->router, C * E);
+    ALLOC(r->sel_idx, C * K);
+    ALLOC(r->sel_w, C * K);
+    ALLOC(r->exp_count, E + 1);
+    ALLOC(r->disp_tok, C * K);
+    ALLOC(r->disp_w, C * K);
+    ALLOC(r->cat, C * 2 * H);
+    ALLOC(r->pos, C);
+#undef ALLOC
+    if (!ok) {
+        dsv3_run_free(r);
+        return dsv3_errf(err, DSV3_ENOMEM, "run: out of memory for max_seq %lld, max_chunk %lld",
+                         (long long)S, (long long)C);
+    }
+    *out = r;
+    return DSV3_OK;
+}
+
+int64_t dsv3_run_len(const dsv3_run *r) {
+    return r->len;
+}
+int64_t dsv3_run_mtp_len(const dsv3_run *r) {
+    return r->mtp_len;
+}
+int64_t dsv3_run_max_seq(const dsv3_run *r) {
+    return r->max_seq;
+}
+int64_t dsv3_run_max_chunk(const dsv3_run *r) {
+    return r->max_chunk;
+}
+void dsv3_run_truncate(dsv3_run *r, int64_t len) {
+    if (len < 0) len = 0;
+    if (len < r->len) r->len = len;
+    if (len < r->mtp_len) r->mtp_len = len;
+}
+void dsv3_run_set_cancel(dsv3_run *r, const volatile int *flag) {
+    r->cancel = flag;
+}
+
+/* ---------------------------------------------------------------- forward -------------- */
+
+static dsv3_status check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n, int64_t at,
+                               const char *what, dsv3_err *err) {
+    const int64_t V = r->m->cfg.vocab_size;
+    if (n < 1 || n > r->max_chunk)
+        return dsv3_errf(err, DSV3_EINVAL, "%s: %lld tokens in one call (allowed 1..%lld)", what,
+                         (long long)n, (long long)r->max_chunk);
+    if (at + n > r->max_seq)
+        return dsv3_errf(err, DSV3_EINVAL,
+                         "%s: %lld cached + %lld new positions exceed the run's max_seq %lld", what,
+                         (long long)at, (long long)n, (long long)r->max_seq);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return dsv3_errf(err, DSV3_EINVAL, "%s: token id %d at position %lld out of range [0, %lld)",
+                             what, ids[i], (long long)i, (long long)V);
+    return DSV3_OK;
+}
+
+static int cancelled(const dsv3_run *r) {
+    return r->cancel && *r->cancel;
+}
+
+/* One decoder block over x[n, H] in place: x += MLA(norm(x)); x += FFN(norm(x)). */
+static void block_forward(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, float *x,
+                          int64_t n, int64_t pos0) {
+    const dsv3_model *m = r->m;
+    const int64_t H = m->cfg.hidden_size;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    m->be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
+    dsv3_mla_forward(r, L, kc, r->xn, r->y, n, pos0);
+    for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
+    m->be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
+    if (L->is_moe) dsv3_moe_forward(r, L, r->xn, r->y, n);
+    else dsv3_mlp_forward(r, &L->dense, r->xn, r->y, n);
+    for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
+}
+
+/* Final norm (into hidden, if wanted) and the head (into logits, if wanted). */
+static void head_forward(dsv3_run *r, const float *x, const float *norm, const dsv3_weight *head,
+                         int64_t n, float *logits, int last_only, float *hidden) {
+    const dsv3_model *m = r->m;
+    const int64_t H = m->cfg.hidden_size;
+    m->be->rmsnorm(r->xn, x, norm, n, H, (float)m->cfg.rms_norm_eps);
+    if (hidden) memcpy(hidden, r->xn, (size_t)(n * H) * 4);
+    if (!logits) return;
+    if (last_only) m->be->matmul(logits, r->xn + (n - 1) * H, head, 1);
+    else m->be->matmul(logits, r->xn, head, n);
+}
+
+dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
+                         int last_only, float *hidden, dsv3_err *err) {
+    dsv3_status st = check_chunk(r, ids, n, r->len, "forward", err);
+    if (st) return st;
+    const dsv3_model *m = r->m;
+    const int64_t H = m->cfg.hidden_size, pos0 = r->len;
+    for (int64_t s = 0; s < n; s++) m->be->row(r->x + s * H, &m->embed, ids[s]);
+    for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
+        if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward: interrupted");
+        block_forward(r, &m->layers[l], &r->cache[l], r->x, n, pos0);
+    }
+    head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
+    r->len = pos0 + n;
+    return DSV3_OK;
+}
+
+/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
+dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
+                             int64_t n, float *logits, int last_only, dsv3_err *err) {
+    const dsv3_model *m = r->m;
+    if (!m->has_mtp)
+        return dsv3_errf(err, DSV3_EUNSUPPORTED, "forward_mtp: the model has no MTP layer");
+    dsv3_status st = check_chunk(r, next_ids, n, r->mtp_len, "forward_mtp", err);
+    if (st) return st;
+    const dsv3_mtp_w *t = &m->mtp;
+    const int64_t H = m->cfg.hidden_size, pos0 = r->mtp_len;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    for (int64_t s = 0; s < n; s++) {
+        float *e = r->cat + s * 2 * H, *h = e + H;
+        m->be->row(e, &t->embed, next_ids[s]);
+        m->be->rmsnorm(e, e, t->enorm, 1, H, eps);
+        m->be->rmsnorm(h, hidden + s * H, t->hnorm, 1, H, eps);
+    }
+    m->be->matmul(r->x, r->cat, &t->eh_proj, n);
+    if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward_mtp: interrupted");
+    block_forward(r, &t->block, &r->cache[m->cfg.num_hidden_layers], r->x, n, pos0);
+    head_forward(r, r->x, t->head_norm, &t->head, n, logits, last_only, NULL);
+    r->mtp_len = pos0 + n;
+    return DSV3_OK;
+}

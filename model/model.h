@@ -1,0 +1,43 @@
+/* model.h — a loaded DeepSeek-V3 model: config + mapped, validated weights.
+ *
+ * dsv3_model owns the checkpoint mapping and the binding of every tensor the config implies
+ * (spec/architecture.md §2) to a typed weight. Big weights stay mapped in their stored dtype
+ * (resident memory ≈ the bytes actually touched); only 1-D vectors (norm weights, router bias)
+ * are copied to float32. The router bias copy is the one mutable part (probes edit it).
+ * Thread rules: after open, read-only except the bias; share freely between runs.
+ */
+#ifndef DSV3_MODEL_H
+#define DSV3_MODEL_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "model/config.h"
+#include "model/status.h"
+
+typedef struct dsv3_model dsv3_model;
+
+/* Opens the model directory: config.json and the safetensors checkpoint. Checks that every
+ * tensor the config implies is present with the right shape and a supported dtype (F32, BF16,
+ * F16, F8_E4M3 with a matching weight_scale_inv). Tensors the config does not use are reported
+ * through dsv3_model_warnings. On failure *out is NULL and err names the file and tensor. */
+dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err);
+
+/* Unmaps and frees. NULL is a no-op. */
+void dsv3_model_close(dsv3_model *m);
+
+const dsv3_config *dsv3_model_config(const dsv3_model *m);
+
+/* Warnings gathered at open (one per line, e.g. unknown tensors), or "" when none. Owned by m. */
+const char *dsv3_model_warnings(const dsv3_model *m);
+
+/* Bytes of the mapped checkpoint files. */
+uint64_t dsv3_model_file_bytes(const dsv3_model *m);
+
+/* Selects the backend used by forward passes (default: dsv3_backend_cpu()). */
+void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be);
+
+/* 1 if the checkpoint holds the MTP module (num_nextn_predict_layers = 1). */
+int dsv3_model_has_mtp(const dsv3_model *m);
+
+#endif

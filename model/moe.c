@@ -1,0 +1,114 @@
+/* moe.c — DeepSeekMoE with auxiliary-loss-free bias routing (spec/architecture.md §5) and the
+ * SwiGLU MLP shared by dense layers, routed experts and the shared expert (§4.10).
+ *
+ * Routing follows HF in float32: sigmoid scores, the bias only for choosing, group-limited
+ * top-k with non-kept groups masked to -inf, weights from the unbiased scores, normalised then
+ * scaled. Tokens are then grouped by expert so each expert's weights are read once per chunk.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m) {
+    const dsv3_backend *be = r->m->be;
+    const int64_t width = w->gate.rows;
+    be->matmul(r->ffn_g, x, &w->gate, m);
+    be->matmul(r->ffn_u, x, &w->up, m);
+    be->silu_mul(r->ffn_g, r->ffn_u, m * width);
+    be->matmul(out, r->ffn_g, &w->down, m);
+}
+
+/* Index of the largest v[i] over i < n with keep[i]; ties go to the lower index (spec §5.6). */
+static int64_t argmax_masked(const float *v, const unsigned char *keep, int64_t n) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (keep[i] && (best < 0 || v[i] > v[best])) best = i;
+    return best;
+}
+
+void dsv3_moe_route(const dsv3_config *c, const float *bias, const float *logits, int32_t *idx,
+                    float *w) {
+    enum { MAX_E = 4096 };
+    const int64_t E = c->n_routed_experts, G = c->n_group, per = E / G, K = c->num_experts_per_tok;
+    float s[MAX_E], b[MAX_E], gs[MAX_E];
+    unsigned char keep[MAX_E];
+    /* 1-3: unbiased sigmoid scores s; biased scores b used only for the choice. */
+    for (int64_t e = 0; e < E; e++) {
+        s[e] = 1.0f / (1.0f + expf(-logits[e]));
+        b[e] = s[e] + bias[e];
+    }
+    /* 4: group score = sum of the two largest biased scores of the group. */
+    for (int64_t g = 0; g < G; g++) {
+        float m1 = -INFINITY, m2 = -INFINITY;
+        for (int64_t e = g * per; e < (g + 1) * per; e++) {
+            if (b[e] > m1) {
+                m2 = m1;
+                m1 = b[e];
+            } else if (b[e] > m2) {
+                m2 = b[e];
+            }
+        }
+        gs[g] = per >= 2 ? m1 + m2 : m1;
+    }
+    /* 5: keep the topk_group best groups; experts of the others are excluded (-inf). */
+    unsigned char gkeep[MAX_E], gavail[MAX_E];
+    memset(gkeep, 0, (size_t)G);
+    memset(gavail, 1, (size_t)G);
+    for (int64_t k = 0; k < c->topk_group; k++) {
+        int64_t g = argmax_masked(gs, gavail, G);
+        gkeep[g] = 1;
+        gavail[g] = 0;
+    }
+    for (int64_t e = 0; e < E; e++) keep[e] = gkeep[e / per];
+    /* 6-7: top-K of b over kept experts; weights from the unbiased s. */
+    float sum = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        int64_t e = argmax_masked(b, keep, E);
+        keep[e] = 0;
+        idx[k] = (int32_t)e;
+        w[k] = s[e];
+        sum += s[e];
+    }
+    /* 8-9: normalise to sum 1 (HF adds 1e-20), then scale. */
+    const float norm = c->norm_topk_prob ? 1.0f / (sum + 1e-20f) : 1.0f;
+    for (int64_t k = 0; k < K; k++) w[k] = w[k] * norm * (float)c->routed_scaling_factor;
+}
+
+void dsv3_moe_forward(dsv3_run *r, const dsv3_layer_w *L, const float *xn, float *out, int64_t n) {
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok, H = c->hidden_size;
+    r->m->be->matmul(r->router, xn, &L->router, n);
+    for (int64_t s = 0; s < n; s++)
+        dsv3_moe_route(c, L->bias, r->router + s * E, r->sel_idx + s * K, r->sel_w + s * K);
+    /* Dispatch: counting sort of (token, weight) slots by expert. */
+    int64_t *cnt = r->exp_count;
+    memset(cnt, 0, (size_t)(E + 1) * sizeof *cnt);
+    for (int64_t i = 0; i < n * K; i++) cnt[r->sel_idx[i] + 1]++;
+    for (int64_t e = 0; e < E; e++) cnt[e + 1] += cnt[e];
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t e = r->sel_idx[s * K + k], at = cnt[e]++;
+            r->disp_tok[at] = (int32_t)s;
+            r->disp_w[at] = r->sel_w[s * K + k];
+        }
+    /* cnt[e] is now the end of expert e's slots; its start is cnt[e - 1] (0 for e = 0). */
+    memset(out, 0, (size_t)(n * H) * 4);
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t beg = e ? cnt[e - 1] : 0, m = cnt[e] - beg;
+        if (m == 0) continue;
+        for (int64_t j = 0; j < m; j++)
+            memcpy(r->xg + j * H, xn + (int64_t)r->disp_tok[beg + j] * H, (size_t)H * 4);
+        dsv3_mlp_forward(r, &L->experts[e], r->xg, r->yg, m);
+        for (int64_t j = 0; j < m; j++) {
+            float *o = out + (int64_t)r->disp_tok[beg + j] * H;
+            const float wj = r->disp_w[beg + j], *y = r->yg + j * H;
+            for (int64_t i = 0; i < H; i++) o[i] += wj * y[i];
+        }
+    }
+    /* The shared expert's output is added unweighted (spec §5.10). */
+    if (c->n_shared_experts > 0) {
+        dsv3_mlp_forward(r, &L->shared, xn, r->yg, n);
+        for (int64_t i = 0; i < n * H; i++) out[i] += r->yg[i];
+    }
+}

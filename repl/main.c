@@ -1,0 +1,33 @@
+/* main.c — the `dsv3` binary: dispatch to a subcommand from one table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "repl/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand commands[] = {
+    {"logits", dsv3_cli_logits, "exact FP32 logits (and MTP logits) for token ids, as .npy"},
+};
+
+static void usage(FILE *to) {
+    fprintf(to, "usage: dsv3 COMMAND [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "dsv3: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
