@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up, build, make the demo model if needed, and run it.
+set -eu
+cd "$(dirname "$0")/.."
+[ -n "${DSV3_NO_SETUP:-}" ] || bash scripts/setup.sh
+bash scripts/build.sh build
+[ -f models/tiny/config.json ] || /usr/bin/python3 scripts/gen_model.py models/tiny --quiet
+exec build/dsv3 logits models/tiny --ids "${DSV3_IDS:-0,17,42,99,7}" "$@"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what dsv3 needs to build and test on Debian 12 (as root; uses sudo otherwise).
+# Idempotent: skips apt when every package is already installed.
+set -eu
+pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev python3-numpy
+      clang libclang-rt-14-dev nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere than Debian (already on PATH): don't fight it.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    tmp=(); for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || tmp+=("$p"); done
+    missing=("${tmp[@]}")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

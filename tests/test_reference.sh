@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Exactness: `dsv3 logits` (both MLA forms) against the independent float64 numpy reference
+# (tests/reference/dsv3_ref.py) on several checkpoint variants. Tolerance: max|a-b|/max|ref|
+# <= 1e-5 for logits and MTP logits (issue: runtime; spec/architecture.md §4-§6).
+set -u
+BIN=${DSV3_BIN:-build/dsv3}
+PY=/usr/bin/python3
+TOL=${DSV3_REF_TOL:-1e-5}
+$PY -c 'import numpy' 2>/dev/null || { echo "skip: /usr/bin/python3 has no numpy"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0
+
+ids_for() { # N SEED VOCAB -> comma-separated random ids
+    $PY -c "import random,sys; r=random.Random($2); print(','.join(str(r.randrange($3)) for _ in range($1)))"
+}
+
+check() { # NAME GEN_ARGS... -- T
+    local name=$1; shift
+    local args=() T
+    while [ "$1" != "--" ]; do args+=("$1"); shift; done
+    T=$2
+    local d=$work/$name
+    $PY scripts/gen_model.py "$d" --quiet "${args[@]}" || { echo "FAIL $name: generator"; fail=$((fail+1)); return; }
+    local vocab
+    vocab=$($PY -c "import json; print(json.load(open('$d/config.json'))['vocab_size'])")
+    local ids
+    ids=$(ids_for "$T" 7 "$vocab")
+    $PY tests/reference/dsv3_ref.py "$d" --ids "$ids" --out "$d/ref.npy" --mtp-out "$d/refm.npy" \
+        || { echo "FAIL $name: reference"; fail=$((fail+1)); return; }
+    for form in absorbed naive; do
+        if ! "$BIN" logits "$d" --ids "$ids" --attn $form --out "$d/$form.npy" --mtp-out "$d/${form}m.npy"; then
+            echo "FAIL $name/$form: dsv3 logits exited non-zero"; fail=$((fail+1)); continue
+        fi
+        if $PY tests/reference/compare.py "$d/$form.npy" "$d/ref.npy" --tol "$TOL" --name "$name/$form logits" &&
+           $PY tests/reference/compare.py "$d/${form}m.npy" "$d/refm.npy" --tol "$TOL" --name "$name/$form mtp"; then
+            pass=$((pass+1))
+        else
+            echo "FAIL $name/$form"; fail=$((fail+1))
+        fi
+    done
+}
+
+check bf16        --dtype bf16            -- 24
+check fp32        --dtype fp32 --seed 3   -- 24
+check fp8_ragged  --dtype fp8  --seed 5   -- 24
+check sharded     --dtype bf16 --shards 3 --seed 11 -- 24
+check yarn_long   --dtype bf16 --seed 13  -- 200   # past original_max_position_embeddings (128)
+check no_yarn     --dtype bf16 --no-yarn --seed 17 -- 40
+check q_proj      --dtype fp8 --q-lora-rank 0 --seed 19 -- 24
+check small_fp8   --preset small --dtype fp8 --seed 23 -- 48
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
