@@ -1,0 +1,80 @@
+/* bench_forward.c — prefill throughput and peak memory of the FP32 forward.
+ *
+ * usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]
+ * Prints one CSV row (with a header): the model dir, stored dtype bytes, threads, tokens per
+ * prefill, best seconds over R reps, tokens/s, and peak RSS. Not a test: run it by hand or from
+ * scripts/bench-forward and record the figures in docs/PERF.md.
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "model/forward.h"
+#include "model/model.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]\n");
+        return 2;
+    }
+    int64_t T = 128;
+    int reps = 3;
+    dsv3_attn_form attn = DSV3_ATTN_ABSORBED;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--tokens")) T = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--attn")) attn = strcmp(argv[i + 1], "naive") ? DSV3_ATTN_ABSORBED : DSV3_ATTN_NAIVE;
+    }
+    dsv3_err err = {{0}};
+    dsv3_model *m;
+    double t0 = now();
+    if (dsv3_model_open(&m, argv[1], &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    double t_open = now() - t0;
+    const dsv3_config *c = dsv3_model_config(m);
+    if (T < 1 || T > c->max_position_embeddings) T = 128;
+    dsv3_run *run;
+    dsv3_run_opts o = {.max_seq = T, .max_chunk = T, .attn = attn};
+    if (dsv3_run_new(&run, m, &o, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    float *logits = malloc((size_t)c->vocab_size * sizeof *logits);
+    srand(1);
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)(rand() % c->vocab_size);
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        dsv3_run_truncate(run, 0);
+        double a = now();
+        if (dsv3_forward(run, ids, T, logits, 1, NULL, &err)) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return 1;
+        }
+        double s = now() - a;
+        best = s < best ? s : best;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("model,file_mb,threads,attn,tokens,open_s,best_s,prefill_tok_s,peak_rss_mb\n");
+    printf("%s,%.1f,%d,%s,%lld,%.3f,%.3f,%.1f,%.1f\n", argv[1],
+           (double)dsv3_model_file_bytes(m) / 1048576.0, omp_get_max_threads(),
+           attn == DSV3_ATTN_NAIVE ? "naive" : "absorbed", (long long)T, t_open, best,
+           (double)T / best, (double)ru.ru_maxrss / 1024.0);
+    free(ids);
+    free(logits);
+    dsv3_run_free(run);
+    dsv3_model_close(m);
+    return 0;
+}
