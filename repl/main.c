@@ -12,6 +12,8 @@ typedef struct {
 
 static const subcommand commands[] = {
     {"logits", dsv3_cli_logits, "exact FP32 logits (and MTP logits) for token ids, as .npy"},
+    {"generate", dsv3_cli_generate, "generate text or ids (sampling, MTP speculative decoding)"},
+    {"tokenize", dsv3_cli_tokenize, "print the token ids of a text"},
 };
 
 static void usage(FILE *to) {
