@@ -24,6 +24,11 @@ static void softmax(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i++) p[i] *= inv;
 }
 
+/* Threads pay off only when the score/sum work (~ n * nh * keys * width) is large. */
+static int worth_threads(int64_t n, int64_t nh, int64_t pos0, int64_t width) {
+    return n * nh * (pos0 + n) * width >= ((int64_t)1 << 18);
+}
+
 /* Copies column block [off, off + w) of rows of src[n, stride] into dst[n, w], or back. */
 static void gather_cols(float *dst, const float *src, int64_t n, int64_t stride, int64_t off,
                         int64_t w) {
@@ -73,6 +78,7 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
     const float scale = m->softmax_scale;
+    const int par = worth_threads(n, nh, pos0, rkv + dr);
     /* q_abs[s, h] = W_UK[h]^T q_nope[s, h], one head at a time so W_UK[h] is read once. */
     for (int64_t h = 0; h < nh; h++) {
         const dsv3_weight uk = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
@@ -80,7 +86,7 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
         be->matmul_t(r->hout, r->hin, &uk, n);
         scatter_cols(r->qabs, r->hout, n, nh * rkv, h * rkv, rkv);
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
     for (int64_t sh = 0; sh < n * nh; sh++) {
         const int64_t s = sh / nh, T = pos0 + s + 1; /* causal: keys 0..pos0+s */
         float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;
@@ -116,7 +122,8 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
     const int64_t Tall = pos0 + n;
     const float scale = m->softmax_scale;
     m->be->matmul(r->kvfull, kc->c, &L->kv_b, Tall);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads)
+    const int par = worth_threads(n, nh, pos0, dq + dv);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
     for (int64_t sh = 0; sh < n * nh; sh++) {
         const int64_t s = sh / nh, h = sh % nh, T = pos0 + s + 1;
         float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;

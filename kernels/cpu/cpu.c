@@ -12,6 +12,10 @@
 
 enum { CHUNK = 128, TOK_BLOCK = 16 };
 
+/* Below this many multiply-adds a parallel region costs more than it saves (waking a thread is
+ * tens of microseconds). */
+#define PAR_MIN_MACS ((int64_t)1 << 18)
+
 dsv3_weight dsv3_weight_rows(const dsv3_weight *w, int64_t r0, int64_t n) {
     dsv3_weight v = *w;
     v.rows = n;
@@ -67,7 +71,7 @@ static void cpu_row(float *out, const dsv3_weight *w, int64_t r) {
  * once per block of TOK_BLOCK tokens and stay in L1 across the block. */
 static void cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     const int64_t R = w->rows, C = w->cols;
-#pragma omp parallel for schedule(static) if (R * C * n > 32768)
+#pragma omp parallel for schedule(static) if (R * C * n >= PAR_MIN_MACS)
     for (int64_t r = 0; r < R; r++) {
         float tmp[CHUNK];
         for (int64_t s0 = 0; s0 < n; s0 += TOK_BLOCK) {
@@ -88,7 +92,7 @@ static void cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t
  * same output; each thread walks all rows of its span. */
 static void cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     const int64_t R = w->rows, C = w->cols, nspan = (C + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (R * C * n > 32768)
+#pragma omp parallel for schedule(static) if (R * C * n >= PAR_MIN_MACS)
     for (int64_t sp = 0; sp < nspan; sp++) {
         const int64_t c = sp * CHUNK, len = C - c < CHUNK ? C - c : CHUNK;
         float tmp[CHUNK];
