@@ -225,7 +225,8 @@ static dsv3_status validate(reader *r, const dsv3_config *c) {
 dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, const char *where,
                               dsv3_err *err) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    const char *json_end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &json_end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         long off = at && at >= json && at <= json + len ? (long)(at - json) : -1;
@@ -237,6 +238,12 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
         st = dsv3_errf(err, DSV3_EFORMAT, "config: %s: top level is not a JSON object", where);
         goto done;
     }
+    for (const char *p = json_end; p && p < json + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            st = dsv3_errf(err, DSV3_EFORMAT, "config: %s: invalid JSON: text after the object at byte %ld",
+                           where, (long)(p - json));
+            goto done;
+        }
     const int64_t BIG = (int64_t)1 << 40, DIM = (int64_t)1 << 24;
     int64_t eos = 1;
 #define INT(key, req, def, lo, hi, dst)                                                            \
@@ -270,11 +277,11 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
     INT("n_routed_experts", moe_req, 0, 0, 4096, &c->n_routed_experts);
     INT("moe_intermediate_size", moe_req, 0, moe_req ? 1 : 0, DIM, &c->moe_intermediate_size);
     INT("num_experts_per_tok", moe_req, 0, 0, 1 << 20, &c->num_experts_per_tok);
-    INT("n_shared_experts", 0, 0, 0, 1024, &c->n_shared_experts);
-    INT("n_group", 0, 1, 1, 1 << 20, &c->n_group);
-    INT("topk_group", 0, 1, 1, 1 << 20, &c->topk_group);
+    INT("n_shared_experts", 0, 1, 0, 1024, &c->n_shared_experts);
+    INT("n_group", 0, 8, 1, 1 << 20, &c->n_group);
+    INT("topk_group", 0, 4, 1, 1 << 20, &c->topk_group);
 #undef INT
-    if ((st = get_num(&r, root, "routed_scaling_factor", 1.0, 0, 1e6, &c->routed_scaling_factor)))
+    if ((st = get_num(&r, root, "routed_scaling_factor", 2.5, 0, 1e6, &c->routed_scaling_factor)))
         goto done;
     if ((st = get_num(&r, root, "rope_theta", 10000.0, 1e-9, 1e30, &c->rope_theta))) goto done;
     if (c->rope_theta <= 1.0) {
@@ -283,7 +290,7 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
         goto done;
     }
     if ((st = get_num(&r, root, "rms_norm_eps", 1e-6, 0, 1, &c->rms_norm_eps))) goto done;
-    if ((st = get_bool(&r, "norm_topk_prob", 0, &c->norm_topk_prob))) goto done;
+    if ((st = get_bool(&r, "norm_topk_prob", 1, &c->norm_topk_prob))) goto done;
     if ((st = get_bool(&r, "tie_word_embeddings", 0, &c->tie_word_embeddings))) goto done;
     if (c->tie_word_embeddings) {
         st = dsv3_errf(err, DSV3_EUNSUPPORTED,

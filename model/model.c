@@ -235,6 +235,7 @@ void dsv3_model_close(dsv3_model *m) {
     free(m->final_norm);
     free(m->inv_freq);
     free(m->warnings);
+    free(m->dir);
     dsv3_ckpt_close(m->ck);
     free(m);
 }
@@ -244,6 +245,10 @@ dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err) {
     dsv3_model *m = calloc(1, sizeof *m);
     if (!m) return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
     m->be = dsv3_backend_cpu();
+    if (!(m->dir = strdup(dir))) {
+        free(m);
+        return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
+    }
     binder b = {.m = m, .dir = dir, .err = err};
     dsv3_status st;
     char path[4096];
@@ -316,4 +321,56 @@ void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be) {
 
 int dsv3_model_has_mtp(const dsv3_model *m) {
     return m->has_mtp;
+}
+
+const char *dsv3_model_dir(const dsv3_model *m) {
+    return m->dir;
+}
+
+/* ---------------------------------------------------------------- parameter counts ----- */
+
+static int64_t numel(const dsv3_weight *w) {
+    return w->data ? w->rows * w->cols : 0;
+}
+
+static int64_t mlp_numel(const dsv3_mlp_w *w) {
+    return numel(&w->gate) + numel(&w->up) + numel(&w->down);
+}
+
+/* Attention, norms, router and experts of one block, added into p. */
+static void count_block(const dsv3_config *c, const dsv3_layer_w *L, dsv3_param_counts *p) {
+    const int64_t H = c->hidden_size;
+    p->attention += numel(&L->q_a) + numel(&L->q_b) + numel(&L->kv_a) + numel(&L->kv_b) +
+                    numel(&L->o) + (L->q_a_norm ? c->q_lora_rank : 0) + c->kv_lora_rank;
+    p->norms += 2 * H;
+    if (!L->is_moe) {
+        p->dense_ffn += mlp_numel(&L->dense);
+        return;
+    }
+    p->router += numel(&L->router) + c->n_routed_experts;
+    for (int64_t e = 0; e < c->n_routed_experts; e++) p->routed_experts += mlp_numel(&L->experts[e]);
+    p->shared_experts += mlp_numel(&L->shared);
+}
+
+void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *p) {
+    const dsv3_config *c = &m->cfg;
+    memset(p, 0, sizeof *p);
+    p->embed = numel(&m->embed);
+    p->lm_head = numel(&m->lm_head);
+    p->norms = c->hidden_size;
+    for (int64_t i = 0; i < c->num_hidden_layers; i++) count_block(c, &m->layers[i], p);
+    if (m->has_mtp) {
+        dsv3_param_counts t;
+        memset(&t, 0, sizeof t);
+        count_block(c, &m->mtp.block, &t);
+        p->mtp = t.attention + t.norms + t.router + t.routed_experts + t.shared_experts +
+                 numel(&m->mtp.eh_proj) + 3 * c->hidden_size + numel(&m->mtp.embed) +
+                 numel(&m->mtp.head);
+    }
+    p->total = p->embed + p->attention + p->dense_ffn + p->routed_experts + p->shared_experts +
+               p->router + p->norms + p->lm_head + p->mtp;
+    const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
+    p->active = p->attention + p->dense_ffn + p->shared_experts + p->router + p->norms +
+                p->lm_head + c->hidden_size +
+                p->routed_experts / E * c->num_experts_per_tok;
 }

@@ -40,4 +40,25 @@ void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be);
 /* 1 if the checkpoint holds the MTP module (num_nextn_predict_layers = 1). */
 int dsv3_model_has_mtp(const dsv3_model *m);
 
+/* Parameter counts by component (elements, whatever their dtype), spec/architecture.md §9.1. */
+typedef struct {
+    int64_t embed;          /* model.embed_tokens */
+    int64_t attention;      /* all MLA projections and their latent norms, main layers */
+    int64_t dense_ffn;      /* dense FFN layers */
+    int64_t routed_experts; /* all routed experts of all MoE layers */
+    int64_t shared_experts; /* shared experts */
+    int64_t router;         /* gate weights + biases */
+    int64_t norms;          /* layer norms + final norm */
+    int64_t lm_head;
+    int64_t mtp;            /* MTP module (counting its embedding/head copies) */
+    int64_t total;          /* sum of the above */
+    int64_t active;         /* per token in the main model: all but unchosen routed experts and
+                               the embedding table (one row is read) */
+} dsv3_param_counts;
+
+void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *out);
+
+/* The model directory as opened. */
+const char *dsv3_model_dir(const dsv3_model *m);
+
 #endif

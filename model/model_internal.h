@@ -63,6 +63,7 @@ struct dsv3_model {
     float rope_factor;         /* YaRN attention factor on cos/sin */
     float softmax_scale;       /* spec §4.6 */
     char *warnings;            /* "" or lines */
+    char *dir;                 /* as opened */
 };
 
 /* ---------------------------------------------------------------- run state ----------- */

@@ -137,7 +137,8 @@ static dsv3_status parse_image(dsv3_st_file *f, const unsigned char *base, size_
                          where, (unsigned long long)hlen, len);
     const char *hdr = (const char *)base + 8;
     const uint64_t data_len = len - 8 - hlen;
-    cJSON *root = cJSON_ParseWithLength(hdr, (size_t)hlen);
+    const char *json_end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &json_end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         long off = at && at >= hdr && at <= hdr + hlen ? (long)(at - hdr) : -1;
@@ -151,6 +152,13 @@ static dsv3_status parse_image(dsv3_st_file *f, const unsigned char *base, size_
         goto done;
     }
     /* Trailing bytes of the header may only be padding whitespace; cJSON stops at the object. */
+    for (const char *p = json_end; p && p < hdr + hlen; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            st = dsv3_errf(err, DSV3_EFORMAT,
+                           "safetensors: %s: header has bytes after its JSON object (byte %ld)",
+                           where, (long)(p - hdr));
+            goto done;
+        }
     size_t cnt = 0;
     for (const cJSON *e = root->child; e; e = e->next)
         if (strcmp(e->string, "__metadata__") != 0) cnt++;
@@ -393,9 +401,16 @@ static dsv3_status open_index(dsv3_checkpoint *ck, const char *dir, const char *
     size_t len = 0;
     char *text = slurp(ipath, &len);
     if (!text) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: cannot read", ipath);
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *json_end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &json_end, 0);
+    int junk = 0;
+    for (const char *p = json_end; root && p && p < text + len; p++)
+        junk |= *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r';
     free(text);
-    if (!root) return dsv3_errf(err, DSV3_EFORMAT, "safetensors: %s: invalid JSON", ipath);
+    if (!root || junk) {
+        cJSON_Delete(root);
+        return dsv3_errf(err, DSV3_EFORMAT, "safetensors: %s: invalid JSON", ipath);
+    }
     dsv3_status st = DSV3_OK;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child) {

@@ -1,8 +1,10 @@
 /* main.c — the `dsv3` binary: dispatch to a subcommand from one table. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "repl/cli.h"
+#include "repl/repl.h"
 
 typedef struct {
     const char *name;
@@ -17,19 +19,26 @@ static const subcommand commands[] = {
 };
 
 static void usage(FILE *to) {
-    fprintf(to, "usage: dsv3 COMMAND [args]\n\ncommands:\n");
+    fprintf(to, "usage: dsv3 [MODEL_DIR] [-e CODE]     the REPL (Lua; help() inside)\n"
+                "       dsv3 run SCRIPT.lua [ARGS...]  run a script (args in `arg`)\n"
+                "       dsv3 COMMAND [args]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (size_t i = 0; argc >= 2 && i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "dsv3: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    /* Anything else must be REPL syntax: run, -e, or an existing model directory. */
+    struct stat sb;
+    if (argc >= 2 && strcmp(argv[1], "run") && argv[1][0] != '-' && stat(argv[1], &sb) != 0) {
+        fprintf(stderr, "dsv3: '%s' is neither a command nor a model directory\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    return dsv3_repl_main(argc - 1, argv + 1);
 }

@@ -2,7 +2,7 @@
 # Installs what dsv3 needs to build and test on Debian 12 (as root; uses sudo otherwise).
 # Idempotent: skips apt when every package is already installed.
 set -eu
-pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev python3-numpy
+pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev liblua5.4-dev libreadline-dev python3-numpy python3-pexpect
       clang libclang-rt-14-dev nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,421 @@
+/* session.c — the Lua state of a session: exec (expression first, like lua.c), print through
+ * the host, interrupts via a count hook, completion and help (see session.h).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl/session_internal.h"
+
+static const char REG_KEY = 0; /* registry key: address is unique */
+
+dsv3_session *dsv3_session_of(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+    dsv3_session *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+void dsv3_session_write(dsv3_session *s, dsv3_stream st, const char *bytes, size_t len) {
+    if (s->io.write && len) s->io.write(s->io.ud, st, bytes, len);
+}
+
+int dsv3_session_interrupted(const dsv3_session *s) {
+    return s->io.interrupt && *s->io.interrupt;
+}
+
+int dsv3_lua_error(lua_State *L, const dsv3_err *err) {
+    return luaL_error(L, "%s", err->msg);
+}
+
+/* ---------------------------------------------------------------- print / hook --------- */
+
+/* print(...) as Lua's, but through the host so notebooks capture it. */
+static int l_print(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *str = luaL_tolstring(L, i, &len);
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_addvalue(&b);
+        (void)str;
+        (void)len;
+    }
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *out = lua_tolstring(L, -1, &len);
+    dsv3_session_write(s, DSV3_STDOUT, out, len);
+    return 0;
+}
+
+/* Every 1000 instructions: a pending interrupt becomes a Lua error at a safe point. */
+static void count_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    if (dsv3_session_interrupted(dsv3_session_of(L))) luaL_error(L, "interrupted");
+}
+
+/* ---------------------------------------------------------------- lifetime ------------- */
+
+dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err) {
+    *out = NULL;
+    dsv3_session *s = calloc(1, sizeof *s);
+    if (!s) return dsv3_errf(err, DSV3_ENOMEM, "session: out of memory");
+    if (io) s->io = *io;
+    if (!(s->L = luaL_newstate())) {
+        free(s);
+        return dsv3_errf(err, DSV3_ENOMEM, "session: cannot create a Lua state");
+    }
+    luaL_openlibs(s->L);
+    lua_pushlightuserdata(s->L, s);
+    lua_rawsetp(s->L, LUA_REGISTRYINDEX, &REG_KEY);
+    lua_register(s->L, "print", l_print);
+    dsv3_lua_open_api(s->L, s);
+    lua_sethook(s->L, count_hook, LUA_MASKCOUNT, 1000);
+    *out = s;
+    return DSV3_OK;
+}
+
+void dsv3_session_free(dsv3_session *s) {
+    if (!s) return;
+    lua_close(s->L);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- exec ----------------- */
+
+/* Message handler: the error plus a traceback (as lua.c's msghandler). */
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* A syntax error that ends at <eof> means the chunk is unfinished (lua.c's `incomplete`). */
+static int incomplete(lua_State *L, int status) {
+    if (status != LUA_ERRSYNTAX) return 0;
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    const char *mark = "<eof>";
+    size_t lmark = strlen(mark);
+    return lmsg >= lmark && strcmp(msg + lmsg - lmark, mark) == 0;
+}
+
+static char *dupstr(const char *s, size_t n) {
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
+    return p;
+}
+
+/* Protected renderer: tostring of every argument, tab-separated (a __tostring may fail). */
+static int render_values(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static dsv3_exec_status call_chunk(lua_State *L, int base, int nargs, char **result) {
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base + 1);
+    int st = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
+    if (st == LUA_OK) {
+        /* render the results, also protected: [msgh, results...] -> [msgh, text] */
+        lua_pushcfunction(L, render_values);
+        lua_insert(L, base + 2);
+        st = lua_pcall(L, lua_gettop(L) - base - 2, 1, base + 1);
+    }
+    lua_remove(L, base + 1);
+    size_t n;
+    const char *msg = lua_tolstring(L, -1, &n);
+    *result = dupstr(msg ? msg : "(error)", msg ? n : 7);
+    lua_settop(L, base);
+    return st == LUA_OK ? DSV3_EXEC_OK : DSV3_EXEC_ERROR;
+}
+
+dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len, char **result) {
+    lua_State *L = s->L;
+    const int base = lua_gettop(L);
+    /* Expression first: "return <code>;" (lua.c's addreturn). */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "return ");
+    luaL_addlstring(&b, code, len);
+    luaL_addchar(&b, ';');
+    luaL_pushresult(&b);
+    size_t rlen;
+    const char *ret = lua_tolstring(L, -1, &rlen);
+    int st = luaL_loadbuffer(L, ret, rlen, "=input");
+    lua_remove(L, -2);
+    if (st != LUA_OK) {
+        lua_pop(L, 1);
+        st = luaL_loadbuffer(L, code, len, "=input");
+        if (st != LUA_OK) {
+            dsv3_exec_status es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
+            size_t n;
+            const char *msg = lua_tolstring(L, -1, &n);
+            *result = dupstr(msg ? msg : "", msg ? n : 0);
+            lua_settop(L, base);
+            return es;
+        }
+    }
+    return call_chunk(L, base, 0, result);
+}
+
+dsv3_exec_status dsv3_session_run_file(dsv3_session *s, const char *path, int argc, char **argv,
+                                       char **result) {
+    lua_State *L = s->L;
+    const int base = lua_gettop(L);
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, path);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        size_t n;
+        const char *msg = lua_tolstring(L, -1, &n);
+        *result = dupstr(msg ? msg : "", msg ? n : 0);
+        lua_settop(L, base);
+        return DSV3_EXEC_ERROR;
+    }
+    for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+    return call_chunk(L, base, argc, result);
+}
+
+/* ---------------------------------------------------------------- help ----------------- */
+
+const char *dsv3_session_api_name(size_t i) {
+    for (size_t k = 0; dsv3_api[k].name; k++)
+        if (k == i) return dsv3_api[k].name;
+    return NULL;
+}
+
+/* Appends formatted text to a growing heap string; on allocation failure the text is dropped. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} strbuf;
+
+static void appendf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(strbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0) return;
+    if (b->len + (size_t)need + 1 > b->cap) {
+        size_t nc = (b->len + (size_t)need + 1) * 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) return;
+        b->s = ns;
+        b->cap = nc;
+    }
+    va_start(ap, fmt);
+    b->len += (size_t)vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+}
+
+char *dsv3_session_help(dsv3_session *s, const char *name) {
+    (void)s;
+    strbuf b = {0};
+    appendf(&b, "%s", "");
+    if (!name || !*name) {
+        appendf(&b, "dsv3 API (help \"name\" for details):\n");
+        for (int i = 0; dsv3_api[i].name; i++) appendf(&b, "  %s\n", dsv3_api[i].signature);
+        return b.s;
+    }
+    for (int i = 0; dsv3_api[i].name; i++)
+        if (!strcmp(dsv3_api[i].name, name)) {
+            appendf(&b, "%s\n%s\n", dsv3_api[i].signature, dsv3_api[i].doc);
+            return b.s;
+        }
+    appendf(&b, "no help for '%s' (help() lists the API)\n", name);
+    return b.s;
+}
+
+/* ---------------------------------------------------------------- completion ----------- */
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static void push(strvec *sv, const char *s, size_t len) {
+    for (size_t i = 0; i < sv->n; i++)
+        if (strlen(sv->v[i]) == len && !memcmp(sv->v[i], s, len)) return;
+    if (sv->n == sv->cap) {
+        size_t nc = sv->cap ? sv->cap * 2 : 16;
+        char **nv = realloc(sv->v, nc * sizeof *nv);
+        if (!nv) return;
+        sv->v = nv;
+        sv->cap = nc;
+    }
+    char *d = dupstr(s, len);
+    if (d) sv->v[sv->n++] = d;
+}
+
+static int cmpstr(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_ident(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Adds the string keys of the table at the top of the stack (and of its __index table, for
+ * dsv3 values with methods) that start with prefix. */
+static void table_keys(lua_State *L, const char *prefix, size_t plen, const char *pre,
+                       strvec *out) {
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            if (!lua_getmetatable(L, -1)) break;
+            lua_getfield(L, -1, "__index");
+            lua_remove(L, -2);
+        }
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) == LUA_TSTRING) {
+                    size_t kl;
+                    const char *k = lua_tolstring(L, -2, &kl);
+                    if (kl >= plen && !memcmp(k, prefix, plen) && (k[0] != '_' || plen)) {
+                        char buf[512];
+                        int n = snprintf(buf, sizeof buf, "%s%s", pre, k);
+                        if (n > 0 && (size_t)n < sizeof buf) push(out, buf, (size_t)n);
+                    }
+                }
+                lua_pop(L, 1);
+            }
+        }
+        if (pass == 1) lua_pop(L, 1);
+    }
+}
+
+/* File names in the directory part of `word` that start with its file part. */
+static void path_matches(const char *word, size_t wlen, strvec *out) {
+    char buf[4096];
+    if (wlen >= sizeof buf) return;
+    memcpy(buf, word, wlen);
+    buf[wlen] = 0;
+    char *slash = strrchr(buf, '/');
+    const char *dir = ".", *base = buf;
+    char dirbuf[4096];
+    size_t dlen = 0;
+    if (slash) {
+        dlen = (size_t)(slash - buf) + 1;
+        memcpy(dirbuf, buf, dlen);
+        dirbuf[dlen] = 0;
+        dir = dlen == 1 ? "/" : dirbuf;
+        base = slash + 1;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    size_t blen = strlen(base);
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (strncmp(e->d_name, base, blen) || (e->d_name[0] == '.' && blen == 0)) continue;
+        char full[8192];
+        int isdir = e->d_type == DT_DIR;
+        int n = snprintf(full, sizeof full, "%.*s%s%s", (int)dlen, buf, e->d_name, isdir ? "/" : "");
+        if (n > 0 && (size_t)n < sizeof full) push(out, full, (size_t)n);
+    }
+    closedir(d);
+}
+
+size_t dsv3_session_complete(dsv3_session *s, const char *line, size_t cursor, size_t *start,
+                             char ***matches) {
+    lua_State *L = s->L;
+    strvec out = {0};
+    *matches = NULL;
+    if (cursor > strlen(line)) cursor = strlen(line);
+    /* Inside an unterminated string literal: complete a path. */
+    char quote = 0;
+    size_t qpos = 0;
+    for (size_t i = 0; i < cursor; i++) {
+        if (quote) {
+            if (line[i] == '\\') i++;
+            else if (line[i] == quote) quote = 0;
+        } else if (line[i] == '"' || line[i] == '\'') {
+            quote = line[i];
+            qpos = i + 1;
+        }
+    }
+    if (quote) {
+        *start = qpos;
+        path_matches(line + qpos, cursor - qpos, &out);
+    } else {
+        /* The expression before the cursor: a.b.c or a:b (identifiers joined by . or :). */
+        size_t b = cursor;
+        while (b > 0 && (is_ident(line[b - 1]) || line[b - 1] == '.' || line[b - 1] == ':')) b--;
+        const char *expr = line + b;
+        size_t elen = cursor - b;
+        size_t last = elen;
+        while (last > 0 && expr[last - 1] != '.' && expr[last - 1] != ':') last--;
+        *start = b + last;
+        const int top = lua_gettop(L);
+        if (last == 0) {
+            lua_pushglobaltable(L);
+            table_keys(L, expr, elen, "", &out);
+            static const char *const kw[] = {"and", "break", "do", "else", "elseif", "end",
+                                             "false", "for", "function", "goto", "if", "in",
+                                             "local", "nil", "not", "or", "repeat", "return",
+                                             "then", "true", "until", "while", NULL};
+            for (int i = 0; kw[i]; i++)
+                if (!strncmp(kw[i], expr, elen)) push(&out, kw[i], strlen(kw[i]));
+        } else {
+            /* Walk the path without calling anything (rawget on tables only, then methods). */
+            lua_pushglobaltable(L);
+            size_t i = 0;
+            int ok = 1;
+            while (ok && i < last - 1) {
+                size_t j = i;
+                while (j < last - 1 && is_ident(expr[j])) j++;
+                if (j == i) ok = 0;
+                else if (lua_type(L, -1) == LUA_TTABLE) {
+                    lua_pushlstring(L, expr + i, j - i);
+                    lua_rawget(L, -2);
+                    lua_remove(L, -2);
+                } else {
+                    ok = 0;
+                }
+                i = j + 1;
+            }
+            if (ok && lua_type(L, -1) != LUA_TNIL)
+                table_keys(L, expr + last, elen - last, "", &out);
+        }
+        lua_settop(L, top);
+    }
+    if (out.n) qsort(out.v, out.n, sizeof *out.v, cmpstr);
+    *matches = out.v;
+    return out.n;
+}
+
+void dsv3_session_free_matches(char **matches, size_t n) {
+    for (size_t i = 0; i < n; i++) free(matches[i]);
+    free(matches);
+}

@@ -1,0 +1,67 @@
+/* session.h — one interactive session: an embedded Lua 5.4 state, the loaded models, and the
+ * last results. Both front ends (the terminal REPL and the Jupyter kernel) host it unchanged.
+ *
+ * A cell of a notebook and a line at the prompt are the same thing: a Lua chunk run by
+ * dsv3_session_exec. The session never touches a terminal or a socket: it writes through the
+ * io callbacks its host gives it, and it reads the host's interrupt flag. Errors in a chunk
+ * (syntax, runtime, a bad checkpoint) come back as values; the session and its state survive.
+ * Thread rules: one thread runs a session; only the interrupt flag may be set from elsewhere
+ * (a signal handler or the kernel's control thread).
+ */
+#ifndef DSV3_SESSION_H
+#define DSV3_SESSION_H
+
+#include <stddef.h>
+
+#include "model/status.h"
+
+typedef struct dsv3_session dsv3_session;
+
+typedef enum { DSV3_STDOUT = 1, DSV3_STDERR = 2 } dsv3_stream;
+
+/* What the host provides. All fields may be zero/NULL. */
+typedef struct {
+    /* Streamed output: print(), generated tokens, progress. bytes are UTF-8, len may be 0. */
+    void (*write)(void *ud, dsv3_stream stream, const char *bytes, size_t len);
+    void *ud;
+    /* The host's interrupt flag: while non-zero, running Lua code raises "interrupted" and a
+     * running forward or generation stops at its next step. The host clears it. */
+    const volatile int *interrupt;
+    int color; /* 1: renderings may use ANSI colour */
+} dsv3_session_io;
+
+dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err);
+void dsv3_session_free(dsv3_session *s);
+
+typedef enum {
+    DSV3_EXEC_OK = 0,      /* ran; *result holds the rendering of returned values ("" if none) */
+    DSV3_EXEC_INCOMPLETE,  /* the chunk ends early (unfinished block or string): read more */
+    DSV3_EXEC_ERROR,       /* syntax or runtime error; *result holds the message + traceback */
+} dsv3_exec_status;
+
+/* Runs a chunk of Lua. Like the standalone `lua`, "1+1" is first tried as an expression
+ * (`return 1+1`) so its value is shown without print. *result is malloc'd (caller frees); it is
+ * the text rendering of the returned values, separated by tabs, or the error text. */
+dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len, char **result);
+
+/* Runs a file with `arg` = {[0] = path, args...}. Returns DSV3_EXEC_OK or DSV3_EXEC_ERROR (then
+ * *result is the message and traceback). */
+dsv3_exec_status dsv3_session_run_file(dsv3_session *s, const char *path, int argc, char **argv,
+                                       char **result);
+
+/* Completion of `line` at byte `cursor`: global names and API functions, fields and methods
+ * after `t.` / `t:` (tables and dsv3 values), and file paths inside a string literal.
+ * *start is the byte offset where the completed word begins. Returns the number of matches
+ * (sorted, malloc'd strings in a malloc'd array; free with dsv3_session_free_matches). */
+size_t dsv3_session_complete(dsv3_session *s, const char *line, size_t cursor, size_t *start,
+                             char ***matches);
+void dsv3_session_free_matches(char **matches, size_t n);
+
+/* Help text for an API name ("gen"), or the list of all names for NULL/"". Never NULL; the
+ * caller frees it. Unknown names give a message saying so. */
+char *dsv3_session_help(dsv3_session *s, const char *name);
+
+/* Name of API function i (0-based), NULL past the end; for front ends. */
+const char *dsv3_session_api_name(size_t i);
+
+#endif
