@@ -358,6 +358,11 @@ def write_shard(path, entries, seed):
     return off
 
 
+def cfg_vocab(out_dir):
+    with open(os.path.join(out_dir, "config.json")) as f:
+        return int(json.load(f)["vocab_size"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Generate a random DeepSeek-V3 HF checkpoint.")
     ap.add_argument("out_dir")
@@ -372,6 +377,8 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--no-mtp", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-tokenizer", action="store_true",
+                    help="do not write tokenizer.json (written by default when vocab >= 512)")
     args = ap.parse_args(argv)
     if args.shards < 1:
         ap.error("--shards must be >= 1")
@@ -427,6 +434,16 @@ def main(argv=None):
         with open(os.path.join(args.out_dir, "model.safetensors.index.json"), "w") as f:
             json.dump(index, f, indent=2)
             f.write("\n")
+
+    vocab = cfg_vocab(args.out_dir)
+    if not args.no_tokenizer and vocab >= 512:
+        # A small BPE tokenizer in the DeepSeek-V3 structure (scripts/gen_tokenizer.py), sized to
+        # the model's vocabulary (at most 4096 entries; larger models keep unused rows).
+        import subprocess
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([sys.executable, os.path.join(here, "gen_tokenizer.py"), args.out_dir,
+                        "--vocab-size", str(min(vocab, 4096))], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     if not args.quiet:
         nparam = sum(int(np.prod(s)) for _, s, _, _ in tensors)
