@@ -274,9 +274,9 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
     int dense_only = c->first_k_dense_replace >= c->num_hidden_layers;
     /* MoE keys are required unless every layer is dense and there is no MTP layer. */
     int moe_req = !dense_only || c->num_nextn_predict_layers > 0;
-    INT("n_routed_experts", moe_req, 0, 0, 4096, &c->n_routed_experts);
+    INT("n_routed_experts", moe_req, 0, 0, DSV3_MAX_EXPERTS, &c->n_routed_experts);
     INT("moe_intermediate_size", moe_req, 0, moe_req ? 1 : 0, DIM, &c->moe_intermediate_size);
-    INT("num_experts_per_tok", moe_req, 0, 0, 1 << 20, &c->num_experts_per_tok);
+    INT("num_experts_per_tok", moe_req, 0, 0, DSV3_MAX_TOPK, &c->num_experts_per_tok);
     INT("n_shared_experts", 0, 1, 0, 1024, &c->n_shared_experts);
     INT("n_group", 0, 8, 1, 1 << 20, &c->n_group);
     INT("topk_group", 0, 4, 1, 1 << 20, &c->topk_group);

@@ -12,6 +12,10 @@
 
 #include "model/status.h"
 
+/* Limits of this implementation (checked at parse time). */
+#define DSV3_MAX_EXPERTS 4096
+#define DSV3_MAX_TOPK 64
+
 typedef struct {
     int64_t vocab_size;            /* rows of embed_tokens / lm_head */
     int64_t hidden_size;           /* H */

@@ -29,6 +29,10 @@ void dsv3_run_free(dsv3_run *r) {
     free(r->exp_count);
     free(r->disp_tok);
     free(r->pos);
+    free(r->rec_scores);
+    free(r->rec_biased);
+    free(r->rec_groups);
+    free(r->rec_nobias);
     free(r);
 }
 
@@ -95,6 +99,10 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->disp_w, C * K);
     ALLOC(r->cat, C * 2 * H);
     ALLOC(r->pos, C);
+    ALLOC(r->rec_scores, E);
+    ALLOC(r->rec_biased, E);
+    ALLOC(r->rec_groups, c->n_group > 0 ? c->n_group : 1);
+    ALLOC(r->rec_nobias, K);
 #undef ALLOC
     if (!ok) {
         dsv3_run_free(r);
@@ -125,6 +133,14 @@ void dsv3_run_truncate(dsv3_run *r, int64_t len) {
 void dsv3_run_set_cancel(dsv3_run *r, const volatile int *flag) {
     r->cancel = flag;
 }
+void dsv3_run_set_hooks(dsv3_run *r, const dsv3_hooks *h) {
+    r->has_hooks = h != NULL;
+    if (h) r->hooks = *h;
+}
+void dsv3_run_set_interventions(dsv3_run *r, const dsv3_interventions *iv) {
+    r->has_iv = iv != NULL;
+    if (iv) r->iv = *iv;
+}
 
 /* ---------------------------------------------------------------- forward -------------- */
 
@@ -149,19 +165,30 @@ static int cancelled(const dsv3_run *r) {
     return r->cancel && *r->cancel;
 }
 
-/* One decoder block over x[n, H] in place: x += MLA(norm(x)); x += FFN(norm(x)). */
-static void block_forward(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, float *x,
-                          int64_t n, int64_t pos0) {
+/* Reports an activation to the point hook, if one is attached. */
+static void point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
+                  const float *x) {
+    if (r->has_hooks && r->hooks.point) r->hooks.point(r->hooks.ud, p, li, pos0, n, dim, x);
+}
+
+/* One decoder block (layer index li) over x[n, H] in place:
+ * x += MLA(norm(x)); x += FFN(norm(x)). */
+static void block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
+                          float *x, int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size;
     const float eps = (float)m->cfg.rms_norm_eps;
+    point(r, DSV3_POINT_RESID_IN, li, pos0, n, H, x);
     m->be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
-    dsv3_mla_forward(r, L, kc, r->xn, r->y, n, pos0);
+    dsv3_mla_forward(r, L, li, kc, r->xn, r->y, n, pos0);
+    point(r, DSV3_POINT_ATTN_OUT, li, pos0, n, H, r->y);
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
     m->be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
-    if (L->is_moe) dsv3_moe_forward(r, L, r->xn, r->y, n);
+    if (L->is_moe) dsv3_moe_forward_layer(r, L, li, r->xn, r->y, n, pos0);
     else dsv3_mlp_forward(r, &L->dense, r->xn, r->y, n);
+    point(r, DSV3_POINT_FFN_OUT, li, pos0, n, H, r->y);
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
+    point(r, DSV3_POINT_RESID_OUT, li, pos0, n, H, x);
 }
 
 /* Final norm (into hidden, if wanted) and the head (into logits, if wanted). */
@@ -183,11 +210,13 @@ dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logi
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size, pos0 = r->len;
     for (int64_t s = 0; s < n; s++) m->be->row(r->x + s * H, &m->embed, ids[s]);
+    r->cur_ids = ids;
     for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
         if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward: interrupted");
-        block_forward(r, &m->layers[l], &r->cache[l], r->x, n, pos0);
+        block_forward(r, &m->layers[l], l, &r->cache[l], r->x, n, pos0);
     }
     head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
+    point(r, DSV3_POINT_HIDDEN, -1, pos0, n, H, r->xn);
     r->len = pos0 + n;
     return DSV3_OK;
 }
@@ -211,7 +240,9 @@ dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *
     }
     m->be->matmul(r->x, r->cat, &t->eh_proj, n);
     if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward_mtp: interrupted");
-    block_forward(r, &t->block, &r->cache[m->cfg.num_hidden_layers], r->x, n, pos0);
+    r->cur_ids = next_ids;
+    block_forward(r, &t->block, m->cfg.num_hidden_layers, &r->cache[m->cfg.num_hidden_layers],
+                  r->x, n, pos0);
     head_forward(r, r->x, t->head_norm, &t->head, n, logits, last_only, NULL);
     r->mtp_len = pos0 + n;
     return DSV3_OK;

@@ -47,6 +47,60 @@ int64_t dsv3_run_max_chunk(const dsv3_run *r);
  * and returns DSV3_EINTR, leaving the caches at their length before the call. NULL disables. */
 void dsv3_run_set_cancel(dsv3_run *r, const volatile int *flag);
 
+/* ---- probes: hooks the forward pass calls at fixed points (DESIGN.md: probes are hooks) ----
+ * With no hooks attached each point costs one pointer test. Hooks must not call back into the
+ * run. Arrays passed to a hook are valid only during the call. */
+
+typedef enum {
+    DSV3_POINT_RESID_IN = 0, /* residual stream entering a block, [n, H] */
+    DSV3_POINT_ATTN_OUT,     /* MLA output (after o_proj), [n, H] */
+    DSV3_POINT_FFN_OUT,      /* dense FFN or MoE output, [n, H] */
+    DSV3_POINT_RESID_OUT,    /* residual stream leaving a block, [n, H] */
+    DSV3_POINT_CKV,          /* normalised MLA latent c (what the cache keeps), [n, kv_lora_rank] */
+    DSV3_POINT_HIDDEN,       /* final-normed hidden state (the MTP input), [n, H]; layer = -1 */
+    DSV3_POINT_COUNT
+} dsv3_point;
+
+/* One token's routing at one MoE layer (spec §5). */
+typedef struct {
+    int64_t layer;                  /* checkpoint layer index (the MTP block: num_hidden_layers) */
+    int64_t pos;                    /* absolute position */
+    int32_t token;                  /* input token id at pos (MTP: the t_{pos+1} it embeds) */
+    const float *scores;            /* [E] unbiased sigmoid scores */
+    const float *biased;            /* [E] scores + bias, what selection compared (-inf: disabled) */
+    const unsigned char *group_kept;/* [n_group] 1 for groups kept */
+    const int32_t *experts;         /* [K] chosen experts, descending biased score */
+    const float *weights;           /* [K] combine weights (normalised, scaled) */
+    const int32_t *experts_nobias;  /* [K] the choice with a zero bias (same order rule) */
+} dsv3_route_event;
+
+typedef struct {
+    void *ud;
+    /* Each token at each MoE layer, after routing. NULL = off. */
+    void (*route)(void *ud, const dsv3_route_event *ev);
+    /* Activations at named points, for the n tokens from absolute position pos0. NULL = off. */
+    void (*point)(void *ud, dsv3_point p, int64_t layer, int64_t pos0, int64_t n, int64_t dim,
+                  const float *x);
+    /* Attention probabilities of head attn_head in layer attn_layer, per query. NULL = off. */
+    void (*attn)(void *ud, int64_t layer, int64_t head, int64_t pos, int64_t T, const float *p);
+    int64_t attn_layer, attn_head;
+} dsv3_hooks;
+
+/* Changes to routing that a probe asks for; they change the numbers, on purpose. */
+typedef struct {
+    const unsigned char *disabled; /* [(num_hidden_layers + 1) * E]: 1 = never route there */
+    int zero_bias;                 /* choose experts without e_score_correction_bias */
+    int drop_shared;               /* leave the shared expert out */
+    const int32_t *forced;         /* [(num_hidden_layers + 1) * K]: experts to use (a row whose
+                                      first entry is -1 is not forced); NULL = none */
+    int64_t forced_pos;            /* position the forcing applies to; -1 = every position */
+} dsv3_interventions;
+
+/* Attaches hooks / interventions (copied; NULL detaches). Arrays they point to must outlive
+ * their use by the run. */
+void dsv3_run_set_hooks(dsv3_run *r, const dsv3_hooks *h);
+void dsv3_run_set_interventions(dsv3_run *r, const dsv3_interventions *iv);
+
 /* Runs the main model over ids[0..n) at positions len..len+n-1 and appends them to the cache.
  * logits: NULL, or [n, vocab] (last_only = 0) or [vocab] for the last token (last_only = 1).
  * hidden: NULL or [n, hidden_size], the final-normed hidden states (the MTP input).

@@ -70,6 +70,40 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
 }
 
 /* spec §4.5, absorbed: score = (q_nope W_UK . c_t + q_pe . k_pe_t) * scale; o = W_UV sum P c. */
+/* Reports one head's attention probabilities to the attn hook (serially, after the sums). */
+static void report_attn(dsv3_run *r, int64_t li, int64_t n, int64_t pos0,
+                        void (*recompute)(dsv3_run *, int64_t, int64_t, float *, void *), void *ctx) {
+    if (!r->has_hooks || !r->hooks.attn || r->hooks.attn_layer != li) return;
+    const int64_t h = r->hooks.attn_head;
+    if (h < 0 || h >= r->m->cfg.num_attention_heads) return;
+    for (int64_t s = 0; s < n; s++) {
+        recompute(r, s, h, r->scores, ctx);
+        r->hooks.attn(r->hooks.ud, li, h, pos0 + s, pos0 + s + 1, r->scores);
+    }
+}
+
+typedef struct {
+    const dsv3_layer_cache *kc;
+    int64_t pos0;
+    int naive;
+} attn_ctx;
+
+/* P[t] for query s, head h, recomputed exactly as the attention loops do. */
+static void probs_of(dsv3_run *r, int64_t s, int64_t h, float *p, void *vctx) {
+    const attn_ctx *a = vctx;
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank, T = a->pos0 + s + 1;
+    const int64_t sh = s * nh + h;
+    for (int64_t t = 0; t < T; t++) {
+        float qk = a->naive
+                       ? dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn)
+                       : dsv3_dot_f32(r->qabs + sh * rkv, a->kc->c + t * rkv, rkv);
+        p[t] = (qk + dsv3_dot_f32(r->q + sh * dq + dn, a->kc->kpe + t * dr, dr)) * r->m->softmax_scale;
+    }
+    softmax(p, T);
+}
+
 static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cache *kc,
                             int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
@@ -143,10 +177,15 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
     }
 }
 
-void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
-                      float *out, int64_t n, int64_t pos0) {
+void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
+                      const float *xn, float *out, int64_t n, int64_t pos0) {
     project(r, L, kc, xn, n, pos0);
+    if (r->has_hooks && r->hooks.point)
+        r->hooks.point(r->hooks.ud, DSV3_POINT_CKV, li, pos0, n, r->m->cfg.kv_lora_rank,
+                       kc->c + pos0 * r->m->cfg.kv_lora_rank);
     if (r->attn == DSV3_ATTN_NAIVE) attend_naive(r, L, kc, n, pos0);
     else attend_absorbed(r, L, kc, n, pos0);
+    attn_ctx a = {kc, pos0, r->attn == DSV3_ATTN_NAIVE};
+    report_attn(r, li, n, pos0, probs_of, &a);
     r->m->be->matmul(out, r->o, &L->o, n);
 }

@@ -102,21 +102,42 @@ struct dsv3_run {
     float *disp_w;                /* [c * K] weight of each dispatch slot */
     float *cat;                   /* [c, 2H] MTP input [enorm(e) ; hnorm(h)] */
     int64_t *pos;                 /* [c] RoPE positions of the chunk */
+    /* probes */
+    dsv3_hooks hooks;             /* copy of the attached hooks */
+    int has_hooks;                /* any hook attached */
+    dsv3_interventions iv;        /* copy of the attached interventions */
+    int has_iv;
+    const int32_t *cur_ids;       /* [n] token ids of the chunk being run (for route events) */
+    float *rec_scores, *rec_biased; /* [E] routing record scratch */
+    unsigned char *rec_groups;    /* [n_group] */
+    int32_t *rec_nobias;          /* [K] */
 };
 
-/* spec §4.3-4.5: MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc, out[n, H]. */
-void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
-                      float *out, int64_t n, int64_t pos0);
+/* spec §4.3-4.5: MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc, out[n, H].
+ * li is the layer index (for hooks). */
+void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
+                      const float *xn, float *out, int64_t n, int64_t pos0);
 
 /* spec §4.10: out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);
 
-/* spec §5: routes each token of xn[n, H] (fills r->sel_idx / r->sel_w), runs the chosen
- * experts and the shared expert, out[n, H]. */
-void dsv3_moe_forward(dsv3_run *r, const dsv3_layer_w *L, const float *xn, float *out, int64_t n);
+
+/* Options of one routing decision. */
+typedef struct {
+    const float *bias;             /* [E] or NULL (zero bias) */
+    const unsigned char *disabled; /* [E] 1 = excluded, or NULL */
+    const int32_t *forced;         /* [K] experts to use, or NULL */
+    float *scores_out;             /* [E] unbiased scores, or NULL */
+    float *biased_out;             /* [E] biased scores used for the choice, or NULL */
+    unsigned char *groups_out;     /* [n_group] kept groups, or NULL */
+} dsv3_route_opts;
 
 /* spec §5 steps 1-9 for one token given its router logits [E]: idx[K], w[K]. */
-void dsv3_moe_route(const dsv3_config *c, const float *bias, const float *logits, int32_t *idx,
-                    float *w);
+void dsv3_moe_route(const dsv3_config *c, const dsv3_route_opts *o, const float *logits,
+                    int32_t *idx, float *w);
+
+/* spec §5 for layer index li (for hooks and interventions). */
+void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, const float *xn,
+                            float *out, int64_t n, int64_t pos0);
 
 #endif

@@ -27,16 +27,18 @@ static int64_t argmax_masked(const float *v, const unsigned char *keep, int64_t 
     return best;
 }
 
-void dsv3_moe_route(const dsv3_config *c, const float *bias, const float *logits, int32_t *idx,
-                    float *w) {
-    enum { MAX_E = 4096 };
+void dsv3_moe_route(const dsv3_config *c, const dsv3_route_opts *o, const float *logits,
+                    int32_t *idx, float *w) {
+    enum { MAX_E = DSV3_MAX_EXPERTS };
     const int64_t E = c->n_routed_experts, G = c->n_group, per = E / G, K = c->num_experts_per_tok;
     float s[MAX_E], b[MAX_E], gs[MAX_E];
     unsigned char keep[MAX_E];
-    /* 1-3: unbiased sigmoid scores s; biased scores b used only for the choice. */
+    /* 1-3: unbiased sigmoid scores s; biased scores b used only for the choice. A disabled
+     * expert can never win: its biased score is -inf. */
     for (int64_t e = 0; e < E; e++) {
         s[e] = 1.0f / (1.0f + expf(-logits[e]));
-        b[e] = s[e] + bias[e];
+        b[e] = o->bias ? s[e] + o->bias[e] : s[e];
+        if (o->disabled && o->disabled[e]) b[e] = -INFINITY;
     }
     /* 4: group score = sum of the two largest biased scores of the group. */
     for (int64_t g = 0; g < G; g++) {
@@ -60,11 +62,16 @@ void dsv3_moe_route(const dsv3_config *c, const float *bias, const float *logits
         gkeep[g] = 1;
         gavail[g] = 0;
     }
-    for (int64_t e = 0; e < E; e++) keep[e] = gkeep[e / per];
-    /* 6-7: top-K of b over kept experts; weights from the unbiased s. */
+    for (int64_t e = 0; e < E; e++) keep[e] = gkeep[e / per] && b[e] > -INFINITY;
+    /* 6-7: top-K of b over kept experts (or the forced ones); weights from the unbiased s. */
     float sum = 0.0f;
     for (int64_t k = 0; k < K; k++) {
-        int64_t e = argmax_masked(b, keep, E);
+        int64_t e = o->forced ? o->forced[k] : argmax_masked(b, keep, E);
+        if (e < 0) { /* fewer experts left than K (all others disabled): weight 0 */
+            idx[k] = -1;
+            w[k] = 0.0f;
+            continue;
+        }
         keep[e] = 0;
         idx[k] = (int32_t)e;
         w[k] = s[e];
@@ -73,22 +80,61 @@ void dsv3_moe_route(const dsv3_config *c, const float *bias, const float *logits
     /* 8-9: normalise to sum 1 (HF adds 1e-20), then scale. */
     const float norm = c->norm_topk_prob ? 1.0f / (sum + 1e-20f) : 1.0f;
     for (int64_t k = 0; k < K; k++) w[k] = w[k] * norm * (float)c->routed_scaling_factor;
+    if (o->scores_out) memcpy(o->scores_out, s, (size_t)E * sizeof *s);
+    if (o->biased_out) memcpy(o->biased_out, b, (size_t)E * sizeof *b);
+    if (o->groups_out) memcpy(o->groups_out, gkeep, (size_t)G);
 }
 
-void dsv3_moe_forward(dsv3_run *r, const dsv3_layer_w *L, const float *xn, float *out, int64_t n) {
+/* Routing of token s of the chunk with the run's interventions; reports it to the route hook. */
+static void route_token(dsv3_run *r, const dsv3_layer_w *L, int64_t li, int64_t s, int64_t pos0) {
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok;
+    const float *logits = r->router + s * E;
+    int32_t *idx = r->sel_idx + s * K;
+    float *w = r->sel_w + s * K;
+    dsv3_route_opts o = {.bias = L->bias};
+    if (r->has_iv) {
+        if (r->iv.zero_bias) o.bias = NULL;
+        if (r->iv.disabled) o.disabled = r->iv.disabled + li * E;
+        const int32_t *f = r->iv.forced ? r->iv.forced + li * K : NULL;
+        if (f && f[0] >= 0 && (r->iv.forced_pos < 0 || r->iv.forced_pos == pos0 + s)) o.forced = f;
+    }
+    const int record = r->has_hooks && r->hooks.route;
+    if (record) {
+        o.scores_out = r->rec_scores;
+        o.biased_out = r->rec_biased;
+        o.groups_out = r->rec_groups;
+    }
+    dsv3_moe_route(c, &o, logits, idx, w);
+    if (!record) return;
+    float w_nobias[DSV3_MAX_TOPK]; /* config.c caps num_experts_per_tok */
+    dsv3_route_opts nb = {.bias = NULL, .disabled = o.disabled};
+    dsv3_moe_route(c, &nb, logits, r->rec_nobias, w_nobias);
+    dsv3_route_event ev = {.layer = li, .pos = pos0 + s, .token = r->cur_ids ? r->cur_ids[s] : -1,
+                           .scores = r->rec_scores, .biased = r->rec_biased,
+                           .group_kept = r->rec_groups, .experts = idx, .weights = w,
+                           .experts_nobias = r->rec_nobias};
+    r->hooks.route(r->hooks.ud, &ev);
+}
+
+void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, const float *xn,
+                            float *out, int64_t n, int64_t pos0) {
     const dsv3_config *c = &r->m->cfg;
     const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok, H = c->hidden_size;
     r->m->be->matmul(r->router, xn, &L->router, n);
-    for (int64_t s = 0; s < n; s++)
-        dsv3_moe_route(c, L->bias, r->router + s * E, r->sel_idx + s * K, r->sel_w + s * K);
-    /* Dispatch: counting sort of (token, weight) slots by expert. */
+    for (int64_t s = 0; s < n; s++) route_token(r, L, li, s, pos0);
+    /* Dispatch: counting sort of (token, weight) slots by expert; slots of a missing expert
+     * (idx -1, every other expert disabled) are dropped. */
     int64_t *cnt = r->exp_count;
     memset(cnt, 0, (size_t)(E + 1) * sizeof *cnt);
-    for (int64_t i = 0; i < n * K; i++) cnt[r->sel_idx[i] + 1]++;
+    for (int64_t i = 0; i < n * K; i++)
+        if (r->sel_idx[i] >= 0) cnt[r->sel_idx[i] + 1]++;
     for (int64_t e = 0; e < E; e++) cnt[e + 1] += cnt[e];
     for (int64_t s = 0; s < n; s++)
         for (int64_t k = 0; k < K; k++) {
-            const int64_t e = r->sel_idx[s * K + k], at = cnt[e]++;
+            const int64_t e = r->sel_idx[s * K + k];
+            if (e < 0) continue;
+            const int64_t at = cnt[e]++;
             r->disp_tok[at] = (int32_t)s;
             r->disp_w[at] = r->sel_w[s * K + k];
         }
@@ -107,7 +153,7 @@ void dsv3_moe_forward(dsv3_run *r, const dsv3_layer_w *L, const float *xn, float
         }
     }
     /* The shared expert's output is added unweighted (spec §5.10). */
-    if (c->n_shared_experts > 0) {
+    if (c->n_shared_experts > 0 && !(r->has_iv && r->iv.drop_shared)) {
         dsv3_mlp_forward(r, &L->shared, xn, r->yg, n);
         for (int64_t i = 0; i < n * H; i++) out[i] += r->yg[i];
     }
