@@ -442,7 +442,7 @@ def main(argv=None):
         import subprocess
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "gen_tokenizer.py"), args.out_dir,
-                        "--vocab-size", str(min(vocab, 4096))], check=True,
+                        "--vocab-size", str(min(vocab, 1024))], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     if not args.quiet:
