@@ -221,6 +221,18 @@ dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logi
     return DSV3_OK;
 }
 
+dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
+                                 float *hidden, dsv3_err *err) {
+    const int64_t V = r->m->cfg.vocab_size, H = r->m->cfg.hidden_size, C = r->max_chunk;
+    dsv3_status st = DSV3_OK;
+    for (int64_t at = 0; at < n && !st; at += C) {
+        const int64_t m = n - at < C ? n - at : C;
+        st = dsv3_forward(r, ids + at, m, logits ? logits + at * V : NULL, 0,
+                          hidden ? hidden + at * H : NULL, err);
+    }
+    return st;
+}
+
 /* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
 dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                              int64_t n, float *logits, int last_only, dsv3_err *err) {

@@ -109,6 +109,11 @@ void dsv3_run_set_interventions(dsv3_run *r, const dsv3_interventions *iv);
 dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
                          int last_only, float *hidden, dsv3_err *err);
 
+/* dsv3_forward over any number of tokens, max_chunk at a time (logits/hidden as full [n, .]
+ * arrays, either may be NULL). */
+dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
+                                 float *hidden, dsv3_err *err);
+
 /* Runs the MTP module (spec §6.1) at positions mtp_len..mtp_len+n-1: row i takes
  * next_ids[i] (= t_{p+1}) and hidden[i] (= h_p, from dsv3_forward) and gives the logits of
  * token p+2 into logits ([n, vocab], or [vocab] for the last row with last_only = 1).

@@ -374,3 +374,31 @@ void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *p) {
                 p->lm_head + c->hidden_size +
                 p->routed_experts / E * c->num_experts_per_tok;
 }
+
+/* ---------------------------------------------------------------- probes' access ------- */
+
+static dsv3_layer_w *layer_at(dsv3_model *m, int64_t li) {
+    if (li >= 0 && li < m->cfg.num_hidden_layers) return &m->layers[li];
+    if (li == m->cfg.num_hidden_layers && m->has_mtp) return &m->mtp.block;
+    return NULL;
+}
+
+float *dsv3_model_bias(dsv3_model *m, int64_t li) {
+    dsv3_layer_w *L = layer_at(m, li);
+    return L && L->is_moe ? L->bias : NULL;
+}
+
+void dsv3_model_bias_reset(dsv3_model *m, int64_t li) {
+    for (int64_t i = 0; i <= m->cfg.num_hidden_layers; i++) {
+        if (li >= 0 && i != li) continue;
+        dsv3_layer_w *L = layer_at(m, i);
+        if (L && L->is_moe)
+            memcpy(L->bias, L->bias_ckpt, (size_t)m->cfg.n_routed_experts * sizeof(float));
+    }
+}
+
+void dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
+                     float *logits) {
+    m->be->rmsnorm(scratch, x, m->final_norm, n, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps);
+    m->be->matmul(logits, scratch, &m->lm_head, n);
+}

@@ -58,6 +58,19 @@ typedef struct {
 
 void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *out);
 
+/* The router bias e_score_correction_bias of layer li (main layers 0..L-1, the MTP block at L):
+ * [n_routed_experts] float32, mutable — edits change routing for every run of this model from
+ * the next forward on. NULL if the layer is not a MoE layer (or out of range). */
+float *dsv3_model_bias(dsv3_model *m, int64_t li);
+
+/* Restores the checkpoint's bias of layer li, or of every layer when li < 0. */
+void dsv3_model_bias_reset(dsv3_model *m, int64_t li);
+
+/* Final norm + lm_head on x[n, H] (e.g. a layer's residual stream: the logit lens), into
+ * logits[n, vocab]. scratch holds n * H floats. */
+void dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
+                     float *logits);
+
 /* The model directory as opened. */
 const char *dsv3_model_dir(const dsv3_model *m);
 

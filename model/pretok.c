@@ -157,17 +157,16 @@ static void translate(sbuf *b, const char *p, size_t n) {
                 i += 2;
                 continue;
             }
+            if ((d == 'p' || d == 'P') && (i + 2 >= n || p[i + 2] != '{')) {
+                put(b, &d, 1); /* Oniguruma: without braces, \p is the letter p */
+                i += 2;
+                continue;
+            }
             if (d == 'p' || d == 'P') {
-                size_t j = i + 2, name = j, name_len = 1;
-                if (j < n && p[j] == '{') {
-                    name = j + 1;
-                    while (j < n && p[j] != '}') j++;
-                    name_len = j - name;
-                    j++;
-                } else {
-                    j++;
-                }
-                if (j > n) j = n;
+                size_t j = i + 3, name = j, name_len;
+                while (j < n && p[j] != '}') j++;
+                name_len = j - name;
+                j = j < n ? j + 1 : n;
                 bool negate = d == 'P';
                 if (name_len && name < n && p[name] == '^') negate = !negate, name++, name_len--;
                 int cat = -1;

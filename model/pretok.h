@@ -6,8 +6,11 @@
  * small translation that makes PCRE2 agree with Oniguruma's Unicode 16 tables:
  *   - `\s` / `\S` become the Unicode White_Space set / its complement (PCRE2 also counts
  *     U+180E as space; Oniguruma does not);
- *   - `\p{L}`, `\p{M}`, `\p{N}`, `\p{P}`, `\p{S}` (also `\pL` and `\P{..}` outside a class) gain
- *     the code points Unicode 15.0-16.0 assigned to them, which PCRE2 10.42 (Unicode 14) lacks.
+ *   - `\p{L}`, `\p{M}`, `\p{N}`, `\p{P}`, `\p{S}` (also `\p{^L}`, and `\P{..}` outside a class)
+ *     gain the code points Unicode 15.0-16.0 assigned to them, which PCRE2 10.42 (Unicode 14)
+ *     lacks;
+ *   - `\p` / `\P` without braces are the plain letters p / P, as in Oniguruma (`\pL` matches
+ *     "pL"; PCRE2 would read a property).
  * Not translated (PCRE2's own meaning is used): other escapes such as `\w`, `\d`, `\h`,
  * sub-categories such as `\p{Lu}`, and `\P{..}` inside a character class.
  * Does not own: added tokens, the byte-level map, BPE (model/tokenizer.c).

@@ -16,6 +16,7 @@ static const subcommand commands[] = {
     {"logits", dsv3_cli_logits, "exact FP32 logits (and MTP logits) for token ids, as .npy"},
     {"generate", dsv3_cli_generate, "generate text or ids (sampling, MTP speculative decoding)"},
     {"tokenize", dsv3_cli_tokenize, "print the token ids of a text"},
+    {"route", dsv3_cli_route, "per-token expert routing of the MoE layers (--json)"},
 };
 
 static void usage(FILE *to) {

@@ -306,6 +306,7 @@ class Model:
         self.rope = Rope(self.cfg, f64=rope_f64)
         self._cache = {}
         self.stats = []  # (layer, n_tokens, n_changed)
+        self.routes = []  # main-model routing records (see --route-out)
 
     def W(self, name):
         """float64 weight; routed-expert weights are not cached (bounded memory on big models)."""
@@ -416,6 +417,17 @@ class Model:
             if set(sel.tolist()) != set(sel0.tolist()):
                 changed += 1
         self.stats.append((i, S, changed, min_margin))
+        if i < c["num_hidden_layers"]:
+            # routing record of the main model, in the format of `dsv3 route --json`
+            toks = []
+            for t in range(S):
+                sel = idx[t]
+                bsel = s[t][sel] + bias[sel]
+                toks.append({"experts": [int(e) for e in sel],
+                             "weights": [float(w) for w in wts[t]],
+                             "scores": [float(v) for v in s[t][sel]],
+                             "biased": [float(v) for v in bsel]})
+            self.routes.append({"layer": i, "tokens": toks})
         y = np.zeros_like(x)
         for e in np.unique(idx):
             rows, slot = np.nonzero(idx == e)
@@ -472,6 +484,8 @@ def main(argv=None):
     ap.add_argument("--mtp-out", default=None, help="MTP logits .npy [T-1, vocab] float32")
     ap.add_argument("--stats", action="store_true",
                     help="print per-MoE-layer fraction of tokens whose expert set changes because of the bias")
+    ap.add_argument("--route-out", default=None,
+                    help="write the main model's routing record as JSON (format of `dsv3 route --json`)")
     ap.add_argument("--rope-f64", action="store_true",
                     help="compute inv_freq and RoPE angles in float64 instead of float32 (spec: float32)")
     args = ap.parse_args(argv)
@@ -485,6 +499,10 @@ def main(argv=None):
         ap.error("--ids is empty")
     h, logits = m.forward(ids)
     np.save(args.out, logits.astype(np.float32))
+    if args.route_out:
+        import json
+        with open(args.route_out, "w") as f:
+            json.dump({"layers": m.routes}, f)
     if args.mtp_out:
         if not m.cfg.get("num_nextn_predict_layers"):
             ap.error("--mtp-out given but the model has num_nextn_predict_layers = 0")

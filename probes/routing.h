@@ -1,0 +1,59 @@
+/* routing.h — the routing record: which experts each token went to, at each MoE layer, and why.
+ *
+ * A dsv3_routerec collects dsv3_route_event's from the forward pass's route hook (spec §5):
+ * per token × layer the chosen experts, their combine weights, every expert's unbiased and
+ * biased score, the kept groups, and the choice a zero bias would have made. Capacity is
+ * reserved before a forward, so the hook never allocates; events past it are counted as
+ * dropped. Statistics (load, maximal violation, co-occurrence) are computed from a record.
+ * Thread rules: one thread fills or reads a record at a time.
+ */
+#ifndef DSV3_ROUTING_H
+#define DSV3_ROUTING_H
+
+#include <stdint.h>
+
+#include "model/forward.h"
+#include "model/status.h"
+
+typedef struct {
+    int64_t E, K, G;   /* experts, experts per token, groups */
+    int64_t n, cap;    /* records held / reserved */
+    int64_t dropped;   /* events that found no room */
+    /* per record i: */
+    int64_t *layer;    /* [cap] checkpoint layer index */
+    int64_t *pos;      /* [cap] absolute position */
+    int32_t *token;    /* [cap] token id */
+    int32_t *experts;  /* [cap, K] chosen, descending biased score */
+    float *weights;    /* [cap, K] combine weights */
+    int32_t *nobias;   /* [cap, K] the zero-bias choice */
+    float *scores;     /* [cap, E] unbiased sigmoid scores */
+    float *biased;     /* [cap, E] biased scores */
+    unsigned char *groups; /* [cap, G] kept groups */
+} dsv3_routerec;
+
+dsv3_status dsv3_routerec_init(dsv3_routerec *r, int64_t E, int64_t K, int64_t G, dsv3_err *err);
+void dsv3_routerec_fini(dsv3_routerec *r);
+/* Makes room for `more` records beyond n (allocates; call before a forward). */
+dsv3_status dsv3_routerec_reserve(dsv3_routerec *r, int64_t more, dsv3_err *err);
+/* Hooks whose route callback appends to r. */
+dsv3_hooks dsv3_routerec_hooks(dsv3_routerec *r);
+
+/* 1 if the bias changed record i's set of experts (order ignored). */
+int dsv3_routerec_bias_changed(const dsv3_routerec *r, int64_t i);
+
+/* Load of layer `layer` over the record: counts[E] tokens routed to each expert. Returns the
+ * number of tokens seen at that layer. */
+int64_t dsv3_routerec_load(const dsv3_routerec *r, int64_t layer, int64_t *counts);
+
+/* The DeepSeek-V3 report's maximal violation: max load / mean load - 1 (0 for no tokens). */
+double dsv3_load_maxvio(const int64_t *counts, int64_t E);
+
+/* JSON export (the `dsv3 route --json` format): {"layers":[{"layer":L,"tokens":[{"pos","token",
+ * "experts","weights","scores","biased","groups","experts_nobias","bias_changed"}]}]} with
+ * layers in ascending index, tokens in record order. Only layers < max_layer are included
+ * (pass INT64_MAX for all). pieces (may be NULL) gives a "piece" string per record token id.
+ * Returns a malloc'd string, or NULL when out of memory. */
+char *dsv3_routerec_json(const dsv3_routerec *r, int64_t max_layer,
+                         const char *(*piece)(const void *ud, int32_t id), const void *ud);
+
+#endif
