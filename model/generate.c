@@ -112,6 +112,19 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
         const double pd = g->pp[d], qd = g->qq[d];
         accept = qd <= 0.0 || dsv3_rng_uniform(&g->rng) < (pd >= qd ? 1.0 : pd / qd);
     }
+    if (g->o->on_draft) {
+        /* probabilities under the sampling transform (greedy: softmax at temperature 1) */
+        dsv3_sample_opts so = g->o->sample;
+        if (so.greedy || so.temperature <= 0.0f) so = (dsv3_sample_opts){.temperature = 1.0f};
+        dsv3_sample_probs(g->pp, pn1, V, &so, g->order);
+        const float pd = g->pp[d];
+        dsv3_sample_probs(g->pp, g->q, V, &so, g->order);
+        dsv3_draft_event ev = {.pos = n + 2, .draft = d, .q_draft = g->pp[d], .p_draft = pd,
+                               .main = dsv3_argmax(pn1, V), .accepted = accept};
+        g->o->on_draft(g->o->ud, &ev);
+        if (!(g->o->sample.greedy || g->o->sample.temperature <= 0.0f))
+            dsv3_sample_probs(g->pp, pn1, V, &g->o->sample, g->order); /* restore pp for the residual */
+    }
     if (accept) {
         s->accepted++;
         emit(g, d);

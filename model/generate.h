@@ -18,6 +18,16 @@
 /* Called for every produced token, in order. Return non-zero to stop after it (stop strings). */
 typedef int (*dsv3_token_fn)(void *ud, int32_t id);
 
+/* One MTP draft and its verification (speculative decoding, spec §6.3). */
+typedef struct {
+    int64_t pos;       /* position of the drafted token */
+    int32_t draft;     /* the MTP module's token */
+    float q_draft;     /* its probability under the MTP distribution (after sampling transforms) */
+    float p_draft;     /* its probability under the main model at the same position */
+    int32_t main;      /* the main model's argmax at that position */
+    int accepted;      /* 1 if the draft was kept */
+} dsv3_draft_event;
+
 typedef struct {
     int64_t max_new_tokens;       /* >= 1 */
     dsv3_sample_opts sample;      /* greedy / temperature / top-k / top-p */
@@ -27,6 +37,8 @@ typedef struct {
     dsv3_token_fn on_token;       /* NULL = no streaming */
     void *ud;                     /* passed to on_token */
     const volatile int *cancel;   /* non-zero: stop between steps with DSV3_EINTR */
+    /* Called for every verified draft (MTP only); NULL = off. */
+    void (*on_draft)(void *ud, const dsv3_draft_event *ev);
 } dsv3_gen_opts;
 
 typedef struct {

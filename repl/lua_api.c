@@ -28,10 +28,6 @@
 
 /* ---------------------------------------------------------------- models --------------- */
 
-typedef struct {
-    dsv3_model *m;
-    dsv3_tokenizer *tok; /* NULL when the directory has no tokenizer.json */
-} lmodel;
 
 static int model_gc(lua_State *L) {
     lmodel *lm = luaL_checkudata(L, 1, MT_MODEL);
@@ -49,7 +45,7 @@ static lmodel *check_model(lua_State *L, int idx) {
 }
 
 /* The model at idx if it is one, else the current model (error if none is loaded). */
-static lmodel *model_arg(lua_State *L, int idx) {
+lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
     if (luaL_testudata(L, idx, MT_MODEL)) return check_model(L, idx);
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
     lmodel *lm = luaL_testudata(L, -1, MT_MODEL);
@@ -124,7 +120,7 @@ static int l_use(lua_State *L) {
 
 /* ---------------------------------------------------------------- info ----------------- */
 
-static void setint(lua_State *L, const char *k, long long v) {
+void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
     lua_pushinteger(L, v);
     lua_setfield(L, -2, k);
 }
@@ -164,51 +160,51 @@ static int info_tostring(lua_State *L) {
 }
 
 static int l_info(lua_State *L) {
-    lmodel *lm = model_arg(L, 1);
+    lmodel *lm = dsv3_lua_model_arg(L, 1);
     const dsv3_config *c = dsv3_model_config(lm->m);
     dsv3_param_counts p;
     dsv3_model_param_counts(lm->m, &p);
     lua_newtable(L);
     lua_pushstring(L, dsv3_model_dir(lm->m));
     lua_setfield(L, -2, "dir");
-    setint(L, "vocab_size", c->vocab_size);
-    setint(L, "hidden_size", c->hidden_size);
-    setint(L, "layers", c->num_hidden_layers);
-    setint(L, "dense_layers", c->first_k_dense_replace);
-    setint(L, "moe_layers", c->num_hidden_layers - c->first_k_dense_replace);
-    setint(L, "heads", c->num_attention_heads);
-    setint(L, "q_lora_rank", c->q_lora_rank);
-    setint(L, "kv_lora_rank", c->kv_lora_rank);
-    setint(L, "qk_nope_head_dim", c->qk_nope_head_dim);
-    setint(L, "qk_rope_head_dim", c->qk_rope_head_dim);
-    setint(L, "v_head_dim", c->v_head_dim);
-    setint(L, "routed_experts", c->n_routed_experts);
-    setint(L, "experts_per_token", c->num_experts_per_tok);
-    setint(L, "groups", c->n_group);
-    setint(L, "topk_group", c->topk_group);
-    setint(L, "shared_experts", c->n_shared_experts);
-    setint(L, "max_position_embeddings", c->max_position_embeddings);
+    dsv3_lua_setint(L, "vocab_size", c->vocab_size);
+    dsv3_lua_setint(L, "hidden_size", c->hidden_size);
+    dsv3_lua_setint(L, "layers", c->num_hidden_layers);
+    dsv3_lua_setint(L, "dense_layers", c->first_k_dense_replace);
+    dsv3_lua_setint(L, "moe_layers", c->num_hidden_layers - c->first_k_dense_replace);
+    dsv3_lua_setint(L, "heads", c->num_attention_heads);
+    dsv3_lua_setint(L, "q_lora_rank", c->q_lora_rank);
+    dsv3_lua_setint(L, "kv_lora_rank", c->kv_lora_rank);
+    dsv3_lua_setint(L, "qk_nope_head_dim", c->qk_nope_head_dim);
+    dsv3_lua_setint(L, "qk_rope_head_dim", c->qk_rope_head_dim);
+    dsv3_lua_setint(L, "v_head_dim", c->v_head_dim);
+    dsv3_lua_setint(L, "routed_experts", c->n_routed_experts);
+    dsv3_lua_setint(L, "experts_per_token", c->num_experts_per_tok);
+    dsv3_lua_setint(L, "groups", c->n_group);
+    dsv3_lua_setint(L, "topk_group", c->topk_group);
+    dsv3_lua_setint(L, "shared_experts", c->n_shared_experts);
+    dsv3_lua_setint(L, "max_position_embeddings", c->max_position_embeddings);
     lua_pushboolean(L, dsv3_model_has_mtp(lm->m));
     lua_setfield(L, -2, "mtp");
     lua_pushboolean(L, c->rope_yarn);
     lua_setfield(L, -2, "yarn");
-    setint(L, "file_bytes", (long long)dsv3_model_file_bytes(lm->m));
+    dsv3_lua_setint(L, "file_bytes", (long long)dsv3_model_file_bytes(lm->m));
     /* MLA latent cache per token (all layers, f32) vs what plain MHA would keep. */
-    setint(L, "cache_bytes_per_token", 4LL * c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim));
-    setint(L, "mha_cache_bytes_per_token",
+    dsv3_lua_setint(L, "cache_bytes_per_token", 4LL * c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim));
+    dsv3_lua_setint(L, "mha_cache_bytes_per_token",
            4LL * c->num_hidden_layers * c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim));
     lua_newtable(L);
-    setint(L, "embed", p.embed);
-    setint(L, "attention", p.attention);
-    setint(L, "dense_ffn", p.dense_ffn);
-    setint(L, "routed_experts", p.routed_experts);
-    setint(L, "shared_experts", p.shared_experts);
-    setint(L, "router", p.router);
-    setint(L, "norms", p.norms);
-    setint(L, "lm_head", p.lm_head);
-    setint(L, "mtp", p.mtp);
-    setint(L, "total", p.total);
-    setint(L, "active", p.active);
+    dsv3_lua_setint(L, "embed", p.embed);
+    dsv3_lua_setint(L, "attention", p.attention);
+    dsv3_lua_setint(L, "dense_ffn", p.dense_ffn);
+    dsv3_lua_setint(L, "routed_experts", p.routed_experts);
+    dsv3_lua_setint(L, "shared_experts", p.shared_experts);
+    dsv3_lua_setint(L, "router", p.router);
+    dsv3_lua_setint(L, "norms", p.norms);
+    dsv3_lua_setint(L, "lm_head", p.lm_head);
+    dsv3_lua_setint(L, "mtp", p.mtp);
+    dsv3_lua_setint(L, "total", p.total);
+    dsv3_lua_setint(L, "active", p.active);
     lua_setfield(L, -2, "params");
     luaL_setmetatable(L, MT_INFO);
     return 1;
@@ -224,7 +220,7 @@ static dsv3_tokenizer *need_tok(lua_State *L, lmodel *lm) {
 }
 
 /* Pushes a dsv3.tokens table {ids..., pieces = {...}}. */
-static void push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) {
+void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) {
     lua_createtable(L, (int)n, 1);
     for (size_t i = 0; i < n; i++) {
         lua_pushinteger(L, ids[i]);
@@ -271,7 +267,7 @@ static int tokens_tostring(lua_State *L) {
 
 /* Reads the ids of a table argument (or of text, through the tokenizer with BOS as the
  * tokenizer config says) into a malloc'd array. Raises on bad input. */
-static int32_t *ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
+int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
     const int64_t V = dsv3_model_config(lm->m)->vocab_size;
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t len;
@@ -303,7 +299,7 @@ static int32_t *ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bo
     return ids;
 }
 
-static int opt_bool(lua_State *L, int t, const char *k, int def) {
+int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
     if (!lua_istable(L, t)) return def;
     lua_getfield(L, t, k);
     int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
@@ -311,7 +307,7 @@ static int opt_bool(lua_State *L, int t, const char *k, int def) {
     return v;
 }
 
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) {
     if (!lua_istable(L, t)) return def;
     lua_getfield(L, t, k);
     if (lua_isnil(L, -1)) {
@@ -325,7 +321,7 @@ static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def) {
     return v;
 }
 
-static const char *opt_str(lua_State *L, int t, const char *k) {
+const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k) {
     if (!lua_istable(L, t)) return NULL;
     lua_getfield(L, t, k);
     const char *v = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
@@ -335,30 +331,30 @@ static const char *opt_str(lua_State *L, int t, const char *k) {
 }
 
 static int l_tokenize(lua_State *L) {
-    lmodel *lm = model_arg(L, 3);
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
-    int bos = opt_bool(L, 2, "bos", 0);
+    int bos = dsv3_lua_opt_bool(L, 2, "bos", 0);
     int32_t *ids = NULL;
     size_t n = 0;
     dsv3_err err = {{0}};
     if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, &n, text, len, bos, &err))
         return dsv3_lua_error(L, &err);
-    push_tokens(L, lm, ids, n);
+    dsv3_lua_push_tokens(L, lm, ids, n);
     free(ids);
     return 1;
 }
 
 static int l_detokenize(lua_State *L) {
-    lmodel *lm = model_arg(L, 3);
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t n;
-    int32_t *ids = ids_arg(L, 1, lm, &n, 0);
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 0);
     char *text = NULL;
     size_t len = 0;
     dsv3_err err = {{0}};
     dsv3_status st = dsv3_tokenizer_decode(need_tok(L, lm), &text, &len, ids, n,
-                                           opt_bool(L, 2, "skip_special", 0), &err);
+                                           dsv3_lua_opt_bool(L, 2, "skip_special", 0), &err);
     free(ids);
     if (st) return dsv3_lua_error(L, &err);
     lua_pushlstring(L, text, len);
@@ -406,7 +402,7 @@ static void push_top(lua_State *L, const float *row, int64_t V, int k) {
             if (!taken[v] && (best < 0 || row[v] > row[best])) best = v;
         taken[best] = 1;
         lua_createtable(L, 0, 3);
-        setint(L, "id", best);
+        dsv3_lua_setint(L, "id", best);
         lua_pushnumber(L, row[best]);
         lua_setfield(L, -2, "logit");
         lua_pushnumber(L, exp(row[best] - mx) / sum);
@@ -497,12 +493,12 @@ static int logits_tostring(lua_State *L) {
 }
 
 static int l_logits(lua_State *L) {
-    lmodel *lm = model_arg(L, 3);
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
     const dsv3_config *c = dsv3_model_config(lm->m);
     size_t n;
-    int32_t *ids = ids_arg(L, 1, lm, &n, 1);
-    int want_mtp = opt_bool(L, 2, "mtp", 0);
-    const char *attn = opt_str(L, 2, "attn");
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    int want_mtp = dsv3_lua_opt_bool(L, 2, "mtp", 0);
+    const char *attn = dsv3_lua_opt_str(L, 2, "attn");
     if (n < 1 || (int64_t)n > c->max_position_embeddings) {
         free(ids);
         return luaL_error(L, "logits: %d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
@@ -626,15 +622,15 @@ static int gen_tostring(lua_State *L) {
 static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt) {
     dsv3_session *s = dsv3_session_of(L);
     const dsv3_config *c = dsv3_model_config(lm->m);
-    lua_Integer n_new = (lua_Integer)opt_num(L, opt, "n", 64);
-    float temp = (float)opt_num(L, opt, "temp", 0.7);
-    int greedy = opt_bool(L, opt, "greedy", temp <= 0);
-    int mtp = opt_bool(L, opt, "mtp", 0);
-    lua_Integer top_k = (lua_Integer)opt_num(L, opt, "top_k", 0);
-    float top_p = (float)opt_num(L, opt, "top_p", 1.0);
-    lua_Integer seed = (lua_Integer)opt_num(L, opt, "seed", (lua_Number)s->seed);
-    const char *stop = opt_str(L, opt, "stop");
-    int stream = opt_bool(L, opt, "stream", 1);
+    lua_Integer n_new = (lua_Integer)dsv3_lua_opt_num(L, opt, "n", 64);
+    float temp = (float)dsv3_lua_opt_num(L, opt, "temp", 0.7);
+    int greedy = dsv3_lua_opt_bool(L, opt, "greedy", temp <= 0);
+    int mtp = dsv3_lua_opt_bool(L, opt, "mtp", 0);
+    lua_Integer top_k = (lua_Integer)dsv3_lua_opt_num(L, opt, "top_k", 0);
+    float top_p = (float)dsv3_lua_opt_num(L, opt, "top_p", 1.0);
+    lua_Integer seed = (lua_Integer)dsv3_lua_opt_num(L, opt, "seed", (lua_Number)s->seed);
+    const char *stop = dsv3_lua_opt_str(L, opt, "stop");
+    int stream = dsv3_lua_opt_bool(L, opt, "stream", 1);
     if (n_new < 1) {
         free(ids);
         return luaL_error(L, "gen: option n must be at least 1 (got %d)", (int)n_new);
@@ -696,16 +692,16 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         }
         free(text);
     }
-    push_tokens(L, lm, out, (size_t)n_out);
+    dsv3_lua_push_tokens(L, lm, out, (size_t)n_out);
     lua_setfield(L, -2, "ids");
     free(out);
     lua_newtable(L);
-    setint(L, "prompt_tokens", st.prompt_tokens);
-    setint(L, "tokens", st.tokens);
-    setint(L, "forward_passes", st.forward_passes);
-    setint(L, "mtp_passes", st.mtp_passes);
-    setint(L, "drafted", st.drafted);
-    setint(L, "accepted", st.accepted);
+    dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
+    dsv3_lua_setint(L, "tokens", st.tokens);
+    dsv3_lua_setint(L, "forward_passes", st.forward_passes);
+    dsv3_lua_setint(L, "mtp_passes", st.mtp_passes);
+    dsv3_lua_setint(L, "drafted", st.drafted);
+    dsv3_lua_setint(L, "accepted", st.accepted);
     lua_pushnumber(L, st.drafted ? (double)st.accepted / (double)st.drafted : 0.0);
     lua_setfield(L, -2, "acceptance_rate");
     lua_pushnumber(L, st.decode_seconds > 0 ? (double)st.tokens / st.decode_seconds : 0.0);
@@ -722,13 +718,13 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
 }
 
 static int l_gen(lua_State *L) {
-    lmodel *lm = model_arg(L, 3);
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     int32_t *ids;
     size_t n;
-    if (opt_bool(L, 2, "chat", 0)) {
+    if (dsv3_lua_opt_bool(L, 2, "chat", 0)) {
         const char *prompt = luaL_checkstring(L, 1);
-        const char *system = opt_str(L, 2, "system");
+        const char *system = dsv3_lua_opt_str(L, 2, "system");
         dsv3_chat_msg msgs[2];
         size_t k = 0;
         if (system) msgs[k++] = (dsv3_chat_msg){"system", system};
@@ -743,20 +739,20 @@ static int l_gen(lua_State *L) {
         free(text);
         if (st) return dsv3_lua_error(L, &err);
     } else {
-        ids = ids_arg(L, 1, lm, &n, 1);
+        ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     }
     return run_generation(L, lm, ids, n, 2);
 }
 
 /* chat(message [, opts]): one turn of a conversation kept in the session. */
 static int l_chat(lua_State *L) {
-    lmodel *lm = model_arg(L, 3);
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
     const char *msg = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     need_tok(L, lm);
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     const int hist = lua_gettop(L);
-    const char *system = opt_str(L, 2, "system");
+    const char *system = dsv3_lua_opt_str(L, 2, "system");
     size_t nh = (size_t)lua_rawlen(L, hist);
     dsv3_chat_msg *msgs = calloc(nh + 2, sizeof *msgs);
     if (!msgs) return luaL_error(L, "chat: out of memory");
@@ -879,6 +875,43 @@ const dsv3_api_entry dsv3_api[] = {
     {"seed", l_seed, "seed([n]) -> n",
      "Sets (or reads) the session's default seed; each unseeded sampled gen() advances it."},
     {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
+    /* probes (lua_probes.c) */
+    {"route", dsv3_lua_route, "route(text | ids) -> record",
+     "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
+     "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
+     "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
+     "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
+     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json()."},
+    {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
+     "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
+     "index e+1 holds expert e)."},
+    {"bias_set", dsv3_lua_bias_set, "bias_set(layer, expert | {values}, value)",
+     "Sets one expert's bias, or the whole vector, for this session (changes routing)."},
+    {"bias_add", dsv3_lua_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
+     "Adds to one expert's bias or to the whole vector."},
+    {"bias_reset", dsv3_lua_bias_reset, "bias_reset([layer])",
+     "Restores the checkpoint's bias (one layer, or all)."},
+    {"load_stats", dsv3_lua_load_stats, "load_stats({text, ...}) -> loads",
+     "Expert load per MoE layer over a batch of texts: counts, maxvio (max load / mean - 1) of\n"
+     "the batch and per sequence, and push (sign(mean - load): where the bias update would go)."},
+    {"effect", dsv3_lua_effect, "effect(text | ids, interventions) -> effect",
+     "Runs with and without interventions and compares next-token distributions: per position\n"
+     "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
+     "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
+     "force = {layer = L, experts = {...}, pos = p}."},
+    {"mtp_trace", dsv3_lua_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
+     "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
+     "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
+     ".histogram (of the draft's MTP probability, 10 bins)."},
+    {"capture", dsv3_lua_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
+     "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
+     "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
+     "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
+    {"lens", dsv3_lua_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
+     "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
+    {"attn", dsv3_lua_attn, "attn(text | ids, layer, head) -> tensor",
+     "Attention pattern [T, T] of one head (0-based) in one layer: row i is query i's\n"
+     "distribution over keys 0..i."},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -915,5 +948,6 @@ void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.models");
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    dsv3_lua_open_probes(L);
     for (int i = 0; dsv3_api[i].name; i++) lua_register(L, dsv3_api[i].name, dsv3_api[i].fn);
 }

@@ -3,6 +3,7 @@
 #define DSV3_SESSION_INTERNAL_H
 
 #include <lua.h>
+#include <stdint.h>
 
 #include "model/status.h"
 #include "repl/session.h"
@@ -35,6 +36,46 @@ void dsv3_session_write(dsv3_session *s, dsv3_stream st, const char *bytes, size
 
 /* Raises a Lua error with the text of err (the one place a status becomes a Lua error). */
 int dsv3_lua_error(lua_State *L, const dsv3_err *err);
+
+/* ---- shared by the binding files (lua_api.c, lua_probes.c) ---- */
+
+struct dsv3_model;
+struct dsv3_tokenizer;
+
+/* A loaded model as Lua sees it (userdata "dsv3.model"). */
+typedef struct {
+    struct dsv3_model *m;
+    struct dsv3_tokenizer *tok; /* NULL when the directory has no tokenizer.json */
+} lmodel;
+
+/* The model at stack index idx if it is one, else the current model; raises if none. */
+lmodel *dsv3_lua_model_arg(lua_State *L, int idx);
+/* Token ids of a string (tokenized, BOS per the tokenizer config when add_bos) or a table of
+ * ids at idx, as a malloc'd array of *n; raises on bad input. */
+int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos);
+/* Options table readers (t = stack index of the table, may be none/nil). */
+int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def);
+lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def);
+const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k);
+/* Pushes a "dsv3.tokens" table of ids (with .pieces when the model has a tokenizer). */
+void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n);
+/* t[k] = v on the table at the top of the stack. */
+void dsv3_lua_setint(lua_State *L, const char *k, long long v);
+
+/* Probe bindings (lua_probes.c), listed in dsv3_api. */
+int dsv3_lua_route(lua_State *L);
+int dsv3_lua_bias(lua_State *L);
+int dsv3_lua_bias_set(lua_State *L);
+int dsv3_lua_bias_add(lua_State *L);
+int dsv3_lua_bias_reset(lua_State *L);
+int dsv3_lua_load_stats(lua_State *L);
+int dsv3_lua_effect(lua_State *L);
+int dsv3_lua_mtp_trace(lua_State *L);
+int dsv3_lua_capture(lua_State *L);
+int dsv3_lua_lens(lua_State *L);
+int dsv3_lua_attn(lua_State *L);
+/* Registers the probe value metatables. */
+void dsv3_lua_open_probes(lua_State *L);
 
 /* 1 if the host's interrupt flag is set. */
 int dsv3_session_interrupted(const dsv3_session *s);

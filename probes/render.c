@@ -1,0 +1,186 @@
+/* render.c — probe renderers (see render.h). */
+#include "probes/render.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0) return;
+    if (b->len + (size_t)need + 1 > b->cap) {
+        size_t nc = (b->len + (size_t)need + 1) * 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+    va_start(ap, fmt);
+    b->len += (size_t)vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+}
+
+static char *done(buf *b) {
+    if (b->oom) {
+        free(b->s);
+        return NULL;
+    }
+    if (!b->s) return calloc(1, 1);
+    return b->s;
+}
+
+char *dsv3_xml_escape(const char *s) {
+    buf b = {0};
+    put(&b, "%s", "");
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '&': put(&b, "&amp;"); break;
+        case '<': put(&b, "&lt;"); break;
+        case '>': put(&b, "&gt;"); break;
+        case '"': put(&b, "&quot;"); break;
+        case '\'': put(&b, "&#39;"); break;
+        default:
+            if (*p < 0x20 && *p != '\t' && *p != '\n') put(&b, "?");
+            else put(&b, "%c", *p);
+        }
+    }
+    return done(&b);
+}
+
+void dsv3_text_fit(char *dst, size_t cap, const char *s, int width) {
+    size_t o = 0;
+    int cols = 0;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p && cols < width) {
+        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 1;
+        int ok = 1;
+        for (int k = 1; k < len; k++) ok &= (p[k] & 0xC0) == 0x80;
+        if (!ok) len = 1;
+        if (o + (size_t)len + 1 >= cap) break;
+        if (len == 1 && (*p < 0x20 || *p >= 0x80)) dst[o++] = '?';
+        else {
+            memcpy(dst + o, p, (size_t)len);
+            o += (size_t)len;
+        }
+        p += len;
+        cols++;
+    }
+    while (cols < width && o + 1 < cap) {
+        dst[o++] = ' ';
+        cols++;
+    }
+    dst[o] = 0;
+}
+
+static void range(const float *v, int64_t n, float *lo, float *hi) {
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            *lo = v[i] < *lo ? v[i] : *lo;
+            *hi = v[i] > *hi ? v[i] : *hi;
+        }
+    if (!(*hi > *lo)) *hi = *lo + 1.0f;
+}
+
+char *dsv3_render_heatmap_text(const dsv3_heatmap *h) {
+    static const char ramp[] = " .:-=+*%@";
+    const int nr = (int)sizeof ramp - 2;
+    float lo, hi;
+    range(h->v, h->rows * h->cols, &lo, &hi);
+    buf b = {0};
+    if (h->title) put(&b, "%s (%.3g .. %.3g%s)\n", h->title, lo, hi, h->mark ? "; '#' = chosen" : "");
+    for (int64_t r = 0; r < h->rows; r++) {
+        char lab[64];
+        dsv3_text_fit(lab, sizeof lab, h->row_labels && h->row_labels[r] ? h->row_labels[r] : "", 10);
+        put(&b, "%4lld %s |", (long long)r + 1, lab);
+        for (int64_t c = 0; c < h->cols; c++) {
+            float x = h->v[r * h->cols + c];
+            if (h->mark && h->mark[r * h->cols + c]) put(&b, "#");
+            else if (!isfinite(x)) put(&b, " ");
+            else put(&b, "%c", ramp[(int)((x - lo) / (hi - lo) * nr + 0.5f)]);
+        }
+        put(&b, "|\n");
+    }
+    return done(&b);
+}
+
+char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
+    float lo, hi;
+    range(h->v, h->rows * h->cols, &lo, &hi);
+    const int cell = h->cols > 64 || h->rows > 64 ? 6 : 12, left = 110, top = 34;
+    const int W = left + (int)h->cols * cell + 20, Hh = top + (int)h->rows * cell + 30;
+    buf b = {0};
+    put(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, Hh);
+    if (h->title) {
+        char *t = dsv3_xml_escape(h->title);
+        put(&b, "<text x=\"4\" y=\"14\">%s (%.3g .. %.3g)</text>", t ? t : "", lo, hi);
+        free(t);
+    }
+    for (int64_t r = 0; r < h->rows; r++) {
+        const char *lab = h->row_labels && h->row_labels[r] ? h->row_labels[r] : "";
+        char *t = dsv3_xml_escape(lab);
+        put(&b, "<text x=\"4\" y=\"%d\">%lld %s</text>", top + (int)r * cell + cell - 2, (long long)r + 1, t ? t : "");
+        free(t);
+        for (int64_t c = 0; c < h->cols; c++) {
+            float x = h->v[r * h->cols + c];
+            if (!isfinite(x)) continue;
+            float f = (x - lo) / (hi - lo);
+            int R = (int)(255 - 200 * f), G = (int)(255 - 150 * f);
+            int mk = h->mark && h->mark[r * h->cols + c];
+            put(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"%s/>",
+                left + (int)c * cell, top + (int)r * cell, cell, cell, R, G,
+                mk ? " stroke=\"#d00\" stroke-width=\"1.5\"" : "");
+        }
+    }
+    if (h->col_axis) {
+        char *t = dsv3_xml_escape(h->col_axis);
+        put(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, Hh - 8, t ? t : "", (long long)h->cols - 1);
+        free(t);
+    }
+    put(&b, "</svg>");
+    return done(&b);
+}
+
+char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const char *x_axis) {
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    if (mx <= 0) mx = 1;
+    const int bw = n > 64 ? 4 : 10, left = 30, top = 24, ph = 120;
+    const int W = left + (int)n * bw + 20, H = top + ph + 30;
+    buf b = {0};
+    put(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, H);
+    if (title) {
+        char *t = dsv3_xml_escape(title);
+        put(&b, "<text x=\"4\" y=\"14\">%s (max %.4g)</text>", t ? t : "", mx);
+        free(t);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int hh = (int)(v[i] / mx * ph);
+        put(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#4a7\"/>", left + (int)i * bw,
+            top + ph - hh, bw - 1, hh);
+    }
+    if (x_axis) {
+        char *t = dsv3_xml_escape(x_axis);
+        put(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, H - 8, t ? t : "", (long long)n - 1);
+        free(t);
+    }
+    put(&b, "</svg>");
+    return done(&b);
+}
