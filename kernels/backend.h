@@ -47,8 +47,16 @@ typedef struct dsv3_backend {
     void (*silu_mul)(float *g, const float *u, int64_t n);
 } dsv3_backend;
 
-/* The reference CPU backend (static table; never NULL). */
+/* The reference CPU backend (static table; never NULL): plain FP32 loops, the numbers every
+ * other backend is tested against. */
 const dsv3_backend *dsv3_backend_cpu(void);
+
+/* The optimised CPU backend (AVX2/FMA, chosen at run time; the reference one on machines
+ * without AVX2). Agrees with the reference to FP32 rounding (different summation order). */
+const dsv3_backend *dsv3_backend_fast(void);
+
+/* A backend by name: "ref" (or "cpu") and "fast"; NULL for an unknown name. */
+const dsv3_backend *dsv3_backend_by_name(const char *name);
 
 /* Dot product of two float32 vectors of length n, as the CPU backend computes it. */
 float dsv3_dot_f32(const float *a, const float *b, int64_t n);

@@ -244,7 +244,7 @@ dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err) {
     *out = NULL;
     dsv3_model *m = calloc(1, sizeof *m);
     if (!m) return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
-    m->be = dsv3_backend_cpu();
+    m->be = dsv3_backend_fast();
     if (!(m->dir = strdup(dir))) {
         free(m);
         return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
@@ -317,6 +317,10 @@ uint64_t dsv3_model_file_bytes(const dsv3_model *m) {
 
 void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be) {
     m->be = be ? be : dsv3_backend_cpu();
+}
+
+const dsv3_backend *dsv3_model_backend(const dsv3_model *m) {
+    return m->be;
 }
 
 int dsv3_model_has_mtp(const dsv3_model *m) {

@@ -34,8 +34,10 @@ const char *dsv3_model_warnings(const dsv3_model *m);
 /* Bytes of the mapped checkpoint files. */
 uint64_t dsv3_model_file_bytes(const dsv3_model *m);
 
-/* Selects the backend used by forward passes (default: dsv3_backend_cpu()). */
+/* Selects the backend used by forward passes (default: dsv3_backend_fast(); the reference is
+ * dsv3_backend_cpu()). NULL selects the reference. */
 void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be);
+const dsv3_backend *dsv3_model_backend(const dsv3_model *m);
 
 /* 1 if the checkpoint holds the MTP module (num_nextn_predict_layers = 1). */
 int dsv3_model_has_mtp(const dsv3_model *m);

@@ -1,6 +1,8 @@
 /* cli.c — argument helpers shared by the subcommands (see cli.h). */
 #include "repl/cli.h"
 
+#include "kernels/backend.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,4 +42,10 @@ long long dsv3_cli_parse_count(const char *s) {
     if (!s || !(*s >= '0' && *s <= '9')) return -1;
     long long v = strtoll(s, &stop, 10);
     return errno || *stop ? -1 : v;
+}
+
+const dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err) {
+    const dsv3_backend *be = dsv3_backend_by_name(name);
+    if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast or ref", name);
+    return be;
 }

@@ -19,6 +19,10 @@ int dsv3_cli_route(int argc, char **argv);
 /* Parses "1,2,3" into a malloc'd array (*ids, *n). Errors name the bad item. */
 dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_err *err);
 
+/* The backend named by a --backend value ("fast" or "ref"); NULL (with a message in err) for
+ * any other name. */
+const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
+
 /* Parses a non-negative decimal integer option value; -1 on error. */
 long long dsv3_cli_parse_count(const char *s);
 

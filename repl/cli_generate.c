@@ -18,11 +18,12 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "repl/cli.h"
+#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--temp T] [--top-k K]\n"
     "                     [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]\n"
-    "                     [--stop STR] [--print-ids] [--stats FILE.json]\n";
+    "                     [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref]\n";
 
 static volatile int interrupted;
 static void on_sigint(int sig) {
@@ -111,7 +112,7 @@ static int parse_float(const char *s, float *out) {
 
 int dsv3_cli_generate(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL, *ids_s = NULL, *stats_path = NULL, *system = NULL,
-               *stop = NULL;
+               *stop = NULL, *backend = "fast";
     long long n_new = 64, seed = 0, top_k = 0;
     float temp = 1.0f, top_p = 1.0f;
     int greedy = 0, mtp = 0, chat = 0, print_ids = 0;
@@ -128,6 +129,7 @@ int dsv3_cli_generate(int argc, char **argv) {
         else if (!strcmp(a, "--stats")) stats_path = argv[++i];
         else if (!strcmp(a, "--system")) system = argv[++i];
         else if (!strcmp(a, "--stop")) stop = argv[++i];
+        else if (!strcmp(a, "--backend")) backend = argv[++i];
         else if (!strcmp(a, "-n")) bad = (n_new = dsv3_cli_parse_count(argv[++i])) < 0;
         else if (!strcmp(a, "--seed")) bad = (seed = dsv3_cli_parse_count(argv[++i])) < 0;
         else if (!strcmp(a, "--top-k")) bad = (top_k = dsv3_cli_parse_count(argv[++i])) < 0;
@@ -158,7 +160,10 @@ int dsv3_cli_generate(int argc, char **argv) {
         dsv3_errf(&err, DSV3_EINVAL, "-n: %lld new tokens requested, need at least 1", n_new);
         goto fail;
     }
+    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
+    if (!be) goto fail;
     if (dsv3_model_open(&m, dir, &err)) goto fail;
+    dsv3_model_set_backend(m, be);
     fputs(dsv3_model_warnings(m), stderr);
     const dsv3_config *c = dsv3_model_config(m);
     char tpath[4200];

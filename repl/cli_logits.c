@@ -13,10 +13,11 @@
 #include "model/model.h"
 #include "model/npy.h"
 #include "repl/cli.h"
+#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 logits MODEL_DIR --ids 1,2,3 [--out logits.npy] [--mtp-out mtp.npy]\n"
-    "                   [--attn absorbed|naive]\n";
+    "                   [--attn absorbed|naive] [--backend fast|ref]\n";
 
 static void print_top5(const float *row, int64_t V, int64_t pos, int32_t id) {
     int64_t best[5] = {-1, -1, -1, -1, -1};
@@ -35,7 +36,7 @@ static void print_top5(const float *row, int64_t V, int64_t pos, int32_t id) {
 }
 
 int dsv3_cli_logits(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *out = NULL, *mtp_out = NULL;
+    const char *dir = NULL, *ids_s = NULL, *out = NULL, *mtp_out = NULL, *backend = "fast";
     dsv3_attn_form attn = DSV3_ATTN_ABSORBED;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -43,6 +44,7 @@ int dsv3_cli_logits(int argc, char **argv) {
         if (!strcmp(a, "--ids") && v) ids_s = argv[++i];
         else if (!strcmp(a, "--out") && v) out = argv[++i];
         else if (!strcmp(a, "--mtp-out") && v) mtp_out = argv[++i];
+        else if (!strcmp(a, "--backend") && v) backend = argv[++i];
         else if (!strcmp(a, "--attn") && v) {
             i++;
             if (!strcmp(v, "naive")) attn = DSV3_ATTN_NAIVE;
@@ -68,8 +70,11 @@ int dsv3_cli_logits(int argc, char **argv) {
     dsv3_run *run = NULL;
     float *logits = NULL, *hidden = NULL, *mtp = NULL;
     int rc = 1;
+    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
+    if (!be) goto fail;
     if (dsv3_cli_parse_ids(ids_s, &ids, &T, &err)) goto fail;
     if (dsv3_model_open(&m, dir, &err)) goto fail;
+    dsv3_model_set_backend(m, be);
     fputs(dsv3_model_warnings(m), stderr);
     const dsv3_config *c = dsv3_model_config(m);
     if (T > c->max_position_embeddings) {

@@ -15,20 +15,23 @@
 #include "model/tokenizer.h"
 #include "probes/routing.h"
 #include "repl/cli.h"
+#include "kernels/backend.h"
 
-static const char usage[] = "usage: dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json]\n";
+static const char usage[] =
+    "usage: dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json] [--backend fast|ref]\n";
 
 static const char *piece_of(const void *ud, int32_t id) {
     return dsv3_tokenizer_piece(ud, id);
 }
 
 int dsv3_cli_route(int argc, char **argv) {
-    const char *dir = NULL, *prompt = NULL, *ids_s = NULL;
+    const char *dir = NULL, *prompt = NULL, *ids_s = NULL, *backend = "fast";
     int json = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = argv[++i];
         else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_s = argv[++i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
             fprintf(stderr, "dsv3 route: unknown or incomplete option '%s'\n%s", argv[i], usage);
@@ -47,7 +50,10 @@ int dsv3_cli_route(int argc, char **argv) {
     int32_t *ids = NULL;
     int64_t n = 0;
     int rc = 1;
+    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
+    if (!be) goto fail;
     if (dsv3_model_open(&m, dir, &err)) goto fail;
+    dsv3_model_set_backend(m, be);
     fputs(dsv3_model_warnings(m), stderr);
     const dsv3_config *c = dsv3_model_config(m);
     char tpath[4200];

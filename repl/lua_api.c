@@ -821,6 +821,20 @@ static int l_seed(lua_State *L) {
     return 1;
 }
 
+/* backend([name]) -> name: the kernels of the current model ("fast" or "ref"). */
+static int l_backend(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    if (!lua_isnoneornil(L, 1)) {
+        const char *name = luaL_checkstring(L, 1);
+        const dsv3_backend *be = dsv3_backend_by_name(name);
+        if (!be) return luaL_error(L, "backend: '%s' is not \"fast\" or \"ref\"", name);
+        dsv3_model_set_backend(lm->m, be);
+    }
+    const char *cur = dsv3_model_backend(lm->m)->name;
+    lua_pushstring(L, !strcmp(cur, "cpu") ? "ref" : cur);
+    return 1;
+}
+
 static int l_help(lua_State *L) {
     const char *name = NULL;
     if (lua_type(L, 1) == LUA_TFUNCTION) {
@@ -874,6 +888,9 @@ const dsv3_api_entry dsv3_api[] = {
      "The conversation so far."},
     {"seed", l_seed, "seed([n]) -> n",
      "Sets (or reads) the session's default seed; each unseeded sampled gen() advances it."},
+    {"backend", l_backend, "backend([\"fast\" | \"ref\"]) -> name",
+     "The kernels of the current model: \"fast\" (AVX2, weights decoded in registers; the\n"
+     "default) or \"ref\" (the plain FP32 reference the exactness tests use)."},
     {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
     /* probes (lua_probes.c) */
     {"route", dsv3_lua_route, "route(text | ids) -> record",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exactness: `dsv3 logits` (both MLA forms) against the independent float64 numpy reference
+# Exactness: `dsv3 logits` (both MLA forms, reference and fast backends) against the independent float64 numpy reference
 # (tests/reference/dsv3_ref.py) on several checkpoint variants. Tolerance: max|a-b|/max|ref|
 # <= 1e-5 for logits and MTP logits (issue: runtime; spec/architecture.md §4-§6).
 set -u
@@ -28,16 +28,19 @@ check() { # NAME GEN_ARGS... -- T
     ids=$(ids_for "$T" 7 "$vocab")
     $PY tests/reference/dsv3_ref.py "$d" --ids "$ids" --out "$d/ref.npy" --mtp-out "$d/refm.npy" \
         || { echo "FAIL $name: reference"; fail=$((fail+1)); return; }
+    for be in ref fast; do
     for form in absorbed naive; do
-        if ! "$BIN" logits "$d" --ids "$ids" --attn $form --out "$d/$form.npy" --mtp-out "$d/${form}m.npy"; then
-            echo "FAIL $name/$form: dsv3 logits exited non-zero"; fail=$((fail+1)); continue
+        local o=$d/$be-$form
+        if ! "$BIN" logits "$d" --ids "$ids" --attn $form --backend $be --out "$o.npy" --mtp-out "${o}m.npy"; then
+            echo "FAIL $name/$be/$form: dsv3 logits exited non-zero"; fail=$((fail+1)); continue
         fi
-        if $PY tests/reference/compare.py "$d/$form.npy" "$d/ref.npy" --tol "$TOL" --name "$name/$form logits" &&
-           $PY tests/reference/compare.py "$d/${form}m.npy" "$d/refm.npy" --tol "$TOL" --name "$name/$form mtp"; then
+        if $PY tests/reference/compare.py "$o.npy" "$d/ref.npy" --tol "$TOL" --name "$name/$be/$form logits" &&
+           $PY tests/reference/compare.py "${o}m.npy" "$d/refm.npy" --tol "$TOL" --name "$name/$be/$form mtp"; then
             pass=$((pass+1))
         else
-            echo "FAIL $name/$form"; fail=$((fail+1))
+            echo "FAIL $name/$be/$form"; fail=$((fail+1))
         fi
+    done
     done
 }
 

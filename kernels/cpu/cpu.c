@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_internal.h"
 
 enum { CHUNK = 128, TOK_BLOCK = 16 };
 
@@ -62,14 +63,14 @@ static void decode_span(float *out, const dsv3_weight *w, int64_t r, int64_t c0,
     }
 }
 
-static void cpu_row(float *out, const dsv3_weight *w, int64_t r) {
+void dsv3_cpu_row(float *out, const dsv3_weight *w, int64_t r) {
     for (int64_t c = 0; c < w->cols; c += CHUNK)
         decode_span(out + c, w, r, c, w->cols - c < CHUNK ? w->cols - c : CHUNK);
 }
 
 /* out[s, r] = sum_c x[s, c] W[r, c]. Parallel over rows; each row's 128-column spans are decoded
  * once per block of TOK_BLOCK tokens and stay in L1 across the block. */
-static void cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
+void dsv3_cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     const int64_t R = w->rows, C = w->cols;
 #pragma omp parallel for schedule(static) if (R * C * n >= PAR_MIN_MACS)
     for (int64_t r = 0; r < R; r++) {
@@ -90,7 +91,7 @@ static void cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t
 
 /* out[s, c] = sum_r x[s, r] W[r, c]. Parallel over 128-column spans so threads never write the
  * same output; each thread walks all rows of its span. */
-static void cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
+void dsv3_cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     const int64_t R = w->rows, C = w->cols, nspan = (C + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (R * C * n >= PAR_MIN_MACS)
     for (int64_t sp = 0; sp < nspan; sp++) {
@@ -111,7 +112,7 @@ static void cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64
 
 /* spec §4.2: the mean of squares accumulates in double and is rounded once, so the norm does
  * not depend on the summation order. */
-static void cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
+void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
                         float eps) {
     for (int64_t s = 0; s < n; s++) {
         const float *xs = x + s * dim;
@@ -125,7 +126,7 @@ static void cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, i
 
 /* spec §4.7, official layout: y[2k] = x[2k] cos - x[2k+1] sin, y[2k+1] = x[2k] sin + x[2k+1] cos,
  * angle = pos * inv_freq[k] with inv_freq in float32 (spec §4.8). */
-static void cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
+void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
                      const float *inv_freq, float factor) {
     for (int64_t s = 0; s < n; s++) {
         for (int64_t k = 0; k < d / 2; k++) {
@@ -142,20 +143,26 @@ static void cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t
     }
 }
 
-static void cpu_silu_mul(float *g, const float *u, int64_t n) {
+void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 static const dsv3_backend cpu_backend = {
     .name = "cpu",
-    .matmul = cpu_matmul,
-    .matmul_t = cpu_matmul_t,
-    .row = cpu_row,
-    .rmsnorm = cpu_rmsnorm,
-    .rope = cpu_rope,
-    .silu_mul = cpu_silu_mul,
+    .matmul = dsv3_cpu_matmul,
+    .matmul_t = dsv3_cpu_matmul_t,
+    .row = dsv3_cpu_row,
+    .rmsnorm = dsv3_cpu_rmsnorm,
+    .rope = dsv3_cpu_rope,
+    .silu_mul = dsv3_cpu_silu_mul,
 };
 
 const dsv3_backend *dsv3_backend_cpu(void) {
     return &cpu_backend;
+}
+
+const dsv3_backend *dsv3_backend_by_name(const char *name) {
+    if (!strcmp(name, "ref") || !strcmp(name, "cpu")) return dsv3_backend_cpu();
+    if (!strcmp(name, "fast")) return dsv3_backend_fast();
+    return NULL;
 }
