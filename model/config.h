@@ -14,7 +14,7 @@
 
 /* Limits of this implementation (checked at parse time). */
 #define DSV3_MAX_EXPERTS 4096
-#define DSV3_MAX_TOPK 64
+#define DSV3_MAX_TOPK 256
 
 typedef struct {
     int64_t vocab_size;            /* rows of embed_tokens / lm_head */

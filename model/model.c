@@ -406,3 +406,32 @@ void dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scra
     m->be->rmsnorm(scratch, x, m->final_norm, n, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps);
     m->be->matmul(logits, scratch, &m->lm_head, n);
 }
+
+static double wbytes(const dsv3_weight *w) {
+    if (!w->data) return 0.0;
+    double b = (double)w->rows * (double)w->cols * (double)dsv3_dtype_size(w->dtype);
+    if (w->scale_inv) b += 4.0 * (double)((w->rows + 127) / 128) * (double)((w->cols + 127) / 128);
+    return b;
+}
+
+static double mlp_bytes(const dsv3_mlp_w *w) {
+    return wbytes(&w->gate) + wbytes(&w->up) + wbytes(&w->down);
+}
+
+double dsv3_model_active_bytes(const dsv3_model *m) {
+    const dsv3_config *c = &m->cfg;
+    double b = wbytes(&m->lm_head) + (double)c->hidden_size * (double)dsv3_dtype_size(m->embed.dtype);
+    for (int64_t i = 0; i < c->num_hidden_layers; i++) {
+        const dsv3_layer_w *L = &m->layers[i];
+        b += wbytes(&L->q_a) + wbytes(&L->q_b) + wbytes(&L->kv_a) + wbytes(&L->kv_b) + wbytes(&L->o);
+        if (!L->is_moe) {
+            b += mlp_bytes(&L->dense);
+            continue;
+        }
+        double experts = 0.0;
+        for (int64_t e = 0; e < c->n_routed_experts; e++) experts += mlp_bytes(&L->experts[e]);
+        b += wbytes(&L->router) + mlp_bytes(&L->shared) +
+             experts / (double)c->n_routed_experts * (double)c->num_experts_per_tok;
+    }
+    return b;
+}

@@ -60,6 +60,12 @@ typedef struct {
 
 void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *out);
 
+/* Bytes of weights (stored dtype, FP8 scales included) one decode step of the main model must
+ * read: every attention, dense, router and shared-expert weight, num_experts_per_tok routed
+ * experts per MoE layer (average expert size), the lm_head and one embedding row. Divided by the
+ * memory bandwidth this bounds decode tokens/s (the roofline). */
+double dsv3_model_active_bytes(const dsv3_model *m);
+
 /* The router bias e_score_correction_bias of layer li (main layers 0..L-1, the MTP block at L):
  * [n_routed_experts] float32, mutable — edits change routing for every run of this model from
  * the next forward on. NULL if the layer is not a MoE layer (or out of range). */

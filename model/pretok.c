@@ -29,23 +29,23 @@ enum {
  * ---------------------------------------------------------------------------------------------- */
 
 static const uint32_t new_L[][2] = {
-    {0x1C89, 0x1C8A}, {0xA7CB, 0xA7CD}, {0xA7DA, 0xA7DC}, {0x105C0, 0x105F3}, {0x10D4A, 0x10D65},
-    {0x10D6F, 0x10D85}, {0x10EC2, 0x10EC4}, {0x1123F, 0x11240}, {0x11380, 0x11389},
-    {0x1138B, 0x1138B}, {0x1138E, 0x1138E}, {0x11390, 0x113B5}, {0x113B7, 0x113B7},
-    {0x113D1, 0x113D1}, {0x113D3, 0x113D3}, {0x11BC0, 0x11BE0}, {0x11F02, 0x11F02},
-    {0x11F04, 0x11F10}, {0x11F12, 0x11F33}, {0x1342F, 0x1342F}, {0x13441, 0x13446},
-    {0x13460, 0x143FA}, {0x16100, 0x1611D}, {0x16D40, 0x16D6C}, {0x18CFF, 0x18CFF},
-    {0x1B132, 0x1B132}, {0x1B155, 0x1B155}, {0x1DF25, 0x1DF2A}, {0x1E030, 0x1E06D},
-    {0x1E4D0, 0x1E4EB}, {0x1E5D0, 0x1E5ED}, {0x1E5F0, 0x1E5F0}, {0x2B739, 0x2B739},
-    {0x2EBF0, 0x2EE5D}, {0x31350, 0x323AF},
+    {0x1C89, 0x1C8A},   {0xA7CB, 0xA7CD},   {0xA7DA, 0xA7DC},   {0x105C0, 0x105F3},
+    {0x10D4A, 0x10D65}, {0x10D6F, 0x10D85}, {0x10EC2, 0x10EC4}, {0x1123F, 0x11240},
+    {0x11380, 0x11389}, {0x1138B, 0x1138B}, {0x1138E, 0x1138E}, {0x11390, 0x113B5},
+    {0x113B7, 0x113B7}, {0x113D1, 0x113D1}, {0x113D3, 0x113D3}, {0x11BC0, 0x11BE0},
+    {0x11F02, 0x11F02}, {0x11F04, 0x11F10}, {0x11F12, 0x11F33}, {0x1342F, 0x1342F},
+    {0x13441, 0x13446}, {0x13460, 0x143FA}, {0x16100, 0x1611D}, {0x16D40, 0x16D6C},
+    {0x18CFF, 0x18CFF}, {0x1B132, 0x1B132}, {0x1B155, 0x1B155}, {0x1DF25, 0x1DF2A},
+    {0x1E030, 0x1E06D}, {0x1E4D0, 0x1E4EB}, {0x1E5D0, 0x1E5ED}, {0x1E5F0, 0x1E5F0},
+    {0x2B739, 0x2B739}, {0x2EBF0, 0x2EE5D}, {0x31350, 0x323AF},
 };
 static const uint32_t new_M[][2] = {
-    {0x897, 0x897}, {0xCF3, 0xCF3}, {0xECE, 0xECE}, {0x10D69, 0x10D6D}, {0x10EFC, 0x10EFF},
-    {0x11241, 0x11241}, {0x113B8, 0x113C0}, {0x113C2, 0x113C2}, {0x113C5, 0x113C5},
-    {0x113C7, 0x113CA}, {0x113CC, 0x113D0}, {0x113D2, 0x113D2}, {0x113E1, 0x113E2},
-    {0x11F00, 0x11F01}, {0x11F03, 0x11F03}, {0x11F34, 0x11F3A}, {0x11F3E, 0x11F42},
-    {0x11F5A, 0x11F5A}, {0x13440, 0x13440}, {0x13447, 0x13455}, {0x1611E, 0x1612F},
-    {0x1E08F, 0x1E08F}, {0x1E4EC, 0x1E4EF}, {0x1E5EE, 0x1E5EF},
+    {0x897, 0x897},     {0xCF3, 0xCF3},     {0xECE, 0xECE},     {0x10D69, 0x10D6D},
+    {0x10EFC, 0x10EFF}, {0x11241, 0x11241}, {0x113B8, 0x113C0}, {0x113C2, 0x113C2},
+    {0x113C5, 0x113C5}, {0x113C7, 0x113CA}, {0x113CC, 0x113D0}, {0x113D2, 0x113D2},
+    {0x113E1, 0x113E2}, {0x11F00, 0x11F01}, {0x11F03, 0x11F03}, {0x11F34, 0x11F3A},
+    {0x11F3E, 0x11F42}, {0x11F5A, 0x11F5A}, {0x13440, 0x13440}, {0x13447, 0x13455},
+    {0x1611E, 0x1612F}, {0x1E08F, 0x1E08F}, {0x1E4EC, 0x1E4EF}, {0x1E5EE, 0x1E5EF},
 };
 static const uint32_t new_N[][2] = {
     {0x10D40, 0x10D49}, {0x116D0, 0x116E3}, {0x11BF0, 0x11BF9}, {0x11F50, 0x11F59},
@@ -53,17 +53,18 @@ static const uint32_t new_N[][2] = {
     {0x1E4F0, 0x1E4F9}, {0x1E5F1, 0x1E5FA},
 };
 static const uint32_t new_P[][2] = {
-    {0x1B4E, 0x1B4F}, {0x1B7F, 0x1B7F}, {0x10D6E, 0x10D6E}, {0x113D4, 0x113D5},
+    {0x1B4E, 0x1B4F},   {0x1B7F, 0x1B7F},   {0x10D6E, 0x10D6E}, {0x113D4, 0x113D5},
     {0x113D7, 0x113D8}, {0x11B00, 0x11B09}, {0x11BE1, 0x11BE1}, {0x11F43, 0x11F4F},
     {0x16D6D, 0x16D6F}, {0x1E5FF, 0x1E5FF},
 };
 static const uint32_t new_S[][2] = {
-    {0x2427, 0x2429}, {0x2FFC, 0x2FFF}, {0x31E4, 0x31E5}, {0x31EF, 0x31EF}, {0x10D8E, 0x10D8F},
-    {0x1CC00, 0x1CCEF}, {0x1CD00, 0x1CEB3}, {0x1F6DC, 0x1F6DC}, {0x1F774, 0x1F776},
-    {0x1F77B, 0x1F77F}, {0x1F7D9, 0x1F7D9}, {0x1F8B2, 0x1F8BB}, {0x1F8C0, 0x1F8C1},
-    {0x1FA75, 0x1FA77}, {0x1FA87, 0x1FA89}, {0x1FA8F, 0x1FA8F}, {0x1FAAD, 0x1FAAF},
-    {0x1FABB, 0x1FABF}, {0x1FAC6, 0x1FAC6}, {0x1FACE, 0x1FACF}, {0x1FADA, 0x1FADC},
-    {0x1FADF, 0x1FADF}, {0x1FAE8, 0x1FAE9}, {0x1FAF7, 0x1FAF8}, {0x1FBCB, 0x1FBEF},
+    {0x2427, 0x2429},   {0x2FFC, 0x2FFF},   {0x31E4, 0x31E5},   {0x31EF, 0x31EF},
+    {0x10D8E, 0x10D8F}, {0x1CC00, 0x1CCEF}, {0x1CD00, 0x1CEB3}, {0x1F6DC, 0x1F6DC},
+    {0x1F774, 0x1F776}, {0x1F77B, 0x1F77F}, {0x1F7D9, 0x1F7D9}, {0x1F8B2, 0x1F8BB},
+    {0x1F8C0, 0x1F8C1}, {0x1FA75, 0x1FA77}, {0x1FA87, 0x1FA89}, {0x1FA8F, 0x1FA8F},
+    {0x1FAAD, 0x1FAAF}, {0x1FABB, 0x1FABF}, {0x1FAC6, 0x1FAC6}, {0x1FACE, 0x1FACF},
+    {0x1FADA, 0x1FADC}, {0x1FADF, 0x1FADF}, {0x1FAE8, 0x1FAE9}, {0x1FAF7, 0x1FAF8},
+    {0x1FBCB, 0x1FBEF},
 };
 
 static const struct {
@@ -78,9 +79,8 @@ static const struct {
 
 /* Unicode White_Space: Oniguruma's `\s` (PCRE2 10.42 adds U+180E). */
 static const uint32_t white_space[][2] = {
-    {0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},
-    {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F},
-    {0x205F, 0x205F}, {0x3000, 0x3000},
+    {0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},     {0x1680, 0x1680},
+    {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -99,7 +99,8 @@ static void put(sbuf *b, const char *s, size_t n) {
     if (b->failed) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = true;
@@ -144,7 +145,8 @@ static void translate(sbuf *b, const char *p, size_t n) {
             char d = p[i + 1];
             if (d == 'Q') { /* literal section up to \E */
                 size_t j = i + 2;
-                while (j < n && !(p[j] == '\\' && j + 1 < n && p[j + 1] == 'E')) j++;
+                while (j < n && !(p[j] == '\\' && j + 1 < n && p[j + 1] == 'E'))
+                    j++;
                 j = j < n ? j + 2 : n;
                 put(b, p + i, j - i);
                 i = j;
@@ -164,7 +166,8 @@ static void translate(sbuf *b, const char *p, size_t n) {
             }
             if (d == 'p' || d == 'P') {
                 size_t j = i + 3, name = j, name_len;
-                while (j < n && p[j] != '}') j++;
+                while (j < n && p[j] != '}')
+                    j++;
                 name_len = j - name;
                 j = j < n ? j + 1 : n;
                 bool negate = d == 'P';
@@ -202,7 +205,8 @@ static void translate(sbuf *b, const char *p, size_t n) {
         }
         if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
             size_t j = i + 2;
-            while (j + 1 < n && !(p[j] == ':' && p[j + 1] == ']')) j++;
+            while (j + 1 < n && !(p[j] == ':' && p[j + 1] == ']'))
+                j++;
             j = j + 1 < n ? j + 2 : n;
             put(b, p + i, j - i);
             i = j;
@@ -244,11 +248,14 @@ dsv3_status dsv3_pretok_new(dsv3_pretok **out, dsv3_err *err) {
 
 void dsv3_pretok_free(dsv3_pretok *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n_steps; i++) pcre2_code_free(p->step[i].re);
+    for (size_t i = 0; i < p->n_steps; i++)
+        pcre2_code_free(p->step[i].re);
     free(p);
 }
 
-size_t dsv3_pretok_steps(const dsv3_pretok *p) { return p ? p->n_steps : 0; }
+size_t dsv3_pretok_steps(const dsv3_pretok *p) {
+    return p ? p->n_steps : 0;
+}
 
 dsv3_status dsv3_pretok_add(dsv3_pretok *p, const char *pattern, size_t len, int literal,
                             dsv3_split_behavior behavior, int invert, const char *where,
@@ -276,8 +283,8 @@ dsv3_status dsv3_pretok_add(dsv3_pretok *p, const char *pattern, size_t len, int
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
         return dsv3_errf(err, DSV3_EFORMAT,
-                         "tokenizer: %s: PCRE2 cannot compile the pattern at offset %zu: %s",
-                         where, (size_t)at, (const char *)msg);
+                         "tokenizer: %s: PCRE2 cannot compile the pattern at offset %zu: %s", where,
+                         (size_t)at, (const char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* on failure pcre2_match interprets */
     p->step[p->n_steps++] = (step){re, behavior, invert != 0};
@@ -301,7 +308,8 @@ dsv3_status dsv3_pretok_scratch_new(dsv3_pretok_scratch **out, const dsv3_pretok
 
 void dsv3_pretok_scratch_free(dsv3_pretok_scratch *s) {
     if (!s) return;
-    for (size_t i = 0; i < MAX_STEPS; i++) pcre2_match_data_free(s->md[i]);
+    for (size_t i = 0; i < MAX_STEPS; i++)
+        pcre2_match_data_free(s->md[i]);
     pcre2_match_context_free(s->mctx);
     pcre2_jit_stack_free(s->jit_stack);
     free(s);
@@ -337,17 +345,19 @@ static dsv3_status next_step(const split_ctx *c, size_t k, size_t s, size_t e) {
 }
 
 /* Feeds one segment [s, e) (is_match m) of step k through its behaviour. */
-static dsv3_status fold(const split_ctx *c, size_t k, pending *pd, bool *prev_m, size_t s,
-                        size_t e, bool m) {
+static dsv3_status fold(const split_ctx *c, size_t k, pending *pd, bool *prev_m, size_t s, size_t e,
+                        bool m) {
     const step *sp = &c->p->step[k];
     m ^= sp->invert;
     dsv3_status st = DSV3_OK;
     switch (sp->behavior) {
-    case DSV3_SPLIT_ISOLATED: st = next_step(c, k, s, e); break;
+    case DSV3_SPLIT_ISOLATED:
+        st = next_step(c, k, s, e);
+        break;
     case DSV3_SPLIT_REMOVED:
         if (!m) st = next_step(c, k, s, e);
         break;
-    case DSV3_SPLIT_CONTIGUOUS:        /* runs of segments with equal is_match join */
+    case DSV3_SPLIT_CONTIGUOUS:             /* runs of segments with equal is_match join */
     case DSV3_SPLIT_MERGED_WITH_PREVIOUS: { /* a match joins the piece before it unless that
                                                segment was a match */
         bool join = sp->behavior == DSV3_SPLIT_CONTIGUOUS ? m == *prev_m : m && !*prev_m;
@@ -359,15 +369,18 @@ static dsv3_status fold(const split_ctx *c, size_t k, pending *pd, bool *prev_m,
         }
         break;
     }
-    case DSV3_SPLIT_MERGED_WITH_NEXT: /* a match joins the segment after it unless that is a match */
+    case DSV3_SPLIT_MERGED_WITH_NEXT: /* a match joins the segment after it unless that is a match
+                                       */
         if (pd->have && !m) {
             pd->have = false;
             st = next_step(c, k, pd->s, e);
         } else {
             if (pd->have) st = next_step(c, k, pd->s, pd->e);
             pd->have = false;
-            if (!st && m) *pd = (pending){true, s, e, true};
-            else if (!st) st = next_step(c, k, s, e);
+            if (!st && m)
+                *pd = (pending){true, s, e, true};
+            else if (!st)
+                st = next_step(c, k, s, e);
         }
         break;
     }
@@ -376,7 +389,9 @@ static dsv3_status fold(const split_ctx *c, size_t k, pending *pd, bool *prev_m,
 }
 
 /* Bytes in the UTF-8 character whose lead byte is b. */
-static size_t char_len(unsigned char b) { return b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4; }
+static size_t char_len(unsigned char b) {
+    return b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+}
 
 static dsv3_status split_piece(const split_ctx *c, size_t k, size_t s, size_t e) {
     if (k == c->p->n_steps) return c->emit(c->ctx, s, e);
@@ -403,7 +418,8 @@ static dsv3_status split_piece(const split_ctx *c, size_t k, size_t s, size_t e)
             pcre2_get_error_message(rc, msg, sizeof msg);
             return dsv3_errf(c->err, DSV3_EUNSUPPORTED,
                              "tokenizer: encode: pre_tokenizer Split step %zu failed at byte "
-                             "offset %zu: %s", k, s + from, (const char *)msg);
+                             "offset %zu: %s",
+                             k, s + from, (const char *)msg);
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md[k]);
         size_t ms = ov[0], me = ov[1];

@@ -61,8 +61,7 @@ size_t dsv3_pretok_steps(const dsv3_pretok *p);
 
 /* Creates scratch space (match data) for dsv3_pretok_split calls on p. DSV3_OK or DSV3_ENOMEM.
  * The scratch must not outlive p. Free with dsv3_pretok_scratch_free (NULL is a no-op). */
-dsv3_status dsv3_pretok_scratch_new(dsv3_pretok_scratch **out, const dsv3_pretok *p,
-                                    dsv3_err *err);
+dsv3_status dsv3_pretok_scratch_new(dsv3_pretok_scratch **out, const dsv3_pretok *p, dsv3_err *err);
 void dsv3_pretok_scratch_free(dsv3_pretok_scratch *s);
 
 /* Cuts text[start, end) into pieces: step 1 splits it, each resulting piece goes through step 2

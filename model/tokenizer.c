@@ -4,7 +4,8 @@
  * Owns the path text -> ids -> text for Hugging Face tokenizer.json files of the DeepSeek-V3
  * kind. The sections follow the data: utilities (buffers, hashing, UTF-8, the byte-level
  * alphabet) -> hash maps -> loading (JSON -> immutable tables) -> BPE merges -> added-token
- * matching -> encode -> decode -> chat format; the regex pre-tokenizer splits live in pretok.c.
+ * matching -> encode -> decode; the regex pre-tokenizer splits live in pretok.c, the chat format
+ * in chat.c.
  * Each step mirrors the HF Rust code (tokenizers: added_vocabulary.rs, models/bpe/word.rs
  * `merge_all`, decoders/byte_level.rs) closely enough to give the same ids, quirks included; the
  * quirks are noted where they appear.
@@ -43,7 +44,8 @@ static bool buf_reserve(buf *b, size_t extra) {
     if (b->n + extra <= b->cap) return true;
     if (extra > SIZE_MAX / 4 - b->n) return false;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra) cap *= 2;
+    while (cap < b->n + extra)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) return false;
     b->p = p;
@@ -57,8 +59,6 @@ static bool buf_put(buf *b, const void *s, size_t n) {
     b->n += n;
     return true;
 }
-
-static bool buf_puts(buf *b, const char *s) { return buf_put(b, s, strlen(s)); }
 
 typedef struct {
     int32_t *p;
@@ -81,7 +81,8 @@ static bool ivec_push(ivec *v, int32_t x) {
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     if (c > SIZE_MAX / elem) return false;
     void *q = realloc(*p, c * elem);
     if (!q) return false;
@@ -102,7 +103,8 @@ static uint64_t mix64(uint64_t x) {
 static uint64_t hash_bytes(const void *p, size_t n) {
     const unsigned char *s = p;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ULL;
     return mix64(h ^ n);
 }
 
@@ -196,9 +198,12 @@ static size_t utf8_check(const unsigned char *s, size_t n) {
 /* Code point of the valid sequence s[0..len). */
 static uint32_t utf8_cp(const unsigned char *s, size_t len) {
     switch (len) {
-    case 1: return s[0];
-    case 2: return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
-    case 3: return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    case 1:
+        return s[0];
+    case 2:
+        return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+    case 3:
+        return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
     default:
         return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
                (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
@@ -232,9 +237,8 @@ static size_t utf8_put(unsigned char *o, uint32_t cp) {
  * added-token lstrip/rstrip rules). */
 static bool is_white_space(uint32_t cp) {
     static const uint32_t ranges[][2] = {
-        {0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},
-        {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F},
-        {0x205F, 0x205F}, {0x3000, 0x3000},
+        {0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},     {0x1680, 0x1680},
+        {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
         if (cp >= ranges[i][0] && cp <= ranges[i][1]) return true;
@@ -245,7 +249,7 @@ static bool is_white_space(uint32_t cp) {
  * the other 68 bytes, in increasing order, map to U+0100.. U+0143. */
 static uint32_t byte_to_cp(unsigned b) {
     if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) return b;
-    if (b <= 0x20) return 0x100 + b;            /* 0x00-0x20 -> 0..32 */
+    if (b <= 0x20) return 0x100 + b;             /* 0x00-0x20 -> 0..32 */
     if (b <= 0xA0) return 0x100 + 33 + b - 0x7F; /* 0x7F-0xA0 -> 33..66 */
     return 0x100 + 67;                           /* 0xAD */
 }
@@ -278,10 +282,12 @@ typedef struct {
 
 static bool smap_init(smap *m, size_t expect) {
     size_t cap = 16;
-    while (cap < 2 * expect + 16) cap *= 2;
+    while (cap < 2 * expect + 16)
+        cap *= 2;
     m->slot = malloc(cap * sizeof *m->slot);
     if (!m->slot) return false;
-    for (size_t i = 0; i < cap; i++) m->slot[i].val = -1;
+    for (size_t i = 0; i < cap; i++)
+        m->slot[i].val = -1;
     m->cap = cap;
     m->n = 0;
     return true;
@@ -316,10 +322,12 @@ typedef struct {
 
 static bool umap_init(umap *m, size_t expect) {
     size_t cap = 16;
-    while (cap < 2 * expect + 16) cap *= 2;
+    while (cap < 2 * expect + 16)
+        cap *= 2;
     m->slot = malloc(cap * sizeof *m->slot);
     if (!m->slot) return false;
-    for (size_t i = 0; i < cap; i++) m->slot[i].b = -1;
+    for (size_t i = 0; i < cap; i++)
+        m->slot[i].b = -1;
     m->cap = cap;
     m->n = 0;
     return true;
@@ -364,23 +372,23 @@ struct dsv3_tokenizer {
     tok_entry *ent; /* (n_ids) */
     buf arena;      /* all strings: pieces, decoded bytes, added contents */
 
-    smap vocab;            /* model.vocab: piece -> id */
-    size_t n_vocab;        /* entries in model.vocab (HF's model vocab size) */
-    umap merges;           /* key (left id << 32 | right id) -> a = rank, b = merged id */
-    int32_t byte_id[256];  /* vocab id of the one-character piece for each byte, or -1 */
-    int32_t unk_id;        /* model.unk_token id, or -1 */
-    bool fuse_unk;         /* consecutive unknown characters give one unk */
-    bool ignore_merges;    /* a pre-token that is a vocab entry maps to it directly */
+    smap vocab;           /* model.vocab: piece -> id */
+    size_t n_vocab;       /* entries in model.vocab (HF's model vocab size) */
+    umap merges;          /* key (left id << 32 | right id) -> a = rank, b = merged id */
+    int32_t byte_id[256]; /* vocab id of the one-character piece for each byte, or -1 */
+    int32_t unk_id;       /* model.unk_token id, or -1 */
+    bool fuse_unk;        /* consecutive unknown characters give one unk */
+    bool ignore_merges;   /* a pre-token that is a vocab entry maps to it directly */
 
     added_token *added; /* (n_added) in added_tokens order */
     size_t n_added;
-    smap added_map;       /* content -> index into added[] */
-    int32_t *node_term;   /* trie nodes: index into added[] of the token ending here, or -1 */
-    size_t n_nodes;       /* nodes 0 and 1 are the roots of pass 0 (normalized=false) and 1 */
-    umap edges;           /* key (node << 8 | byte) -> b = child node */
-    bool first[2][256];   /* bytes that start some added token of pass 0 / pass 1 */
-    size_t n_pass[2];     /* added tokens in each pass */
-    pcre2_code *word_re;  /* Rust regex `\w` (for single_word), or NULL if no token needs it */
+    smap added_map;      /* content -> index into added[] */
+    int32_t *node_term;  /* trie nodes: index into added[] of the token ending here, or -1 */
+    size_t n_nodes;      /* nodes 0 and 1 are the roots of pass 0 (normalized=false) and 1 */
+    umap edges;          /* key (node << 8 | byte) -> b = child node */
+    bool first[2][256];  /* bytes that start some added token of pass 0 / pass 1 */
+    size_t n_pass[2];    /* added tokens in each pass */
+    pcre2_code *word_re; /* Rust regex `\w` (for single_word), or NULL if no token needs it */
 
     dsv3_pretok *pretok; /* the pre-tokenizer's Split steps (ByteLevel's GPT-2 split included) */
 
@@ -417,7 +425,9 @@ static dsv3_status arena_add(const loader *L, const void *s, size_t n, uint32_t 
     return DSV3_OK;
 }
 
-static bool json_is_null(const cJSON *v) { return v == NULL || cJSON_IsNull(v); }
+static bool json_is_null(const cJSON *v) {
+    return v == NULL || cJSON_IsNull(v);
+}
 
 /* Parses one JSON value filling all of json[0..len) (trailing whitespace allowed, as serde_json
  * does); NULL and an error message on failure. */
@@ -430,7 +440,8 @@ static cJSON *json_parse(const loader *L, const char *json, size_t len, dsv3_sta
         return NULL;
     }
     size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : len;
-    while (at < len && (json[at] == ' ' || json[at] == '\t' || json[at] == '\n' || json[at] == '\r'))
+    while (at < len &&
+           (json[at] == ' ' || json[at] == '\t' || json[at] == '\n' || json[at] == '\r'))
         at++;
     if (at < len) {
         cJSON_Delete(v);
@@ -653,13 +664,15 @@ static dsv3_status load_merges(const loader *L, const cJSON *merges) {
             if (strncmp(s, "#version", 8) == 0) continue;
             const char *sp = strchr(s, ' ');
             if (!sp || strchr(sp + 1, ' ')) {
-                st = lerr(L, DSV3_EFORMAT, "model.merges[%d]: %s is not two tokens split by one "
-                          "space", i, quote(q, s, strlen(s)));
+                st = lerr(L, DSV3_EFORMAT,
+                          "model.merges[%d]: %s is not two tokens split by one "
+                          "space",
+                          i, quote(q, s, strlen(s)));
                 break;
             }
             a = s, na = (size_t)(sp - s), b = sp + 1, nb = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-                   cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                   cJSON_IsString(m->child->next)) {
             a = m->child->valuestring, na = strlen(a);
             b = m->child->next->valuestring, nb = strlen(b);
         } else {
@@ -706,7 +719,8 @@ static dsv3_status load_model(const loader *L, const cJSON *model) {
     if (st) return st;
     if (byte_fallback) return lerr(L, DSV3_EUNSUPPORTED, "model.byte_fallback: true not supported");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsArray(merges)) return lerr(L, DSV3_EFORMAT, "model.merges: missing or not an array");
+    if (!cJSON_IsArray(merges))
+        return lerr(L, DSV3_EFORMAT, "model.merges: missing or not an array");
     st = load_merges(L, merges);
     if (st) return st;
     for (unsigned b = 0; b < 256; b++) {
@@ -718,7 +732,8 @@ static dsv3_status load_model(const loader *L, const cJSON *model) {
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     if (!json_is_null(unk)) {
         char q[96];
-        if (!cJSON_IsString(unk)) return lerr(L, DSV3_EFORMAT, "model.unk_token: expected a string");
+        if (!cJSON_IsString(unk))
+            return lerr(L, DSV3_EFORMAT, "model.unk_token: expected a string");
         t->unk_id = smap_get(&t->vocab, t->arena.p, unk->valuestring, strlen(unk->valuestring));
         if (t->unk_id < 0)
             return lerr(L, DSV3_EFORMAT, "model.unk_token: %s is not in model.vocab",
@@ -763,7 +778,8 @@ static dsv3_status load_added(const loader *L, const cJSON *list) {
     }
     t->added = calloc(n ? n : 1, sizeof *t->added);
     t->node_term = malloc((total_len + 2) * sizeof *t->node_term);
-    if (!t->added || !t->node_term || !smap_init(&t->added_map, n) || !umap_init(&t->edges, total_len))
+    if (!t->added || !t->node_term || !smap_init(&t->added_map, n) ||
+        !umap_init(&t->edges, total_len))
         return lerr(L, DSV3_ENOMEM, "out of memory");
     t->node_term[0] = t->node_term[1] = -1;
     t->n_nodes = 2;
@@ -802,19 +818,21 @@ static dsv3_status load_added(const loader *L, const cJSON *list) {
         int32_t vid = smap_get(&t->vocab, t->arena.p, s, len);
         int64_t expect = vid;
         if (vid < 0)
-            expect = max_added < 0                                              ? (int64_t)t->n_vocab
+            expect = max_added < 0                                           ? (int64_t)t->n_vocab
                      : (max_added >= (int64_t)t->n_vocab || t->n_vocab == 0) ? max_added + 1
-                                                                              : (int64_t)t->n_vocab;
+                                                                             : (int64_t)t->n_vocab;
         if (expect != id)
             return lerr(L, DSV3_EFORMAT,
                         "added_tokens[%d].id: %d, but %s %s id %lld (ids must follow HF's "
-                        "assignment)", i, id, quote(q, s, len),
-                        vid >= 0 ? "has model.vocab" : "would get the next free", (long long)expect);
+                        "assignment)",
+                        i, id, quote(q, s, len),
+                        vid >= 0 ? "has model.vocab" : "would get the next free",
+                        (long long)expect);
         if (id > max_added) max_added = id;
         if (vid < 0 && t->ent[id].used) {
             char q2[96];
-            return lerr(L, DSV3_EFORMAT, "added_tokens[%d].id: %d is already the model token %s",
-                        i, id, quote(q2, t->arena.p + t->ent[id].piece, t->ent[id].piece_len));
+            return lerr(L, DSV3_EFORMAT, "added_tokens[%d].id: %d is already the model token %s", i,
+                        id, quote(q2, t->arena.p + t->ent[id].piece, t->ent[id].piece_len));
         }
         if (vid < 0) {
             st = entry_set(L, id, s, len);
@@ -874,15 +892,16 @@ static dsv3_status load_tokenizer_json(const loader *L, const cJSON *root) {
     for (size_t i = 0; i < 2; i++)
         if (!json_is_null(cJSON_GetObjectItemCaseSensitive(root, must_be_null[i])))
             return lerr(L, DSV3_EUNSUPPORTED, "%s: only null is supported", must_be_null[i]);
-    dsv3_status st = load_normalizer(L, cJSON_GetObjectItemCaseSensitive(root, "normalizer"),
-                                     "normalizer");
+    dsv3_status st =
+        load_normalizer(L, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizer");
     if (st) return st;
 
     /* Size the id table from the largest id in model.vocab and added_tokens. */
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    if (!cJSON_IsObject(vocab)) return lerr(L, DSV3_EFORMAT, "model.vocab: missing or not an object");
+    if (!cJSON_IsObject(vocab))
+        return lerr(L, DSV3_EFORMAT, "model.vocab: missing or not an object");
     if (!json_is_null(added) && !cJSON_IsArray(added))
         return lerr(L, DSV3_EFORMAT, "added_tokens: expected an array");
     if (!cJSON_IsArray(added)) added = NULL;
@@ -922,7 +941,8 @@ static dsv3_status load_tokenizer_json(const loader *L, const cJSON *root) {
                     ptype ? ptype : "?");
 
     bool any_single_word = false;
-    for (size_t k = 0; k < t->n_added; k++) any_single_word |= t->added[k].single_word;
+    for (size_t k = 0; k < t->n_added; k++)
+        any_single_word |= t->added[k].single_word;
     if (any_single_word) {
         /* Rust regex `\w`: Alphabetic, M, Nd, Pc, Join_Control. */
         static const char word[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]";
@@ -930,8 +950,10 @@ static dsv3_status load_tokenizer_json(const loader *L, const cJSON *root) {
         PCRE2_SIZE at;
         t->word_re = pcre2_compile((PCRE2_SPTR)word, sizeof word - 1,
                                    PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &code, &at, NULL);
-        if (!t->word_re) return lerr(L, DSV3_EUNSUPPORTED, "added_tokens: single_word needs "
-                                     "PCRE2 with Unicode properties");
+        if (!t->word_re)
+            return lerr(L, DSV3_EUNSUPPORTED,
+                        "added_tokens: single_word needs "
+                        "PCRE2 with Unicode properties");
     }
     return DSV3_OK;
 }
@@ -1064,7 +1086,9 @@ void dsv3_tokenizer_close(dsv3_tokenizer *t) {
  * Lookups
  * ---------------------------------------------------------------------------------------------- */
 
-int32_t dsv3_tokenizer_vocab_size(const dsv3_tokenizer *t) { return t ? t->n_ids : 0; }
+int32_t dsv3_tokenizer_vocab_size(const dsv3_tokenizer *t) {
+    return t ? t->n_ids : 0;
+}
 
 static const tok_entry *entry(const dsv3_tokenizer *t, int32_t id) {
     if (!t || id < 0 || id >= t->n_ids || !t->ent[id].used) return NULL;
@@ -1095,8 +1119,12 @@ int dsv3_tokenizer_is_special(const dsv3_tokenizer *t, int32_t id) {
     return e ? e->special : 0;
 }
 
-int32_t dsv3_tokenizer_bos_id(const dsv3_tokenizer *t) { return t ? t->bos_id : -1; }
-int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *t) { return t ? t->eos_id : -1; }
+int32_t dsv3_tokenizer_bos_id(const dsv3_tokenizer *t) {
+    return t ? t->bos_id : -1;
+}
+int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *t) {
+    return t ? t->eos_id : -1;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * Encode state (one per call: the tokenizer itself stays read-only)
@@ -1117,8 +1145,8 @@ typedef struct {
     uint64_t hash;
     const char *key; /* points into the text being encoded; NULL: empty slot */
     uint32_t len;
-    uint32_t n;     /* ids */
-    size_t ids;     /* offset into cache_ids */
+    uint32_t n; /* ids */
+    size_t ids; /* offset into cache_ids */
 } cache_slot;
 
 typedef struct {
@@ -1261,7 +1289,8 @@ static dsv3_status bpe_piece(enc_ctx *c, const char *p, size_t n) {
         if (unk_len) bpe_add_sym(c, &ns, t->unk_id, unk_len);
 
         c->heap_n = 0;
-        for (size_t i = 0; i + 1 < ns; i++) push_pair(c, (int32_t)i);
+        for (size_t i = 0; i + 1 < ns; i++)
+            push_pair(c, (int32_t)i);
         bpe_sym *s = c->sym;
         while (c->heap_n) {
             bpe_merge top = heap_pop(c);
@@ -1299,7 +1328,8 @@ static dsv3_status bpe_piece(enc_ctx *c, const char *p, size_t n) {
             for (size_t i = 0; i < c->cache_cap; i++) {
                 if (!c->cache[i].key) continue;
                 size_t j = (size_t)c->cache[i].hash & (cap - 1);
-                while (ns[j].key) j = (j + 1) & (cap - 1);
+                while (ns[j].key)
+                    j = (j + 1) & (cap - 1);
                 ns[j] = c->cache[i];
             }
             free(c->cache);
@@ -1326,7 +1356,8 @@ static bool word_char_at(const enc_ctx *c, size_t lo, size_t at, size_t hi, bool
     if (before) {
         if (at == lo) return false;
         p = at - 1;
-        while (p > lo && (u[p] & 0xC0) == 0x80) p--;
+        while (p > lo && (u[p] & 0xC0) == 0x80)
+            p--;
     } else if (at >= hi) {
         return false;
     }
@@ -1348,7 +1379,8 @@ static size_t ws_len_at(const unsigned char *u, size_t p, size_t hi) {
 static size_t ws_start_before(const unsigned char *u, size_t lo, size_t p) {
     while (p > lo) {
         size_t q = p - 1, bad;
-        while (q > lo && (u[q] & 0xC0) == 0x80) q--;
+        while (q > lo && (u[q] & 0xC0) == 0x80)
+            q--;
         size_t k = utf8_next(u + q, p - q, &bad);
         if (!k || !is_white_space(utf8_cp(u + q, k))) break;
         p = q;
@@ -1452,7 +1484,8 @@ dsv3_status dsv3_tokenizer_decode(const dsv3_tokenizer *t, char **text, size_t *
             free(raw.p);
             return dsv3_errf(err, DSV3_EINVAL,
                              "tokenizer: decode: id %d at position %zu is not a token (vocab "
-                             "size %d)", ids[i], i, t->n_ids);
+                             "size %d)",
+                             ids[i], i, t->n_ids);
         }
         if (skip_special && e->special) continue;
         if (!buf_put(&raw, t->arena.p + e->bytes, e->bytes_len)) goto nomem;
@@ -1481,63 +1514,17 @@ nomem:
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Chat format (spec §7.6; the DeepSeek-V3 template, tool calls left out)
+ * Chat format: model/chat.c renders it; the tokenizer supplies the BOS string.
  * ---------------------------------------------------------------------------------------------- */
 
 dsv3_status dsv3_tokenizer_chat(const dsv3_tokenizer *t, char **text, size_t *len,
-                                const dsv3_chat_msg *msgs, size_t n_msgs,
-                                int add_generation_prompt, dsv3_err *err) {
-    static const char user[] = "<｜User｜>", assistant[] = "<｜Assistant｜>",
-                      eos[] = "<｜end▁of▁sentence｜>", outputs_begin[] = "<｜tool▁outputs▁begin｜>",
-                      outputs_end[] = "<｜tool▁outputs▁end｜>",
-                      output_begin[] = "<｜tool▁output▁begin｜>",
-                      output_end[] = "<｜tool▁output▁end｜>";
-    if (text) *text = NULL;
-    if (len) *len = 0;
-    if (!t || !text || (!msgs && n_msgs))
+                                const dsv3_chat_msg *msgs, size_t n_msgs, int add_generation_prompt,
+                                dsv3_err *err) {
+    if (!t) {
+        if (text) *text = NULL;
+        if (len) *len = 0;
         return dsv3_errf(err, DSV3_EINVAL, "tokenizer: chat: NULL argument");
-    for (size_t i = 0; i < n_msgs; i++) {
-        const char *r = msgs[i].role;
-        if (!r || !msgs[i].content)
-            return dsv3_errf(err, DSV3_EINVAL, "tokenizer: chat: message %zu: NULL %s", i,
-                             r ? "content" : "role");
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "tool"))
-            return dsv3_errf(err, DSV3_EINVAL, "tokenizer: chat: message %zu: unknown role \"%.40s\"",
-                             i, r);
     }
-    buf b = {0};
-    bool ok = true, first_sys = true, is_tool = false, first_output = true;
-    if (t->bos_id >= 0) ok &= buf_puts(&b, dsv3_tokenizer_piece(t, t->bos_id));
-    for (size_t i = 0; i < n_msgs; i++) {
-        if (strcmp(msgs[i].role, "system") != 0) continue;
-        if (!first_sys) ok &= buf_puts(&b, "\n\n");
-        ok &= buf_puts(&b, msgs[i].content);
-        first_sys = false;
-    }
-    for (size_t i = 0; i < n_msgs; i++) {
-        const char *r = msgs[i].role, *content = msgs[i].content;
-        if (strcmp(r, "user") == 0) {
-            is_tool = false;
-            ok &= buf_puts(&b, user) && buf_puts(&b, content);
-        } else if (strcmp(r, "assistant") == 0) {
-            ok &= buf_puts(&b, is_tool ? outputs_end : assistant) && buf_puts(&b, content) &&
-                  buf_puts(&b, eos);
-            is_tool = false;
-        } else if (strcmp(r, "tool") == 0) {
-            is_tool = true;
-            ok &= buf_puts(&b, first_output ? outputs_begin : "\n") && buf_puts(&b, output_begin) &&
-                  buf_puts(&b, content) && buf_puts(&b, output_end);
-            first_output = false;
-        }
-    }
-    if (is_tool) ok &= buf_puts(&b, outputs_end);
-    else if (add_generation_prompt) ok &= buf_puts(&b, assistant);
-    ok &= buf_put(&b, "", 1);
-    if (!ok) {
-        free(b.p);
-        return dsv3_errf(err, DSV3_ENOMEM, "tokenizer: chat: out of memory");
-    }
-    *text = b.p;
-    if (len) *len = b.n - 1;
-    return DSV3_OK;
+    const char *bos = t->bos_id >= 0 ? dsv3_tokenizer_piece(t, t->bos_id) : "";
+    return dsv3_chat_render(text, len, bos, msgs, n_msgs, add_generation_prompt, err);
 }

@@ -2,9 +2,9 @@
  *
  * Owns: loading a Hugging Face `tokenizer.json` (plus the optional `tokenizer_config.json` beside
  * it), encoding UTF-8 text to token ids exactly as the Hugging Face `tokenizers` library does for
- * the same file, decoding ids back to text, and rendering the DeepSeek-V3 chat format to a string.
- * Does not own: sampling, streaming detokenisation state, or a Jinja engine (the chat format is
- * fixed, see dsv3_tokenizer_chat). The library never prints.
+ * the same file, and decoding ids back to text. Does not own: the regex splits (model/pretok),
+ * the chat format (model/chat; dsv3_tokenizer_chat only supplies the BOS string), sampling, or
+ * streaming detokenisation state. The library never prints.
  *
  * What a tokenizer.json may contain (anything else is rejected with DSV3_EUNSUPPORTED or
  * DSV3_EFORMAT and a message naming the JSON key):
@@ -15,7 +15,7 @@
  *   - normalizer: absent, null, or a Sequence whose normalizers are all empty Sequences.
  *   - pre_tokenizer: a ByteLevel step (add_prefix_space false; use_regex true adds the GPT-2
  *     split), optionally preceded by Split steps, alone or in a (nested) Sequence. Split takes
- *     {"Regex": p} (compiled by PCRE2 with UTF|UCP; Oniguruma-only syntax is not translated) or
+ *     {"Regex": p} (run by PCRE2 with HF's Oniguruma Unicode tables; see model/pretok.h) or
  *     {"String": s}, all five behaviours (Isolated, Removed, MergedWithPrevious, MergedWithNext,
  *     Contiguous) and invert. Nothing may follow the ByteLevel step.
  *   - decoder: ByteLevel.  post_processor: absent, null or ByteLevel.  truncation / padding: null.
@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "status.h"
 
 typedef struct dsv3_tokenizer dsv3_tokenizer;
@@ -123,34 +124,11 @@ int dsv3_tokenizer_is_special(const dsv3_tokenizer *tok, int32_t id);
 int32_t dsv3_tokenizer_bos_id(const dsv3_tokenizer *tok);
 int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *tok);
 
-/* One chat message. */
-typedef struct {
-    const char *role;    /* "system", "user", "assistant" or "tool"; not NULL */
-    const char *content; /* UTF-8, NUL-terminated; not NULL (tool calls are not supported) */
-} dsv3_chat_msg;
-
-/* Renders messages in the DeepSeek-V3 chat format (spec/architecture.md §7.6; the template
- * shipped with DeepSeek-V3, without tool calls). The output is, in order:
- *   1. the BOS string (the config's bos_token content; "" when there is none);
- *   2. the contents of all system messages, joined by "\n\n", with no role marker;
- *   3. for each non-system message in order:
- *        user:      "<｜User｜>" + content
- *        assistant: "<｜Assistant｜>" + content + "<｜end▁of▁sentence｜>", or, when the previous
- *                   non-system message is a tool message, "<｜tool▁outputs▁end｜>" + content +
- *                   "<｜end▁of▁sentence｜>"
- *        tool:      the first tool message ever: "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>"
- *                   + content + "<｜tool▁output▁end｜>"; later ones: "\n<｜tool▁output▁begin｜>"
- *                   + content + "<｜tool▁output▁end｜>"
- *   4. "<｜tool▁outputs▁end｜>" if the last non-system message is a tool message; otherwise
- *      "<｜Assistant｜>" if add_generation_prompt is nonzero.
- * Example: one user message "Hi" with add_generation_prompt renders
- * "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>". Encode the result with add_special = 0 (it
- * already holds BOS). On success *text is a malloc'd NUL-terminated string of *len bytes (caller
- * frees with free()); len may be NULL. Errors (then *text is NULL): DSV3_EINVAL for NULL
- * arguments (msgs may be NULL when n_msgs is 0), a NULL role or content, or an unknown role,
- * naming the message index; DSV3_ENOMEM. */
+/* Renders msgs in the DeepSeek-V3 chat format: dsv3_chat_render (model/chat.h, which documents
+ * the exact output) with the config's bos_token content as the BOS string ("" without one).
+ * Ownership, statuses and NULL rules are dsv3_chat_render's; tok NULL is DSV3_EINVAL. */
 dsv3_status dsv3_tokenizer_chat(const dsv3_tokenizer *tok, char **text, size_t *len,
-                                const dsv3_chat_msg *msgs, size_t n_msgs,
-                                int add_generation_prompt, dsv3_err *err);
+                                const dsv3_chat_msg *msgs, size_t n_msgs, int add_generation_prompt,
+                                dsv3_err *err);
 
 #endif

@@ -3,7 +3,7 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  run time per target (default 10)
-#   TARGET   fuzz_safetensors, fuzz_config (default: both)
+#   TARGET   fuzz_safetensors, fuzz_config, fuzz_tokenizer, ... (default: every tests/fuzz/fuzz_*.c)
 #
 # Each target is compiled with clang -fsanitize=fuzzer,address,undefined directly from the
 # library sources it needs (model/status.c model/config.c model/safetensors.c kernels/dtype.c,
@@ -19,10 +19,26 @@ cd "$(dirname "$0")/.." || exit 2
 SECONDS_EACH=${1:-10}
 shift $(($# > 0 ? 1 : 0))
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_safetensors fuzz_config)
+if [ ${#TARGETS[@]} -eq 0 ]; then
+    for f in tests/fuzz/fuzz_*.c; do TARGETS+=("$(basename "$f" .c)"); done
+fi
 CC=${CC:-clang}
 OUT=${DSV3_FUZZ_DIR:-build-fuzz}
-LIB_SOURCES=(model/status.c model/config.c model/safetensors.c kernels/dtype.c)
+LIB_SOURCES=(model/status.c model/config.c model/safetensors.c kernels/dtype.c
+    model/tokenizer.c model/pretok.c model/chat.c)
+LIBS=(-lcjson -lpcre2-8 -lm)
+
+# Sources and libraries a target needs beyond the parsers above.
+extra_sources() {
+    case $1 in
+    *) ;;
+    esac
+}
+extra_libs() {
+    case $1 in
+    *) ;;
+    esac
+}
 SANITIZERS=fuzzer,address,undefined
 CFLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer "-fsanitize=$SANITIZERS"
     -fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter -I.)
@@ -39,6 +55,7 @@ max_len() {
     case $1 in
     fuzz_safetensors) echo 4096 ;;
     fuzz_config) echo 8192 ;;
+    fuzz_tokenizer) echo 16384 ;;
     *) echo 4096 ;;
     esac
 }
@@ -53,7 +70,9 @@ for t in "${TARGETS[@]}"; do
         exit 2
     fi
     echo "== $t: build"
-    if ! "$CC" "${CFLAGS[@]}" "${LIB_SOURCES[@]}" "$src" -lcjson -lm -o "$OUT/$t"; then
+    # shellcheck disable=SC2046
+    if ! "$CC" "${CFLAGS[@]}" "${LIB_SOURCES[@]}" $(extra_sources "$t") "$src" "${LIBS[@]}" \
+        $(extra_libs "$t") -o "$OUT/$t"; then
         echo "fuzz.sh: $CC could not build $t with -fsanitize=fuzzer (is libFuzzer installed?)" >&2
         exit 2
     fi

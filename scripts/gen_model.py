@@ -438,7 +438,7 @@ def main(argv=None):
     vocab = cfg_vocab(args.out_dir)
     if not args.no_tokenizer and vocab >= 512:
         # A small BPE tokenizer in the DeepSeek-V3 structure (scripts/gen_tokenizer.py), sized to
-        # the model's vocabulary (at most 4096 entries; larger models keep unused rows).
+        # the model's vocabulary (at most 1024 entries; larger models keep unused rows).
         import subprocess
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "gen_tokenizer.py"), args.out_dir,
