@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jupyter/install.h"
 #include "repl/cli.h"
 #include "repl/repl.h"
 
@@ -16,6 +17,7 @@ static const subcommand commands[] = {
     {"logits", dsv3_cli_logits, "exact FP32 logits (and MTP logits) for token ids, as .npy"},
     {"generate", dsv3_cli_generate, "generate text or ids (sampling, MTP speculative decoding)"},
     {"tokenize", dsv3_cli_tokenize, "print the token ids of a text"},
+    {"kernel", dsv3_kernel_cmd, "Jupyter kernel: `kernel install [--user | --prefix DIR]`"},
     {"route", dsv3_cli_route, "per-token expert routing of the MoE layers (--json)"},
 };
 

@@ -3,6 +3,7 @@
 #include "repl/repl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 #include <signal.h>
@@ -39,6 +40,8 @@ typedef struct {
     int quit;
     char *chunk;     /* lines of an incomplete chunk, joined by '\n' */
     char *history;   /* history file path, or NULL */
+    sigset_t waitmask; /* interactive: the signal mask of a wait, SIGINT deliverable */
+    int key_fd;        /* interactive: the terminal opened again, non-blocking; or -1 */
 } repl;
 
 static double now(void) {
@@ -143,15 +146,73 @@ static char *history_path(void) {
     return path;
 }
 
+/* 1 if the n bytes at p are valid UTF-8 without NUL bytes: what a terminal can have typed. */
+static int is_text(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (c == 0 || len == 0 || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((p[i + k] & 0xC0) != 0x80) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Loads the history file if it is usable. A path that is not a regular file (a directory in its
+ * place) disables saving; an unreadable file or one holding binary data (a NUL byte, invalid
+ * UTF-8) is not loaded and is replaced when the session ends. Each case warns on stderr. */
+static void load_history(repl *r) {
+    struct stat sb;
+    if (stat(r->history, &sb) != 0) return; /* no history yet */
+    if (!S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "dsv3: history %s is not a regular file; history will not be saved\n",
+                r->history);
+        free(r->history);
+        r->history = NULL;
+        return;
+    }
+    FILE *f = fopen(r->history, "rb");
+    if (!f) {
+        fprintf(stderr, "dsv3: history %s: %s; starting a new one\n", r->history, strerror(errno));
+        return;
+    }
+    unsigned char buf[65536];
+    int text = 1;
+    size_t n, carry = 0; /* bytes of a UTF-8 sequence cut by the buffer end */
+    while (text && (n = fread(buf + carry, 1, sizeof buf - carry, f)) > 0) {
+        n += carry;
+        size_t cut = n;
+        while (cut > 0 && n - cut < 3 && (buf[cut - 1] & 0xC0) == 0x80) cut--;
+        if (cut > 0 && buf[cut - 1] >= 0xC0) cut--; /* lead byte of a cut sequence */
+        else cut = n;
+        text = is_text(buf, cut);
+        carry = n - cut;
+        memmove(buf, buf + cut, carry);
+    }
+    if (text && carry) text = is_text(buf, carry);
+    int ioerr = ferror(f);
+    fclose(f);
+    if (ioerr || !text)
+        fprintf(stderr, "dsv3: history %s %s; starting a new one\n", r->history,
+                ioerr ? "cannot be read" : "holds binary data");
+    else if (read_history(r->history) != 0)
+        fprintf(stderr, "dsv3: history %s unreadable; starting a new one\n", r->history);
+}
+
 /* History is saved whole to a temp file and renamed over the old one, so a crash never leaves a
- * half-written history. */
+ * half-written history. A failure warns and leaves no temp file behind. */
 static void save_history(repl *r) {
     if (!r->history) return;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", r->history, (long)getpid());
     stifle_history(2000);
-    if (write_history(tmp) == 0) rename(tmp, r->history);
-    else unlink(tmp);
+    int e = write_history(tmp);
+    if (e == 0 && rename(tmp, r->history) != 0) e = errno;
+    if (e) {
+        unlink(tmp);
+        fprintf(stderr, "dsv3: cannot save history to %s: %s\n", r->history, strerror(e));
+    }
 }
 
 static char **complete(const char *text, int start, int end) {
@@ -185,6 +246,30 @@ static char **complete(const char *text, int start, int end) {
     return out;
 }
 
+/* readline's key reader. The main loop's pselect said stdin was readable, but a Ctrl-C
+ * flushes the terminal's input queue (ISIG without NOFLSH), so the key may be gone by the time
+ * it is read, and a blocking read() would then wait with SIGINT blocked. Keys are therefore
+ * read from key_fd, a second, non-blocking open file description of the terminal (stdin's own
+ * stays blocking for whoever shares it), and waited for in pselect with SIGINT deliverable.
+ * Once Ctrl-C came it returns 0 (C-@, set-mark: nothing visible changes) so that readline
+ * returns and the main loop clears the line. */
+static int read_key(FILE *in) {
+    const int fd = the_repl->key_fd >= 0 ? the_repl->key_fd : fileno(in);
+    for (;;) {
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(fd, &fds);
+        int rc = pselect(fd + 1, &fds, NULL, NULL, NULL, &the_repl->waitmask);
+        if (rc < 0 && errno != EINTR) return EOF;
+        if (interrupted) return 0;
+        if (rc <= 0) continue;
+        unsigned char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n == 1) return c;
+        if (n == 0 || (errno != EINTR && errno != EAGAIN)) return EOF;
+    }
+}
+
 static const char *prompt_main(const repl *r) {
     return r->color ? "\001\x1b[1;36m\002dsv3>\001\x1b[0m\002 " : "dsv3> ";
 }
@@ -199,7 +284,12 @@ static void on_line(char *line) {
     }
     if (*line) add_history(line);
     rl_callback_handler_remove(); /* output of the chunk must not fight the prompt */
+    sigset_t sigint, outside;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &sigint, &outside); /* Ctrl-C may stop the chunk */
     int pending = feed_line(r, line);
+    sigprocmask(SIG_SETMASK, &outside, NULL);
     free(line);
     if (!r->quit) rl_callback_handler_install(pending ? ">> " : prompt_main(r), on_line);
 }
@@ -207,35 +297,49 @@ static void on_line(char *line) {
 static int interactive(repl *r, const char *banner) {
     the_repl = r;
     r->history = history_path();
-    if (r->history && access(r->history, F_OK) == 0 && read_history(r->history) != 0)
-        fprintf(stderr, "dsv3: history %s unreadable; starting a new one\n", r->history);
+    if (r->history) load_history(r);
     rl_readline_name = "dsv3";
     rl_attempted_completion_function = complete;
     rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,.:[]+-*/^%~#";
+    /* A quote before the completed word is a word break, not a delimiter to close: `load "mod`
+     * completes to `load "models/` and the user closes the string. */
+    rl_basic_quote_characters = "";
     rl_catch_signals = 0;
+    const char *tty = ttyname(STDIN_FILENO);
+    r->key_fd = tty ? open(tty, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) : -1;
+    rl_getc_function = read_key;
     fputs(banner, stdout);
+    /* SIGINT stays blocked except inside pselect and while a chunk runs (on_line), so a Ctrl-C
+     * that comes while readline handles a key waits for the next pselect instead of being
+     * lost between the check of the flag and the wait. */
+    sigset_t sigint;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    sigprocmask(SIG_BLOCK, &sigint, &r->waitmask);
+    sigdelset(&r->waitmask, SIGINT);
     rl_callback_handler_install(prompt_main(r), on_line);
     while (!r->quit) {
+        if (interrupted) { /* Ctrl-C at the prompt: drop the line (and a pending chunk) */
+            interrupted = 0;
+            free(r->chunk);
+            r->chunk = NULL;
+            rl_free_line_state();
+            rl_replace_line("", 0);
+            rl_crlf();
+            rl_callback_handler_remove();
+            rl_callback_handler_install(prompt_main(r), on_line);
+            continue;
+        }
         fd_set fds;
         FD_ZERO(&fds);
         FD_SET(STDIN_FILENO, &fds);
-        int rc = select(STDIN_FILENO + 1, &fds, NULL, NULL, NULL);
-        if (rc < 0 && errno == EINTR) {
-            if (interrupted) { /* Ctrl-C at the prompt: drop the line (and a pending chunk) */
-                interrupted = 0;
-                free(r->chunk);
-                r->chunk = NULL;
-                rl_free_line_state();
-                rl_replace_line("", 0);
-                rl_crlf();
-                rl_callback_handler_remove();
-                rl_callback_handler_install(prompt_main(r), on_line);
-            }
-            continue;
-        }
+        int rc = pselect(STDIN_FILENO + 1, &fds, NULL, NULL, NULL, &r->waitmask);
+        if (rc < 0 && errno == EINTR) continue;
         if (rc < 0) break;
         rl_callback_read_char();
     }
+    sigprocmask(SIG_UNBLOCK, &sigint, NULL);
+    if (r->key_fd >= 0) close(r->key_fd);
     save_history(r);
     free(r->history);
     return 0;
@@ -262,9 +366,28 @@ static int piped(repl *r) {
     return r->errors ? 1 : 0;
 }
 
+/* The chunk that loads model directory dir: `local ok, m = pcall(load, "dir") return ok,
+ * tostring(m)`, with dir quoted for Lua (quotes, backslashes and control bytes escaped).
+ * Malloc'd; NULL when out of memory. */
+static char *load_chunk(const char *dir) {
+    static const char head[] = "local ok, m = pcall(load, \"", tail[] = "\") return ok, tostring(m)";
+    size_t n = strlen(dir);
+    char *code = malloc(sizeof head + 4 * n + sizeof tail);
+    if (!code) return NULL;
+    char *q = code + sprintf(code, "%s", head);
+    for (const unsigned char *p = (const unsigned char *)dir; *p; p++) {
+        if (*p == '"' || *p == '\\') *q++ = '\\';
+        if (*p < 0x20 || *p == 0x7f) q += sprintf(q, "\\%03u", *p);
+        else *q++ = (char)*p;
+    }
+    strcpy(q, tail);
+    return code;
+}
+
 int dsv3_repl_main(int argc, char **argv) {
     repl r = {0};
-    r.color = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !getenv("NO_COLOR");
+    const char *no_color = getenv("NO_COLOR"); /* no-color.org: set and not empty */
+    r.color = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !(no_color && *no_color);
     dsv3_session_io io = {.write = write_out, .interrupt = &interrupted, .color = r.color};
     dsv3_err err = {{0}};
     if (dsv3_session_new(&r.s, &io, &err)) {
@@ -273,7 +396,7 @@ int dsv3_repl_main(int argc, char **argv) {
     }
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: select() returns EINTR */
+    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: pselect() returns EINTR */
     int rc = 0, ran_code = 0;
     char banner[1024] = "";
     for (int i = 0; i < argc && !rc; i++) {
@@ -311,24 +434,24 @@ int dsv3_repl_main(int argc, char **argv) {
             i++;
             continue;
         }
-        /* A model directory: load it before anything else runs. */
-        char code[4400];
-        snprintf(code, sizeof code, "return load(%s)", "...");
-        char quoted[4300];
-        size_t q = 0;
-        quoted[q++] = '"';
-        for (const char *p = argv[i]; *p && q < sizeof quoted - 3; p++) {
-            if (*p == '"' || *p == '\\') quoted[q++] = '\\';
-            quoted[q++] = *p;
-        }
-        quoted[q++] = '"';
-        quoted[q] = 0;
-        snprintf(code, sizeof code, "load(%s)", quoted);
-        if (dsv3_session_exec(r.s, code, strlen(code), &res) != DSV3_EXEC_OK) {
-            fprintf(stderr, "dsv3: %s\n", res ? res : "cannot load");
+        /* A model directory: load it before anything else runs. The load is protected so a
+         * bad directory gives its one-line message ("config: DIR/config.json: ...") without a
+         * Lua traceback; the chunk returns `ok, text`, rendered "true\t<model ...>" or
+         * "false\t<message>". */
+        char *code = load_chunk(argv[i]);
+        if (!code) {
+            fprintf(stderr, "dsv3: out of memory\n");
             rc = 1;
+            break;
+        }
+        dsv3_exec_status st = dsv3_session_exec(r.s, code, strlen(code), &res);
+        free(code);
+        if (st == DSV3_EXEC_OK && res && !strncmp(res, "true\t", 5)) {
+            snprintf(banner, sizeof banner, "%s\n", res + 5);
         } else {
-            snprintf(banner, sizeof banner, "%s\n", res);
+            const char *msg = res && !strncmp(res, "false\t", 6) ? res + 6 : res;
+            fprintf(stderr, "dsv3: %s\n", msg ? msg : "cannot load");
+            rc = 1;
         }
         free(res);
     }

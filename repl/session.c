@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "repl/render.h"
 #include "repl/session_internal.h"
 
-static const char REG_KEY = 0; /* registry key: address is unique */
+static const char REG_KEY = 0;     /* registry key: address is unique */
+static const char RESULTS_KEY = 0; /* registry: {n=, values...} kept by dsv3_session_eval */
+static const char DISPLAY_KEY = 0; /* registry: number of display ids made up so far */
 
 dsv3_session *dsv3_session_of(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
@@ -63,6 +66,128 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     if (dsv3_session_interrupted(dsv3_session_of(L))) luaL_error(L, "interrupted");
 }
 
+/* ---------------------------------------------------------------- display / input ----- */
+
+/* Defined only when the host gives the matching io callback (session.h). */
+
+static const char doc_display[] =
+    "display(value [, {id=, update=}]) -> id\n"
+    "Shows value now, in every form that fits it (text, HTML tables, JSON), as its own output.\n"
+    "Returns the display id (made up unless opts.id is given). With update=true and the id of an\n"
+    "earlier display, replaces that output in place: progress of long work updates one display.\n";
+static const char doc_progress[] =
+    "progress(done, total [, label]) -> value\n"
+    "A progress value: a bar in text, a <progress> element in HTML. Show it with display() and\n"
+    "update it in place: local id = display(progress(0, n)) ... display(progress(i, n), {id=id,\n"
+    "update=true}).\n";
+static const char doc_input[] =
+    "input([prompt [, {password=false}]]) -> string\n"
+    "Reads one line from the user (a notebook's input box), without its newline. Fails at once\n"
+    "where the front end allows no input (nbclient) and when interrupted.\n";
+
+static int l_display(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    const char *id = NULL;
+    int update = 0;
+    if (!lua_isnil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "id");
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "display: option 'id' must be a string");
+        lua_getfield(L, 2, "update");
+        update = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        id = lua_tostring(L, -1); /* stays on the stack */
+        if (update && !id) return luaL_error(L, "display: update=true needs the id of an earlier display");
+    }
+    if (!id) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
+        lua_Integer k = lua_tointeger(L, -1) + 1;
+        lua_pop(L, 1);
+        lua_pushinteger(L, k);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
+        id = lua_pushfstring(L, "dsv3-%d", (int)k);
+    }
+    dsv3_mime_bundle b = {0};
+    for (int f = 0; f < DSV3_RENDER_FORMS && b.n < DSV3_MIME_MAX; f++)
+        if (dsv3_render_push(L, 1, 1, (dsv3_render_form)f)) {
+            b.mime[b.n] = dsv3_render_mime((dsv3_render_form)f);
+            b.data[b.n] = lua_tolstring(L, -1, &b.len[b.n]);
+            b.n++;
+        }
+    s->io.display(s->io.ud, &b, id, update);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+static int progress_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "done");  /* 2 */
+    lua_getfield(L, 1, "total"); /* 3 */
+    lua_getfield(L, 1, "label"); /* 4 */
+    double done = lua_tonumber(L, 2), total = lua_tonumber(L, 3);
+    int filled = total > 0 ? (int)(20.0 * (done < total ? (done > 0 ? done : 0) : total) / total) : 20;
+    char bar[21];
+    for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '-';
+    bar[20] = 0;
+    const char *d = luaL_tolstring(L, 2, NULL), *t = luaL_tolstring(L, 3, NULL);
+    const char *label = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : NULL;
+    lua_pushfstring(L, "[%s] %s/%s%s%s", bar, d, t, label ? " " : "", label ? label : "");
+    return 1;
+}
+
+static int l_progress(lua_State *L) {
+    lua_Number done = luaL_checknumber(L, 1), total = luaL_checknumber(L, 2);
+    const char *label = luaL_optstring(L, 3, NULL);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "done");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "total");
+    if (label) {
+        lua_pushstring(L, label);
+        lua_setfield(L, -2, "label");
+    }
+    (void)done;
+    (void)total;
+    luaL_setmetatable(L, DSV3_RENDER_MT_PROGRESS);
+    return 1;
+}
+
+static int l_input(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    const char *prompt = luaL_optstring(L, 1, "");
+    int password = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "password");
+        password = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    char *line = NULL;
+    int rc = s->io.input(s->io.ud, prompt, password, &line);
+    lua_pushstring(L, line ? line : rc ? "input: no input available" : "");
+    free(line);
+    if (rc) return luaL_error(L, "%s", lua_tostring(L, -1));
+    return 1;
+}
+
+/* Registers display/progress and input where the host supports them. */
+static void open_host_functions(lua_State *L, const dsv3_session_io *io) {
+    if (io->display) {
+        lua_register(L, "display", l_display);
+        lua_register(L, "progress", l_progress);
+        luaL_newmetatable(L, DSV3_RENDER_MT_PROGRESS);
+        lua_pushcfunction(L, progress_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pop(L, 1);
+    }
+    if (io->input) lua_register(L, "input", l_input);
+}
+
 /* ---------------------------------------------------------------- lifetime ------------- */
 
 dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err) {
@@ -79,6 +204,7 @@ dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3
     lua_rawsetp(s->L, LUA_REGISTRYINDEX, &REG_KEY);
     lua_register(s->L, "print", l_print);
     dsv3_lua_open_api(s->L, s);
+    open_host_functions(s->L, &s->io);
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT, 1000);
     *out = s;
     return DSV3_OK;
@@ -136,13 +262,34 @@ static int render_values(lua_State *L) {
     return 1;
 }
 
-static dsv3_exec_status call_chunk(lua_State *L, int base, int nargs, char **result) {
+/* render_values, after keeping the values in the registry for dsv3_session_render. */
+static int keep_and_render(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_createtable(L, n, 1);
+    for (int i = 1; i <= n; i++) {
+        lua_pushvalue(L, i);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RESULTS_KEY);
+    return render_values(L);
+}
+
+static void forget_results(lua_State *L) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RESULTS_KEY);
+}
+
+/* Calls the chunk at base + 1 with nargs arguments above it; keep = 1 keeps its values. */
+static dsv3_exec_status call_chunk_keep(lua_State *L, int base, int nargs, int keep,
+                                        char **result) {
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base + 1);
     int st = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
     if (st == LUA_OK) {
         /* render the results, also protected: [msgh, results...] -> [msgh, text] */
-        lua_pushcfunction(L, render_values);
+        lua_pushcfunction(L, keep ? keep_and_render : render_values);
         lua_insert(L, base + 2);
         st = lua_pcall(L, lua_gettop(L) - base - 2, 1, base + 1);
     }
@@ -154,7 +301,13 @@ static dsv3_exec_status call_chunk(lua_State *L, int base, int nargs, char **res
     return st == LUA_OK ? DSV3_EXEC_OK : DSV3_EXEC_ERROR;
 }
 
-dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len, char **result) {
+static dsv3_exec_status call_chunk(lua_State *L, int base, int nargs, char **result) {
+    return call_chunk_keep(L, base, nargs, 0, result);
+}
+
+/* exec and eval: keep = 1 keeps the returned values for dsv3_session_render. */
+static dsv3_exec_status exec_chunk(dsv3_session *s, const char *code, size_t len, int keep,
+                                   char **result) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
     /* Expression first: "return <code>;" (lua.c's addreturn). */
@@ -180,7 +333,83 @@ dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len
             return es;
         }
     }
-    return call_chunk(L, base, 0, result);
+    return call_chunk_keep(L, base, 0, keep, result);
+}
+
+dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len, char **result) {
+    return exec_chunk(s, code, len, 0, result);
+}
+
+dsv3_exec_status dsv3_session_eval(dsv3_session *s, const char *code, size_t len, char **result) {
+    forget_results(s->L);
+    dsv3_exec_status st = exec_chunk(s, code, len, 1, result);
+    if (st != DSV3_EXEC_OK) forget_results(s->L);
+    return st;
+}
+
+dsv3_exec_status dsv3_session_check(dsv3_session *s, const char *code, size_t len) {
+    lua_State *L = s->L;
+    const int base = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "return ");
+    luaL_addlstring(&b, code, len);
+    luaL_addchar(&b, ';');
+    luaL_pushresult(&b);
+    size_t rlen;
+    const char *ret = lua_tolstring(L, -1, &rlen);
+    dsv3_exec_status es = DSV3_EXEC_OK;
+    if (luaL_loadbuffer(L, ret, rlen, "=input") != LUA_OK) {
+        lua_settop(L, base);
+        int st = luaL_loadbuffer(L, code, len, "=input");
+        if (st != LUA_OK) es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
+    }
+    lua_settop(L, base);
+    return es;
+}
+
+int dsv3_session_result_count(dsv3_session *s) {
+    lua_State *L = s->L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &RESULTS_KEY);
+    int n = 0;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "n");
+        n = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+/* [form] -> [rendering] or [] (protected: a __tostring may raise). */
+static int render_kept(lua_State *L) {
+    dsv3_render_form form = (dsv3_render_form)lua_tointeger(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &RESULTS_KEY);
+    if (!lua_istable(L, -1)) return 0;
+    lua_getfield(L, -1, "n");
+    int n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    luaL_checkstack(L, n + 8, "too many results");
+    int first = lua_gettop(L) + 1;
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, first - 1, i);
+    return dsv3_render_push(L, first, n, form);
+}
+
+char *dsv3_session_render(dsv3_session *s, const char *mime) {
+    lua_State *L = s->L;
+    int form = dsv3_render_form_of(mime);
+    if (form < 0 || dsv3_session_result_count(s) == 0) return NULL;
+    const int base = lua_gettop(L);
+    lua_pushcfunction(L, render_kept);
+    lua_pushinteger(L, form);
+    char *out = NULL;
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *str = lua_tolstring(L, -1, &n);
+        out = dupstr(str, n);
+    }
+    lua_settop(L, base);
+    return out;
 }
 
 dsv3_exec_status dsv3_session_run_file(dsv3_session *s, const char *path, int argc, char **argv,
@@ -255,6 +484,74 @@ char *dsv3_session_help(dsv3_session *s, const char *name) {
         }
     appendf(&b, "no help for '%s' (help() lists the API)\n", name);
     return b.s;
+}
+
+static int is_ident(char c);
+
+/* [name] -> [text] or []: the global at a path of identifiers, looked up with rawget only. */
+static int describe_path(lua_State *L) {
+    size_t n;
+    const char *name = lua_tolstring(L, 1, &n);
+    lua_pushglobaltable(L);
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && name[j] != '.' && name[j] != ':') j++;
+        if (lua_type(L, -1) != LUA_TTABLE) { /* a value with methods: look in its __index */
+            if (!lua_getmetatable(L, -1)) return 0;
+            lua_getfield(L, -1, "__index");
+            if (lua_type(L, -1) != LUA_TTABLE) return 0;
+        }
+        lua_pushlstring(L, name + i, j - i);
+        lua_rawget(L, -2);
+        if (lua_isnil(L, -1)) return 0;
+        i = j + 1;
+    }
+    int v = lua_gettop(L);
+    const char *text = luaL_tolstring(L, v, NULL);
+    lua_pushfstring(L, "%s: %s\n%s\n", name, luaL_typename(L, v), text);
+    return 1;
+}
+
+static int is_path(const char *name) {
+    if (!name || !*name) return 0;
+    int want_ident = 1;
+    for (const char *p = name; *p; p++) {
+        if (*p == '.' || *p == ':') {
+            if (want_ident) return 0;
+            want_ident = 1;
+        } else if (is_ident(*p) && !(want_ident && *p >= '0' && *p <= '9')) {
+            want_ident = 0;
+        } else {
+            return 0;
+        }
+    }
+    return !want_ident;
+}
+
+char *dsv3_session_describe(dsv3_session *s, const char *name) {
+    if (!is_path(name)) return NULL;
+    for (int i = 0; dsv3_api[i].name; i++)
+        if (!strcmp(dsv3_api[i].name, name)) return dsv3_session_help(s, name);
+    static const struct {
+        const char *name, *doc;
+        int display; /* 1: defined with io.display, 0: with io.input */
+    } host[] = {{"display", doc_display, 1}, {"progress", doc_progress, 1}, {"input", doc_input, 0}};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        if (!strcmp(host[i].name, name) && (host[i].display ? s->io.display != NULL : s->io.input != NULL))
+            return strdup(host[i].doc);
+    lua_State *L = s->L;
+    const int base = lua_gettop(L);
+    lua_pushcfunction(L, describe_path);
+    lua_pushstring(L, name);
+    char *out = NULL;
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *str = lua_tolstring(L, -1, &n);
+        if (n > 4000) n = 4000; /* a huge table's rendering: the start is enough */
+        out = dupstr(str, n);
+    }
+    lua_settop(L, base);
+    return out;
 }
 
 /* ---------------------------------------------------------------- completion ----------- */
