@@ -128,12 +128,118 @@ static TGT void gemv(float *out, const float *x, const dsv3_weight *w) {
     }
 }
 
+/* out[j][r] = W[r, :] . x[j] for NT tokens (2..4: speculative verification, small expert
+ * batches), two rows per pass so each weight is decoded once for all tokens. */
+static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
+                                    const dsv3_weight *w, int64_t r0, int64_t r1) {
+    const int64_t C = w->cols, R = w->rows;
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        __m256 acc[2][4], blk[2][4];
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 4; j++) acc[k][j] = _mm256_setzero_ps();
+        float tail[2][4] = {{0}};
+        for (int64_t c0 = 0; c0 < C; c0 += 128) {
+            const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
+            for (int k = 0; k < 2; k++)
+                for (int j = 0; j < 4; j++) blk[k][j] = _mm256_setzero_ps();
+            int64_t c = c0;
+            for (; c + 8 <= c1; c += 8) {
+                const __m256 w0 = load8(dt, w->data, (size_t)(r * C + c));
+                const __m256 w1 = load8(dt, w->data, (size_t)((r + 1) * C + c));
+                for (int j = 0; j < NT; j++) {
+                    const __m256 xv = _mm256_loadu_ps(x + j * C + c);
+                    blk[0][j] = _mm256_fmadd_ps(w0, xv, blk[0][j]);
+                    blk[1][j] = _mm256_fmadd_ps(w1, xv, blk[1][j]);
+                }
+            }
+            for (int k = 0; k < 2; k++) {
+                const float s = scale_at(w, r + k, c0);
+                for (int j = 0; j < NT; j++) {
+                    float t = 0.0f;
+                    for (int64_t cc = c; cc < c1; cc++)
+                        t += load1(dt, w->data, (size_t)((r + k) * C + cc)) * x[j * C + cc];
+                    tail[k][j] += t * s;
+                    acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s), acc[k][j]);
+                }
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < NT; j++) out[j * R + r + k] = hsum(acc[k][j]) + tail[k][j];
+    }
+    for (; r < r1; r++) /* a leftover row: one token at a time */
+        for (int j = 0; j < NT; j++) {
+            float t = 0.0f;
+            for (int64_t c0 = 0; c0 < C; c0 += 128) {
+                const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
+                float b = 0.0f;
+                for (int64_t c = c0; c < c1; c++) b += load1(dt, w->data, (size_t)(r * C + c)) * x[j * C + c];
+                t += b * scale_at(w, r, c0);
+            }
+            out[j * R + r] = t;
+        }
+}
+
+static TGT void gemv_multi(float *out, const float *x, const dsv3_weight *w, int64_t n) {
+    const int64_t R = w->rows, chunk = 16, nchunks = (R + chunk - 1) / chunk;
+    const int NT = (int)n;
+#pragma omp parallel for schedule(static) if (R * w->cols * n >= PAR_MIN_MACS)
+    for (int64_t i = 0; i < nchunks; i++) {
+        const int64_t r0 = i * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
+        switch (w->dtype) {
+        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, out, x, w, r0, r1); break;
+        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, out, x, w, r0, r1); break;
+        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, out, x, w, r0, r1); break;
+        default: gemv_multi_rows(DSV3_DT_F32, NT, out, x, w, r0, r1); break;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- GEMM (many tokens) --- */
 
 /* Decodes rows [r, r + PANEL_R) x columns [c0, c0 + len) of W, scaled, into the transposed
  * tile t[len][PANEL_R] (rows past the weight's end are zero). */
+static INL TGT void transpose8(__m256 v[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, int64_t r,
                                  int64_t c0, int64_t len) {
+    /* Fast path: a full panel; 8x8 blocks decoded as rows, transposed in registers. */
+    if (r + PANEL_R <= w->rows && len % 8 == 0) {
+        for (int64_t kb = 0; kb < PANEL_R; kb += 8) {
+            float s[8];
+            int64_t sblock = -1;
+            for (int64_t c = 0; c < len; c += 8) {
+                if ((c0 + c) / 128 != sblock) { /* scale blocks are 128 wide: refresh per block */
+                    sblock = (c0 + c) / 128;
+                    for (int k = 0; k < 8; k++) s[k] = scale_at(w, r + kb + k, c0 + c);
+                }
+                __m256 v[8];
+                for (int k = 0; k < 8; k++)
+                    v[k] = _mm256_mul_ps(load8(dt, w->data, (size_t)((r + kb + k) * w->cols + c0 + c)),
+                                         _mm256_set1_ps(s[k]));
+                transpose8(v);
+                for (int i = 0; i < 8; i++) _mm256_store_ps(t + (c + i) * PANEL_R + kb, v[i]);
+            }
+        }
+        return;
+    }
     for (int64_t k = 0; k < PANEL_R; k++) {
         if (r + k >= w->rows) {
             for (int64_t c = 0; c < len; c++) t[c * PANEL_R + k] = 0.0f;
@@ -213,6 +319,7 @@ static TGT void gemm(float *out, const float *x, const dsv3_weight *w, int64_t n
 
 static void fast_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     if (n == 1) gemv(out, x, w);
+    else if (n <= 4) gemv_multi(out, x, w, n);
     else gemm(out, x, w, n);
 }
 
