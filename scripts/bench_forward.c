@@ -1,6 +1,7 @@
 /* bench_forward.c — prefill throughput and peak memory of the FP32 forward.
  *
  * usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]
+ *                           [--backend fast|ref]
  * Prints one CSV row (with a header): the model dir, stored dtype bytes, threads, tokens per
  * prefill, best seconds over R reps, tokens/s, and peak RSS. Not a test: run it by hand or from
  * scripts/bench-forward and record the figures in docs/PERF.md.
@@ -29,10 +30,12 @@ int main(int argc, char **argv) {
     int64_t T = 128;
     int reps = 3;
     dsv3_attn_form attn = DSV3_ATTN_ABSORBED;
+    const char *backend = "fast";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--tokens")) T = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--attn")) attn = strcmp(argv[i + 1], "naive") ? DSV3_ATTN_ABSORBED : DSV3_ATTN_NAIVE;
+        else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
     }
     dsv3_err err = {{0}};
     dsv3_model *m;
@@ -42,6 +45,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t_open = now() - t0;
+    const dsv3_backend *be = dsv3_backend_by_name(backend);
+    if (!be) return 2;
+    dsv3_model_set_backend(m, be);
     const dsv3_config *c = dsv3_model_config(m);
     if (T < 1 || T > c->max_position_embeddings) T = 128;
     dsv3_run *run;
@@ -67,8 +73,8 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("model,file_mb,threads,attn,tokens,open_s,best_s,prefill_tok_s,peak_rss_mb\n");
-    printf("%s,%.1f,%d,%s,%lld,%.3f,%.3f,%.1f,%.1f\n", argv[1],
+    printf("model,backend,file_mb,threads,attn,tokens,open_s,best_s,prefill_tok_s,peak_rss_mb\n");
+    printf("%s,%s,%.1f,%d,%s,%lld,%.3f,%.3f,%.1f,%.1f\n", argv[1], be->name,
            (double)dsv3_model_file_bytes(m) / 1048576.0, omp_get_max_threads(),
            attn == DSV3_ATTN_NAIVE ? "naive" : "absorbed", (long long)T, t_open, best,
            (double)T / best, (double)ru.ru_maxrss / 1024.0);
