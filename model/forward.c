@@ -29,6 +29,7 @@ void dsv3_run_free(dsv3_run *r) {
     free(r->exp_count);
     free(r->disp_tok);
     free(r->pos);
+    free(r->ops);
     free(r->rec_scores);
     free(r->rec_biased);
     free(r->rec_groups);
@@ -64,8 +65,11 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     const int64_t dr = c->qk_rope_head_dim, rkv = c->kv_lora_rank;
     const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
     const int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
-    const int64_t ffw = max3(c->intermediate_size, c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1),
-                             c->moe_intermediate_size);
+    /* FFN scratch: a dense layer's [C, intermediate] or a MoE layer's routed slots [C*K,
+     * moe_inter] followed by the shared expert's [C, moe_inter * n_shared]. */
+    const int64_t ffn = max3(C * c->intermediate_size,
+                             C * K * c->moe_intermediate_size + C * c->moe_intermediate_size * c->n_shared_experts,
+                             1);
     int ok = 1;
 #define ALLOC(p, count) ok = ok && ((p) = calloc((size_t)(count), sizeof *(p))) != NULL
     ALLOC(r->cache, c->num_hidden_layers + 1);
@@ -87,10 +91,11 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->hout, C * max3(dn, dv, rkv));
     if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
     ALLOC(r->scores, (int64_t)r->nthreads * S);
-    ALLOC(r->ffn_g, C * ffw);
-    ALLOC(r->ffn_u, C * ffw);
-    ALLOC(r->xg, C * H);
-    ALLOC(r->yg, C * H);
+    ALLOC(r->ffn_g, ffn);
+    ALLOC(r->ffn_u, ffn);
+    ALLOC(r->xg, C * K * H);
+    ALLOC(r->yg, (C * K + C) * H);
+    ALLOC(r->ops, 2 * (E + 1));
     ALLOC(r->router, C * E);
     ALLOC(r->sel_idx, C * K);
     ALLOC(r->sel_w, C * K);

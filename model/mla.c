@@ -47,14 +47,15 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
     const dsv3_backend *be = m->be;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
+    /* The two projections of xn run as one batch. */
+    const dsv3_matmul_op first[2] = {
+        c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n} : (dsv3_matmul_op){r->q, xn, &L->q_b, n},
+        {r->kva, xn, &L->kv_a, n}};
+    be->matmul_many(first, 2);
     if (c->q_lora_rank > 0) {
-        be->matmul(r->qa, xn, &L->q_a, n);
         be->rmsnorm(r->qa, r->qa, L->q_a_norm, n, c->q_lora_rank, LATENT_EPS);
         be->matmul(r->q, r->qa, &L->q_b, n);
-    } else {
-        be->matmul(r->q, xn, &L->q_b, n);
     }
-    be->matmul(r->kva, xn, &L->kv_a, n);
     for (int64_t s = 0; s < n; s++) {
         const float *kv = r->kva + s * (rkv + dr);
         be->rmsnorm(kc->c + (pos0 + s) * rkv, kv, L->kv_a_norm, 1, rkv, LATENT_EPS);

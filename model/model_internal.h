@@ -92,8 +92,11 @@ struct dsv3_run {
     float *hin, *hout;            /* [c, max(dn, dv, kv_lora_rank)] one head's gathered rows */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
     float *scores;                /* [nthreads, max_seq] attention probabilities */
-    float *ffn_g, *ffn_u;         /* [c, widest FFN] */
-    float *xg, *yg;               /* [c, H] tokens gathered for one expert, its output */
+    float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
+                                     routed slots, then [c, moe_inter*n_shared] (the larger) */
+    float *xg;                    /* [c*K, H] tokens gathered by expert (dispatch slots) */
+    float *yg;                    /* [c*K + c, H] expert outputs per slot, then shared's */
+    dsv3_matmul_op *ops;          /* [2 * (E + 1)] batched products of one MoE layer */
     float *router;                /* [c, E] router logits */
     int32_t *sel_idx;             /* [c, K] chosen experts per token */
     float *sel_w;                 /* [c, K] their combine weights */

@@ -13,8 +13,8 @@
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m) {
     const dsv3_backend *be = r->m->be;
     const int64_t width = w->gate.rows;
-    be->matmul(r->ffn_g, x, &w->gate, m);
-    be->matmul(r->ffn_u, x, &w->up, m);
+    const dsv3_matmul_op gu[2] = {{r->ffn_g, x, &w->gate, m}, {r->ffn_u, x, &w->up, m}};
+    be->matmul_many(gu, 2);
     be->silu_mul(r->ffn_g, r->ffn_u, m * width);
     be->matmul(out, r->ffn_g, &w->down, m);
 }
@@ -138,23 +138,45 @@ void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, cons
             r->disp_tok[at] = (int32_t)s;
             r->disp_w[at] = r->sel_w[s * K + k];
         }
-    /* cnt[e] is now the end of expert e's slots; its start is cnt[e - 1] (0 for e = 0). */
-    memset(out, 0, (size_t)(n * H) * 4);
+    /* cnt[e] is now the end of expert e's slots; its start is cnt[e - 1] (0 for e = 0).
+     * All experts (and the shared expert) run as two batches of products — gate/up, then
+     * down — so the backend spreads every weight row of the layer over its threads at once. */
+    const dsv3_backend *be = r->m->be;
+    const int64_t Fm = c->moe_intermediate_size, Fs = Fm * c->n_shared_experts;
+    const int64_t nslots = cnt[E - 1];
+    const int shared = c->n_shared_experts > 0 && !(r->has_iv && r->iv.drop_shared);
+    for (int64_t j = 0; j < nslots; j++)
+        memcpy(r->xg + j * H, xn + (int64_t)r->disp_tok[j] * H, (size_t)H * 4);
+    dsv3_matmul_op *ops = r->ops;
+    int64_t nops = 0;
     for (int64_t e = 0; e < E; e++) {
         const int64_t beg = e ? cnt[e - 1] : 0, m = cnt[e] - beg;
         if (m == 0) continue;
-        for (int64_t j = 0; j < m; j++)
-            memcpy(r->xg + j * H, xn + (int64_t)r->disp_tok[beg + j] * H, (size_t)H * 4);
-        dsv3_mlp_forward(r, &L->experts[e], r->xg, r->yg, m);
-        for (int64_t j = 0; j < m; j++) {
-            float *o = out + (int64_t)r->disp_tok[beg + j] * H;
-            const float wj = r->disp_w[beg + j], *y = r->yg + j * H;
-            for (int64_t i = 0; i < H; i++) o[i] += wj * y[i];
-        }
+        ops[nops++] = (dsv3_matmul_op){r->ffn_g + beg * Fm, r->xg + beg * H, &L->experts[e].gate, m};
+        ops[nops++] = (dsv3_matmul_op){r->ffn_u + beg * Fm, r->xg + beg * H, &L->experts[e].up, m};
     }
-    /* The shared expert's output is added unweighted (spec §5.10). */
-    if (c->n_shared_experts > 0 && !(r->has_iv && r->iv.drop_shared)) {
-        dsv3_mlp_forward(r, &L->shared, xn, r->yg, n);
-        for (int64_t i = 0; i < n * H; i++) out[i] += r->yg[i];
+    float *sg = r->ffn_g + nslots * Fm, *su = r->ffn_u + nslots * Fm; /* shared expert rows */
+    if (shared) {
+        ops[nops++] = (dsv3_matmul_op){sg, xn, &L->shared.gate, n};
+        ops[nops++] = (dsv3_matmul_op){su, xn, &L->shared.up, n};
     }
+    be->matmul_many(ops, nops);
+    be->silu_mul(r->ffn_g, r->ffn_u, nslots * Fm + (shared ? n * Fs : 0));
+    nops = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t beg = e ? cnt[e - 1] : 0, m = cnt[e] - beg;
+        if (m == 0) continue;
+        ops[nops++] = (dsv3_matmul_op){r->yg + beg * H, r->ffn_g + beg * Fm, &L->experts[e].down, m};
+    }
+    if (shared) ops[nops++] = (dsv3_matmul_op){r->yg + nslots * H, sg, &L->shared.down, n};
+    be->matmul_many(ops, nops);
+    /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared (spec §5.10). */
+    memset(out, 0, (size_t)(n * H) * 4);
+    for (int64_t j = 0; j < nslots; j++) {
+        float *o = out + (int64_t)r->disp_tok[j] * H;
+        const float wj = r->disp_w[j], *y = r->yg + j * H;
+        for (int64_t i = 0; i < H; i++) o[i] += wj * y[i];
+    }
+    if (shared)
+        for (int64_t i = 0; i < n * H; i++) out[i] += r->yg[nslots * H + i];
 }

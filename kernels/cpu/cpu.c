@@ -89,6 +89,10 @@ void dsv3_cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n
     }
 }
 
+void dsv3_cpu_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
+    for (int64_t i = 0; i < count; i++) dsv3_cpu_matmul(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+}
+
 /* out[s, c] = sum_r x[s, r] W[r, c]. Parallel over 128-column spans so threads never write the
  * same output; each thread walks all rows of its span. */
 void dsv3_cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
@@ -150,6 +154,7 @@ void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
 static const dsv3_backend cpu_backend = {
     .name = "cpu",
     .matmul = dsv3_cpu_matmul,
+    .matmul_many = dsv3_cpu_matmul_many,
     .matmul_t = dsv3_cpu_matmul_t,
     .row = dsv3_cpu_row,
     .rmsnorm = dsv3_cpu_rmsnorm,

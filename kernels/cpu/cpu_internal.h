@@ -6,6 +6,7 @@
 #include "kernels/backend.h"
 
 void dsv3_cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n);
+void dsv3_cpu_matmul_many(const dsv3_matmul_op *ops, int64_t count);
 void dsv3_cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n);
 void dsv3_cpu_row(float *out, const dsv3_weight *w, int64_t r);
 void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim, float eps);

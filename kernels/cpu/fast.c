@@ -317,6 +317,53 @@ static TGT void gemm(float *out, const float *x, const dsv3_weight *w, int64_t n
     for (int64_t p = 0; p < npanels; p++) gemm_panel(w->dtype, out, x, w, n, p * PANEL_R);
 }
 
+/* Rows [r0, r1) of one product, by the kernel that suits its token count. */
+static TGT void rows_of(const dsv3_matmul_op *op, int64_t r0, int64_t r1) {
+    const dsv3_weight *w = op->w;
+    if (op->n == 1) {
+        switch (w->dtype) {
+        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, op->out, op->x, w, r0, r1); break;
+        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, r0, r1); break;
+        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, r0, r1); break;
+        default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, r0, r1); break;
+        }
+    } else if (op->n <= 4) {
+        const int NT = (int)op->n;
+        switch (w->dtype) {
+        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, op->out, op->x, w, r0, r1); break;
+        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, op->out, op->x, w, r0, r1); break;
+        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, op->out, op->x, w, r0, r1); break;
+        default: gemv_multi_rows(DSV3_DT_F32, NT, op->out, op->x, w, r0, r1); break;
+        }
+    } else {
+        for (int64_t r = r0; r < r1; r += PANEL_R) gemm_panel(w->dtype, op->out, op->x, w, op->n, r);
+    }
+}
+
+/* All products' rows, in 16-row items, shared by the threads of one parallel region. */
+static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
+    enum { ITEM = PANEL_R, MAX_OPS = 1024 };
+    if (count > MAX_OPS) {
+        fast_matmul_many(ops, MAX_OPS);
+        fast_matmul_many(ops + MAX_OPS, count - MAX_OPS);
+        return;
+    }
+    int64_t start[MAX_OPS + 1], macs = 0;
+    start[0] = 0;
+    for (int64_t i = 0; i < count; i++) {
+        start[i + 1] = start[i] + (ops[i].w->rows + ITEM - 1) / ITEM;
+        macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
+    }
+    const int64_t items = start[count];
+#pragma omp parallel for schedule(dynamic, 2) if (macs >= PAR_MIN_MACS)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t o = 0;
+        while (start[o + 1] <= it) o++;
+        const int64_t r0 = (it - start[o]) * ITEM, R = ops[o].w->rows;
+        rows_of(&ops[o], r0, r0 + ITEM < R ? r0 + ITEM : R);
+    }
+}
+
 static void fast_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
     if (n == 1) gemv(out, x, w);
     else if (n <= 4) gemv_multi(out, x, w, n);
@@ -326,6 +373,7 @@ static void fast_matmul(float *out, const float *x, const dsv3_weight *w, int64_
 static const dsv3_backend fast_backend = {
     .name = "fast",
     .matmul = fast_matmul,
+    .matmul_many = fast_matmul_many,
     .matmul_t = dsv3_cpu_matmul_t,
     .row = dsv3_cpu_row,
     .rmsnorm = dsv3_cpu_rmsnorm,
