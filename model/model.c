@@ -241,6 +241,11 @@ void dsv3_model_close(dsv3_model *m) {
 }
 
 dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err) {
+    return dsv3_model_open_progress(out, dir, NULL, NULL, err);
+}
+
+dsv3_status dsv3_model_open_progress(dsv3_model **out, const char *dir, dsv3_progress_fn fn,
+                                     void *ud, dsv3_err *err) {
     *out = NULL;
     dsv3_model *m = calloc(1, sizeof *m);
     if (!m) return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
@@ -254,7 +259,7 @@ dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((st = dsv3_config_load(&m->cfg, path, err))) goto fail;
-    if ((st = dsv3_ckpt_open(&m->ck, dir, err))) goto fail;
+    if ((st = dsv3_ckpt_open_progress(&m->ck, dir, fn, ud, err))) goto fail;
     const dsv3_config *c = &m->cfg;
     const int64_t H = c->hidden_size, V = c->vocab_size;
     if ((st = bind_weight(&b, &m->embed, V, H, "model.embed_tokens.weight")) ||
@@ -266,7 +271,10 @@ dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err) {
         goto fail;
     }
     for (int64_t i = 0; i < c->num_hidden_layers; i++)
+    {
         if ((st = bind_layer(&b, &m->layers[i], i, dsv3_config_layer_is_moe(c, i)))) goto fail;
+        if (fn) fn(ud, "layers", i + 1, c->num_hidden_layers);
+    }
     if (c->num_nextn_predict_layers > 0) {
         if (dsv3_ckpt_find(m->ck, tname(&b, "model.layers.%lld.eh_proj.weight",
                                         (long long)c->num_hidden_layers))) {

@@ -23,6 +23,13 @@ typedef struct dsv3_model dsv3_model;
  * through dsv3_model_warnings. On failure *out is NULL and err names the file and tensor. */
 dsv3_status dsv3_model_open(dsv3_model **out, const char *dir, dsv3_err *err);
 
+/* dsv3_model_open reporting progress (shards opened, layers bound) to fn, for front ends that
+ * show a progress bar on big checkpoints. fn may be NULL. */
+dsv3_status dsv3_model_open_progress(dsv3_model **out, const char *dir,
+                                     void (*fn)(void *ud, const char *what, int64_t done,
+                                                int64_t total),
+                                     void *ud, dsv3_err *err);
+
 /* Unmaps and frees. NULL is a no-op. */
 void dsv3_model_close(dsv3_model *m);
 

@@ -397,7 +397,7 @@ static int by_shard(const void *a, const void *b) {
 
 /* Opens every shard named by the index and checks each weight_map entry against its shard. */
 static dsv3_status open_index(dsv3_checkpoint *ck, const char *dir, const char *ipath,
-                              dsv3_err *err) {
+                              dsv3_progress_fn fn, void *ud, dsv3_err *err) {
     size_t len = 0;
     char *text = slurp(ipath, &len);
     if (!text) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: cannot read", ipath);
@@ -438,6 +438,9 @@ static dsv3_status open_index(dsv3_checkpoint *ck, const char *dir, const char *
         ents[k++] = e;
     }
     qsort(ents, nent, sizeof *ents, by_shard);
+    int64_t nshards = 0, opened = 0;
+    for (size_t i = 0; i < nent; i++)
+        nshards += i == 0 || strcmp(ents[i - 1]->valuestring, ents[i]->valuestring) != 0;
     for (size_t i = 0; i < nent; i++) {
         const cJSON *e = ents[i];
         if (i > 0 && strcmp(ents[i - 1]->valuestring, e->valuestring) == 0) continue;
@@ -455,6 +458,7 @@ static dsv3_status open_index(dsv3_checkpoint *ck, const char *dir, const char *
         st = add_file(ck, sp, err);
         free(sp);
         if (st) break;
+        if (fn) fn(ud, "shards", ++opened, nshards);
     }
     free(ents);
     if (st) goto done;
@@ -478,6 +482,11 @@ done:
 }
 
 dsv3_status dsv3_ckpt_open(dsv3_checkpoint **out, const char *dir, dsv3_err *err) {
+    return dsv3_ckpt_open_progress(out, dir, NULL, NULL, err);
+}
+
+dsv3_status dsv3_ckpt_open_progress(dsv3_checkpoint **out, const char *dir, dsv3_progress_fn fn,
+                                    void *ud, dsv3_err *err) {
     *out = NULL;
     dsv3_checkpoint *ck = calloc(1, sizeof *ck);
     char *ipath = path_join(dir, "model.safetensors.index.json");
@@ -487,7 +496,7 @@ dsv3_status dsv3_ckpt_open(dsv3_checkpoint **out, const char *dir, dsv3_err *err
         st = dsv3_errf(err, DSV3_ENOMEM, "safetensors: out of memory");
         goto fail;
     }
-    if (access(ipath, F_OK) == 0) st = open_index(ck, dir, ipath, err);
+    if (access(ipath, F_OK) == 0) st = open_index(ck, dir, ipath, fn, ud, err);
     else if (access(spath, F_OK) == 0) st = add_file(ck, spath, err);
     else st = dsv3_errf(err, DSV3_EIO,
                         "safetensors: %s: neither model.safetensors nor model.safetensors.index.json found",

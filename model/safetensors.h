@@ -59,6 +59,13 @@ typedef struct dsv3_checkpoint dsv3_checkpoint;
  * Every weight_map entry must be found in its shard; a shard that is listed but absent is an
  * error naming the shard. */
 dsv3_status dsv3_ckpt_open(dsv3_checkpoint **out, const char *dir, dsv3_err *err);
+
+/* Progress of a long operation: `done` of `total` units of `what` ("shards", "layers"). */
+typedef void (*dsv3_progress_fn)(void *ud, const char *what, int64_t done, int64_t total);
+
+/* dsv3_ckpt_open reporting each opened shard to fn (may be NULL). */
+dsv3_status dsv3_ckpt_open_progress(dsv3_checkpoint **out, const char *dir, dsv3_progress_fn fn,
+                                    void *ud, dsv3_err *err);
 void dsv3_ckpt_close(dsv3_checkpoint *ck);
 
 /* Looks a tensor up by name; NULL if absent. Marks it as used (see dsv3_ckpt_unused). */

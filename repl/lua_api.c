@@ -80,13 +80,27 @@ static int model_tostring(lua_State *L) {
     return 1;
 }
 
+/* A progress bar on the host's stderr for checkpoints with many shards or layers. */
+static void load_progress(void *ud, const char *what, int64_t done, int64_t total) {
+    dsv3_session *s = ud;
+    if (total < 8 || !s->io.color) return; /* only on an interactive terminal */
+    char bar[128];
+    const int width = 30, fill = (int)(done * width / total);
+    int k = snprintf(bar, sizeof bar, "\rloading %-6s [", what);
+    for (int i = 0; i < width; i++) bar[k++] = i < fill ? '#' : '.';
+    k += snprintf(bar + k, sizeof bar - (size_t)k, "] %lld/%lld%s", (long long)done, (long long)total,
+                  done == total ? "\n" : "");
+    dsv3_session_write(s, DSV3_STDERR, bar, (size_t)k);
+}
+
 static int l_load(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     dsv3_err err = {{0}};
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     memset(lm, 0, sizeof *lm);
     luaL_setmetatable(L, MT_MODEL);
-    if (dsv3_model_open(&lm->m, dir, &err)) return dsv3_lua_error(L, &err);
+    if (dsv3_model_open_progress(&lm->m, dir, load_progress, dsv3_session_of(L), &err))
+        return dsv3_lua_error(L, &err);
     char tpath[4200];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
     if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&lm->tok, dir, &err)) {
