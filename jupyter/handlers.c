@@ -13,14 +13,14 @@
 #include <string.h>
 
 typedef struct {
-    long count;  /* execution_count of the entry */
+    long count; /* execution_count of the entry */
     char *code;
 } history_entry;
 
 struct dsv3_jkernel {
     dsv3_jinterp interp;
     dsv3_jtransport t;
-    long execution_count; /* executes with store_history so far; shell thread only */
+    long execution_count;   /* executes with store_history so far; shell thread only */
     history_entry *history; /* shell thread only */
     size_t n_history, cap_history;
 };
@@ -36,7 +36,8 @@ dsv3_status dsv3_jkernel_new(dsv3_jkernel **out, const dsv3_jinterp *interp,
 
 void dsv3_jkernel_free(dsv3_jkernel *k) {
     if (!k) return;
-    for (size_t i = 0; i < k->n_history; i++) free(k->history[i].code);
+    for (size_t i = 0; i < k->n_history; i++)
+        free(k->history[i].code);
     free(k->history);
     free(k);
 }
@@ -95,7 +96,8 @@ static void pub_stream(void *ud, const char *name, const char *text, size_t len)
     if (!x->silent && len) x->k->t.stream(x->k->t.ud, x->req, name, text, len);
 }
 
-static void pub_display(void *ud, cJSON *data, cJSON *metadata, const char *display_id, int update) {
+static void pub_display(void *ud, cJSON *data, cJSON *metadata, const char *display_id,
+                        int update) {
     exec_ctx *x = ud;
     if (x->silent || (update && !display_id)) {
         cJSON_Delete(data);
@@ -107,11 +109,12 @@ static void pub_display(void *ud, cJSON *data, cJSON *metadata, const char *disp
     cJSON_AddItemToObject(c, "metadata", metadata ? metadata : cJSON_CreateObject());
     cJSON *tr = cJSON_AddObjectToObject(c, "transient");
     if (display_id) cJSON_AddStringToObject(tr, "display_id", display_id);
-    x->k->t.send(x->k->t.ud, DSV3_JCH_IOPUB, x->req, update ? "update_display_data" : "display_data",
-                 c, NULL);
+    x->k->t.send(x->k->t.ud, DSV3_JCH_IOPUB, x->req,
+                 update ? "update_display_data" : "display_data", c, NULL);
 }
 
-static dsv3_status pub_input(void *ud, const char *prompt, int password, char **value, dsv3_err *err) {
+static dsv3_status pub_input(void *ud, const char *prompt, int password, char **value,
+                             dsv3_err *err) {
     exec_ctx *x = ud;
     *value = NULL;
     if (!x->allow_stdin)
@@ -215,8 +218,9 @@ static dsv3_jh_result on_complete(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_
         free(m[i]);
     }
     free(m);
-    cJSON_AddNumberToObject(reply, "cursor_start",
-                            (double)(n ? dsv3_wire_byte_to_cp(code, strlen(code), start) : cursor_cp));
+    cJSON_AddNumberToObject(
+        reply, "cursor_start",
+        (double)(n ? dsv3_wire_byte_to_cp(code, strlen(code), start) : cursor_cp));
     cJSON_AddNumberToObject(reply, "cursor_end", (double)cursor_cp);
     cJSON_AddObjectToObject(reply, "metadata");
     k->t.send(k->t.ud, ch, req, "complete_reply", reply, NULL);
@@ -242,9 +246,10 @@ static dsv3_jh_result on_is_complete(dsv3_jkernel *k, dsv3_jchannel ch, const ds
     const char *code = get_str(req->content, "code", "");
     dsv3_jcode_state st = k->interp.is_complete(k->interp.self, code, strlen(code));
     cJSON *reply = cJSON_CreateObject();
-    cJSON_AddStringToObject(reply, "status", st == DSV3_JCODE_COMPLETE     ? "complete"
-                                             : st == DSV3_JCODE_INCOMPLETE ? "incomplete"
-                                                                           : "invalid");
+    cJSON_AddStringToObject(reply, "status",
+                            st == DSV3_JCODE_COMPLETE     ? "complete"
+                            : st == DSV3_JCODE_INCOMPLETE ? "incomplete"
+                                                          : "invalid");
     if (st == DSV3_JCODE_INCOMPLETE) cJSON_AddStringToObject(reply, "indent", "  ");
     k->t.send(k->t.ud, ch, req, "is_complete_reply", reply, NULL);
     return DSV3_JH_DONE;
@@ -307,7 +312,8 @@ static dsv3_jh_result on_history(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_w
             }
         }
     } else { /* tail */
-        for (size_t i = k->n_history > (size_t)n ? k->n_history - (size_t)n : 0; i < k->n_history; i++)
+        for (size_t i = k->n_history > (size_t)n ? k->n_history - (size_t)n : 0; i < k->n_history;
+             i++)
             pick[i] = 1;
     }
     for (size_t i = 0; i < k->n_history; i++)
@@ -350,7 +356,8 @@ static dsv3_jh_result on_kernel_info(dsv3_jkernel *k, dsv3_jchannel ch, const ds
     cJSON_AddStringToObject(r, "implementation_version", "0.1.0");
     cJSON *li = cJSON_AddObjectToObject(r, "language_info");
     cJSON_AddStringToObject(li, "name", "lua");
-    cJSON_AddStringToObject(li, "version", k->interp.language_version ? k->interp.language_version : "");
+    cJSON_AddStringToObject(li, "version",
+                            k->interp.language_version ? k->interp.language_version : "");
     cJSON_AddStringToObject(li, "mimetype", "text/x-lua");
     cJSON_AddStringToObject(li, "file_extension", ".lua");
     cJSON_AddStringToObject(li, "pygments_lexer", "lua");

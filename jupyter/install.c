@@ -47,13 +47,15 @@ static uint32_t crc32_of(const uint8_t *p, size_t n, uint32_t crc) {
     crc = ~crc;
     for (size_t i = 0; i < n; i++) {
         crc ^= p[i];
-        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
     }
     return ~crc;
 }
 
 static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
 }
 
 /* Appends chunk type+data with its length and CRC at out[*at]. */
@@ -138,12 +140,17 @@ static int mkdirs(const char *path) {
 
 /* The data dir of --user (spec/jupyter.md §1). */
 static int user_data_dir(char *out, size_t cap) {
-    const char *jd = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    const char *jd = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME"),
+               *home = getenv("HOME");
     int n;
-    if (jd && *jd) n = snprintf(out, cap, "%s", jd);
-    else if (xdg && *xdg) n = snprintf(out, cap, "%s/jupyter", xdg);
-    else if (home && *home) n = snprintf(out, cap, "%s/.local/share/jupyter", home);
-    else return -1;
+    if (jd && *jd)
+        n = snprintf(out, cap, "%s", jd);
+    else if (xdg && *xdg)
+        n = snprintf(out, cap, "%s/jupyter", xdg);
+    else if (home && *home)
+        n = snprintf(out, cap, "%s/.local/share/jupyter", home);
+    else
+        return -1;
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
@@ -192,11 +199,12 @@ static char *kernel_json(const char *kernel, const char *display_name, const cha
 /* ---------------------------------------------------------------- command --------------- */
 
 static int usage(FILE *to, int rc) {
-    fprintf(to, "usage: dsv3 kernel install [--user | --prefix DIR] [--name NAME]\n"
-                "                           [--display-name TEXT] [--interrupt-mode signal|message]\n"
-                "                           [--kernel PATH]\n"
-                "Installs the Jupyter kernelspec of dsv3-kernel (default: /usr/local/share/jupyter;\n"
-                "--user: your Jupyter data dir; --prefix DIR: DIR/share/jupyter).\n");
+    fprintf(to,
+            "usage: dsv3 kernel install [--user | --prefix DIR] [--name NAME]\n"
+            "                           [--display-name TEXT] [--interrupt-mode signal|message]\n"
+            "                           [--kernel PATH]\n"
+            "Installs the Jupyter kernelspec of dsv3-kernel (default: /usr/local/share/jupyter;\n"
+            "--user: your Jupyter data dir; --prefix DIR: DIR/share/jupyter).\n");
     return rc;
 }
 
@@ -211,7 +219,8 @@ static int valid_name(const char *s) {
 
 int dsv3_kernel_cmd(int argc, char **argv) {
     if (argc < 1 || strcmp(argv[0], "install")) {
-        if (argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"))) return usage(stdout, 0);
+        if (argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")))
+            return usage(stdout, 0);
         return usage(stderr, 2);
     }
     const char *prefix = NULL, *name = "dsv3", *display = "dsv3 (Lua)", *mode = "signal";
@@ -220,14 +229,22 @@ int dsv3_kernel_cmd(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--user")) user = 1;
-        else if (!strcmp(a, "--prefix") && v) prefix = argv[++i];
-        else if (!strcmp(a, "--name") && v) name = argv[++i];
-        else if (!strcmp(a, "--display-name") && v) display = argv[++i];
-        else if (!strcmp(a, "--interrupt-mode") && v) mode = argv[++i];
-        else if (!strcmp(a, "--kernel") && v) kernel_arg = argv[++i];
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, 0);
-        else return usage(stderr, 2);
+        if (!strcmp(a, "--user"))
+            user = 1;
+        else if (!strcmp(a, "--prefix") && v)
+            prefix = argv[++i];
+        else if (!strcmp(a, "--name") && v)
+            name = argv[++i];
+        else if (!strcmp(a, "--display-name") && v)
+            display = argv[++i];
+        else if (!strcmp(a, "--interrupt-mode") && v)
+            mode = argv[++i];
+        else if (!strcmp(a, "--kernel") && v)
+            kernel_arg = argv[++i];
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return usage(stdout, 0);
+        else
+            return usage(stderr, 2);
     }
     if (user && prefix) {
         fprintf(stderr, "dsv3 kernel install: --user and --prefix exclude each other\n");
@@ -252,11 +269,13 @@ int dsv3_kernel_cmd(int argc, char **argv) {
         return 1;
     }
     if (access(kernel, X_OK) != 0)
-        fprintf(stderr, "dsv3 kernel install: warning: %s is not an executable (build dsv3-kernel)\n",
+        fprintf(stderr,
+                "dsv3 kernel install: warning: %s is not an executable (build dsv3-kernel)\n",
                 kernel);
     if (user) {
         if (user_data_dir(base, sizeof base) != 0) {
-            fprintf(stderr, "dsv3 kernel install: --user: no HOME, XDG_DATA_HOME or JUPYTER_DATA_DIR\n");
+            fprintf(stderr,
+                    "dsv3 kernel install: --user: no HOME, XDG_DATA_HOME or JUPYTER_DATA_DIR\n");
             return 1;
         }
     } else {
@@ -273,7 +292,7 @@ int dsv3_kernel_cmd(int argc, char **argv) {
     for (int size = 32; size <= 64 && rc == 0; size *= 2) {
         uint8_t *png;
         size_t n;
-        char fname[32];
+        char fname[64];
         snprintf(fname, sizeof fname, "logo-%dx%d.png", size, size);
         rc = dsv3_kernel_logo_png(&png, &n, size) == 0 ? write_file(dir, fname, png, n) : -1;
         free(png);

@@ -34,20 +34,20 @@ typedef struct {
 
 /* Options of one execute_request. */
 typedef struct {
-    int silent;          /* publish nothing; no execute_result */
-    int store_history;   /* counts for execution_count / history */
-    int allow_stdin;     /* input may ask the front end */
+    int silent;           /* publish nothing; no execute_result */
+    int store_history;    /* counts for execution_count / history */
+    int allow_stdin;      /* input may ask the front end */
     long execution_count; /* the count this request reports */
 } dsv3_jexec_opts;
 
 /* Outcome of one execution. The handlers free it with dsv3_jexec_result_fini. */
 typedef struct {
-    int ok;             /* 1: ran; 0: error (ename, evalue, traceback set) */
-    cJSON *data;        /* execute_result MIME bundle, or NULL when nothing was returned */
-    cJSON *metadata;    /* its metadata object, or NULL */
-    char *ename;        /* error class, e.g. "LuaError", "SyntaxError", "Interrupted" */
-    char *evalue;       /* the message */
-    cJSON *traceback;   /* array of strings, the human message last */
+    int ok;           /* 1: ran; 0: error (ename, evalue, traceback set) */
+    cJSON *data;      /* execute_result MIME bundle, or NULL when nothing was returned */
+    cJSON *metadata;  /* its metadata object, or NULL */
+    char *ename;      /* error class, e.g. "LuaError", "SyntaxError", "Interrupted" */
+    char *evalue;     /* the message */
+    cJSON *traceback; /* array of strings, the human message last */
 } dsv3_jexec_result;
 
 void dsv3_jexec_result_fini(dsv3_jexec_result *r);

@@ -14,14 +14,15 @@
 
 struct dsv3_jsession {
     dsv3_session *s;
-    volatile int *flag;          /* the binary's interrupt flag */
-    const dsv3_jpublisher *pub;  /* the running execute's publisher, or NULL between cells */
-    char version[32];            /* Lua version, "5.4.6" */
+    volatile int *flag;         /* the binary's interrupt flag */
+    const dsv3_jpublisher *pub; /* the running execute's publisher, or NULL between cells */
+    char version[32];           /* Lua version, "5.4.6" */
     char banner[256];
 };
 
 /* Forms asked of the session for an execute_result, in bundle order. */
-static const char *const result_mimes[] = {"text/plain", "text/html", "application/json"};
+static const char *const result_mimes[] = {"text/plain", "text/html", "image/svg+xml",
+                                           "application/json"};
 
 /* ---------------------------------------------------------------- session io ----------- */
 
@@ -34,8 +35,10 @@ static void io_write(void *ud, dsv3_stream st, const char *bytes, size_t len) {
 static void bundle_add(cJSON *data, const char *mime, const char *text, size_t len) {
     if (!strcmp(mime, "application/json")) {
         cJSON *v = cJSON_ParseWithLength(text, len);
-        if (v && (cJSON_IsObject(v) || cJSON_IsArray(v))) cJSON_AddItemToObject(data, mime, v);
-        else cJSON_Delete(v);
+        if (v && (cJSON_IsObject(v) || cJSON_IsArray(v)))
+            cJSON_AddItemToObject(data, mime, v);
+        else
+            cJSON_Delete(v);
         return;
     }
     char *copy = strndup(text, len);
@@ -47,7 +50,8 @@ static void io_display(void *ud, const dsv3_mime_bundle *b, const char *display_
     dsv3_jsession *js = ud;
     if (!js->pub) return;
     cJSON *data = cJSON_CreateObject();
-    for (size_t i = 0; i < b->n; i++) bundle_add(data, b->mime[i], b->data[i], b->len[i]);
+    for (size_t i = 0; i < b->n; i++)
+        bundle_add(data, b->mime[i], b->data[i], b->len[i]);
     js->pub->display(js->pub->ud, data, NULL, display_id, update);
 }
 
@@ -123,7 +127,9 @@ static void execute(void *self, const char *code, size_t len, const dsv3_jexec_o
         set_error(out, "Interrupted", "interrupted by the user");
     } else {
         const char *msg = res ? res : "error";
-        set_error(out, st == DSV3_EXEC_ERROR && strstr(msg, "\nstack traceback:") ? "LuaError" : "SyntaxError",
+        set_error(out,
+                  st == DSV3_EXEC_ERROR && strstr(msg, "\nstack traceback:") ? "LuaError"
+                                                                             : "SyntaxError",
                   msg);
     }
     *js->flag = 0;
@@ -133,7 +139,8 @@ static void execute(void *self, const char *code, size_t len, const dsv3_jexec_o
 
 /* ---------------------------------------------------------------- complete / inspect --- */
 
-static size_t complete(void *self, const char *code, size_t cursor, size_t *start, char ***matches) {
+static size_t complete(void *self, const char *code, size_t cursor, size_t *start,
+                       char ***matches) {
     dsv3_jsession *js = self;
     return dsv3_session_complete(js->s, code, cursor, start, matches);
 }
@@ -148,10 +155,14 @@ static char *inspect(void *self, const char *code, size_t cursor, int detail_lev
     dsv3_jsession *js = self;
     (void)detail_level;
     size_t n = strlen(code), a = cursor > n ? n : cursor, b = a;
-    while (a > 0 && name_char(code[a - 1])) a--;
-    while (b < n && name_char(code[b]) && code[b] != '.' && code[b] != ':') b++;
-    while (b > a && (code[b - 1] == '.' || code[b - 1] == ':')) b--;
-    while (a < b && (code[a] == '.' || code[a] == ':')) a++;
+    while (a > 0 && name_char(code[a - 1]))
+        a--;
+    while (b < n && name_char(code[b]) && code[b] != '.' && code[b] != ':')
+        b++;
+    while (b > a && (code[b - 1] == '.' || code[b - 1] == ':'))
+        b--;
+    while (a < b && (code[a] == '.' || code[a] == ':'))
+        a++;
     if (a == b) return NULL;
     char *name = strndup(code + a, b - a);
     if (!name) return NULL;
@@ -163,9 +174,12 @@ static char *inspect(void *self, const char *code, size_t cursor, int detail_lev
 static dsv3_jcode_state is_complete(void *self, const char *code, size_t len) {
     dsv3_jsession *js = self;
     switch (dsv3_session_check(js->s, code, len)) {
-    case DSV3_EXEC_OK: return DSV3_JCODE_COMPLETE;
-    case DSV3_EXEC_INCOMPLETE: return DSV3_JCODE_INCOMPLETE;
-    default: return DSV3_JCODE_INVALID;
+    case DSV3_EXEC_OK:
+        return DSV3_JCODE_COMPLETE;
+    case DSV3_EXEC_INCOMPLETE:
+        return DSV3_JCODE_INCOMPLETE;
+    default:
+        return DSV3_JCODE_INVALID;
     }
 }
 
@@ -182,8 +196,14 @@ dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatil
     dsv3_jsession *js = calloc(1, sizeof *js);
     if (!js) return dsv3_errf(err, DSV3_ENOMEM, "kernel: out of memory");
     js->flag = flag;
-    dsv3_session_io io = {.write = io_write, .ud = js, .interrupt = (const volatile int *)flag,
-                          .color = 0, .display = io_display, .input = io_input};
+    dsv3_session_io io = {.write = io_write,
+                          .ud = js,
+                          .interrupt = (const volatile int *)flag,
+                          .color = 0,
+                          .interrupt_on_call = 1,
+                          .display = io_display,
+                          .input = io_input,
+                          .capture_stdio = 1};
     dsv3_status st = dsv3_session_new(&js->s, &io, err);
     if (st) {
         free(js);
@@ -195,9 +215,13 @@ dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatil
              "dsv3 — a DeepSeek-V3 runtime you can look inside (Lua %s).\n"
              "load \"DIR\" a model, then info(), logits(text), gen(prompt); help() lists the API.",
              js->version);
-    *interp = (dsv3_jinterp){.self = js, .execute = execute, .complete = complete,
-                             .inspect = inspect, .is_complete = is_complete,
-                             .interrupt = interrupt, .language_version = js->version,
+    *interp = (dsv3_jinterp){.self = js,
+                             .execute = execute,
+                             .complete = complete,
+                             .inspect = inspect,
+                             .is_complete = is_complete,
+                             .interrupt = interrupt,
+                             .language_version = js->version,
                              .banner = js->banner};
     *out = js;
     return DSV3_OK;

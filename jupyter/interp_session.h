@@ -2,11 +2,12 @@
  *
  * Owns one dsv3_session (repl/session.h) and turns its outputs into Jupyter terms: print and
  * generated tokens become stream text, display() becomes display_data / update_display_data,
- * input() becomes an input_request, the values a cell returns become an execute_result bundle
- * (text/plain, and text/html / application/json where they fit), and a failing cell becomes
- * ename/evalue/traceback ("SyntaxError", "LuaError", or "Interrupted" when the interrupt flag
- * stopped it, including a generation that ended early). Thread rules: those of interp.h; the
- * interrupt flag is the binary's and may be set by a signal handler or the control thread.
+ * input() and io.read() become an input_request, io.write() stream text, the values a cell
+ * returns an execute_result bundle (text/plain, and text/html, image/svg+xml, application/json
+ * where they fit), and a failing cell ename/evalue/traceback ("SyntaxError", "LuaError", or
+ * "Interrupted" when the interrupt flag stopped it, including a generation that ended early).
+ * Thread rules: those of interp.h; the interrupt flag is the binary's and may be set by a signal
+ * handler or the control thread.
  */
 #ifndef DSV3_JUPYTER_INTERP_SESSION_H
 #define DSV3_JUPYTER_INTERP_SESSION_H

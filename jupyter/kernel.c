@@ -24,9 +24,11 @@ static void on_sigint(int sig) {
 }
 
 static int usage(FILE *to, int rc) {
-    fprintf(to, "usage: dsv3-kernel -f CONNECTION_FILE\n"
-                "A Jupyter kernel for dsv3 (Lua). Install its kernelspec with\n"
-                "`dsv3 kernel install [--user | --prefix DIR]`, then `jupyter console --kernel dsv3`.\n");
+    fprintf(
+        to,
+        "usage: dsv3-kernel -f CONNECTION_FILE\n"
+        "A Jupyter kernel for dsv3 (Lua). Install its kernelspec with\n"
+        "`dsv3 kernel install [--user | --prefix DIR]`, then `jupyter console --kernel dsv3`.\n");
     return rc;
 }
 
@@ -35,9 +37,12 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-f") || !strcmp(argv[i], "--connection-file")) && i + 1 < argc)
             path = argv[++i];
-        else if (!strncmp(argv[i], "--connection-file=", 18)) path = argv[i] + 18;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage(stdout, 0);
-        else return usage(stderr, 2);
+        else if (!strncmp(argv[i], "--connection-file=", 18))
+            path = argv[i] + 18;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return usage(stdout, 0);
+        else
+            return usage(stderr, 2);
     }
     if (!path) return usage(stderr, 2);
 

@@ -23,42 +23,44 @@
 #include "jupyter/wire.h"
 
 enum {
-    MAX_FRAMES = 256,            /* a message with more frames is dropped */
-    MAX_MSG_BYTES = 64 << 20,    /* ZMQ_MAXMSGSIZE on the ROUTER sockets */
+    MAX_FRAMES = 256,         /* a message with more frames is dropped */
+    MAX_MSG_BYTES = 64 << 20, /* ZMQ_MAXMSGSIZE on the ROUTER sockets */
     LINGER_MS = 1000,
-    SHELL_POLL_MS = 100,         /* how often the shell loop looks at the stop flag */
-    CONTROL_POLL_MS = 20,        /* control thread tick: also the stream flush check */
-    STREAM_FLUSH_BYTES = 4096,   /* publish buffered stream text at this size ... */
-    LOG_BURST = 20,              /* dropped-message log lines per LOG_WINDOW_S */
+    SHELL_POLL_MS = 100,        /* how often the shell loop looks at the stop flag */
+    FIRST_SUBSCRIBER_MS = 2000, /* the first request waits this long for an iopub subscriber */
+    CONTROL_POLL_MS = 20,       /* control thread tick: also the stream flush check */
+    STREAM_FLUSH_BYTES = 4096,  /* publish buffered stream text at this size ... */
+    LOG_BURST = 20,             /* dropped-message log lines per LOG_WINDOW_S */
 };
 #define STREAM_FLUSH_S 0.03 /* ... or when its first byte is this old */
 #define LOG_WINDOW_S 10.0
 
 /* Stream text not yet published: consecutive pieces of one stream of one request. */
 typedef struct {
-    char name[8];   /* "stdout" / "stderr" */
+    char name[8]; /* "stdout" / "stderr" */
     char *text;
     size_t len, cap;
-    cJSON *parent;  /* the request's header, or NULL when empty */
-    double since;   /* monotonic time of the first buffered byte */
+    cJSON *parent; /* the request's header, or NULL when empty */
+    double since;  /* monotonic time of the first buffered byte */
 } stream_buf;
 
 struct dsv3_jserver {
     void *ctx;
     void *shell, *control, *stdin_s, *iopub, *hb; /* sockets */
     dsv3_wire_auth auth;
-    char session[37];             /* header.session of every message we send */
-    atomic_ullong counter;        /* msg_id counter */
+    char session[37];      /* header.session of every message we send */
+    atomic_ullong counter; /* msg_id counter */
     const volatile int *interrupt;
-    atomic_int stop;              /* set by shutdown_request: every loop ends */
-    int restart;                  /* the shutdown_request's restart flag */
-    pid_t parent_pid;             /* the launcher; its death ends the kernel (0: not watched) */
-    pthread_mutex_t iopub_lock;   /* iopub socket and the stream buffer */
+    atomic_int stop;            /* set by shutdown_request: every loop ends */
+    int restart;                /* the shutdown_request's restart flag */
+    pid_t parent_pid;           /* the launcher; its death ends the kernel (0: not watched) */
+    pthread_mutex_t iopub_lock; /* iopub socket and the stream buffer */
+    atomic_int subscribed;      /* an iopub subscription has arrived (XPUB) */
     stream_buf sb;
     dsv3_jkernel *kernel;
     pthread_mutex_t log_lock;
-    double log_window;            /* start of the current log window */
-    int log_count;                /* drop lines logged in it */
+    double log_window; /* start of the current log window */
+    int log_count;     /* drop lines logged in it */
 };
 
 static double now_s(void) {
@@ -111,8 +113,10 @@ static dsv3_status get_string(char *out, size_t cap, const cJSON *j, const char 
                               const char *def, const char *path, dsv3_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     const char *s = cJSON_IsString(v) ? v->valuestring : def;
-    if (!s) return dsv3_errf(err, DSV3_EFORMAT, "kernel: %s: %s: missing or not a string", path, key);
-    if (strlen(s) >= cap) return dsv3_errf(err, DSV3_EFORMAT, "kernel: %s: %s: too long", path, key);
+    if (!s)
+        return dsv3_errf(err, DSV3_EFORMAT, "kernel: %s: %s: missing or not a string", path, key);
+    if (strlen(s) >= cap)
+        return dsv3_errf(err, DSV3_EFORMAT, "kernel: %s: %s: too long", path, key);
     strcpy(out, s);
     return DSV3_OK;
 }
@@ -136,7 +140,9 @@ dsv3_status dsv3_jconnection_read(dsv3_jconnection *c, const char *path, dsv3_er
     char key[4096];
     if (!st) st = get_string(c->transport, sizeof c->transport, j, "transport", "tcp", path, err);
     if (!st) st = get_string(c->ip, sizeof c->ip, j, "ip", "127.0.0.1", path, err);
-    if (!st) st = get_string(c->scheme, sizeof c->scheme, j, "signature_scheme", "hmac-sha256", path, err);
+    if (!st)
+        st = get_string(c->scheme, sizeof c->scheme, j, "signature_scheme", "hmac-sha256", path,
+                        err);
     if (!st) st = get_string(key, sizeof key, j, "key", "", path, err);
     if (!st) st = get_port(&c->shell_port, j, "shell_port", path, err);
     if (!st) st = get_port(&c->iopub_port, j, "iopub_port", path, err);
@@ -166,7 +172,8 @@ void dsv3_jconnection_fini(dsv3_jconnection *c) {
 static void send_frames(void *sock, const dsv3_wire_out *out) {
     for (size_t i = 0; i < out->n; i++) {
         int more = i + 1 < out->n ? ZMQ_SNDMORE : 0;
-        while (zmq_send(sock, out->frames[i].data, out->frames[i].len, more) < 0 && errno == EINTR) {
+        while (zmq_send(sock, out->frames[i].data, out->frames[i].len, more) < 0 &&
+               errno == EINTR) {
         }
     }
 }
@@ -175,11 +182,13 @@ static void send_frames(void *sock, const dsv3_wire_out *out) {
  * routing identities, or for iopub one topic frame. Takes ownership of content and metadata. */
 static void send_msg(dsv3_jserver *srv, void *sock, const dsv3_wire_frame *ids, size_t n_ids,
                      const char *msg_type, const cJSON *parent, cJSON *content, cJSON *metadata) {
-    cJSON *header = dsv3_wire_header_new(srv->session, msg_type, atomic_fetch_add(&srv->counter, 1));
+    cJSON *header =
+        dsv3_wire_header_new(srv->session, msg_type, atomic_fetch_add(&srv->counter, 1));
     dsv3_wire_out out;
     dsv3_err err = {{0}};
-    if (header && content && dsv3_wire_encode(&out, &srv->auth, ids, n_ids, header, parent, metadata,
-                                              content, &err) == DSV3_OK) {
+    if (header && content &&
+        dsv3_wire_encode(&out, &srv->auth, ids, n_ids, header, parent, metadata, content, &err) ==
+            DSV3_OK) {
         send_frames(sock, &out);
         dsv3_wire_out_fini(&out);
     } else {
@@ -235,7 +244,8 @@ static void stream_append_locked(dsv3_jserver *srv, const dsv3_wire_msg *req, co
                                  const char *text, size_t len) {
     stream_buf *b = &srv->sb;
     const char *buffered_id =
-        b->parent ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b->parent, "msg_id")) : NULL;
+        b->parent ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b->parent, "msg_id"))
+                  : NULL;
     if (b->len && (strcmp(b->name, name) || !buffered_id || strcmp(buffered_id, req->msg_id)))
         flush_stream_locked(srv, 1);
     if (!b->len) {
@@ -253,7 +263,33 @@ static void stream_append_locked(dsv3_jserver *srv, const dsv3_wire_msg *req, co
     }
     memcpy(b->text + b->len, text, len);
     b->len += len;
-    if (b->len >= STREAM_FLUSH_BYTES || now_s() - b->since >= STREAM_FLUSH_S) flush_stream_locked(srv, 0);
+    if (b->len >= STREAM_FLUSH_BYTES || now_s() - b->since >= STREAM_FLUSH_S)
+        flush_stream_locked(srv, 0);
+}
+
+/* Reads the subscription messages that arrive on the XPUB iopub socket; iopub_lock held. */
+static void drain_subscriptions_locked(dsv3_jserver *srv) {
+    char buf[256];
+    int n;
+    while ((n = zmq_recv(srv->iopub, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0)
+        if (n >= 1 && buf[0] == 1) atomic_store(&srv->subscribed, 1);
+}
+
+/* PUB/SUB drops what is published before a subscriber's subscription arrives (the slow
+ * joiner). A client that sends its first request at once (jupyter console) would then miss
+ * the status of that request and wait for idle forever, so until a first subscription has
+ * been seen, a request waits for one (at most FIRST_SUBSCRIBER_MS). */
+static void await_first_subscriber(dsv3_jserver *srv) {
+    for (int waited = 0; !atomic_load(&srv->subscribed) && waited < FIRST_SUBSCRIBER_MS;
+         waited += 5) {
+        pthread_mutex_lock(&srv->iopub_lock);
+        drain_subscriptions_locked(srv);
+        pthread_mutex_unlock(&srv->iopub_lock);
+        if (!atomic_load(&srv->subscribed)) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
 }
 
 static void publish_status(dsv3_jserver *srv, const cJSON *parent, const char *state) {
@@ -269,12 +305,13 @@ static void publish_status(dsv3_jserver *srv, const cJSON *parent, const char *s
 
 typedef struct {
     zmq_msg_t parts[MAX_FRAMES];
-    size_t n;      /* parts initialised */
-    int overflow;  /* more than MAX_FRAMES frames: drop */
+    size_t n;     /* parts initialised */
+    int overflow; /* more than MAX_FRAMES frames: drop */
 } multipart;
 
 static void multipart_fini(multipart *m) {
-    for (size_t i = 0; i < m->n; i++) zmq_msg_close(&m->parts[i]);
+    for (size_t i = 0; i < m->n; i++)
+        zmq_msg_close(&m->parts[i]);
     m->n = 0;
     m->overflow = 0;
 }
@@ -344,9 +381,11 @@ static void t_send(void *ud, dsv3_jchannel ch, const dsv3_wire_msg *req, const c
         return;
     }
     pthread_mutex_unlock(&srv->iopub_lock);
-    void *sock = ch == DSV3_JCH_SHELL ? srv->shell : ch == DSV3_JCH_CONTROL ? srv->control : srv->stdin_s;
-    send_msg(srv, sock, req ? req->ids : NULL, req ? req->n_ids : 0, msg_type, req ? req->header : NULL,
-             content, metadata);
+    void *sock = ch == DSV3_JCH_SHELL     ? srv->shell
+                 : ch == DSV3_JCH_CONTROL ? srv->control
+                                          : srv->stdin_s;
+    send_msg(srv, sock, req ? req->ids : NULL, req ? req->n_ids : 0, msg_type,
+             req ? req->header : NULL, content, metadata);
 }
 
 static void t_stream(void *ud, const dsv3_wire_msg *req, const char *name, const char *text,
@@ -364,14 +403,17 @@ static dsv3_status t_input(void *ud, const dsv3_wire_msg *req, const char *promp
     *value = NULL;
     /* Drop stale replies (a previous cell's, after an interrupt). */
     dsv3_wire_msg stale;
-    while (recv_request(srv, srv->stdin_s, "stdin", &stale) == 0) dsv3_wire_msg_fini(&stale);
+    while (recv_request(srv, srv->stdin_s, "stdin", &stale) == 0)
+        dsv3_wire_msg_fini(&stale);
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "prompt", prompt);
     cJSON_AddBoolToObject(c, "password", password);
     t_send(srv, DSV3_JCH_STDIN, req, "input_request", c, NULL);
     for (;;) {
-        if (srv->interrupt && *srv->interrupt) return dsv3_errf(err, DSV3_EINTR, "input: interrupted");
-        if (atomic_load(&srv->stop)) return dsv3_errf(err, DSV3_EPROTO, "input: the kernel is shutting down");
+        if (srv->interrupt && *srv->interrupt)
+            return dsv3_errf(err, DSV3_EINTR, "input: interrupted");
+        if (atomic_load(&srv->stop))
+            return dsv3_errf(err, DSV3_EPROTO, "input: the kernel is shutting down");
         zmq_pollitem_t it = {srv->stdin_s, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 20) <= 0) continue;
         dsv3_wire_msg m;
@@ -394,15 +436,37 @@ static void t_shutdown(void *ud, int restart) {
     atomic_store(&srv->stop, 1);
 }
 
-/* busy → handler → idle for one verified request; abort = 1 after a stop_on_error failure. */
-static dsv3_jh_result serve(dsv3_jserver *srv, dsv3_jchannel ch, const dsv3_wire_msg *req, int abort) {
+/* busy → handler → idle for one verified request; abort = 1 answers an execute "aborted". */
+static dsv3_jh_result serve(dsv3_jserver *srv, dsv3_jchannel ch, const dsv3_wire_msg *req,
+                            int abort) {
+    await_first_subscriber(srv);
     publish_status(srv, req->header, "busy");
     dsv3_jh_result r = abort ? dsv3_jkernel_abort(srv->kernel, ch, req)
                              : dsv3_jkernel_handle(srv->kernel, ch, req);
     if (r == DSV3_JH_UNKNOWN)
-        klog("%s: no handler for msg_type \"%s\"; ignored", ch == DSV3_JCH_SHELL ? "shell" : "control",
-             req->msg_type);
+        klog("%s: no handler for msg_type \"%s\"; ignored",
+             ch == DSV3_JCH_SHELL ? "shell" : "control", req->msg_type);
+    /* stop_on_error: exactly what is queued on shell now (before this request's idle lets the
+     * client react) is answered "aborted"; what arrives later runs. */
+    dsv3_wire_msg *queued = NULL;
+    size_t nq = 0, cap = 0;
+    while (r == DSV3_JH_ABORT_QUEUE && ch == DSV3_JCH_SHELL) {
+        if (nq == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            dsv3_wire_msg *nqd = realloc(queued, nc * sizeof *nqd);
+            if (!nqd) break;
+            queued = nqd;
+            cap = nc;
+        }
+        if (recv_request(srv, srv->shell, "shell", &queued[nq]) != 0) break;
+        nq++;
+    }
     publish_status(srv, req->header, "idle");
+    for (size_t i = 0; i < nq; i++) {
+        serve(srv, DSV3_JCH_SHELL, &queued[i], 1);
+        dsv3_wire_msg_fini(&queued[i]);
+    }
+    free(queued);
     return r;
 }
 
@@ -414,6 +478,7 @@ static void *control_main(void *arg) {
         zmq_pollitem_t it = {srv->control, 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(&it, 1, CONTROL_POLL_MS);
         pthread_mutex_lock(&srv->iopub_lock); /* stream text stays at most STREAM_FLUSH_S old */
+        drain_subscriptions_locked(srv);
         if (srv->sb.len && now_s() - srv->sb.since >= STREAM_FLUSH_S) flush_stream_locked(srv, 0);
         pthread_mutex_unlock(&srv->iopub_lock);
         if (rc <= 0) continue;
@@ -447,8 +512,10 @@ static void *heartbeat_main(void *arg) {
 static void *bind_socket(dsv3_jserver *srv, int type, const dsv3_jconnection *c, int port,
                          const char *name, dsv3_err *err) {
     char ep[400];
-    if (!strcmp(c->transport, "ipc")) snprintf(ep, sizeof ep, "ipc://%s-%d", c->ip, port);
-    else snprintf(ep, sizeof ep, "tcp://%s:%d", c->ip, port);
+    if (!strcmp(c->transport, "ipc"))
+        snprintf(ep, sizeof ep, "ipc://%s-%d", c->ip, port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:%d", c->ip, port);
     void *s = zmq_socket(srv->ctx, type);
     if (!s) {
         dsv3_errf(err, DSV3_EIO, "kernel: %s socket: %s", name, zmq_strerror(errno));
@@ -487,11 +554,10 @@ dsv3_status dsv3_jserver_open(dsv3_jserver **out, const dsv3_jconnection *c,
     pid_t pp = getppid();
     srv->parent_pid = pp > 1 ? pp : 0;
     srv->ctx = zmq_ctx_new();
-    if (!srv->ctx ||
-        !(srv->shell = bind_socket(srv, ZMQ_ROUTER, c, c->shell_port, "shell", err)) ||
+    if (!srv->ctx || !(srv->shell = bind_socket(srv, ZMQ_ROUTER, c, c->shell_port, "shell", err)) ||
         !(srv->control = bind_socket(srv, ZMQ_ROUTER, c, c->control_port, "control", err)) ||
         !(srv->stdin_s = bind_socket(srv, ZMQ_ROUTER, c, c->stdin_port, "stdin", err)) ||
-        !(srv->iopub = bind_socket(srv, ZMQ_PUB, c, c->iopub_port, "iopub", err)) ||
+        !(srv->iopub = bind_socket(srv, ZMQ_XPUB, c, c->iopub_port, "iopub", err)) ||
         !(srv->hb = bind_socket(srv, ZMQ_REP, c, c->hb_port, "heartbeat", err))) {
         if (!srv->ctx) dsv3_errf(err, DSV3_EIO, "kernel: cannot create a ZeroMQ context");
         dsv3_jserver_close(srv);
@@ -525,13 +591,8 @@ dsv3_status dsv3_jserver_run(dsv3_jserver *srv, const dsv3_jinterp *interp, int 
         if (rc <= 0) continue;
         dsv3_wire_msg m;
         while (!atomic_load(&srv->stop) && recv_request(srv, srv->shell, "shell", &m) == 0) {
-            dsv3_jh_result r = serve(srv, DSV3_JCH_SHELL, &m, 0);
+            serve(srv, DSV3_JCH_SHELL, &m, 0);
             dsv3_wire_msg_fini(&m);
-            /* stop_on_error: what is already queued on shell is answered "aborted" */
-            while (r == DSV3_JH_ABORT_QUEUE && recv_request(srv, srv->shell, "shell", &m) == 0) {
-                serve(srv, DSV3_JCH_SHELL, &m, 1);
-                dsv3_wire_msg_fini(&m);
-            }
         }
     }
     if (have_control) pthread_join(control, NULL);

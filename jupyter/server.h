@@ -1,7 +1,8 @@
 /* server.h — the kernel's ZeroMQ side: connection file, sockets, threads, busy/idle.
  *
  * Owns the five sockets of spec/jupyter.md §3, bound where the connection file says: shell,
- * control and stdin (ROUTER), iopub (PUB) and heartbeat (REP). Three threads: the caller's
+ * control and stdin (ROUTER), iopub (XPUB: a PUB that also sees subscriptions, so the first
+ * request can wait for its client's subscriber) and heartbeat (REP). Three threads: the caller's
  * runs shell requests one at a time (and so the interpreter); a control thread answers control
  * requests (interrupt, shutdown, kernel_info) and flushes buffered stream text while a cell
  * runs; a heartbeat thread echoes pings. Every verified request is wrapped in iopub status
@@ -20,11 +21,11 @@ typedef struct dsv3_jserver dsv3_jserver;
 
 /* Connection-file values (spec/jupyter.md §2). */
 typedef struct {
-    char transport[8];  /* "tcp" or "ipc" */
-    char ip[256];       /* bind address (tcp) or path prefix (ipc) */
+    char transport[8]; /* "tcp" or "ipc" */
+    char ip[256];      /* bind address (tcp) or path prefix (ipc) */
     int shell_port, iopub_port, stdin_port, control_port, hb_port;
-    char *key;          /* malloc'd HMAC key string, "" for no signing */
-    char scheme[32];    /* "hmac-sha256" */
+    char *key;       /* malloc'd HMAC key string, "" for no signing */
+    char scheme[32]; /* "hmac-sha256" */
 } dsv3_jconnection;
 
 /* Reads a connection file. Returns DSV3_OK; DSV3_EIO if it cannot be read; DSV3_EFORMAT for

@@ -19,7 +19,10 @@
 static size_t seq_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (!len || len > n) return 0;
     for (size_t k = 1; k < len; k++)
         if ((s[k] & 0xC0) != 0x80) return 0;
@@ -147,7 +150,8 @@ static const unsigned char zero_digest[32];
 static size_t slot_of(unsigned char (*t)[32], const unsigned char d[32]) {
     const size_t cap = 2 * DSV3_WIRE_REPLAY_GEN;
     size_t h = ((size_t)d[0] | (size_t)d[1] << 8 | (size_t)d[2] << 16 | (size_t)d[3] << 24) % cap;
-    while (memcmp(t[h], zero_digest, 32) && memcmp(t[h], d, 32)) h = (h + 1) % cap;
+    while (memcmp(t[h], zero_digest, 32) && memcmp(t[h], d, 32))
+        h = (h + 1) % cap;
     return h;
 }
 
@@ -155,10 +159,11 @@ static size_t slot_of(unsigned char (*t)[32], const unsigned char d[32]) {
 static int seen_before(dsv3_wire_auth *a, const unsigned char d[32]) {
     pthread_mutex_lock(&a->lock);
     int dup = 0;
-    for (int g = 0; g < 2 && !dup; g++) dup = !memcmp(a->seen[g][slot_of(a->seen[g], d)], d, 32);
+    for (int g = 0; g < 2 && !dup; g++)
+        dup = !memcmp(a->seen[g][slot_of(a->seen[g], d)], d, 32);
     if (!dup) {
         if (a->seen_n == DSV3_WIRE_REPLAY_GEN) { /* the current generation becomes the old one */
-            unsigned char (*old)[32] = a->seen[1];
+            unsigned char(*old)[32] = a->seen[1];
             a->seen[1] = a->seen[0];
             a->seen[0] = old;
             memset(old, 0, 2 * DSV3_WIRE_REPLAY_GEN * 32);
@@ -203,13 +208,15 @@ dsv3_status dsv3_wire_parse(dsv3_wire_msg *msg, dsv3_wire_auth *a, const dsv3_wi
     memset(msg, 0, sizeof *msg);
     size_t d = 0;
     const size_t dl = sizeof DSV3_WIRE_DELIM - 1;
-    while (d < n && !(frames[d].len == dl && !memcmp(frames[d].data, DSV3_WIRE_DELIM, dl))) d++;
+    while (d < n && !(frames[d].len == dl && !memcmp(frames[d].data, DSV3_WIRE_DELIM, dl)))
+        d++;
     if (d == n) return dsv3_errf(err, DSV3_EPROTO, "wire: no <IDS|MSG> delimiter in %zu frames", n);
     if (n - d - 1 < 5)
         return dsv3_errf(err, DSV3_EPROTO, "wire: %zu frames after <IDS|MSG>, need 5", n - d - 1);
     const dsv3_wire_frame *sig = &frames[d + 1], *parts = &frames[d + 2];
     if (a->key_len) {
-        if (sig->len != 64) return dsv3_errf(err, DSV3_EPROTO, "wire: bad signature (length %zu)", sig->len);
+        if (sig->len != 64)
+            return dsv3_errf(err, DSV3_EPROTO, "wire: bad signature (length %zu)", sig->len);
         char want[65];
         dsv3_wire_sign(want, a, parts);
         if (sodium_memcmp(want, sig->data, 64) != 0)
@@ -222,13 +229,15 @@ dsv3_status dsv3_wire_parse(dsv3_wire_msg *msg, dsv3_wire_auth *a, const dsv3_wi
     cJSON *j[4] = {0};
     for (int i = 0; i < 4; i++)
         if (!(j[i] = parse_object(&parts[i], i, err))) {
-            for (int k = 0; k < i; k++) cJSON_Delete(j[k]);
+            for (int k = 0; k < i; k++)
+                cJSON_Delete(j[k]);
             return DSV3_EFORMAT;
         }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j[0], "msg_type");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j[0], "msg_id");
     if (!cJSON_IsString(type) || !cJSON_IsString(id)) {
-        for (int k = 0; k < 4; k++) cJSON_Delete(j[k]);
+        for (int k = 0; k < 4; k++)
+            cJSON_Delete(j[k]);
         return dsv3_errf(err, DSV3_EFORMAT, "wire: header: msg_type and msg_id must be strings");
     }
     if (d) {
@@ -241,7 +250,8 @@ dsv3_status dsv3_wire_parse(dsv3_wire_msg *msg, dsv3_wire_auth *a, const dsv3_wi
             msg->n_ids = i + 1;
         }
         if (msg->n_ids != d) {
-            for (int k = 0; k < 4; k++) cJSON_Delete(j[k]);
+            for (int k = 0; k < 4; k++)
+                cJSON_Delete(j[k]);
             dsv3_wire_msg_fini(msg);
             return dsv3_errf(err, DSV3_ENOMEM, "wire: out of memory for identities");
         }
@@ -257,7 +267,8 @@ dsv3_status dsv3_wire_parse(dsv3_wire_msg *msg, dsv3_wire_auth *a, const dsv3_wi
 
 void dsv3_wire_msg_fini(dsv3_wire_msg *msg) {
     if (!msg) return;
-    for (size_t i = 0; i < msg->n_ids; i++) free((void *)msg->ids[i].data);
+    for (size_t i = 0; i < msg->n_ids; i++)
+        free((void *)msg->ids[i].data);
     free(msg->ids);
     cJSON_Delete(msg->header);
     cJSON_Delete(msg->parent);
@@ -289,7 +300,8 @@ static char *print_json(const cJSON *j, size_t *len) {
 
 void dsv3_wire_out_fini(dsv3_wire_out *out) {
     if (!out) return;
-    for (size_t i = 0; i < out->n; i++) free((void *)out->frames[i].data);
+    for (size_t i = 0; i < out->n; i++)
+        free((void *)out->frames[i].data);
     free(out->frames);
     memset(out, 0, sizeof *out);
 }
@@ -300,9 +312,10 @@ static void *dup_bytes(const void *p, size_t n) {
     return d;
 }
 
-dsv3_status dsv3_wire_encode(dsv3_wire_out *out, const dsv3_wire_auth *a, const dsv3_wire_frame *ids,
-                             size_t n_ids, const cJSON *header, const cJSON *parent,
-                             const cJSON *metadata, const cJSON *content, dsv3_err *err) {
+dsv3_status dsv3_wire_encode(dsv3_wire_out *out, const dsv3_wire_auth *a,
+                             const dsv3_wire_frame *ids, size_t n_ids, const cJSON *header,
+                             const cJSON *parent, const cJSON *metadata, const cJSON *content,
+                             dsv3_err *err) {
     memset(out, 0, sizeof *out);
     out->frames = calloc(n_ids + 6, sizeof *out->frames);
     if (!out->frames) return dsv3_errf(err, DSV3_ENOMEM, "wire: out of memory");
@@ -345,8 +358,8 @@ void dsv3_wire_uuid(char out[37]) {
     b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 cJSON *dsv3_wire_header_new(const char *session, const char *msg_type, uint64_t counter) {

@@ -35,11 +35,11 @@ typedef struct {
 
 /* The connection's signing key and replay history. */
 typedef struct {
-    unsigned char *key; /* key bytes (the connection file's string, not decoded); NULL if empty */
-    size_t key_len;     /* 0: signing disabled, signatures are "" and not checked */
-    pthread_mutex_t lock;             /* guards the replay tables */
-    unsigned char (*seen[2])[32];     /* 2 open-addressed tables of 2*GEN binary digests */
-    size_t seen_n;                    /* entries in seen[0], the current generation */
+    unsigned char *key;   /* key bytes (the connection file's string, not decoded); NULL if empty */
+    size_t key_len;       /* 0: signing disabled, signatures are "" and not checked */
+    pthread_mutex_t lock; /* guards the replay tables */
+    unsigned char (*seen[2])[32]; /* 2 open-addressed tables of 2*GEN binary digests */
+    size_t seen_n;                /* entries in seen[0], the current generation */
 } dsv3_wire_auth;
 
 /* Sets up signing with key (key_len bytes; 0 disables signing) and scheme, which must be
@@ -57,13 +57,13 @@ void dsv3_wire_sign(char hex[65], const dsv3_wire_auth *a, const dsv3_wire_frame
 /* A parsed message. Identities are copies of the routing frames before the delimiter. */
 typedef struct {
     size_t n_ids;
-    dsv3_wire_frame *ids;   /* n_ids malloc'd copies (data malloc'd), or NULL */
-    cJSON *header;          /* JSON object */
-    cJSON *parent;          /* parent_header, JSON object */
-    cJSON *metadata;        /* JSON object */
-    cJSON *content;         /* JSON object */
-    const char *msg_type;   /* header.msg_type, points into header */
-    const char *msg_id;     /* header.msg_id, points into header */
+    dsv3_wire_frame *ids; /* n_ids malloc'd copies (data malloc'd), or NULL */
+    cJSON *header;        /* JSON object */
+    cJSON *parent;        /* parent_header, JSON object */
+    cJSON *metadata;      /* JSON object */
+    cJSON *content;       /* JSON object */
+    const char *msg_type; /* header.msg_type, points into header */
+    const char *msg_id;   /* header.msg_id, points into header */
 } dsv3_wire_msg;
 
 /* Parses and verifies the n frames of a received message into *msg. Steps: find the first
@@ -82,16 +82,18 @@ void dsv3_wire_msg_fini(dsv3_wire_msg *msg);
 /* A message to send: all frames, malloc'd, in order. */
 typedef struct {
     size_t n;
-    dsv3_wire_frame *frames; /* identities, delimiter, signature, header, parent, metadata, content */
+    dsv3_wire_frame
+        *frames; /* identities, delimiter, signature, header, parent, metadata, content */
 } dsv3_wire_out;
 
 /* Serialises and signs a message: ids (may be NULL), then the delimiter, the signature and the
  * four JSON objects (parent and metadata may be NULL for {}). JSON is printed compactly and
  * any invalid UTF-8 inside strings becomes U+FFFD before signing. Returns DSV3_OK or
  * DSV3_ENOMEM (then *out is zeroed). */
-dsv3_status dsv3_wire_encode(dsv3_wire_out *out, const dsv3_wire_auth *a, const dsv3_wire_frame *ids,
-                             size_t n_ids, const cJSON *header, const cJSON *parent,
-                             const cJSON *metadata, const cJSON *content, dsv3_err *err);
+dsv3_status dsv3_wire_encode(dsv3_wire_out *out, const dsv3_wire_auth *a,
+                             const dsv3_wire_frame *ids, size_t n_ids, const cJSON *header,
+                             const cJSON *parent, const cJSON *metadata, const cJSON *content,
+                             dsv3_err *err);
 void dsv3_wire_out_fini(dsv3_wire_out *out);
 
 /* A new header object {msg_id, msg_type, username, session, date, version}: msg_id is

@@ -22,7 +22,7 @@
 
 enum { MAX_DEPTH = 32, MAX_ROWS = 500, MAX_COLS = 16, MAX_TOKENS_SHOWN = 200 };
 
-static const char *const mimes[DSV3_RENDER_FORMS] = {"text/plain", "text/html",
+static const char *const mimes[DSV3_RENDER_FORMS] = {"text/plain", "text/html", "image/svg+xml",
                                                      "application/json"};
 
 const char *dsv3_render_mime(dsv3_render_form form) {
@@ -96,7 +96,10 @@ static void addf(lua_State *L, sbuf *b, const char *fmt, ...) {
 static size_t utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (!len || len > n) return 0;
     for (size_t k = 1; k < len; k++)
         if ((s[k] & 0xC0) != 0x80) return 0;
@@ -117,21 +120,37 @@ static void add_escaped(lua_State *L, sbuf *b, const char *str, size_t n, dsv3_r
         const char *rep = NULL;
         char tmp[8];
         size_t len = utf8_len(s + i, n - i);
-        if (!len) rep = "\xEF\xBF\xBD";
+        if (!len)
+            rep = "\xEF\xBF\xBD";
         else if (form == DSV3_RENDER_HTML) {
             switch (s[i]) {
-            case '&': rep = "&amp;"; break;
-            case '<': rep = "&lt;"; break;
-            case '>': rep = "&gt;"; break;
-            case '"': rep = "&quot;"; break;
-            case '\'': rep = "&#39;"; break;
+            case '&':
+                rep = "&amp;";
+                break;
+            case '<':
+                rep = "&lt;";
+                break;
+            case '>':
+                rep = "&gt;";
+                break;
+            case '"':
+                rep = "&quot;";
+                break;
+            case '\'':
+                rep = "&#39;";
+                break;
             }
         } else if (form == DSV3_RENDER_JSON) {
-            if (s[i] == '"') rep = "\\\"";
-            else if (s[i] == '\\') rep = "\\\\";
-            else if (s[i] == '\n') rep = "\\n";
-            else if (s[i] == '\t') rep = "\\t";
-            else if (s[i] == '\r') rep = "\\r";
+            if (s[i] == '"')
+                rep = "\\\"";
+            else if (s[i] == '\\')
+                rep = "\\\\";
+            else if (s[i] == '\n')
+                rep = "\\n";
+            else if (s[i] == '\t')
+                rep = "\\t";
+            else if (s[i] == '\r')
+                rep = "\\r";
             else if (s[i] < 0x20 || s[i] == 0x7F) {
                 snprintf(tmp, sizeof tmp, "\\u%04x", s[i]);
                 rep = tmp;
@@ -193,20 +212,28 @@ static lua_Number num_field(lua_State *L, int idx, const char *k) {
 
 /* A number as a table cell: integers exactly, floats with 4 significant digits. */
 static void add_number(lua_State *L, sbuf *b, int idx) {
-    if (lua_isinteger(L, idx)) addf(L, b, "%lld", (long long)lua_tointeger(L, idx));
-    else addf(L, b, "%.4g", (double)lua_tonumber(L, idx));
+    if (lua_isinteger(L, idx))
+        addf(L, b, "%lld", (long long)lua_tointeger(L, idx));
+    else
+        addf(L, b, "%.4g", (double)lua_tonumber(L, idx));
 }
 
 static void add_cell(lua_State *L, sbuf *b, int idx) {
-    if (lua_type(L, idx) == LUA_TNUMBER) add_number(L, b, idx);
-    else add_value(L, b, idx, DSV3_RENDER_HTML);
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        add_number(L, b, idx);
+    else
+        add_value(L, b, idx, DSV3_RENDER_HTML);
 }
 
 static void add_human(lua_State *L, sbuf *b, double v) {
-    if (v >= 1e9) addf(L, b, "%.2fB", v / 1e9);
-    else if (v >= 1e6) addf(L, b, "%.2fM", v / 1e6);
-    else if (v >= 1e3) addf(L, b, "%.1fK", v / 1e3);
-    else addf(L, b, "%.0f", v);
+    if (v >= 1e9)
+        addf(L, b, "%.2fB", v / 1e9);
+    else if (v >= 1e6)
+        addf(L, b, "%.2fM", v / 1e6);
+    else if (v >= 1e3)
+        addf(L, b, "%.1fK", v / 1e3);
+    else
+        addf(L, b, "%.0f", v);
 }
 
 /* Sorted string keys of the table at idx, pushed as a new array table; returns their count,
@@ -287,15 +314,32 @@ static void row2(lua_State *L, sbuf *b, const char *key, int vidx) {
 }
 
 static void info_html(lua_State *L, sbuf *b, int idx) {
-    static const char *const keys[] = {
-        "vocab_size", "hidden_size", "layers", "dense_layers", "moe_layers", "heads",
-        "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-        "routed_experts", "experts_per_token", "groups", "topk_group", "shared_experts",
-        "max_position_embeddings", "mtp", "yarn", "file_bytes", "cache_bytes_per_token",
-        "mha_cache_bytes_per_token", NULL};
-    static const char *const pk[] = {"embed", "attention", "dense_ffn", "routed_experts",
-                                     "shared_experts", "router", "norms", "lm_head", "mtp",
-                                     "total", "active", NULL};
+    static const char *const keys[] = {"vocab_size",
+                                       "hidden_size",
+                                       "layers",
+                                       "dense_layers",
+                                       "moe_layers",
+                                       "heads",
+                                       "q_lora_rank",
+                                       "kv_lora_rank",
+                                       "qk_nope_head_dim",
+                                       "qk_rope_head_dim",
+                                       "v_head_dim",
+                                       "routed_experts",
+                                       "experts_per_token",
+                                       "groups",
+                                       "topk_group",
+                                       "shared_experts",
+                                       "max_position_embeddings",
+                                       "mtp",
+                                       "yarn",
+                                       "file_bytes",
+                                       "cache_bytes_per_token",
+                                       "mha_cache_bytes_per_token",
+                                       NULL};
+    static const char *const pk[] = {
+        "embed", "attention", "dense_ffn", "routed_experts", "shared_experts", "router",
+        "norms", "lm_head",   "mtp",       "total",          "active",         NULL};
     adds(L, b, "<table class=\"dsv3-info\"><caption>model ");
     lua_getfield(L, idx, "dir");
     add_value(L, b, -1, DSV3_RENDER_HTML);
@@ -309,8 +353,9 @@ static void info_html(lua_State *L, sbuf *b, int idx) {
     adds(L, b, "</table>");
     lua_getfield(L, idx, "params");
     if (lua_istable(L, -1)) {
-        adds(L, b, "<table class=\"dsv3-params\"><caption>parameters</caption>"
-                   "<tr><th>component</th><th>params</th><th>exact</th></tr>");
+        adds(L, b,
+             "<table class=\"dsv3-params\"><caption>parameters</caption>"
+             "<tr><th>component</th><th>params</th><th>exact</th></tr>");
         for (int i = 0; pk[i]; i++) {
             lua_getfield(L, -1, pk[i]);
             if (lua_isinteger(L, -1)) {
@@ -330,7 +375,9 @@ static void tokens_html(lua_State *L, sbuf *b, int idx) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     lua_getfield(L, idx, "pieces");
     int pieces = lua_istable(L, -1);
-    addf(L, b, "<table class=\"dsv3-tokens\"><caption>%lld tokens</caption><tr><th>#</th><th>id</th>%s</tr>",
+    addf(L, b,
+         "<table class=\"dsv3-tokens\"><caption>%lld "
+         "tokens</caption><tr><th>#</th><th>id</th>%s</tr>",
          (long long)n, pieces ? "<th>piece</th>" : "");
     for (lua_Integer i = 1; i <= n && i <= MAX_TOKENS_SHOWN; i++) {
         lua_rawgeti(L, idx, i);
@@ -348,7 +395,8 @@ static void tokens_html(lua_State *L, sbuf *b, int idx) {
         adds(L, b, "</tr>");
     }
     if (n > MAX_TOKENS_SHOWN)
-        addf(L, b, "<tr><td colspan=\"3\">… %lld more</td></tr>", (long long)(n - MAX_TOKENS_SHOWN));
+        addf(L, b, "<tr><td colspan=\"3\">… %lld more</td></tr>",
+             (long long)(n - MAX_TOKENS_SHOWN));
     adds(L, b, "</table>");
     lua_pop(L, 1);
 }
@@ -377,7 +425,9 @@ static void gen_html(lua_State *L, sbuf *b, int idx) {
              (double)num_field(L, st, "decode_seconds"));
         lua_Integer d = int_field(L, st, "drafted"), a = int_field(L, st, "accepted");
         if (d > 0)
-            addf(L, b, "<tr><th style=\"text-align:left\">MTP accepted</th><td>%lld / %lld (%.1f%%)</td></tr>",
+            addf(L, b,
+                 "<tr><th style=\"text-align:left\">MTP accepted</th><td>%lld / %lld "
+                 "(%.1f%%)</td></tr>",
                  (long long)a, (long long)d, 100.0 * (double)a / (double)d);
         lua_getfield(L, idx, "interrupted");
         if (lua_toboolean(L, -1))
@@ -393,7 +443,8 @@ static void call_method(lua_State *L, int idx, const char *name, int nargs, cons
                         int nres) {
     lua_getfield(L, idx, name);
     lua_pushvalue(L, idx);
-    for (int i = 0; i < nargs; i++) lua_pushinteger(L, args[i]);
+    for (int i = 0; i < nargs; i++)
+        lua_pushinteger(L, args[i]);
     lua_call(L, nargs + 1, nres);
 }
 
@@ -412,8 +463,10 @@ static void logits_html(lua_State *L, sbuf *b, int idx) {
     call_method(L, idx, "shape", 0, NULL, 2);
     lua_Integer T = lua_tointeger(L, -2), V = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    addf(L, b, "<table class=\"dsv3-logits\"><caption>logits [%lld × %lld], top-5 next tokens: id (prob)</caption>"
-               "<tr><th>pos</th><th>1</th><th>2</th><th>3</th><th>4</th><th>5</th></tr>",
+    addf(L, b,
+         "<table class=\"dsv3-logits\"><caption>logits [%lld × %lld], top-5 next tokens: id "
+         "(prob)</caption>"
+         "<tr><th>pos</th><th>1</th><th>2</th><th>3</th><th>4</th><th>5</th></tr>",
          (long long)T, (long long)V);
     for (lua_Integer t = T > 8 ? T - 7 : 1; t <= T; t++) {
         lua_Integer args[2] = {t, 5};
@@ -508,7 +561,9 @@ static int records_html(lua_State *L, sbuf *b, int idx) {
         adds(L, b, "</tr>");
         lua_pop(L, 1);
     }
-    if (n > MAX_ROWS) addf(L, b, "<tr><td colspan=\"%d\">… %lld more</td></tr>", nc + 1, (long long)(n - MAX_ROWS));
+    if (n > MAX_ROWS)
+        addf(L, b, "<tr><td colspan=\"%d\">… %lld more</td></tr>", nc + 1,
+             (long long)(n - MAX_ROWS));
     adds(L, b, "</table>");
     lua_pop(L, 2);
     return 1;
@@ -521,13 +576,20 @@ static int html(lua_State *L, sbuf *b, int idx) {
         return 1;
     }
     if (t != LUA_TTABLE) return 0;
-    if (has_mt(L, idx, MT_INFO)) info_html(L, b, idx);
-    else if (has_mt(L, idx, MT_TOKENS)) tokens_html(L, b, idx);
-    else if (has_mt(L, idx, MT_GEN)) gen_html(L, b, idx);
-    else if (has_mt(L, idx, DSV3_RENDER_MT_PROGRESS)) progress_html(L, b, idx);
-    else if (has_any_mt(L, idx)) return 0; /* another kind of value: its __tostring renders it */
-    else if (is_record(L, idx)) record_html(L, b, idx);
-    else return records_html(L, b, idx);
+    if (has_mt(L, idx, MT_INFO))
+        info_html(L, b, idx);
+    else if (has_mt(L, idx, MT_TOKENS))
+        tokens_html(L, b, idx);
+    else if (has_mt(L, idx, MT_GEN))
+        gen_html(L, b, idx);
+    else if (has_mt(L, idx, DSV3_RENDER_MT_PROGRESS))
+        progress_html(L, b, idx);
+    else if (has_any_mt(L, idx))
+        return 0; /* another kind of value: its __tostring renders it */
+    else if (is_record(L, idx))
+        record_html(L, b, idx);
+    else
+        return records_html(L, b, idx);
     return 1;
 }
 
@@ -625,12 +687,19 @@ static int json_table(lua_State *L, sbuf *b, int idx, int depth) {
 static int json(lua_State *L, sbuf *b, int idx, int depth) {
     if (depth > MAX_DEPTH) return 0; /* also ends cycles */
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: adds(L, b, "null"); return 1;
-    case LUA_TBOOLEAN: adds(L, b, lua_toboolean(L, idx) ? "true" : "false"); return 1;
+    case LUA_TNIL:
+        adds(L, b, "null");
+        return 1;
+    case LUA_TBOOLEAN:
+        adds(L, b, lua_toboolean(L, idx) ? "true" : "false");
+        return 1;
     case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) addf(L, b, "%lld", (long long)lua_tointeger(L, idx));
-        else if (isfinite(lua_tonumber(L, idx))) addf(L, b, "%.17g", (double)lua_tonumber(L, idx));
-        else adds(L, b, "null"); /* JSON has no NaN or infinity */
+        if (lua_isinteger(L, idx))
+            addf(L, b, "%lld", (long long)lua_tointeger(L, idx));
+        else if (isfinite(lua_tonumber(L, idx)))
+            addf(L, b, "%.17g", (double)lua_tonumber(L, idx));
+        else
+            adds(L, b, "null"); /* JSON has no NaN or infinity */
         return 1;
     case LUA_TSTRING: {
         size_t n;
@@ -638,20 +707,36 @@ static int json(lua_State *L, sbuf *b, int idx, int depth) {
         json_string(L, b, s, n);
         return 1;
     }
-    case LUA_TTABLE: return json_table(L, b, idx, depth);
-    default: return 0;
+    case LUA_TTABLE:
+        return json_table(L, b, idx, depth);
+    default:
+        return 0;
     }
 }
 
 /* ---------------------------------------------------------------- entry ---------------- */
 
+/* A metamethod renderer: calls metatable field name of the value at idx with the value. Pushes
+ * its result and returns 1 when that is a non-empty string; otherwise pushes nothing, returns 0. */
+static int call_meta(lua_State *L, int idx, const char *name) {
+    if (luaL_getmetafield(L, idx, name) == LUA_TNIL) return 0;
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
 int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
     first = lua_absindex(L, first);
+    if ((unsigned)form >= DSV3_RENDER_FORMS || (form != DSV3_RENDER_TEXT && n != 1)) return 0;
     luaL_checkstack(L, 2 * MAX_DEPTH + 20, "render: nesting too deep");
-    if (form != DSV3_RENDER_TEXT && (n != 1 || lua_type(L, first) != LUA_TTABLE) &&
-        !(form == DSV3_RENDER_HTML && n == 1 && has_mt(L, first, MT_LOGITS)))
+    static const char *const meta[DSV3_RENDER_FORMS] = {NULL, "__html", "__svg", "__json"};
+    if (meta[form] && call_meta(L, first, meta[form])) return 1;
+    int t = lua_type(L, first);
+    if (form == DSV3_RENDER_SVG || (form == DSV3_RENDER_JSON && t != LUA_TTABLE) ||
+        (form == DSV3_RENDER_HTML && t != LUA_TTABLE && !has_mt(L, first, MT_LOGITS)))
         return 0;
-    if ((unsigned)form >= DSV3_RENDER_FORMS) return 0;
     int top = lua_gettop(L);
     sbuf *b = sbuf_push(L);
     int ok = 1;
@@ -659,8 +744,8 @@ int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
         for (int i = 0; i < n; i++) {
             if (i) add(L, b, "\t", 1);
             size_t len;
-            const char *s = luaL_tolstring(L, first + i, &len);
-            add(L, b, s, len);
+            const char *str = luaL_tolstring(L, first + i, &len);
+            add(L, b, str, len);
             lua_pop(L, 1);
         }
     } else if (form == DSV3_RENDER_HTML) {
@@ -675,7 +760,9 @@ int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
-    if (ok) lua_replace(L, top + 1); /* the string takes the buffer's slot */
-    else lua_settop(L, top);
+    if (ok)
+        lua_replace(L, top + 1); /* the string takes the buffer's slot */
+    else
+        lua_settop(L, top);
     return ok;
 }

@@ -60,7 +60,8 @@ static int l_print(lua_State *L) {
     return 0;
 }
 
-/* Every 1000 instructions: a pending interrupt becomes a Lua error at a safe point. */
+/* Every 1000 instructions (and at every call when io.interrupt_on_call is set): a pending
+ * interrupt becomes a Lua error at a safe point. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     if (dsv3_session_interrupted(dsv3_session_of(L))) luaL_error(L, "interrupted");
@@ -175,8 +176,62 @@ static int l_input(lua_State *L) {
     return 1;
 }
 
-/* Registers display/progress and input where the host supports them. */
+/* io.write(...) through the host; returns io.stdout (upvalue 1) as Lua's does. */
+static int l_io_write(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *p = luaL_checklstring(L, i, &len);
+        dsv3_session_write(s, DSV3_STDOUT, p, len);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* io.read([fmt...]) through the host's input: "l" (default), "L", "n"; one value per format. */
+static int l_io_read(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    int n = lua_gettop(L);
+    if (n == 0) {
+        lua_pushliteral(L, "l");
+        n = 1;
+    }
+    for (int i = 1; i <= n; i++) {
+        const char *f = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
+        if (f && *f == '*') f++;
+        if (!f || !*f || !strchr("lLn", *f))
+            return luaL_argerror(L, i, "here io.read reads lines (\"l\", \"L\") or numbers (\"n\")");
+        char *line = NULL;
+        int rc = s->io.input(s->io.ud, "", 0, &line);
+        lua_pushstring(L, line ? line : rc ? "io.read: no input available" : "");
+        free(line);
+        if (rc) return luaL_error(L, "%s", lua_tostring(L, -1));
+        if (*f == 'L') {
+            lua_pushliteral(L, "\n");
+            lua_concat(L, 2);
+        } else if (*f == 'n') {
+            if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0) lua_pushnil(L);
+            lua_remove(L, -2);
+        }
+    }
+    return n;
+}
+
+/* Registers display/progress, input and the io redirections where the host asks for them. */
 static void open_host_functions(lua_State *L, const dsv3_session_io *io) {
+    if (io->capture_stdio) {
+        if (lua_getglobal(L, "io") == LUA_TTABLE) {
+            lua_getfield(L, -1, "stdout");
+            lua_pushcclosure(L, l_io_write, 1);
+            lua_setfield(L, -2, "write");
+            if (io->input) {
+                lua_pushcfunction(L, l_io_read);
+                lua_setfield(L, -2, "read");
+            }
+        }
+        lua_pop(L, 1);
+    }
     if (io->display) {
         lua_register(L, "display", l_display);
         lua_register(L, "progress", l_progress);
@@ -205,7 +260,7 @@ dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3
     lua_register(s->L, "print", l_print);
     dsv3_lua_open_api(s->L, s);
     open_host_functions(s->L, &s->io);
-    lua_sethook(s->L, count_hook, LUA_MASKCOUNT, 1000);
+    lua_sethook(s->L, count_hook, LUA_MASKCOUNT | (s->io.interrupt_on_call ? LUA_MASKCALL : 0), 1000);
     *out = s;
     return DSV3_OK;
 }

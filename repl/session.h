@@ -20,9 +20,9 @@ typedef struct dsv3_session dsv3_session;
 typedef enum { DSV3_STDOUT = 1, DSV3_STDERR = 2 } dsv3_stream;
 
 /* A value rendered in every form that fits it (repl/render.h): mime[0] is "text/plain" and
- * always present, then "text/html" and/or "application/json" (JSON text). Strings are UTF-8,
- * owned by the session and valid only during the callback that receives the bundle. */
-#define DSV3_MIME_MAX 3
+ * always present, then any of "text/html", "image/svg+xml", "application/json" (JSON text).
+ * Strings are owned by the session and valid only during the callback given the bundle. */
+#define DSV3_MIME_MAX 4
 typedef struct {
     size_t n;                        /* forms present, 1..DSV3_MIME_MAX */
     const char *mime[DSV3_MIME_MAX]; /* MIME type of data[i] */
@@ -39,6 +39,10 @@ typedef struct {
      * running forward or generation stops at its next step. The host clears it. */
     const volatile int *interrupt;
     int color; /* 1: renderings may use ANSI colour */
+    /* 1: a pending interrupt also raises "interrupted" at the next function call, so a loop
+     * of gen() calls stops at once (the kernel). 0: only every 1000 Lua instructions, and a
+     * running gen() still returns its partial result with .interrupted set. */
+    int interrupt_on_call;
     /* Rich display (the Jupyter kernel). When set, the session defines the Lua functions
      * display(value [, {id=, update=}]) -> id and progress(done, total [, label]) -> value;
      * display renders value in every form that fits and calls this. display_id is never NULL
@@ -50,6 +54,10 @@ typedef struct {
      * malloc'd line without its newline, or non-zero and sets *line to a malloc'd message
      * (or NULL) that input() raises as a Lua error (no stdin, interrupted). */
     int (*input)(void *ud, const char *prompt, int password, char **line);
+    /* 1: io.write() goes to write (stdout) and, with input set, io.read() reads lines ("l",
+     * "L") and numbers ("n") through input: for hosts whose process stdin/stdout nobody sees
+     * (the kernel). io.stdout / io.stdin file methods are left as they are. */
+    int capture_stdio;
 } dsv3_session_io;
 
 dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err);
@@ -76,8 +84,9 @@ dsv3_exec_status dsv3_session_eval(dsv3_session *s, const char *code, size_t len
 int dsv3_session_result_count(dsv3_session *s);
 
 /* The kept values rendered as mime: "text/plain" (the same text as the result of
- * dsv3_session_eval), "text/html" or "application/json" (JSON text), see repl/render.h.
- * Returns a malloc'd UTF-8 string (caller frees), or NULL when no value is kept, the form does
+ * dsv3_session_eval), "text/html", "image/svg+xml" or "application/json" (JSON text), see
+ * repl/render.h.
+ * Returns a malloc'd string (caller frees), or NULL when no value is kept, the form does
  * not fit the values, mime is unknown or NULL, or rendering raised an error. */
 char *dsv3_session_render(dsv3_session *s, const char *mime);
 

@@ -31,11 +31,13 @@ LIBS=(-lcjson -lpcre2-8 -lm)
 # Sources and libraries a target needs beyond the parsers above.
 extra_sources() {
     case $1 in
+    fuzz_wire) echo jupyter/wire.c ;;
     *) ;;
     esac
 }
 extra_libs() {
     case $1 in
+    fuzz_wire) echo -lsodium -lpthread ;;
     *) ;;
     esac
 }
@@ -56,6 +58,7 @@ max_len() {
     fuzz_safetensors) echo 4096 ;;
     fuzz_config) echo 8192 ;;
     fuzz_tokenizer) echo 16384 ;;
+    fuzz_wire) echo 8192 ;;
     *) echo 4096 ;;
     esac
 }

@@ -3,7 +3,8 @@
 # Idempotent: skips apt when every package is already installed.
 set -eu
 pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev liblua5.4-dev libreadline-dev python3-numpy python3-pexpect
-      clang libclang-rt-14-dev nodejs npm)
+      clang libclang-rt-14-dev nodejs npm libzmq3-dev libsodium-dev python3-zmq python3-jupyter-client
+      python3-nbclient python3-nbformat jupyter-client jupyter-console)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
