@@ -34,12 +34,12 @@ static void write_out(void *ud, dsv3_stream st, const char *bytes, size_t len) {
 
 typedef struct {
     dsv3_session *s;
-    int color;       /* ANSI colour on stdout/stderr */
-    int timing;      /* .time: print seconds after each chunk */
-    int errors;      /* chunks that failed */
+    int color;         /* ANSI colour on stdout/stderr */
+    int timing;        /* .time: print seconds after each chunk */
+    int errors;        /* chunks that failed */
     int quit;
-    char *chunk;     /* lines of an incomplete chunk, joined by '\n' */
-    char *history;   /* history file path, or NULL */
+    char *chunk;       /* lines of an incomplete chunk, joined by '\n' */
+    char *history;     /* history file path, or NULL */
     sigset_t waitmask; /* interactive: the signal mask of a wait, SIGINT deliverable */
     int key_fd;        /* interactive: the terminal opened again, non-blocking; or -1 */
 } repl;
@@ -385,7 +385,7 @@ static char *load_chunk(const char *dir) {
 }
 
 int dsv3_repl_main(int argc, char **argv) {
-    repl r = {0};
+    repl r = {.key_fd = -1};
     const char *no_color = getenv("NO_COLOR"); /* no-color.org: set and not empty */
     r.color = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !(no_color && *no_color);
     dsv3_session_io io = {.write = write_out, .interrupt = &interrupted, .color = r.color};
@@ -467,6 +467,7 @@ int dsv3_repl_main(int argc, char **argv) {
             rc = piped(&r);
         }
     }
+    free(r.chunk); /* a chunk left incomplete by Ctrl-D or the end of input */
     dsv3_session_free(r.s);
     return rc;
 }
