@@ -18,6 +18,7 @@
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "repl/lua_pipeline.h"
 #include "repl/session_internal.h"
 
 #define MT_MODEL "dsv3.model"
@@ -50,7 +51,8 @@ lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
     lmodel *lm = luaL_testudata(L, -1, MT_MODEL);
     lua_pop(L, 1);
-    if (!lm || !lm->m) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"models/tiny\")");
+    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"models/tiny\")");
+    if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
     return lm;
 }
 
@@ -279,34 +281,42 @@ static int tokens_tostring(lua_State *L) {
     return 1;
 }
 
+void *dsv3_lua_alloc(lua_State *L, size_t bytes) {
+    void *p = lua_newuserdatauv(L, bytes ? bytes : 1, 0);
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
 /* Reads the ids of a table argument (or of text, through the tokenizer with BOS as the
- * tokenizer config says) into a malloc'd array. Raises on bad input. */
+ * tokenizer config says) into a buffer owned by a userdata pushed on the stack, so no error
+ * path can leak it. Raises on bad input. */
 int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
     const int64_t V = dsv3_model_config(lm->m)->vocab_size;
+    idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t len;
         const char *text = lua_tolstring(L, idx, &len);
-        int32_t *ids = NULL;
+        int32_t *enc = NULL;
         dsv3_err err = {{0}};
-        if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, n, text, len, add_bos, &err))
+        if (dsv3_tokenizer_encode(need_tok(L, lm), &enc, n, text, len, add_bos, &err))
             dsv3_lua_error(L, &err);
+        int32_t *ids = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *ids, 0);
+        if (*n) memcpy(ids, enc, *n * sizeof *ids);
+        free(enc);
         return ids;
     }
     if (!lua_istable(L, idx))
         luaL_typeerror(L, idx, "string or table of token ids");
     size_t k = (size_t)lua_rawlen(L, idx);
-    int32_t *ids = malloc((k ? k : 1) * sizeof *ids);
-    if (!ids) luaL_error(L, "out of memory");
+    int32_t *ids = dsv3_lua_alloc(L, k * sizeof *ids);
     for (size_t i = 0; i < k; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         int isnum;
         lua_Integer v = lua_tointegerx(L, -1, &isnum);
         lua_pop(L, 1);
-        if (!isnum || v < 0 || v >= V) {
-            free(ids);
+        if (!isnum || v < 0 || v >= V)
             luaL_error(L, "token id #%d is %s (expected an integer in [0, %d))", (int)i + 1,
                        isnum ? "out of range" : "not an integer", (int)V);
-        }
         ids[i] = (int32_t)v;
     }
     *n = k;
@@ -355,7 +365,6 @@ static int l_tokenize(lua_State *L) {
     if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, &n, text, len, bos, &err))
         return dsv3_lua_error(L, &err);
     dsv3_lua_push_tokens(L, lm, ids, n);
-    free(ids);
     return 1;
 }
 
@@ -369,7 +378,6 @@ static int l_detokenize(lua_State *L) {
     dsv3_err err = {{0}};
     dsv3_status st = dsv3_tokenizer_decode(need_tok(L, lm), &text, &len, ids, n,
                                            dsv3_lua_opt_bool(L, 2, "skip_special", 0), &err);
-    free(ids);
     if (st) return dsv3_lua_error(L, &err);
     lua_pushlstring(L, text, len);
     free(text);
@@ -393,6 +401,13 @@ static int logits_gc(lua_State *L) {
     lg->logits = lg->mtp = NULL;
     lg->ids = NULL;
     return 0;
+}
+
+/* The logits at idx; raises if its memory was released (a __gc called by hand). */
+static llogits *check_logits(lua_State *L, int idx) {
+    llogits *lg = luaL_checkudata(L, idx, MT_LOGITS);
+    if (!lg->logits) luaL_error(L, "logits value is released");
+    return lg;
 }
 
 /* Position argument: 1-based, negative counts from the end (-1 = last). */
@@ -427,26 +442,26 @@ static void push_top(lua_State *L, const float *row, int64_t V, int k) {
 }
 
 static int logits_top(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     int64_t p = pos_arg(L, 2, lg->T);
-    int k = (int)luaL_optinteger(L, 3, 5);
+    lua_Integer k = luaL_optinteger(L, 3, 5);
     luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
-    push_top(L, lg->logits + p * lg->V, lg->V, k);
+    push_top(L, lg->logits + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
     return 1;
 }
 
 static int logits_mtp_top(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     if (!lg->mtp) return luaL_error(L, "no MTP logits: call logits(x, {mtp=true}) with a model that has MTP");
     int64_t p = pos_arg(L, 2, lg->T - 1);
-    int k = (int)luaL_optinteger(L, 3, 5);
+    lua_Integer k = luaL_optinteger(L, 3, 5);
     luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
-    push_top(L, lg->mtp + p * lg->V, lg->V, k);
+    push_top(L, lg->mtp + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
     return 1;
 }
 
 static int logits_at(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     int64_t p = pos_arg(L, 2, lg->T);
     lua_Integer id = luaL_checkinteger(L, 3);
     luaL_argcheck(L, id >= 0 && id < lg->V, 3, "token id out of range");
@@ -455,7 +470,7 @@ static int logits_at(lua_State *L) {
 }
 
 static int logits_row(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     int64_t p = pos_arg(L, 2, lg->T);
     lua_createtable(L, (int)lg->V, 0);
     for (int64_t v = 0; v < lg->V; v++) {
@@ -466,20 +481,20 @@ static int logits_row(lua_State *L) {
 }
 
 static int logits_shape(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     lua_pushinteger(L, lg->T);
     lua_pushinteger(L, lg->V);
     return 2;
 }
 
 static int logits_len(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     lua_pushinteger(L, lg->T);
     return 1;
 }
 
 static int logits_tostring(lua_State *L) {
-    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    llogits *lg = check_logits(L, 1);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_pushfstring(L, "logits [%d x %d]%s; top-5 next tokens:\n", (int)lg->T, (int)lg->V,
@@ -514,21 +529,20 @@ static int l_logits(lua_State *L) {
     int want_mtp = dsv3_lua_opt_bool(L, 2, "mtp", 0);
     const char *attn = dsv3_lua_opt_str(L, 2, "attn");
     if (n < 1 || (int64_t)n > c->max_position_embeddings) {
-        free(ids);
         return luaL_error(L, "logits: %d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
     }
     if (want_mtp && !dsv3_model_has_mtp(lm->m)) {
-        free(ids);
         return luaL_error(L, "logits: the model has no MTP layer");
     }
     if (attn && strcmp(attn, "naive") && strcmp(attn, "absorbed")) {
-        free(ids);
         return luaL_error(L, "logits: option attn must be \"absorbed\" or \"naive\"");
     }
     llogits *lg = lua_newuserdatauv(L, sizeof *lg, 0);
     memset(lg, 0, sizeof *lg);
     luaL_setmetatable(L, MT_LOGITS);
-    lg->ids = ids;
+    lg->ids = malloc((n ? n : 1) * sizeof *lg->ids); /* kept for rendering; freed by __gc */
+    if (!lg->ids) return luaL_error(L, "logits: out of memory");
+    memcpy(lg->ids, ids, n * sizeof *ids);
     lg->T = (int64_t)n;
     lg->V = c->vocab_size;
     const int64_t T = lg->T, V = lg->V, H = c->hidden_size;
@@ -636,34 +650,48 @@ static int gen_tostring(lua_State *L) {
 static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt) {
     dsv3_session *s = dsv3_session_of(L);
     const dsv3_config *c = dsv3_model_config(lm->m);
-    lua_Integer n_new = (lua_Integer)dsv3_lua_opt_num(L, opt, "n", 64);
-    float temp = (float)dsv3_lua_opt_num(L, opt, "temp", 0.7);
+    /* Every number is range-checked before it is converted (NaN and 1e300 included). */
+    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "n", 64);
+    const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temp", 0.7);
+    const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
+    const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
+    lua_Number seed_num = (lua_Number)s->seed;
+    if (lua_istable(L, opt)) {
+        lua_getfield(L, opt, "seed");
+        int has = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has) seed_num = dsv3_lua_opt_num(L, opt, "seed", 0);
+    }
+    if (!(n_num >= 1 && n_num <= 1e9))
+        return luaL_error(L, "gen: option n must be at least 1 (and at most 1e9)");
+    if (!(t_num >= 0 && t_num <= 1e6)) return luaL_error(L, "gen: option temp must be in [0, 1e6]");
+    if (!(k_num >= 0 && k_num <= 1e9)) return luaL_error(L, "gen: option top_k must be >= 0");
+    if (!(p_num > 0 && p_num <= 1)) return luaL_error(L, "gen: option top_p must be in (0, 1]");
+    if (!(seed_num >= 0 && seed_num < 9.2e18)) return luaL_error(L, "gen: option seed must be >= 0");
+    const lua_Integer n_new = (lua_Integer)n_num, top_k = (lua_Integer)k_num;
+    const float temp = (float)t_num, top_p = (float)p_num;
+    const lua_Integer seed = (lua_Integer)seed_num;
+    int explicit_seed = 0;
+    if (lua_istable(L, opt)) {
+        lua_getfield(L, opt, "seed");
+        explicit_seed = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
     int greedy = dsv3_lua_opt_bool(L, opt, "greedy", temp <= 0);
     int mtp = dsv3_lua_opt_bool(L, opt, "mtp", 0);
-    lua_Integer top_k = (lua_Integer)dsv3_lua_opt_num(L, opt, "top_k", 0);
-    float top_p = (float)dsv3_lua_opt_num(L, opt, "top_p", 1.0);
-    lua_Integer seed = (lua_Integer)dsv3_lua_opt_num(L, opt, "seed", (lua_Number)s->seed);
     const char *stop = dsv3_lua_opt_str(L, opt, "stop");
     int stream = dsv3_lua_opt_bool(L, opt, "stream", 1);
-    if (n_new < 1) {
-        free(ids);
-        return luaL_error(L, "gen: option n must be at least 1 (got %d)", (int)n_new);
-    }
     if (n < 1) {
-        free(ids);
         return luaL_error(L, "gen: empty prompt");
     }
     if ((int64_t)n + n_new + 1 > c->max_position_embeddings) {
-        free(ids);
         return luaL_error(L, "gen: prompt of %d tokens + n = %d exceeds max_position_embeddings %d",
                           (int)n, (int)n_new, (int)c->max_position_embeddings);
     }
-    if (top_p <= 0 || top_p > 1) {
-        free(ids);
-        return luaL_error(L, "gen: option top_p must be in (0, 1]");
-    }
-    if (!greedy) s->seed++; /* the next unseeded call differs; seed = ... reproduces this one */
-    int32_t *out = malloc((size_t)n_new * sizeof *out);
+    /* Each unseeded sampled call advances the session seed, so the next one differs; an explicit
+     * seed option reproduces a call and leaves the session seed alone. */
+    if (!greedy && !explicit_seed) s->seed++;
+    int32_t *out = dsv3_lua_alloc(L, (size_t)n_new * sizeof *out);
     dsv3_err err = {{0}};
     dsv3_run *run = NULL;
     dsv3_run_opts ro = {.max_seq = (int64_t)n + n_new + 1, .max_chunk = n < 256 ? (int64_t)n + 1 : 256};
@@ -683,7 +711,6 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     dsv3_status rc = out ? dsv3_run_new(&run, lm->m, &ro, &err) : dsv3_errf(&err, DSV3_ENOMEM, "gen: out of memory");
     if (!rc) rc = dsv3_generate(run, ids, (int64_t)n, &go, out, &n_out, &st, &err);
     dsv3_run_free(run);
-    free(ids);
     free(g.tail);
     char tail[4];
     size_t tl = dsv3_detok_flush(&g.detok, tail);
@@ -692,7 +719,6 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         dsv3_session_write(s, DSV3_STDOUT, "\n", 1);
     }
     if (rc && rc != DSV3_EINTR) {
-        free(out);
         return dsv3_lua_error(L, &err);
     }
     /* The result: {text=, ids=, stats=, interrupted=}. */
@@ -708,7 +734,6 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     }
     dsv3_lua_push_tokens(L, lm, out, (size_t)n_out);
     lua_setfield(L, -2, "ids");
-    free(out);
     lua_newtable(L);
     dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
     dsv3_lua_setint(L, "tokens", st.tokens);
@@ -819,8 +844,21 @@ static int l_chat_reset(lua_State *L) {
     return 0;
 }
 
+/* A copy: editing it cannot corrupt the conversation chat() keeps. */
 static int l_chat_history(lua_State *L) {
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    const lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        lua_createtable(L, 0, 2);
+        lua_getfield(L, -2, "role");
+        lua_setfield(L, -2, "role");
+        lua_getfield(L, -2, "content");
+        lua_setfield(L, -2, "content");
+        lua_rawseti(L, -3, i);
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -906,6 +944,13 @@ const dsv3_api_entry dsv3_api[] = {
      "The kernels of the current model: \"fast\" (AVX2, weights decoded in registers; the\n"
      "default) or \"ref\" (the plain FP32 reference the exactness tests use)."},
     {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
+    {"schedule", dsv3_lua_schedule,
+     "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
+     "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
+     "the report's formula, peak activations, parameter copies; tostring gives the table and text\n"
+     "timelines, __svg the picture. f, b, w: forward, backward-for-input, backward-for-weights\n"
+     "time per chunk; a: all-to-all per chunk; fb: an overlapped F&B pair. s:rows(),\n"
+     "s:ops([method]), s:json(), s:svg(), s:timeline([unit [, color]])."},
     /* probes (lua_probes.c) */
     {"route", dsv3_lua_route, "route(text | ids) -> record",
      "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
@@ -980,5 +1025,8 @@ void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     dsv3_lua_open_probes(L);
+    /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
+    lua_getglobal(L, "load");
+    lua_setglobal(L, "lua_load");
     for (int i = 0; dsv3_api[i].name; i++) lua_register(L, dsv3_api[i].name, dsv3_api[i].fn);
 }

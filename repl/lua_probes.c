@@ -40,18 +40,16 @@ static char *token_text(lmodel *lm, int32_t id) {
     return strdup("?");
 }
 
-/* A run sized for n tokens; raises on failure (ids freed first). */
-static dsv3_run *new_run(lua_State *L, lmodel *lm, int64_t n, int32_t *ids) {
+/* A run sized for n tokens; raises on failure. */
+static dsv3_run *new_run(lua_State *L, lmodel *lm, int64_t n) {
     dsv3_run *r = NULL;
     dsv3_err err = {{0}};
     const dsv3_config *c = dsv3_model_config(lm->m);
     if (n < 1 || n > c->max_position_embeddings) {
-        free(ids);
         luaL_error(L, "%d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
     }
     dsv3_run_opts o = {.max_seq = n, .max_chunk = n < 512 ? n : 512};
     if (dsv3_run_new(&r, lm->m, &o, &err)) {
-        free(ids);
         dsv3_lua_error(L, &err);
     }
     dsv3_run_set_cancel(r, dsv3_session_of(L)->io.interrupt);
@@ -369,7 +367,6 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     dsv3_err err = {{0}};
     if (dsv3_routerec_init(&r->rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err) ||
         dsv3_routerec_reserve(&r->rec, n * (c->num_hidden_layers - c->first_k_dense_replace + 1), &err)) {
-        free(ids);
         dsv3_lua_error(L, &err);
     }
     r->T = n;
@@ -377,12 +374,11 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     r->first_moe = c->first_k_dense_replace;
     if (lm->tok && (r->pieces = calloc((size_t)n, sizeof *r->pieces)))
         for (int64_t i = 0; i < n; i++) r->pieces[i] = token_text(lm, ids[i]);
-    dsv3_run *run = new_run(L, lm, n, ids);
+    dsv3_run *run = new_run(L, lm, n);
     dsv3_hooks h = dsv3_routerec_hooks(&r->rec);
     dsv3_run_set_hooks(run, &h);
     dsv3_status st = dsv3_forward_chunked(run, ids, n, NULL, NULL, &err);
     dsv3_run_free(run);
-    free(ids);
     if (st) dsv3_lua_error(L, &err);
     return r;
 }
@@ -537,7 +533,7 @@ int dsv3_lua_load_stats(lua_State *L) {
             for (int64_t e = 0; e < E; e++) sum[l * E + e] += cnt[e];
             seqvio[l] += dsv3_load_maxvio(cnt, E);
         }
-        lua_pop(L, 2); /* the record (collected later) and the text */
+        lua_pop(L, 3); /* the record (collected later), the ids and the text */
     }
     lua_createtable(L, (int)nl, 0);
     for (int64_t l = 0; l < nl; l++) {
@@ -663,7 +659,7 @@ int dsv3_lua_effect(lua_State *L) {
         st = dsv3_forward_chunked(r, ids, T, pass ? b : a, NULL, &err);
         dsv3_run_free(r);
     }
-    free(ids), free(dis), free(forced);
+    free(dis), free(forced);
     if (st) {
         free(a), free(b), free(la), free(lb);
         return dsv3_lua_error(L, &err);
@@ -748,7 +744,6 @@ int dsv3_lua_mtp_trace(lua_State *L) {
     lua_Integer n_new = (lua_Integer)dsv3_lua_opt_num(L, 2, "n", 64);
     float temp = (float)dsv3_lua_opt_num(L, 2, "temp", 0.0);
     if (n_new < 1 || (int64_t)n + n_new + 1 > c->max_position_embeddings || n < 1) {
-        free(ids);
         return luaL_error(L, "mtp_trace: need a prompt and 1 <= n with prompt + n < max_position_embeddings");
     }
     draft_log d = {0};
@@ -765,7 +760,6 @@ int dsv3_lua_mtp_trace(lua_State *L) {
     dsv3_status rc = out ? dsv3_run_new(&run, lm->m, &ro, &err) : DSV3_ENOMEM;
     if (!rc) rc = dsv3_generate(run, ids, (int64_t)n, &go, out, &n_out, &st, &err);
     dsv3_run_free(run);
-    free(ids);
     free(out);
     if (rc && rc != DSV3_EINTR) {
         free(d.ev);
@@ -847,6 +841,13 @@ static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols) {
     return t;
 }
 
+/* The tensor at idx; raises if its memory was released (a __gc called by hand). */
+static ltensor *check_tensor(lua_State *L, int idx) {
+    ltensor *t = luaL_checkudata(L, idx, MT_TENSOR);
+    if (!t->v) luaL_error(L, "tensor is released");
+    return t;
+}
+
 static int tensor_gc(lua_State *L) {
     ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
     free(t->v);
@@ -855,14 +856,14 @@ static int tensor_gc(lua_State *L) {
 }
 
 static int tensor_shape(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     lua_pushinteger(L, t->rows);
     lua_pushinteger(L, t->cols);
     return 2;
 }
 
 static int tensor_get(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
     luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
     luaL_argcheck(L, j >= 1 && j <= t->cols, 3, "column out of range");
@@ -871,7 +872,7 @@ static int tensor_get(lua_State *L) {
 }
 
 static int tensor_row(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     lua_Integer i = luaL_checkinteger(L, 2);
     if (i < 0) i = t->rows + 1 + i;
     luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
@@ -880,7 +881,7 @@ static int tensor_row(lua_State *L) {
 }
 
 static int tensor_norms(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     lua_createtable(L, (int)t->rows, 0);
     for (int64_t i = 0; i < t->rows; i++) {
         double s = 0;
@@ -892,7 +893,7 @@ static int tensor_norms(lua_State *L) {
 }
 
 static int tensor_save(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     const char *path = luaL_checkstring(L, 2);
     int64_t shape[2] = {t->rows, t->cols};
     dsv3_err err = {{0}};
@@ -901,7 +902,7 @@ static int tensor_save(lua_State *L) {
 }
 
 static int tensor_tostring(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
     char head[96];
     snprintf(head, sizeof head, "tensor [%lld x %lld]", (long long)t->rows, (long long)t->cols);
@@ -913,7 +914,7 @@ static int tensor_tostring(lua_State *L) {
 }
 
 static int tensor_svg(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    ltensor *t = check_tensor(L, 1);
     dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
     char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmap_svg(&hm) : NULL;
     lua_pushstring(L, s ? s : "");
@@ -992,7 +993,7 @@ int dsv3_lua_capture(lua_State *L) {
     cx.T = (int64_t)n;
     cx.slots = calloc((size_t)((NL + 2) * DSV3_POINT_COUNT), sizeof *cx.slots);
     if (!cx.slots) {
-        free(ids), free(layers);
+        free(layers);
         return luaL_error(L, "out of memory");
     }
     lua_newtable(L);
@@ -1014,13 +1015,13 @@ int dsv3_lua_capture(lua_State *L) {
             }
         }
     }
-    dsv3_run *run = new_run(L, lm, cx.T, ids);
+    dsv3_run *run = new_run(L, lm, cx.T);
     dsv3_hooks h = {.ud = &cx, .point = on_point, .attn_layer = -1, .attn_head = -1};
     dsv3_run_set_hooks(run, &h);
     dsv3_err err = {{0}};
     dsv3_status st = dsv3_forward_chunked(run, ids, cx.T, NULL, NULL, &err);
     dsv3_run_free(run);
-    free(ids), free(layers), free(cx.slots);
+    free(layers), free(cx.slots);
     if (st) return dsv3_lua_error(L, &err);
     return 1;
 }
@@ -1144,13 +1145,12 @@ int dsv3_lua_attn(lua_State *L) {
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     attn_ctx a = {.t = push_tensor(L, (int64_t)n, (int64_t)n)};
-    dsv3_run *run = new_run(L, lm, (int64_t)n, ids);
+    dsv3_run *run = new_run(L, lm, (int64_t)n);
     dsv3_hooks hk = {.ud = &a, .attn = on_attn, .attn_layer = li, .attn_head = h};
     dsv3_run_set_hooks(run, &hk);
     dsv3_err err = {{0}};
     dsv3_status st = dsv3_forward_chunked(run, ids, (int64_t)n, NULL, NULL, &err);
     dsv3_run_free(run);
-    free(ids);
     if (st) return dsv3_lua_error(L, &err);
     return 1;
 }

@@ -50,8 +50,12 @@ typedef struct {
 
 /* The model at stack index idx if it is one, else the current model; raises if none. */
 lmodel *dsv3_lua_model_arg(lua_State *L, int idx);
+/* Zeroed memory owned by a userdata pushed on the stack (freed by the GC, so an error raised
+ * later cannot leak it). */
+void *dsv3_lua_alloc(lua_State *L, size_t bytes);
 /* Token ids of a string (tokenized, BOS per the tokenizer config when add_bos) or a table of
- * ids at idx, as a malloc'd array of *n; raises on bad input. */
+ * ids at idx, in memory owned by a userdata pushed on the stack (see dsv3_lua_alloc); *n ids.
+ * Raises on bad input. */
 int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos);
 /* Options table readers (t = stack index of the table, may be none/nil). */
 int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def);
