@@ -19,6 +19,7 @@ static const subcommand commands[] = {
     {"tokenize", dsv3_cli_tokenize, "print the token ids of a text"},
     {"kernel", dsv3_kernel_cmd, "Jupyter kernel: `kernel install [--user | --prefix DIR]`"},
     {"route", dsv3_cli_route, "per-token expert routing of the MoE layers (--json)"},
+    {"schedule", dsv3_cli_schedule, "pipeline schedules: 1F1B, ZB1P, DualPipe bubbles and timelines"},
 };
 
 static void usage(FILE *to) {
