@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_fuzz.sh — a short fuzzing smoke test: scripts/fuzz.sh 5 (10 s per target).
+# test_fuzz.sh — a short fuzzing smoke test: scripts/fuzz.sh 5 (5 s per target).
 #
 # Skips (exit 77) when clang cannot link a -fsanitize=fuzzer program. Builds into
 # $DSV3_BUILD/fuzz when ctest sets DSV3_BUILD, so parallel build trees do not share outputs.
