@@ -20,6 +20,7 @@ static const subcommand commands[] = {
     {"kernel", dsv3_kernel_cmd, "Jupyter kernel: `kernel install [--user | --prefix DIR]`"},
     {"route", dsv3_cli_route, "per-token expert routing of the MoE layers (--json)"},
     {"schedule", dsv3_cli_schedule, "pipeline schedules: 1F1B, ZB1P, DualPipe bubbles and timelines"},
+    {"train", dsv3_cli_train, "train on text (AdamW, MTP, bias balancing; save/resume)"},
 };
 
 static void usage(FILE *to) {

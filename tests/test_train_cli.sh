@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `dsv3 train` from the command line: one line per step, eval lines, --save writes a directory
+# the other commands open, --resume continues to the same weights as an uninterrupted run (the
+# saved train_state files compare equal byte for byte), and bad input exits 1 with one line
+# (2 for usage errors).
+set -u
+BIN=${DSV3_BIN:-build/dsv3}
+PY=/usr/bin/python3
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+
+$PY scripts/gen_model.py "$work/tiny" --quiet --seed 3 || { echo "gen_model failed"; exit 1; }
+data=examples/tokenizer_corpus.txt
+common="--data $data --seq-len 16 --batch 2 --lr 1e-3 --warmup 2 --seed 9"
+
+# a run of 4 steps with eval every 2 and a save
+"$BIN" train "$work/tiny" $common --steps 4 --eval-every 2 --save "$work/full" > "$work/full.out" 2> "$work/full.err"
+rc=$?
+if [ $rc -eq 0 ] && [ "$(grep -c '^step [0-9]*/4 loss .* ce .* mtp .* balance .* lr .* gnorm .* maxvio .* tok/s' "$work/full.out")" -eq 4 ] &&
+   [ "$(grep -c '^eval step' "$work/full.out")" -eq 2 ] && [ -f "$work/full/model.safetensors" ] &&
+   [ -f "$work/full/train_state.safetensors" ] && [ -f "$work/full/tokenizer.json" ]; then ok
+else bad "train 4 steps (rc $rc)"; cat "$work/full.out" "$work/full.err"; fi
+
+# the saved directory is a model for the other commands
+if "$BIN" logits "$work/full" --ids 1,2,3 > /dev/null 2>&1; then ok; else bad "dsv3 logits on the saved model"; fi
+
+# 2 steps of the 4-step schedule, save, resume for the other 2: the same files as the
+# uninterrupted run
+"$BIN" train "$work/tiny" $common --steps 4 --stop-at 2 --save "$work/half" > /dev/null 2>&1
+"$BIN" train "$work/tiny" $common --steps 4 --resume "$work/half" --save "$work/resumed" > "$work/res.out" 2>&1
+if grep -q "(resumed)" "$work/res.out" && [ "$(grep -c '^step' "$work/res.out")" -eq 2 ] &&
+   cmp -s "$work/full/train_state.safetensors" "$work/resumed/train_state.safetensors" &&
+   cmp -s "$work/full/model.safetensors" "$work/resumed/model.safetensors"; then ok
+else bad "resume is not bit-exact"; cat "$work/res.out"; fi
+
+# bad input: exit 1 and one line naming the problem
+: > "$work/empty.txt"
+printf 'ab\0cd' > "$work/bin.txt"
+check_err() { # name expected-rc needle args...
+    local name=$1 want=$2 needle=$3; shift 3
+    "$BIN" train "$@" > /dev/null 2> "$work/err"
+    local rc=$? lines
+    lines=$(wc -l < "$work/err")
+    if [ $rc -eq "$want" ] && grep -q -- "$needle" "$work/err" && { [ "$want" -eq 2 ] || [ "$lines" -eq 1 ]; }; then ok
+    else bad "$name (rc $rc, $lines lines)"; cat "$work/err"; fi
+}
+check_err "empty data" 1 "no text" "$work/tiny" --data "$work/empty.txt" --steps 1
+check_err "binary data" 1 "binary file" "$work/tiny" --data "$work/bin.txt" --steps 1
+check_err "seq-len too long" 1 "exceeds max_position_embeddings" "$work/tiny" --data $data --steps 1 --seq-len 100000
+check_err "missing model" 1 "dsv3 train:" "$work/nope" --data $data --steps 1
+check_err "not a state" 1 "not a dsv3 training state" "$work/tiny" --data $data --steps 1 --seq-len 16 --resume "$work/full/model.safetensors"
+check_err "nan loss" 1 "stopped" "$work/tiny" $common --steps 6 --lr 1e38 --clip 0
+check_err "usage" 2 "required" "$work/tiny" --steps 1
+check_err "bad number" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --lr abc
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
