@@ -143,8 +143,7 @@ void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
 
 static int info_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    dsv3_sbuf b = {0};
     static const char *const keys[] = {"dir", "vocab_size", "hidden_size", "layers", "dense_layers",
                                        "moe_layers", "heads", "q_lora_rank", "kv_lora_rank",
                                        "routed_experts", "experts_per_token", "groups",
@@ -154,13 +153,13 @@ static int info_tostring(lua_State *L) {
         char line[512];
         snprintf(line, sizeof line, "%-18s %s\n", keys[i], luaL_tolstring(L, -1, NULL));
         lua_pop(L, 2);
-        luaL_addstring(&b, line);
+        dsv3_sbuf_add(&b, line);
     }
     lua_getfield(L, 1, "params");
     static const char *const pk[] = {"embed", "attention", "dense_ffn", "routed_experts",
                                      "shared_experts", "router", "norms", "lm_head", "mtp",
                                      "total", "active", NULL};
-    luaL_addstring(&b, "params:\n");
+    dsv3_sbuf_add(&b, "params:\n");
     for (int i = 0; pk[i]; i++) {
         lua_getfield(L, -1, pk[i]);
         char h[32];
@@ -168,11 +167,10 @@ static int info_tostring(lua_State *L) {
         lua_pop(L, 1);
         char line[128];
         snprintf(line, sizeof line, "  %-16s %s\n", pk[i], h);
-        luaL_addstring(&b, line);
+        dsv3_sbuf_add(&b, line);
     }
     lua_pop(L, 1);
-    luaL_pushresult(&b);
-    return 1;
+    return dsv3_sbuf_push(L, &b);
 }
 
 static int l_info(lua_State *L) {
@@ -257,10 +255,9 @@ void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n
 static int tokens_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    dsv3_sbuf b = {0};
     lua_pushfstring(L, "%d tokens:", (int)n);
-    luaL_addvalue(&b);
+    dsv3_sbuf_addtop(L, &b);
     lua_getfield(L, 1, "pieces");
     int has_pieces = lua_istable(L, -1);
     for (lua_Integer i = 1; i <= n && i <= 200; i++) {
@@ -273,11 +270,35 @@ static int tokens_tostring(lua_State *L) {
             lua_pushfstring(L, " %d", (int)lua_tointeger(L, -1));
         }
         lua_remove(L, -2);
-        luaL_addvalue(&b);
+        dsv3_sbuf_addtop(L, &b);
     }
     lua_pop(L, 1);
-    if (n > 200) luaL_addstring(&b, " ...");
-    luaL_pushresult(&b);
+    if (n > 200) dsv3_sbuf_add(&b, " ...");
+    return dsv3_sbuf_push(L, &b);
+}
+
+void dsv3_sbuf_add(dsv3_sbuf *b, const char *s) {
+    const size_t n = strlen(s);
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->len + n + 1) * 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) return; /* a renderer's text is cut rather than failing */
+        b->s = ns;
+        b->cap = nc;
+    }
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
+void dsv3_sbuf_addtop(lua_State *L, dsv3_sbuf *b) {
+    dsv3_sbuf_add(b, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
+}
+
+int dsv3_sbuf_push(lua_State *L, dsv3_sbuf *b) {
+    lua_pushlstring(L, b->s ? b->s : "", b->len);
+    free(b->s);
+    b->s = NULL;
     return 1;
 }
 
@@ -423,9 +444,9 @@ static void push_top(lua_State *L, const float *row, int64_t V, int k) {
     double mx = row[0], sum = 0;
     for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
     for (int64_t v = 0; v < V; v++) sum += exp(row[v] - mx);
+    unsigned char *taken = dsv3_lua_alloc(L, (size_t)(V > 0 ? V : 1));
     lua_createtable(L, k, 0);
-    unsigned char *taken = calloc((size_t)V, 1);
-    for (int i = 0; i < k && i < V && taken; i++) {
+    for (int i = 0; i < k && i < V; i++) {
         int64_t best = -1;
         for (int64_t v = 0; v < V; v++)
             if (!taken[v] && (best < 0 || row[v] > row[best])) best = v;
@@ -438,7 +459,7 @@ static void push_top(lua_State *L, const float *row, int64_t V, int k) {
         lua_setfield(L, -2, "prob");
         lua_rawseti(L, -2, i + 1);
     }
-    free(taken);
+    lua_remove(L, -2); /* the scratch below the result */
 }
 
 static int logits_top(lua_State *L) {
@@ -495,16 +516,15 @@ static int logits_len(lua_State *L) {
 
 static int logits_tostring(lua_State *L) {
     llogits *lg = check_logits(L, 1);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    dsv3_sbuf b = {0};
     lua_pushfstring(L, "logits [%d x %d]%s; top-5 next tokens:\n", (int)lg->T, (int)lg->V,
                     lg->mtp ? " (+ MTP)" : "");
-    luaL_addvalue(&b);
+    dsv3_sbuf_addtop(L, &b);
     int64_t from = lg->T > 8 ? lg->T - 8 : 0;
     for (int64_t t = from; t < lg->T; t++) {
         push_top(L, lg->logits + t * lg->V, lg->V, 5);
         lua_pushfstring(L, "  pos %d (id %d):", (int)t + 1, (int)lg->ids[t]);
-        luaL_addvalue(&b);
+        dsv3_sbuf_addtop(L, &b);
         for (int k = 1; k <= 5 && k <= lg->V; k++) {
             lua_rawgeti(L, -1, k);
             lua_getfield(L, -1, "id");
@@ -512,13 +532,12 @@ static int logits_tostring(lua_State *L) {
             char buf[64];
             snprintf(buf, sizeof buf, " %lld (%.3f)", (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
             lua_pop(L, 3);
-            luaL_addstring(&b, buf);
+            dsv3_sbuf_add(&b, buf);
         }
         lua_pop(L, 1);
-        luaL_addchar(&b, '\n');
+        dsv3_sbuf_add(&b, "\n");
     }
-    luaL_pushresult(&b);
-    return 1;
+    return dsv3_sbuf_push(L, &b);
 }
 
 static int l_logits(lua_State *L) {
@@ -944,6 +963,19 @@ const dsv3_api_entry dsv3_api[] = {
      "The kernels of the current model: \"fast\" (AVX2, weights decoded in registers; the\n"
      "default) or \"ref\" (the plain FP32 reference the exactness tests use)."},
     {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
+    {"train", dsv3_lua_train,
+     "train{steps=20, data=PATH | text=STRING [, lr, gamma, alpha, lambda, seq_len, batch, ...]} -> run",
+     "Hot-runs training steps on the current model (FP32 master weights, AdamW, next-token CE +\n"
+     "lambda MTP CE + alpha sequence balance loss, aux-loss-free bias update with speed gamma).\n"
+     "The first call creates the trainer (data, seq_len, batch, accum, seed); later calls continue\n"
+     "it and may change lr, gamma, alpha, lambda, warmup, total_steps. The weights are synced into\n"
+     "the model after each call (gen, route and bias() see them). run.steps holds per-step loss,\n"
+     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases."},
+    {"train_eval", dsv3_lua_train_eval, "train_eval() -> metrics", "Loss on the held-out split."},
+    {"train_save", dsv3_lua_train_save, "train_save(dir) -> dir",
+     "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},
+    {"train_reset", dsv3_lua_train_reset, "train_reset()",
+     "Drops the trainer and puts the checkpoint's weights back into the model."},
     {"schedule", dsv3_lua_schedule,
      "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
      "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
@@ -1025,6 +1057,7 @@ void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     dsv3_lua_open_probes(L);
+    dsv3_lua_open_train(L);
     /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
     lua_getglobal(L, "load");
     lua_setglobal(L, "lua_load");

@@ -325,31 +325,29 @@ static int route_svg(lua_State *L) {
  * the choice). */
 static int route_tostring(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    dsv3_sbuf b = {0};
     char line[256];
     snprintf(line, sizeof line, "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
              (long long)r->T, (long long)r->first_moe, (long long)r->n_layers - 1);
-    luaL_addstring(&b, line);
+    dsv3_sbuf_add(&b, line);
     for (int64_t p = 0; p < r->T && p < 64; p++) {
         char lab[64];
         dsv3_text_fit(lab, sizeof lab, r->pieces && r->pieces[p] ? r->pieces[p] : "", 12);
         snprintf(line, sizeof line, "%4lld %s", (long long)p + 1, lab);
-        luaL_addstring(&b, line);
+        dsv3_sbuf_add(&b, line);
         for (int64_t i = 0; i < r->rec.n; i++) {
             if (r->rec.pos[i] != p || r->rec.layer[i] >= r->n_layers) continue;
-            luaL_addstring(&b, " |");
+            dsv3_sbuf_add(&b, " |");
             for (int64_t k = 0; k < r->rec.K; k++) {
                 snprintf(line, sizeof line, "%s%d", k ? "," : "", r->rec.experts[i * r->rec.K + k]);
-                luaL_addstring(&b, line);
+                dsv3_sbuf_add(&b, line);
             }
-            if (dsv3_routerec_bias_changed(&r->rec, i)) luaL_addchar(&b, '*');
+            if (dsv3_routerec_bias_changed(&r->rec, i)) dsv3_sbuf_add(&b, "*");
         }
-        luaL_addchar(&b, '\n');
+        dsv3_sbuf_add(&b, "\n");
     }
-    if (r->T > 64) luaL_addstring(&b, " ...\n");
-    luaL_pushresult(&b);
-    return 1;
+    if (r->T > 64) dsv3_sbuf_add(&b, " ...\n");
+    return dsv3_sbuf_push(L, &b);
 }
 
 static int route_len(lua_State *L) {
@@ -474,8 +472,7 @@ int dsv3_lua_bias_reset(lua_State *L) {
 
 static int load_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    dsv3_sbuf b = {0};
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     int single = n == 0;
     for (lua_Integer i = 1; i <= (single ? 1 : n); i++) {
@@ -487,22 +484,21 @@ static int load_tostring(lua_State *L) {
         char line[160];
         snprintf(line, sizeof line, "layer %lld: %lld tokens, maxvio %.3f, load:", (long long)lua_tointeger(L, -3),
                  (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
-        luaL_addstring(&b, line);
+        dsv3_sbuf_add(&b, line);
         lua_pop(L, 3);
         lua_getfield(L, -1, "counts");
         lua_Integer E = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer e = 1; e <= E && e <= 64; e++) {
             lua_rawgeti(L, -1, e);
             snprintf(line, sizeof line, " %lld", (long long)lua_tointeger(L, -1));
-            luaL_addstring(&b, line);
+            dsv3_sbuf_add(&b, line);
             lua_pop(L, 1);
         }
-        if (E > 64) luaL_addstring(&b, " ...");
-        luaL_addchar(&b, '\n');
+        if (E > 64) dsv3_sbuf_add(&b, " ...");
+        dsv3_sbuf_add(&b, "\n");
         lua_pop(L, 2);
     }
-    luaL_pushresult(&b);
-    return 1;
+    return dsv3_sbuf_push(L, &b);
 }
 
 /* load_stats({text1, text2, ...}) -> per layer: counts summed over the batch, maxvio of the
@@ -1097,16 +1093,15 @@ int dsv3_lua_lens(lua_State *L) {
 
 static int lens_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "logit lens (top tokens of each layer's residual through the final norm and head)\n");
+    dsv3_sbuf b = {0};
+    dsv3_sbuf_add(&b, "logit lens (top tokens of each layer's residual through the final norm and head)\n");
     for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
         lua_rawgeti(L, 1, i);
         lua_getfield(L, -1, "layer");
         char line[128];
         snprintf(line, sizeof line, "  layer %2lld:", (long long)lua_tointeger(L, -1));
         lua_pop(L, 1);
-        luaL_addstring(&b, line);
+        dsv3_sbuf_add(&b, line);
         lua_getfield(L, -1, "top");
         for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
             lua_rawgeti(L, -1, j);
@@ -1115,14 +1110,13 @@ static int lens_tostring(lua_State *L) {
             lua_getfield(L, -3, "piece");
             snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
                      lua_isstring(L, -1) ? "/" : "", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
-            luaL_addstring(&b, line);
+            dsv3_sbuf_add(&b, line);
             lua_pop(L, 4);
         }
         lua_pop(L, 2);
-        luaL_addchar(&b, '\n');
+        dsv3_sbuf_add(&b, "\n");
     }
-    luaL_pushresult(&b);
-    return 1;
+    return dsv3_sbuf_push(L, &b);
 }
 
 typedef struct {

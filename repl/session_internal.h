@@ -78,8 +78,25 @@ int dsv3_lua_mtp_trace(lua_State *L);
 int dsv3_lua_capture(lua_State *L);
 int dsv3_lua_lens(lua_State *L);
 int dsv3_lua_attn(lua_State *L);
+/* Training bindings (lua_train.c). */
+int dsv3_lua_train(lua_State *L);
+int dsv3_lua_train_eval(lua_State *L);
+int dsv3_lua_train_save(lua_State *L);
+int dsv3_lua_train_reset(lua_State *L);
+void dsv3_lua_open_train(lua_State *L);
 /* Registers the probe value metatables. */
 void dsv3_lua_open_probes(lua_State *L);
+
+/* A growing C string for renderers that also use the Lua stack (luaL_Buffer forbids that). */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} dsv3_sbuf;
+void dsv3_sbuf_add(dsv3_sbuf *b, const char *s);
+/* Adds tostring of the value on top of the stack and pops it. */
+void dsv3_sbuf_addtop(lua_State *L, dsv3_sbuf *b);
+/* Pushes the string (freeing the buffer); returns 1. */
+int dsv3_sbuf_push(lua_State *L, dsv3_sbuf *b);
 
 /* 1 if the host's interrupt flag is set. */
 int dsv3_session_interrupted(const dsv3_session *s);

@@ -1,0 +1,64 @@
+-- Training from the session, run as: dsv3 run tests/lua/train_check.lua MODEL_DIR
+local m = load(arg[1])
+local passed, failed = 0, 0
+local function check(name, fn)
+  local ok, err = pcall(fn)
+  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
+end
+local text = string.rep("the cat sat on the mat. ", 200)
+local L1 = info().dense_layers
+local before = logits("the cat"):row(-1)
+local bias0 = bias(L1)
+
+check("gamma = 0 freezes the bias, and the loss falls on repeated text", function()
+  local r = train{text = text, steps = 12, seq_len = 32, batch = 2, lr = 3e-3, gamma = 0, quiet = true}
+  assert(#r.steps == 12)
+  assert(r.steps[12].loss < r.steps[1].loss, ("loss %g -> %g"):format(r.steps[1].loss, r.steps[12].loss))
+  local b = bias(L1)
+  for e = 1, #b do assert(b[e] == bias0[e], "bias moved with gamma = 0") end
+  assert(#r.layers >= 1 and #r.layers[1].load == info().routed_experts)
+  assert(tostring(r):find("loss"))
+end)
+
+check("gamma > 0 moves the bias by +-gamma toward balance", function()
+  local r = train{steps = 1, gamma = 0.01, quiet = true}
+  local b, moved = bias(L1), 0
+  for e = 1, #b do
+    local d = b[e] - bias0[e]
+    assert(math.abs(math.abs(d) - 0.01) < 1e-6 or math.abs(d) < 1e-9, "step was not +-gamma: " .. d)
+    if math.abs(d) > 0 then moved = moved + 1 end
+  end
+  assert(moved > 0)
+  -- the direction: experts above the mean load go down
+  local load = r.layers[1].load
+  local mean = 0
+  for _, c in ipairs(load) do mean = mean + c end
+  mean = mean / #load
+  for e, c in ipairs(load) do
+    if c > mean then assert(b[e] < bias0[e], "overloaded expert " .. (e - 1) .. " not pushed down") end
+  end
+end)
+
+check("trained weights are seen by inference; train_reset restores the checkpoint", function()
+  local after = logits("the cat"):row(-1)
+  local same = true
+  for i = 1, #after do if after[i] ~= before[i] then same = false end end
+  assert(not same, "logits unchanged after training")
+  train_reset()
+  local back = logits("the cat"):row(-1)
+  for i = 1, #back do assert(back[i] == before[i], "train_reset did not restore the weights") end
+  local b = bias(L1)
+  for e = 1, #b do assert(b[e] == bias0[e]) end
+end)
+
+check("bad input gives clear errors", function()
+  local ok, err = pcall(train, {steps = 0, text = text})
+  assert(not ok and err:find("steps"))
+  ok, err = pcall(train, {steps = 1})
+  assert(not ok and err:find("data"), err)
+  ok, err = pcall(train_eval)
+  assert(not ok and err:find("no trainer"))
+end)
+
+print(("%d passed, %d failed"):format(passed, failed))
+if failed > 0 then error("training checks failed") end
