@@ -70,6 +70,51 @@ static int check(const char *what, dsv3_dtype dt, int64_t R, int64_t C, int64_t 
     return ok;
 }
 
+/* matmul_many: a batch of products of mixed dtypes, shapes and token counts must equal the
+ * reference products one by one. */
+static int check_many(void) {
+    enum { NOPS = 7 };
+    const dsv3_dtype dts[NOPS] = {DSV3_DT_BF16, DSV3_DT_F8_E4M3, DSV3_DT_F32, DSV3_DT_BF16,
+                                  DSV3_DT_F16, DSV3_DT_F8_E4M3, DSV3_DT_BF16};
+    const int64_t R[NOPS] = {512, 200, 64, 1000, 33, 129, 70}, C[NOPS] = {256, 300, 128, 64, 90, 257, 1024};
+    const int64_t N[NOPS] = {1, 1, 3, 1, 7, 2, 1};
+    void *data[NOPS];
+    float *scale[NOPS], *x[NOPS], *a[NOPS], *b[NOPS];
+    dsv3_weight w[NOPS];
+    dsv3_matmul_op ops[NOPS];
+    for (int i = 0; i < NOPS; i++) {
+        data[i] = malloc((size_t)(R[i] * C[i]) * dsv3_dtype_size(dts[i]));
+        fill(data[i], dts[i], (size_t)(R[i] * C[i]));
+        const int64_t ns = ((R[i] + 127) / 128) * ((C[i] + 127) / 128);
+        scale[i] = malloc((size_t)ns * sizeof(float));
+        for (int64_t k = 0; k < ns; k++) scale[i][k] = 0.002f + 0.01f * (unif() + 1.0f);
+        x[i] = malloc((size_t)(N[i] * C[i]) * sizeof(float));
+        for (int64_t k = 0; k < N[i] * C[i]; k++) x[i][k] = unif();
+        a[i] = malloc((size_t)(N[i] * R[i]) * sizeof(float));
+        b[i] = malloc((size_t)(N[i] * R[i]) * sizeof(float));
+        w[i] = (dsv3_weight){.dtype = dts[i], .rows = R[i], .cols = C[i], .data = data[i],
+                             .scale_inv = dts[i] == DSV3_DT_F8_E4M3 ? scale[i] : NULL};
+        dsv3_backend_cpu()->matmul(a[i], x[i], &w[i], N[i]);
+        ops[i] = (dsv3_matmul_op){b[i], x[i], &w[i], N[i]};
+    }
+    dsv3_backend_fast()->matmul_many(ops, NOPS);
+    int ok = 1;
+    for (int i = 0; i < NOPS; i++) {
+        double md = 0, mr = 0;
+        for (int64_t k = 0; k < N[i] * R[i]; k++) {
+            md = fmax(md, fabs((double)a[i][k] - b[i][k]));
+            mr = fmax(mr, fabs((double)a[i][k]));
+        }
+        if (!(md / mr <= 1e-5)) {
+            printf("  FAIL matmul_many op %d (%s %lldx%lld n=%lld): rel %.3g\n", i, dsv3_dtype_name(dts[i]),
+                   (long long)R[i], (long long)C[i], (long long)N[i], md / mr);
+            ok = 0;
+        }
+        free(data[i]), free(scale[i]), free(x[i]), free(a[i]), free(b[i]);
+    }
+    return ok;
+}
+
 int main(void) {
     printf("using backend '%s'\n", dsv3_backend_fast()->name);
     const dsv3_dtype dts[] = {DSV3_DT_F32, DSV3_DT_BF16, DSV3_DT_F16, DSV3_DT_F8_E4M3};
@@ -85,6 +130,8 @@ int main(void) {
                 if (check("matmul", dts[d], shapes[s][0], shapes[s][1], ns[k], view0)) passes++;
                 else failures++;
             }
+    if (check_many()) passes++;
+    else failures++;
     printf("%d passed, %d failed\n", passes, failures);
     return failures != 0;
 }

@@ -74,48 +74,83 @@ static INL TGT float hsum(__m256 v) {
 
 /* ---------------------------------------------------------------- GEMV (one token) ----- */
 
-/* out[r] = W[r, :] . x for rows [r0, r1). Rows are contiguous, so reading one row after the
- * other is a single sequential stream the hardware prefetcher follows across the whole range
- * (interleaving several rows made short streams and halved the bandwidth). Four accumulators
- * per 128-column scale block hide the FMA latency. */
+/* One row's dot product, 128-column scale blocks, four accumulators per block. */
+static INL TGT float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w, int64_t r) {
+    const int64_t C = w->cols;
+    const size_t row = (size_t)(r * C);
+    __m256 acc = _mm256_setzero_ps();
+    float tail = 0.0f;
+    for (int64_t c0 = 0; c0 < C; c0 += 128) {
+        const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
+        __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+        int64_t c = c0;
+        for (; c + 32 <= c1; c += 32) {
+            b0 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c), _mm256_loadu_ps(x + c), b0);
+            b1 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 8), _mm256_loadu_ps(x + c + 8), b1);
+            b2 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 16), _mm256_loadu_ps(x + c + 16), b2);
+            b3 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 24), _mm256_loadu_ps(x + c + 24), b3);
+        }
+        for (; c + 8 <= c1; c += 8)
+            b0 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c), _mm256_loadu_ps(x + c), b0);
+        const float s = scale_at(w, r, c0);
+        float t = 0.0f;
+        for (; c < c1; c++) t += load1(dt, w->data, row + (size_t)c) * x[c];
+        tail += t * s;
+        acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)),
+                              _mm256_set1_ps(s), acc);
+    }
+    return hsum(acc) + tail;
+}
+
+/* out[r] = W[r, :] . x for rows [r0, r1). Decode is bound by memory: a core keeps enough reads
+ * in flight only with several independent streams, so the range is cut into four contiguous
+ * quarters walked in lockstep (four long sequential streams the prefetchers follow; one stream
+ * reached half the bandwidth, four interleaved neighbouring rows made streams too short). */
 static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
                               int64_t r0, int64_t r1) {
-    const int64_t C = w->cols;
-    const size_t es = dsv3_dtype_size(dt);
-    for (int64_t r = r0; r < r1; r++) {
-        __m256 acc = _mm256_setzero_ps();
-        float tail = 0.0f;
-        const size_t row = (size_t)(r * C);
+    const int64_t C = w->cols, q = (r1 - r0) / 4;
+    for (int64_t i = 0; i < q; i++) {
+        int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
+        __m256 acc[4], b0[4], b1[4];
+        float tail[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t c0 = 0; c0 < C; c0 += 128) {
             const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
-            __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) b0[k] = b1[k] = _mm256_setzero_ps();
             int64_t c = c0;
-            _mm_prefetch((const char *)w->data + (row + (size_t)c0) * es + 1024, _MM_HINT_T0);
-            for (; c + 32 <= c1; c += 32) {
-                b0 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c), _mm256_loadu_ps(x + c), b0);
-                b1 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 8), _mm256_loadu_ps(x + c + 8), b1);
-                b2 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 16), _mm256_loadu_ps(x + c + 16), b2);
-                b3 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c + 24), _mm256_loadu_ps(x + c + 24), b3);
+            for (; c + 16 <= c1; c += 16) {
+                const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const size_t o = (size_t)(rr[k] * C + c);
+                    b0[k] = _mm256_fmadd_ps(load8(dt, w->data, o), x0, b0[k]);
+                    b1[k] = _mm256_fmadd_ps(load8(dt, w->data, o + 8), x1, b1[k]);
+                }
             }
-            for (; c + 8 <= c1; c += 8)
-                b0 = _mm256_fmadd_ps(load8(dt, w->data, row + (size_t)c), _mm256_loadu_ps(x + c), b0);
-            const float s = scale_at(w, r, c0);
-            float t = 0.0f;
-            for (; c < c1; c++) t += load1(dt, w->data, row + (size_t)c) * x[c];
-            tail += t * s;
-            const __m256 blk = _mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3));
-            acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(s), acc);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const float sc = scale_at(w, rr[k], c0);
+                float t = 0.0f;
+                for (int64_t cc = c; cc < c1; cc++) t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[cc];
+                tail[k] += t * sc;
+                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(b0[k], b1[k]), _mm256_set1_ps(sc), acc[k]);
+            }
         }
-        out[r] = hsum(acc) + tail;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) out[rr[k]] = hsum(acc[k]) + tail[k];
     }
+    for (int64_t r = r0 + 4 * q; r < r1; r++) out[r] = dot_row(dt, x, w, r);
 }
 
 static TGT void gemv(float *out, const float *x, const dsv3_weight *w) {
-    const int64_t R = w->rows, chunk = 16;
-    const int64_t nchunks = (R + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (R * w->cols >= PAR_MIN_MACS)
-    for (int64_t i = 0; i < nchunks; i++) {
-        const int64_t r0 = i * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
+    const int64_t R = w->rows;
+#pragma omp parallel if (R * w->cols >= PAR_MIN_MACS)
+    {
+        /* one contiguous block of rows per thread: long streams (see gemv_rows) */
+        const int64_t T = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t r0 = R * id / T, r1 = R * (id + 1) / T;
         switch (w->dtype) {
         case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, out, x, w, r0, r1); break;
         case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, out, x, w, r0, r1); break;
@@ -339,27 +374,29 @@ static TGT void rows_of(const dsv3_matmul_op *op, int64_t r0, int64_t r1) {
     }
 }
 
-/* All products' rows, in 16-row items, shared by the threads of one parallel region. */
+/* All products' rows in items shared by the threads of one parallel region: 64-row items for
+ * single-token products (long enough for gemv_rows' four streams), 16-row panels otherwise. */
 static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
-    enum { ITEM = PANEL_R, MAX_OPS = 1024 };
+    enum { MAX_OPS = 1024 };
     if (count > MAX_OPS) {
         fast_matmul_many(ops, MAX_OPS);
         fast_matmul_many(ops + MAX_OPS, count - MAX_OPS);
         return;
     }
-    int64_t start[MAX_OPS + 1], macs = 0;
+    int64_t start[MAX_OPS + 1], item[MAX_OPS], macs = 0;
     start[0] = 0;
     for (int64_t i = 0; i < count; i++) {
-        start[i + 1] = start[i] + (ops[i].w->rows + ITEM - 1) / ITEM;
+        item[i] = ops[i].n == 1 ? 64 : PANEL_R;
+        start[i + 1] = start[i] + (ops[i].w->rows + item[i] - 1) / item[i];
         macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
     }
     const int64_t items = start[count];
-#pragma omp parallel for schedule(dynamic, 2) if (macs >= PAR_MIN_MACS)
+#pragma omp parallel for schedule(dynamic, 1) if (macs >= PAR_MIN_MACS)
     for (int64_t it = 0; it < items; it++) {
         int64_t o = 0;
         while (start[o + 1] <= it) o++;
-        const int64_t r0 = (it - start[o]) * ITEM, R = ops[o].w->rows;
-        rows_of(&ops[o], r0, r0 + ITEM < R ? r0 + ITEM : R);
+        const int64_t r0 = (it - start[o]) * item[o], R = ops[o].w->rows;
+        rows_of(&ops[o], r0, r0 + item[o] < R ? r0 + item[o] : R);
     }
 }
 
