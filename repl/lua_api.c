@@ -989,7 +989,8 @@ const dsv3_api_entry dsv3_api[] = {
      "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
      "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
      "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
-     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json()."},
+     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json(),\n"
+     "r:csv(), r:save(\"file.json\" | \"file.csv\")."},
     {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
      "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
      "index e+1 holds expert e)."},

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/forward.h"
 #include "model/generate.h"
@@ -266,6 +267,53 @@ static int route_json(lua_State *L) {
     if (!s) return luaL_error(L, "out of memory");
     lua_pushstring(L, s);
     free(s);
+    return 1;
+}
+
+/* r:csv() -> one row per (token, layer, rank): layer,pos,token,rank,expert,weight,score,
+ * biased,bias_changed (pos 1-based like the Lua API). */
+static int route_csv(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    dsv3_sbuf b = {0};
+    dsv3_sbuf_add(&b, "layer,pos,token,rank,expert,weight,score,biased,bias_changed\n");
+    for (int64_t i = 0; i < r->rec.n; i++) {
+        const int changed = dsv3_routerec_bias_changed(&r->rec, i);
+        for (int64_t k = 0; k < r->rec.K; k++) {
+            const int32_t e = r->rec.experts[i * r->rec.K + k];
+            char line[256];
+            snprintf(line, sizeof line, "%lld,%lld,%d,%lld,%d,%.9g,%.9g,%.9g,%d\n", (long long)r->rec.layer[i],
+                     (long long)r->rec.pos[i] + 1, r->rec.token[i], (long long)k + 1, e,
+                     r->rec.weights[i * r->rec.K + k], e >= 0 ? r->rec.scores[i * r->rec.E + e] : 0.0,
+                     e >= 0 ? r->rec.biased[i * r->rec.E + e] : 0.0, changed);
+            dsv3_sbuf_add(&b, line);
+        }
+    }
+    return dsv3_sbuf_push(L, &b);
+}
+
+/* r:save(path): .json or .csv by extension, written to a temp file and renamed (atomic). */
+static int route_save(lua_State *L) {
+    luaL_checkudata(L, 1, MT_ROUTE);
+    const char *path = luaL_checkstring(L, 2);
+    const size_t n = strlen(path);
+    const int csv = n > 4 && !strcmp(path + n - 4, ".csv");
+    if (!csv && !(n > 5 && !strcmp(path + n - 5, ".json")))
+        return luaL_error(L, "save: the path must end in .json or .csv");
+    lua_pushcfunction(L, csv ? route_csv : route_json);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(text, 1, len, f) == len;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return luaL_error(L, "save: cannot write %s", path);
+    }
+    lua_pushstring(L, path);
     return 1;
 }
 
@@ -1157,6 +1205,7 @@ void dsv3_lua_open_probes(lua_State *L) {
     static const luaL_Reg route_methods[] = {{"token", route_token}, {"layer", route_layer},
                                              {"load", route_load}, {"cooc", route_cooc},
                                              {"changed", route_changed}, {"json", route_json},
+                                             {"csv", route_csv}, {"save", route_save},
                                              {"heatmap", route_heatmap_m}, {NULL, NULL}};
     static const luaL_Reg tensor_meta[] = {{"__gc", tensor_gc}, {"__tostring", tensor_tostring},
                                            {"__svg", tensor_svg}, {NULL, NULL}};

@@ -17,6 +17,9 @@ r = json.load(open(d + "/route.json"))
 assert r["layers"] and all("experts" in t and "groups" in t for l in r["layers"] for t in l["tokens"])
 svg = ET.parse(d + "/heatmap.svg").getroot()
 assert svg.tag.endswith("svg") and len(list(svg)) > 10
+import csv
+rows = list(csv.DictReader(open(d + "/route.csv")))
+assert rows and set(rows[0]) >= {"layer", "pos", "expert", "weight", "bias_changed"}
 t = np.load(d + "/tensor.npy")
 assert t.dtype == np.float32 and t.ndim == 2 and np.isfinite(t).all()
 print("exports parse: route.json (%d layers), heatmap.svg (%d elements), tensor.npy %s" % (len(r["layers"]), len(list(svg)), t.shape))

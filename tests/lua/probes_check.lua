@@ -29,6 +29,10 @@ check("route covers every token and MoE layer", function()
   end
   assert(#r:token(-1) == info_.moe_layers)
   write(out .. "/route.json", r:json())
+  r:save(out .. "/route.csv")
+  local rows = 0
+  for _ in r:csv():gmatch("\n") do rows = rows + 1 end
+  assert(rows == 1 + #ids * info_.moe_layers * info_.experts_per_token, "csv rows " .. rows)
   write(out .. "/heatmap.svg", r:heatmap(first_moe, "svg"))
 end)
 
