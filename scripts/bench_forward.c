@@ -15,6 +15,7 @@
 
 #include "model/forward.h"
 #include "model/model.h"
+#include "probes/routing.h"
 
 static double now(void) {
     struct timespec ts;
@@ -31,11 +32,13 @@ int main(int argc, char **argv) {
     int reps = 3;
     dsv3_attn_form attn = DSV3_ATTN_ABSORBED;
     const char *backend = "fast";
+    int probe = 0; /* --probe-overhead 1: also time the forward with a routing recorder attached */
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--tokens")) T = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--attn")) attn = strcmp(argv[i + 1], "naive") ? DSV3_ATTN_ABSORBED : DSV3_ATTN_NAIVE;
         else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--probe-overhead")) probe = atoi(argv[i + 1]);
     }
     dsv3_err err = {{0}};
     dsv3_model *m;
@@ -60,17 +63,32 @@ int main(int argc, char **argv) {
     float *logits = malloc((size_t)c->vocab_size * sizeof *logits);
     srand(1);
     for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)(rand() % c->vocab_size);
-    double best = 1e30;
+    /* Probes off and (with --probe-overhead 1) a routing recorder on, alternating in one run so
+     * both see the same machine state; best of reps each. */
+    dsv3_routerec rec;
+    dsv3_routerec_init(&rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err);
+    double best = 1e30, best_probe = 1e30;
     for (int r = 0; r < reps; r++) {
-        dsv3_run_truncate(run, 0);
-        double a = now();
-        if (dsv3_forward(run, ids, T, logits, 1, NULL, &err)) {
-            fprintf(stderr, "bench: %s\n", err.msg);
-            return 1;
+        for (int p = 0; p <= probe; p++) {
+            dsv3_run_truncate(run, 0);
+            rec.n = 0;
+            dsv3_hooks h = dsv3_routerec_hooks(&rec);
+            if (p && dsv3_routerec_reserve(&rec, T * c->num_hidden_layers, &err)) return 1;
+            dsv3_run_set_hooks(run, p ? &h : NULL);
+            double a = now();
+            if (dsv3_forward(run, ids, T, logits, 1, NULL, &err)) {
+                fprintf(stderr, "bench: %s\n", err.msg);
+                return 1;
+            }
+            double s = now() - a;
+            if (p) best_probe = s < best_probe ? s : best_probe;
+            else best = s < best ? s : best;
         }
-        double s = now() - a;
-        best = s < best ? s : best;
     }
+    if (probe)
+        fprintf(stderr, "probe overhead: routing recorder on %.4f s vs off %.4f s (%+.2f%%)\n", best_probe,
+                best, 100.0 * (best_probe / best - 1.0));
+    dsv3_routerec_fini(&rec);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("model,backend,file_mb,threads,attn,tokens,open_s,best_s,prefill_tok_s,peak_rss_mb\n");
