@@ -363,7 +363,8 @@ def test_display_and_update_in_place():
 
 
 def test_generation_streams_while_running():
-    code = 'for i = 1, 6 do gen("Once upon a time", {n = 120, seed = i}) end'
+    # enough work to last well past the first tokens even with the fast kernels
+    code = 'for i = 1, 60 do gen("Once upon a time", {n = 200, seed = i}) end'
     msg_id = K.kc.execute(code)
     t0 = time.time()
     msgs = iopub_for(K.kc, msg_id, timeout=60)
