@@ -308,6 +308,15 @@ void *dsv3_lua_alloc(lua_State *L, size_t bytes) {
     return p;
 }
 
+/* Moves malloc'd ids (from the tokenizer) into memory the GC owns (pushed on the stack), so
+ * later errors cannot leak them. */
+static int32_t *gc_ids(lua_State *L, int32_t *ids, size_t n) {
+    int32_t *owned = dsv3_lua_alloc(L, n * sizeof *owned);
+    if (n) memcpy(owned, ids, n * sizeof *ids);
+    free(ids);
+    return owned;
+}
+
 /* Reads the ids of a table argument (or of text, through the tokenizer with BOS as the
  * tokenizer config says) into a buffer owned by a userdata pushed on the stack, so no error
  * path can leak it. Raises on bad input. */
@@ -321,10 +330,7 @@ int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_
         dsv3_err err = {{0}};
         if (dsv3_tokenizer_encode(need_tok(L, lm), &enc, n, text, len, add_bos, &err))
             dsv3_lua_error(L, &err);
-        int32_t *ids = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *ids, 0);
-        if (*n) memcpy(ids, enc, *n * sizeof *ids);
-        free(enc);
-        return ids;
+        return gc_ids(L, enc, *n);
     }
     if (!lua_istable(L, idx))
         luaL_typeerror(L, idx, "string or table of token ids");
@@ -385,7 +391,8 @@ static int l_tokenize(lua_State *L) {
     dsv3_err err = {{0}};
     if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, &n, text, len, bos, &err))
         return dsv3_lua_error(L, &err);
-    dsv3_lua_push_tokens(L, lm, ids, n);
+    int32_t *owned = gc_ids(L, ids, n);
+    dsv3_lua_push_tokens(L, lm, owned, n);
     return 1;
 }
 
@@ -796,6 +803,7 @@ static int l_gen(lua_State *L) {
         dsv3_status st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
         free(text);
         if (st) return dsv3_lua_error(L, &err);
+        ids = gc_ids(L, ids, n);
     } else {
         ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     }
@@ -835,6 +843,7 @@ static int l_chat(lua_State *L) {
     st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
     free(text);
     if (st) return dsv3_lua_error(L, &err);
+    ids = gc_ids(L, ids, n);
     run_generation(L, lm, ids, n, 2);
     /* Append the user turn and the reply (unless interrupted). */
     lua_getfield(L, -1, "interrupted");
