@@ -560,13 +560,11 @@ int dsv3_lua_load_stats(lua_State *L) {
     luaL_argcheck(L, nseq >= 1, 1, "a list of texts (or of id tables) is needed");
     const int64_t nl = Lmain - first;
     if (nl < 1) return luaL_error(L, "the model has no MoE layer");
-    int64_t *sum = calloc((size_t)(nl * E), sizeof *sum), *cnt = malloc((size_t)E * sizeof *cnt);
-    int64_t *tokens = calloc((size_t)nl, sizeof *tokens);
-    double *seqvio = calloc((size_t)nl, sizeof *seqvio);
-    if (!sum || !cnt || !tokens || !seqvio) {
-        free(sum), free(cnt), free(tokens), free(seqvio);
-        return luaL_error(L, "out of memory");
-    }
+    /* GC-owned scratch: a text that fails to tokenize raises without leaking */
+    int64_t *sum = dsv3_lua_alloc(L, (size_t)(nl * E) * sizeof *sum);
+    int64_t *cnt = dsv3_lua_alloc(L, (size_t)E * sizeof *cnt);
+    int64_t *tokens = dsv3_lua_alloc(L, (size_t)nl * sizeof *tokens);
+    double *seqvio = dsv3_lua_alloc(L, (size_t)nl * sizeof *seqvio);
     for (lua_Integer s = 1; s <= nseq; s++) {
         lua_rawgeti(L, 1, s);
         size_t n;
@@ -586,7 +584,6 @@ int dsv3_lua_load_stats(lua_State *L) {
         lua_setfield(L, -2, "maxvio_per_sequence");
         lua_rawseti(L, -2, l + 1);
     }
-    free(sum), free(cnt), free(tokens), free(seqvio);
     luaL_setmetatable(L, "dsv3.load");
     return 1;
 }
@@ -594,7 +591,9 @@ int dsv3_lua_load_stats(lua_State *L) {
 /* ---------------------------------------------------------------- interventions -------- */
 
 /* Reads {disable = {[layer] = {e...}} | {e...}, zero_bias, drop_shared, force = {layer=,
- * experts={...}, pos=}} into iv (arrays malloc'd into *bufs). */
+ * experts={...}, pos=}} into iv. */
+/* *dis ([NL * E]) and *forced ([NL * K]) are caller buffers in GC-owned memory (an error raised
+ * while reading the table must not leak). */
 static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventions *iv,
                                unsigned char **dis, int32_t **forced) {
     const dsv3_config *c = dsv3_model_config(lm->m);
@@ -605,8 +604,6 @@ static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventio
     iv->drop_shared = dsv3_lua_opt_bool(L, t, "drop_shared", 0);
     lua_getfield(L, t, "disable");
     if (lua_istable(L, -1)) {
-        *dis = calloc((size_t)(NL * E), 1);
-        if (!*dis) luaL_error(L, "out of memory");
         iv->disabled = *dis;
         lua_pushnil(L);
         while (lua_next(L, -2)) {
@@ -631,8 +628,6 @@ static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventio
     lua_pop(L, 1);
     lua_getfield(L, t, "force");
     if (lua_istable(L, -1)) {
-        *forced = malloc((size_t)(NL * K) * sizeof **forced);
-        if (!*forced) luaL_error(L, "out of memory");
         for (int64_t i = 0; i < NL * K; i++) (*forced)[i] = -1;
         iv->forced = *forced;
         lua_getfield(L, -1, "layer");
@@ -685,8 +680,10 @@ int dsv3_lua_effect(lua_State *L) {
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     const int64_t V = dsv3_model_config(lm->m)->vocab_size, T = (int64_t)n;
-    unsigned char *dis = NULL;
-    int32_t *forced = NULL;
+    const dsv3_config *cf = dsv3_model_config(lm->m);
+    const int64_t NLE = (cf->num_hidden_layers + 1) * cf->n_routed_experts;
+    unsigned char *dis = dsv3_lua_alloc(L, (size_t)NLE);
+    int32_t *forced = dsv3_lua_alloc(L, (size_t)((cf->num_hidden_layers + 1) * cf->num_experts_per_tok) * sizeof *forced);
     dsv3_interventions iv;
     read_interventions(L, 2, lm, &iv, &dis, &forced);
     float *a = malloc((size_t)(T * V) * sizeof *a), *b = malloc((size_t)(T * V) * sizeof *b);
@@ -703,7 +700,6 @@ int dsv3_lua_effect(lua_State *L) {
         st = dsv3_forward_chunked(r, ids, T, pass ? b : a, NULL, &err);
         dsv3_run_free(r);
     }
-    free(dis), free(forced);
     if (st) {
         free(a), free(b), free(la), free(lb);
         return dsv3_lua_error(L, &err);
@@ -1015,17 +1011,15 @@ int dsv3_lua_capture(lua_State *L) {
             }
         }
         lua_pop(L, 1);
+        unsigned char *sel = dsv3_lua_alloc(L, (size_t)(NL + 2)); /* GC-owned */
         lua_getfield(L, 2, "layers");
         if (lua_istable(L, -1)) {
-            layers = calloc((size_t)(NL + 2), 1);
-            for (lua_Integer k = 1; layers && k <= (lua_Integer)lua_rawlen(L, -1); k++) {
+            layers = sel;
+            for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
                 lua_rawgeti(L, -1, k);
                 lua_Integer li = lua_tointeger(L, -1);
                 lua_pop(L, 1);
-                if (li < 0 || li > NL) {
-                    free(layers);
-                    return luaL_error(L, "capture: layer %d out of range 0..%d", (int)li, (int)NL);
-                }
+                if (li < 0 || li > NL) return luaL_error(L, "capture: layer %d out of range 0..%d", (int)li, (int)NL);
                 layers[li] = 1;
             }
         }
@@ -1035,11 +1029,7 @@ int dsv3_lua_capture(lua_State *L) {
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     cx.T = (int64_t)n;
-    cx.slots = calloc((size_t)((NL + 2) * DSV3_POINT_COUNT), sizeof *cx.slots);
-    if (!cx.slots) {
-        free(layers);
-        return luaL_error(L, "out of memory");
-    }
+    cx.slots = dsv3_lua_alloc(L, (size_t)((NL + 2) * DSV3_POINT_COUNT) * sizeof *cx.slots);
     lua_newtable(L);
     cx.table = lua_gettop(L);
     /* Create every wanted tensor before the forward, so the hook only copies. */
@@ -1065,7 +1055,6 @@ int dsv3_lua_capture(lua_State *L) {
     dsv3_err err = {{0}};
     dsv3_status st = dsv3_forward_chunked(run, ids, cx.T, NULL, NULL, &err);
     dsv3_run_free(run);
-    free(layers), free(cx.slots);
     if (st) return dsv3_lua_error(L, &err);
     return 1;
 }
