@@ -173,7 +173,7 @@ static int cancelled(const dsv3_run *r) {
 /* Reports an activation to the point hook, if one is attached. */
 static void point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
                   const float *x) {
-    if (r->has_hooks && r->hooks.point) r->hooks.point(r->hooks.ud, p, li, pos0, n, dim, x);
+    if (dsv3_hooked(r) && r->hooks.point) r->hooks.point(r->hooks.ud, p, li, pos0, n, dim, x);
 }
 
 /* One decoder block (layer index li) over x[n, H] in place:

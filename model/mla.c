@@ -74,7 +74,7 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
 /* Reports one head's attention probabilities to the attn hook (serially, after the sums). */
 static void report_attn(dsv3_run *r, int64_t li, int64_t n, int64_t pos0,
                         void (*recompute)(dsv3_run *, int64_t, int64_t, float *, void *), void *ctx) {
-    if (!r->has_hooks || !r->hooks.attn || r->hooks.attn_layer != li) return;
+    if (!dsv3_hooked(r) || !r->hooks.attn || r->hooks.attn_layer != li) return;
     const int64_t h = r->hooks.attn_head;
     if (h < 0 || h >= r->m->cfg.num_attention_heads) return;
     for (int64_t s = 0; s < n; s++) {
@@ -181,7 +181,7 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                       const float *xn, float *out, int64_t n, int64_t pos0) {
     project(r, L, kc, xn, n, pos0);
-    if (r->has_hooks && r->hooks.point)
+    if (dsv3_hooked(r) && r->hooks.point)
         r->hooks.point(r->hooks.ud, DSV3_POINT_CKV, li, pos0, n, r->m->cfg.kv_lora_rank,
                        kc->c + pos0 * r->m->cfg.kv_lora_rank);
     if (r->attn == DSV3_ATTN_NAIVE) attend_naive(r, L, kc, n, pos0);

@@ -116,6 +116,15 @@ struct dsv3_run {
     int32_t *rec_nobias;          /* [K] */
 };
 
+/* DSV3_PROBES=0 (cmake -DDSV3_NO_PROBES=ON) compiles every hook test out of the forward pass:
+ * the baseline against which the probe-overhead benchmark measures "probes off". */
+#ifndef DSV3_PROBES
+#define DSV3_PROBES 1
+#endif
+static inline int dsv3_hooked(const dsv3_run *r) {
+    return DSV3_PROBES && r->has_hooks;
+}
+
 /* spec §4.3-4.5: MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc, out[n, H].
  * li is the layer index (for hooks). */
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,

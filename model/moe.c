@@ -99,7 +99,7 @@ static void route_token(dsv3_run *r, const dsv3_layer_w *L, int64_t li, int64_t 
         const int32_t *f = r->iv.forced ? r->iv.forced + li * K : NULL;
         if (f && f[0] >= 0 && (r->iv.forced_pos < 0 || r->iv.forced_pos == pos0 + s)) o.forced = f;
     }
-    const int record = r->has_hooks && r->hooks.route;
+    const int record = dsv3_hooked(r) && r->hooks.route;
     if (record) {
         o.scores_out = r->rec_scores;
         o.biased_out = r->rec_biased;
