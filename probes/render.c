@@ -7,14 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...) {
+void dsv3_strbuf_printf(dsv3_strbuf *b, const char *fmt, ...) {
     if (b->oom) return;
     va_list ap;
     va_start(ap, fmt);
@@ -36,31 +29,30 @@ static void put(buf *b, const char *fmt, ...) {
     va_end(ap);
 }
 
-static char *done(buf *b) {
+char *dsv3_strbuf_finish(dsv3_strbuf *b) {
     if (b->oom) {
         free(b->s);
         return NULL;
     }
-    if (!b->s) return calloc(1, 1);
-    return b->s;
+    return b->s ? b->s : calloc(1, 1);
 }
 
 char *dsv3_xml_escape(const char *s) {
-    buf b = {0};
-    put(&b, "%s", "");
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "%s", "");
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         switch (*p) {
-        case '&': put(&b, "&amp;"); break;
-        case '<': put(&b, "&lt;"); break;
-        case '>': put(&b, "&gt;"); break;
-        case '"': put(&b, "&quot;"); break;
-        case '\'': put(&b, "&#39;"); break;
+        case '&': dsv3_strbuf_printf(&b, "&amp;"); break;
+        case '<': dsv3_strbuf_printf(&b, "&lt;"); break;
+        case '>': dsv3_strbuf_printf(&b, "&gt;"); break;
+        case '"': dsv3_strbuf_printf(&b, "&quot;"); break;
+        case '\'': dsv3_strbuf_printf(&b, "&#39;"); break;
         default:
-            if (*p < 0x20 && *p != '\t' && *p != '\n') put(&b, "?");
-            else put(&b, "%c", *p);
+            if (*p < 0x20 && *p != '\t' && *p != '\n') dsv3_strbuf_printf(&b, "?");
+            else dsv3_strbuf_printf(&b, "%c", *p);
         }
     }
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 void dsv3_text_fit(char *dst, size_t cap, const char *s, int width) {
@@ -104,21 +96,21 @@ char *dsv3_render_heatmap_text(const dsv3_heatmap *h) {
     const int nr = (int)sizeof ramp - 2;
     float lo, hi;
     range(h->v, h->rows * h->cols, &lo, &hi);
-    buf b = {0};
-    if (h->title) put(&b, "%s (%.3g .. %.3g%s)\n", h->title, lo, hi, h->mark ? "; '#' = chosen" : "");
+    dsv3_strbuf b = {0};
+    if (h->title) dsv3_strbuf_printf(&b, "%s (%.3g .. %.3g%s)\n", h->title, lo, hi, h->mark ? "; '#' = chosen" : "");
     for (int64_t r = 0; r < h->rows; r++) {
         char lab[64];
         dsv3_text_fit(lab, sizeof lab, h->row_labels && h->row_labels[r] ? h->row_labels[r] : "", 10);
-        put(&b, "%4lld %s |", (long long)r + 1, lab);
+        dsv3_strbuf_printf(&b, "%4lld %s |", (long long)r + 1, lab);
         for (int64_t c = 0; c < h->cols; c++) {
             float x = h->v[r * h->cols + c];
-            if (h->mark && h->mark[r * h->cols + c]) put(&b, "#");
-            else if (!isfinite(x)) put(&b, " ");
-            else put(&b, "%c", ramp[(int)((x - lo) / (hi - lo) * nr + 0.5f)]);
+            if (h->mark && h->mark[r * h->cols + c]) dsv3_strbuf_printf(&b, "#");
+            else if (!isfinite(x)) dsv3_strbuf_printf(&b, " ");
+            else dsv3_strbuf_printf(&b, "%c", ramp[(int)((x - lo) / (hi - lo) * nr + 0.5f)]);
         }
-        put(&b, "|\n");
+        dsv3_strbuf_printf(&b, "|\n");
     }
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
@@ -126,17 +118,17 @@ char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
     range(h->v, h->rows * h->cols, &lo, &hi);
     const int cell = h->cols > 64 || h->rows > 64 ? 6 : 12, left = 110, top = 34;
     const int W = left + (int)h->cols * cell + 20, Hh = top + (int)h->rows * cell + 30;
-    buf b = {0};
-    put(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, Hh);
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, Hh);
     if (h->title) {
         char *t = dsv3_xml_escape(h->title);
-        put(&b, "<text x=\"4\" y=\"14\">%s (%.3g .. %.3g)</text>", t ? t : "", lo, hi);
+        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"14\">%s (%.3g .. %.3g)</text>", t ? t : "", lo, hi);
         free(t);
     }
     for (int64_t r = 0; r < h->rows; r++) {
         const char *lab = h->row_labels && h->row_labels[r] ? h->row_labels[r] : "";
         char *t = dsv3_xml_escape(lab);
-        put(&b, "<text x=\"4\" y=\"%d\">%lld %s</text>", top + (int)r * cell + cell - 2, (long long)r + 1, t ? t : "");
+        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"%d\">%lld %s</text>", top + (int)r * cell + cell - 2, (long long)r + 1, t ? t : "");
         free(t);
         for (int64_t c = 0; c < h->cols; c++) {
             float x = h->v[r * h->cols + c];
@@ -144,18 +136,18 @@ char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
             float f = (x - lo) / (hi - lo);
             int R = (int)(255 - 200 * f), G = (int)(255 - 150 * f);
             int mk = h->mark && h->mark[r * h->cols + c];
-            put(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"%s/>",
+            dsv3_strbuf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"%s/>",
                 left + (int)c * cell, top + (int)r * cell, cell, cell, R, G,
                 mk ? " stroke=\"#d00\" stroke-width=\"1.5\"" : "");
         }
     }
     if (h->col_axis) {
         char *t = dsv3_xml_escape(h->col_axis);
-        put(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, Hh - 8, t ? t : "", (long long)h->cols - 1);
+        dsv3_strbuf_printf(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, Hh - 8, t ? t : "", (long long)h->cols - 1);
         free(t);
     }
-    put(&b, "</svg>");
-    return done(&b);
+    dsv3_strbuf_printf(&b, "</svg>");
+    return dsv3_strbuf_finish(&b);
 }
 
 char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const char *x_axis) {
@@ -164,23 +156,23 @@ char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const 
     if (mx <= 0) mx = 1;
     const int bw = n > 64 ? 4 : 10, left = 30, top = 24, ph = 120;
     const int W = left + (int)n * bw + 20, H = top + ph + 30;
-    buf b = {0};
-    put(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, H);
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, H);
     if (title) {
         char *t = dsv3_xml_escape(title);
-        put(&b, "<text x=\"4\" y=\"14\">%s (max %.4g)</text>", t ? t : "", mx);
+        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"14\">%s (max %.4g)</text>", t ? t : "", mx);
         free(t);
     }
     for (int64_t i = 0; i < n; i++) {
         int hh = (int)(v[i] / mx * ph);
-        put(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#4a7\"/>", left + (int)i * bw,
+        dsv3_strbuf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#4a7\"/>", left + (int)i * bw,
             top + ph - hh, bw - 1, hh);
     }
     if (x_axis) {
         char *t = dsv3_xml_escape(x_axis);
-        put(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, H - 8, t ? t : "", (long long)n - 1);
+        dsv3_strbuf_printf(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, H - 8, t ? t : "", (long long)n - 1);
         free(t);
     }
-    put(&b, "</svg>");
-    return done(&b);
+    dsv3_strbuf_printf(&b, "</svg>");
+    return dsv3_strbuf_finish(&b);
 }

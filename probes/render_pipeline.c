@@ -12,51 +12,14 @@
 
 /* ---------------------------------------------------------------- string building ------- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0) return;
-    if (b->len + (size_t)need + 1 > b->cap) {
-        size_t nc = (b->len + (size_t)need + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    b->len += (size_t)vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-}
-
 /* XML text through the one escaping function of probes/render.h. */
-static void put_xml(buf *b, const char *text) {
+static void put_xml(dsv3_strbuf *b, const char *text) {
     char *e = dsv3_xml_escape(text);
     if (!e)
         b->oom = 1;
     else
-        put(b, "%s", e);
+        dsv3_strbuf_printf(b, "%s", e);
     free(e);
-}
-
-static char *done(buf *b) {
-    if (b->oom) {
-        free(b->s);
-        return NULL;
-    }
-    return b->s ? b->s : calloc(1, 1);
 }
 
 /* Measures all n schedules into sums[n] (caller's array); 0 on failure. */
@@ -79,17 +42,17 @@ static dsv3_pipe_summary *new_sums(const dsv3_pipe_schedule *s, int n) {
 
 /* ---------------------------------------------------------------- table ----------------- */
 
-static void put_table(buf *b, const dsv3_pipe_schedule *s, const dsv3_pipe_summary *sums, int n) {
+static void put_table(dsv3_strbuf *b, const dsv3_pipe_schedule *s, const dsv3_pipe_summary *sums, int n) {
     const dsv3_pipe_opts *o = &s[0].opts;
-    put(b,
+    dsv3_strbuf_printf(b,
         "pp %d, micro %d; chunk times f %g, b %g, w %g, a %g -> report's F %g, B %g (full "
         "backward), W %g, F&B %g\n",
         o->pp, o->micro, o->f, o->b, o->w, o->a, o->f + o->a, o->b + o->a + o->w, o->w,
         dsv3_pipe_fb_time(o));
-    put(b, "%-9s %9s %9s  %-20s %8s %7s %9s\n", "method", "bubble", "formula", "report formula",
+    dsv3_strbuf_printf(b, "%-9s %9s %9s  %-20s %8s %7s %9s\n", "method", "bubble", "formula", "report formula",
         "peak act", "params", "makespan");
     for (int i = 0; i < n; i++)
-        put(b, "%-9s %9g %9g  %-20s %8d %6dx %9g\n", dsv3_pipe_method_name(s[i].method),
+        dsv3_strbuf_printf(b, "%-9s %9g %9g  %-20s %8d %6dx %9g\n", dsv3_pipe_method_name(s[i].method),
             sums[i].bubble, sums[i].formula, dsv3_pipe_formula_text(s[i].method), sums[i].peak_act,
             sums[i].param_copies, sums[i].makespan);
 }
@@ -97,10 +60,10 @@ static void put_table(buf *b, const dsv3_pipe_schedule *s, const dsv3_pipe_summa
 char *dsv3_render_pipe_table(const dsv3_pipe_schedule *s, int n) {
     dsv3_pipe_summary *sums = new_sums(s, n);
     if (!sums) return NULL;
-    buf b = {0};
+    dsv3_strbuf b = {0};
     put_table(&b, s, sums, n);
     free(sums);
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 /* ---------------------------------------------------------------- timeline -------------- */
@@ -144,7 +107,7 @@ static double auto_unit(const dsv3_pipe_schedule *s, int n, double unit) {
     return unit;
 }
 
-static void put_timeline(buf *b, const dsv3_pipe_schedule *s, int n, double unit, int color) {
+static void put_timeline(dsv3_strbuf *b, const dsv3_pipe_schedule *s, int n, double unit, int color) {
     unit = auto_unit(s, n, unit);
     for (int i = 0; i < n && !b->oom; i++) {
         const int P = s[i].opts.pp;
@@ -185,47 +148,47 @@ static void put_timeline(buf *b, const dsv3_pipe_schedule *s, int n, double unit
             b->oom = 1;
             return;
         }
-        put(b, "%s (time per cell: %g)\n", dsv3_pipe_method_name(s[i].method), unit);
+        dsv3_strbuf_printf(b, "%s (time per cell: %g)\n", dsv3_pipe_method_name(s[i].method), unit);
         for (int r = 0; r < P; r++) {
             const char *row = grid + r * stride;
-            put(b, "rank %-2d |", r);
+            dsv3_strbuf_printf(b, "rank %-2d |", r);
             if (!color) {
-                put(b, "%s", row);
+                dsv3_strbuf_printf(b, "%s", row);
             } else {
                 const char *cur = "";
                 for (int64_t c = 0; c < cells; c++) {
                     const char *want = ansi_of(row[c]);
-                    if (strcmp(want, cur)) put(b, "%s%s", *cur ? "\x1b[0m" : "", want);
+                    if (strcmp(want, cur)) dsv3_strbuf_printf(b, "%s%s", *cur ? "\x1b[0m" : "", want);
                     cur = want;
-                    put(b, "%c", row[c]);
+                    dsv3_strbuf_printf(b, "%c", row[c]);
                 }
-                put(b, "%s", *cur ? "\x1b[0m" : "");
+                dsv3_strbuf_printf(b, "%s", *cur ? "\x1b[0m" : "");
             }
-            put(b, "| bubble %g, act %d\n", rk[r].bubble, rk[r].peak_act);
+            dsv3_strbuf_printf(b, "| bubble %g, act %d\n", rk[r].bubble, rk[r].peak_act);
         }
         free(rk);
         free(grid);
     }
-    put(b, "F forward, B backward for input, W backward for weights, X full backward (B+W); lower "
+    dsv3_strbuf_printf(b, "F forward, B backward for input, W backward for weights, X full backward (B+W); lower "
            "case: reverse direction; FxFx: overlapped F&B pair; . idle\n");
 }
 
 char *dsv3_render_pipe_timeline(const dsv3_pipe_schedule *s, int n, double unit, int color) {
     if (!s || n < 1) return NULL;
-    buf b = {0};
+    dsv3_strbuf b = {0};
     put_timeline(&b, s, n, unit, color);
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 char *dsv3_render_pipe_report(const dsv3_pipe_schedule *s, int n, int color) {
     dsv3_pipe_summary *sums = new_sums(s, n);
     if (!sums) return NULL;
-    buf b = {0};
+    dsv3_strbuf b = {0};
     put_table(&b, s, sums, n);
-    put(&b, "\n");
+    dsv3_strbuf_printf(&b, "\n");
     put_timeline(&b, s, n, 0, color);
     free(sums);
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 /* ---------------------------------------------------------------- SVG ------------------- */
@@ -240,24 +203,24 @@ static const char *svg_fill(dsv3_pipe_kind k, int dir) {
     return (unsigned)k < DSV3_PIPE_KINDS ? fill[k][dir ? 1 : 0] : "#999999";
 }
 
-static void svg_op_rect(buf *b, const dsv3_pipe_op *op, double x, double y, double w, double h) {
+static void svg_op_rect(dsv3_strbuf *b, const dsv3_pipe_op *op, double x, double y, double w, double h) {
     char tip[160];
     snprintf(tip, sizeof tip, "%s mb %d dir %d stage %d rank %d [%g, %g]%s",
              dsv3_pipe_kind_name(op->kind), op->mb, op->dir, op->stage, op->rank, op->start,
              op->end, op->pair >= 0 ? " (overlapped pair)" : "");
-    put(b,
+    dsv3_strbuf_printf(b,
         "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"#ffffff\" "
         "stroke-width=\"0.5\"><title>",
         x, y, w, h, svg_fill(op->kind, op->dir));
     put_xml(b, tip);
-    put(b, "</title></rect>\n");
+    dsv3_strbuf_printf(b, "</title></rect>\n");
     char num[16];
     snprintf(num, sizeof num, "%d", op->mb);
     if (w >= 6.5 * (double)strlen(num) + 2) {
-        put(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"10\" text-anchor=\"middle\" fill=\"%s\">",
+        dsv3_strbuf_printf(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"10\" text-anchor=\"middle\" fill=\"%s\">",
             x + w / 2, y + h / 2 + 3.5, op->dir ? "#ffffff" : "#000000");
         put_xml(b, num);
-        put(b, "</text>\n");
+        dsv3_strbuf_printf(b, "</text>\n");
     }
 }
 
@@ -277,12 +240,12 @@ char *dsv3_render_pipe_svg(const dsv3_pipe_schedule *s, int n) {
     px = px < 2 ? 2 : px > 40 ? 40 : px;
     const double width = left + t1 * px + 20;
     const double height = n * (title_h + block_gap) + rows * (row_h + gap) + 60;
-    buf b = {0};
-    put(&b,
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
         "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n",
         width, height, width, height);
-    put(&b, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", width,
+    dsv3_strbuf_printf(&b, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", width,
         height);
     double y = 0;
     for (int i = 0; i < n; i++) {
@@ -292,17 +255,17 @@ char *dsv3_render_pipe_svg(const dsv3_pipe_schedule *s, int n) {
                  dsv3_pipe_method_name(s[i].method), sums[i].bubble,
                  dsv3_pipe_formula_text(s[i].method), sums[i].formula, sums[i].peak_act,
                  sums[i].param_copies, sums[i].makespan);
-        put(&b, "<text x=\"4\" y=\"%.2f\" font-size=\"12\" font-weight=\"bold\">", y + 16);
+        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"%.2f\" font-size=\"12\" font-weight=\"bold\">", y + 16);
         put_xml(&b, title);
-        put(&b, "</text>\n");
+        dsv3_strbuf_printf(&b, "</text>\n");
         y += title_h;
         for (int r = 0; r < s[i].opts.pp; r++) {
             const double ry = y + r * (row_h + gap);
             char label[32];
             snprintf(label, sizeof label, "rank %d", r);
-            put(&b, "<text x=\"4\" y=\"%.2f\" font-size=\"11\">", ry + row_h / 2 + 4);
+            dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"%.2f\" font-size=\"11\">", ry + row_h / 2 + 4);
             put_xml(&b, label);
-            put(&b,
+            dsv3_strbuf_printf(&b,
                 "</text>\n<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
                 "fill=\"#f2f2f2\"/>\n",
                 left, ry, t1 * px, row_h);
@@ -324,7 +287,7 @@ char *dsv3_render_pipe_svg(const dsv3_pipe_schedule *s, int n) {
             const double share = df + dq > 0 ? df / (df + dq) : 0.5;
             svg_op_rect(&b, op, x, ry, w * share, row_h);
             svg_op_rect(&b, q, x + w * share, ry, w * (1 - share), row_h);
-            put(&b,
+            dsv3_strbuf_printf(&b,
                 "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
                 "stroke=\"#000000\" stroke-width=\"1.5\"/>\n",
                 x, ry, w, row_h);
@@ -337,39 +300,39 @@ char *dsv3_render_pipe_svg(const dsv3_pipe_schedule *s, int n) {
         step *= 5;
     else if (t1 / step > 10)
         step *= 2;
-    put(&b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000000\"/>\n", left, y,
+    dsv3_strbuf_printf(&b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000000\"/>\n", left, y,
         left + t1 * px, y);
     for (double t = 0; t <= t1 + 1e-9; t += step) {
         char lab[32];
         snprintf(lab, sizeof lab, "%g", t);
-        put(&b,
+        dsv3_strbuf_printf(&b,
             "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000000\"/>"
             "<text x=\"%.2f\" y=\"%.2f\" font-size=\"10\" text-anchor=\"middle\">",
             left + t * px, y, left + t * px, y + 4, left + t * px, y + 15);
         put_xml(&b, lab);
-        put(&b, "</text>\n");
+        dsv3_strbuf_printf(&b, "</text>\n");
     }
     /* legend */
     static const char *const legend[DSV3_PIPE_KINDS] = {"forward", "backward (input)",
                                                         "backward (weights)", "full backward"};
     double lx = left;
     for (int k = 0; k < DSV3_PIPE_KINDS; k++) {
-        put(&b,
+        dsv3_strbuf_printf(&b,
             "<rect x=\"%.2f\" y=\"%.2f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
             "<rect x=\"%.2f\" y=\"%.2f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
             "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\">",
             lx, y + 24, svg_fill((dsv3_pipe_kind)k, 0), lx + 12, y + 24,
             svg_fill((dsv3_pipe_kind)k, 1), lx + 28, y + 34);
         put_xml(&b, legend[k]);
-        put(&b, "</text>\n");
+        dsv3_strbuf_printf(&b, "</text>\n");
         lx += 150;
     }
-    put(&b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\">", left, y + 52);
+    dsv3_strbuf_printf(&b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\">", left, y + 52);
     put_xml(&b, "light: direction 0, dark: reverse direction (DualPipe); black border: overlapped "
                 "F&B pair; numbers: micro-batch");
-    put(&b, "</text>\n</svg>\n");
+    dsv3_strbuf_printf(&b, "</text>\n</svg>\n");
     free(sums);
-    return done(&b);
+    return dsv3_strbuf_finish(&b);
 }
 
 /* ---------------------------------------------------------------- JSON ------------------ */

@@ -610,10 +610,8 @@ typedef struct {
     lmodel *lm;
     int stream;          /* write text as it comes */
     dsv3_detok detok;
-    luaL_Buffer *text;   /* everything generated, decoded */
     const char *stop;
     size_t stop_len;
-    size_t text_len;
     char *tail;          /* last bytes of text for the stop search */
     size_t tail_len;
     int64_t n_ids;       /* ids streamed (models without a tokenizer) */
