@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "model/fp8.h"
 #include "model/safetensors.h"
 #include "model/train_ckpt.h"
 #include "model/train_data.h"
@@ -277,11 +278,19 @@ static dsv3_status fail_step(dsv3_trainer *t, const char *what, double v, dsv3_e
                      t->step > 0 ? "those before the last update" : "the loaded ones");
 }
 
+/* Puts the model's precision in line with opts.fp8 (changeable between steps). */
+static dsv3_status set_precision(dsv3_trainer *t, dsv3_err *err) {
+    if ((t->o.fp8 != 0) == dsv3_tm_fp8(t->tm)) return DSV3_OK;
+    return dsv3_tm_set_fp8(t->tm, t->o.fp8, err);
+}
+
 dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err) {
     if (t->failed)
         return dsv3_errf(err, DSV3_EINVAL,
                          "train: the trainer stopped after a non-finite loss; save the weights or "
                          "create a new trainer");
+    dsv3_status st0 = set_precision(t, err);
+    if (st0) return st0;
     const dsv3_train_opts *o = &t->o;
     const int64_t B = o->batch, A = o->accum, T = o->seq_len;
     const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
@@ -337,6 +346,8 @@ dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     if (nh == 0)
         return dsv3_errf(err, DSV3_EINVAL, "train: eval: no held-out sequences (heldout is %g, %lld "
                          "sequences in all)", t->o.heldout, (long long)dsv3_data_n_train(t->data));
+    dsv3_status st0 = set_precision(t, err);
+    if (st0) return st0;
     const double t0 = now_s();
     dsv3_train_metrics r = {0};
     for (int64_t i0 = 0; i0 < nh; i0 += B) {
@@ -454,7 +465,7 @@ static dsv3_status save_model(dsv3_trainer *t, const char *dir, dsv3_err *err) {
                 st = dsv3_errf(err, DSV3_ENOMEM, "train: save: out of memory");
                 goto done;
             }
-            dsv3_tckpt_quantize_fp8(q, s, w + x->offset, x->rows, x->cols);
+            dsv3_fp8_quant_blocks(q, s, w + x->offset, x->rows, x->cols);
             e.f32 = NULL;
             e.raw = q;
             ent[n++] = e;

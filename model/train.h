@@ -6,8 +6,8 @@
  * a held-out split), the learning-rate schedule and the metrics of the last step; it saves the
  * model as a Hugging Face checkpoint directory plus a training state from which a run resumes
  * bit for bit. The recipe is spec/training.md: §1 bias update, §2 sequence-wise balance loss,
- * §3 MTP loss, §4 AdamW/clipping/schedule, §10 checkpoints. FP8 training (§5-6) is not done:
- * the forward and backward run in double from FP32 weights.
+ * §3 MTP loss, §4 AdamW/clipping/schedule, §5-6 FP8 (opts.fp8), §10 checkpoints. The forward
+ * and backward run in double from FP32 weights, or with fp8 the block linears in emulated FP8.
  *
  * The loss of a step is the mean over its micro-batches of
  *   ce + lambda * mtp + alpha * balance
@@ -61,6 +61,8 @@ typedef struct {
     double lambda;               /* MTP loss weight; default 0.3 */
     double alpha;                /* sequence-wise balance loss weight; default 1e-4; 0 allowed */
     double gamma;                /* bias update speed; default 0.001; 0 freezes the biases */
+    int fp8;                     /* 1: the decoder blocks' linears run the FP8 recipe (spec §5,
+                                    emulated exactly: model/fp8.h, dsv3_tm_set_fp8); default 0 */
     /* saving */
     int save_f32;                /* 1: dsv3_trainer_save writes weights as F32 (and drops
                                     quantization_config from config.json); 0 (default): each
@@ -178,7 +180,7 @@ dsv3_status dsv3_trainer_layer(const dsv3_trainer *t, int64_t i, dsv3_train_laye
 void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out);
 
 /* The options in effect. Between steps the caller may change lr, min_lr, warmup, total_steps,
- * weight_decay, clip, lambda, alpha, gamma and cancel; other fields are fixed at creation. */
+ * weight_decay, clip, lambda, alpha, gamma, fp8 and cancel; other fields are fixed at creation. */
 dsv3_train_opts *dsv3_trainer_opts(dsv3_trainer *t);
 
 /* The FP32 master weight called name (checkpoint name; a tied MTP copy's name gives the shared

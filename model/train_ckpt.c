@@ -14,26 +14,6 @@
 
 /* ---------------------------------------------------------------- encoders ------------- */
 
-/* spec/training.md §6.2 on the FP32 bits: RNE of the 23-bit mantissa to 3 bits (carry moves
- * into the exponent), subnormals on the 2^-9 grid, saturation to 0x7E (448). */
-uint8_t dsv3_tckpt_f32_to_e4m3(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    const uint8_t sign = (uint8_t)((u >> 24) & 0x80);
-    const uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7f;          /* NaN */
-    if (a >= 0x43e00000u) return sign | 0x7e;         /* |x| >= 448 (and inf): saturate */
-    if (a < 0x3c800000u) {                             /* |x| < 2^-6: subnormal grid m * 2^-9 */
-        float ax;
-        memcpy(&ax, &a, 4);
-        return sign | (uint8_t)rintf(ax * 512.0f);     /* exact scaling; rint is RNE; q <= 8 */
-    }
-    uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1u)) >> 20; /* exponent and 3 mantissa bits, RNE */
-    int32_t code = (int32_t)r - (120 << 3);                /* rebias 127 -> 7 */
-    if (code > 0x7e) code = 0x7e;
-    return sign | (uint8_t)code;
-}
-
 /* IEEE binary16 with RNE; exponent overflow gives infinity. */
 uint16_t dsv3_tckpt_f32_to_f16(float x) {
     uint32_t u;
@@ -49,25 +29,6 @@ uint16_t dsv3_tckpt_f32_to_f16(float x) {
     }
     const uint32_t r = (a + 0xfffu + ((a >> 13) & 1u)) >> 13;
     return sign | (uint16_t)(r - (112u << 10));
-}
-
-void dsv3_tckpt_quantize_fp8(uint8_t *q, float *scale, const float *w, int64_t rows,
-                             int64_t cols) {
-    const int64_t rb = (rows + 127) / 128, cb = (cols + 127) / 128;
-    for (int64_t bi = 0; bi < rb; bi++)
-        for (int64_t bj = 0; bj < cb; bj++) {
-            const int64_t r1 = bi * 128 + 128 < rows ? bi * 128 + 128 : rows;
-            const int64_t c1 = bj * 128 + 128 < cols ? bj * 128 + 128 : cols;
-            float amax = 0.0f;
-            for (int64_t r = bi * 128; r < r1; r++)
-                for (int64_t c = bj * 128; c < c1; c++) amax = fmaxf(amax, fabsf(w[r * cols + c]));
-            amax = fmaxf(amax, 1e-4f);
-            const float s = amax / 448.0f;
-            scale[bi * cb + bj] = s;
-            for (int64_t r = bi * 128; r < r1; r++)
-                for (int64_t c = bj * 128; c < c1; c++)
-                    q[r * cols + c] = dsv3_tckpt_f32_to_e4m3(w[r * cols + c] / s);
-        }
 }
 
 /* ---------------------------------------------------------------- atomic files --------- */

@@ -39,17 +39,8 @@ dsv3_status dsv3_tckpt_write(const char *path, const dsv3_tckpt_entry *e, size_t
 dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err);
 dsv3_status dsv3_tckpt_write_text(const char *dst, const char *text, size_t len, dsv3_err *err);
 
-/* spec/training.md §6.2: float32 -> E4M3FN code, round to nearest even, saturating at 448,
- * NaN -> 0x7F with the sign. */
-uint8_t dsv3_tckpt_f32_to_e4m3(float x);
 /* float32 -> IEEE half, round to nearest even, overflow to infinity, NaN kept. */
 uint16_t dsv3_tckpt_f32_to_f16(float x);
-
-/* spec/training.md §6.3: quantizes w [rows, cols] with one scale per 128x128 block:
- * amax = max(|block|, 1e-4), s = amax / 448, q = to_e4m3(w / s). q [rows * cols],
- * scale [ceil(rows/128) * ceil(cols/128)] (the checkpoint's weight_scale_inv). */
-void dsv3_tckpt_quantize_fp8(uint8_t *q, float *scale, const float *w, int64_t rows,
-                             int64_t cols);
 
 /* The __metadata__ of a safetensors file, as parallel arrays of strings. */
 typedef struct {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "model/fp8.h"
 #include "model/train_ops.h"
 
 /* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec/architecture.md §4.2), as a float
@@ -107,6 +108,20 @@ typedef struct {
     double *f;            /* [B, E] balance-loss f_i per sequence */
 } tm_acts;
 
+/* Workspace of the FP8 linears, allocated at the first dsv3_tm_set_fp8(tm, 1): quantized
+ * operands as codes, their exact E4M3 values and their scales. rows = max_batch * T * K (the
+ * most token slots one linear sees), dim = the widest block linear, wmax = its largest weight. */
+typedef struct {
+    int64_t rows, dim, wmax;
+    uint8_t *qa, *qb;   /* [rows * dim] codes of the two activation operands */
+    double *va, *vb;    /* [rows * dim] their values */
+    double *xc;         /* [rows * dim] the activation as the FP8 cache holds it (for Wgrad) */
+    float *sa, *sb;     /* [max(rows * ceil(dim/128), ceil(rows/128) * dim)] scales */
+    uint8_t *qw;        /* [wmax] weight codes */
+    double *vw;         /* [wmax] weight values */
+    float *sw;          /* [ceil(dim/128)^2 upper bound] weight block scales */
+} tm_fp8;
+
 struct dsv3_tmodel {
     dsv3_config cfg;
     int64_t max_batch, T;   /* micro-batch capacity, input tokens per sequence */
@@ -163,6 +178,9 @@ struct dsv3_tmodel {
     int64_t B;
     double lambda, alpha;
     int fwd_ok;
+    /* FP8 recipe (spec/training.md §5): block linears through model/fp8 when fp8 is set */
+    int fp8;
+    tm_fp8 f8;
 };
 
 /* ---------------------------------------------------------------- parameter table ------ */
@@ -491,6 +509,47 @@ static void layout(dsv3_tmodel *tm, arena *a) {
     TAKE(a, tm->wf, K);
 }
 
+/* ---------------------------------------------------------------- FP8 workspace -------- */
+
+static void fp8_free(tm_fp8 *f) {
+    free(f->qa), free(f->qb), free(f->va), free(f->vb), free(f->xc);
+    free(f->sa), free(f->sb), free(f->qw), free(f->vw), free(f->sw);
+    memset(f, 0, sizeof *f);
+}
+
+/* Sizes the workspace for the block linears of tm's config (spec/training.md §5.1: the MLA
+ * projections, dense FFN, routed and shared experts; not the router, embedding, head or the
+ * MTP eh_proj). */
+static int fp8_alloc(dsv3_tmodel *tm) {
+    const dsv3_config *c = &tm->cfg;
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads;
+    const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int64_t rkv = c->kv_lora_rank, rq = c->q_lora_rank, kvw = c->qk_nope_head_dim + dv;
+    const int64_t mi = c->moe_intermediate_size, ms = mi * c->n_shared_experts;
+    const int64_t shapes[][2] = {{rq, H}, {nh * dq, rq > 0 ? rq : H}, {rkv + c->qk_rope_head_dim, H},
+                                 {nh * kvw, rkv}, {H, nh * dv}, {c->intermediate_size, H},
+                                 {mi, H}, {ms, H}};
+    tm_fp8 *f = &tm->f8;
+    f->rows = tm->max_batch * tm->T;
+    f->dim = 1, f->wmax = 1;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        f->dim = max2(f->dim, max2(shapes[i][0], shapes[i][1]));
+        f->wmax = max2(f->wmax, shapes[i][0] * shapes[i][1]);
+    }
+    const int64_t big = f->rows * f->dim, tiles = (f->dim + 127) / 128;
+    const int64_t ns = max2(f->rows * tiles, (f->rows + 127) / 128 * f->dim);
+    f->qa = malloc((size_t)big), f->qb = malloc((size_t)big);
+    f->va = malloc((size_t)big * sizeof(double)), f->vb = malloc((size_t)big * sizeof(double));
+    f->xc = malloc((size_t)big * sizeof(double));
+    f->sa = malloc((size_t)ns * sizeof(float)), f->sb = malloc((size_t)ns * sizeof(float));
+    f->qw = malloc((size_t)f->wmax), f->vw = malloc((size_t)f->wmax * sizeof(double));
+    f->sw = malloc((size_t)(tiles * tiles) * sizeof(float));
+    if (f->qa && f->qb && f->va && f->vb && f->xc && f->sa && f->sb && f->qw && f->vw && f->sw)
+        return 0;
+    fp8_free(f);
+    return -1;
+}
+
 /* ---------------------------------------------------------------- lifetime ------------- */
 
 static void free_layer(tm_layer *p) {
@@ -524,6 +583,7 @@ void dsv3_tm_free(dsv3_tmodel *tm) {
     free(tm->inv_freq);
     free(tm->acts);
     free(tm->arena);
+    fp8_free(&tm->f8);
     free(tm);
 }
 
@@ -643,8 +703,70 @@ int64_t dsv3_tm_n_moe(const dsv3_tmodel *tm) {
 int64_t dsv3_tm_moe_layer(const dsv3_tmodel *tm, int64_t i) {
     return i >= 0 && i < tm->n_moe ? tm->moe_layer[i] : -1;
 }
+dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err) {
+    if (on && !tm->f8.qa && fp8_alloc(tm))
+        return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory for the FP8 workspace");
+    tm->fp8 = on != 0;
+    tm->fwd_ok = 0; /* a backward must follow a forward of the same precision */
+    return DSV3_OK;
+}
+
+int dsv3_tm_fp8(const dsv3_tmodel *tm) {
+    return tm->fp8;
+}
+
 float *dsv3_tm_bias(dsv3_tmodel *tm) {
     return tm->bias;
+}
+
+/* ---------------------------------------------------------------- block linears ------- */
+
+/* The linears of a decoder block, y = x W^T: in double from the FP32 weights, or with tm->fp8
+ * the FP8 recipe (spec/training.md §5.2-5.4, model/fp8.h): x in 1x128 tiles, W in 128x128
+ * blocks, FP32 accumulation promoted every 128. pow2 asks for power-of-two activation scales
+ * (§5.2 (a) the o_proj input, (b) the routed experts' input). */
+static void lin_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W, int64_t n,
+                    int64_t in, int64_t out, int pow2) {
+    if (!tm->fp8) {
+        dsv3_op_linear_forward(y, x, W, n, in, out);
+        return;
+    }
+    tm_fp8 *f = &tm->f8;
+    dsv3_fp8_quant_rows(f->qa, f->sa, x, n, in, pow2);
+    dsv3_fp8_values(f->va, f->qa, n * in);
+    dsv3_fp8_quant_blocks(f->qw, f->sw, W, out, in);
+    dsv3_fp8_values(f->vw, f->qw, out * in);
+    dsv3_fp8_gemm_fprop(y, f->va, f->sa, f->vw, f->sw, n, in, out);
+}
+
+/* Backward of lin_fwd (dx and dW added into; either may be NULL). FP8: Dgrad quantizes dy in
+ * 1x128 tiles along out; Wgrad re-tiles both operands to 128x1 along the tokens, x from the
+ * FP8 copy the forward made (§5.5: the cached activation), dy from its high-precision value.
+ * pow2 as for lin_fwd; pow2_dy: power-of-two scales for dy (§5.2 (c): the gradient entering
+ * the routed experts' down-projection). */
+static void lin_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, const double *x,
+                    const float *W, int64_t n, int64_t in, int64_t out, int pow2, int pow2_dy) {
+    if (!tm->fp8) {
+        dsv3_op_linear_backward(dx, dW, dy, x, W, n, in, out);
+        return;
+    }
+    tm_fp8 *f = &tm->f8;
+    if (dx) {
+        dsv3_fp8_quant_rows(f->qa, f->sa, dy, n, out, pow2_dy);
+        dsv3_fp8_values(f->va, f->qa, n * out);
+        dsv3_fp8_quant_blocks(f->qw, f->sw, W, out, in);
+        dsv3_fp8_values(f->vw, f->qw, out * in);
+        dsv3_fp8_gemm_dgrad(dx, f->va, f->sa, f->vw, f->sw, n, in, out);
+    }
+    if (dW) {
+        dsv3_fp8_quant_rows(f->qa, f->sa, x, n, in, pow2);
+        dsv3_fp8_dequant_rows(f->xc, f->qa, f->sa, n, in);
+        dsv3_fp8_quant_cols(f->qa, f->sa, f->xc, n, in, pow2);
+        dsv3_fp8_values(f->va, f->qa, n * in);
+        dsv3_fp8_quant_cols(f->qb, f->sb, dy, n, out, pow2_dy);
+        dsv3_fp8_values(f->vb, f->qb, n * out);
+        dsv3_fp8_gemm_wgrad(dW, f->vb, f->sb, f->va, f->sa, n, in, out);
+    }
 }
 
 /* ---------------------------------------------------------------- MLA ------------------ */
@@ -665,21 +787,21 @@ static void mla_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
     const int64_t dq = dn + dr, rkv = c->kv_lora_rank, rq = c->q_lora_rank, kvw = dn + dv;
     dsv3_op_rmsnorm_forward(a->xn1, a->rstd1, a->x, W->attn_norm, n, H, tm->eps);
     if (rq > 0) {
-        dsv3_op_linear_forward(a->qa, a->xn1, W->q_a, n, H, rq);
+        lin_fwd(tm, a->qa, a->xn1, W->q_a, n, H, rq, 0);
         dsv3_op_rmsnorm_forward(a->qan, a->qa_rstd, a->qa, W->q_a_norm, n, rq, LATENT_EPS);
-        dsv3_op_linear_forward(a->q, a->qan, W->q_b, n, rq, nh * dq);
+        lin_fwd(tm, a->q, a->qan, W->q_b, n, rq, nh * dq, 0);
     } else {
-        dsv3_op_linear_forward(a->q, a->xn1, W->q_b, n, H, nh * dq);
+        lin_fwd(tm, a->q, a->xn1, W->q_b, n, H, nh * dq, 0);
     }
     dsv3_op_rope_forward(a->q + dn, n, nh, dq, dr, pos, tm->inv_freq, tm->rope_factor);
-    dsv3_op_linear_forward(tm->kva, a->xn1, W->kv_a, n, H, rkv + dr);
+    lin_fwd(tm, tm->kva, a->xn1, W->kv_a, n, H, rkv + dr, 0);
     for (int64_t s = 0; s < n; s++) {
         memcpy(a->craw + s * rkv, tm->kva + s * (rkv + dr), (size_t)rkv * sizeof(double));
         memcpy(a->kpe + s * dr, tm->kva + s * (rkv + dr) + rkv, (size_t)dr * sizeof(double));
     }
     dsv3_op_rope_forward(a->kpe, n, 1, dr, dr, pos, tm->inv_freq, tm->rope_factor);
     dsv3_op_rmsnorm_forward(a->c, a->c_rstd, a->craw, W->kv_a_norm, n, rkv, LATENT_EPS);
-    dsv3_op_linear_forward(a->kv, a->c, W->kv_b, n, rkv, nh * kvw);
+    lin_fwd(tm, a->kv, a->c, W->kv_b, n, rkv, nh * kvw, 0);
     for (int64_t s = 0; s < n; s++)
         for (int64_t h = 0; h < nh; h++) {
             const double *kv = a->kv + s * nh * kvw + h * kvw;
@@ -689,7 +811,7 @@ static void mla_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
             memcpy(a->v + (s * nh + h) * dv, kv + dn, (size_t)dv * sizeof(double));
         }
     dsv3_op_attention_forward(a->o, a->P, a->q, a->k, a->v, B, Ts, nh, dq, dv, tm->softmax_scale);
-    dsv3_op_linear_forward(a->x2, a->o, W->o, n, nh * dv, H);
+    lin_fwd(tm, a->x2, a->o, W->o, n, nh * dv, H, 1);
     for (int64_t i = 0; i < n * H; i++) a->x2[i] += a->x[i];
 }
 
@@ -704,7 +826,7 @@ static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int64_t dq = dn + dr, rkv = c->kv_lora_rank, rq = c->q_lora_rank, kvw = dn + dv;
     zero(tm->dout, n * nh * dv);
-    dsv3_op_linear_backward(tm->dout, G->o, d, a->o, W->o, n, nh * dv, H);
+    lin_bwd(tm, tm->dout, G->o, d, a->o, W->o, n, nh * dv, H, 1, 0);
     zero(tm->dq, n * nh * dq);
     zero(tm->dk, n * nh * dq);
     zero(tm->dvv, n * nh * dv);
@@ -721,7 +843,7 @@ static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
         }
     dsv3_op_rope_backward(tm->dkpe, n, 1, dr, dr, pos, tm->inv_freq, tm->rope_factor);
     zero(tm->dc, n * rkv);
-    dsv3_op_linear_backward(tm->dc, G->kv_b, tm->dkv, a->c, W->kv_b, n, rkv, nh * kvw);
+    lin_bwd(tm, tm->dc, G->kv_b, tm->dkv, a->c, W->kv_b, n, rkv, nh * kvw, 0, 0);
     zero(tm->dcraw, n * rkv);
     dsv3_op_rmsnorm_backward(tm->dcraw, G->kv_a_norm, tm->dc, a->craw, a->c_rstd, W->kv_a_norm, n, rkv);
     for (int64_t s = 0; s < n; s++) {
@@ -729,42 +851,44 @@ static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
         memcpy(tm->kva + s * (rkv + dr) + rkv, tm->dkpe + s * dr, (size_t)dr * sizeof(double));
     }
     zero(tm->dxn, n * H);
-    dsv3_op_linear_backward(tm->dxn, G->kv_a, tm->kva, a->xn1, W->kv_a, n, H, rkv + dr);
+    lin_bwd(tm, tm->dxn, G->kv_a, tm->kva, a->xn1, W->kv_a, n, H, rkv + dr, 0, 0);
     dsv3_op_rope_backward(tm->dq + dn, n, nh, dq, dr, pos, tm->inv_freq, tm->rope_factor);
     if (rq > 0) {
         zero(tm->dqan, n * rq);
-        dsv3_op_linear_backward(tm->dqan, G->q_b, tm->dq, a->qan, W->q_b, n, rq, nh * dq);
+        lin_bwd(tm, tm->dqan, G->q_b, tm->dq, a->qan, W->q_b, n, rq, nh * dq, 0, 0);
         zero(tm->dqa, n * rq);
         dsv3_op_rmsnorm_backward(tm->dqa, G->q_a_norm, tm->dqan, a->qa, a->qa_rstd, W->q_a_norm, n, rq);
-        dsv3_op_linear_backward(tm->dxn, G->q_a, tm->dqa, a->xn1, W->q_a, n, H, rq);
+        lin_bwd(tm, tm->dxn, G->q_a, tm->dqa, a->xn1, W->q_a, n, H, rq, 0, 0);
     } else {
-        dsv3_op_linear_backward(tm->dxn, G->q_b, tm->dq, a->xn1, W->q_b, n, H, nh * dq);
+        lin_bwd(tm, tm->dxn, G->q_b, tm->dq, a->xn1, W->q_b, n, H, nh * dq, 0, 0);
     }
     dsv3_op_rmsnorm_backward(d, G->attn_norm, tm->dxn, a->x, a->rstd1, W->attn_norm, n, H);
 }
 
 /* ---------------------------------------------------------------- FFN ------------------ */
 
-/* y[m, H] = (silu(x Wg^T) * (x Wu^T)) Wd^T, keeping a, b, h [m, width]. */
-static void mlp_forward(double *y, double *a, double *b, double *h, const double *x,
-                        const tm_mlp *w, int64_t m, int64_t H, int64_t width) {
-    dsv3_op_linear_forward(a, x, w->gate, m, H, width);
-    dsv3_op_linear_forward(b, x, w->up, m, H, width);
+/* y[m, H] = (silu(x Wg^T) * (x Wu^T)) Wd^T, keeping a, b, h [m, width]. routed: a routed
+ * expert (FP8 power-of-two scales on its input and on the gradient into Wd, §5.2). */
+static void mlp_forward(dsv3_tmodel *tm, double *y, double *a, double *b, double *h,
+                        const double *x, const tm_mlp *w, int64_t m, int64_t H, int64_t width,
+                        int routed) {
+    lin_fwd(tm, a, x, w->gate, m, H, width, routed);
+    lin_fwd(tm, b, x, w->up, m, H, width, routed);
     dsv3_op_swiglu_forward(h, a, b, m * width);
-    dsv3_op_linear_forward(y, h, w->down, m, width, H);
+    lin_fwd(tm, y, h, w->down, m, width, H, 0);
 }
 
 /* dx += d(mlp)/dx . dy; weight gradients into g. */
 static void mlp_backward(dsv3_tmodel *tm, double *dx, tm_mlp *g, const double *dy,
                          const double *x, const double *a, const double *b, const double *h,
-                         const tm_mlp *w, int64_t m, int64_t H, int64_t width) {
+                         const tm_mlp *w, int64_t m, int64_t H, int64_t width, int routed) {
     zero(tm->dfh, m * width);
-    dsv3_op_linear_backward(tm->dfh, g->down, dy, h, w->down, m, width, H);
+    lin_bwd(tm, tm->dfh, g->down, dy, h, w->down, m, width, H, 0, routed);
     zero(tm->dfa, m * width);
     zero(tm->dfb, m * width);
     dsv3_op_swiglu_backward(tm->dfa, tm->dfb, tm->dfh, a, b, m * width);
-    dsv3_op_linear_backward(dx, g->gate, tm->dfa, x, w->gate, m, H, width);
-    dsv3_op_linear_backward(dx, g->up, tm->dfb, x, w->up, m, H, width);
+    lin_bwd(tm, dx, g->gate, tm->dfa, x, w->gate, m, H, width, routed, 0);
+    lin_bwd(tm, dx, g->up, tm->dfb, x, w->up, m, H, width, routed, 0);
 }
 
 static uint64_t fnv(uint64_t hsh, int32_t v) {
@@ -818,8 +942,8 @@ static void moe_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
         if (m == 0) continue;
         for (int64_t j = 0; j < m; j++)
             memcpy(tm->xg + j * H, a->xn2 + (int64_t)a->slot_tok[beg + j] * H, (size_t)H * sizeof(double));
-        mlp_forward(a->ey + beg * H, a->ea + beg * mi, a->eb + beg * mi, a->eh + beg * mi, tm->xg,
-                    &W->experts[e], m, H, mi);
+        mlp_forward(tm, a->ey + beg * H, a->ea + beg * mi, a->eb + beg * mi, a->eh + beg * mi,
+                    tm->xg, &W->experts[e], m, H, mi, 1);
         for (int64_t j = beg; j < beg + m; j++) {
             const int64_t t = a->slot_tok[j];
             const double wj = a->w[t * K + a->slot_k[j]], *y = a->ey + j * H;
@@ -827,7 +951,7 @@ static void moe_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
         }
     }
     if (ms > 0) { /* the shared expert's output is added unweighted (spec §5.10) */
-        mlp_forward(tm->xg, a->sa, a->sb, a->sh, a->xn2, &W->shared, n, H, ms);
+        mlp_forward(tm, tm->xg, a->sa, a->sb, a->sh, a->xn2, &W->shared, n, H, ms, 0);
         for (int64_t i = 0; i < n * H; i++) out[i] += tm->xg[i];
     }
     double lb = 0.0;
@@ -864,7 +988,7 @@ static void moe_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
         }
         zero(tm->dxg, m * H);
         mlp_backward(tm, tm->dxg, &G->experts[e], tm->dey, tm->xg, a->ea + beg * mi,
-                     a->eb + beg * mi, a->eh + beg * mi, &W->experts[e], m, H, mi);
+                     a->eb + beg * mi, a->eh + beg * mi, &W->experts[e], m, H, mi, 1);
         for (int64_t j = 0; j < m; j++) {
             double *dx = dxn + (int64_t)a->slot_tok[beg + j] * H;
             for (int64_t i = 0; i < H; i++) dx[i] += tm->dxg[j * H + i];
@@ -879,7 +1003,7 @@ static void moe_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
                           c->norm_topk_prob);
     dsv3_op_linear_backward(dxn, G->router, tm->dz, a->xn2, W->router, n, H, E);
     if (ms > 0)
-        mlp_backward(tm, dxn, &G->shared, dy, a->xn2, a->sa, a->sb, a->sh, &W->shared, n, H, ms);
+        mlp_backward(tm, dxn, &G->shared, dy, a->xn2, a->sa, a->sb, a->sh, &W->shared, n, H, ms, 0);
 }
 
 /* ---------------------------------------------------------------- decoder block -------- */
@@ -893,7 +1017,7 @@ static void block_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_
     mla_forward(tm, W, a, B, Ts, pos);
     dsv3_op_rmsnorm_forward(a->xn2, a->rstd2, a->x2, W->ffn_norm, n, H, tm->eps);
     if (W->is_moe) moe_forward(tm, W, a, B, Ts, out, counts, hash, bal);
-    else mlp_forward(out, a->fa, a->fb, a->fh, a->xn2, &W->dense, n, H, c->intermediate_size);
+    else mlp_forward(tm, out, a->fa, a->fb, a->fh, a->xn2, &W->dense, n, H, c->intermediate_size, 0);
     for (int64_t i = 0; i < n * H; i++) out[i] += a->x2[i];
 }
 
@@ -906,7 +1030,7 @@ static void block_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, cons
     if (W->is_moe) moe_backward(tm, W, G, a, B, Ts, d, tm->dxn, dbal);
     else
         mlp_backward(tm, tm->dxn, &G->dense, d, a->xn2, a->fa, a->fb, a->fh, &W->dense, n, H,
-                     c->intermediate_size);
+                     c->intermediate_size, 0);
     dsv3_op_rmsnorm_backward(d, G->ffn_norm, tm->dxn, a->x2, a->rstd2, W->ffn_norm, n, H);
     mla_backward(tm, W, G, a, B, Ts, pos, d);
 }

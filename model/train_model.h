@@ -78,6 +78,14 @@ int64_t dsv3_tm_n_params(const dsv3_tmodel *tm);
 float *dsv3_tm_params(dsv3_tmodel *tm);
 float *dsv3_tm_grads(dsv3_tmodel *tm);
 
+/* FP8 mode (spec/training.md §5): with on set, every linear of the decoder blocks (MLA
+ * projections, dense FFN, routed and shared experts) runs its three GEMMs in emulated FP8
+ * (model/fp8.h); the embedding, router, norms, attention core, MTP eh_proj and the heads stay
+ * in double. Takes effect at the next forward (a pending backward is dropped). DSV3_ENOMEM if
+ * the FP8 workspace cannot be allocated (the mode is then unchanged). */
+dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err);
+int dsv3_tm_fp8(const dsv3_tmodel *tm);
+
 /* MoE layers (main layers >= first_k_dense_replace in order, then the MTP block). */
 int64_t dsv3_tm_n_moe(const dsv3_tmodel *tm);
 /* Checkpoint layer index of MoE layer i (the MTP block: num_hidden_layers). */

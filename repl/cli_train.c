@@ -25,7 +25,7 @@ static const char usage[] =
     "                  [--seq-len T] [--batch B] [--accum A] [--gamma G] [--alpha A]\n"
     "                  [--lambda L] [--seed S] [--heldout F] [--weight-decay WD] [--clip C]\n"
     "                  [--save OUT_DIR] [--save-every K] [--save-f32] [--resume STATE]\n"
-    "                  [--stop-at K] [--eval-every K] [--loads]\n"
+    "                  [--stop-at K] [--eval-every K] [--loads] [--fp8]\n"
     "  --steps N is the schedule's length: a resumed run continues up to step N;\n"
     "  --stop-at K ends this invocation after step K (to continue later with --resume).\n";
 
@@ -87,6 +87,7 @@ int dsv3_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--save") && v) save = argv[++i];
         else if (!strcmp(a, "--resume") && v) resume = argv[++i];
         else if (!strcmp(a, "--save-f32")) o.save_f32 = 1;
+        else if (!strcmp(a, "--fp8")) o.fp8 = 1;
         else if (!strcmp(a, "--loads")) loads = 1;
         else if (!strcmp(a, "--steps") && v) cnt = &steps;
         else if (!strcmp(a, "--eval-every") && v) cnt = &eval_every;
@@ -151,10 +152,10 @@ int dsv3_cli_train(int argc, char **argv) {
            o.data_path, (long long)in.n_tokens, (long long)in.n_docs, (long long)in.n_train,
            (long long)in.n_heldout, (long long)eo->seq_len);
     printf("batch %lld x accum %lld, lr %.3e -> %.3e (warmup %lld, %lld steps), gamma %g, alpha %g, "
-           "lambda %g%s\n",
+           "lambda %g, %s%s\n",
            (long long)eo->batch, (long long)eo->accum, eo->lr, eo->min_lr, (long long)eo->warmup,
            (long long)eo->total_steps, eo->gamma, eo->alpha, eo->lambda,
-           in.step ? " (resumed)" : "");
+           eo->fp8 ? "FP8 block linears" : "FP32", in.step ? " (resumed)" : "");
     fflush(stdout);
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
