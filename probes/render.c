@@ -176,3 +176,63 @@ char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const 
     dsv3_strbuf_printf(&b, "</svg>");
     return dsv3_strbuf_finish(&b);
 }
+
+/* ---------------------------------------------------------------- line charts ---------- */
+
+char *dsv3_render_lines_svg(const dsv3_series *s, int ns, int64_t n, const char *title,
+                            const char *x_axis) {
+    static const char *const colours[] = {"#2a6fdb", "#d9534f", "#4a7", "#e69f00", "#8e44ad", "#555"};
+    int np = 0;
+    for (int i = 0; i < ns; i++) np = s[i].panel + 1 > np ? s[i].panel + 1 : np;
+    const int left = 56, right = 150, top = 22, ph = 110, gap = 16, pw = 420;
+    const int W = left + pw + right, H = top + np * (ph + gap) + 18;
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                       "font-family=\"monospace\" font-size=\"10\">", W, H);
+    if (title) {
+        char *t = dsv3_xml_escape(title);
+        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"14\">%s</text>", t ? t : "");
+        free(t);
+    }
+    for (int p = 0; p < np; p++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < ns; i++)
+            if (s[i].panel == p)
+                for (int64_t k = 0; k < n; k++)
+                    if (isfinite(s[i].v[k])) lo = fmin(lo, s[i].v[k]), hi = fmax(hi, s[i].v[k]);
+        if (!(lo <= hi)) lo = 0, hi = 1;
+        if (hi - lo < 1e-12) hi = lo + 1e-12 + fabs(lo) * 1e-6;
+        const int y0 = top + p * (ph + gap);
+        dsv3_strbuf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>",
+                           left, y0, pw, ph);
+        dsv3_strbuf_printf(&b, "<text x=\"2\" y=\"%d\">%.4g</text><text x=\"2\" y=\"%d\">%.4g</text>",
+                           y0 + 9, hi, y0 + ph, lo);
+        int legend = 0;
+        for (int i = 0; i < ns; i++) {
+            if (s[i].panel != p) continue;
+            const char *col = colours[i % 6];
+            dsv3_strbuf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", col);
+            double last = NAN;
+            for (int64_t k = 0; k < n; k++) {
+                if (!isfinite(s[i].v[k])) continue;
+                const double x = left + (n > 1 ? (double)k / (double)(n - 1) : 0.5) * pw;
+                const double y = y0 + ph - (s[i].v[k] - lo) / (hi - lo) * ph;
+                dsv3_strbuf_printf(&b, "%.1f,%.1f ", x, y);
+                last = s[i].v[k];
+            }
+            dsv3_strbuf_printf(&b, "\"/>");
+            char *nm = dsv3_xml_escape(s[i].name ? s[i].name : "");
+            dsv3_strbuf_printf(&b, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s %.4g</text>", left + pw + 6,
+                               y0 + 12 + 13 * legend++, col, nm ? nm : "", last);
+            free(nm);
+        }
+    }
+    if (x_axis) {
+        char *t = dsv3_xml_escape(x_axis);
+        dsv3_strbuf_printf(&b, "<text x=\"%d\" y=\"%d\">%s 1..%lld</text>", left, H - 6, t ? t : "",
+                           (long long)n);
+        free(t);
+    }
+    dsv3_strbuf_printf(&b, "</svg>");
+    return dsv3_strbuf_finish(&b);
+}

@@ -43,6 +43,19 @@ char *dsv3_render_heatmap_svg(const dsv3_heatmap *h);
 /* A bar chart (e.g. expert loads) as SVG; labels may be NULL (then indices are shown). */
 char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const char *x_axis);
 
+/* One line of a line chart: n values (NaN = no point), drawn in panel `panel` (0 = top). */
+typedef struct {
+    const char *name;
+    const double *v;
+    int panel;
+} dsv3_series;
+
+/* Line charts of ns series sharing an x axis of n points (training curves: loss, KL, load
+ * imbalance), one panel per distinct panel number stacked top to bottom, each panel with its
+ * own y range (shown at its left) and a legend of its series' names and last values. */
+char *dsv3_render_lines_svg(const dsv3_series *s, int ns, int64_t n, const char *title,
+                            const char *x_axis);
+
 /* Writes s into dst (cap bytes) cut to at most `width` code points and padded with spaces to
  * exactly `width` columns (one column per code point; a cut never splits a UTF-8 sequence;
  * control characters print as '?'). */

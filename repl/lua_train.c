@@ -144,17 +144,48 @@ static int l_train(lua_State *L) {
     lua_createtable(L, 0, 4);
     const int res = lua_gettop(L);
     lua_createtable(L, (int)steps, 0);
+    /* In a notebook (the host defines display) a chart of the steps so far replaces itself
+     * after every step (update_display_data); at a terminal one line per step. */
+    int live = 0;
+    if (!quiet && lua_getglobal(L, "display") == LUA_TFUNCTION) {
+        live = lua_gettop(L);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -3);
+        lua_setfield(L, -2, "steps");
+        luaL_setmetatable(L, MT_TRAINRUN);
+        lua_pushnil(L); /* the display id, once shown */
+        lua_rotate(L, live - 1, 3); /* below the steps table: display, chart, id */
+        live--;
+    } else {
+        lua_pop(L, 1);
+    }
     int64_t done = 0;
     dsv3_status st = DSV3_OK;
     dsv3_train_metrics m;
     for (; done < steps; done++) {
         st = dsv3_trainer_step(lt->t, &m, &err);
         if (st) break;
-        if (!quiet) progress_line(s, &m);
         push_metrics(L, &m);
         lua_rawseti(L, -2, done + 1);
+        if (!live) {
+            if (!quiet) progress_line(s, &m);
+            continue;
+        }
+        lua_pushvalue(L, live);      /* display */
+        lua_pushvalue(L, live + 1);  /* the chart value */
+        const int first = lua_isnil(L, live + 2);
+        if (!first) {
+            lua_createtable(L, 0, 2);
+            lua_pushvalue(L, live + 2);
+            lua_setfield(L, -2, "id");
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "update");
+        }
+        if (lua_pcall(L, first ? 1 : 2, 1, 0) == LUA_OK && first) lua_replace(L, live + 2);
+        else lua_pop(L, 1); /* a failing display costs the chart, not the training */
     }
     lua_setfield(L, res, "steps");
+    lua_settop(L, res);
     dsv3_err serr = {{0}};
     const dsv3_status synced = dsv3_trainer_sync(lt->t, &serr);
     if (st && st != DSV3_EINTR) return dsv3_lua_error(L, &err);
@@ -276,18 +307,26 @@ static int trainrun_tostring(lua_State *L) {
 }
 
 /* SVG: the loss curve of this run. */
+/* Loss curves (total, next-token CE, MTP CE) above the load imbalance (maxvio). */
 static int trainrun_svg(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "steps");
     const lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    double *v = dsv3_lua_alloc(L, (size_t)(n > 0 ? n : 1) * sizeof *v);
+    static const char *const keys[] = {"loss", "ce", "mtp", "maxvio"};
+    enum { NS = 4 };
+    double *v = dsv3_lua_alloc(L, (size_t)(n > 0 ? n : 1) * NS * sizeof *v);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -2, i);
-        lua_getfield(L, -1, "loss");
-        v[i - 1] = lua_tonumber(L, -1);
-        lua_pop(L, 2);
+        for (int k = 0; k < NS; k++) {
+            lua_getfield(L, -1, keys[k]);
+            v[k * n + i - 1] = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : NAN;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
     }
-    char *svg = dsv3_render_bars_svg(v, (int64_t)n, "training loss per step", "step");
+    const dsv3_series sr[NS] = {{"loss", v, 0}, {"ce", v + n, 0}, {"mtp", v + 2 * n, 0},
+                                {"maxvio", v + 3 * n, 1}};
+    char *svg = dsv3_render_lines_svg(sr, NS, (int64_t)n, "training: loss (top), expert-load imbalance maxvio (bottom)", "step");
     lua_pushstring(L, svg ? svg : "");
     free(svg);
     return 1;

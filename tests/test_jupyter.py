@@ -362,6 +362,20 @@ def test_display_and_update_in_place():
     check("<table" in shown[4]["content"]["data"]["text/html"], "display(info()) is a table")
 
 
+def test_training_chart_updates_in_place():
+    code = ('local r = train{steps = 3, text = string.rep("the cat sat on the mat. ", 40), seq_len = 16, batch = 2}\n'
+            'train_reset()\nreturn #r.steps')
+    reply, msgs = execute(K.kc, code)
+    check(reply["content"]["status"] == "ok", "train failed: %s" % reply["content"])
+    shown = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+    check([m["msg_type"] for m in shown] == ["display_data"] + ["update_display_data"] * 2,
+          "one chart, updated after each step: %s" % types(msgs))
+    check(len({m["content"]["transient"]["display_id"] for m in shown}) == 1, "one display id")
+    svg = shown[-1]["content"]["data"].get("image/svg+xml", "")
+    check(svg.count("<polyline") == 4 and "maxvio" in svg, "loss/ce/mtp/maxvio curves: %s" % svg[:200])
+    check(result_data(msgs) == {"text/plain": "3"}, "three steps")
+
+
 def test_generation_streams_while_running():
     # enough work to last well past the first tokens even with the fast kernels
     code = 'for i = 1, 60 do gen("Once upon a time", {n = 200, seed = i}) end'
@@ -668,7 +682,8 @@ SHARED = [
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,
-    test_history, test_comm_info, test_display_and_update_in_place, test_generation_streams_while_running,
+    test_history, test_comm_info, test_display_and_update_in_place, test_training_chart_updates_in_place,
+    test_generation_streams_while_running,
     test_interrupt_signal_mode, test_interrupt_message_mode, test_interrupt_while_idle_is_harmless,
     test_input_request, test_badly_signed_message_dropped, test_garbage_does_not_kill_kernel,
     test_heartbeat_and_control_while_busy,
