@@ -89,6 +89,8 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
     o.accum = (int64_t)dsv3_lua_opt_num(L, t, "accum", (lua_Number)o.accum);
     o.seed = (uint64_t)dsv3_lua_opt_num(L, t, "seed", (lua_Number)o.seed);
     o.heldout = dsv3_lua_opt_num(L, t, "heldout", o.heldout);
+    o.fim_rate = dsv3_lua_opt_num(L, t, "fim_rate", o.fim_rate);
+    if (!(o.fim_rate >= 0 && o.fim_rate <= 1)) luaL_error(L, "train: fim_rate must be in [0, 1]");
     o.cancel = dsv3_session_of(L)->io.interrupt;
     lua_getfield(L, t, "text");
     const int has_text = !lua_isnil(L, -1);
@@ -127,7 +129,7 @@ static void progress_line(dsv3_session *s, const dsv3_train_metrics *m) {
 }
 
 /* train{steps = 20, data = PATH | text = STRING, lr, gamma, alpha, lambda, seq_len, batch,
- * accum, warmup, total_steps, seed, heldout, quiet} -> run */
+ * accum, warmup, total_steps, seed, heldout, fim_rate, quiet} -> run */
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
@@ -186,6 +188,8 @@ static int l_train(lua_State *L) {
     dsv3_train_info info;
     dsv3_trainer_info(lt->t, &info);
     dsv3_lua_setint(L, "total_steps_done", info.step);
+    dsv3_lua_setint(L, "documents", info.n_docs);
+    dsv3_lua_setint(L, "fim_documents", info.n_fim_docs);
     luaL_setmetatable(L, MT_TRAINRUN);
     return 1;
 }
