@@ -796,7 +796,8 @@ dsv3_status dsv3_trainer_layer(const dsv3_trainer *t, int64_t i, dsv3_train_laye
 
 void dsv3_trainer_next_batch(dsv3_trainer *t, int32_t *out) {
     const int64_t n = t->o.accum * t->o.batch, T = t->o.seq_len;
-    for (int64_t i = 0; i < n; i++) dsv3_data_train_seq(t->data, t->consumed + i, out + i * (T + 1));
+    for (int64_t i = 0; i < n; i++)
+        dsv3_data_train_seq(t->data, t->consumed + i, out + i * (T + 1));
 }
 
 void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out) {

@@ -188,7 +188,8 @@ int dsv3_cli_generate(int argc, char **argv) {
     if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&tok, dir, &err)) goto fail;
     if (fim) {
         if (!tok) {
-            dsv3_errf(&err, DSV3_EINVAL, "--fim-prefix/--fim-suffix: %s has no tokenizer.json", dir);
+            dsv3_errf(&err, DSV3_EINVAL, "--fim-prefix/--fim-suffix: %s has no tokenizer.json",
+                      dir);
             goto fail;
         }
         const char *pre = fim_prefix ? fim_prefix : "", *suf = fim_suffix ? fim_suffix : "";

@@ -7,9 +7,9 @@
  * command) plus train_state.safetensors at the end (and every --save-every steps); --resume
  * continues such a run bit for bit. --fim-rate R rearranges each document with probability R
  * into the Fill-in-Middle PSM layout (model/fim.h); --dump-tokens FILE writes the ids every
- * step trains on (one sequence of seq_len + 1 ids per line). Ctrl-C stops after the current micro-batch and, with
- * --save, saves the last completed step. Exit status: 0 done, 1 an error (one line on stderr),
- * 2 usage, 130 interrupted.
+ * step trains on (one sequence of seq_len + 1 ids per line). Ctrl-C stops after the current
+ * micro-batch and, with --save, saves the last completed step. Exit status: 0 done, 1 an error
+ * (one line on stderr), 2 usage, 130 interrupted.
  */
 #include <errno.h>
 #include <math.h>

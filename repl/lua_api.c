@@ -816,8 +816,10 @@ static int l_gen(lua_State *L) {
 static int l_fim(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
-    const char *prefix = dsv3_lua_opt_str(L, 1, "prefix"), *suffix = dsv3_lua_opt_str(L, 1, "suffix");
-    if (!prefix && !suffix) return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
+    const char *prefix = dsv3_lua_opt_str(L, 1, "prefix");
+    const char *suffix = dsv3_lua_opt_str(L, 1, "suffix");
+    if (!prefix && !suffix)
+        return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
     const lua_Number max_tokens = dsv3_lua_opt_num(L, 1, "max_tokens", 64);
     dsv3_tokenizer *tok = need_tok(L, lm);
     const int bos = dsv3_lua_opt_bool(L, 1, "bos", dsv3_tokenizer_adds_bos(tok));

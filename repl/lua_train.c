@@ -102,6 +102,9 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
         o.tokens = ids;
         o.n_tokens = (int64_t)n;
     }
+    if (o.tokens && o.fim_rate > 0)
+        luaL_error(L, "train: fim_rate needs data = PATH (documents); text = \"...\" is one "
+                      "token stream");
     if (!o.data_path && !o.tokens)
         luaL_error(L, "train: give data = \"file or directory of .txt\" or text = \"...\"");
     ltrainer *lt = lua_newuserdatauv(L, sizeof *lt, 1);

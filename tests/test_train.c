@@ -1163,8 +1163,9 @@ static int test_fim_data_has_the_psm_layout(void) {
     CHECK(!dsv3_trainer_new(&t, m, &o, &err), "%s", err.msg);
     dsv3_train_info in;
     dsv3_trainer_info(t, &in);
-    CHECK(in.n_docs == 4 && in.n_fim_docs == 4 && in.n_tokens == nw, "info: %lld of %lld, %lld tokens",
-          (long long)in.n_fim_docs, (long long)in.n_docs, (long long)in.n_tokens);
+    CHECK(in.n_docs == 4 && in.n_fim_docs == 4 && in.n_tokens == nw,
+          "info: %lld of %lld, %lld tokens", (long long)in.n_fim_docs, (long long)in.n_docs,
+          (long long)in.n_tokens);
     int32_t batch[2 * 5];
     dsv3_trainer_next_batch(t, batch);
     for (int b = 0; b < 2; b++) {
@@ -1214,12 +1215,14 @@ static int test_fim_rate_zero_trains_bit_identically(void) {
         dsv3_trainer_next_batch(a, ba);
         dsv3_trainer_next_batch(b, bb);
         dsv3_trainer_next_batch(c, bc);
-        CHECK(!memcmp(ba, bb, sizeof ba), "step %d: rate 0 batch differs from the plain stream's", s + 1);
+        CHECK(!memcmp(ba, bb, sizeof ba), "step %d: rate 0 batch differs from the plain stream's",
+              s + 1);
         differ |= memcmp(ba, bc, sizeof ba) != 0;
         dsv3_train_metrics ra, rb;
         CHECK(!dsv3_trainer_step(a, &ra, &err) && !dsv3_trainer_step(b, &rb, &err) &&
               !dsv3_trainer_step(c, NULL, &err), "%s", err.msg);
-        CHECK(ra.loss == rb.loss && ra.ce == rb.ce && ra.mtp == rb.mtp && ra.grad_norm == rb.grad_norm,
+        CHECK(ra.loss == rb.loss && ra.ce == rb.ce && ra.mtp == rb.mtp &&
+                  ra.grad_norm == rb.grad_norm,
               "step %d: loss %.17g vs %.17g", s + 1, ra.loss, rb.loss);
     }
     CHECK(differ, "rate 1 trained on the same batches as rate 0");
@@ -1285,7 +1288,8 @@ static int test_fim_bad_options_give_clear_errors(void) {
     const size_t got = fread(json, 1, (size_t)size, f);
     fclose(f);
     json[got] = 0;
-    for (char *p = json; (p = strstr(p, "fim\xe2\x96\x81" "begin"));) memcpy(p, "fim\xe2\x96\x81" "start", 12);
+    for (char *p = json; (p = strstr(p, "fim\xe2\x96\x81" "begin"));)
+        memcpy(p, "fim\xe2\x96\x81" "start", 12);
     dsv3_tokenizer *tok = NULL;
     dsv3_err err;
     CHECK(!dsv3_tokenizer_load_json(&tok, json, got, NULL, 0, &err), "%s", err.msg);

@@ -59,6 +59,7 @@ check("train{fim_rate = 1} rearranges every document; bad rates are refused", fu
   local z = train{data = arg[3], steps = 1, seq_len = 8, batch = 2, quiet = true}
   assert(z.fim_documents == 0)
   train_reset()
+  expect_error("fim_rate needs data = PATH", function() train{text = "abc def", fim_rate = 0.5, steps = 1} end)
 end)
 
 check("a tokenizer without the FIM tokens is named in the error", function()
