@@ -407,11 +407,15 @@ def main(argv=None):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    # Every parameter gets a (zero) gradient, so AdamW decays and updates the moments of the
+    # experts no token reached too, as dsv3 does (torch skips parameters whose grad is None).
+    for _, t in params:
+        t.grad = torch.zeros_like(t)
     out = []
     for k in range(1, n_steps + 1):
         seqs = batches[0] if a.repeat_first else batches[k - 1]
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)
         counts = {}
         loss, ce, mtp, bal = m.losses(seqs, a.lam, a.alpha, counts)
         loss.backward()
