@@ -1126,6 +1126,10 @@ int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *t) {
     return t ? t->eos_id : -1;
 }
 
+int dsv3_tokenizer_adds_bos(const dsv3_tokenizer *t) {
+    return t && t->add_bos && t->bos_id >= 0;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Encode state (one per call: the tokenizer itself stays read-only)
  * ---------------------------------------------------------------------------------------------- */

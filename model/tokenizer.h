@@ -124,6 +124,11 @@ int dsv3_tokenizer_is_special(const dsv3_tokenizer *tok, int32_t id);
 int32_t dsv3_tokenizer_bos_id(const dsv3_tokenizer *tok);
 int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *tok);
 
+/* 1 when encoding with add_special prepends the BOS id (tokenizer_config.json add_bos_token),
+ * else 0 (also for NULL or no config). Prompts built from parts (chat, FIM) use it to start
+ * the way a plain prompt would. */
+int dsv3_tokenizer_adds_bos(const dsv3_tokenizer *tok);
+
 /* Renders msgs in the DeepSeek-V3 chat format: dsv3_chat_render (model/chat.h, which documents
  * the exact output) with the config's bos_token content as the BOS string ("" without one).
  * Ownership, statuses and NULL rules are dsv3_chat_render's; tok NULL is DSV3_EINVAL. */

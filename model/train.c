@@ -76,6 +76,7 @@ static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
         {"weight_decay", o->weight_decay, 0, 1e300}, {"clip", o->clip, 0, 1e300},
         {"lambda", o->lambda, 0, 1e300},  {"alpha", o->alpha, 0, 1e300},
         {"gamma", o->gamma, 0, 1e300},    {"heldout", o->heldout, 0, 0.5},
+        {"fim_rate", o->fim_rate, 0, 1},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
         if (!(r[i].v >= r[i].lo && r[i].v <= r[i].hi))
@@ -89,6 +90,10 @@ static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
                          (long long)o->total_steps);
     if (!o->data_path == !o->tokens)
         return dsv3_errf(err, DSV3_EINVAL, "train: give exactly one of data_path and tokens");
+    if (o->fim_rate > 0 && o->tokens)
+        return dsv3_errf(err, DSV3_EINVAL,
+                         "train: fim_rate %g needs text documents (data_path), not a token stream",
+                         o->fim_rate);
     return DSV3_OK;
 }
 
@@ -114,7 +119,7 @@ void dsv3_trainer_free(dsv3_trainer *t) {
 static dsv3_status open_data(dsv3_trainer *t, const dsv3_train_opts *o, dsv3_err *err) {
     const dsv3_config *c = dsv3_model_config(t->m);
     dsv3_data_opts d = {.seq_len = t->o.seq_len, .heldout = o->heldout, .seed = o->seed,
-                        .eos_id = (int32_t)c->eos_token_id};
+                        .eos_id = (int32_t)c->eos_token_id, .fim_rate = o->fim_rate};
     dsv3_status st;
     if (o->tokens) {
         st = dsv3_data_from_tokens(&t->data, o->tokens, o->n_tokens, &d, err);
@@ -592,6 +597,7 @@ static dsv3_status save_state(dsv3_trainer *t, const char *dir, dsv3_err *err) {
     meta_add(mb, "n_params", "%lld", (long long)t->n_params);
     meta_add(mb, "n_tensors", "%lld", (long long)nt);
     meta_add(mb, "data_tokens", "%lld", (long long)dsv3_data_n_tokens(t->data));
+    if (o->fim_rate > 0) meta_add(mb, "fim_rate", "%.17g", o->fim_rate); /* absent: 0 */
     const char *keys[32];
     int64_t vals[32];
     int nk;
@@ -713,6 +719,16 @@ dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err
                        file, seed ? seed : "absent", mine);
         goto done;
     }
+    /* the FIM draws come from the seed, so the same seed and rate give the same data */
+    const char *fim = dsv3_tckpt_meta_get(&meta, "fim_rate");
+    char *fim_end = NULL;
+    const double fim_there = fim ? strtod(fim, &fim_end) : 0.0;
+    if ((fim && (fim_end == fim || *fim_end)) || fim_there != t->o.fim_rate) {
+        st = dsv3_errf(err, DSV3_EINVAL,
+                       "train: resume: %s: written with fim_rate %s, this run uses %g", file,
+                       fim ? fim : "0", t->o.fim_rate);
+        goto done;
+    }
     if (parse_i64(dsv3_tckpt_meta_get(&meta, "step"), &step) || step < 0 ||
         parse_i64(dsv3_tckpt_meta_get(&meta, "consumed"), &consumed) || consumed < 0) {
         st = dsv3_errf(err, DSV3_EFORMAT, "train: resume: %s: bad step or consumed in __metadata__", file);
@@ -789,6 +805,12 @@ dsv3_status dsv3_trainer_layer(const dsv3_trainer *t, int64_t i, dsv3_train_laye
     return DSV3_OK;
 }
 
+void dsv3_trainer_next_batch(dsv3_trainer *t, int32_t *out) {
+    const int64_t n = t->o.accum * t->o.batch, T = t->o.seq_len;
+    for (int64_t i = 0; i < n; i++)
+        dsv3_data_train_seq(t->data, t->consumed + i, out + i * (T + 1));
+}
+
 void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out) {
     const dsv3_config *c = dsv3_tm_config(t->tm);
     const int64_t L = c->num_hidden_layers;
@@ -801,6 +823,7 @@ void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out) {
         .n_tensors = dsv3_tm_n_tensors(t->tm),
         .n_tokens = dsv3_data_n_tokens(t->data),
         .n_docs = dsv3_data_n_docs(t->data),
+        .n_fim_docs = dsv3_data_n_fim(t->data),
         .n_train = dsv3_data_n_train(t->data),
         .n_heldout = dsv3_data_n_heldout(t->data),
         .step = t->step,

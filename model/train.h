@@ -47,7 +47,12 @@ typedef struct {
     int64_t batch;               /* sequences per micro-batch; default 4 */
     int64_t accum;               /* micro-batches per optimizer step (gradient accumulation);
                                     default 1 */
-    uint64_t seed;               /* data order; default 1 */
+    uint64_t seed;               /* data order (and the FIM draws); default 1 */
+    double fim_rate;             /* Fill-in-Middle (model/fim.h): probability that a document
+                                    of data_path is rearranged into the PSM layout, in [0, 1];
+                                    default 0 (off: the data are bit for bit those of a run
+                                    without FIM). The V3 report uses 0.1. Needs the FIM tokens
+                                    in the tokenizer; refused with tokens. */
     /* optimizer and schedule (spec/training.md §4) */
     double lr;                   /* peak learning rate; default 2.2e-4 */
     double min_lr;               /* end of the cosine decay; default -1 = lr / 10 */
@@ -107,6 +112,7 @@ typedef struct {
     int64_t n_tensors;       /* parameter tensors */
     int64_t n_tokens;        /* tokens in the data stream */
     int64_t n_docs;          /* documents read (0 for a token stream) */
+    int64_t n_fim_docs;      /* documents rearranged by FIM (0 when fim_rate is 0) */
     int64_t n_train;         /* training sequences */
     int64_t n_heldout;       /* held-out sequences */
     int64_t step;            /* optimizer steps done */
@@ -156,7 +162,7 @@ dsv3_status dsv3_trainer_save(dsv3_trainer *t, const char *dir, dsv3_err *err);
  * bit-identical to those of the run that saved it (with the same options and data).
  * Errors (the trainer is then unchanged): DSV3_EIO, DSV3_EFORMAT (not a training state),
  * DSV3_EINVAL (another model: the first differing config key or tensor is named; another
- * seq_len or seed). */
+ * seq_len, seed or fim_rate; a state without fim_rate was written with 0). */
 dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err);
 
 /* Makes the model compute with the current trained weights and biases: its matrices become
@@ -178,6 +184,12 @@ dsv3_status dsv3_trainer_layer(const dsv3_trainer *t, int64_t i, dsv3_train_laye
                                dsv3_err *err);
 
 void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out);
+
+/* The token ids the next dsv3_trainer_step will train on, in its order: accum micro-batches of
+ * batch sequences of seq_len + 1 ids (inputs and next-token targets), written to
+ * out[accum * batch * (seq_len + 1)]. Changes nothing (for --dump-tokens and tests that feed
+ * another implementation the same data). */
+void dsv3_trainer_next_batch(dsv3_trainer *t, int32_t *out);
 
 /* The options in effect. Between steps the caller may change lr, min_lr, warmup, total_steps,
  * weight_decay, clip, lambda, alpha, gamma, fp8 and cancel; other fields are fixed at creation. */

@@ -1,6 +1,8 @@
 /* train_data.c — token stream, packing and shuffling (see train_data.h). */
 #include "model/train_data.h"
 
+#include <math.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -8,11 +10,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "model/fim.h"
+
 struct dsv3_dataset {
     dsv3_data_opts o;
     int32_t *tok;      /* [n] the stream */
     int64_t n;         /* tokens */
     int64_t n_docs;
+    int64_t n_fim;     /* documents rearranged by FIM */
     int64_t n_seq;     /* sequences of T + 1 tokens with stride T */
     int64_t n_train;   /* the first n_train sequences; the rest are held out */
     int64_t *perm;     /* [n_train] the order of the cached epoch */
@@ -67,6 +72,8 @@ static dsv3_status check_opts(const dsv3_data_opts *o, dsv3_err *err) {
         return dsv3_errf(err, DSV3_EINVAL, "data: seq_len %lld: must be at least 1", (long long)o->seq_len);
     if (!(o->heldout >= 0.0 && o->heldout <= 0.5))
         return dsv3_errf(err, DSV3_EINVAL, "data: held-out fraction %g: must be in [0, 0.5]", o->heldout);
+    if (!(isfinite(o->fim_rate) && o->fim_rate >= 0.0 && o->fim_rate <= 1.0))
+        return dsv3_errf(err, DSV3_EINVAL, "data: FIM rate %g: must be in [0, 1]", o->fim_rate);
     return DSV3_OK;
 }
 
@@ -98,6 +105,8 @@ dsv3_status dsv3_data_from_tokens(dsv3_dataset **out, const int32_t *tokens, int
     *out = NULL;
     dsv3_status st = check_opts(o, err);
     if (st) return st;
+    if (o->fim_rate > 0)
+        return dsv3_errf(err, DSV3_EINVAL, "data: FIM needs text documents, not a token stream");
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0)
             return dsv3_errf(err, DSV3_EINVAL, "data: token %lld: id %d is negative", (long long)i, tokens[i]);
@@ -174,8 +183,14 @@ static dsv3_status add_file(dsv3_dataset *d, int64_t *cap, int64_t *text_tokens,
     }
     int32_t *ids = NULL;
     size_t n = 0;
+    int fim = 0;
     dsv3_err terr = {{0}};
-    st = dsv3_tokenizer_encode(tok, &ids, &n, buf, len, 0, &terr);
+    if (d->o.fim_rate > 0) { /* fim.h: PSM with probability fim_rate, else the plain ids */
+        const dsv3_fim_opts fo = {.rate = d->o.fim_rate, .seed = d->o.seed ^ DSV3_DATA_FIM_SALT};
+        st = dsv3_fim_document(&ids, &n, &fim, tok, &fo, (uint64_t)d->n_docs, buf, len, &terr);
+    } else {
+        st = dsv3_tokenizer_encode(tok, &ids, &n, buf, len, 0, &terr);
+    }
     free(buf);
     if (st == DSV3_EINVAL && strstr(terr.msg, "invalid UTF-8"))
         return dsv3_errf(err, DSV3_EINVAL, "data: %s: binary file (%s)", path, terr.msg);
@@ -186,6 +201,7 @@ static dsv3_status add_file(dsv3_dataset *d, int64_t *cap, int64_t *text_tokens,
     if (bad) return dsv3_errf(err, DSV3_ENOMEM, "data: %s: out of memory", path);
     *text_tokens += (int64_t)n;
     d->n_docs++;
+    d->n_fim += fim;
     return DSV3_OK;
 }
 
@@ -280,6 +296,9 @@ int64_t dsv3_data_n_tokens(const dsv3_dataset *d) {
 }
 int64_t dsv3_data_n_docs(const dsv3_dataset *d) {
     return d->n_docs;
+}
+int64_t dsv3_data_n_fim(const dsv3_dataset *d) {
+    return d->n_fim;
 }
 int64_t dsv3_data_n_train(const dsv3_dataset *d) {
     return d->n_train;

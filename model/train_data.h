@@ -9,7 +9,11 @@
  * sequences is the evaluation split; the others are the training split, visited in a random
  * order per epoch: a Fisher-Yates permutation drawn from a counter-based generator keyed by
  * (seed, epoch), so the order depends only on the seed and the number of sequences consumed
- * (the resume position). Does not own the tokenizer or the model.
+ * (the resume position). With fim_rate > 0 each document of a text source first goes through
+ * the Fill-in-Middle transform of model/fim.h (PSM arrangement, chosen with probability
+ * fim_rate per document; the draws for document d come from (seed ^ DSV3_DATA_FIM_SALT, d), so
+ * the same seed and files give the same stream on every read, and a resumed run sees the data
+ * of the run it continues). Does not own the tokenizer or the model.
  * Thread rules: one thread at a time per dataset (the current epoch's permutation is cached).
  */
 #ifndef DSV3_TRAIN_DATA_H
@@ -27,9 +31,19 @@ typedef struct {
     double heldout;   /* fraction of sequences held out for evaluation, in [0, 0.5] */
     uint64_t seed;    /* shuffle seed */
     int32_t eos_id;   /* appended after every document (text sources); must be >= 0 */
+    double fim_rate;  /* probability that a document is rearranged by FIM (model/fim.h), in
+                         [0, 1]; 0: every document is the tokenizer's ids, bit for bit as
+                         without FIM (the FIM code is not called). Text sources only. */
 } dsv3_data_opts;
 
-/* Reads and tokenizes path (a file or a directory of *.txt files). Errors name the file:
+/* Mixed into the seed for the FIM draws, so they are not the shuffle's draws (both generators
+ * are splitmix64 streams keyed by the seed and a counter). */
+#define DSV3_DATA_FIM_SALT 0x46494d50534d0001ull
+
+/* Reads and tokenizes path (a file or a directory of *.txt files); with o->fim_rate > 0 each
+ * non-empty document (numbered from 0 in reading order) goes through dsv3_fim_document, and a
+ * tokenizer without the FIM tokens is refused (the message of dsv3_fim_token_ids, after
+ * "data: PATH: "). Errors name the file:
  * DSV3_EIO (unreadable, or a directory without .txt files), DSV3_EINVAL ("binary file": a NUL
  * byte or invalid UTF-8, with its byte offset; "no text": every file empty; fewer than
  * seq_len + 1 tokens; bad options), DSV3_ENOMEM. On failure *out is NULL. */
@@ -46,6 +60,7 @@ void dsv3_data_free(dsv3_dataset *d);
 
 int64_t dsv3_data_n_tokens(const dsv3_dataset *d);  /* tokens in the stream (EOS included) */
 int64_t dsv3_data_n_docs(const dsv3_dataset *d);    /* documents (files) read; 0 for tokens */
+int64_t dsv3_data_n_fim(const dsv3_dataset *d);     /* documents rearranged by FIM */
 int64_t dsv3_data_n_train(const dsv3_dataset *d);   /* training sequences (>= 1) */
 int64_t dsv3_data_n_heldout(const dsv3_dataset *d); /* evaluation sequences (may be 0) */
 const int32_t *dsv3_data_tokens(const dsv3_dataset *d); /* the stream [n_tokens] */

@@ -1,9 +1,13 @@
-/* cli_generate.c — `dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--temp T]
+/* cli_generate.c — `dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 |
+ *   --fim-prefix TEXT --fim-suffix TEXT) [-n N] [--temp T]
  *   [--top-k K] [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]
  *   [--stop STR] [--print-ids] [--stats FILE.json]`
  *
  * Streams the generated text to stdout as tokens are produced (or, with --print-ids or a model
- * without tokenizer.json, the new ids space-separated on one line). Ctrl-C stops generation
+ * without tokenizer.json, the new ids space-separated on one line). With --fim-prefix and
+ * --fim-suffix (either may be left out: an empty part) the prompt is the Fill-in-Middle one,
+ * [BOS] <｜fim▁begin｜> prefix <｜fim▁hole｜> suffix <｜fim▁end｜> (model/fim.h; BOS as for
+ * --prompt), and what is generated, up to EOS or -n tokens, is the middle. Ctrl-C stops generation
  * between tokens; what was produced is kept and the exit status is 130.
  */
 #include <cjson/cJSON.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 #include "model/detok.h"
+#include "model/fim.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -21,7 +26,8 @@
 #include "kernels/backend.h"
 
 static const char usage[] =
-    "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--temp T] [--top-k K]\n"
+    "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 | --fim-prefix TEXT\n"
+    "                     --fim-suffix TEXT) [-n N] [--temp T] [--top-k K]\n"
     "                     [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]\n"
     "                     [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref]\n";
 
@@ -112,7 +118,7 @@ static int parse_float(const char *s, float *out) {
 
 int dsv3_cli_generate(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL, *ids_s = NULL, *stats_path = NULL, *system = NULL,
-               *stop = NULL, *backend = "fast";
+               *stop = NULL, *backend = "fast", *fim_prefix = NULL, *fim_suffix = NULL;
     long long n_new = 64, seed = 0, top_k = 0;
     float temp = 1.0f, top_p = 1.0f;
     int greedy = 0, mtp = 0, chat = 0, print_ids = 0;
@@ -126,6 +132,8 @@ int dsv3_cli_generate(int argc, char **argv) {
         else if (!v && a[0] == '-') bad = 1;
         else if (!strcmp(a, "--prompt")) prompt = argv[++i];
         else if (!strcmp(a, "--ids")) ids_s = argv[++i];
+        else if (!strcmp(a, "--fim-prefix")) fim_prefix = argv[++i];
+        else if (!strcmp(a, "--fim-suffix")) fim_suffix = argv[++i];
         else if (!strcmp(a, "--stats")) stats_path = argv[++i];
         else if (!strcmp(a, "--system")) system = argv[++i];
         else if (!strcmp(a, "--stop")) stop = argv[++i];
@@ -143,8 +151,17 @@ int dsv3_cli_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!dir || (!prompt == !ids_s)) {
-        fprintf(stderr, "dsv3 generate: MODEL_DIR and exactly one of --prompt / --ids are required\n%s", usage);
+    const int fim = fim_prefix || fim_suffix;
+    if (!dir || (!!prompt + !!ids_s + fim) != 1) {
+        fprintf(stderr,
+                "dsv3 generate: MODEL_DIR and exactly one of --prompt / --ids / --fim-prefix and "
+                "--fim-suffix are required\n%s",
+                usage);
+        return 2;
+    }
+    if (fim && chat) {
+        fprintf(stderr, "dsv3 generate: --chat cannot be used with --fim-prefix/--fim-suffix\n%s",
+                usage);
         return 2;
     }
     dsv3_err err = {{0}};
@@ -169,7 +186,19 @@ int dsv3_cli_generate(int argc, char **argv) {
     char tpath[4200];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
     if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&tok, dir, &err)) goto fail;
-    if (prompt || chat) {
+    if (fim) {
+        if (!tok) {
+            dsv3_errf(&err, DSV3_EINVAL, "--fim-prefix/--fim-suffix: %s has no tokenizer.json",
+                      dir);
+            goto fail;
+        }
+        const char *pre = fim_prefix ? fim_prefix : "", *suf = fim_suffix ? fim_suffix : "";
+        size_t nids = 0;
+        if (dsv3_fim_prompt(&ids, &nids, tok, pre, strlen(pre), suf, strlen(suf),
+                            dsv3_tokenizer_adds_bos(tok), &err))
+            goto fail;
+        n = (int64_t)nids;
+    } else if (prompt || chat) {
         if (!tok) {
             dsv3_errf(&err, DSV3_EINVAL, "--prompt/--chat: %s has no tokenizer.json (use --ids)", dir);
             goto fail;

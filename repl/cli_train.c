@@ -5,9 +5,11 @@
  * tokens/s; with --eval-every K an "eval" line every K steps and at the end; with --loads one
  * "loads" line per MoE layer and step. --save writes a model directory (loadable by every other
  * command) plus train_state.safetensors at the end (and every --save-every steps); --resume
- * continues such a run bit for bit. Ctrl-C stops after the current micro-batch and, with
- * --save, saves the last completed step. Exit status: 0 done, 1 an error (one line on stderr),
- * 2 usage, 130 interrupted.
+ * continues such a run bit for bit. --fim-rate R rearranges each document with probability R
+ * into the Fill-in-Middle PSM layout (model/fim.h); --dump-tokens FILE writes the ids every
+ * step trains on (one sequence of seq_len + 1 ids per line). Ctrl-C stops after the current
+ * micro-batch and, with --save, saves the last completed step. Exit status: 0 done, 1 an error
+ * (one line on stderr), 2 usage, 130 interrupted.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,7 +27,8 @@ static const char usage[] =
     "                  [--seq-len T] [--batch B] [--accum A] [--gamma G] [--alpha A]\n"
     "                  [--lambda L] [--seed S] [--heldout F] [--weight-decay WD] [--clip C]\n"
     "                  [--save OUT_DIR] [--save-every K] [--save-f32] [--resume STATE]\n"
-    "                  [--stop-at K] [--eval-every K] [--loads] [--fp8]\n"
+    "                  [--stop-at K] [--eval-every K] [--loads] [--fp8] [--fim-rate R]\n"
+    "                  [--dump-tokens FILE]\n"
     "  --steps N is the schedule's length: a resumed run continues up to step N;\n"
     "  --stop-at K ends this invocation after step K (to continue later with --resume).\n";
 
@@ -61,6 +64,22 @@ static void print_step(const dsv3_train_metrics *r, int64_t total, const dsv3_tr
     fflush(stdout);
 }
 
+/* Appends the sequences of the coming step to f, one line "step S seq I: id id ..." each. */
+static dsv3_status dump_batch(FILE *f, dsv3_trainer *t, int32_t *buf, int64_t step,
+                              dsv3_err *err) {
+    const dsv3_train_opts *o = dsv3_trainer_opts(t);
+    const int64_t n = o->accum * o->batch, T = o->seq_len;
+    dsv3_trainer_next_batch(t, buf);
+    for (int64_t i = 0; i < n; i++) {
+        fprintf(f, "step %lld seq %lld:", (long long)step, (long long)i);
+        for (int64_t k = 0; k <= T; k++) fprintf(f, " %d", buf[i * (T + 1) + k]);
+        fputc('\n', f);
+    }
+    if (fflush(f) != 0 || ferror(f))
+        return dsv3_errf(err, DSV3_EIO, "--dump-tokens: cannot write: %s", strerror(errno));
+    return DSV3_OK;
+}
+
 static dsv3_status do_eval(dsv3_trainer *t, dsv3_err *err) {
     dsv3_train_metrics r;
     dsv3_status st = dsv3_trainer_eval(t, &r, err);
@@ -72,7 +91,7 @@ static dsv3_status do_eval(dsv3_trainer *t, dsv3_err *err) {
 }
 
 int dsv3_cli_train(int argc, char **argv) {
-    const char *dir = NULL, *save = NULL, *resume = NULL;
+    const char *dir = NULL, *save = NULL, *resume = NULL, *dump = NULL;
     long long steps = -1, eval_every = 0, save_every = 0, stop_at = -1;
     int loads = 0;
     dsv3_train_opts o;
@@ -86,6 +105,7 @@ int dsv3_cli_train(int argc, char **argv) {
         if (!strcmp(a, "--data") && v) o.data_path = argv[++i];
         else if (!strcmp(a, "--save") && v) save = argv[++i];
         else if (!strcmp(a, "--resume") && v) resume = argv[++i];
+        else if (!strcmp(a, "--dump-tokens") && v) dump = argv[++i];
         else if (!strcmp(a, "--save-f32")) o.save_f32 = 1;
         else if (!strcmp(a, "--fp8")) o.fp8 = 1;
         else if (!strcmp(a, "--loads")) loads = 1;
@@ -105,6 +125,7 @@ int dsv3_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--heldout") && v) num = &o.heldout;
         else if (!strcmp(a, "--weight-decay") && v) num = &o.weight_decay;
         else if (!strcmp(a, "--clip") && v) num = &o.clip;
+        else if (!strcmp(a, "--fim-rate") && v) num = &o.fim_rate;
         else if (!strcmp(a, "--seed") && v) {
             long long s = dsv3_cli_parse_count(argv[++i]);
             ok = s >= 0;
@@ -121,6 +142,7 @@ int dsv3_cli_train(int argc, char **argv) {
             else *cnt64 = c;
         } else if (num) {
             *num = parse_num(argv[++i], &ok);
+            if (num == &o.fim_rate) ok = ok && o.fim_rate >= 0 && o.fim_rate <= 1;
         }
         if (!ok) {
             fprintf(stderr, "dsv3 train: %s: '%s' is not a valid value\n", a, argv[i]);
@@ -136,6 +158,8 @@ int dsv3_cli_train(int argc, char **argv) {
     dsv3_err err = {{0}};
     dsv3_model *m = NULL;
     dsv3_trainer *t = NULL;
+    FILE *dump_f = NULL;
+    int32_t *dump_buf = NULL;
     int rc = 1;
     if (dsv3_model_open(&m, dir, &err)) goto fail;
     fputs(dsv3_model_warnings(m), stderr);
@@ -151,11 +175,25 @@ int dsv3_cli_train(int argc, char **argv) {
                                                                 : ", MTP (own embedding or head)",
            o.data_path, (long long)in.n_tokens, (long long)in.n_docs, (long long)in.n_train,
            (long long)in.n_heldout, (long long)eo->seq_len);
+    if (eo->fim_rate > 0)
+        printf("fim rate %g: %lld of %lld documents in the PSM layout\n", eo->fim_rate,
+               (long long)in.n_fim_docs, (long long)in.n_docs);
     printf("batch %lld x accum %lld, lr %.3e -> %.3e (warmup %lld, %lld steps), gamma %g, alpha %g, "
            "lambda %g, %s%s\n",
            (long long)eo->batch, (long long)eo->accum, eo->lr, eo->min_lr, (long long)eo->warmup,
            (long long)eo->total_steps, eo->gamma, eo->alpha, eo->lambda,
            eo->fp8 ? "FP8 block linears" : "FP32", in.step ? " (resumed)" : "");
+    if (dump) {
+        dump_buf = malloc((size_t)(eo->accum * eo->batch * (eo->seq_len + 1)) * sizeof *dump_buf);
+        if (!dump_buf) {
+            dsv3_errf(&err, DSV3_ENOMEM, "--dump-tokens: out of memory");
+            goto fail;
+        }
+        if (!(dump_f = fopen(dump, "w"))) {
+            dsv3_errf(&err, DSV3_EIO, "--dump-tokens: %s: %s", dump, strerror(errno));
+            goto fail;
+        }
+    }
     fflush(stdout);
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
@@ -164,6 +202,7 @@ int dsv3_cli_train(int argc, char **argv) {
     const long long end = stop_at >= 0 && stop_at < steps ? stop_at : steps;
     for (int64_t s = in.step; s < end && !st; s++) {
         dsv3_train_metrics r;
+        if (dump_f && (st = dump_batch(dump_f, t, dump_buf, s + 1, &err))) break;
         if ((st = dsv3_trainer_step(t, &r, &err))) break;
         print_step(&r, steps, t, loads);
         if (eval_every > 0 && in.n_heldout > 0 && r.step % eval_every == 0) st = do_eval(t, &err);
@@ -197,6 +236,8 @@ int dsv3_cli_train(int argc, char **argv) {
 fail:
     if (rc == 1) fprintf(stderr, "dsv3 train: %s\n", err.msg);
 done:
+    if (dump_f) fclose(dump_f);
+    free(dump_buf);
     dsv3_trainer_free(t);
     dsv3_model_close(m);
     return rc;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "model/detok.h"
+#include "model/fim.h"
 #include "model/forward.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -670,12 +671,14 @@ static int gen_tostring(lua_State *L) {
     return 1;
 }
 
-/* gen core: ids at stack index `ids_idx` already resolved into (ids, n); options at opt. */
-static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt) {
+/* gen core: ids at stack index `ids_idx` already resolved into (ids, n); options at opt;
+ * n_def new tokens unless the options say n. */
+static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt,
+                          lua_Number n_def) {
     dsv3_session *s = dsv3_session_of(L);
     const dsv3_config *c = dsv3_model_config(lm->m);
     /* Every number is range-checked before it is converted (NaN and 1e300 included). */
-    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "n", 64);
+    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "n", n_def);
     const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temp", 0.7);
     const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
     const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
@@ -805,7 +808,33 @@ static int l_gen(lua_State *L) {
     } else {
         ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     }
-    return run_generation(L, lm, ids, n, 2);
+    return run_generation(L, lm, ids, n, 2, 64);
+}
+
+/* fim{prefix=, suffix= [, max_tokens=64, bos, gen's options]}: fills the middle between prefix
+ * and suffix (model/fim.h's PSM prompt), generating until EOS or max_tokens. */
+static int l_fim(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    const char *prefix = dsv3_lua_opt_str(L, 1, "prefix");
+    const char *suffix = dsv3_lua_opt_str(L, 1, "suffix");
+    if (!prefix && !suffix)
+        return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
+    const lua_Number max_tokens = dsv3_lua_opt_num(L, 1, "max_tokens", 64);
+    dsv3_tokenizer *tok = need_tok(L, lm);
+    const int bos = dsv3_lua_opt_bool(L, 1, "bos", dsv3_tokenizer_adds_bos(tok));
+    if (!prefix) prefix = "";
+    if (!suffix) suffix = "";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dsv3_err err = {{0}};
+    if (dsv3_fim_prompt(&ids, &n, tok, prefix, strlen(prefix), suffix, strlen(suffix), bos, &err))
+        return dsv3_lua_error(L, &err);
+    ids = gc_ids(L, ids, n);
+    run_generation(L, lm, ids, n, 1, max_tokens);
+    dsv3_lua_push_tokens(L, lm, ids, n);
+    lua_setfield(L, -2, "prompt");
+    return 1;
 }
 
 /* chat(message [, opts]): one turn of a conversation kept in the session. */
@@ -842,7 +871,7 @@ static int l_chat(lua_State *L) {
     free(text);
     if (st) return dsv3_lua_error(L, &err);
     ids = gc_ids(L, ids, n);
-    run_generation(L, lm, ids, n, 2);
+    run_generation(L, lm, ids, n, 2, 64);
     /* Append the user turn and the reply (unless interrupted). */
     lua_getfield(L, -1, "interrupted");
     int intr = lua_toboolean(L, -1);
@@ -958,6 +987,12 @@ const dsv3_api_entry dsv3_api[] = {
      "draft), stop (string), chat (wrap the prompt in the chat template), system, stream (true).\n"
      "The result has .text, .ids, .stats (tokens, drafted, accepted, acceptance_rate,\n"
      "tokens_per_second, ...) and .interrupted (Ctrl-C stops between tokens)."},
+    {"fim", l_fim, "fim{prefix=, suffix= [, max_tokens=64, greedy, temp, ...]} -> result",
+     "Fill-in-Middle: generates the text between prefix and suffix from the PSM prompt\n"
+     "[BOS] <｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜> until EOS or max_tokens.\n"
+     "Options as gen (temp, greedy, top_k, top_p, seed, stop, stream, mtp), plus bos (default:\n"
+     "as the tokenizer config adds it). result.text is the middle, result.prompt the prompt ids;\n"
+     "an error when the tokenizer has no FIM tokens."},
     {"chat", l_chat, "chat(message [, opts]) -> result",
      "One turn of a conversation kept in the session (chat template with BOS, <｜User｜>,\n"
      "<｜Assistant｜>); opts as gen, plus system. chat_reset() starts over."},
@@ -977,7 +1012,9 @@ const dsv3_api_entry dsv3_api[] = {
      "The first call creates the trainer (data, seq_len, batch, accum, seed); later calls continue\n"
      "it and may change lr, gamma, alpha, lambda, warmup, total_steps. The weights are synced into\n"
      "the model after each call (gen, route and bias() see them). run.steps holds per-step loss,\n"
-     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases."},
+     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases.\n"
+     "fim_rate (0; the report's 0.1) rearranges that fraction of the documents of data into the\n"
+     "Fill-in-Middle PSM layout (run.fim_documents of run.documents)."},
     {"train_eval", dsv3_lua_train_eval, "train_eval() -> metrics", "Loss on the held-out split."},
     {"train_save", dsv3_lua_train_save, "train_save(dir) -> dir",
      "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},

@@ -90,6 +90,8 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
     o.accum = (int64_t)dsv3_lua_opt_num(L, t, "accum", (lua_Number)o.accum);
     o.seed = (uint64_t)dsv3_lua_opt_num(L, t, "seed", (lua_Number)o.seed);
     o.heldout = dsv3_lua_opt_num(L, t, "heldout", o.heldout);
+    o.fim_rate = dsv3_lua_opt_num(L, t, "fim_rate", o.fim_rate);
+    if (!(o.fim_rate >= 0 && o.fim_rate <= 1)) luaL_error(L, "train: fim_rate must be in [0, 1]");
     o.cancel = dsv3_session_of(L)->io.interrupt;
     lua_getfield(L, t, "text");
     const int has_text = !lua_isnil(L, -1);
@@ -101,6 +103,9 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
         o.tokens = ids;
         o.n_tokens = (int64_t)n;
     }
+    if (o.tokens && o.fim_rate > 0)
+        luaL_error(L, "train: fim_rate needs data = PATH (documents); text = \"...\" is one "
+                      "token stream");
     if (!o.data_path && !o.tokens)
         luaL_error(L, "train: give data = \"file or directory of .txt\" or text = \"...\"");
     ltrainer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
@@ -128,7 +133,7 @@ static void progress_line(dsv3_session *s, const dsv3_train_metrics *m) {
 }
 
 /* train{steps = 20, data = PATH | text = STRING, lr, gamma, alpha, lambda, seq_len, batch,
- * accum, warmup, total_steps, seed, heldout, quiet} -> run */
+ * accum, warmup, total_steps, seed, heldout, fim_rate, quiet} -> run */
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
@@ -147,7 +152,9 @@ static int l_train(lua_State *L) {
     /* In a notebook (the host defines display) a chart of the steps so far replaces itself
      * after every step (update_display_data); at a terminal one line per step. */
     int live = 0;
-    if (!quiet && lua_getglobal(L, "display") == LUA_TFUNCTION) {
+    if (!quiet && lua_getglobal(L, "display") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+    } else if (!quiet) {
         live = lua_gettop(L);
         lua_createtable(L, 0, 1);
         lua_pushvalue(L, -3);
@@ -156,8 +163,6 @@ static int l_train(lua_State *L) {
         lua_pushnil(L); /* the display id, once shown */
         lua_rotate(L, live - 1, 3); /* below the steps table: display, chart, id */
         live--;
-    } else {
-        lua_pop(L, 1);
     }
     int64_t done = 0;
     dsv3_status st = DSV3_OK;
@@ -218,6 +223,8 @@ static int l_train(lua_State *L) {
     dsv3_train_info info;
     dsv3_trainer_info(lt->t, &info);
     dsv3_lua_setint(L, "total_steps_done", info.step);
+    dsv3_lua_setint(L, "documents", info.n_docs);
+    dsv3_lua_setint(L, "fim_documents", info.n_fim_docs);
     luaL_setmetatable(L, MT_TRAINRUN);
     return 1;
 }

@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "model/fim.h"
 #include "model/forward.h"
 #include "model/fp8.h"
 #include "model/model.h"
@@ -1142,6 +1143,261 @@ static int test_resume_refuses_another_config(void) {
     return 0;
 }
 
+
+/* ---------------------------------------------------------------- FIM data ------------- */
+
+/* Four documents in a directory (read in name order). */
+static const char *const k_fim_docs[4] = {
+    "def add(a, b):\n    return a + b\n",
+    "The quick brown fox jumps over the lazy dog.",
+    "h\xc3\xa9llo w\xc3\xb6rld \xe2\x80\x94 \xc3\xa7\x61 va? 12345",
+    "int main(void) { return 0; }\n",
+};
+
+static const char *fim_docs_dir(void) {
+    static char dir[300];
+    snprintf(dir, sizeof dir, "%s/fimdocs", tmpdir);
+    mkdir(dir, 0755);
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "fimdocs/%c.txt", 'a' + i);
+        if (!write_text(name, k_fim_docs[i], strlen(k_fim_docs[i]))) return NULL;
+    }
+    return dir;
+}
+
+/* Appends the tokenizer's ids of text[0, len) to out (at *n). */
+static int enc_into(int32_t *out, int64_t *n, int64_t cap, const dsv3_tokenizer *tok,
+                    const char *text, size_t len) {
+    int32_t *ids = NULL;
+    size_t k = 0;
+    dsv3_err err;
+    if (dsv3_tokenizer_encode(tok, &ids, &k, text, len, 0, &err) || *n + (int64_t)k > cap) {
+        free(ids);
+        return 1;
+    }
+    if (k) memcpy(out + *n, ids, k * sizeof *ids);
+    *n += (int64_t)k;
+    free(ids);
+    return 0;
+}
+
+/* The stream the data pipeline must produce, built by hand from the cuts alone: for document d
+ * either its plain ids, or begin prefix hole suffix end middle; then EOS. */
+static int fim_expected(int32_t *out, int64_t *n, int64_t cap, const dsv3_tokenizer *tok,
+                        double rate, uint64_t seed, int *n_fim) {
+    dsv3_fim_tokens ft;
+    if (dsv3_fim_token_ids(&ft, tok, NULL)) return 1;
+    const dsv3_fim_opts fo = {.rate = rate, .seed = seed ^ DSV3_DATA_FIM_SALT};
+    *n = 0;
+    *n_fim = 0;
+    for (int d = 0; d < 4; d++) {
+        const char *t = k_fim_docs[d];
+        const size_t len = strlen(t);
+        const dsv3_fim_cut c = dsv3_fim_draw(&fo, (uint64_t)d, t, len);
+        int bad = 0;
+        if (c.apply) {
+            out[(*n)++] = ft.begin;
+            bad |= enc_into(out, n, cap, tok, t, c.prefix_end);
+            out[(*n)++] = ft.hole;
+            bad |= enc_into(out, n, cap, tok, t + c.middle_end, len - c.middle_end);
+            out[(*n)++] = ft.end;
+            bad |= enc_into(out, n, cap, tok, t + c.prefix_end, c.middle_end - c.prefix_end);
+        } else {
+            bad |= enc_into(out, n, cap, tok, t, len);
+        }
+        if (bad || *n + 8 > cap) return 1;
+        out[(*n)++] = dsv3_tokenizer_eos_id(tok);
+        *n_fim += c.apply;
+    }
+    return 0;
+}
+
+/* With fim_rate 1 every document of the stream is begin prefix hole suffix end middle EOS with
+ * the cuts of dsv3_fim_draw (seed ^ DSV3_DATA_FIM_SALT, document index), the sentinels being
+ * the tokenizer's; with rate 0 the stream is the plain ids. The trainer reports the documents
+ * rearranged, and its next batch is made of windows of that stream. */
+static int test_fim_data_has_the_psm_layout(void) {
+    const char *dir = fim_docs_dir(), *mdir = gen("tiny", "--seed 3");
+    CHECK(dir && mdir, "setup");
+    dsv3_tokenizer *tok;
+    dsv3_err err;
+    CHECK(!dsv3_tokenizer_open(&tok, mdir, &err), "%s", err.msg);
+    int32_t want[1024];
+    int64_t nw = 0;
+    int n_fim = 0;
+    for (int k = 0; k < 2; k++) {
+        const double rate = k == 0 ? 1.0 : 0.0;
+        dsv3_data_opts o = {.seq_len = 4, .heldout = 0, .seed = 5,
+                            .eos_id = dsv3_tokenizer_eos_id(tok), .fim_rate = rate};
+        dsv3_dataset *d;
+        CHECK(!dsv3_data_open_text(&d, tok, dir, &o, &err), "%s", err.msg);
+        CHECK(!fim_expected(want, &nw, 1024, tok, rate, 5, &n_fim), "expected stream");
+        CHECK(n_fim == (k == 0 ? 4 : 0), "expected %d documents rearranged", n_fim);
+        const int32_t *got = dsv3_data_tokens(d);
+        CHECK(dsv3_data_n_tokens(d) == nw, "rate %g: %lld tokens, expected %lld", rate,
+              (long long)dsv3_data_n_tokens(d), (long long)nw);
+        for (int64_t i = 0; i < nw; i++)
+            CHECK(got[i] == want[i], "rate %g: token %lld is %d, expected %d", rate, (long long)i,
+                  got[i], want[i]);
+        CHECK(dsv3_data_n_fim(d) == n_fim && dsv3_data_n_docs(d) == 4, "counted %lld of %lld",
+              (long long)dsv3_data_n_fim(d), (long long)dsv3_data_n_docs(d));
+        dsv3_data_free(d);
+    }
+    /* rate 1 through the trainer: 4 of 4 documents, batches are windows of the stream */
+    CHECK(!fim_expected(want, &nw, 1024, tok, 1.0, 9, &n_fim), "expected stream");
+    dsv3_model *m = open_model(mdir);
+    CHECK(m, "model");
+    dsv3_train_opts o = small_opts(dir);
+    o.seq_len = 4;
+    o.heldout = 0;
+    o.seed = 9;
+    o.fim_rate = 1;
+    dsv3_trainer *t;
+    CHECK(!dsv3_trainer_new(&t, m, &o, &err), "%s", err.msg);
+    dsv3_train_info in;
+    dsv3_trainer_info(t, &in);
+    CHECK(in.n_docs == 4 && in.n_fim_docs == 4 && in.n_tokens == nw,
+          "info: %lld of %lld, %lld tokens", (long long)in.n_fim_docs, (long long)in.n_docs,
+          (long long)in.n_tokens);
+    int32_t batch[2 * 5];
+    dsv3_trainer_next_batch(t, batch);
+    for (int b = 0; b < 2; b++) {
+        int found = 0;
+        for (int64_t j = 0; j * 4 + 4 < nw && !found; j++)
+            found = !memcmp(batch + b * 5, want + j * 4, 5 * sizeof *batch);
+        CHECK(found, "sequence %d of the first batch is not a window of the FIM stream", b);
+    }
+    CHECK(!dsv3_trainer_step(t, NULL, &err), "%s", err.msg);
+    printf("  rate 1: 4 of 4 documents in the PSM layout, %lld tokens as laid out by hand; "
+           "rate 0: the plain ids\n", (long long)nw);
+    dsv3_trainer_free(t);
+    dsv3_model_close(m);
+    dsv3_tokenizer_close(tok);
+    return 0;
+}
+
+/* fim_rate 0 leaves the data alone: a trainer on the text and one on the plain token stream
+ * (the tokenizer's ids of each document, EOS after each), built here, see the same batches and
+ * give bit-identical losses; rate 1 gives other batches. Resume needs the same fim_rate (the
+ * same seed then gives the same data: 1 + save + resume + 1 step == 2 steps). */
+static int test_fim_rate_zero_trains_bit_identically(void) {
+    const char *dir = fim_docs_dir(), *mdir = gen("tiny", "--seed 3");
+    CHECK(dir && mdir, "setup");
+    dsv3_tokenizer *tok;
+    dsv3_err err;
+    CHECK(!dsv3_tokenizer_open(&tok, mdir, &err), "%s", err.msg);
+    int32_t plain[1024];
+    int64_t np = 0;
+    int n_fim;
+    CHECK(!fim_expected(plain, &np, 1024, tok, 0.0, 1, &n_fim), "plain stream");
+    dsv3_model *m = open_model(mdir);
+    CHECK(m, "model");
+    dsv3_train_opts oa = small_opts(dir), ob = small_opts(NULL), oc = small_opts(dir);
+    oa.seq_len = ob.seq_len = oc.seq_len = 4;
+    oa.fim_rate = 0;
+    ob.tokens = plain;
+    ob.n_tokens = np;
+    oc.fim_rate = 1;
+    dsv3_trainer *a, *b, *c;
+    CHECK(!dsv3_trainer_new(&a, m, &oa, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_new(&b, m, &ob, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_new(&c, m, &oc, &err), "%s", err.msg);
+    int32_t ba[10], bb[10], bc[10];
+    int differ = 0;
+    for (int s = 0; s < 3; s++) {
+        dsv3_trainer_next_batch(a, ba);
+        dsv3_trainer_next_batch(b, bb);
+        dsv3_trainer_next_batch(c, bc);
+        CHECK(!memcmp(ba, bb, sizeof ba), "step %d: rate 0 batch differs from the plain stream's",
+              s + 1);
+        differ |= memcmp(ba, bc, sizeof ba) != 0;
+        dsv3_train_metrics ra, rb;
+        CHECK(!dsv3_trainer_step(a, &ra, &err) && !dsv3_trainer_step(b, &rb, &err) &&
+              !dsv3_trainer_step(c, NULL, &err), "%s", err.msg);
+        CHECK(ra.loss == rb.loss && ra.ce == rb.ce && ra.mtp == rb.mtp &&
+                  ra.grad_norm == rb.grad_norm,
+              "step %d: loss %.17g vs %.17g", s + 1, ra.loss, rb.loss);
+    }
+    CHECK(differ, "rate 1 trained on the same batches as rate 0");
+    /* resume with FIM: the same rate continues bit for bit; another rate is refused */
+    char sdir[600];
+    snprintf(sdir, sizeof sdir, "%s/fim-save", tmpdir);
+    dsv3_trainer *d, *e;
+    oc.fim_rate = 0.5;
+    CHECK(!dsv3_trainer_new(&d, m, &oc, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_step(d, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_save(d, sdir, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_new(&e, m, &oc, &err), "%s", err.msg);
+    CHECK(!dsv3_trainer_resume(e, sdir, &err), "%s", err.msg);
+    dsv3_train_metrics rd, re;
+    CHECK(!dsv3_trainer_step(d, &rd, &err) && !dsv3_trainer_step(e, &re, &err), "%s", err.msg);
+    int64_t nd = 0;
+    CHECK(rd.loss == re.loss && same_params(d, e, m, &nd), "resumed FIM run differs (%lld params)",
+          (long long)nd);
+    dsv3_trainer_free(e);
+    CHECK(!dsv3_trainer_new(&e, m, &oa, &err), "%s", err.msg);
+    dsv3_status st = dsv3_trainer_resume(e, sdir, &err);
+    printf("    -> %s\n", err.msg);
+    CHECK(st == DSV3_EINVAL && strstr(err.msg, "fim_rate 0.5"), "another fim_rate accepted");
+    printf("  rate 0 == the plain stream for 3 steps (batches and losses bit-identical); rate 1 "
+           "differs; FIM resume bit-identical\n");
+    dsv3_trainer_free(a);
+    dsv3_trainer_free(b);
+    dsv3_trainer_free(c);
+    dsv3_trainer_free(d);
+    dsv3_trainer_free(e);
+    dsv3_model_close(m);
+    dsv3_tokenizer_close(tok);
+    return 0;
+}
+
+/* FIM options that cannot work are refused at creation: a rate outside [0, 1], a token stream
+ * (no documents), a tokenizer without the FIM tokens (even though a rate this small might
+ * rearrange none of the documents). */
+static int test_fim_bad_options_give_clear_errors(void) {
+    const char *mdir = gen("tiny", "--seed 3");
+    dsv3_model *m = open_model(mdir);
+    CHECK(m, "model");
+    dsv3_train_opts o = small_opts(corpus());
+    o.fim_rate = 1.5;
+    CHECK(expect_new_error(m, &o, "fim_rate"), "rate 1.5");
+    o.fim_rate = NAN;
+    CHECK(expect_new_error(m, &o, "fim_rate"), "rate NaN");
+    const int32_t toks[40] = {5};
+    o = small_opts(NULL);
+    o.tokens = toks;
+    o.n_tokens = 40;
+    o.fim_rate = 0.1;
+    CHECK(expect_new_error(m, &o, "needs text documents"), "token stream");
+    /* the tiny tokenizer with <｜fim▁begin｜> renamed */
+    char path[600];
+    snprintf(path, sizeof path, "%s/tokenizer.json", mdir);
+    FILE *f = fopen(path, "rb");
+    CHECK(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *json = malloc((size_t)size + 1);
+    const size_t got = fread(json, 1, (size_t)size, f);
+    fclose(f);
+    json[got] = 0;
+    for (char *p = json; (p = strstr(p, "fim\xe2\x96\x81" "begin"));)
+        memcpy(p, "fim\xe2\x96\x81" "start", 12);
+    dsv3_tokenizer *tok = NULL;
+    dsv3_err err;
+    CHECK(!dsv3_tokenizer_load_json(&tok, json, got, NULL, 0, &err), "%s", err.msg);
+    free(json);
+    o = small_opts(corpus());
+    o.tokenizer = tok;
+    o.fim_rate = 1e-9;
+    CHECK(expect_new_error(m, &o, "has no <\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c> token"),
+          "tokenizer without FIM tokens");
+    dsv3_tokenizer_close(tok);
+    dsv3_model_close(m);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- runner --------------- */
 
 static const struct {
@@ -1166,6 +1422,9 @@ static const struct {
     {"test_bad_data_and_options_give_clear_errors", test_bad_data_and_options_give_clear_errors},
     {"test_nan_loss_stops_and_keeps_last_good_weights", test_nan_loss_stops_and_keeps_last_good_weights},
     {"test_resume_refuses_another_config", test_resume_refuses_another_config},
+    {"test_fim_data_has_the_psm_layout", test_fim_data_has_the_psm_layout},
+    {"test_fim_rate_zero_trains_bit_identically", test_fim_rate_zero_trains_bit_identically},
+    {"test_fim_bad_options_give_clear_errors", test_fim_bad_options_give_clear_errors},
 };
 
 int main(int argc, char **argv) {
