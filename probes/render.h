@@ -52,4 +52,14 @@ void dsv3_text_fit(char *dst, size_t cap, const char *s, int width);
  * by '?'. Returns a malloc'd string. */
 char *dsv3_xml_escape(const char *s);
 
+/* One series of a curve plot: v [n] (non-finite values are skipped). */
+typedef struct {
+    const char *label; /* e.g. "reward (mean)" */
+    const double *v;
+} dsv3_curve;
+
+/* Metric curves over steps 1..n as SVG: one panel per series, stacked, sharing the step axis,
+ * each scaled to its own min..max (labelled); title may be NULL. */
+char *dsv3_render_curves_svg(const dsv3_curve *c, int n_curves, int64_t n, const char *title);
+
 #endif
