@@ -367,6 +367,29 @@ static int test_grpo_reward_rises_and_reference_stays_frozen(void) {
     return 0;
 }
 
+/* inner = 3 optimizer steps per sampled batch at a large learning rate: after the first, the
+ * ratios to pi_old leave [1 - eps, 1 + eps] and some tokens are clipped; the loss at the first
+ * inner step is taken at rho = 1, so it equals -(1/N) sum_i A_i (mean over tokens of A_i) +
+ * beta * KL-term = 0 + 0 at the first step (advantages sum to 0 per group, pi = pi_ref). */
+static int test_grpo_inner_steps_clip_ratios(void) {
+    dsv3_model *m = open_model(small_model());
+    CHECK(m, "model");
+    dsv3_grpo *g = new_run(m, 8, 5e-2);
+    CHECK(g, "grpo_new");
+    dsv3_grpo_opts_of(g)->inner = 3;
+    reward_ctx x = {.kind = 2};
+    dsv3_grpo_metrics r;
+    dsv3_err err;
+    CHECK(!dsv3_grpo_step(g, prompts, prompt_lens, 2, reward, &x, &r, &err), "%s", err.msg);
+    CHECK(metrics_finite(&r), "a metric is not finite");
+    CHECK(fabs(r.loss) < 1e-12, "first-step loss %g, want 0 (rho = 1, advantages sum to 0)", r.loss);
+    CHECK(r.clip_frac > 0.0 && r.clip_frac < 1.0, "clip fraction %g", r.clip_frac);
+    CHECK(!same_weights(g), "the policy did not move");
+    dsv3_grpo_free(g);
+    dsv3_model_close(m);
+    return 0;
+}
+
 /* A reward function that fails, or returns NaN: the step fails with its message and the
  * weights stay; bad prompts are refused with a message. */
 static int test_grpo_reward_errors_leave_weights_unchanged(void) {
@@ -423,6 +446,7 @@ static const struct {
     {"test_grpo_equal_rewards_and_single_completions_do_not_move_weights",
      test_grpo_equal_rewards_and_single_completions_do_not_move_weights},
     {"test_grpo_reward_rises_and_reference_stays_frozen", test_grpo_reward_rises_and_reference_stays_frozen},
+    {"test_grpo_inner_steps_clip_ratios", test_grpo_inner_steps_clip_ratios},
     {"test_grpo_reward_errors_leave_weights_unchanged", test_grpo_reward_errors_leave_weights_unchanged},
 };
 
