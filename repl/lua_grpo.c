@@ -32,6 +32,7 @@ typedef struct {
     lmodel *lm;         /* the model it trains (kept alive through the uservalue) */
     int64_t group, batch, max_tokens, max_prompt;
     int64_t steps;      /* steps done, over all calls */
+    int busy;           /* 1 while a grpo{} call runs (its reward function may call Lua) */
 } lgrpo;
 
 static int grpo_gc(lua_State *L) {
@@ -39,6 +40,14 @@ static int grpo_gc(lua_State *L) {
     dsv3_grpo_free(lg->g); /* puts the model's weights back */
     lg->g = NULL;
     return 0;
+}
+
+/* Raises when called from a reward function of a running grpo{} (the run is mid-step). */
+static void not_busy(lua_State *L, const char *fn) {
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_GRPO);
+    lgrpo *lg = luaL_testudata(L, -1, MT_GRPO);
+    lua_pop(L, 1);
+    if (lg && lg->busy) luaL_error(L, "%s: not allowed inside a grpo{} reward function", fn);
 }
 
 static lgrpo *current_grpo(lua_State *L, lmodel *lm) {
@@ -260,6 +269,7 @@ static int l_grpo(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     lua_settop(L, 1);
     dsv3_session *s = dsv3_session_of(L);
+    not_busy(L, "grpo");
     if (!lm->tok) return luaL_error(L, "grpo: the model has no tokenizer (prompts and rewards are text)");
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.trainer.current");
     if (!lua_isnil(L, -1))
@@ -356,7 +366,9 @@ static int l_grpo(lua_State *L) {
         reward_ctx x = {.L = L, .lm = lm, .fn = lua_isnil(L, 2) ? 0 : 2, .list = 3, .pick = pick, .s = s,
                        .task = task};
         dsv3_grpo_metrics m;
+        lg->busy = 1;
         st = dsv3_grpo_step(lg->g, pp, pl, lg->batch, lua_reward, &x, &m, &err);
+        lg->busy = 0;
         if (st) {
             free(x.best_text);
             break;
@@ -384,6 +396,7 @@ static int l_grpo(lua_State *L) {
 static int l_grpo_save(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
+    not_busy(L, "grpo_save");
     lgrpo *lg = current_grpo(L, lm);
     if (!lg) return luaL_error(L, "grpo_save: no GRPO run yet (run grpo{...} first)");
     dsv3_err err = {{0}};
@@ -393,6 +406,7 @@ static int l_grpo_save(lua_State *L) {
 }
 
 static int l_grpo_reset(lua_State *L) {
+    not_busy(L, "grpo_reset");
     lua_getfield(L, LUA_REGISTRYINDEX, REG_GRPO);
     if (luaL_testudata(L, -1, MT_GRPO)) {
         lua_pushcfunction(L, grpo_gc);

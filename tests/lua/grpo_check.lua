@@ -79,6 +79,17 @@ check("grpo_save writes a model directory; grpo_reset gives the weights back", f
   assert(same_logits(), "grpo_reset did not restore the weights")
 end)
 
+check("prompts with answers use the answer reward; the run cannot be reset from its reward", function()
+  local r = grpo{prompts = {{"the cat", " sat"}, {prompt = "a dog", answer = "ran"}}, steps = 1,
+                 group = 2, max_tokens = 3, quiet = true}
+  assert(#r.steps == 1 and r.steps[1].reward >= 0 and r.steps[1].reward <= 1)
+  local ok, err = pcall(grpo, {prompts = {"x", "y"}, steps = 1, group = 2, max_tokens = 3, quiet = true,
+                               reward = function() grpo_reset() return 1 end})
+  assert(not ok and tostring(err):find("not allowed inside a grpo"), tostring(err))
+  grpo_reset()
+  assert(same_logits(), "grpo_reset did not restore the weights")
+end)
+
 check("built-in task with its rule-based reward; bad options are refused", function()
   local r = grpo{task = "add", steps = 1, group = 2, max_tokens = 3, quiet = true}
   assert(#r.steps == 1 and r.task == "add" and r.steps[1].reward >= 0 and r.steps[1].reward <= 1)
