@@ -18,25 +18,25 @@
 #include "model/train_model.h"
 
 struct dsv3_grpo {
-    dsv3_model *m;          /* the model trained (not owned) */
-    dsv3_grpo_opts o;       /* options in effect */
-    dsv3_trainer *tr;       /* policy weights, AdamW, save (no data) */
-    dsv3_tmodel *tm;        /* tr's differentiable model */
-    dsv3_run *run;          /* sampling on m */
-    int64_t T;              /* positions per sequence: max_prompt + max_tokens - 1 */
-    int64_t micro;          /* sequences per forward */
+    dsv3_model *m;    /* the model trained (not owned) */
+    dsv3_grpo_opts o; /* options in effect */
+    dsv3_trainer *tr; /* policy weights, AdamW, save (no data) */
+    dsv3_tmodel *tm;  /* tr's differentiable model */
+    dsv3_run *run;    /* sampling on m */
+    int64_t T;        /* positions per sequence: max_prompt + max_tokens - 1 */
+    int64_t micro;    /* sequences per forward */
     int64_t n_params;
-    float *ref;             /* [n_params] the frozen reference weights */
-    float *cur;             /* [n_params] the policy while the reference is swapped in */
-    int64_t cap;            /* batch * group */
-    int32_t *seqs;          /* [cap, T + 1] prompt, completion, padding (id 0) */
-    int64_t *start, *len;   /* [cap] position predicting the first completion token; its length */
-    int64_t *plen;          /* [cap] prompt length */
-    double *reward, *adv;   /* [cap] */
+    float *ref;           /* [n_params] the frozen reference weights */
+    float *cur;           /* [n_params] the policy while the reference is swapped in */
+    int64_t cap;          /* batch * group */
+    int32_t *seqs;        /* [cap, T + 1] prompt, completion, padding (id 0) */
+    int64_t *start, *len; /* [cap] position predicting the first completion token; its length */
+    int64_t *plen;        /* [cap] prompt length */
+    double *reward, *adv; /* [cap] */
     double *lp, *lp_old, *lp_ref, *dlp; /* [cap, T] per-position log-probabilities / gradient */
-    int64_t n_seq;          /* sequences of the last step (n_prompts * group) */
-    int64_t step;           /* steps done */
-    uint64_t draws;         /* sampling seeds used */
+    int64_t n_seq;                      /* sequences of the last step (n_prompts * group) */
+    int64_t step;                       /* steps done */
+    uint64_t draws;                     /* sampling seeds used */
 };
 
 /* ---------------------------------------------------------------- pure pieces ---------- */
@@ -51,9 +51,11 @@ void dsv3_grpo_advantages(double *adv, const double *r, int64_t G) {
         equal &= r[i] == r[0];
     }
     mean /= (double)G;
-    for (int64_t i = 0; i < G; i++) var += (r[i] - mean) * (r[i] - mean);
+    for (int64_t i = 0; i < G; i++)
+        var += (r[i] - mean) * (r[i] - mean);
     const double sd = sqrt(var / (double)G);
-    for (int64_t i = 0; i < G; i++) adv[i] = equal ? 0.0 : (r[i] - mean) / (sd + 1e-6);
+    for (int64_t i = 0; i < G; i++)
+        adv[i] = equal ? 0.0 : (r[i] - mean) / (sd + 1e-6);
 }
 
 /* Per token (spec/training.md §8, token-level form), with d = lp_ref - lp:
@@ -112,9 +114,12 @@ static dsv3_status check_opts(const dsv3_grpo_opts *o, dsv3_err *err) {
         const char *name;
         double v, lo, hi;
     } r[] = {
-        {"temperature", o->temperature, 1e-3, 100}, {"beta", o->beta, 0, 1e6},
-        {"eps", o->eps, 0, 1},                      {"lr", o->lr, 0, 1},
-        {"weight_decay", o->weight_decay, 0, 1e6},  {"clip", o->clip, 0, 1e300},
+        {"temperature", o->temperature, 1e-3, 100},
+        {"beta", o->beta, 0, 1e6},
+        {"eps", o->eps, 0, 1},
+        {"lr", o->lr, 0, 1},
+        {"weight_decay", o->weight_decay, 0, 1e6},
+        {"clip", o->clip, 0, 1e300},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
         if (!(r[i].v >= r[i].lo && r[i].v <= r[i].hi))
@@ -124,14 +129,18 @@ static dsv3_status check_opts(const dsv3_grpo_opts *o, dsv3_err *err) {
         const char *name;
         int64_t v, lo, hi;
     } c[] = {
-        {"group", o->group, 1, 4096},        {"batch", o->batch, 1, 4096},
-        {"max_prompt", o->max_prompt, 1, 1 << 20}, {"max_tokens", o->max_tokens, 1, 1 << 20},
-        {"micro", o->micro, 0, 4096},        {"inner", o->inner, 1, 1000},
+        {"group", o->group, 1, 4096},
+        {"batch", o->batch, 1, 4096},
+        {"max_prompt", o->max_prompt, 1, 1 << 20},
+        {"max_tokens", o->max_tokens, 1, 1 << 20},
+        {"micro", o->micro, 0, 4096},
+        {"inner", o->inner, 1, 1000},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         if (c[i].v < c[i].lo || c[i].v > c[i].hi)
-            return dsv3_errf(err, DSV3_EINVAL, "grpo: option %s = %lld is out of range [%lld, %lld]",
-                             c[i].name, (long long)c[i].v, (long long)c[i].lo, (long long)c[i].hi);
+            return dsv3_errf(err, DSV3_EINVAL,
+                             "grpo: option %s = %lld is out of range [%lld, %lld]", c[i].name,
+                             (long long)c[i].v, (long long)c[i].lo, (long long)c[i].hi);
     return DSV3_OK;
 }
 
@@ -177,10 +186,11 @@ dsv3_status dsv3_grpo_new(dsv3_grpo **out, dsv3_model *m, const dsv3_grpo_opts *
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t T = o->max_prompt + o->max_tokens - 1;
     if (o->max_prompt + o->max_tokens > c->max_position_embeddings)
-        return dsv3_errf(err, DSV3_EINVAL,
-                         "grpo: max_prompt %lld + max_tokens %lld is above max_position_embeddings %lld",
-                         (long long)o->max_prompt, (long long)o->max_tokens,
-                         (long long)c->max_position_embeddings);
+        return dsv3_errf(
+            err, DSV3_EINVAL,
+            "grpo: max_prompt %lld + max_tokens %lld is above max_position_embeddings %lld",
+            (long long)o->max_prompt, (long long)o->max_tokens,
+            (long long)c->max_position_embeddings);
     dsv3_grpo *g = calloc(1, sizeof *g);
     if (!g) return dsv3_errf(err, DSV3_ENOMEM, "grpo: out of memory");
     g->m = m;
@@ -196,8 +206,8 @@ dsv3_status dsv3_grpo_new(dsv3_grpo **out, dsv3_model *m, const dsv3_grpo_opts *
     to.seq_len = g->T;
     to.batch = g->micro;
     to.seed = o->seed;
-    const dsv3_run_opts ro = {.max_seq = o->max_prompt + o->max_tokens + 1, .max_chunk = 0,
-                              .attn = DSV3_ATTN_ABSORBED};
+    const dsv3_run_opts ro = {
+        .max_seq = o->max_prompt + o->max_tokens + 1, .max_chunk = 0, .attn = DSV3_ATTN_ABSORBED};
     if ((st = dsv3_trainer_new(&g->tr, m, &to, err)) || (st = dsv3_run_new(&g->run, m, &ro, err)))
         goto fail;
     g->tm = dsv3_trainer_tmodel(g->tr);
@@ -217,7 +227,8 @@ dsv3_status dsv3_grpo_new(dsv3_grpo **out, dsv3_model *m, const dsv3_grpo_opts *
     g->dlp = calloc(rows, sizeof *g->dlp);
     if (!g->ref || !g->cur || !g->seqs || !g->start || !g->len || !g->plen || !g->reward ||
         !g->adv || !g->lp || !g->lp_old || !g->lp_ref || !g->dlp) {
-        st = dsv3_errf(err, DSV3_ENOMEM, "grpo: out of memory for %lld parameters and %lld sequences",
+        st = dsv3_errf(err, DSV3_ENOMEM,
+                       "grpo: out of memory for %lld parameters and %lld sequences",
                        (long long)g->n_params, (long long)g->cap);
         goto fail;
     }
@@ -251,10 +262,12 @@ static dsv3_status sample_and_score(dsv3_grpo *g, const int32_t *const *prompts,
                                     const int64_t *prompt_lens, int64_t n_prompts,
                                     dsv3_reward_fn fn, void *ud, dsv3_err *err) {
     const int64_t G = g->o.group, W = g->T + 1;
-    dsv3_gen_opts go = {.max_new_tokens = g->o.max_tokens,
-                        .sample = {.greedy = 0, .temperature = (float)g->o.temperature, .top_k = 0,
-                                   .top_p = 1.0f},
-                        .use_mtp = 0, .eos_id = g->o.eos_id, .cancel = g->o.cancel};
+    dsv3_gen_opts go = {
+        .max_new_tokens = g->o.max_tokens,
+        .sample = {.greedy = 0, .temperature = (float)g->o.temperature, .top_k = 0, .top_p = 1.0f},
+        .use_mtp = 0,
+        .eos_id = g->o.eos_id,
+        .cancel = g->o.cancel};
     dsv3_run_set_cancel(g->run, g->o.cancel);
     for (int64_t p = 0; p < n_prompts; p++)
         for (int64_t c = 0; c < G; c++) {
@@ -268,16 +281,18 @@ static dsv3_status sample_and_score(dsv3_grpo *g, const int32_t *const *prompts,
             dsv3_status st = dsv3_generate(g->run, prompts[p], pl, &go, row + pl, &n, NULL, err);
             if (st) return st;
             if (n < 1)
-                return dsv3_errf(err, DSV3_EINVAL, "grpo: prompt %lld: empty completion", (long long)p);
+                return dsv3_errf(err, DSV3_EINVAL, "grpo: prompt %lld: empty completion",
+                                 (long long)p);
             g->plen[i] = pl;
             g->start[i] = pl - 1;
             g->len[i] = n;
             double r = 0.0;
             if ((st = fn(ud, p, row + pl, n, &r, err))) return st;
             if (!isfinite(r))
-                return dsv3_errf(err, DSV3_EINVAL,
-                                 "grpo: prompt %lld completion %lld: the reward is %g (must be finite)",
-                                 (long long)p, (long long)c, r);
+                return dsv3_errf(
+                    err, DSV3_EINVAL,
+                    "grpo: prompt %lld completion %lld: the reward is %g (must be finite)",
+                    (long long)p, (long long)c, r);
             g->reward[i] = r;
         }
     for (int64_t p = 0; p < n_prompts; p++)
@@ -313,13 +328,12 @@ static dsv3_status policy_step(dsv3_grpo *g, int64_t k, double *loss, int64_t *c
     for (int64_t i0 = 0; i0 < g->n_seq; i0 += g->micro) {
         const int64_t b = g->n_seq - i0 < g->micro ? g->n_seq - i0 : g->micro;
         double *lp = g->lp + i0 * T, *old = g->lp_old + i0 * T;
-        dsv3_status st = dsv3_tm_logp_forward(g->tm, g->seqs + i0 * (T + 1), b, inv_temp, lp,
-                                              g->o.cancel, err);
+        dsv3_status st =
+            dsv3_tm_logp_forward(g->tm, g->seqs + i0 * (T + 1), b, inv_temp, lp, g->o.cancel, err);
         if (st) return st;
         if (k == 0) memcpy(old, lp, (size_t)(b * T) * sizeof *old);
-        *loss += dsv3_grpo_loss(g->dlp + i0 * T, clipped, lp, old, g->lp_ref + i0 * T,
-                                g->adv + i0, g->start + i0, g->len + i0, b, T, inv_n, g->o.eps,
-                                g->o.beta);
+        *loss += dsv3_grpo_loss(g->dlp + i0 * T, clipped, lp, old, g->lp_ref + i0 * T, g->adv + i0,
+                                g->start + i0, g->len + i0, b, T, inv_n, g->o.eps, g->o.beta);
         if ((st = dsv3_tm_logp_backward(g->tm, g->dlp + i0 * T, g->o.cancel, err))) return st;
     }
     if (!isfinite(*loss))
@@ -339,11 +353,13 @@ dsv3_status dsv3_grpo_step(dsv3_grpo *g, const int32_t *const *prompts, const in
     const int64_t V = dsv3_model_config(g->m)->vocab_size;
     for (int64_t p = 0; p < n_prompts; p++) {
         if (prompt_lens[p] < 1 || prompt_lens[p] > g->o.max_prompt)
-            return dsv3_errf(err, DSV3_EINVAL, "grpo: prompt %lld has %lld tokens (allowed 1..%lld)",
-                             (long long)p, (long long)prompt_lens[p], (long long)g->o.max_prompt);
+            return dsv3_errf(err, DSV3_EINVAL,
+                             "grpo: prompt %lld has %lld tokens (allowed 1..%lld)", (long long)p,
+                             (long long)prompt_lens[p], (long long)g->o.max_prompt);
         for (int64_t j = 0; j < prompt_lens[p]; j++)
             if (prompts[p][j] < 0 || prompts[p][j] >= V)
-                return dsv3_errf(err, DSV3_EINVAL, "grpo: prompt %lld token %lld: id %d out of range [0, %lld)",
+                return dsv3_errf(err, DSV3_EINVAL,
+                                 "grpo: prompt %lld token %lld: id %d out of range [0, %lld)",
                                  (long long)p, (long long)j, prompts[p][j], (long long)V);
     }
     trainer_opts(dsv3_trainer_opts(g->tr), &g->o);
@@ -384,7 +400,8 @@ dsv3_status dsv3_grpo_step(dsv3_grpo *g, const int32_t *const *prompts, const in
         }
     }
     const double mean = sum / (double)N;
-    for (int64_t i = 0; i < N; i++) sq += (g->reward[i] - mean) * (g->reward[i] - mean);
+    for (int64_t i = 0; i < N; i++)
+        sq += (g->reward[i] - mean) * (g->reward[i] - mean);
     r.step = g->step;
     r.completions = N;
     r.reward_mean = mean;

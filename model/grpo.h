@@ -45,21 +45,21 @@ typedef dsv3_status (*dsv3_reward_fn)(void *ud, int64_t prompt, const int32_t *c
 
 /* Options. Fill with dsv3_grpo_opts_init, then change fields. */
 typedef struct {
-    int64_t group;        /* G, completions per prompt; default 8 (1 allowed: A = 0) */
-    int64_t batch;        /* most prompts per step; default 2 */
-    int64_t max_prompt;   /* most prompt tokens (sizes the buffers); default 32 */
-    int64_t max_tokens;   /* most completion tokens (sampling stops there or at EOS); default 16 */
-    int64_t micro;        /* sequences per forward/backward pass; default 0 = group */
-    int64_t inner;        /* optimizer steps per sampled batch (pi_old fixed); default 1 */
-    double temperature;   /* sampling temperature, > 0; default 1 */
-    double beta;          /* KL weight; default 0.04 */
-    double eps;           /* ratio clip; default 0.2 */
-    double lr;            /* AdamW learning rate (constant); default 1e-4 */
-    double weight_decay;  /* default 0: a step whose gradient is zero leaves the weights as they are */
-    double clip;          /* global gradient-norm limit; default 1.0; 0 = none */
-    uint64_t seed;        /* sampling RNG; default 1 (same seed, same options: same run) */
-    int32_t eos_id;       /* stops a completion; default -2 = the model's eos_token_id; -1 = never */
-    int save_f32;         /* dsv3_grpo_save writes F32 weights (see dsv3_train_opts.save_f32) */
+    int64_t group;       /* G, completions per prompt; default 8 (1 allowed: A = 0) */
+    int64_t batch;       /* most prompts per step; default 2 */
+    int64_t max_prompt;  /* most prompt tokens (sizes the buffers); default 32 */
+    int64_t max_tokens;  /* most completion tokens (sampling stops there or at EOS); default 16 */
+    int64_t micro;       /* sequences per forward/backward pass; default 0 = group */
+    int64_t inner;       /* optimizer steps per sampled batch (pi_old fixed); default 1 */
+    double temperature;  /* sampling temperature, > 0; default 1 */
+    double beta;         /* KL weight; default 0.04 */
+    double eps;          /* ratio clip; default 0.2 */
+    double lr;           /* AdamW learning rate (constant); default 1e-4 */
+    double weight_decay; /* default 0: a zero gradient leaves the weights */
+    double clip;         /* global gradient-norm limit; default 1.0; 0 = none */
+    uint64_t seed;       /* sampling RNG; default 1 (same seed, same options: same run) */
+    int32_t eos_id;      /* stops a completion; default -2 = the model's eos_token_id; -1 = never */
+    int save_f32;        /* dsv3_grpo_save writes F32 weights (see dsv3_train_opts.save_f32) */
     const volatile int *cancel; /* non-zero: the running step stops with DSV3_EINTR; NULL = none */
 } dsv3_grpo_opts;
 
@@ -67,10 +67,10 @@ void dsv3_grpo_opts_init(dsv3_grpo_opts *o);
 
 /* What one step measured. */
 typedef struct {
-    int64_t step;          /* steps done, counting this one */
-    int64_t completions;   /* N = prompts * group */
-    double reward_mean;    /* mean reward over the N completions */
-    double reward_std;     /* population std over the N completions */
+    int64_t step;        /* steps done, counting this one */
+    int64_t completions; /* N = prompts * group */
+    double reward_mean;  /* mean reward over the N completions */
+    double reward_std;   /* population std over the N completions */
     double reward_max;
     double kl;             /* mean over completion tokens of k3 (pi_ref vs the sampling policy) */
     double length;         /* mean completion length in tokens */

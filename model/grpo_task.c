@@ -6,8 +6,8 @@
 
 /* A word from fortunes' vocabulary, for the copy task. */
 static const char *const words[] = {
-    "love", "time", "life", "money", "truth", "world", "cat", "dog", "war", "man",
-    "woman", "God", "house", "night", "friend", "heart", "king", "child", "book", "water",
+    "love",  "time", "life",  "money", "truth",  "world", "cat",  "dog",   "war",  "man",
+    "woman", "God",  "house", "night", "friend", "heart", "king", "child", "book", "water",
 };
 
 static uint64_t mix(uint64_t z) {
@@ -33,7 +33,8 @@ static void copy_example(uint64_t i, char *prompt, size_t pcap, char *answer, si
 }
 
 static const char *skip_space(const char *s) {
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
     return s;
 }
 
@@ -42,7 +43,8 @@ static const char *skip_space(const char *s) {
 static double add_reward(const char *answer, const char *completion) {
     const char *c = skip_space(completion), *a = skip_space(answer);
     size_t k = 0;
-    while (c[k] >= '0' && c[k] <= '9') k++;
+    while (c[k] >= '0' && c[k] <= '9')
+        k++;
     if (k == 0) return 0.0;
     return k == strlen(a) && !strncmp(c, a, k) ? 1.0 : 0.5;
 }
@@ -52,7 +54,8 @@ static double copy_reward(const char *answer, const char *completion) {
     const char *w = skip_space(answer), *c = skip_space(completion);
     const size_t n = strlen(w);
     if (n == 0) return 1.0;
-    if (!strncmp(c, w, n) && (c[n] == 0 || c[n] == ' ' || c[n] == '\n' || c[n] == '.' || c[n] == ','))
+    if (!strncmp(c, w, n) &&
+        (c[n] == 0 || c[n] == ' ' || c[n] == '\n' || c[n] == '.' || c[n] == ','))
         return 1.0;
     return strstr(c, w) ? 0.5 : 0.0;
 }
@@ -83,6 +86,7 @@ double dsv3_grpo_answer_reward(const char *answer, const char *completion) {
     const size_t n = strlen(a);
     if (n == 0) return 1.0;
     size_t k = 0;
-    while (k < n && c[k] == a[k]) k++;
+    while (k < n && c[k] == a[k])
+        k++;
     return k == n ? 1.0 : 0.5 * (double)k / (double)n;
 }

@@ -27,9 +27,10 @@ const dsv3_grpo_task *dsv3_grpo_task_find(const char *name);
 int dsv3_grpo_n_tasks(void);
 const dsv3_grpo_task *dsv3_grpo_task_at(int i);
 
-/* The rule-based reward of a completion against an answer (prompt files with answers use it): leading white space of both is ignored; 1 when the completion
- * starts with the answer, else 0.5 * (the length of their common prefix) / (the answer's length),
- * in bytes. An empty answer gives 1. */
+/* The rule-based reward of a completion against an answer (prompt files with answers use it):
+ * leading white space of both is ignored; 1 when the completion starts with the answer, else 0.5 *
+ * (the length of their common prefix) / (the answer's length), in bytes. An empty answer gives 1.
+ */
 double dsv3_grpo_answer_reward(const char *answer, const char *completion);
 
 #endif

@@ -52,8 +52,8 @@ typedef struct {
     int64_t *len;
     const dsv3_grpo_task *task; /* NULL: prompts from a file, the answer reward */
     const dsv3_tokenizer *tok;
-    int64_t *pick;              /* [batch] prompt numbers of the current step */
-    double best;                /* the step's best completion */
+    int64_t *pick; /* [batch] prompt numbers of the current step */
+    double best;   /* the step's best completion */
     char *best_text;
     int64_t best_prompt;
 } prompt_set;
@@ -94,7 +94,8 @@ static dsv3_status read_prompts(prompt_set *s, const char *path, dsv3_err *err) 
     dsv3_status st = DSV3_OK;
     while ((got = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+            line[--got] = 0;
         if (got == 0) continue;
         char *tab = strchr(line, '\t');
         if (!tab || tab == line || !tab[1]) {
@@ -126,7 +127,9 @@ static dsv3_status read_prompts(prompt_set *s, const char *path, dsv3_err *err) 
     if (!st && ferror(f)) st = dsv3_errf(err, DSV3_EIO, "grpo: %s: read error", path);
     free(line);
     fclose(f);
-    if (!st && n == 0) st = dsv3_errf(err, DSV3_EINVAL, "grpo: %s: no prompts (expected \"prompt<TAB>answer\" lines)", path);
+    if (!st && n == 0)
+        st = dsv3_errf(err, DSV3_EINVAL,
+                       "grpo: %s: no prompts (expected \"prompt<TAB>answer\" lines)", path);
     if (st) return st;
     s->ids = calloc((size_t)n, sizeof *s->ids);
     s->len = calloc((size_t)n, sizeof *s->len);
@@ -134,14 +137,16 @@ static dsv3_status read_prompts(prompt_set *s, const char *path, dsv3_err *err) 
     return DSV3_OK;
 }
 
-static dsv3_status reward(void *ud, int64_t p, const int32_t *c, int64_t n, double *r, dsv3_err *err) {
+static dsv3_status reward(void *ud, int64_t p, const int32_t *c, int64_t n, double *r,
+                          dsv3_err *err) {
     prompt_set *s = ud;
     char *text = NULL;
     size_t len;
     dsv3_status st = dsv3_tokenizer_decode(s->tok, &text, &len, c, (size_t)n, 1, err);
     if (st) return st;
     const int64_t k = s->pick[p];
-    *r = s->task ? s->task->reward(s->answer[k], text) : dsv3_grpo_answer_reward(s->answer[k], text);
+    *r =
+        s->task ? s->task->reward(s->answer[k], text) : dsv3_grpo_answer_reward(s->answer[k], text);
     if (!s->best_text || *r > s->best) {
         free(s->best_text);
         s->best_text = text;
@@ -155,7 +160,8 @@ static dsv3_status reward(void *ud, int64_t p, const int32_t *c, int64_t n, doub
 
 /* Prints s with control characters as spaces, cut to width bytes. */
 static void print_flat(const char *s, int width) {
-    for (int i = 0; s[i] && i < width; i++) putchar((unsigned char)s[i] < 0x20 ? ' ' : s[i]);
+    for (int i = 0; s[i] && i < width; i++)
+        putchar((unsigned char)s[i] < 0x20 ? ' ' : s[i]);
 }
 
 int dsv3_cli_grpo(int argc, char **argv) {
@@ -171,25 +177,40 @@ int dsv3_cli_grpo(int argc, char **argv) {
         long long *cnt = NULL;
         int64_t *cnt64 = NULL;
         double *num = NULL;
-        if (!strcmp(a, "--task") && v) task_name = argv[++i];
-        else if (!strcmp(a, "--prompts") && v) file = argv[++i];
-        else if (!strcmp(a, "--save") && v) save = argv[++i];
-        else if (!strcmp(a, "--samples")) samples = 1;
-        else if (!strcmp(a, "--steps") && v) cnt = &steps;
-        else if (!strcmp(a, "--examples") && v) cnt = &examples;
-        else if (!strcmp(a, "--group") && v) cnt64 = &o.group;
-        else if (!strcmp(a, "--batch") && v) cnt64 = &o.batch;
-        else if (!strcmp(a, "--max-tokens") && v) cnt64 = &o.max_tokens;
-        else if (!strcmp(a, "--inner") && v) cnt64 = &o.inner;
-        else if (!strcmp(a, "--lr") && v) num = &o.lr;
-        else if (!strcmp(a, "--beta") && v) num = &o.beta;
-        else if (!strcmp(a, "--eps") && v) num = &o.eps;
-        else if (!strcmp(a, "--temperature") && v) num = &o.temperature;
+        if (!strcmp(a, "--task") && v)
+            task_name = argv[++i];
+        else if (!strcmp(a, "--prompts") && v)
+            file = argv[++i];
+        else if (!strcmp(a, "--save") && v)
+            save = argv[++i];
+        else if (!strcmp(a, "--samples"))
+            samples = 1;
+        else if (!strcmp(a, "--steps") && v)
+            cnt = &steps;
+        else if (!strcmp(a, "--examples") && v)
+            cnt = &examples;
+        else if (!strcmp(a, "--group") && v)
+            cnt64 = &o.group;
+        else if (!strcmp(a, "--batch") && v)
+            cnt64 = &o.batch;
+        else if (!strcmp(a, "--max-tokens") && v)
+            cnt64 = &o.max_tokens;
+        else if (!strcmp(a, "--inner") && v)
+            cnt64 = &o.inner;
+        else if (!strcmp(a, "--lr") && v)
+            num = &o.lr;
+        else if (!strcmp(a, "--beta") && v)
+            num = &o.beta;
+        else if (!strcmp(a, "--eps") && v)
+            num = &o.eps;
+        else if (!strcmp(a, "--temperature") && v)
+            num = &o.temperature;
         else if (!strcmp(a, "--seed") && v) {
             long long s = dsv3_cli_parse_count(argv[++i]);
             ok = s >= 0;
             o.seed = (uint64_t)s;
-        } else if (a[0] != '-' && !dir) dir = a;
+        } else if (a[0] != '-' && !dir)
+            dir = a;
         else {
             fprintf(stderr, "dsv3 grpo: unknown or incomplete option '%s'\n%s", a, usage);
             return 2;
@@ -197,8 +218,10 @@ int dsv3_cli_grpo(int argc, char **argv) {
         if (cnt || cnt64) {
             long long c = dsv3_cli_parse_count(argv[++i]);
             ok = c >= 0;
-            if (cnt) *cnt = c;
-            else *cnt64 = c;
+            if (cnt)
+                *cnt = c;
+            else
+                *cnt64 = c;
         } else if (num) {
             *num = parse_num(argv[++i], &ok);
         }
@@ -208,7 +231,10 @@ int dsv3_cli_grpo(int argc, char **argv) {
         }
     }
     if (!dir || steps < 1 || !task_name == !file) {
-        fprintf(stderr, "dsv3 grpo: MODEL_DIR, --steps N >= 1 and one of --task or --prompts are required\n%s", usage);
+        fprintf(
+            stderr,
+            "dsv3 grpo: MODEL_DIR, --steps N >= 1 and one of --task or --prompts are required\n%s",
+            usage);
         return 2;
     }
     prompt_set ps = {0};
@@ -247,7 +273,8 @@ int dsv3_cli_grpo(int argc, char **argv) {
     for (int64_t i = 0; i < ps.n; i++) {
         size_t k;
         dsv3_err terr = {{0}};
-        if (dsv3_tokenizer_encode(tok, &ps.ids[i], &k, ps.prompt[i], strlen(ps.prompt[i]), 1, &terr)) {
+        if (dsv3_tokenizer_encode(tok, &ps.ids[i], &k, ps.prompt[i], strlen(ps.prompt[i]), 1,
+                                  &terr)) {
             dsv3_errf(&err, DSV3_EINVAL, "grpo: prompt %lld: %s", (long long)i + 1, terr.msg);
             goto fail;
         }
@@ -292,10 +319,11 @@ int dsv3_cli_grpo(int argc, char **argv) {
         ps.best_text = NULL;
         dsv3_grpo_metrics r;
         if ((st = dsv3_grpo_step(g, pp, pl, o.batch, reward, &ps, &r, &err))) break;
-        printf("step %lld/%lld reward %.4f std %.4f max %.4f kl %.5f len %.2f loss %+.5f gnorm %.4f "
-               "tok/s %.0f\n",
-               (long long)r.step, steps, r.reward_mean, r.reward_std, r.reward_max, r.kl, r.length,
-               r.loss, r.grad_norm, r.tokens_per_s);
+        printf(
+            "step %lld/%lld reward %.4f std %.4f max %.4f kl %.5f len %.2f loss %+.5f gnorm %.4f "
+            "tok/s %.0f\n",
+            (long long)r.step, steps, r.reward_mean, r.reward_std, r.reward_max, r.kl, r.length,
+            r.loss, r.grad_norm, r.tokens_per_s);
         if (samples && ps.best_text) {
             printf("  best %.3f: ", ps.best);
             print_flat(ps.prompt[ps.best_prompt], 40);

@@ -29,10 +29,10 @@
 
 typedef struct {
     dsv3_grpo *g;
-    lmodel *lm;         /* the model it trains (kept alive through the uservalue) */
+    lmodel *lm; /* the model it trains (kept alive through the uservalue) */
     int64_t group, batch, max_tokens, max_prompt;
-    int64_t steps;      /* steps done, over all calls */
-    int busy;           /* 1 while a grpo{} call runs (its reward function may call Lua) */
+    int64_t steps; /* steps done, over all calls */
+    int busy;      /* 1 while a grpo{} call runs (its reward function may call Lua) */
 } lgrpo;
 
 static int grpo_gc(lua_State *L) {
@@ -78,9 +78,10 @@ static int64_t push_prompts(lua_State *L, int t, lmodel *lm, const dsv3_grpo_tas
     if (task_name && !(*task_out = dsv3_grpo_task_find(task_name)))
         luaL_error(L, "grpo: unknown task '%s' (built-in: add, copy)", task_name);
     if (has_prompts && !lua_istable(L, src)) luaL_error(L, "grpo: prompts must be a list");
-    const int64_t n = task_name ? (int64_t)dsv3_lua_opt_num(L, t, "examples", 64)
-                                : (int64_t)lua_rawlen(L, src);
-    if (n < 1 || n > 1000000) luaL_error(L, "grpo: %s", task_name ? "examples must be in 1..1e6" : "prompts is empty");
+    const int64_t n =
+        task_name ? (int64_t)dsv3_lua_opt_num(L, t, "examples", 64) : (int64_t)lua_rawlen(L, src);
+    if (n < 1 || n > 1000000)
+        luaL_error(L, "grpo: %s", task_name ? "examples must be in 1..1e6" : "prompts is empty");
     lua_createtable(L, (int)n, 0);
     for (int64_t i = 0; i < n; i++) {
         lua_createtable(L, 3, 0);
@@ -108,8 +109,10 @@ static int64_t push_prompts(lua_State *L, int t, lmodel *lm, const dsv3_grpo_tas
                     lua_pop(L, 1);
                     lua_rawgeti(L, e, 2);
                 }
-                if (lua_type(L, -2) != LUA_TSTRING || !(lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING))
-                    luaL_error(L, "grpo: prompts[%d] must be {prompt, answer} with strings", (int)i + 1);
+                if (lua_type(L, -2) != LUA_TSTRING ||
+                    !(lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING))
+                    luaL_error(L, "grpo: prompts[%d] must be {prompt, answer} with strings",
+                               (int)i + 1);
                 lua_rawseti(L, e - 1, 2);
                 lua_rawseti(L, e - 1, 1);
             } else {
@@ -144,12 +147,12 @@ static const int32_t *prompt_ids(lua_State *L, int list, int64_t i, int64_t *n) 
 typedef struct {
     lua_State *L;
     lmodel *lm;
-    int fn;              /* stack index of the reward function, or 0 (task or answer reward) */
+    int fn; /* stack index of the reward function, or 0 (task or answer reward) */
     const dsv3_grpo_task *task; /* the built-in task, or NULL */
-    int list;            /* stack index of the prompt list */
-    const int64_t *pick; /* [batch] 1-based prompt entries of this step */
+    int list;                   /* stack index of the prompt list */
+    const int64_t *pick;        /* [batch] 1-based prompt entries of this step */
     dsv3_session *s;
-    double best;         /* the step's best reward and its completion (text, malloc'd) */
+    double best; /* the step's best reward and its completion (text, malloc'd) */
     char *best_text;
     int64_t best_prompt;
 } reward_ctx;
@@ -174,7 +177,8 @@ static dsv3_status lua_reward(void *ud, int64_t p, const int32_t *c, int64_t n, 
             st = dsv3_errf(err, intr ? DSV3_EINTR : DSV3_EINVAL, "grpo: reward function: %s",
                            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object)");
         } else if (lua_type(L, -1) != LUA_TNUMBER) {
-            st = dsv3_errf(err, DSV3_EINVAL, "grpo: reward function returned a %s (expected a number)",
+            st = dsv3_errf(err, DSV3_EINVAL,
+                           "grpo: reward function returned a %s (expected a number)",
                            luaL_typename(L, -1));
         } else {
             *r = lua_tonumber(L, -1);
@@ -238,10 +242,11 @@ static void push_step(lua_State *L, const dsv3_grpo_metrics *m, const reward_ctx
 
 static void progress_line(dsv3_session *s, const dsv3_grpo_metrics *m) {
     char line[256];
-    int k = snprintf(line, sizeof line,
-                     "step %4lld  reward %.3f (std %.3f, max %.3f)  kl %.4f  len %.1f  loss %+.4f  %.0f tok/s\n",
-                     (long long)m->step, m->reward_mean, m->reward_std, m->reward_max, m->kl,
-                     m->length, m->loss, m->tokens_per_s);
+    int k = snprintf(
+        line, sizeof line,
+        "step %4lld  reward %.3f (std %.3f, max %.3f)  kl %.4f  len %.1f  loss %+.4f  %.0f tok/s\n",
+        (long long)m->step, m->reward_mean, m->reward_std, m->reward_max, m->kl, m->length, m->loss,
+        m->tokens_per_s);
     dsv3_session_write(s, DSV3_STDOUT, line, (size_t)k);
 }
 
@@ -270,11 +275,13 @@ static int l_grpo(lua_State *L) {
     lua_settop(L, 1);
     dsv3_session *s = dsv3_session_of(L);
     not_busy(L, "grpo");
-    if (!lm->tok) return luaL_error(L, "grpo: the model has no tokenizer (prompts and rewards are text)");
+    if (!lm->tok)
+        return luaL_error(L, "grpo: the model has no tokenizer (prompts and rewards are text)");
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.trainer.current");
     if (!lua_isnil(L, -1))
-        return luaL_error(L, "grpo: the session has a train{} trainer; train_save(dir) its weights or "
-                             "train_reset() first");
+        return luaL_error(L,
+                          "grpo: the session has a train{} trainer; train_save(dir) its weights or "
+                          "train_reset() first");
     lua_pop(L, 1);
     const lua_Number steps_n = dsv3_lua_opt_num(L, 1, "steps", 20);
     if (!(steps_n >= 1 && steps_n <= 1e7)) return luaL_error(L, "grpo: steps must be in 1..1e7");
@@ -283,7 +290,8 @@ static int l_grpo(lua_State *L) {
     const int plot = dsv3_lua_opt_bool(L, 1, "plot", 1);
     lua_getfield(L, 1, "reward"); /* 2 */
     if (!lua_isnil(L, 2) && !lua_isfunction(L, 2))
-        return luaL_error(L, "grpo: reward must be a function(prompt, completion, answer) -> number");
+        return luaL_error(L,
+                          "grpo: reward must be a function(prompt, completion, answer) -> number");
     const dsv3_grpo_task *task;
     const int64_t n_prompts = push_prompts(L, 1, lm, &task); /* 3 */
     int64_t longest = 1, with_answer = 0;
@@ -297,8 +305,9 @@ static int l_grpo(lua_State *L) {
         lua_pop(L, 2);
     }
     if (lua_isnil(L, 2) && with_answer < n_prompts)
-        return luaL_error(L, "grpo: give reward = function(prompt, completion, answer) -> number, or "
-                             "an answer with every prompt");
+        return luaL_error(L,
+                          "grpo: give reward = function(prompt, completion, answer) -> number, or "
+                          "an answer with every prompt");
     dsv3_grpo_opts o;
     dsv3_grpo_opts_init(&o);
     o.lr = 2e-3;
@@ -311,12 +320,14 @@ static int l_grpo(lua_State *L) {
     o.seed = (uint64_t)dsv3_lua_opt_num(L, 1, "seed", 1);
     o.cancel = s->io.interrupt;
     if (longest > o.max_prompt)
-        return luaL_error(L, "grpo: a prompt has %d tokens, above max_prompt %d", (int)longest, (int)o.max_prompt);
+        return luaL_error(L, "grpo: a prompt has %d tokens, above max_prompt %d", (int)longest,
+                          (int)o.max_prompt);
     lgrpo *lg = current_grpo(L, lm);
     if (lg && (lg->group != o.group || lg->batch != o.batch || lg->max_tokens != o.max_tokens ||
                lg->max_prompt < longest))
-        return luaL_error(L, "grpo: the session's GRPO run has group %d, batch %d, max_tokens %d and "
-                             "prompts up to %d tokens; call grpo_reset() to start another",
+        return luaL_error(L,
+                          "grpo: the session's GRPO run has group %d, batch %d, max_tokens %d and "
+                          "prompts up to %d tokens; call grpo_reset() to start another",
                           (int)lg->group, (int)lg->batch, (int)lg->max_tokens, (int)lg->max_prompt);
     if (!lg) {
         lua_pushnil(L);
@@ -363,8 +374,13 @@ static int l_grpo(lua_State *L) {
             pick[k] = (lg->steps * lg->batch + k) % n_prompts + 1;
             pp[k] = prompt_ids(L, 3, pick[k], &pl[k]);
         }
-        reward_ctx x = {.L = L, .lm = lm, .fn = lua_isnil(L, 2) ? 0 : 2, .list = 3, .pick = pick, .s = s,
-                       .task = task};
+        reward_ctx x = {.L = L,
+                        .lm = lm,
+                        .fn = lua_isnil(L, 2) ? 0 : 2,
+                        .list = 3,
+                        .pick = pick,
+                        .s = s,
+                        .task = task};
         dsv3_grpo_metrics m;
         lg->busy = 1;
         st = dsv3_grpo_step(lg->g, pp, pl, lg->batch, lua_reward, &x, &m, &err);
@@ -452,7 +468,8 @@ static int grporun_tostring(lua_State *L) {
         dsv3_sbuf_add(&b, "grpo: no step finished");
     } else {
         double lo = INFINITY, hi = -INFINITY;
-        for (lua_Integer i = 0; i < n; i++) lo = fmin(lo, r[i]), hi = fmax(hi, r[i]);
+        for (lua_Integer i = 0; i < n; i++)
+            lo = fmin(lo, r[i]), hi = fmax(hi, r[i]);
         static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
         dsv3_sbuf_add(&b, "reward ");
         for (lua_Integer i = 0; i < n; i += (n + 59) / 60) {
@@ -460,8 +477,9 @@ static int grporun_tostring(lua_State *L) {
             dsv3_sbuf_add(&b, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
         }
         lua_getfield(L, 1, "total_steps");
-        snprintf(line, sizeof line, "  %.3f -> %.3f; kl %.4f -> %.4f; length %.1f -> %.1f; %lld steps",
-                 r[0], r[n - 1], kl[0], kl[n - 1], len[0], len[n - 1], (long long)n);
+        snprintf(line, sizeof line,
+                 "  %.3f -> %.3f; kl %.4f -> %.4f; length %.1f -> %.1f; %lld steps", r[0], r[n - 1],
+                 kl[0], kl[n - 1], len[0], len[n - 1], (long long)n);
         lua_pop(L, 1);
         dsv3_sbuf_add(&b, line);
         lua_getfield(L, 1, "steps");
@@ -502,7 +520,8 @@ static int grporun_svg(lua_State *L) {
 
 void dsv3_lua_open_grpo(lua_State *L) {
     static const luaL_Reg grpo_meta[] = {{"__gc", grpo_gc}, {NULL, NULL}};
-    static const luaL_Reg run_meta[] = {{"__tostring", grporun_tostring}, {"__svg", grporun_svg}, {NULL, NULL}};
+    static const luaL_Reg run_meta[] = {
+        {"__tostring", grporun_tostring}, {"__svg", grporun_svg}, {NULL, NULL}};
     luaL_newmetatable(L, MT_GRPO);
     luaL_setfuncs(L, grpo_meta, 0);
     lua_pop(L, 1);

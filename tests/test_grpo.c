@@ -75,8 +75,8 @@ static const char *small_model(void) {
 
 /* Rewards for the step tests (ud: a reward_ctx). */
 typedef struct {
-    int kind;      /* 0: constant 1; 1: completion length; 2: fraction of ids < 32; 3: error;
-                      4: NaN */
+    int kind; /* 0: constant 1; 1: completion length; 2: fraction of ids < 32; 3: error;
+                 4: NaN */
     int calls;
 } reward_ctx;
 
@@ -85,19 +85,26 @@ static dsv3_status reward(void *ud, int64_t p, const int32_t *c, int64_t n, doub
     reward_ctx *x = ud;
     x->calls++;
     switch (x->kind) {
-    case 0: *r = 1.0; break;
-    case 1: *r = (double)n; break;
+    case 0:
+        *r = 1.0;
+        break;
+    case 1:
+        *r = (double)n;
+        break;
     case 2: {
         int64_t k = 0;
-        for (int64_t i = 0; i < n; i++) k += c[i] < 32;
+        for (int64_t i = 0; i < n; i++)
+            k += c[i] < 32;
         *r = (double)k / (double)n;
         break;
     }
     case 3:
-        if (x->calls == 3) return dsv3_errf(err, DSV3_EINVAL, "reward: boom at prompt %lld", (long long)p);
+        if (x->calls == 3)
+            return dsv3_errf(err, DSV3_EINVAL, "reward: boom at prompt %lld", (long long)p);
         *r = (double)n;
         break;
-    default: *r = x->calls == 2 ? NAN : 1.0;
+    default:
+        *r = x->calls == 2 ? NAN : 1.0;
     }
     return DSV3_OK;
 }
@@ -136,7 +143,8 @@ static int test_grpo_advantages_are_group_normalised(void) {
     dsv3_grpo_advantages(a1, one, 1);
     dsv3_grpo_advantages(a3, eq, 3);
     CHECK(a1[0] == 0.0, "G = 1: advantage %g, want 0", a1[0]);
-    CHECK(a3[0] == 0.0 && a3[1] == 0.0 && a3[2] == 0.0, "all-equal rewards: %g %g %g", a3[0], a3[1], a3[2]);
+    CHECK(a3[0] == 0.0 && a3[1] == 0.0 && a3[2] == 0.0, "all-equal rewards: %g %g %g", a3[0], a3[1],
+          a3[2]);
     return 0;
 }
 
@@ -165,8 +173,10 @@ static int test_grpo_loss_matches_hand_computation(void) {
     const double adv[2] = {1.0, -1.0};
     const int64_t start[2] = {1, 2}, len[2] = {3, 1};
     int64_t clipped = 0;
-    const double L = dsv3_grpo_loss(dl, &clipped, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
-    const double want = -0.5 * ((1.2 + 1.0 + 0.5 - beta * (l2 - 0.5)) / 3.0 + (-0.8 - beta * (1.0 - l2)));
+    const double L =
+        dsv3_grpo_loss(dl, &clipped, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
+    const double want =
+        -0.5 * ((1.2 + 1.0 + 0.5 - beta * (l2 - 0.5)) / 3.0 + (-0.8 - beta * (1.0 - l2)));
     CHECK(fabs(L - want) < 1e-12, "loss %.15g, want %.15g", L, want);
     CHECK(clipped == 2, "%lld clipped tokens, want 2", (long long)clipped);
     const double wd[8] = {0, 0, -(1.0 - beta * 0.5) / 6.0, -0.5 / 6.0, 0, 0, -0.5 * beta, 0};
@@ -178,12 +188,14 @@ static int test_grpo_loss_matches_hand_computation(void) {
         const double h = 1e-6, x0 = lp[k];
         double tmp[8];
         lp[k] = x0 + h;
-        const double Lp = dsv3_grpo_loss(tmp, NULL, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
+        const double Lp =
+            dsv3_grpo_loss(tmp, NULL, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
         lp[k] = x0 - h;
-        const double Ln = dsv3_grpo_loss(tmp, NULL, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
+        const double Ln =
+            dsv3_grpo_loss(tmp, NULL, lp, old, ref, adv, start, len, 2, T, 0.5, eps, beta);
         lp[k] = x0;
-        CHECK(fabs((Lp - Ln) / (2 * h) - dl[k]) < 1e-8, "position %d: numeric %.10g, analytic %.10g",
-              k, (Lp - Ln) / (2 * h), dl[k]);
+        CHECK(fabs((Lp - Ln) / (2 * h) - dl[k]) < 1e-8,
+              "position %d: numeric %.10g, analytic %.10g", k, (Lp - Ln) / (2 * h), dl[k]);
     }
     return 0;
 }
@@ -204,7 +216,8 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
     dsv3_err err;
     CHECK(!dsv3_tm_new(&tm, m, B, T, &err), "%s", err.msg);
     int32_t ids[2 * 7];
-    for (int i = 0; i < 14; i++) ids[i] = (int32_t)((i * 37 + 5) % V);
+    for (int i = 0; i < 14; i++)
+        ids[i] = (int32_t)((i * 37 + 5) % V);
     const int64_t start[2] = {2, 1}, len[2] = {4, 3};
     const double adv[2] = {0.9, -1.1}, inv_t = 1.0 / 0.8, beta = 0.3, eps = 0.2;
     double lp[12], old[12], ref[12], dl[12], tmp[12];
@@ -232,7 +245,8 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
         for (int k = 0; k < 16; k++) {
             int64_t j = t->offset + (int64_t)((urand() + 1.0) * 0.5 * (double)t->numel) % t->numel;
             if (strstr(t->name, "embed_tokens"))
-                j = t->offset + (int64_t)ids[k % 13] * t->cols + (int64_t)((urand() + 1.0) * 0.5 * (double)t->cols) % t->cols;
+                j = t->offset + (int64_t)ids[k % 13] * t->cols +
+                    (int64_t)((urand() + 1.0) * 0.5 * (double)t->cols) % t->cols;
             if (best < 0 || fabsf(g[j]) > fabsf(g[best])) best = j;
         }
         const float x0 = p[best];
@@ -261,14 +275,16 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
             snprintf(worst_name, sizeof worst_name, "%s", t->name);
         }
     }
-    printf("  %d coordinates (%d with |g| >= 1e-6), %d skipped for a routing flip; worst rel err %.2e (%s)\n",
+    printf("  %d coordinates (%d with |g| >= 1e-6), %d skipped for a routing flip; worst rel err "
+           "%.2e (%s)\n",
            checked, nonzero, skipped, worst, worst_name);
     CHECK(checked >= 20 && nonzero >= 20, "too few coordinates checked");
     CHECK(worst <= 1e-3, "GRPO loss gradient off: %.3g at %s", worst, worst_name);
     /* MTP tensors get no gradient from the GRPO loss */
     const dsv3_tm_tensor *eh = dsv3_tm_find(tm, "model.layers.2.eh_proj.weight");
     CHECK(eh, "no MTP eh_proj in the test model");
-    for (int64_t j = 0; j < eh->numel; j++) CHECK(g[eh->offset + j] == 0.0f, "MTP gradient at %lld", (long long)j);
+    for (int64_t j = 0; j < eh->numel; j++)
+        CHECK(g[eh->offset + j] == 0.0f, "MTP gradient at %lld", (long long)j);
     dsv3_tm_free(tm);
     dsv3_model_close(m);
     return 0;
@@ -279,12 +295,13 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
 static int same_weights(dsv3_grpo *g) {
     dsv3_trainer *tr = dsv3_grpo_trainer(g);
     const int64_t n = dsv3_tm_n_params(dsv3_trainer_tmodel(tr));
-    return !memcmp(dsv3_tm_params(dsv3_trainer_tmodel(tr)), dsv3_grpo_reference(g), (size_t)n * sizeof(float));
+    return !memcmp(dsv3_tm_params(dsv3_trainer_tmodel(tr)), dsv3_grpo_reference(g),
+                   (size_t)n * sizeof(float));
 }
 
 static int metrics_finite(const dsv3_grpo_metrics *r) {
-    return isfinite(r->loss) && isfinite(r->kl) && isfinite(r->reward_mean) && isfinite(r->reward_std) &&
-           isfinite(r->grad_norm) && isfinite(r->length);
+    return isfinite(r->loss) && isfinite(r->kl) && isfinite(r->reward_mean) &&
+           isfinite(r->reward_std) && isfinite(r->grad_norm) && isfinite(r->length);
 }
 
 /* Zero advantages everywhere and pi = pi_ref: the gradient is exactly zero, so with weight decay
@@ -302,7 +319,8 @@ static int test_grpo_equal_rewards_and_single_completions_do_not_move_weights(vo
         dsv3_err err;
         for (int s = 0; s < 2; s++) {
             CHECK(!dsv3_grpo_step(g, prompts, prompt_lens, 2, reward, &x, &r, &err), "%s", err.msg);
-            CHECK(metrics_finite(&r), "case %d: a metric is not finite (loss %g kl %g)", c, r.loss, r.kl);
+            CHECK(metrics_finite(&r), "case %d: a metric is not finite (loss %g kl %g)", c, r.loss,
+                  r.kl);
             CHECK(r.zero_adv == 1.0 && r.grad_norm == 0.0 && r.loss == 0.0 && r.kl == 0.0,
                   "case %d step %d: zero_adv %g grad_norm %g loss %g kl %g", c, s, r.zero_adv,
                   r.grad_norm, r.loss, r.kl);
@@ -340,11 +358,14 @@ static int test_grpo_reward_rises_and_reference_stays_frozen(void) {
         CHECK(metrics_finite(&r), "step %d: a metric is not finite", s);
         if (s < 3) first += r.reward_mean / 3;
         if (s >= steps - 3) last += r.reward_mean / 3;
-        if (s == 0) CHECK(r.kl == 0.0, "KL at the first step %g (the policy is the reference)", r.kl);
+        if (s == 0)
+            CHECK(r.kl == 0.0, "KL at the first step %g (the policy is the reference)", r.kl);
         kl_last = r.kl;
     }
-    printf("  reward (fraction of ids < 32) %.3f -> %.3f over %d steps, KL %.4f\n", first, last, steps, kl_last);
-    CHECK(!memcmp(ref0, dsv3_grpo_reference(g), (size_t)n * sizeof *ref0), "the reference weights changed");
+    printf("  reward (fraction of ids < 32) %.3f -> %.3f over %d steps, KL %.4f\n", first, last,
+           steps, kl_last);
+    CHECK(!memcmp(ref0, dsv3_grpo_reference(g), (size_t)n * sizeof *ref0),
+          "the reference weights changed");
     CHECK(!same_weights(g), "the policy did not move");
     CHECK(kl_last > 0.0, "KL %g after %d steps", kl_last, steps);
     CHECK(last > first + 0.1, "reward did not rise: %.3f -> %.3f", first, last);
@@ -356,11 +377,13 @@ static int test_grpo_reward_rises_and_reference_stays_frozen(void) {
     /* the sampling model computes with the policy: logits differ from before */
     dsv3_run_truncate(run, 0);
     CHECK(!dsv3_forward(run, prompt_a, 3, after, 1, NULL, &err), "%s", err.msg);
-    CHECK(memcmp(before, after, sizeof before), "the model does not compute with the trained weights");
+    CHECK(memcmp(before, after, sizeof before),
+          "the model does not compute with the trained weights");
     dsv3_grpo_free(g);
     dsv3_run_truncate(run, 0);
     CHECK(!dsv3_forward(run, prompt_a, 3, after, 1, NULL, &err), "%s", err.msg);
-    CHECK(!memcmp(before, after, (size_t)V * sizeof(float)), "freeing the run did not restore the model");
+    CHECK(!memcmp(before, after, (size_t)V * sizeof(float)),
+          "freeing the run did not restore the model");
     free(ref0);
     dsv3_run_free(run);
     dsv3_model_close(m);
@@ -382,7 +405,8 @@ static int test_grpo_inner_steps_clip_ratios(void) {
     dsv3_err err;
     CHECK(!dsv3_grpo_step(g, prompts, prompt_lens, 2, reward, &x, &r, &err), "%s", err.msg);
     CHECK(metrics_finite(&r), "a metric is not finite");
-    CHECK(fabs(r.loss) < 1e-12, "first-step loss %g, want 0 (rho = 1, advantages sum to 0)", r.loss);
+    CHECK(fabs(r.loss) < 1e-12, "first-step loss %g, want 0 (rho = 1, advantages sum to 0)",
+          r.loss);
     CHECK(r.clip_frac > 0.0 && r.clip_frac < 1.0, "clip fraction %g", r.clip_frac);
     CHECK(!same_weights(g), "the policy did not move");
     dsv3_grpo_free(g);
@@ -417,7 +441,8 @@ static int test_grpo_reward_errors_leave_weights_unchanged(void) {
     const int32_t bad[2] = {0, 64};
     const int32_t *const bp[1] = {bad};
     const int64_t bl[1] = {2};
-    CHECK(dsv3_grpo_step(g, bp, bl, 1, reward, &y, NULL, &err) == DSV3_EINVAL && strstr(err.msg, "id 64"),
+    CHECK(dsv3_grpo_step(g, bp, bl, 1, reward, &y, NULL, &err) == DSV3_EINVAL &&
+              strstr(err.msg, "id 64"),
           "bad id: '%s'", err.msg);
     dsv3_grpo_free(g);
     dsv3_grpo_opts o;
@@ -429,7 +454,8 @@ static int test_grpo_reward_errors_leave_weights_unchanged(void) {
           "too long: '%s'", err.msg);
     dsv3_grpo_opts_init(&o);
     o.eps = -1;
-    CHECK(dsv3_grpo_new(&bad_run, m, &o, &err) == DSV3_EINVAL && strstr(err.msg, "eps"), "eps: '%s'", err.msg);
+    CHECK(dsv3_grpo_new(&bad_run, m, &o, &err) == DSV3_EINVAL && strstr(err.msg, "eps"),
+          "eps: '%s'", err.msg);
     dsv3_model_close(m);
     return 0;
 }
@@ -442,12 +468,15 @@ static const struct {
 } tests[] = {
     {"test_grpo_advantages_are_group_normalised", test_grpo_advantages_are_group_normalised},
     {"test_grpo_loss_matches_hand_computation", test_grpo_loss_matches_hand_computation},
-    {"test_grpo_loss_gradient_matches_finite_differences", test_grpo_loss_gradient_matches_finite_differences},
+    {"test_grpo_loss_gradient_matches_finite_differences",
+     test_grpo_loss_gradient_matches_finite_differences},
     {"test_grpo_equal_rewards_and_single_completions_do_not_move_weights",
      test_grpo_equal_rewards_and_single_completions_do_not_move_weights},
-    {"test_grpo_reward_rises_and_reference_stays_frozen", test_grpo_reward_rises_and_reference_stays_frozen},
+    {"test_grpo_reward_rises_and_reference_stays_frozen",
+     test_grpo_reward_rises_and_reference_stays_frozen},
     {"test_grpo_inner_steps_clip_ratios", test_grpo_inner_steps_clip_ratios},
-    {"test_grpo_reward_errors_leave_weights_unchanged", test_grpo_reward_errors_leave_weights_unchanged},
+    {"test_grpo_reward_errors_leave_weights_unchanged",
+     test_grpo_reward_errors_leave_weights_unchanged},
 };
 
 int main(int argc, char **argv) {
@@ -457,8 +486,10 @@ int main(int argc, char **argv) {
         if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
         printf("%s\n", tests[i].name);
         fflush(stdout);
-        if (tests[i].fn()) failures++;
-        else passes++;
+        if (tests[i].fn())
+            failures++;
+        else
+            passes++;
         fflush(stdout);
     }
     char cmd[300];
