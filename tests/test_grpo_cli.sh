@@ -37,6 +37,20 @@ else bad "grpo --prompts"; cat "$work/p.out"; fi
 "$BIN" grpo "$work/m" --task add --steps 3 $common 2>/dev/null | sed 's/ tok\/s .*//' > "$work/a2"
 if cmp -s "$work/a1" "$work/a2" && [ -s "$work/a1" ]; then ok; else bad "not reproducible"; diff "$work/a1" "$work/a2"; fi
 
+# Ctrl-C: stops within the current step, saves the last finished one, exit 130
+"$BIN" grpo "$work/m" --task add --steps 100000 $common --save "$work/int" > "$work/int.out" 2> "$work/int.err" &
+pid=$!
+for _ in $(seq 600); do
+    [ "$(grep -c '^step' "$work/int.out" 2>/dev/null)" -ge 2 ] && break
+    sleep 0.1
+done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && grep -q 'interrupted after step [0-9]*, saved to' "$work/int.err" &&
+   [ -f "$work/int/model.safetensors" ] && "$BIN" logits "$work/int" --ids 1,2 > /dev/null 2>&1; then ok
+else bad "Ctrl-C (rc $rc)"; cat "$work/int.err"; fi
+
 : > "$work/empty.tsv"
 printf 'no tab here\n' > "$work/notab.tsv"
 check_err() { # name expected-rc needle args...
