@@ -161,6 +161,7 @@ static dsv3_status lua_reward(void *ud, int64_t p, const int32_t *c, int64_t n, 
                               dsv3_err *err) {
     reward_ctx *x = ud;
     lua_State *L = x->L;
+    if (!lua_checkstack(L, 8)) return dsv3_errf(err, DSV3_ENOMEM, "grpo: Lua stack overflow");
     char *text = NULL;
     size_t len = 0;
     dsv3_status st = dsv3_tokenizer_decode(x->lm->tok, &text, &len, c, (size_t)n, 1, err);
