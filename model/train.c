@@ -88,9 +88,9 @@ static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
                          "accum and total_steps must be >= 1, warmup >= 0",
                          (long long)o->batch, (long long)o->accum, (long long)o->warmup,
                          (long long)o->total_steps);
-    if (!o->data_path == !o->tokens)
-        return dsv3_errf(err, DSV3_EINVAL, "train: give exactly one of data_path and tokens");
-    if (o->fim_rate > 0 && o->tokens)
+    if (o->data_path && o->tokens)
+        return dsv3_errf(err, DSV3_EINVAL, "train: give at most one of data_path and tokens");
+    if (o->fim_rate > 0 && !o->data_path)
         return dsv3_errf(err, DSV3_EINVAL,
                          "train: fim_rate %g needs text documents (data_path), not a token stream",
                          o->fim_rate);
@@ -175,7 +175,7 @@ dsv3_status dsv3_trainer_new(dsv3_trainer **out, dsv3_model *m, const dsv3_train
     if (t->o.seq_len == 0) t->o.seq_len = c->max_position_embeddings < 128 ? c->max_position_embeddings : 128;
     if (t->o.min_lr < 0) t->o.min_lr = t->o.lr / 10.0;
     if ((st = dsv3_tm_new(&t->tm, m, t->o.batch, t->o.seq_len, err)) ||
-        (st = check_finite(t, err)) || (st = open_data(t, o, err)))
+        (st = check_finite(t, err)) || ((o->data_path || o->tokens) && (st = open_data(t, o, err))))
         goto fail;
     t->o.data_path = NULL;
     t->o.tokens = NULL;
@@ -271,6 +271,8 @@ static void update_bias(dsv3_trainer *t) {
 }
 
 /* Stops the trainer after a non-finite loss or gradient, back at the last good weights. */
+static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err);
+
 static dsv3_status fail_step(dsv3_trainer *t, const char *what, double v, dsv3_err *err) {
     const int64_t E = dsv3_tm_config(t->tm)->n_routed_experts;
     memcpy(dsv3_tm_params(t->tm), t->good, (size_t)t->n_params * sizeof *t->good);
@@ -305,6 +307,10 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
     dsv3_train_metrics r = {0};
     dsv3_status st;
+    if (!t->data)
+        return dsv3_errf(err, DSV3_EINVAL,
+                         "train: this trainer has no data (it takes gradients from its caller: "
+                         "dsv3_trainer_update)");
     for (int64_t a = 0; a < A; a++) {
         for (int64_t b = 0; b < B; b++)
             dsv3_data_train_seq(t->data, t->consumed + a * B + b, t->batch + b * (T + 1));
@@ -318,6 +324,40 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
         r.mtp += l.mtp / (double)A;
         r.balance += l.balance / (double)A;
     }
+    if ((st = update(t, &r, err))) return st;
+    t->consumed += A * B;
+    r.tokens = A * B * T;
+    r.seconds = now_s() - t0;
+    r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0.0;
+    t->last = r;
+    if (metrics) *metrics = r;
+    return DSV3_OK;
+}
+
+dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err) {
+    if (t->failed)
+        return dsv3_errf(err, DSV3_EINVAL,
+                         "train: the trainer stopped after a non-finite loss or gradient; save the weights or "
+                         "create a new trainer");
+    const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
+    const double t0 = now_s();
+    memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
+    dsv3_train_metrics r = {0};
+    dsv3_status st = update(t, &r, err);
+    if (st) return st;
+    r.seconds = now_s() - t0;
+    t->last = r;
+    if (metrics) *metrics = r;
+    return DSV3_OK;
+}
+
+/* The optimizer half of a step, from the gradients in the model's gradient array: norm,
+ * clipping, AdamW at the scheduled learning rate, bias update from t->counts; fills r's step,
+ * lr, grad_norm and maxvio. */
+static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err) {
+    const dsv3_train_opts *o = &t->o;
+    const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
+    const float *g = dsv3_tm_grads(t->tm);
     /* global L2 norm in double, in parameter order (deterministic) */
     double ss = 0.0;
     for (int64_t i = 0; i < t->n_params; i++) ss += (double)g[i] * (double)g[i];
@@ -330,23 +370,18 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     memcpy(t->good_bias, dsv3_tm_bias(t->tm), (size_t)(nmoe * E) * sizeof *t->good_bias);
     adamw(t, lr, gscale);
     update_bias(t);
-    t->consumed += A * B;
     t->step++;
-    r.step = t->step;
-    r.lr = lr;
-    r.grad_norm = norm;
-    for (int64_t l = 0; l < nmoe; l++) r.maxvio = t->maxvio[l] > r.maxvio ? t->maxvio[l] : r.maxvio;
-    r.tokens = A * B * T;
-    r.seconds = now_s() - t0;
-    r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0.0;
-    t->last = r;
-    if (metrics) *metrics = r;
+    r->step = t->step;
+    r->lr = lr;
+    r->grad_norm = norm;
+    for (int64_t l = 0; l < nmoe; l++) r->maxvio = t->maxvio[l] > r->maxvio ? t->maxvio[l] : r->maxvio;
     return DSV3_OK;
 }
 
 /* ---------------------------------------------------------------- evaluation ----------- */
 
 dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err) {
+    if (!t->data) return dsv3_errf(err, DSV3_EINVAL, "train: eval: this trainer has no data");
     const int64_t nh = dsv3_data_n_heldout(t->data), B = t->o.batch, T = t->o.seq_len;
     if (nh == 0)
         return dsv3_errf(err, DSV3_EINVAL, "train: eval: no held-out sequences (heldout is %g, %lld "
@@ -596,7 +631,7 @@ static dsv3_status save_state(dsv3_trainer *t, const char *dir, dsv3_err *err) {
     meta_add(mb, "gamma", "%.17g", o->gamma);
     meta_add(mb, "n_params", "%lld", (long long)t->n_params);
     meta_add(mb, "n_tensors", "%lld", (long long)nt);
-    meta_add(mb, "data_tokens", "%lld", (long long)dsv3_data_n_tokens(t->data));
+    meta_add(mb, "data_tokens", "%lld", t->data ? (long long)dsv3_data_n_tokens(t->data) : 0LL);
     if (o->fim_rate > 0) meta_add(mb, "fim_rate", "%.17g", o->fim_rate); /* absent: 0 */
     const char *keys[32];
     int64_t vals[32];
@@ -821,11 +856,11 @@ void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out) {
     *out = (dsv3_train_info){
         .n_params = t->n_params,
         .n_tensors = dsv3_tm_n_tensors(t->tm),
-        .n_tokens = dsv3_data_n_tokens(t->data),
-        .n_docs = dsv3_data_n_docs(t->data),
-        .n_fim_docs = dsv3_data_n_fim(t->data),
-        .n_train = dsv3_data_n_train(t->data),
-        .n_heldout = dsv3_data_n_heldout(t->data),
+        .n_tokens = t->data ? dsv3_data_n_tokens(t->data) : 0,
+        .n_docs = t->data ? dsv3_data_n_docs(t->data) : 0,
+        .n_fim_docs = t->data ? dsv3_data_n_fim(t->data) : 0,
+        .n_train = t->data ? dsv3_data_n_train(t->data) : 0,
+        .n_heldout = t->data ? dsv3_data_n_heldout(t->data) : 0,
         .step = t->step,
         .mtp = dsv3_tm_has_mtp(t->tm),
         .tied_embed = dsv3_tm_has_mtp(t->tm) && (!e || !strcmp(e->name, "model.embed_tokens.weight")),
@@ -842,6 +877,10 @@ float *dsv3_trainer_param(dsv3_trainer *t, const char *name, int64_t *numel) {
     if (!x) return NULL;
     if (numel) *numel = x->numel;
     return dsv3_tm_params(t->tm) + x->offset;
+}
+
+dsv3_tmodel *dsv3_trainer_tmodel(dsv3_trainer *t) {
+    return t->tm;
 }
 
 int dsv3_trainer_failed(const dsv3_trainer *t) {

@@ -33,7 +33,8 @@ typedef struct dsv3_trainer dsv3_trainer;
 
 /* Options. Fill with dsv3_train_opts_init, then change fields. */
 typedef struct {
-    /* data: give data_path, or tokens (then data_path is NULL) */
+    /* data: give data_path, or tokens (then data_path is NULL), or neither: a trainer without
+       data takes its gradients from the caller (dsv3_trainer_update; model/grpo does so) */
     const char *data_path;       /* a UTF-8 text file, or a directory of *.txt files (one
                                     document per file, EOS between documents) */
     const int32_t *tokens;       /* a ready token stream [n_tokens] (copied), or NULL */
@@ -133,7 +134,7 @@ dsv3_status dsv3_trainer_new(dsv3_trainer **out, dsv3_model *m, const dsv3_train
  * and biases it had when the trainer was created. NULL is a no-op. */
 void dsv3_trainer_free(dsv3_trainer *t);
 
-/* One optimizer step: accum micro-batches of batch sequences (forward, backward, gradients
+/* One optimizer step (DSV3_EINVAL for a trainer without data): accum micro-batches of batch sequences (forward, backward, gradients
  * summed in FP32), clipping, AdamW with the scheduled learning rate, then the bias update from
  * the step's expert loads. metrics (may be NULL) receives the step's numbers.
  * Errors: DSV3_EINTR when cancelled (nothing changed: the step can be redone);
@@ -142,8 +143,21 @@ void dsv3_trainer_free(dsv3_trainer *t);
  * loaded ones if the first step fails), and every later step returns DSV3_EINVAL. */
 dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err);
 
+/* One optimizer step from gradients the caller computed: the caller zeroes
+ * dsv3_tm_grads(dsv3_trainer_tmodel(t)), accumulates d(loss)/d(params) into it (e.g. with
+ * dsv3_tm_logp_backward), then calls this: clipping, AdamW at the scheduled learning rate,
+ * step + 1; router biases are not changed (no loads were counted). metrics (may be NULL)
+ * receives step, lr, grad_norm, seconds. Errors: DSV3_EINVAL when the gradient norm is not
+ * finite (the trainer stops as in dsv3_trainer_step, weights unchanged) or after such a stop. */
+dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err);
+
+/* The differentiable model the trainer owns (parameters, gradients, activations), for callers
+ * of dsv3_trainer_update. Valid until dsv3_trainer_free. */
+struct dsv3_tmodel *dsv3_trainer_tmodel(dsv3_trainer *t);
+
 /* Loss on the held-out sequences (no gradients, no load counting, weights unchanged):
- * loss, ce, mtp, balance, tokens, seconds. DSV3_EINVAL if there are no held-out sequences;
+ * loss, ce, mtp, balance, tokens, seconds. DSV3_EINVAL if there are no held-out sequences
+ * (or no data);
  * DSV3_EINTR when cancelled. */
 dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err);
 

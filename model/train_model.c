@@ -181,6 +181,8 @@ struct dsv3_tmodel {
     /* FP8 recipe (spec/training.md §5): block linears through model/fp8 when fp8 is set */
     int fp8;
     tm_fp8 f8;
+    double inv_temp; /* the last dsv3_tm_logp_forward: 1 / temperature */
+    int logp_ok;     /* 1 after a successful dsv3_tm_logp_forward (0 after any other forward) */
 };
 
 /* ---------------------------------------------------------------- parameter table ------ */
@@ -1083,6 +1085,7 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
     const dsv3_config *c = &tm->cfg;
     const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
     tm->fwd_ok = 0;
+    tm->logp_ok = 0;
     if (B < 1 || B > tm->max_batch)
         return dsv3_errf(err, DSV3_EINVAL, "train: batch of %lld sequences (allowed 1..%lld)",
                          (long long)B, (long long)tm->max_batch);
@@ -1251,4 +1254,92 @@ dsv3_status dsv3_tm_point_model(const dsv3_tmodel *tm, dsv3_model *m, const floa
 
 dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err *err) {
     return bind_model(tm, m, NULL, tm->bias0, err);
+}
+
+/* ---------------------------------------------------------------- token log-probabilities (RL) */
+
+/* The main trunk only (no MTP module, no balance loss, no load counting), then per row
+ * logp = log softmax(inv_temp * h W_head^T)[target], HEAD_CHUNK rows at a time. The policy
+ * gradient needs d logp / d params weighted per token (model/grpo.c), which the CE losses above
+ * cannot give: their weights are one scalar per loss. */
+dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double inv_temp,
+                                 double *logp, const volatile int *cancel, dsv3_err *err) {
+    const dsv3_config *c = &tm->cfg;
+    const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    tm->fwd_ok = 0;
+    tm->logp_ok = 0;
+    if (B < 1 || B > tm->max_batch)
+        return dsv3_errf(err, DSV3_EINVAL, "train: batch of %lld sequences (allowed 1..%lld)",
+                         (long long)B, (long long)tm->max_batch);
+    if (!(inv_temp > 0.0 && inv_temp <= 1e30))
+        return dsv3_errf(err, DSV3_EINVAL, "train: inverse temperature %g must be > 0", inv_temp);
+    const int64_t n = B * T;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t <= T; t++) {
+            const int32_t id = ids[b * (T + 1) + t];
+            if (id < 0 || id >= V)
+                return dsv3_errf(err, DSV3_EINVAL,
+                                 "train: sequence %lld position %lld: token id %d out of range [0, %lld)",
+                                 (long long)b, (long long)t, id, (long long)V);
+            if (t < T) {
+                tm->in_ids[b * T + t] = id;
+                tm->tgt[b * T + t] = ids[b * (T + 1) + t + 1];
+                tm->pos[b * T + t] = t;
+            }
+        }
+    uint64_t hash = 0;
+    double bal = 0.0;
+    dsv3_op_embed_forward(tm->acts[0].x, tm->in_ids, tm->P.embed, n, H);
+    for (int64_t l = 0; l < L; l++) {
+        if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
+        double *out = l + 1 < L ? tm->acts[l + 1].x : tm->xL;
+        block_forward(tm, &tm->P.layers[l], &tm->acts[l], B, T, tm->pos, out, NULL, &hash, &bal);
+    }
+    dsv3_op_rmsnorm_forward(tm->h, tm->h_rstd, tm->xL, tm->P.final_norm, n, H, tm->eps);
+    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
+        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
+        dsv3_op_linear_forward(tm->logits, tm->h + r0 * H, tm->P.head, m, H, V);
+        for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= inv_temp;
+        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
+        for (int64_t i = 0; i < m; i++) logp[r0 + i] = -tm->lrow[i];
+    }
+    tm->B = B;
+    tm->inv_temp = inv_temp;
+    tm->logp_ok = 1;
+    return DSV3_OK;
+}
+
+/* d logp / d z = inv_temp (onehot(target) - softmax(inv_temp z)) for the logits z of a row;
+ * rows with dlogp = 0 are skipped in the head (padding costs no head backward). */
+dsv3_status dsv3_tm_logp_backward(dsv3_tmodel *tm, const double *dlogp, const volatile int *cancel,
+                                  dsv3_err *err) {
+    if (!tm->logp_ok)
+        return dsv3_errf(err, DSV3_EINVAL, "train: logp backward without a successful logp forward");
+    const dsv3_config *c = &tm->cfg;
+    const int64_t B = tm->B, T = tm->T, H = c->hidden_size, V = c->vocab_size;
+    const int64_t L = c->num_hidden_layers, n = B * T;
+    tm_params *P = &tm->P, *G = &tm->G;
+    zero(tm->dh, n * H);
+    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
+        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
+        int any = 0;
+        for (int64_t i = 0; i < m; i++) {
+            tm->dlrow[i] = -dlogp[r0 + i] * tm->inv_temp; /* CE = -logp */
+            any |= dlogp[r0 + i] != 0.0;
+        }
+        if (!any) continue;
+        dsv3_op_linear_forward(tm->logits, tm->h + r0 * H, P->head, m, H, V);
+        for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= tm->inv_temp;
+        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
+        dsv3_op_ce_backward(tm->logits, tm->logits, tm->tgt + r0, tm->dlrow, m, V);
+        dsv3_op_linear_backward(tm->dh + r0 * H, G->head, tm->logits, tm->h + r0 * H, P->head, m, H, V);
+    }
+    zero(tm->dres, n * H);
+    dsv3_op_rmsnorm_backward(tm->dres, G->final_norm, tm->dh, tm->xL, tm->h_rstd, P->final_norm, n, H);
+    for (int64_t l = L - 1; l >= 0; l--) {
+        if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
+        block_backward(tm, &P->layers[l], &G->layers[l], &tm->acts[l], B, T, tm->pos, tm->dres, 0.0);
+    }
+    dsv3_op_embed_backward(G->embed, tm->dres, tm->in_ids, n, H);
+    return DSV3_OK;
 }

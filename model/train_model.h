@@ -130,4 +130,23 @@ dsv3_status dsv3_tm_point_model(const dsv3_tmodel *tm, dsv3_model *m, const floa
  * gains and biases get their values from then. */
 dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err *err);
 
+/* ---- token log-probabilities for policy-gradient training (model/grpo) ---- */
+
+/* Runs the main model only (no MTP module, no balance loss, no load counting) on ids
+ * [B, seq_len + 1] and writes logp [B * seq_len]: logp[b*T + t] = log softmax(inv_temp *
+ * logits[b, t])[ids[b, t+1]], the log-probability of the next token at temperature
+ * 1 / inv_temp. Activations are kept for dsv3_tm_logp_backward (and dsv3_tm_backward then
+ * refuses until the next dsv3_tm_forward). Errors: DSV3_EINVAL (a bad B, inv_temp <= 0, an
+ * id outside [0, vocab) naming sequence and position), DSV3_EINTR when *cancel becomes
+ * non-zero. */
+dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double inv_temp,
+                                 double *logp, const volatile int *cancel, dsv3_err *err);
+
+/* grads += sum over rows r of dlogp[r] * d logp[r] / d(params) for the last
+ * dsv3_tm_logp_forward (dlogp [B * seq_len]; rows with 0 contribute nothing, so padding is
+ * given weight 0). Router biases are not touched. DSV3_EINVAL without a successful
+ * dsv3_tm_logp_forward; DSV3_EINTR when cancelled (grads then partial). */
+dsv3_status dsv3_tm_logp_backward(dsv3_tmodel *tm, const double *dlogp, const volatile int *cancel,
+                                  dsv3_err *err);
+
 #endif

@@ -1020,6 +1020,21 @@ const dsv3_api_entry dsv3_api[] = {
      "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},
     {"train_reset", dsv3_lua_train_reset, "train_reset()",
      "Drops the trainer and puts the checkpoint's weights back into the model."},
+    {"grpo", dsv3_lua_grpo,
+     "grpo{task=\"add\"|\"copy\" | prompts={...} [, reward=fn, group=8, batch=2, steps=20, ...]} -> run",
+     "GRPO on the current model (spec/training.md §8): per step, batch prompts, group completions\n"
+     "each (max_tokens 16, temperature 1), rewards from reward(prompt, completion, answer) ->\n"
+     "number (default: the answer reward, 1 for a completion starting with the answer), group-\n"
+     "normalised advantages, the clipped token-level loss (eps 0.2) with a k3 KL penalty (beta 0.04)\n"
+     "to the frozen starting weights, AdamW (lr 2e-3, no weight decay; inner steps per batch 1).\n"
+     "prompts: strings or {prompt, answer}. Later calls with the same group, batch and max_tokens\n"
+     "continue the run; the model computes with its weights until grpo_reset(). run.steps: reward,\n"
+     "reward_std, reward_max, kl, length, loss, clip_frac, grad_norm, best (completion), seconds.\n"
+     "In a notebook a live plot of reward, KL and length updates each step (plot=false: none)."},
+    {"grpo_save", dsv3_lua_grpo_save, "grpo_save(dir) -> dir",
+     "Saves the GRPO policy as a model directory (loadable with load)."},
+    {"grpo_reset", dsv3_lua_grpo_reset, "grpo_reset()",
+     "Drops the GRPO run and puts the model's weights from before it back."},
     {"schedule", dsv3_lua_schedule,
      "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
      "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
@@ -1103,6 +1118,7 @@ void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     dsv3_lua_open_probes(L);
     dsv3_lua_open_train(L);
+    dsv3_lua_open_grpo(L);
     /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
     lua_getglobal(L, "load");
     lua_setglobal(L, "lua_load");

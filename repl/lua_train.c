@@ -108,6 +108,10 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
                       "token stream");
     if (!o.data_path && !o.tokens)
         luaL_error(L, "train: give data = \"file or directory of .txt\" or text = \"...\"");
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.grpo.current");
+    if (!lua_isnil(L, -1))
+        luaL_error(L, "train: the session has a GRPO run; grpo_save(dir) its weights or grpo_reset() first");
+    lua_pop(L, 1);
     ltrainer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
     lt->t = NULL;
     lt->lm = lm;

@@ -21,6 +21,7 @@ static const subcommand commands[] = {
     {"route", dsv3_cli_route, "per-token expert routing of the MoE layers (--json)"},
     {"schedule", dsv3_cli_schedule, "pipeline schedules: 1F1B, ZB1P, DualPipe bubbles and timelines"},
     {"train", dsv3_cli_train, "train on text (AdamW, MTP, bias balancing; save/resume)"},
+    {"grpo", dsv3_cli_grpo, "GRPO: sample groups, score with a reward, clipped policy step + KL"},
 };
 
 static void usage(FILE *to) {

@@ -84,6 +84,11 @@ int dsv3_lua_train_eval(lua_State *L);
 int dsv3_lua_train_save(lua_State *L);
 int dsv3_lua_train_reset(lua_State *L);
 void dsv3_lua_open_train(lua_State *L);
+/* GRPO bindings (lua_grpo.c). */
+int dsv3_lua_grpo(lua_State *L);
+int dsv3_lua_grpo_save(lua_State *L);
+int dsv3_lua_grpo_reset(lua_State *L);
+void dsv3_lua_open_grpo(lua_State *L);
 /* Registers the probe value metatables. */
 void dsv3_lua_open_probes(lua_State *L);
 

@@ -675,6 +675,34 @@ def test_nbclient_runs_tour():
     check(progress and "4/4" in progress[-1]["data"]["text/plain"], "progress updated in place")
 
 
+def test_nbclient_runs_grpo():
+    """examples/grpo.ipynb on the tiny model, 2 steps: the live plot is one display updated in
+    place (its last state shows every step), and the run value renders as SVG."""
+    import nbclient
+    import nbformat
+    nb = nbformat.read(os.path.join(REPO, "examples", "grpo.ipynb"), as_version=4)
+    os.environ["DSV3_GRPO_STEPS"] = "2"
+    try:
+        client = nbclient.NotebookClient(nb, kernel_name="dsv3", timeout=120, startup_timeout=30,
+                                         resources={"metadata": {"path": os.path.join(REPO, "examples")}})
+        client.execute()
+    finally:
+        del os.environ["DSV3_GRPO_STEPS"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    check(not errors, "errors: %s" % errors)
+    run_cell = [c for c in code if "grpo{task" in c.source][0]
+    plots = [o for o in run_cell.outputs if o.output_type == "display_data"]
+    check(len(plots) == 1, "one live plot, got %d displays" % len(plots))
+    svg = plots[0]["data"].get("image/svg+xml", "")
+    check("step 1..2" in svg and svg.count("<polyline") == 3, "the plot shows both steps: %r" % svg[-200:])
+    lines = "".join(o.get("text", "") for o in run_cell.outputs if o.output_type == "stream")
+    check(lines.count("step ") >= 2 and "reward" in lines, "step lines: %r" % lines)
+    shown = [o for c in code for o in c.outputs if o.output_type == "execute_result"
+             and "image/svg+xml" in o.get("data", {}) and "GRPO" in o["data"]["image/svg+xml"]]
+    check(len(shown) == 2, "the run values render as SVG (%d)" % len(shown))
+
+
 # ------------------------------------------------------------------ runner
 
 SHARED = [
@@ -690,7 +718,7 @@ SHARED = [
 ]
 OWN = [test_kernelspec_and_logos, test_shutdown_with_restart, test_clean_shutdown_by_manager,
        test_empty_key_means_no_signing, test_message_mode_kernelspec,
-       test_jupyter_console, test_nbclient_runs_tour]
+       test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo]
 
 
 def run(fn, counts):
