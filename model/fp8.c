@@ -12,6 +12,18 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
 
+/* The GEMM loop bodies are compiled twice, for AVX2+FMA and for baseline x86-64, and chosen per
+ * call from the CPU. Both give the same bits: the chunk sums are exact either way (fp8.h), and
+ * the FP32 steps after them are written out operation by operation. */
+#define BODY static inline __attribute__((always_inline))
+#define TWICE(name, params, args)                                                                  \
+    static __attribute__((target("avx2,fma"))) void name##_avx2 params { name args; }             \
+    static void name##_base params { name args; }
+
+static int use_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 /* spec §6.2 on the FP32 bits: RNE of the 23-bit mantissa to 3 bits (a carry moves into the
  * exponent), subnormals on the 2^-9 grid, saturation to 0x7E (448). */
 uint8_t dsv3_fp8_encode(float x) {
@@ -111,11 +123,10 @@ void dsv3_fp8_values(double *v, const uint8_t *q, int64_t n) {
 
 /* Fprop. Parallel over blocks of 4 output rows: each x chunk is read once for 4 weight rows.
  * The chunk sums are exact (fp8.h), so their vectorised order does not matter. */
-void dsv3_fp8_gemm_fprop(double *y, const double *x, const float *sx, const double *W,
-                         const float *sW, int64_t n, int64_t in, int64_t out) {
-    const int64_t nc = (in + T - 1) / T, nb = (out + 3) / 4;
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t rb = 0; rb < nb; rb++) {
+BODY void fprop_rows(double *y, const double *x, const float *sx, const double *W,
+                     const float *sW, int64_t n, int64_t in, int64_t out, int64_t rb) {
+    const int64_t nc = (in + T - 1) / T;
+    {
         const int64_t r0 = rb * 4, nr = out - r0 < 4 ? out - r0 : 4;
         const double *w[4];
         for (int64_t j = 0; j < 4; j++) w[j] = W + (r0 + (j < nr ? j : 0)) * in;
@@ -144,14 +155,26 @@ void dsv3_fp8_gemm_fprop(double *y, const double *x, const float *sx, const doub
         }
     }
 }
+TWICE(fprop_rows, (double *y, const double *x, const float *sx, const double *W, const float *sW,
+                   int64_t n, int64_t in, int64_t out, int64_t rb), (y, x, sx, W, sW, n, in, out, rb))
+
+void dsv3_fp8_gemm_fprop(double *y, const double *x, const float *sx, const double *W,
+                         const float *sW, int64_t n, int64_t in, int64_t out) {
+    const int64_t nb = (out + 3) / 4;
+    const int avx2 = use_avx2();
+#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
+    for (int64_t rb = 0; rb < nb; rb++) {
+        if (avx2) fprop_rows_avx2(y, x, sx, W, sW, n, in, out, rb);
+        else fprop_rows_base(y, x, sx, W, sW, n, in, out, rb);
+    }
+}
 
 /* Dgrad. Parallel over tokens; for each token, SLAB columns of dx at a time: per chunk j of
  * out, p[k] = exact sum over r in j of dy[m, r] W[r, k], then acc[k] += (float)p[k] * scale. */
-void dsv3_fp8_gemm_dgrad(double *dx, const double *dy, const float *sdy, const double *W,
-                         const float *sW, int64_t n, int64_t in, int64_t out) {
+BODY void dgrad_token(double *dx, const double *dy, const float *sdy, const double *W,
+                      const float *sW, int64_t in, int64_t out, int64_t m) {
     const int64_t nj = (out + T - 1) / T, nk = (in + T - 1) / T;
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t m = 0; m < n; m++) {
+    {
         const double *d = dy + m * out;
         double p[SLAB];
         float acc[SLAB];
@@ -175,14 +198,26 @@ void dsv3_fp8_gemm_dgrad(double *dx, const double *dy, const float *sdy, const d
         }
     }
 }
+TWICE(dgrad_token, (double *dx, const double *dy, const float *sdy, const double *W,
+                    const float *sW, int64_t in, int64_t out, int64_t m),
+      (dx, dy, sdy, W, sW, in, out, m))
+
+void dsv3_fp8_gemm_dgrad(double *dx, const double *dy, const float *sdy, const double *W,
+                         const float *sW, int64_t n, int64_t in, int64_t out) {
+    const int avx2 = use_avx2();
+#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
+    for (int64_t m = 0; m < n; m++) {
+        if (avx2) dgrad_token_avx2(dx, dy, sdy, W, sW, in, out, m);
+        else dgrad_token_base(dx, dy, sdy, W, sW, in, out, m);
+    }
+}
 
 /* Wgrad. Parallel over rows of dW; for each row, SLAB columns at a time: per 128-token tile t,
  * p[k] = exact sum over m in t of dy[m, r] x[m, k], then acc[k] += (float)p[k] * scale. */
-void dsv3_fp8_gemm_wgrad(float *dW, const double *dy, const float *sdy, const double *x,
-                         const float *sx, int64_t n, int64_t in, int64_t out) {
+BODY void wgrad_row(float *dW, const double *dy, const float *sdy, const double *x,
+                    const float *sx, int64_t n, int64_t in, int64_t out, int64_t r) {
     const int64_t nt = (n + T - 1) / T;
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t r = 0; r < out; r++) {
+    {
         double p[SLAB];
         float acc[SLAB];
         for (int64_t k0 = 0; k0 < in; k0 += SLAB) {
@@ -204,5 +239,17 @@ void dsv3_fp8_gemm_wgrad(float *dW, const double *dy, const float *sdy, const do
             float *dw = dW + r * in + k0;
             for (int64_t k = 0; k < len; k++) dw[k] += acc[k];
         }
+    }
+}
+TWICE(wgrad_row, (float *dW, const double *dy, const float *sdy, const double *x, const float *sx,
+                  int64_t n, int64_t in, int64_t out, int64_t r), (dW, dy, sdy, x, sx, n, in, out, r))
+
+void dsv3_fp8_gemm_wgrad(float *dW, const double *dy, const float *sdy, const double *x,
+                         const float *sx, int64_t n, int64_t in, int64_t out) {
+    const int avx2 = use_avx2();
+#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
+    for (int64_t r = 0; r < out; r++) {
+        if (avx2) wgrad_row_avx2(dW, dy, sdy, x, sx, n, in, out, r);
+        else wgrad_row_base(dW, dy, sdy, x, sx, n, in, out, r);
     }
 }
