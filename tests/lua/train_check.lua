@@ -51,6 +51,20 @@ check("trained weights are seen by inference; train_reset restores the checkpoin
   for e = 1, #b do assert(b[e] == bias0[e]) end
 end)
 
+check("fp8 = true switches the block linears to FP8 between steps, and back", function()
+  train_reset()
+  local a = train{text = text, steps = 2, seq_len = 32, batch = 2, gamma = 0, quiet = true}
+  train_reset()
+  local b = train{text = text, steps = 1, seq_len = 32, batch = 2, gamma = 0, quiet = true}
+  local c = train{steps = 1, fp8 = true, quiet = true}
+  assert(b.steps[1].loss == a.steps[1].loss, "same first step")
+  local gap = math.abs(c.steps[1].loss - a.steps[2].loss) / a.steps[2].loss
+  assert(gap > 0 and gap < 0.01, "FP8 step 2 vs FP32 step 2: relative gap " .. gap)
+  local d = train{steps = 1, fp8 = false, quiet = true}
+  assert(d.steps[1].loss == d.steps[1].loss, "back to FP32")
+  train_reset()
+end)
+
 check("bad input gives clear errors", function()
   local ok, err = pcall(train, {steps = 0, text = text})
   assert(not ok and err:find("steps"))
