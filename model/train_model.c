@@ -1076,16 +1076,14 @@ static int cancelled(const volatile int *cancel) {
     return cancel && *cancel;
 }
 
-/* spec/architecture.md §4.1 + §6.1, spec/training.md §3: main trunk, head, then the MTP module
- * on [enorm(Emb(t_{i+1})) ; hnorm(h_i)] with h_i the final-normed hidden state (the inference
- * forward's MTP input, spec/architecture.md §6.1), its block at positions 0..T-2 and its head. */
-static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double lambda,
-                           double alpha, int64_t *counts, const volatile int *cancel,
-                           dsv3_tm_losses *res, float *logits, float *mtp_logits, dsv3_err *err) {
+/* The main trunk of both forwards: checks B and the ids [B, T + 1], lays out inputs, targets
+ * and positions, and runs embedding, blocks and the final norm into tm->h. counts, hash and
+ * bal as for block_forward. */
+static dsv3_status trunk_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, int64_t *counts,
+                                 uint64_t *hash, double *bal, const volatile int *cancel,
+                                 dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
     const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
-    tm->fwd_ok = 0;
-    tm->logp_ok = 0;
     if (B < 1 || B > tm->max_batch)
         return dsv3_errf(err, DSV3_EINVAL, "train: batch of %lld sequences (allowed 1..%lld)",
                          (long long)B, (long long)tm->max_batch);
@@ -1104,15 +1102,31 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
             tm->tgt[b * T + t] = ids[b * (T + 1) + t + 1];
             tm->pos[b * T + t] = t;
         }
-    uint64_t hash = 1469598103934665603ull;
-    double bal = 0.0;
     dsv3_op_embed_forward(tm->acts[0].x, tm->in_ids, tm->P.embed, n, H);
     for (int64_t l = 0; l < L; l++) {
         if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
         double *out = l + 1 < L ? tm->acts[l + 1].x : tm->xL;
-        block_forward(tm, &tm->P.layers[l], &tm->acts[l], B, T, tm->pos, out, counts, &hash, &bal);
+        block_forward(tm, &tm->P.layers[l], &tm->acts[l], B, T, tm->pos, out, counts, hash, bal);
     }
     dsv3_op_rmsnorm_forward(tm->h, tm->h_rstd, tm->xL, tm->P.final_norm, n, H, tm->eps);
+    return DSV3_OK;
+}
+
+/* spec/architecture.md §4.1 + §6.1, spec/training.md §3: main trunk, head, then the MTP module
+ * on [enorm(Emb(t_{i+1})) ; hnorm(h_i)] with h_i the final-normed hidden state (the inference
+ * forward's MTP input, spec/architecture.md §6.1), its block at positions 0..T-2 and its head. */
+static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double lambda,
+                           double alpha, int64_t *counts, const volatile int *cancel,
+                           dsv3_tm_losses *res, float *logits, float *mtp_logits, dsv3_err *err) {
+    const dsv3_config *c = &tm->cfg;
+    const int64_t T = tm->T, H = c->hidden_size, L = c->num_hidden_layers;
+    tm->fwd_ok = 0;
+    tm->logp_ok = 0;
+    const int64_t n = B * T;
+    uint64_t hash = 1469598103934665603ull;
+    double bal = 0.0;
+    dsv3_status st = trunk_forward(tm, ids, B, counts, &hash, &bal, cancel, err);
+    if (st) return st;
     const double ce = head_forward(tm, tm->h, tm->P.head, tm->tgt, n, logits) / (double)n;
     double mtp = 0.0;
     if (tm->has_mtp) {
@@ -1265,37 +1279,16 @@ dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err
 dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double inv_temp,
                                  double *logp, const volatile int *cancel, dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
-    const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size;
     tm->fwd_ok = 0;
     tm->logp_ok = 0;
-    if (B < 1 || B > tm->max_batch)
-        return dsv3_errf(err, DSV3_EINVAL, "train: batch of %lld sequences (allowed 1..%lld)",
-                         (long long)B, (long long)tm->max_batch);
     if (!(inv_temp > 0.0 && inv_temp <= 1e30))
         return dsv3_errf(err, DSV3_EINVAL, "train: inverse temperature %g must be > 0", inv_temp);
     const int64_t n = B * T;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t <= T; t++) {
-            const int32_t id = ids[b * (T + 1) + t];
-            if (id < 0 || id >= V)
-                return dsv3_errf(err, DSV3_EINVAL,
-                                 "train: sequence %lld position %lld: token id %d out of range [0, %lld)",
-                                 (long long)b, (long long)t, id, (long long)V);
-            if (t < T) {
-                tm->in_ids[b * T + t] = id;
-                tm->tgt[b * T + t] = ids[b * (T + 1) + t + 1];
-                tm->pos[b * T + t] = t;
-            }
-        }
     uint64_t hash = 0;
     double bal = 0.0;
-    dsv3_op_embed_forward(tm->acts[0].x, tm->in_ids, tm->P.embed, n, H);
-    for (int64_t l = 0; l < L; l++) {
-        if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
-        double *out = l + 1 < L ? tm->acts[l + 1].x : tm->xL;
-        block_forward(tm, &tm->P.layers[l], &tm->acts[l], B, T, tm->pos, out, NULL, &hash, &bal);
-    }
-    dsv3_op_rmsnorm_forward(tm->h, tm->h_rstd, tm->xL, tm->P.final_norm, n, H, tm->eps);
+    dsv3_status st = trunk_forward(tm, ids, B, NULL, &hash, &bal, cancel, err);
+    if (st) return st;
     for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
         const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
         dsv3_op_linear_forward(tm->logits, tm->h + r0 * H, tm->P.head, m, H, V);

@@ -4,6 +4,7 @@
 #include "kernels/backend.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,4 +49,12 @@ const dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err) {
     const dsv3_backend *be = dsv3_backend_by_name(name);
     if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast or ref", name);
     return be;
+}
+
+double dsv3_cli_parse_num(const char *s, int *ok) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0.0;
+    *ok = s && *s && !errno && !*end && isfinite(v);
+    return v;
 }

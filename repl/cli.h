@@ -28,5 +28,8 @@ const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
 
 /* Parses a non-negative decimal integer option value; -1 on error. */
 long long dsv3_cli_parse_count(const char *s);
+/* A finite decimal number; *ok is 0 (and the result meaningless) for NULL, "", trailing
+ * characters, overflow, inf or nan. */
+double dsv3_cli_parse_num(const char *s, int *ok);
 
 #endif

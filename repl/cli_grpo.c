@@ -36,14 +36,6 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-static double parse_num(const char *s, int *ok) {
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0.0;
-    *ok = s && *s && !errno && !*end && isfinite(v);
-    return v;
-}
-
 /* The prompts of a run: text, answer, token ids. */
 typedef struct {
     int64_t n;
@@ -223,7 +215,7 @@ int dsv3_cli_grpo(int argc, char **argv) {
             else
                 *cnt64 = c;
         } else if (num) {
-            *num = parse_num(argv[++i], &ok);
+            *num = dsv3_cli_parse_num(argv[++i], &ok);
         }
         if (!ok) {
             fprintf(stderr, "dsv3 grpo: %s: '%s' is not a valid value\n", a, argv[i]);

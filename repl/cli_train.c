@@ -38,15 +38,6 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-/* A finite decimal number, or -1 on error (via *ok). */
-static double parse_num(const char *s, int *ok) {
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0.0;
-    *ok = s && *s && !errno && !*end && isfinite(v);
-    return v;
-}
-
 static void print_step(const dsv3_train_metrics *r, int64_t total, const dsv3_trainer *t,
                        int loads) {
     printf("step %lld/%lld loss %.4f ce %.4f mtp %.4f balance %.4f lr %.3e gnorm %.4f maxvio %.3f "
@@ -141,7 +132,7 @@ int dsv3_cli_train(int argc, char **argv) {
             if (cnt) *cnt = c;
             else *cnt64 = c;
         } else if (num) {
-            *num = parse_num(argv[++i], &ok);
+            *num = dsv3_cli_parse_num(argv[++i], &ok);
             if (num == &o.fim_rate) ok = ok && o.fim_rate >= 0 && o.fim_rate <= 1;
         }
         if (!ok) {
