@@ -13,36 +13,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/runner.h"
+
 #include "kernels/dtype.h"
 #include "model/fp8.h"
 
-static int passes, failures;
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng_state;
-static uint64_t next_u64(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-/* Uniform in [-1, 1). */
-static double urand(void) {
-    return (double)(next_u64() >> 11) / 4503599627370496.0 - 1.0;
-}
 /* Values spread over many binades, with occasional outliers (what activations look like). */
 static double spread(void) {
-    double v = urand() * pow(2.0, (double)(int)(next_u64() % 12) - 6.0);
-    if (next_u64() % 97 == 0) v *= 50.0;
+    double v = urand() * pow(2.0, (double)(int)(test_u64() % 12) - 6.0);
+    if (test_u64() % 97 == 0) v *= 50.0;
     return v;
 }
 
@@ -324,10 +304,7 @@ static int test_gemms_independent_of_threads(void) {
     return 0;
 }
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"encoder_matches_nearest_even_search", test_encoder_matches_nearest_even_search},
     {"scales", test_scales},
     {"quantizers_on_ragged_shapes", test_quantizers_on_ragged_shapes},
@@ -337,16 +314,8 @@ static const struct {
 
 int main(int argc, char **argv) {
     const char *seed = getenv("DSV3_TEST_SEED");
-    rng_state = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL) * 2654435761u;
-    if (!rng_state) rng_state = 1;
-    printf("seed %llu (DSV3_TEST_SEED reproduces)\n", (unsigned long long)rng_state);
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        printf("%s\n", tests[i].name);
-        fflush(stdout);
-        if (tests[i].fn()) failures++;
-        else passes++;
-    }
-    printf("%d passed, %d failed\n", passes, failures);
-    return failures != 0;
+    dsv3_test_seed = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL) * 2654435761u;
+    if (!dsv3_test_seed) dsv3_test_seed = 1;
+    printf("seed %llu (DSV3_TEST_SEED reproduces)\n", (unsigned long long)dsv3_test_seed);
+    return DSV3_RUN_TESTS(tests, argc, argv);
 }

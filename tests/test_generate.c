@@ -8,22 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/runner.h"
+
 #include "model/forward.h"
 #include "model/generate.h"
 #include "model/model.h"
 
-static int failures, passes;
 static char tmpdir[256];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 static dsv3_model *make_model(const char *name, const char *args) {
     char dir[512], cmd[1024];
@@ -213,10 +204,7 @@ static int test_generate_rejects_bad_requests(void) {
     return 0;
 }
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_decode_matches_full_forward", test_decode_matches_full_forward},
     {"test_greedy_mtp_identical", test_greedy_mtp_identical},
     {"test_speculative_sampling_keeps_distribution", test_speculative_sampling_keeps_distribution},
@@ -230,15 +218,9 @@ int main(int argc, char **argv) {
     }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv3-test-generate-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        printf("%s\n", tests[i].name);
-        if (tests[i].fn()) failures++;
-        else passes++;
-    }
+    const int rc = DSV3_RUN_TESTS(tests, argc, argv);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passes, failures);
-    return failures != 0;
+    return rc;
 }

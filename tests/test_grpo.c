@@ -10,34 +10,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/runner.h"
+
 #include "model/forward.h"
 #include "model/grpo.h"
 #include "model/model.h"
 #include "model/train.h"
 #include "model/train_model.h"
 
-static int passes, failures;
 static char tmpdir[256];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* ---------------------------------------------------------------- helpers -------------- */
 
-static uint64_t rng_state = 88172645463325252ull;
-static double urand(void) { /* [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
-}
 
 static double relerr(double a, double n) {
     return fabs(a - n) / fmax(fmax(fabs(a), fabs(n)), 1e-6);
@@ -462,10 +446,7 @@ static int test_grpo_reward_errors_leave_weights_unchanged(void) {
 
 /* ---------------------------------------------------------------- runner --------------- */
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_grpo_advantages_are_group_normalised", test_grpo_advantages_are_group_normalised},
     {"test_grpo_loss_matches_hand_computation", test_grpo_loss_matches_hand_computation},
     {"test_grpo_loss_gradient_matches_finite_differences",
@@ -482,19 +463,9 @@ static const struct {
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv3-test-grpo-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        printf("%s\n", tests[i].name);
-        fflush(stdout);
-        if (tests[i].fn())
-            failures++;
-        else
-            passes++;
-        fflush(stdout);
-    }
+    const int rc = DSV3_RUN_TESTS(tests, argc, argv);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passes, failures);
-    return failures != 0;
+    return rc;
 }

@@ -6,20 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/runner.h"
+
 #include "model/model_internal.h"
 #include "probes/routing.h"
 
-static int passes, failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* 8 experts in 4 groups of 2, keep 2 groups, top-2. */
 static dsv3_config small_cfg(void) {
@@ -185,10 +176,7 @@ static int test_ablating_no_expert_is_bit_exact_and_bias_round_trips(void) {
     return system(cmd) != 0;
 }
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_moe_bias_changes_selection_not_weights", test_moe_bias_changes_selection_not_weights},
     {"test_moe_ties_go_to_lower_index", test_moe_ties_go_to_lower_index},
     {"test_moe_dropped_groups_are_minus_inf", test_moe_dropped_groups_are_minus_inf},
@@ -198,12 +186,5 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        printf("%s\n", tests[i].name);
-        if (tests[i].fn()) failures++;
-        else passes++;
-    }
-    printf("%d passed, %d failed\n", passes, failures);
-    return failures != 0;
+    return DSV3_RUN_TESTS(tests, argc, argv);
 }

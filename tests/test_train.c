@@ -18,6 +18,8 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "tests/runner.h"
+
 #include "model/fim.h"
 #include "model/forward.h"
 #include "model/fp8.h"
@@ -28,29 +30,11 @@
 #include "model/train_model.h"
 #include "model/train_ops.h"
 
-static int passes, failures, verbose;
+static int verbose;
 static char tmpdir[256];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* ---------------------------------------------------------------- helpers -------------- */
 
-/* Deterministic uniform numbers in [-1, 1) (xorshift). */
-static uint64_t rng_state = 88172645463325252ull;
-static double urand(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
-}
 static void fill_d(double *x, int64_t n, double scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * urand();
 }
@@ -1400,10 +1384,7 @@ static int test_fim_bad_options_give_clear_errors(void) {
 
 /* ---------------------------------------------------------------- runner --------------- */
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_ops_gradients_match_finite_differences", test_ops_gradients_match_finite_differences},
     {"test_model_gradients_match_finite_differences", test_model_gradients_match_finite_differences},
     {"test_model_without_mtp_trains_and_saves", test_model_without_mtp_trains_and_saves},
@@ -1431,17 +1412,9 @@ int main(int argc, char **argv) {
     verbose = getenv("DSV3_TEST_VERBOSE") != NULL;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv3-test-train-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        printf("%s\n", tests[i].name);
-        fflush(stdout);
-        if (tests[i].fn()) failures++;
-        else passes++;
-        fflush(stdout);
-    }
+    const int rc = DSV3_RUN_TESTS(tests, argc, argv);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passes, failures);
-    return failures != 0;
+    return rc;
 }

@@ -1,0 +1,61 @@
+/* runner.h — the harness the C tests share: CHECK, a seeded random generator, the test table
+ * and main's loop. Header-only (each test is one executable); include it after the system
+ * headers.
+ *
+ * A test is `static int test_x(void)` returning 0 on success; CHECK(cond, fmt, ...) prints the
+ * failing line with a message and returns 1 from the test. dsv3_run_tests runs the table (only
+ * the test named by argv[1] when given), prints "N passed, M failed" and returns main's exit
+ * status. */
+#ifndef DSV3_TEST_RUNNER_H
+#define DSV3_TEST_RUNNER_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("  FAIL %s:%d: ", __func__, __LINE__);                                          \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+typedef struct {
+    const char *name;
+    int (*fn)(void);
+} dsv3_test;
+
+/* xorshift64: deterministic from dsv3_test_seed (tests that want fresh inputs per run set it
+ * from the clock and print it). */
+static uint64_t dsv3_test_seed = 88172645463325252ull;
+static inline uint64_t test_u64(void) {
+    dsv3_test_seed ^= dsv3_test_seed << 13;
+    dsv3_test_seed ^= dsv3_test_seed >> 7;
+    dsv3_test_seed ^= dsv3_test_seed << 17;
+    return dsv3_test_seed;
+}
+/* Uniform in [-1, 1). */
+static inline double urand(void) {
+    return (double)(test_u64() >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static inline int dsv3_run_tests(const dsv3_test *t, size_t n, int argc, char **argv) {
+    int passes = 0, failures = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1 && strcmp(argv[1], t[i].name)) continue;
+        printf("%s\n", t[i].name);
+        fflush(stdout);
+        if (t[i].fn()) failures++;
+        else passes++;
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", passes, failures);
+    return failures != 0;
+}
+#define DSV3_RUN_TESTS(table, argc, argv)                                                          \
+    dsv3_run_tests((table), sizeof(table) / sizeof((table)[0]), (argc), (argv))
+
+#endif
