@@ -29,20 +29,23 @@ typedef struct {
 /* Returns the view of rows [r0, r0 + n) of w. */
 dsv3_weight dsv3_weight_rows(const dsv3_weight *w, int64_t r0, int64_t n);
 
-/* One product of a batch: out[n, w.rows] = x[n, w.cols] W^T. */
+/* One product of a batch: out[n, w.rows] = x[n, w.cols] W^T, or with trans = 1 the transposed
+ * product out[n, w.cols] = x[n, w.rows] W (what matmul_t computes). */
 typedef struct {
     float *out;
     const float *x;
     const dsv3_weight *w;
     int64_t n;
+    int trans;
 } dsv3_matmul_op;
 
 typedef struct dsv3_backend {
     const char *name;
     /* out[n, rows] = x[n, cols] W^T. FP32 accumulation. out must not alias x. */
     void (*matmul)(float *out, const float *x, const dsv3_weight *w, int64_t n);
-    /* Several independent products at once (e.g. all experts' gate and up projections), so a
-     * backend can spread their rows over its threads in one go. Outputs must not overlap. */
+    /* Several independent products at once (e.g. all experts' gate and up projections, or the
+     * per-head absorbed-MLA products), so a backend can spread their rows over its threads in one
+     * go. Outputs must not overlap. */
     void (*matmul_many)(const dsv3_matmul_op *ops, int64_t count);
     /* out[n, cols] = x[n, rows] W (the transposed product, used by absorbed MLA). */
     void (*matmul_t)(float *out, const float *x, const dsv3_weight *w, int64_t n);

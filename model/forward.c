@@ -4,10 +4,10 @@
  * dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
  * decoder block on its own input and cache.
  */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/pool.h"
 #include "model/model_internal.h"
 
 /* ---------------------------------------------------------------- run lifetime --------- */
@@ -21,7 +21,7 @@ void dsv3_run_free(dsv3_run *r) {
         }
     free(r->cache);
     float *bufs[] = {r->x,      r->xn,     r->y,      r->qa,    r->q,  r->kva,
-                     r->o,      r->qabs,   r->u,      r->hin,   r->hout, r->kvfull,
+                     r->o,      r->qabs,   r->u,      r->hin,   r->kvfull,
                      r->scores, r->ffn_g,  r->ffn_u,  r->xg,    r->yg, r->router,
                      r->sel_w,  r->disp_w, r->cat};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -30,6 +30,7 @@ void dsv3_run_free(dsv3_run *r) {
     free(r->disp_tok);
     free(r->pos);
     free(r->ops);
+    free(r->head_w);
     free(r->rec_scores);
     free(r->rec_biased);
     free(r->rec_groups);
@@ -59,7 +60,7 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     r->max_seq = o.max_seq;
     r->max_chunk = o.max_chunk;
     r->attn = o.attn;
-    r->nthreads = omp_get_max_threads();
+    r->nthreads = dsv3_pool_threads();
     const int64_t S = o.max_seq, C = o.max_chunk, H = c->hidden_size;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, rkv = c->kv_lora_rank;
@@ -87,15 +88,15 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->o, C * nh * dv);
     ALLOC(r->qabs, C * nh * rkv);
     ALLOC(r->u, C * nh * rkv);
-    ALLOC(r->hin, C * max3(dn, dv, rkv));
-    ALLOC(r->hout, C * max3(dn, dv, rkv));
+    ALLOC(r->hin, C * nh * (dn > dv ? dn : dv));
     if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
     ALLOC(r->scores, (int64_t)r->nthreads * S);
     ALLOC(r->ffn_g, ffn);
     ALLOC(r->ffn_u, ffn);
     ALLOC(r->xg, C * K * H);
     ALLOC(r->yg, (C * K + C) * H);
-    ALLOC(r->ops, 2 * (E + 1));
+    ALLOC(r->ops, 2 * (E + 1) > nh ? 2 * (E + 1) : nh);
+    ALLOC(r->head_w, nh);
     ALLOC(r->router, C * E);
     ALLOC(r->sel_idx, C * K);
     ALLOC(r->sel_w, C * K);

@@ -6,9 +6,9 @@
  * They are algebraically equal; tests check they agree.
  */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
+#include "kernels/pool.h"
 #include "model/model_internal.h"
 
 /* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec §4.2, pitfall 13). */
@@ -26,7 +26,7 @@ static void softmax(float *p, int64_t n) {
 
 /* Threads pay off only when the score/sum work (~ n * nh * keys * width) is large. */
 static int worth_threads(int64_t n, int64_t nh, int64_t pos0, int64_t width) {
-    return n * nh * (pos0 + n) * width >= ((int64_t)1 << 18);
+    return n * nh * (pos0 + n) * width >= ((int64_t)1 << 16);
 }
 
 /* Copies column block [off, off + w) of rows of src[n, stride] into dst[n, w], or back. */
@@ -49,8 +49,8 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
     /* The two projections of xn run as one batch. */
     const dsv3_matmul_op first[2] = {
-        c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n} : (dsv3_matmul_op){r->q, xn, &L->q_b, n},
-        {r->kva, xn, &L->kv_a, n}};
+        c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n, 0} : (dsv3_matmul_op){r->q, xn, &L->q_b, n, 0},
+        {r->kva, xn, &L->kv_a, n, 0}};
     be->matmul_many(first, 2);
     if (c->q_lora_rank > 0) {
         be->rmsnorm(r->qa, r->qa, L->q_a_norm, n, c->q_lora_rank, LATENT_EPS);
@@ -105,6 +105,42 @@ static void probs_of(dsv3_run *r, int64_t s, int64_t h, float *p, void *vctx) {
     softmax(p, T);
 }
 
+/* One (token, head) pair of the attention: which form, and where its inputs live. */
+typedef struct {
+    dsv3_run *r;
+    const dsv3_layer_cache *kc;
+    int64_t pos0;
+} attn_job;
+
+/* Absorbed form, pair sh = s * nh + h: P = softmax((q_abs . c_t + q_pe . k_pe_t) * scale) over
+ * keys t <= pos0 + s (causal), u[s, h] = sum_t P[t] c_t. */
+static void absorbed_pair(void *vctx, int64_t sh, int tid) {
+    const attn_job *a = vctx;
+    dsv3_run *r = a->r;
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
+    const int64_t s = sh / nh, T = a->pos0 + s + 1;
+    const float scale = r->m->softmax_scale;
+    float *p = r->scores + (int64_t)tid * r->max_seq;
+    const float *qa = r->qabs + sh * rkv, *qp = r->q + sh * dq + dn;
+    for (int64_t t = 0; t < T; t++)
+        p[t] = (dsv3_dot_f32(qa, a->kc->c + t * rkv, rkv) + dsv3_dot_f32(qp, a->kc->kpe + t * dr, dr)) * scale;
+    softmax(p, T);
+    float *u = r->u + sh * rkv;
+    memset(u, 0, (size_t)rkv * 4);
+    for (int64_t t = 0; t < T; t++) {
+        const float pt = p[t], *ct = a->kc->c + t * rkv;
+#pragma omp simd
+        for (int64_t i = 0; i < rkv; i++) u[i] += pt * ct[i];
+    }
+}
+
+/* Copies x[n][nh][w] (stride between tokens nh * ws, head h at h * ws) into y[nh][n][w]. */
+static void to_head_major(float *y, const float *x, int64_t n, int64_t nh, int64_t ws, int64_t w) {
+    for (int64_t h = 0; h < nh; h++) gather_cols(y + h * n * w, x, n, nh * ws, h * ws, w);
+}
+
 static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cache *kc,
                             int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
@@ -112,38 +148,64 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     const dsv3_backend *be = m->be;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
-    const float scale = m->softmax_scale;
-    const int par = worth_threads(n, nh, pos0, rkv + dr);
-    /* q_abs[s, h] = W_UK[h]^T q_nope[s, h], one head at a time so W_UK[h] is read once. */
+    /* q_abs[s, h] = W_UK[h]^T q_nope[s, h]: all heads as one batch of transposed products over
+     * head-major copies (hin[h][s][dn] -> u[h][s][rkv], then back to qabs[s][h][rkv]); with one
+     * token the head-major output is already qabs's layout. */
+    dsv3_matmul_op *ops = r->ops;
+    dsv3_weight *wv = r->head_w;
+    to_head_major(r->hin, r->q, n, nh, dq, dn);
+    float *qout = n == 1 ? r->qabs : r->u;
     for (int64_t h = 0; h < nh; h++) {
-        const dsv3_weight uk = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
-        gather_cols(r->hin, r->q, n, nh * dq, h * dq, dn);
-        be->matmul_t(r->hout, r->hin, &uk, n);
-        scatter_cols(r->qabs, r->hout, n, nh * rkv, h * rkv, rkv);
+        wv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
+        ops[h] = (dsv3_matmul_op){qout + h * n * rkv, r->hin + h * n * dn, &wv[h], n, 1};
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
-    for (int64_t sh = 0; sh < n * nh; sh++) {
-        const int64_t s = sh / nh, T = pos0 + s + 1; /* causal: keys 0..pos0+s */
-        float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;
-        const float *qa = r->qabs + sh * rkv, *qp = r->q + sh * dq + dn;
-        for (int64_t t = 0; t < T; t++)
-            p[t] = (dsv3_dot_f32(qa, kc->c + t * rkv, rkv) + dsv3_dot_f32(qp, kc->kpe + t * dr, dr)) *
-                   scale;
-        softmax(p, T);
-        float *u = r->u + sh * rkv;
-        memset(u, 0, (size_t)rkv * 4);
-        for (int64_t t = 0; t < T; t++) {
-            const float pt = p[t], *ct = kc->c + t * rkv;
+    be->matmul_many(ops, nh);
+    if (n > 1)
+        for (int64_t h = 0; h < nh; h++) scatter_cols(r->qabs, r->u + h * n * rkv, n, nh * rkv, h * rkv, rkv);
+    attn_job a = {r, kc, pos0};
+    if (worth_threads(n, nh, pos0, rkv + dr)) dsv3_pool_for(n * nh, absorbed_pair, &a);
+    else
+        for (int64_t sh = 0; sh < n * nh; sh++) absorbed_pair(&a, sh, 0);
+    /* o[s, h] = W_UV[h] u[s, h], all heads as one batch (head-major again when n > 1: u is
+     * gathered into qabs, free now, and the outputs land in hin). */
+    const float *uin = r->u;
+    float *oout = r->o;
+    if (n > 1) {
+        to_head_major(r->qabs, r->u, n, nh, rkv, rkv);
+        uin = r->qabs;
+        oout = r->hin;
+    }
+    for (int64_t h = 0; h < nh; h++) {
+        wv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
+        ops[h] = (dsv3_matmul_op){oout + h * n * dv, uin + h * n * rkv, &wv[h], n, 0};
+    }
+    be->matmul_many(ops, nh);
+    if (n > 1)
+        for (int64_t h = 0; h < nh; h++) scatter_cols(r->o, r->hin + h * n * dv, n, nh * dv, h * dv, dv);
+}
+
+/* Naive form, pair sh = s * nh + h: P over [k_nope_t ; k_pe_t], o[s, h] = sum_t P[t] v_t. */
+static void naive_pair(void *vctx, int64_t sh, int tid) {
+    const attn_job *a = vctx;
+    dsv3_run *r = a->r;
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, kvw = nh * (dn + dv);
+    const int64_t s = sh / nh, h = sh % nh, T = a->pos0 + s + 1;
+    const float scale = r->m->softmax_scale;
+    float *p = r->scores + (int64_t)tid * r->max_seq;
+    const float *qn = r->q + sh * dq, *qp = qn + dn;
+    for (int64_t t = 0; t < T; t++)
+        p[t] = (dsv3_dot_f32(qn, r->kvfull + t * kvw + h * (dn + dv), dn) +
+                dsv3_dot_f32(qp, a->kc->kpe + t * dr, dr)) *
+               scale;
+    softmax(p, T);
+    float *o = r->o + s * nh * dv + h * dv;
+    memset(o, 0, (size_t)dv * 4);
+    for (int64_t t = 0; t < T; t++) {
+        const float pt = p[t], *v = r->kvfull + t * kvw + h * (dn + dv) + dn;
 #pragma omp simd
-            for (int64_t i = 0; i < rkv; i++) u[i] += pt * ct[i];
-        }
-    }
-    /* o[s, h] = W_UV[h] u[s, h]. */
-    for (int64_t h = 0; h < nh; h++) {
-        const dsv3_weight uv = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
-        gather_cols(r->hin, r->u, n, nh * rkv, h * rkv, rkv);
-        be->matmul(r->hout, r->hin, &uv, n);
-        scatter_cols(r->o, r->hout, n, nh * dv, h * dv, dv);
+        for (int64_t i = 0; i < dv; i++) o[i] += pt * v[i];
     }
 }
 
@@ -153,29 +215,12 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
     const dsv3_model *m = r->m;
     const dsv3_config *c = &m->cfg;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
-    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, kvw = nh * (dn + dv);
-    const int64_t Tall = pos0 + n;
-    const float scale = m->softmax_scale;
+    const int64_t dq = dn + c->qk_rope_head_dim, Tall = pos0 + n;
     m->be->matmul(r->kvfull, kc->c, &L->kv_b, Tall);
-    const int par = worth_threads(n, nh, pos0, dq + dv);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
-    for (int64_t sh = 0; sh < n * nh; sh++) {
-        const int64_t s = sh / nh, h = sh % nh, T = pos0 + s + 1;
-        float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;
-        const float *qn = r->q + sh * dq, *qp = qn + dn;
-        for (int64_t t = 0; t < T; t++)
-            p[t] = (dsv3_dot_f32(qn, r->kvfull + t * kvw + h * (dn + dv), dn) +
-                    dsv3_dot_f32(qp, kc->kpe + t * dr, dr)) *
-                   scale;
-        softmax(p, T);
-        float *o = r->o + s * nh * dv + h * dv;
-        memset(o, 0, (size_t)dv * 4);
-        for (int64_t t = 0; t < T; t++) {
-            const float pt = p[t], *v = r->kvfull + t * kvw + h * (dn + dv) + dn;
-#pragma omp simd
-            for (int64_t i = 0; i < dv; i++) o[i] += pt * v[i];
-        }
-    }
+    attn_job a = {r, kc, pos0};
+    if (worth_threads(n, nh, pos0, dq + dv)) dsv3_pool_for(n * nh, naive_pair, &a);
+    else
+        for (int64_t sh = 0; sh < n * nh; sh++) naive_pair(&a, sh, 0);
 }
 
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,

@@ -90,7 +90,10 @@ void dsv3_cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n
 }
 
 void dsv3_cpu_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
-    for (int64_t i = 0; i < count; i++) dsv3_cpu_matmul(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+    for (int64_t i = 0; i < count; i++) {
+        if (ops[i].trans) dsv3_cpu_matmul_t(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+        else dsv3_cpu_matmul(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+    }
 }
 
 /* out[s, c] = sum_r x[s, r] W[r, c]. Parallel over 128-column spans so threads never write the

@@ -11,11 +11,11 @@
  */
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/pool.h"
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define INL inline __attribute__((always_inline))
@@ -23,7 +23,7 @@
 enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
 
 /* Below this many multiply-adds one thread does the whole product. */
-#define PAR_MIN_MACS ((int64_t)1 << 17)
+#define PAR_MIN_MACS ((int64_t)1 << 15)
 
 /* ---------------------------------------------------------------- decode --------------- */
 
@@ -144,29 +144,14 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
     for (int64_t r = r0 + 4 * q; r < r1; r++) out[r] = dot_row(dt, x, w, r);
 }
 
-static TGT void gemv(float *out, const float *x, const dsv3_weight *w) {
-    const int64_t R = w->rows;
-#pragma omp parallel if (R * w->cols >= PAR_MIN_MACS)
-    {
-        /* one contiguous block of rows per thread: long streams (see gemv_rows) */
-        const int64_t T = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t r0 = R * id / T, r1 = R * (id + 1) / T;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, out, x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, out, x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, out, x, w, r0, r1); break;
-        default: gemv_rows(DSV3_DT_F32, out, x, w, r0, r1); break;
-        }
-    }
-}
-
 /* out[j][r] = W[r, :] . x[j] for NT tokens (2..4: speculative verification, small expert
- * batches), two rows per pass so each weight is decoded once for all tokens. */
+ * batches), two rows per pass so each weight is decoded once for all tokens. The two rows come
+ * from the two halves of the range: two long sequential streams (see gemv_rows). */
 static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
                                     const dsv3_weight *w, int64_t r0, int64_t r1) {
-    const int64_t C = w->cols, R = w->rows;
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) {
+    const int64_t C = w->cols, R = w->rows, half = (r1 - r0) / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const int64_t rr[2] = {r0 + i, r0 + half + i};
         __m256 acc[2][4], blk[2][4];
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < 4; j++) acc[k][j] = _mm256_setzero_ps();
@@ -177,8 +162,8 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
                 for (int j = 0; j < 4; j++) blk[k][j] = _mm256_setzero_ps();
             int64_t c = c0;
             for (; c + 8 <= c1; c += 8) {
-                const __m256 w0 = load8(dt, w->data, (size_t)(r * C + c));
-                const __m256 w1 = load8(dt, w->data, (size_t)((r + 1) * C + c));
+                const __m256 w0 = load8(dt, w->data, (size_t)(rr[0] * C + c));
+                const __m256 w1 = load8(dt, w->data, (size_t)(rr[1] * C + c));
 #pragma GCC unroll 4
                 for (int j = 0; j < NT; j++) {
                     const __m256 xv = _mm256_loadu_ps(x + j * C + c);
@@ -187,20 +172,20 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
                 }
             }
             for (int k = 0; k < 2; k++) {
-                const float s = scale_at(w, r + k, c0);
+                const float s = scale_at(w, rr[k], c0);
                 for (int j = 0; j < NT; j++) {
                     float t = 0.0f;
                     for (int64_t cc = c; cc < c1; cc++)
-                        t += load1(dt, w->data, (size_t)((r + k) * C + cc)) * x[j * C + cc];
+                        t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[j * C + cc];
                     tail[k][j] += t * s;
                     acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s), acc[k][j]);
                 }
             }
         }
         for (int k = 0; k < 2; k++)
-            for (int j = 0; j < NT; j++) out[j * R + r + k] = hsum(acc[k][j]) + tail[k][j];
+            for (int j = 0; j < NT; j++) out[j * R + rr[k]] = hsum(acc[k][j]) + tail[k][j];
     }
-    for (; r < r1; r++) /* a leftover row: one token at a time */
+    for (int64_t r = r0 + 2 * half; r < r1; r++) /* a leftover row: one token at a time */
         for (int j = 0; j < NT; j++) {
             float t = 0.0f;
             for (int64_t c0 = 0; c0 < C; c0 += 128) {
@@ -211,21 +196,6 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
             }
             out[j * R + r] = t;
         }
-}
-
-static TGT void gemv_multi(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    const int64_t R = w->rows, chunk = 16, nchunks = (R + chunk - 1) / chunk;
-    const int NT = (int)n;
-#pragma omp parallel for schedule(static) if (R * w->cols * n >= PAR_MIN_MACS)
-    for (int64_t i = 0; i < nchunks; i++) {
-        const int64_t r0 = i * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, out, x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, out, x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, out, x, w, r0, r1); break;
-        default: gemv_multi_rows(DSV3_DT_F32, NT, out, x, w, r0, r1); break;
-        }
-    }
 }
 
 /* ---------------------------------------------------------------- GEMM (many tokens) --- */
@@ -345,72 +315,153 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
     }
 }
 
-static TGT void gemm(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    const int64_t R = w->rows, npanels = (R + PANEL_R - 1) / PANEL_R;
-#pragma omp parallel for schedule(static) if (R * w->cols * n >= PAR_MIN_MACS)
-    for (int64_t p = 0; p < npanels; p++) gemm_panel(w->dtype, out, x, w, n, p * PANEL_R);
-}
+/* ---------------------------------------------------------------- transposed (MLA) ----- */
 
-/* Rows [r0, r1) of one product, by the kernel that suits its token count. */
-static TGT void rows_of(const dsv3_matmul_op *op, int64_t r0, int64_t r1) {
+/* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
+ * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c]. */
+static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
     const dsv3_weight *w = op->w;
-    if (op->n == 1) {
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, r0, r1); break;
-        default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, r0, r1); break;
+    const int64_t R = w->rows, C = w->cols, full = len / 8;
+    for (int64_t s = 0; s < op->n; s++) {
+        const float *xs = op->x + s * R;
+        float *os = op->out + s * C + c0;
+        __m256 acc[8];
+        float tail[8] = {0};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t r = 0; r < R; r++) {
+            const float a = xs[r] * scale_at(w, r, c0);
+            const __m256 av = _mm256_set1_ps(a);
+            const size_t row = (size_t)(r * C + c0);
+            if (full == 8) { /* the common case: a whole 64-column span, constant trip count */
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+            } else {
+                for (int64_t k = 0; k < full; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+                for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
+            }
         }
-    } else if (op->n <= 4) {
-        const int NT = (int)op->n;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, op->out, op->x, w, r0, r1); break;
-        default: gemv_multi_rows(DSV3_DT_F32, NT, op->out, op->x, w, r0, r1); break;
-        }
-    } else {
-        for (int64_t r = r0; r < r1; r += PANEL_R) gemm_panel(w->dtype, op->out, op->x, w, op->n, r);
+        for (int64_t k = 0; k < full; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
+        for (int64_t c = 8 * full; c < len; c++) os[c] = tail[c - 8 * full];
     }
 }
 
-/* All products' rows in items shared by the threads of one parallel region: 64-row items for
- * single-token products (long enough for gemv_rows' four streams), 16-row panels otherwise. */
+/* ---------------------------------------------------------------- dispatch ------------- */
+
+enum { TSPAN = 64 }; /* columns per item of a transposed product */
+
+/* Item [a, b) of one product (rows; columns for a transposed one), by the kernel that suits its
+ * token count. */
+static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
+    const dsv3_weight *w = op->w;
+    const dsv3_dtype dt = w->dtype;
+    if (op->trans) {
+        switch (dt) {
+        case DSV3_DT_BF16: gemvt_span(DSV3_DT_BF16, op, a, b - a); break;
+        case DSV3_DT_F16: gemvt_span(DSV3_DT_F16, op, a, b - a); break;
+        case DSV3_DT_F8_E4M3: gemvt_span(DSV3_DT_F8_E4M3, op, a, b - a); break;
+        default: gemvt_span(DSV3_DT_F32, op, a, b - a); break;
+        }
+    } else if (op->n == 1) {
+        switch (dt) {
+        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, a, b); break;
+        default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, a, b); break;
+        }
+    } else if (op->n <= 4) {
+        const int NT = (int)op->n;
+        switch (dt) {
+        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, op->out, op->x, w, a, b); break;
+        default: gemv_multi_rows(DSV3_DT_F32, NT, op->out, op->x, w, a, b); break;
+        }
+    } else {
+        for (int64_t r = a; r < b; r += PANEL_R) gemm_panel(dt, op->out, op->x, w, op->n, r);
+    }
+}
+
+enum { MAX_OPS = 256 };
+
+/* A batch cut into items: op o owns items start[o] .. start[o+1]-1, each `span[o]` rows (or
+ * columns) wide. */
+typedef struct {
+    const dsv3_matmul_op *ops;
+    int64_t count;
+    int64_t start[MAX_OPS + 1], span[MAX_OPS];
+} batch;
+
+static void batch_item(void *ctx, int64_t it, int tid) {
+    (void)tid;
+    const batch *b = ctx;
+    int64_t lo = 0, hi = b->count - 1; /* the op whose items contain it: start[o] <= it */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (b->start[mid] <= it) lo = mid;
+        else hi = mid - 1;
+    }
+    const dsv3_matmul_op *op = &b->ops[lo];
+    const int64_t len = op->trans ? op->w->cols : op->w->rows, a = (it - b->start[lo]) * b->span[lo];
+    run_item(op, a, a + b->span[lo] < len ? a + b->span[lo] : len);
+}
+
+/* Rows per item. One token: a GEMV item is walked as four sequential streams (gemv_rows), so it
+ * should be long — 64..256 rows, aiming at >= 4 items per thread of a large product so threads
+ * finish together; 2..4 tokens: two streams; more: 16-row panels of the GEMM. */
+static int64_t span_of(const dsv3_matmul_op *op, int threads) {
+    if (op->trans) return TSPAN;
+    if (op->n > 4) return PANEL_R;
+    int64_t s = op->w->rows / (4 * threads);
+    s = s < 64 ? 64 : s > 256 ? 256 : s;
+    return op->n == 1 ? s : s / 2;
+}
+
+/* All products' items go to the pool as one job: a layer's experts stream their rows on every
+ * core at once, and no thread waits for another that has not started. */
 static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
-    enum { MAX_OPS = 1024 };
     if (count > MAX_OPS) {
         fast_matmul_many(ops, MAX_OPS);
         fast_matmul_many(ops + MAX_OPS, count - MAX_OPS);
         return;
     }
-    int64_t start[MAX_OPS + 1], item[MAX_OPS], macs = 0;
-    start[0] = 0;
+    if (count <= 0) return;
+    batch b;
+    b.ops = ops;
+    b.count = count;
+    b.start[0] = 0;
+    const int threads = dsv3_pool_threads();
+    int64_t macs = 0;
     for (int64_t i = 0; i < count; i++) {
-        item[i] = ops[i].n == 1 ? 64 : PANEL_R;
-        start[i + 1] = start[i] + (ops[i].w->rows + item[i] - 1) / item[i];
+        const int64_t len = ops[i].trans ? ops[i].w->cols : ops[i].w->rows;
+        b.span[i] = span_of(&ops[i], threads);
+        b.start[i + 1] = b.start[i] + (len + b.span[i] - 1) / b.span[i];
         macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
     }
-    const int64_t items = start[count];
-#pragma omp parallel for schedule(dynamic, 1) if (macs >= PAR_MIN_MACS)
-    for (int64_t it = 0; it < items; it++) {
-        int64_t o = 0;
-        while (start[o + 1] <= it) o++;
-        const int64_t r0 = (it - start[o]) * item[o], R = ops[o].w->rows;
-        rows_of(&ops[o], r0, r0 + item[o] < R ? r0 + item[o] : R);
+    /* Tiny batches run on the caller: posting a job costs ~1 us, and a worker that sleeps
+     * would need a futex wake. */
+    if (macs < PAR_MIN_MACS) {
+        for (int64_t it = 0; it < b.start[count]; it++) batch_item(&b, it, 0);
+        return;
     }
+    dsv3_pool_for(b.start[count], batch_item, &b);
 }
 
 static void fast_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    if (n == 1) gemv(out, x, w);
-    else if (n <= 4) gemv_multi(out, x, w, n);
-    else gemm(out, x, w, n);
+    const dsv3_matmul_op op = {out, x, w, n, 0};
+    fast_matmul_many(&op, 1);
+}
+
+static void fast_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
+    const dsv3_matmul_op op = {out, x, w, n, 1};
+    fast_matmul_many(&op, 1);
 }
 
 static const dsv3_backend fast_backend = {
     .name = "fast",
     .matmul = fast_matmul,
     .matmul_many = fast_matmul_many,
-    .matmul_t = dsv3_cpu_matmul_t,
+    .matmul_t = fast_matmul_t,
     .row = dsv3_cpu_row,
     .rmsnorm = dsv3_cpu_rmsnorm,
     .rope = dsv3_cpu_rope,
