@@ -27,10 +27,14 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
 
 /* ---------------------------------------------------------------- decode --------------- */
 
-/* 8 consecutive weights at element offset off, as float32. FP8 E4M3FN: the 7 magnitude bits
- * shifted to the float's exponent/mantissa position give 2^-120 times the value (subnormals
- * included), so one multiply by 2^120 decodes exactly (spec §3.2; NaN codes are not expected in
- * weights and decode as finite values here). */
+/* 8 consecutive weights at element offset off, as float32. FP8 E4M3FN goes through IEEE half:
+ * the byte s.eeee.mmm placed in a 16-bit lane as s.0eeee.mmm0000000 is the half 2^-8 times the
+ * E4M3 value, subnormals included (both formats put their subnormals at exponent field 0, and
+ * 2^(e-15) / 2^(e-7) = 2^-8 for every e). The F16C conversion is exact and treats subnormal
+ * halves at full speed; the former route through an FP32 bit pattern 2^-120 times the value
+ * made every E4M3 subnormal an FP32 denormal, which costs a microcode assist per multiply.
+ * The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
+ * (spec §3.2; NaN codes are not expected in weights and decode as finite values here). */
 static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
     case DSV3_DT_BF16: {
@@ -40,14 +44,31 @@ static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     case DSV3_DT_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + off)));
     case DSV3_DT_F8_E4M3: {
-        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)base + off)));
-        __m256i mag = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20);
-        __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
-        return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(mag, sgn)), _mm256_set1_ps(0x1p120f));
+        const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)base + off));
+        __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), b); /* byte << 8 per 16-bit lane */
+        h = _mm_and_si128(_mm_srai_epi16(h, 1), _mm_set1_epi16((short)0xbfff)); /* s.0eeee.mmm */
+        return _mm256_cvtph_ps(h);
     }
     default:
         return _mm256_loadu_ps((const float *)base + off);
     }
+}
+
+/* What load8's values must be multiplied by: 2^8 for FP8 (see load8), 1 otherwise. */
+#define VS(dt) ((dt) == DSV3_DT_F8_E4M3 ? 256.0f : 1.0f)
+
+/* 16 consecutive weights as two vectors (lo = 0..7, hi = 8..15), scaled like load8. FP8 loads
+ * the 16 bytes once and splits them with two unpacks. */
+static INL TGT void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo, __m256 *hi) {
+    if (dt == DSV3_DT_F8_E4M3) {
+        const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)base + off));
+        const __m128i z = _mm_setzero_si128(), m = _mm_set1_epi16((short)0xbfff);
+        *lo = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(z, b), 1), m));
+        *hi = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(z, b), 1), m));
+        return;
+    }
+    *lo = load8(dt, base, off);
+    *hi = load8(dt, base, off + 8);
 }
 
 static INL float load1(dsv3_dtype dt, const void *base, size_t off) {
@@ -97,7 +118,7 @@ static INL TGT float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w
         for (; c < c1; c++) t += load1(dt, w->data, row + (size_t)c) * x[c];
         tail += t * s;
         acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)),
-                              _mm256_set1_ps(s), acc);
+                              _mm256_set1_ps(s * VS(dt)), acc);
     }
     return hsum(acc) + tail;
 }
@@ -124,9 +145,10 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
                 const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
-                    const size_t o = (size_t)(rr[k] * C + c);
-                    b0[k] = _mm256_fmadd_ps(load8(dt, w->data, o), x0, b0[k]);
-                    b1[k] = _mm256_fmadd_ps(load8(dt, w->data, o + 8), x1, b1[k]);
+                    __m256 lo, hi;
+                    load16(dt, w->data, (size_t)(rr[k] * C + c), &lo, &hi);
+                    b0[k] = _mm256_fmadd_ps(lo, x0, b0[k]);
+                    b1[k] = _mm256_fmadd_ps(hi, x1, b1[k]);
                 }
             }
 #pragma GCC unroll 4
@@ -135,7 +157,7 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
                 float t = 0.0f;
                 for (int64_t cc = c; cc < c1; cc++) t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[cc];
                 tail[k] += t * sc;
-                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(b0[k], b1[k]), _mm256_set1_ps(sc), acc[k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(b0[k], b1[k]), _mm256_set1_ps(sc * VS(dt)), acc[k]);
             }
         }
 #pragma GCC unroll 4
@@ -150,16 +172,22 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
 static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
                                     const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, half = (r1 - r0) / 2;
+    /* Every loop over k (row) and j (token) is unrolled: NT is a constant at each call, so the
+     * 2 x NT accumulators stay in registers instead of a stack array. */
     for (int64_t i = 0; i < half; i++) {
         const int64_t rr[2] = {r0 + i, r0 + half + i};
         __m256 acc[2][4], blk[2][4];
+        float tail[2][4];
+#pragma GCC unroll 2
         for (int k = 0; k < 2; k++)
-            for (int j = 0; j < 4; j++) acc[k][j] = _mm256_setzero_ps();
-        float tail[2][4] = {{0}};
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) acc[k][j] = _mm256_setzero_ps(), tail[k][j] = 0.0f;
         for (int64_t c0 = 0; c0 < C; c0 += 128) {
             const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
+#pragma GCC unroll 2
             for (int k = 0; k < 2; k++)
-                for (int j = 0; j < 4; j++) blk[k][j] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+                for (int j = 0; j < NT; j++) blk[k][j] = _mm256_setzero_ps();
             int64_t c = c0;
             for (; c + 8 <= c1; c += 8) {
                 const __m256 w0 = load8(dt, w->data, (size_t)(rr[0] * C + c));
@@ -171,18 +199,23 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
                     blk[1][j] = _mm256_fmadd_ps(w1, xv, blk[1][j]);
                 }
             }
+#pragma GCC unroll 2
             for (int k = 0; k < 2; k++) {
                 const float s = scale_at(w, rr[k], c0);
+#pragma GCC unroll 4
                 for (int j = 0; j < NT; j++) {
+                    acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s * VS(dt)), acc[k][j]);
+                    if (c == c1) continue; /* ragged columns: scalar */
                     float t = 0.0f;
                     for (int64_t cc = c; cc < c1; cc++)
                         t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[j * C + cc];
                     tail[k][j] += t * s;
-                    acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s), acc[k][j]);
                 }
             }
         }
+#pragma GCC unroll 2
         for (int k = 0; k < 2; k++)
+#pragma GCC unroll 4
             for (int j = 0; j < NT; j++) out[j * R + rr[k]] = hsum(acc[k][j]) + tail[k][j];
     }
     for (int64_t r = r0 + 2 * half; r < r1; r++) /* a leftover row: one token at a time */
@@ -231,7 +264,7 @@ static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, 
             for (int64_t c = 0; c < len; c += 8) {
                 if ((c0 + c) / 128 != sblock) { /* scale blocks are 128 wide: refresh per block */
                     sblock = (c0 + c) / 128;
-                    for (int k = 0; k < 8; k++) s[k] = scale_at(w, r + kb + k, c0 + c);
+                    for (int k = 0; k < 8; k++) s[k] = scale_at(w, r + kb + k, c0 + c) * VS(dt);
                 }
                 __m256 v[8];
                 for (int k = 0; k < 8; k++)
@@ -331,7 +364,7 @@ static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t 
         for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t r = 0; r < R; r++) {
             const float a = xs[r] * scale_at(w, r, c0);
-            const __m256 av = _mm256_set1_ps(a);
+            const __m256 av = _mm256_set1_ps(a * VS(dt));
             const size_t row = (size_t)(r * C + c0);
             if (full == 8) { /* the common case: a whole 64-column span, constant trip count */
 #pragma GCC unroll 8
@@ -370,13 +403,20 @@ static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
         default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, a, b); break;
         }
     } else if (op->n <= 4) {
-        const int NT = (int)op->n;
+        /* a constant token count per call keeps the accumulators in registers */
+#define MULTI(DT)                                                                                  \
+    switch (op->n) {                                                                               \
+    case 2: gemv_multi_rows(DT, 2, op->out, op->x, w, a, b); break;                               \
+    case 3: gemv_multi_rows(DT, 3, op->out, op->x, w, a, b); break;                               \
+    default: gemv_multi_rows(DT, 4, op->out, op->x, w, a, b); break;                              \
+    }
         switch (dt) {
-        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, op->out, op->x, w, a, b); break;
-        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, op->out, op->x, w, a, b); break;
-        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, op->out, op->x, w, a, b); break;
-        default: gemv_multi_rows(DSV3_DT_F32, NT, op->out, op->x, w, a, b); break;
+        case DSV3_DT_BF16: MULTI(DSV3_DT_BF16); break;
+        case DSV3_DT_F16: MULTI(DSV3_DT_F16); break;
+        case DSV3_DT_F8_E4M3: MULTI(DSV3_DT_F8_E4M3); break;
+        default: MULTI(DSV3_DT_F32); break;
         }
+#undef MULTI
     } else {
         for (int64_t r = a; r < b; r += PANEL_R) gemm_panel(dt, op->out, op->x, w, op->n, r);
     }
