@@ -21,7 +21,7 @@ void dsv3_run_free(dsv3_run *r) {
         }
     free(r->cache);
     float *bufs[] = {r->x,      r->xn,     r->y,      r->qa,    r->q,  r->kva,
-                     r->o,      r->qabs,   r->u,      r->hin,   r->kvfull,
+                     r->o,      r->qabs,   r->u,      r->hin,   r->hout, r->kvfull,
                      r->scores, r->ffn_g,  r->ffn_u,  r->xg,    r->yg, r->router,
                      r->sel_w,  r->disp_w, r->cat};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -88,9 +88,10 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->o, C * nh * dv);
     ALLOC(r->qabs, C * nh * rkv);
     ALLOC(r->u, C * nh * rkv);
-    ALLOC(r->hin, C * nh * (dn > dv ? dn : dv));
+    ALLOC(r->hin, C * nh * max3(dn, dv, rkv));
+    ALLOC(r->hout, C * nh * dv);
     if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
-    ALLOC(r->scores, (int64_t)r->nthreads * S);
+    ALLOC(r->scores, (int64_t)r->nthreads * nh * S);
     ALLOC(r->ffn_g, ffn);
     ALLOC(r->ffn_u, ffn);
     ALLOC(r->xg, C * K * H);

@@ -96,10 +96,13 @@ static void probs_of(dsv3_run *r, int64_t s, int64_t h, float *p, void *vctx) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank, T = a->pos0 + s + 1;
     const int64_t sh = s * nh + h;
+    if (!a->naive) { /* the backend's own kernel for this one head: the same numbers */
+        r->m->be->mla_attend(r->hin, p, r->qabs + sh * rkv, r->q + sh * dq + dn, dq, a->kc->c, a->kc->kpe,
+                             1, T, rkv, dr, r->m->softmax_scale);
+        return;
+    }
     for (int64_t t = 0; t < T; t++) {
-        float qk = a->naive
-                       ? dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn)
-                       : dsv3_dot_f32(r->qabs + sh * rkv, a->kc->c + t * rkv, rkv);
+        const float qk = dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn);
         p[t] = (qk + dsv3_dot_f32(r->q + sh * dq + dn, a->kc->kpe + t * dr, dr)) * r->m->softmax_scale;
     }
     softmax(p, T);
@@ -110,30 +113,22 @@ typedef struct {
     dsv3_run *r;
     const dsv3_layer_cache *kc;
     int64_t pos0;
+    int64_t groups, hb; /* absorbed form: head groups per query and heads per group */
 } attn_job;
 
-/* Absorbed form, pair sh = s * nh + h: P = softmax((q_abs . c_t + q_pe . k_pe_t) * scale) over
- * keys t <= pos0 + s (causal), u[s, h] = sum_t P[t] c_t. */
-static void absorbed_pair(void *vctx, int64_t sh, int tid) {
+/* Absorbed form, item = (token s, head group g): the backend's mla_attend over keys 0..pos0+s
+ * (causal) for heads [g * hb, (g + 1) * hb) of query s; probabilities in this thread's scratch. */
+static void absorbed_item(void *vctx, int64_t it, int tid) {
     const attn_job *a = vctx;
     dsv3_run *r = a->r;
     const dsv3_config *c = &r->m->cfg;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
-    const int64_t s = sh / nh, T = a->pos0 + s + 1;
-    const float scale = r->m->softmax_scale;
-    float *p = r->scores + (int64_t)tid * r->max_seq;
-    const float *qa = r->qabs + sh * rkv, *qp = r->q + sh * dq + dn;
-    for (int64_t t = 0; t < T; t++)
-        p[t] = (dsv3_dot_f32(qa, a->kc->c + t * rkv, rkv) + dsv3_dot_f32(qp, a->kc->kpe + t * dr, dr)) * scale;
-    softmax(p, T);
-    float *u = r->u + sh * rkv;
-    memset(u, 0, (size_t)rkv * 4);
-    for (int64_t t = 0; t < T; t++) {
-        const float pt = p[t], *ct = a->kc->c + t * rkv;
-#pragma omp simd
-        for (int64_t i = 0; i < rkv; i++) u[i] += pt * ct[i];
-    }
+    const int64_t s = it / a->groups, h0 = (it % a->groups) * a->hb;
+    const int64_t hn = h0 + a->hb <= nh ? a->hb : nh - h0, sh = s * nh + h0;
+    r->m->be->mla_attend(r->u + sh * rkv, r->scores + (int64_t)tid * nh * r->max_seq, r->qabs + sh * rkv,
+                         r->q + sh * dq + dn, dq, a->kc->c, a->kc->kpe, hn, a->pos0 + s + 1, rkv, dr,
+                         r->m->softmax_scale);
 }
 
 /* Copies x[n][nh][w] (stride between tokens nh * ws, head h at h * ws) into y[nh][n][w]. */
@@ -150,7 +145,8 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
     /* q_abs[s, h] = W_UK[h]^T q_nope[s, h]: all heads as one batch of transposed products over
      * head-major copies (hin[h][s][dn] -> u[h][s][rkv], then back to qabs[s][h][rkv]); with one
-     * token the head-major output is already qabs's layout. */
+     * token the head-major output is already qabs's layout. qabs stays intact after the call
+     * (the attention hook recomputes probabilities from it). */
     dsv3_matmul_op *ops = r->ops;
     dsv3_weight *wv = r->head_w;
     to_head_major(r->hin, r->q, n, nh, dq, dn);
@@ -162,18 +158,23 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     be->matmul_many(ops, nh);
     if (n > 1)
         for (int64_t h = 0; h < nh; h++) scatter_cols(r->qabs, r->u + h * n * rkv, n, nh * rkv, h * rkv, rkv);
-    attn_job a = {r, kc, pos0};
-    if (worth_threads(n, nh, pos0, rkv + dr)) dsv3_pool_for(n * nh, absorbed_pair, &a);
+    /* Items: one query with all its heads (they share each cached row) when there are enough
+     * queries for every thread, else the heads of a query split into one group per thread. */
+    const int threads = r->nthreads;
+    attn_job a = {r, kc, pos0, n >= 2 * threads ? 1 : (threads < nh ? threads : nh), 0};
+    a.hb = (nh + a.groups - 1) / a.groups;
+    a.groups = (nh + a.hb - 1) / a.hb;
+    if (worth_threads(n, nh, pos0, rkv + dr)) dsv3_pool_for(n * a.groups, absorbed_item, &a);
     else
-        for (int64_t sh = 0; sh < n * nh; sh++) absorbed_pair(&a, sh, 0);
+        for (int64_t it = 0; it < n * a.groups; it++) absorbed_item(&a, it, 0);
     /* o[s, h] = W_UV[h] u[s, h], all heads as one batch (head-major again when n > 1: u is
-     * gathered into qabs, free now, and the outputs land in hin). */
+     * gathered into hin, and the outputs land in hout). */
     const float *uin = r->u;
     float *oout = r->o;
     if (n > 1) {
-        to_head_major(r->qabs, r->u, n, nh, rkv, rkv);
-        uin = r->qabs;
-        oout = r->hin;
+        to_head_major(r->hin, r->u, n, nh, rkv, rkv);
+        uin = r->hin;
+        oout = r->hout;
     }
     for (int64_t h = 0; h < nh; h++) {
         wv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
@@ -181,7 +182,7 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     }
     be->matmul_many(ops, nh);
     if (n > 1)
-        for (int64_t h = 0; h < nh; h++) scatter_cols(r->o, r->hin + h * n * dv, n, nh * dv, h * dv, dv);
+        for (int64_t h = 0; h < nh; h++) scatter_cols(r->o, r->hout + h * n * dv, n, nh * dv, h * dv, dv);
 }
 
 /* Naive form, pair sh = s * nh + h: P over [k_nope_t ; k_pe_t], o[s, h] = sum_t P[t] v_t. */
@@ -217,7 +218,7 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dq = dn + c->qk_rope_head_dim, Tall = pos0 + n;
     m->be->matmul(r->kvfull, kc->c, &L->kv_b, Tall);
-    attn_job a = {r, kc, pos0};
+    attn_job a = {r, kc, pos0, 0, 0};
     if (worth_threads(n, nh, pos0, dq + dv)) dsv3_pool_for(n * nh, naive_pair, &a);
     else
         for (int64_t sh = 0; sh < n * nh; sh++) naive_pair(&a, sh, 0);

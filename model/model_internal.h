@@ -89,9 +89,10 @@ struct dsv3_run {
     float *kva;                   /* [c, kv_lora_rank + dr] */
     float *o;                     /* [c, nh * dv] attention output before o_proj */
     float *qabs, *u;              /* [c, nh, kv_lora_rank] absorbed query, attended latent */
-    float *hin;                   /* [nh, c, max(dn, dv)] per-head inputs/outputs, head-major */
+    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank)] per-head inputs, head-major */
+    float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
-    float *scores;                /* [nthreads, max_seq] attention probabilities */
+    float *scores;                /* [nthreads, nh, max_seq] attention probabilities */
     float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
                                      routed slots, then [c, moe_inter*n_shared] (the larger) */
     float *xg;                    /* [c*K, H] tokens gathered by expert (dispatch slots) */

@@ -129,6 +129,33 @@ static int check_many(void) {
     return ok;
 }
 
+/* mla_attend: probabilities and attended latents of one query over T cached rows, nh heads,
+ * widths that are and are not multiples of the vector width. */
+static int check_attend(int64_t nh, int64_t T, int64_t rkv, int64_t dr) {
+    const int64_t qs = dr + 3; /* RoPE queries at a stride, as inside the q projection */
+    float *qa = malloc((size_t)(nh * rkv) * 4), *qp = malloc((size_t)(nh * qs) * 4);
+    float *c = malloc((size_t)(T * rkv) * 4), *k = malloc((size_t)(T * dr + 1) * 4);
+    float *pa = malloc((size_t)(nh * T) * 4), *pb = malloc((size_t)(nh * T) * 4);
+    float *ua = malloc((size_t)(nh * rkv) * 4), *ub = malloc((size_t)(nh * rkv) * 4);
+    for (int64_t i = 0; i < nh * rkv; i++) qa[i] = 2.0f * unif();
+    for (int64_t i = 0; i < nh * qs; i++) qp[i] = 2.0f * unif();
+    for (int64_t i = 0; i < T * rkv; i++) c[i] = unif();
+    for (int64_t i = 0; i < T * dr; i++) k[i] = unif();
+    dsv3_backend_cpu()->mla_attend(ua, pa, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
+    dsv3_backend_fast()->mla_attend(ub, pb, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
+    double dp = 0, du = 0, mu = 0;
+    for (int64_t i = 0; i < nh * T; i++) dp = fmax(dp, fabs((double)pa[i] - pb[i]));
+    for (int64_t i = 0; i < nh * rkv; i++) {
+        du = fmax(du, fabs((double)ua[i] - ub[i]));
+        mu = fmax(mu, fabs((double)ua[i]));
+    }
+    const int ok = dp <= 1e-5 && du / (mu > 0 ? mu : 1) <= 1e-5;
+    if (!ok) printf("  FAIL mla_attend nh=%lld T=%lld rkv=%lld dr=%lld: |dp| %.3g, rel du %.3g\n", (long long)nh,
+                    (long long)T, (long long)rkv, (long long)dr, dp, du / mu);
+    free(qa), free(qp), free(c), free(k), free(pa), free(pb), free(ua), free(ub);
+    return ok;
+}
+
 int main(void) {
     printf("using backend '%s'\n", dsv3_backend_fast()->name);
     const dsv3_dtype dts[] = {DSV3_DT_F32, DSV3_DT_BF16, DSV3_DT_F16, DSV3_DT_F8_E4M3};
@@ -148,6 +175,11 @@ int main(void) {
             }
     if (check_many()) passes++;
     else failures++;
+    const int64_t att[][4] = {{1, 1, 8, 8}, {16, 37, 256, 32}, {4, 200, 32, 16}, {3, 9, 70, 5}, {2, 130, 136, 24}};
+    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
+        if (check_attend(att[i][0], att[i][1], att[i][2], att[i][3])) passes++;
+        else failures++;
+    }
     printf("%d passed, %d failed\n", passes, failures);
     return failures != 0;
 }

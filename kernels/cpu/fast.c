@@ -506,6 +506,7 @@ static const dsv3_backend fast_backend = {
     .rmsnorm = dsv3_cpu_rmsnorm,
     .rope = dsv3_cpu_rope,
     .silu_mul = dsv3_cpu_silu_mul,
+    .mla_attend = dsv3_fast_mla_attend,
 };
 
 const dsv3_backend *dsv3_backend_fast(void) {
