@@ -88,7 +88,7 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->o, C * nh * dv);
     ALLOC(r->qabs, C * nh * rkv);
     ALLOC(r->u, C * nh * rkv);
-    ALLOC(r->hin, C * nh * max3(dn, dv, rkv));
+    ALLOC(r->hin, C * nh * max3(dn, dv, rkv > dr ? rkv : dr));
     ALLOC(r->hout, C * nh * dv);
     if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
     ALLOC(r->scores, (int64_t)r->nthreads * nh * S);

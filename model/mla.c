@@ -62,11 +62,17 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
         memcpy(kc->kpe + (pos0 + s) * dr, kv + rkv, (size_t)dr * 4);
         r->pos[s] = pos0 + s;
     }
-    /* RoPE on the last dr dims of every head's query, and on the one shared k_pe. */
+    /* RoPE on the last dr dims of every head's query, and on the one shared k_pe. The query
+     * parts are gathered into [n, nh, dr] so one call rotates all heads of a token with one
+     * cos/sin evaluation per frequency (per-head calls spent most of their time in sincos). */
+    float *qpe = r->hin;
     for (int64_t s = 0; s < n; s++)
         for (int64_t h = 0; h < nh; h++)
-            be->rope(r->q + (s * nh + h) * dq + dn, 1, 1, dr, &r->pos[s], m->inv_freq,
-                     m->rope_factor);
+            memcpy(qpe + (s * nh + h) * dr, r->q + (s * nh + h) * dq + dn, (size_t)dr * 4);
+    be->rope(qpe, n, nh, dr, r->pos, m->inv_freq, m->rope_factor);
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t h = 0; h < nh; h++)
+            memcpy(r->q + (s * nh + h) * dq + dn, qpe + (s * nh + h) * dr, (size_t)dr * 4);
     be->rope(kc->kpe + pos0 * dr, n, 1, dr, r->pos, m->inv_freq, m->rope_factor);
 }
 

@@ -89,7 +89,8 @@ struct dsv3_run {
     float *kva;                   /* [c, kv_lora_rank + dr] */
     float *o;                     /* [c, nh * dv] attention output before o_proj */
     float *qabs, *u;              /* [c, nh, kv_lora_rank] absorbed query, attended latent */
-    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank)] per-head inputs, head-major */
+    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank, dr)] per-head inputs,
+                                     head-major (also the queries' RoPE parts, [c, nh, dr]) */
     float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
     float *scores;                /* [nthreads, nh, max_seq] attention probabilities */

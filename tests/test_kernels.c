@@ -156,6 +156,20 @@ static int check_attend(int64_t nh, int64_t T, int64_t rkv, int64_t dr) {
     return ok;
 }
 
+/* silu_mul over a length that is not a multiple of the vector width, arguments up to |40|. */
+static int check_silu(int64_t n) {
+    float *g = malloc((size_t)n * 4), *h = malloc((size_t)n * 4), *u = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) g[i] = h[i] = 40.0f * unif() * unif(), u[i] = unif();
+    dsv3_backend_cpu()->silu_mul(g, u, n);
+    dsv3_backend_fast()->silu_mul(h, u, n);
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) md = fmax(md, fabs((double)g[i] - h[i])), mr = fmax(mr, fabs((double)g[i]));
+    const int ok = md / mr <= 1e-6;
+    if (!ok) printf("  FAIL silu_mul n=%lld: rel %.3g\n", (long long)n, md / mr);
+    free(g), free(h), free(u);
+    return ok;
+}
+
 int main(void) {
     printf("using backend '%s'\n", dsv3_backend_fast()->name);
     const dsv3_dtype dts[] = {DSV3_DT_F32, DSV3_DT_BF16, DSV3_DT_F16, DSV3_DT_F8_E4M3};
@@ -176,6 +190,8 @@ int main(void) {
     if (check_many()) passes++;
     else failures++;
     const int64_t att[][4] = {{1, 1, 8, 8}, {16, 37, 256, 32}, {4, 200, 32, 16}, {3, 9, 70, 5}, {2, 130, 136, 24}};
+    if (check_silu(1001)) passes++;
+    else failures++;
     for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
         if (check_attend(att[i][0], att[i][1], att[i][2], att[i][3])) passes++;
         else failures++;
