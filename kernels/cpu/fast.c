@@ -230,6 +230,62 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
         }
 }
 
+/* r[k] = sum of the 8 lanes of a[k], k < 8 (horizontal adds, then the two 128-bit halves). */
+static INL TGT __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* out[j][r] = W[r, :] . x[j] for exactly two tokens (the speculative verify): four rows from
+ * the four quarters of the range per pass (four streams, like gemv_rows) x two tokens = eight
+ * accumulators. FP8 weights are scaled as they are decoded (one multiply per 8 weights serves
+ * both tokens) so the sums need no per-block fold, and the eight sums leave in one reduction. */
+static INL TGT void gemv2_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
+                               int64_t r0, int64_t r1) {
+    const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4, C8 = C / 8 * 8;
+    const float *x1 = x + C;
+    for (int64_t i = 0; i < q; i++) {
+        const int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
+        __m256 acc[8]; /* acc[2k + j]: row k, token j */
+        float tail[8] = {0};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t c0 = 0; c0 < C; c0 += 128) {
+            const int64_t c1 = c0 + 128 < C8 ? c0 + 128 : C8;
+            __m256 sv[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) sv[k] = _mm256_set1_ps(scale_at(w, rr[k], c0) * VS(dt));
+            for (int64_t c = c0; c < c1; c += 8) {
+                const __m256 xa = _mm256_loadu_ps(x + c), xb = _mm256_loadu_ps(x1 + c);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256 wv = load8(dt, w->data, (size_t)(rr[k] * C + c));
+                    if (dt == DSV3_DT_F8_E4M3) wv = _mm256_mul_ps(wv, sv[k]);
+                    acc[2 * k] = _mm256_fmadd_ps(wv, xa, acc[2 * k]);
+                    acc[2 * k + 1] = _mm256_fmadd_ps(wv, xb, acc[2 * k + 1]);
+                }
+            }
+        }
+        if (C8 < C) /* ragged columns (inside the last scale block) */
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const float sc = scale_at(w, rr[k], C8);
+                for (int64_t c = C8; c < C; c++) {
+                    const float wc = load1(dt, w->data, (size_t)(rr[k] * C + c)) * sc;
+                    tail[2 * k] += wc * x[c];
+                    tail[2 * k + 1] += wc * x1[c];
+                }
+            }
+        float sums[8];
+        _mm256_storeu_ps(sums, _mm256_add_ps(hsum8x8(acc), _mm256_loadu_ps(tail)));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) out[rr[k]] = sums[2 * k], out[R + rr[k]] = sums[2 * k + 1];
+    }
+    if (r0 + 4 * q < r1) gemv_multi_rows(dt, 2, out, x, w, r0 + 4 * q, r1);
+}
+
 /* ---------------------------------------------------------------- GEMM (many tokens) --- */
 
 /* Decodes rows [r, r + PANEL_R) x columns [c0, c0 + len) of W, scaled, into the transposed
@@ -405,7 +461,7 @@ static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
         /* a constant token count per call keeps the accumulators in registers */
 #define MULTI(DT)                                                                                  \
     switch (op->n) {                                                                               \
-    case 2: gemv_multi_rows(DT, 2, op->out, op->x, w, a, b); break;                               \
+    case 2: gemv2_rows(DT, op->out, op->x, w, a, b); break;                                        \
     case 3: gemv_multi_rows(DT, 3, op->out, op->x, w, a, b); break;                               \
     default: gemv_multi_rows(DT, 4, op->out, op->x, w, a, b); break;                              \
     }
@@ -445,15 +501,16 @@ static void batch_item(void *ctx, int64_t it, int tid) {
     run_item(op, a, a + b->span[lo] < len ? a + b->span[lo] : len);
 }
 
-/* Rows per item. One token: a GEMV item is walked as four sequential streams (gemv_rows), so it
- * should be long — 64..256 rows, aiming at >= 4 items per thread of a large product so threads
- * finish together; 2..4 tokens: two streams; more: 16-row panels of the GEMM. */
+/* Rows per item. One or two tokens: a GEMV item is walked as four sequential streams
+ * (gemv_rows, gemv2_rows), so it should be long — 64..256 rows, aiming at >= 4 items per thread
+ * of a large product so threads finish together; 3..4 tokens: two streams; more: 16-row panels
+ * of the GEMM. */
 static int64_t span_of(const dsv3_matmul_op *op, int threads) {
     if (op->trans) return TSPAN;
     if (op->n > 4) return PANEL_R;
     int64_t s = op->w->rows / (4 * threads);
     s = s < 64 ? 64 : s > 256 ? 256 : s;
-    return op->n == 1 ? s : s / 2;
+    return op->n <= 2 ? s : s / 2;
 }
 
 /* All products' items go to the pool as one job: a layer's experts stream their rows on every
