@@ -345,24 +345,42 @@ static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, 
     }
 }
 
-/* acc[j][0..16) += sum_c x[j][c] * t[c][0..16) for jn <= TOK tokens. */
-static INL TGT void micro(int jn, __m256 acc[TOK][2], const float *t, const float *x,
-                          int64_t xstride, int64_t len) {
+/* o[j][0..16) (+)= sum_c x[j][c] * t[c][0..16) for JN <= TOK tokens (rows j at strides xs / os).
+ * The accumulators are this function's own fully unrolled locals, loaded from o (or zeroed on
+ * the first column span) and stored back once: passed in from the caller they were spilled to
+ * the stack on every column, which held the kernel to a quarter of the FMA peak. */
+static INL TGT void micro(int JN, float *o, int64_t os, const float *t, const float *x,
+                          int64_t xs, int64_t len, int first) {
+    __m256 a0[TOK], a1[TOK];
+#pragma GCC unroll 6
+    for (int j = 0; j < JN; j++) {
+        a0[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + j * os);
+        a1[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + j * os + 8);
+    }
     for (int64_t c = 0; c < len; c++) {
         const __m256 w0 = _mm256_load_ps(t + c * PANEL_R), w1 = _mm256_load_ps(t + c * PANEL_R + 8);
 #pragma GCC unroll 6
-        for (int j = 0; j < jn; j++) {
-            const __m256 xv = _mm256_broadcast_ss(x + j * xstride + c);
-            acc[j][0] = _mm256_fmadd_ps(xv, w0, acc[j][0]);
-            acc[j][1] = _mm256_fmadd_ps(xv, w1, acc[j][1]);
+        for (int j = 0; j < JN; j++) {
+            const __m256 xv = _mm256_broadcast_ss(x + j * xs + c);
+            a0[j] = _mm256_fmadd_ps(xv, w0, a0[j]);
+            a1[j] = _mm256_fmadd_ps(xv, w1, a1[j]);
         }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < JN; j++) {
+        _mm256_storeu_ps(o + j * os, a0[j]);
+        _mm256_storeu_ps(o + j * os + 8, a1[j]);
     }
 }
 
+/* Rows [r, r + 16) of out[n, R] = x W^T: each 256-column span of the panel is decoded once, then
+ * every token group runs over it. Partial sums of earlier spans live in the output (full panels)
+ * or in a 16-wide scratch row per token (the last, partial panel of a weight). */
 static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
                            int64_t n, int64_t r) {
-    const int64_t R = w->rows, C = w->cols;
+    const int64_t R = w->rows, C = w->cols, nr = R - r < PANEL_R ? R - r : PANEL_R;
     _Alignas(32) float t[PANEL_C * PANEL_R];
+    _Alignas(32) float part[TOK * PANEL_R]; /* partial panel: 16-wide rows for the kernel */
     for (int64_t c0 = 0; c0 < C; c0 += PANEL_C) {
         const int64_t len = C - c0 < PANEL_C ? C - c0 : PANEL_C;
         switch (dt) { /* one decode routine per dtype, specialised by inlining */
@@ -373,32 +391,26 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
         }
         for (int64_t s0 = 0; s0 < n; s0 += TOK) {
             const int jn = (int)(n - s0 < TOK ? n - s0 : TOK);
-            __m256 acc[TOK][2];
-            for (int j = 0; j < jn; j++) {
-                if (c0 == 0) {
-                    acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-                } else { /* partial sums of earlier column spans live in out */
-                    float tmp[PANEL_R] = {0};
-                    for (int k = 0; k < PANEL_R && r + k < R; k++) tmp[k] = out[(s0 + j) * R + r + k];
-                    acc[j][0] = _mm256_loadu_ps(tmp);
-                    acc[j][1] = _mm256_loadu_ps(tmp + 8);
-                }
-            }
             const float *xs = x + s0 * C + c0;
-            switch (jn) { /* constant trip counts let the compiler keep acc in registers */
-            case 6: micro(6, acc, t, xs, C, len); break;
-            case 5: micro(5, acc, t, xs, C, len); break;
-            case 4: micro(4, acc, t, xs, C, len); break;
-            case 3: micro(3, acc, t, xs, C, len); break;
-            case 2: micro(2, acc, t, xs, C, len); break;
-            default: micro(1, acc, t, xs, C, len); break;
+            float *o = out + s0 * R + r;
+            int64_t os = R;
+            if (nr < PANEL_R) { /* copy the partial rows in and out of a full-width scratch */
+                for (int j = 0; j < jn; j++)
+                    for (int64_t k = 0; k < PANEL_R; k++) part[j * PANEL_R + k] = k < nr && c0 ? o[j * R + k] : 0.0f;
+                o = part;
+                os = PANEL_R;
             }
-            for (int j = 0; j < jn; j++) {
-                float tmp[PANEL_R];
-                _mm256_storeu_ps(tmp, acc[j][0]);
-                _mm256_storeu_ps(tmp + 8, acc[j][1]);
-                for (int k = 0; k < PANEL_R && r + k < R; k++) out[(s0 + j) * R + r + k] = tmp[k];
+            switch (jn) { /* constant token counts keep the accumulators in registers */
+            case 6: micro(6, o, os, t, xs, C, len, c0 == 0); break;
+            case 5: micro(5, o, os, t, xs, C, len, c0 == 0); break;
+            case 4: micro(4, o, os, t, xs, C, len, c0 == 0); break;
+            case 3: micro(3, o, os, t, xs, C, len, c0 == 0); break;
+            case 2: micro(2, o, os, t, xs, C, len, c0 == 0); break;
+            default: micro(1, o, os, t, xs, C, len, c0 == 0); break;
             }
+            if (nr < PANEL_R)
+                for (int j = 0; j < jn; j++)
+                    for (int64_t k = 0; k < nr; k++) out[(s0 + j) * R + r + k] = part[j * PANEL_R + k];
         }
     }
 }
