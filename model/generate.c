@@ -6,8 +6,9 @@
  * A step picks t_{n+1} from p (or takes the token fixed by a rejected draft), drafts d from the
  * MTP module at position n, and verifies [t_{n+1}, d] in one forward at positions n+1, n+2.
  * After an accepted draft the MTP cache is one row behind (`pending`: len = n - 1, h = [h_{n-1},
- * h_n], and the row (h_{n-1}, t_n) is owed); the next draft then runs both rows in one MTP
- * forward, so every step costs one MTP pass and one 2-token verify, whatever the acceptance.
+ * h_n], and the row (h_{n-1}, t_n) is owed); the next draft first appends that row's cache
+ * entries only (dsv3_forward_mtp_cache: eh_proj and kv_a, no block or head), so every step costs
+ * one MTP pass and one 2-token verify, whatever the acceptance.
  */
 #include "model/generate.h"
 
@@ -69,7 +70,7 @@ static dsv3_status prefill(gen *g, const int32_t *prompt, int64_t n, dsv3_err *e
         /* MTP rows i = at .. at+m-1 need t_{i+1}; the prompt's last row waits for the first
          * produced token (the invariant keeps MTP one position behind). */
         const int64_t rows = at + m < n ? m : m - 1;
-        if (rows > 0) st = dsv3_forward_mtp(r, prompt + at + 1, hid, rows, NULL, 0, err);
+        if (rows > 0) st = dsv3_forward_mtp_cache(r, prompt + at + 1, hid, rows, err);
         memcpy(g->h, hid + (m - 1) * g->H, (size_t)g->H * sizeof(float));
     }
     free(hid);
@@ -93,11 +94,11 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     emit(g, t1);
     if (g->stop) return DSV3_OK;
     /* Draft d for t_{n+2} from (h_n, t_{n+1}) at MTP position n, after the owed row
-     * (h_{n-1}, t_n) at position n-1 if any: one MTP forward of one or two rows. */
-    const int32_t ids[2] = {g->pending_id, t1};
-    const int np = g->pending;
+     * (h_{n-1}, t_n) at position n-1 if any — only its cache entries: nobody reads its logits. */
+    dsv3_status st = DSV3_OK;
+    if (g->pending && (st = dsv3_forward_mtp_cache(r, &g->pending_id, g->h, 1, err))) return st;
+    st = dsv3_forward_mtp(r, &t1, g->h + g->pending * g->H, 1, g->q, 1, err);
     g->pending = 0;
-    dsv3_status st = dsv3_forward_mtp(r, ids + 1 - np, g->h, 1 + np, g->q, 1, err);
     if (st) return st;
     s->mtp_passes++;
     if (g->n_out + 1 >= g->o->max_new_tokens) {

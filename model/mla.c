@@ -39,6 +39,26 @@ static void scatter_cols(float *dst, const float *src, int64_t n, int64_t stride
     for (int64_t s = 0; s < n; s++) memcpy(dst + s * stride + off, src + s * w, (size_t)w * 4);
 }
 
+/* spec §4.3: the cache rows of positions pos0.. from kva = xn W_kv_a: c = norm(latent), k_pe
+ * rotated; sets r->pos. */
+static void store_kv(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, int64_t n, int64_t pos0) {
+    const dsv3_model *m = r->m;
+    const int64_t dr = m->cfg.qk_rope_head_dim, rkv = m->cfg.kv_lora_rank;
+    for (int64_t s = 0; s < n; s++) {
+        const float *kv = r->kva + s * (rkv + dr);
+        m->be->rmsnorm(kc->c + (pos0 + s) * rkv, kv, L->kv_a_norm, 1, rkv, LATENT_EPS);
+        memcpy(kc->kpe + (pos0 + s) * dr, kv + rkv, (size_t)dr * 4);
+        r->pos[s] = pos0 + s;
+    }
+    m->be->rope(kc->kpe + pos0 * dr, n, 1, dr, r->pos, m->inv_freq, m->rope_factor);
+}
+
+void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
+                         int64_t n, int64_t pos0) {
+    r->m->be->matmul(r->kva, xn, &L->kv_a, n);
+    store_kv(r, L, kc, n, pos0);
+}
+
 /* spec §4.3: q (with q_pe rotated), and the new cache rows c, k_pe at positions pos0.. */
 static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
                     int64_t n, int64_t pos0) {
@@ -46,7 +66,7 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
     const dsv3_config *c = &m->cfg;
     const dsv3_backend *be = m->be;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr;
     /* The two projections of xn run as one batch. */
     const dsv3_matmul_op first[2] = {
         c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n, 0} : (dsv3_matmul_op){r->q, xn, &L->q_b, n, 0},
@@ -56,12 +76,7 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
         be->rmsnorm(r->qa, r->qa, L->q_a_norm, n, c->q_lora_rank, LATENT_EPS);
         be->matmul(r->q, r->qa, &L->q_b, n);
     }
-    for (int64_t s = 0; s < n; s++) {
-        const float *kv = r->kva + s * (rkv + dr);
-        be->rmsnorm(kc->c + (pos0 + s) * rkv, kv, L->kv_a_norm, 1, rkv, LATENT_EPS);
-        memcpy(kc->kpe + (pos0 + s) * dr, kv + rkv, (size_t)dr * 4);
-        r->pos[s] = pos0 + s;
-    }
+    store_kv(r, L, kc, n, pos0);
     /* RoPE on the last dr dims of every head's query, and on the one shared k_pe. The query
      * parts are gathered into [n, nh, dr] so one call rotates all heads of a token with one
      * cos/sin evaluation per frequency (per-head calls spent most of their time in sincos). */
@@ -73,7 +88,6 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
     for (int64_t s = 0; s < n; s++)
         for (int64_t h = 0; h < nh; h++)
             memcpy(r->q + (s * nh + h) * dq + dn, qpe + (s * nh + h) * dr, (size_t)dr * 4);
-    be->rope(kc->kpe + pos0 * dr, n, 1, dr, r->pos, m->inv_freq, m->rope_factor);
 }
 
 /* spec §4.5, absorbed: score = (q_nope W_UK . c_t + q_pe . k_pe_t) * scale; o = W_UV sum P c. */

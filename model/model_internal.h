@@ -133,6 +133,11 @@ static inline int dsv3_hooked(const dsv3_run *r) {
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                       const float *xn, float *out, int64_t n, int64_t pos0);
 
+/* Only the cache rows c, k_pe of positions pos0.. from xn[n, H] (no attention, no output): what
+ * later positions of a one-block module read from rows whose outputs nobody needs. */
+void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
+                         int64_t n, int64_t pos0);
+
 /* spec §4.10: out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);
 
