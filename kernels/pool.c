@@ -20,8 +20,9 @@
 
 enum { MAX_THREADS = 64 };
 
-/* Idle workers spin this many pause iterations (~100 us) before sleeping: decode posts a job
- * every few microseconds, and a sleeping worker costs the caller a futex wake per job. */
+/* Idle workers spin this many pause iterations (a few hundred microseconds) before sleeping:
+ * decode posts a job every few microseconds, and a sleeping worker costs the caller a futex wake
+ * per job. */
 #define SPIN_IDLE 20000
 
 static struct {
