@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void) {
+static inline double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -16,7 +16,7 @@ static double now(void) {
 /* Sums p[0..n) as four sequential streams (like the GEMV's four rows), two 32-byte loads per
  * stream per step with their own accumulators, so the loads in flight are not limited by the
  * add latency (a one-load-per-stream loop measured less than the BF16 GEMV itself reads). */
-__attribute__((target("avx2"))) static float stream_sum(const float *p, size_t n) {
+__attribute__((target("avx2"))) static inline float stream_sum(const float *p, size_t n) {
     __m256 a[8];
     for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
     size_t q = n / 4;
@@ -34,7 +34,7 @@ __attribute__((target("avx2"))) static float stream_sum(const float *p, size_t n
 
 /* Best-of-reps read bandwidth in GB/s over an mb-MiB buffer with every thread streaming its
  * share (four streams each); <= 0 when the buffer cannot be allocated. */
-static double bench_read_bandwidth(size_t mb, int reps) {
+static inline double bench_read_bandwidth(size_t mb, int reps) {
     size_t n = mb * 1024 * 1024 / sizeof(float);
     float *buf = aligned_alloc(64, n * sizeof(float));
     if (!buf) return -1;
