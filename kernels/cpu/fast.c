@@ -5,7 +5,9 @@
  * GEMV streams four rows at a time and keeps the input vector in L1. Prefill (many tokens)
  * decodes a 16-row x 256-column panel once into a transposed stack tile and runs a
  * 16-row x 6-token FMA micro-kernel over it, so each weight is decoded once per call whatever
- * the number of tokens. FP32 accumulation throughout; sums are formed in a different order
+ * the number of tokens. Two tokens (the speculative verify) share each decoded weight. Every
+ * batch of products is cut into row items run by the worker pool (kernels/pool.h); attention
+ * lives in fast_attn.c. FP32 accumulation throughout; sums are formed in a different order
  * than the reference backend, so results agree with it to rounding (tests state 1e-5).
  * Machines without AVX2/FMA get the reference kernels.
  */
