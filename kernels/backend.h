@@ -5,7 +5,9 @@
  * float32 on the fly (spec/architecture.md §3.3): weights are never expanded in memory.
  * kernels/cpu is always built and is the reference; other backends must agree with it within
  * the tolerance their tests state. Model code never branches on the backend or on dtype.
- * Thread rules: operations may use OpenMP internally; call them from one thread at a time.
+ * Thread rules: operations may use threads internally (kernels/pool.h); call them from one
+ * thread at a time — except mla_attend, which is single-threaded and may run on several threads
+ * at once (the model spreads queries and heads over the pool).
  */
 #ifndef DSV3_BACKEND_H
 #define DSV3_BACKEND_H
@@ -29,20 +31,23 @@ typedef struct {
 /* Returns the view of rows [r0, r0 + n) of w. */
 dsv3_weight dsv3_weight_rows(const dsv3_weight *w, int64_t r0, int64_t n);
 
-/* One product of a batch: out[n, w.rows] = x[n, w.cols] W^T. */
+/* One product of a batch: out[n, w.rows] = x[n, w.cols] W^T, or with trans = 1 the transposed
+ * product out[n, w.cols] = x[n, w.rows] W (what matmul_t computes). */
 typedef struct {
     float *out;
     const float *x;
     const dsv3_weight *w;
     int64_t n;
+    int trans;
 } dsv3_matmul_op;
 
 typedef struct dsv3_backend {
     const char *name;
     /* out[n, rows] = x[n, cols] W^T. FP32 accumulation. out must not alias x. */
     void (*matmul)(float *out, const float *x, const dsv3_weight *w, int64_t n);
-    /* Several independent products at once (e.g. all experts' gate and up projections), so a
-     * backend can spread their rows over its threads in one go. Outputs must not overlap. */
+    /* Several independent products at once (e.g. all experts' gate and up projections, or the
+     * per-head absorbed-MLA products), so a backend can spread their rows over its threads in one
+     * go. Outputs must not overlap. */
     void (*matmul_many)(const dsv3_matmul_op *ops, int64_t count);
     /* out[n, cols] = x[n, rows] W (the transposed product, used by absorbed MLA). */
     void (*matmul_t)(float *out, const float *x, const dsv3_weight *w, int64_t n);
@@ -56,6 +61,15 @@ typedef struct dsv3_backend {
                  const float *inv_freq, float factor);
     /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU, spec §4.10). */
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    /* Absorbed MLA attention of one query over cached positions 0..T-1 for nh heads (spec §4.5):
+     *   p[h, t] = softmax_t((qabs[h] . c[t] + qpe[h] . kpe[t]) * scale),
+     *   u[h] = sum_t p[h, t] c[t].
+     * qabs [nh, rkv]; head h's RoPE query at qpe + h * qpe_stride (dr floats); c [T, rkv] and
+     * kpe [T, dr] the latent cache; p [nh, T] receives the probabilities; u [nh, rkv]. All heads
+     * of a query share c, so a backend can read each cached row once for all of them. */
+    void (*mla_attend)(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
+                       const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
+                       int64_t dr, float scale);
 } dsv3_backend;
 
 /* The reference CPU backend (static table; never NULL): plain FP32 loops, the numbers every

@@ -4,10 +4,10 @@
  * dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
  * decoder block on its own input and cache.
  */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/pool.h"
 #include "model/model_internal.h"
 
 /* ---------------------------------------------------------------- run lifetime --------- */
@@ -30,6 +30,7 @@ void dsv3_run_free(dsv3_run *r) {
     free(r->disp_tok);
     free(r->pos);
     free(r->ops);
+    free(r->head_w);
     free(r->rec_scores);
     free(r->rec_biased);
     free(r->rec_groups);
@@ -59,7 +60,7 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     r->max_seq = o.max_seq;
     r->max_chunk = o.max_chunk;
     r->attn = o.attn;
-    r->nthreads = omp_get_max_threads();
+    r->nthreads = dsv3_pool_threads();
     const int64_t S = o.max_seq, C = o.max_chunk, H = c->hidden_size;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, rkv = c->kv_lora_rank;
@@ -87,15 +88,16 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     ALLOC(r->o, C * nh * dv);
     ALLOC(r->qabs, C * nh * rkv);
     ALLOC(r->u, C * nh * rkv);
-    ALLOC(r->hin, C * max3(dn, dv, rkv));
-    ALLOC(r->hout, C * max3(dn, dv, rkv));
+    ALLOC(r->hin, C * nh * max3(dn, dv, rkv > dr ? rkv : dr));
+    ALLOC(r->hout, C * nh * dv);
     if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
-    ALLOC(r->scores, (int64_t)r->nthreads * S);
+    ALLOC(r->scores, (int64_t)r->nthreads * nh * S);
     ALLOC(r->ffn_g, ffn);
     ALLOC(r->ffn_u, ffn);
     ALLOC(r->xg, C * K * H);
     ALLOC(r->yg, (C * K + C) * H);
-    ALLOC(r->ops, 2 * (E + 1));
+    ALLOC(r->ops, 2 * (E + 1) > nh ? 2 * (E + 1) : nh);
+    ALLOC(r->head_w, nh);
     ALLOC(r->router, C * E);
     ALLOC(r->sel_idx, C * K);
     ALLOC(r->sel_w, C * K);
@@ -238,6 +240,21 @@ dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, flo
     return st;
 }
 
+/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]) for rows 0..n-1 into r->x. */
+static void mtp_input(dsv3_run *r, const int32_t *next_ids, const float *hidden, int64_t n) {
+    const dsv3_model *m = r->m;
+    const dsv3_mtp_w *t = &m->mtp;
+    const int64_t H = m->cfg.hidden_size;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    for (int64_t s = 0; s < n; s++) {
+        float *e = r->cat + s * 2 * H, *h = e + H;
+        m->be->row(e, &t->embed, next_ids[s]);
+        m->be->rmsnorm(e, e, t->enorm, 1, H, eps);
+        m->be->rmsnorm(h, hidden + s * H, t->hnorm, 1, H, eps);
+    }
+    m->be->matmul(r->x, r->cat, &t->eh_proj, n);
+}
+
 /* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
 dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                              int64_t n, float *logits, int last_only, dsv3_err *err) {
@@ -247,20 +264,34 @@ dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *
     dsv3_status st = check_chunk(r, next_ids, n, r->mtp_len, "forward_mtp", err);
     if (st) return st;
     const dsv3_mtp_w *t = &m->mtp;
-    const int64_t H = m->cfg.hidden_size, pos0 = r->mtp_len;
-    const float eps = (float)m->cfg.rms_norm_eps;
-    for (int64_t s = 0; s < n; s++) {
-        float *e = r->cat + s * 2 * H, *h = e + H;
-        m->be->row(e, &t->embed, next_ids[s]);
-        m->be->rmsnorm(e, e, t->enorm, 1, H, eps);
-        m->be->rmsnorm(h, hidden + s * H, t->hnorm, 1, H, eps);
-    }
-    m->be->matmul(r->x, r->cat, &t->eh_proj, n);
+    const int64_t pos0 = r->mtp_len;
+    mtp_input(r, next_ids, hidden, n);
     if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward_mtp: interrupted");
     r->cur_ids = next_ids;
     block_forward(r, &t->block, m->cfg.num_hidden_layers, &r->cache[m->cfg.num_hidden_layers],
                   r->x, n, pos0);
     head_forward(r, r->x, t->head_norm, &t->head, n, logits, last_only, NULL);
+    r->mtp_len = pos0 + n;
+    return DSV3_OK;
+}
+
+/* The MTP module is one block, so the cache rows of a position depend on that position's input
+ * alone (spec §4.3: c and k_pe are projections of the normed block input): rows whose logits
+ * nobody reads need eh_proj, the norm and kv_a only — no attention, experts or head. */
+dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
+                                   int64_t n, dsv3_err *err) {
+    const dsv3_model *m = r->m;
+    if (!m->has_mtp)
+        return dsv3_errf(err, DSV3_EUNSUPPORTED, "forward_mtp: the model has no MTP layer");
+    if (dsv3_hooked(r)) /* probes see every row of the module, as before */
+        return dsv3_forward_mtp(r, next_ids, hidden, n, NULL, 0, err);
+    dsv3_status st = check_chunk(r, next_ids, n, r->mtp_len, "forward_mtp", err);
+    if (st) return st;
+    const dsv3_layer_w *L = &m->mtp.block;
+    const int64_t pos0 = r->mtp_len;
+    mtp_input(r, next_ids, hidden, n);
+    m->be->rmsnorm(r->xn, r->x, L->attn_norm, n, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps);
+    dsv3_mla_cache_only(r, L, &r->cache[m->cfg.num_hidden_layers], r->xn, n, pos0);
     r->mtp_len = pos0 + n;
     return DSV3_OK;
 }

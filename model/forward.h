@@ -121,4 +121,10 @@ dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, flo
 dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                              int64_t n, float *logits, int last_only, dsv3_err *err);
 
+/* dsv3_forward_mtp with no logits, doing only what later MTP positions read: the cache rows
+ * (identical to a full call's; the module is one block). With hooks attached it runs the full
+ * module so probes see every row. Used for the prompt and for rows behind an accepted draft. */
+dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
+                                   int64_t n, dsv3_err *err);
+
 #endif

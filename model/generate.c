@@ -5,6 +5,10 @@
  *   MTP cache len = n (it has seen (h_i, t_{i+1}) for i < n).
  * A step picks t_{n+1} from p (or takes the token fixed by a rejected draft), drafts d from the
  * MTP module at position n, and verifies [t_{n+1}, d] in one forward at positions n+1, n+2.
+ * After an accepted draft the MTP cache is one row behind (`pending`: len = n - 1, h = [h_{n-1},
+ * h_n], and the row (h_{n-1}, t_n) is owed); the next draft first appends that row's cache
+ * entries only (dsv3_forward_mtp_cache: eh_proj and kv_a, no block or head), so every step costs
+ * one MTP pass and one 2-token verify, whatever the acceptance.
  */
 #include "model/generate.h"
 
@@ -29,6 +33,8 @@ typedef struct {
     float *q;          /* [V] MTP draft logits */
     float *pp, *qq;    /* [V] sampling distributions of p and q */
     float *h;          /* [2, H] hidden states of the last forward */
+    int pending;       /* the MTP row (h[0], pending_id) is owed (see the invariant) */
+    int32_t pending_id;
     int32_t *order;    /* [V] sampling scratch */
     int32_t *out;
     int64_t n_out;
@@ -64,7 +70,7 @@ static dsv3_status prefill(gen *g, const int32_t *prompt, int64_t n, dsv3_err *e
         /* MTP rows i = at .. at+m-1 need t_{i+1}; the prompt's last row waits for the first
          * produced token (the invariant keeps MTP one position behind). */
         const int64_t rows = at + m < n ? m : m - 1;
-        if (rows > 0) st = dsv3_forward_mtp(r, prompt + at + 1, hid, rows, NULL, 0, err);
+        if (rows > 0) st = dsv3_forward_mtp_cache(r, prompt + at + 1, hid, rows, err);
         memcpy(g->h, hid + (m - 1) * g->H, (size_t)g->H * sizeof(float));
     }
     free(hid);
@@ -82,13 +88,17 @@ static dsv3_status step_plain(gen *g, dsv3_gen_stats *s, dsv3_err *err) {
 /* One speculative step. `forced` >= 0 is the token fixed by the last rejection. */
 static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err *err) {
     dsv3_run *r = g->run;
-    const int64_t V = g->V, H = g->H, n = dsv3_run_len(r) - 1;
+    const int64_t V = g->V, n = dsv3_run_len(r) - 1;
     const int32_t t1 = *forced >= 0 ? *forced : pick(g, g->p, g->pp);
     *forced = -1;
     emit(g, t1);
     if (g->stop) return DSV3_OK;
-    /* Draft d for t_{n+2} from (h_n, t_{n+1}) at MTP position n. */
-    dsv3_status st = dsv3_forward_mtp(r, &t1, g->h, 1, g->q, 1, err);
+    /* Draft d for t_{n+2} from (h_n, t_{n+1}) at MTP position n, after the owed row
+     * (h_{n-1}, t_n) at position n-1 if any — only its cache entries: nobody reads its logits. */
+    dsv3_status st = DSV3_OK;
+    if (g->pending && (st = dsv3_forward_mtp_cache(r, &g->pending_id, g->h, 1, err))) return st;
+    st = dsv3_forward_mtp(r, &t1, g->h + g->pending * g->H, 1, g->q, 1, err);
+    g->pending = 0;
     if (st) return st;
     s->mtp_passes++;
     if (g->n_out + 1 >= g->o->max_new_tokens) {
@@ -128,12 +138,10 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     if (accept) {
         s->accepted++;
         emit(g, d);
-        /* Catch the MTP cache up with position n+1 = (h_{n+1}, d); its logits are not needed. */
-        st = dsv3_forward_mtp(r, &d, g->h, 1, NULL, 0, err);
-        if (st) return st;
-        s->mtp_passes++;
+        /* The MTP row at n+1 = (h_{n+1}, d) is owed to the next draft; h = [h_{n+1}, h_{n+2}]. */
+        g->pending = 1;
+        g->pending_id = d;
         memcpy(g->p, pn2, (size_t)V * sizeof(float));
-        memmove(g->h, g->h + H, (size_t)H * sizeof(float));
         return DSV3_OK;
     }
     /* Rejected: drop position n+2 and fix t_{n+2} from p_{n+1} (greedy: its argmax; sampling:

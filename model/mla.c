@@ -6,9 +6,9 @@
  * They are algebraically equal; tests check they agree.
  */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
+#include "kernels/pool.h"
 #include "model/model_internal.h"
 
 /* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec §4.2, pitfall 13). */
@@ -26,7 +26,7 @@ static void softmax(float *p, int64_t n) {
 
 /* Threads pay off only when the score/sum work (~ n * nh * keys * width) is large. */
 static int worth_threads(int64_t n, int64_t nh, int64_t pos0, int64_t width) {
-    return n * nh * (pos0 + n) * width >= ((int64_t)1 << 18);
+    return n * nh * (pos0 + n) * width >= ((int64_t)1 << 16);
 }
 
 /* Copies column block [off, off + w) of rows of src[n, stride] into dst[n, w], or back. */
@@ -39,6 +39,26 @@ static void scatter_cols(float *dst, const float *src, int64_t n, int64_t stride
     for (int64_t s = 0; s < n; s++) memcpy(dst + s * stride + off, src + s * w, (size_t)w * 4);
 }
 
+/* spec §4.3: the cache rows of positions pos0.. from kva = xn W_kv_a: c = norm(latent), k_pe
+ * rotated; sets r->pos. */
+static void store_kv(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, int64_t n, int64_t pos0) {
+    const dsv3_model *m = r->m;
+    const int64_t dr = m->cfg.qk_rope_head_dim, rkv = m->cfg.kv_lora_rank;
+    for (int64_t s = 0; s < n; s++) {
+        const float *kv = r->kva + s * (rkv + dr);
+        m->be->rmsnorm(kc->c + (pos0 + s) * rkv, kv, L->kv_a_norm, 1, rkv, LATENT_EPS);
+        memcpy(kc->kpe + (pos0 + s) * dr, kv + rkv, (size_t)dr * 4);
+        r->pos[s] = pos0 + s;
+    }
+    m->be->rope(kc->kpe + pos0 * dr, n, 1, dr, r->pos, m->inv_freq, m->rope_factor);
+}
+
+void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
+                         int64_t n, int64_t pos0) {
+    r->m->be->matmul(r->kva, xn, &L->kv_a, n);
+    store_kv(r, L, kc, n, pos0);
+}
+
 /* spec §4.3: q (with q_pe rotated), and the new cache rows c, k_pe at positions pos0.. */
 static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
                     int64_t n, int64_t pos0) {
@@ -46,28 +66,28 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
     const dsv3_config *c = &m->cfg;
     const dsv3_backend *be = m->be;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr;
     /* The two projections of xn run as one batch. */
     const dsv3_matmul_op first[2] = {
-        c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n} : (dsv3_matmul_op){r->q, xn, &L->q_b, n},
-        {r->kva, xn, &L->kv_a, n}};
+        c->q_lora_rank > 0 ? (dsv3_matmul_op){r->qa, xn, &L->q_a, n, 0} : (dsv3_matmul_op){r->q, xn, &L->q_b, n, 0},
+        {r->kva, xn, &L->kv_a, n, 0}};
     be->matmul_many(first, 2);
     if (c->q_lora_rank > 0) {
         be->rmsnorm(r->qa, r->qa, L->q_a_norm, n, c->q_lora_rank, LATENT_EPS);
         be->matmul(r->q, r->qa, &L->q_b, n);
     }
-    for (int64_t s = 0; s < n; s++) {
-        const float *kv = r->kva + s * (rkv + dr);
-        be->rmsnorm(kc->c + (pos0 + s) * rkv, kv, L->kv_a_norm, 1, rkv, LATENT_EPS);
-        memcpy(kc->kpe + (pos0 + s) * dr, kv + rkv, (size_t)dr * 4);
-        r->pos[s] = pos0 + s;
-    }
-    /* RoPE on the last dr dims of every head's query, and on the one shared k_pe. */
+    store_kv(r, L, kc, n, pos0);
+    /* RoPE on the last dr dims of every head's query, and on the one shared k_pe. The query
+     * parts are gathered into [n, nh, dr] so one call rotates all heads of a token with one
+     * cos/sin evaluation per frequency (per-head calls spent most of their time in sincos). */
+    float *qpe = r->hin;
     for (int64_t s = 0; s < n; s++)
         for (int64_t h = 0; h < nh; h++)
-            be->rope(r->q + (s * nh + h) * dq + dn, 1, 1, dr, &r->pos[s], m->inv_freq,
-                     m->rope_factor);
-    be->rope(kc->kpe + pos0 * dr, n, 1, dr, r->pos, m->inv_freq, m->rope_factor);
+            memcpy(qpe + (s * nh + h) * dr, r->q + (s * nh + h) * dq + dn, (size_t)dr * 4);
+    be->rope(qpe, n, nh, dr, r->pos, m->inv_freq, m->rope_factor);
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t h = 0; h < nh; h++)
+            memcpy(r->q + (s * nh + h) * dq + dn, qpe + (s * nh + h) * dr, (size_t)dr * 4);
 }
 
 /* spec §4.5, absorbed: score = (q_nope W_UK . c_t + q_pe . k_pe_t) * scale; o = W_UV sum P c. */
@@ -96,13 +116,44 @@ static void probs_of(dsv3_run *r, int64_t s, int64_t h, float *p, void *vctx) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank, T = a->pos0 + s + 1;
     const int64_t sh = s * nh + h;
+    if (!a->naive) { /* the backend's own kernel for this one head: the same numbers */
+        r->m->be->mla_attend(r->hin, p, r->qabs + sh * rkv, r->q + sh * dq + dn, dq, a->kc->c, a->kc->kpe,
+                             1, T, rkv, dr, r->m->softmax_scale);
+        return;
+    }
     for (int64_t t = 0; t < T; t++) {
-        float qk = a->naive
-                       ? dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn)
-                       : dsv3_dot_f32(r->qabs + sh * rkv, a->kc->c + t * rkv, rkv);
+        const float qk = dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn);
         p[t] = (qk + dsv3_dot_f32(r->q + sh * dq + dn, a->kc->kpe + t * dr, dr)) * r->m->softmax_scale;
     }
     softmax(p, T);
+}
+
+/* One (token, head) pair of the attention: which form, and where its inputs live. */
+typedef struct {
+    dsv3_run *r;
+    const dsv3_layer_cache *kc;
+    int64_t pos0;
+    int64_t groups, hb; /* absorbed form: head groups per query and heads per group */
+} attn_job;
+
+/* Absorbed form, item = (token s, head group g): the backend's mla_attend over keys 0..pos0+s
+ * (causal) for heads [g * hb, (g + 1) * hb) of query s; probabilities in this thread's scratch. */
+static void absorbed_item(void *vctx, int64_t it, int tid) {
+    const attn_job *a = vctx;
+    dsv3_run *r = a->r;
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
+    const int64_t s = it / a->groups, h0 = (it % a->groups) * a->hb;
+    const int64_t hn = h0 + a->hb <= nh ? a->hb : nh - h0, sh = s * nh + h0;
+    r->m->be->mla_attend(r->u + sh * rkv, r->scores + (int64_t)tid * nh * r->max_seq, r->qabs + sh * rkv,
+                         r->q + sh * dq + dn, dq, a->kc->c, a->kc->kpe, hn, a->pos0 + s + 1, rkv, dr,
+                         r->m->softmax_scale);
+}
+
+/* Copies x[n][nh][w] (stride between tokens nh * ws, head h at h * ws) into y[nh][n][w]. */
+static void to_head_major(float *y, const float *x, int64_t n, int64_t nh, int64_t ws, int64_t w) {
+    for (int64_t h = 0; h < nh; h++) gather_cols(y + h * n * w, x, n, nh * ws, h * ws, w);
 }
 
 static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cache *kc,
@@ -112,38 +163,70 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     const dsv3_backend *be = m->be;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, rkv = c->kv_lora_rank;
-    const float scale = m->softmax_scale;
-    const int par = worth_threads(n, nh, pos0, rkv + dr);
-    /* q_abs[s, h] = W_UK[h]^T q_nope[s, h], one head at a time so W_UK[h] is read once. */
+    /* q_abs[s, h] = W_UK[h]^T q_nope[s, h]: all heads as one batch of transposed products over
+     * head-major copies (hin[h][s][dn] -> u[h][s][rkv], then back to qabs[s][h][rkv]); with one
+     * token the head-major output is already qabs's layout. qabs stays intact after the call
+     * (the attention hook recomputes probabilities from it). */
+    dsv3_matmul_op *ops = r->ops;
+    dsv3_weight *wv = r->head_w;
+    to_head_major(r->hin, r->q, n, nh, dq, dn);
+    float *qout = n == 1 ? r->qabs : r->u;
     for (int64_t h = 0; h < nh; h++) {
-        const dsv3_weight uk = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
-        gather_cols(r->hin, r->q, n, nh * dq, h * dq, dn);
-        be->matmul_t(r->hout, r->hin, &uk, n);
-        scatter_cols(r->qabs, r->hout, n, nh * rkv, h * rkv, rkv);
+        wv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
+        ops[h] = (dsv3_matmul_op){qout + h * n * rkv, r->hin + h * n * dn, &wv[h], n, 1};
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
-    for (int64_t sh = 0; sh < n * nh; sh++) {
-        const int64_t s = sh / nh, T = pos0 + s + 1; /* causal: keys 0..pos0+s */
-        float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;
-        const float *qa = r->qabs + sh * rkv, *qp = r->q + sh * dq + dn;
-        for (int64_t t = 0; t < T; t++)
-            p[t] = (dsv3_dot_f32(qa, kc->c + t * rkv, rkv) + dsv3_dot_f32(qp, kc->kpe + t * dr, dr)) *
-                   scale;
-        softmax(p, T);
-        float *u = r->u + sh * rkv;
-        memset(u, 0, (size_t)rkv * 4);
-        for (int64_t t = 0; t < T; t++) {
-            const float pt = p[t], *ct = kc->c + t * rkv;
+    be->matmul_many(ops, nh);
+    if (n > 1)
+        for (int64_t h = 0; h < nh; h++) scatter_cols(r->qabs, r->u + h * n * rkv, n, nh * rkv, h * rkv, rkv);
+    /* Items: one query with all its heads (they share each cached row) when there are enough
+     * queries for every thread, else the heads of a query split into one group per thread. */
+    const int threads = r->nthreads;
+    attn_job a = {r, kc, pos0, n >= 2 * threads ? 1 : (threads < nh ? threads : nh), 0};
+    a.hb = (nh + a.groups - 1) / a.groups;
+    a.groups = (nh + a.hb - 1) / a.hb;
+    if (worth_threads(n, nh, pos0, rkv + dr)) dsv3_pool_for(n * a.groups, absorbed_item, &a);
+    else
+        for (int64_t it = 0; it < n * a.groups; it++) absorbed_item(&a, it, 0);
+    /* o[s, h] = W_UV[h] u[s, h], all heads as one batch (head-major again when n > 1: u is
+     * gathered into hin, and the outputs land in hout). */
+    const float *uin = r->u;
+    float *oout = r->o;
+    if (n > 1) {
+        to_head_major(r->hin, r->u, n, nh, rkv, rkv);
+        uin = r->hin;
+        oout = r->hout;
+    }
+    for (int64_t h = 0; h < nh; h++) {
+        wv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
+        ops[h] = (dsv3_matmul_op){oout + h * n * dv, uin + h * n * rkv, &wv[h], n, 0};
+    }
+    be->matmul_many(ops, nh);
+    if (n > 1)
+        for (int64_t h = 0; h < nh; h++) scatter_cols(r->o, r->hout + h * n * dv, n, nh * dv, h * dv, dv);
+}
+
+/* Naive form, pair sh = s * nh + h: P over [k_nope_t ; k_pe_t], o[s, h] = sum_t P[t] v_t. */
+static void naive_pair(void *vctx, int64_t sh, int tid) {
+    const attn_job *a = vctx;
+    dsv3_run *r = a->r;
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, kvw = nh * (dn + dv);
+    const int64_t s = sh / nh, h = sh % nh, T = a->pos0 + s + 1;
+    const float scale = r->m->softmax_scale;
+    float *p = r->scores + (int64_t)tid * r->max_seq;
+    const float *qn = r->q + sh * dq, *qp = qn + dn;
+    for (int64_t t = 0; t < T; t++)
+        p[t] = (dsv3_dot_f32(qn, r->kvfull + t * kvw + h * (dn + dv), dn) +
+                dsv3_dot_f32(qp, a->kc->kpe + t * dr, dr)) *
+               scale;
+    softmax(p, T);
+    float *o = r->o + s * nh * dv + h * dv;
+    memset(o, 0, (size_t)dv * 4);
+    for (int64_t t = 0; t < T; t++) {
+        const float pt = p[t], *v = r->kvfull + t * kvw + h * (dn + dv) + dn;
 #pragma omp simd
-            for (int64_t i = 0; i < rkv; i++) u[i] += pt * ct[i];
-        }
-    }
-    /* o[s, h] = W_UV[h] u[s, h]. */
-    for (int64_t h = 0; h < nh; h++) {
-        const dsv3_weight uv = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
-        gather_cols(r->hin, r->u, n, nh * rkv, h * rkv, rkv);
-        be->matmul(r->hout, r->hin, &uv, n);
-        scatter_cols(r->o, r->hout, n, nh * dv, h * dv, dv);
+        for (int64_t i = 0; i < dv; i++) o[i] += pt * v[i];
     }
 }
 
@@ -153,29 +236,12 @@ static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_ca
     const dsv3_model *m = r->m;
     const dsv3_config *c = &m->cfg;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
-    const int64_t dr = c->qk_rope_head_dim, dq = dn + dr, kvw = nh * (dn + dv);
-    const int64_t Tall = pos0 + n;
-    const float scale = m->softmax_scale;
+    const int64_t dq = dn + c->qk_rope_head_dim, Tall = pos0 + n;
     m->be->matmul(r->kvfull, kc->c, &L->kv_b, Tall);
-    const int par = worth_threads(n, nh, pos0, dq + dv);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->nthreads) if (par)
-    for (int64_t sh = 0; sh < n * nh; sh++) {
-        const int64_t s = sh / nh, h = sh % nh, T = pos0 + s + 1;
-        float *p = r->scores + (int64_t)omp_get_thread_num() * r->max_seq;
-        const float *qn = r->q + sh * dq, *qp = qn + dn;
-        for (int64_t t = 0; t < T; t++)
-            p[t] = (dsv3_dot_f32(qn, r->kvfull + t * kvw + h * (dn + dv), dn) +
-                    dsv3_dot_f32(qp, kc->kpe + t * dr, dr)) *
-                   scale;
-        softmax(p, T);
-        float *o = r->o + s * nh * dv + h * dv;
-        memset(o, 0, (size_t)dv * 4);
-        for (int64_t t = 0; t < T; t++) {
-            const float pt = p[t], *v = r->kvfull + t * kvw + h * (dn + dv) + dn;
-#pragma omp simd
-            for (int64_t i = 0; i < dv; i++) o[i] += pt * v[i];
-        }
-    }
+    attn_job a = {r, kc, pos0, 0, 0};
+    if (worth_threads(n, nh, pos0, dq + dv)) dsv3_pool_for(n * nh, naive_pair, &a);
+    else
+        for (int64_t sh = 0; sh < n * nh; sh++) naive_pair(&a, sh, 0);
 }
 
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,

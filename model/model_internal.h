@@ -80,7 +80,7 @@ struct dsv3_run {
     int64_t len, mtp_len;         /* positions cached by the main model / the MTP block */
     dsv3_attn_form attn;
     const volatile int *cancel;   /* user's interrupt flag, or NULL */
-    int nthreads;                 /* OpenMP threads the per-thread scratch was sized for */
+    int nthreads;                 /* pool threads the per-thread scratch was sized for */
     dsv3_layer_cache *cache;      /* [num_hidden_layers + 1]; the last one is the MTP block's */
     /* scratch, c = max_chunk */
     float *x, *xn, *y;            /* [c, H] residual stream, normed input, block output */
@@ -89,14 +89,17 @@ struct dsv3_run {
     float *kva;                   /* [c, kv_lora_rank + dr] */
     float *o;                     /* [c, nh * dv] attention output before o_proj */
     float *qabs, *u;              /* [c, nh, kv_lora_rank] absorbed query, attended latent */
-    float *hin, *hout;            /* [c, max(dn, dv, kv_lora_rank)] one head's gathered rows */
+    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank, dr)] per-head inputs,
+                                     head-major (also the queries' RoPE parts, [c, nh, dr]) */
+    float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
-    float *scores;                /* [nthreads, max_seq] attention probabilities */
+    float *scores;                /* [nthreads, nh, max_seq] attention probabilities */
     float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
                                      routed slots, then [c, moe_inter*n_shared] (the larger) */
     float *xg;                    /* [c*K, H] tokens gathered by expert (dispatch slots) */
     float *yg;                    /* [c*K + c, H] expert outputs per slot, then shared's */
-    dsv3_matmul_op *ops;          /* [2 * (E + 1)] batched products of one MoE layer */
+    dsv3_matmul_op *ops;          /* [max(2 * (E + 1), nh)] batched products of one layer */
+    dsv3_weight *head_w;          /* [nh] per-head views of kv_b (W_UK[h] or W_UV[h]) */
     float *router;                /* [c, E] router logits */
     int32_t *sel_idx;             /* [c, K] chosen experts per token */
     float *sel_w;                 /* [c, K] their combine weights */
@@ -129,6 +132,11 @@ static inline int dsv3_hooked(const dsv3_run *r) {
  * li is the layer index (for hooks). */
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                       const float *xn, float *out, int64_t n, int64_t pos0);
+
+/* Only the cache rows c, k_pe of positions pos0.. from xn[n, H] (no attention, no output): what
+ * later positions of a one-block module read from rows whose outputs nobody needs. */
+void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
+                         int64_t n, int64_t pos0);
 
 /* spec §4.10: out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);

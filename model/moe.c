@@ -13,7 +13,7 @@
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m) {
     const dsv3_backend *be = r->m->be;
     const int64_t width = w->gate.rows;
-    const dsv3_matmul_op gu[2] = {{r->ffn_g, x, &w->gate, m}, {r->ffn_u, x, &w->up, m}};
+    const dsv3_matmul_op gu[2] = {{r->ffn_g, x, &w->gate, m, 0}, {r->ffn_u, x, &w->up, m, 0}};
     be->matmul_many(gu, 2);
     be->silu_mul(r->ffn_g, r->ffn_u, m * width);
     be->matmul(out, r->ffn_g, &w->down, m);
@@ -152,13 +152,13 @@ void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, cons
     for (int64_t e = 0; e < E; e++) {
         const int64_t beg = e ? cnt[e - 1] : 0, m = cnt[e] - beg;
         if (m == 0) continue;
-        ops[nops++] = (dsv3_matmul_op){r->ffn_g + beg * Fm, r->xg + beg * H, &L->experts[e].gate, m};
-        ops[nops++] = (dsv3_matmul_op){r->ffn_u + beg * Fm, r->xg + beg * H, &L->experts[e].up, m};
+        ops[nops++] = (dsv3_matmul_op){r->ffn_g + beg * Fm, r->xg + beg * H, &L->experts[e].gate, m, 0};
+        ops[nops++] = (dsv3_matmul_op){r->ffn_u + beg * Fm, r->xg + beg * H, &L->experts[e].up, m, 0};
     }
     float *sg = r->ffn_g + nslots * Fm, *su = r->ffn_u + nslots * Fm; /* shared expert rows */
     if (shared) {
-        ops[nops++] = (dsv3_matmul_op){sg, xn, &L->shared.gate, n};
-        ops[nops++] = (dsv3_matmul_op){su, xn, &L->shared.up, n};
+        ops[nops++] = (dsv3_matmul_op){sg, xn, &L->shared.gate, n, 0};
+        ops[nops++] = (dsv3_matmul_op){su, xn, &L->shared.up, n, 0};
     }
     be->matmul_many(ops, nops);
     be->silu_mul(r->ffn_g, r->ffn_u, nslots * Fm + (shared ? n * Fs : 0));
@@ -166,9 +166,9 @@ void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, cons
     for (int64_t e = 0; e < E; e++) {
         const int64_t beg = e ? cnt[e - 1] : 0, m = cnt[e] - beg;
         if (m == 0) continue;
-        ops[nops++] = (dsv3_matmul_op){r->yg + beg * H, r->ffn_g + beg * Fm, &L->experts[e].down, m};
+        ops[nops++] = (dsv3_matmul_op){r->yg + beg * H, r->ffn_g + beg * Fm, &L->experts[e].down, m, 0};
     }
-    if (shared) ops[nops++] = (dsv3_matmul_op){r->yg + nslots * H, sg, &L->shared.down, n};
+    if (shared) ops[nops++] = (dsv3_matmul_op){r->yg + nslots * H, sg, &L->shared.down, n, 0};
     be->matmul_many(ops, nops);
     /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared (spec §5.10). */
     memset(out, 0, (size_t)(n * H) * 4);

@@ -3,8 +3,8 @@
  * usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]
  *                           [--backend fast|ref]
  * Prints one CSV row (with a header): the model dir, stored dtype bytes, threads, tokens per
- * prefill, best seconds over R reps, tokens/s, and peak RSS. Not a test: run it by hand or from
- * scripts/bench-forward and record the figures in docs/PERF.md.
+ * prefill, best seconds over R reps, min/median/max tokens/s over the reps, and peak RSS. Not a
+ * test: run it by hand or from scripts/bench-prefill and record the figures in docs/PERF.md.
  */
 #include <omp.h>
 #include <stdio.h>
@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
      * both see the same machine state; best of reps each. */
     dsv3_routerec rec;
     dsv3_routerec_init(&rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err);
-    double best = 1e30, best_probe = 1e30;
+    double best = 1e30, best_probe = 1e30, secs[64];
+    if (reps < 1 || reps > 64) reps = 3;
     for (int r = 0; r < reps; r++) {
         for (int p = 0; p <= probe; p++) {
             dsv3_run_truncate(run, 0);
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
             }
             double s = now() - a;
             if (p) best_probe = s < best_probe ? s : best_probe;
-            else best = s < best ? s : best;
+            else best = s < best ? s : best, secs[r] = s;
         }
     }
     if (probe)
@@ -91,11 +92,17 @@ int main(int argc, char **argv) {
     dsv3_routerec_fini(&rec);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("model,backend,file_mb,threads,attn,tokens,open_s,best_s,prefill_tok_s,peak_rss_mb\n");
-    printf("%s,%s,%.1f,%d,%s,%lld,%.3f,%.3f,%.1f,%.1f\n", argv[1], be->name,
+    for (int i = 1; i < reps; i++) /* insertion sort: slowest first, so tokens/s ascend */
+        for (int j = i; j > 0 && secs[j] > secs[j - 1]; j--) {
+            const double t = secs[j];
+            secs[j] = secs[j - 1], secs[j - 1] = t;
+        }
+    printf("model,backend,file_mb,threads,attn,tokens,open_s,best_s,min_tok_s,median_tok_s,max_tok_s,peak_rss_mb\n");
+    printf("%s,%s,%.1f,%d,%s,%lld,%.3f,%.3f,%.1f,%.1f,%.1f,%.1f\n", argv[1], be->name,
            (double)dsv3_model_file_bytes(m) / 1048576.0, omp_get_max_threads(),
            attn == DSV3_ATTN_NAIVE ? "naive" : "absorbed", (long long)T, t_open, best,
-           (double)T / best, (double)ru.ru_maxrss / 1024.0);
+           (double)T / secs[0], (double)T / secs[reps / 2], (double)T / secs[reps - 1],
+           (double)ru.ru_maxrss / 1024.0);
     free(ids);
     free(logits);
     dsv3_run_free(run);

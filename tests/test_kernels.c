@@ -1,7 +1,7 @@
 /* test_kernels.c — every optimised kernel against the reference backend on fresh random inputs:
  * all weight dtypes, ragged FP8 blocks (dims not multiples of 128, row views that start inside
- * a block), 1..13 tokens. Tolerance: max|fast - ref| / max|ref| <= 1e-5 (FP32 accumulation in
- * another order). */
+ * a block), 1..13 tokens, plain and transposed products, single and batched. Tolerance:
+ * max|fast - ref| / max|ref| <= 1e-5 (FP32 accumulation in another order). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +41,9 @@ static void fill(void *data, dsv3_dtype dt, size_t n) {
     }
 }
 
-static int check(const char *what, dsv3_dtype dt, int64_t R, int64_t C, int64_t n, int64_t view0) {
+/* trans = 0: out[n, R] = x[n, C] W^T (matmul); 1: out[n, C] = x[n, R] W (matmul_t). */
+static int check(const char *what, dsv3_dtype dt, int64_t R, int64_t C, int64_t n, int64_t view0,
+                 int trans) {
     const int64_t RT = R + view0; /* stored rows; the weight is a view starting at view0 */
     const size_t es = dsv3_dtype_size(dt);
     void *data = malloc((size_t)(RT * C) * es);
@@ -55,16 +57,23 @@ static int check(const char *what, dsv3_dtype dt, int64_t R, int64_t C, int64_t 
     dsv3_weight full = {.dtype = dt, .rows = RT, .cols = C, .data = data,
                         .scale_inv = dt == DSV3_DT_F8_E4M3 ? scale : NULL};
     dsv3_weight w = dsv3_weight_rows(&full, view0, R);
-    dsv3_backend_cpu()->matmul(a, x, &w, n);
-    dsv3_backend_fast()->matmul(b, x, &w, n);
+    if (trans) {
+        for (int64_t i = 0; i < n * R; i++) x[i] = unif();
+        dsv3_backend_cpu()->matmul_t(a, x, &w, n);
+        dsv3_backend_fast()->matmul_t(b, x, &w, n);
+    } else {
+        dsv3_backend_cpu()->matmul(a, x, &w, n);
+        dsv3_backend_fast()->matmul(b, x, &w, n);
+    }
+    const int64_t nout = n * (trans ? C : R);
     double md = 0, mr = 0;
-    for (int64_t i = 0; i < n * R; i++) {
+    for (int64_t i = 0; i < nout; i++) {
         md = fmax(md, fabs((double)a[i] - b[i]));
         mr = fmax(mr, fabs((double)a[i]));
     }
     const double rel = md / (mr > 0 ? mr : 1);
     const int ok = rel <= 1e-5 && isfinite(rel);
-    if (!ok) printf("  FAIL %s %s R=%lld C=%lld n=%lld view0=%lld: rel %.3g\n", what, dsv3_dtype_name(dt),
+    if (!ok) printf("  FAIL %s%s %s R=%lld C=%lld n=%lld view0=%lld: rel %.3g\n", what, trans ? "_t" : "", dsv3_dtype_name(dt),
                     (long long)R, (long long)C, (long long)n, (long long)view0, rel);
     free(data), free(scale), free(x), free(a), free(b);
     return ok;
@@ -73,11 +82,14 @@ static int check(const char *what, dsv3_dtype dt, int64_t R, int64_t C, int64_t 
 /* matmul_many: a batch of products of mixed dtypes, shapes and token counts must equal the
  * reference products one by one. */
 static int check_many(void) {
-    enum { NOPS = 7 };
+    enum { NOPS = 10 };
     const dsv3_dtype dts[NOPS] = {DSV3_DT_BF16, DSV3_DT_F8_E4M3, DSV3_DT_F32, DSV3_DT_BF16,
-                                  DSV3_DT_F16, DSV3_DT_F8_E4M3, DSV3_DT_BF16};
-    const int64_t R[NOPS] = {512, 200, 64, 1000, 33, 129, 70}, C[NOPS] = {256, 300, 128, 64, 90, 257, 1024};
-    const int64_t N[NOPS] = {1, 1, 3, 1, 7, 2, 1};
+                                  DSV3_DT_F16, DSV3_DT_F8_E4M3, DSV3_DT_BF16, DSV3_DT_BF16,
+                                  DSV3_DT_F8_E4M3, DSV3_DT_F32};
+    const int64_t R[NOPS] = {512, 200, 64, 1000, 33, 129, 70, 64, 200, 3};
+    const int64_t C[NOPS] = {256, 300, 128, 64, 90, 257, 1024, 256, 300, 77};
+    const int64_t N[NOPS] = {1, 1, 3, 1, 7, 2, 1, 1, 2, 5};
+    const int TR[NOPS] = {0, 0, 0, 0, 0, 0, 0, 1, 1, 1}; /* transposed products (absorbed MLA) */
     void *data[NOPS];
     float *scale[NOPS], *x[NOPS], *a[NOPS], *b[NOPS];
     dsv3_weight w[NOPS];
@@ -88,30 +100,73 @@ static int check_many(void) {
         const int64_t ns = ((R[i] + 127) / 128) * ((C[i] + 127) / 128);
         scale[i] = malloc((size_t)ns * sizeof(float));
         for (int64_t k = 0; k < ns; k++) scale[i][k] = 0.002f + 0.01f * (unif() + 1.0f);
-        x[i] = malloc((size_t)(N[i] * C[i]) * sizeof(float));
-        for (int64_t k = 0; k < N[i] * C[i]; k++) x[i][k] = unif();
-        a[i] = malloc((size_t)(N[i] * R[i]) * sizeof(float));
-        b[i] = malloc((size_t)(N[i] * R[i]) * sizeof(float));
+        const int64_t nin = N[i] * (TR[i] ? R[i] : C[i]), nout = N[i] * (TR[i] ? C[i] : R[i]);
+        x[i] = malloc((size_t)nin * sizeof(float));
+        for (int64_t k = 0; k < nin; k++) x[i][k] = unif();
+        a[i] = malloc((size_t)nout * sizeof(float));
+        b[i] = malloc((size_t)nout * sizeof(float));
         w[i] = (dsv3_weight){.dtype = dts[i], .rows = R[i], .cols = C[i], .data = data[i],
                              .scale_inv = dts[i] == DSV3_DT_F8_E4M3 ? scale[i] : NULL};
-        dsv3_backend_cpu()->matmul(a[i], x[i], &w[i], N[i]);
-        ops[i] = (dsv3_matmul_op){b[i], x[i], &w[i], N[i]};
+        if (TR[i]) dsv3_backend_cpu()->matmul_t(a[i], x[i], &w[i], N[i]);
+        else dsv3_backend_cpu()->matmul(a[i], x[i], &w[i], N[i]);
+        ops[i] = (dsv3_matmul_op){b[i], x[i], &w[i], N[i], TR[i]};
     }
     dsv3_backend_fast()->matmul_many(ops, NOPS);
     int ok = 1;
     for (int i = 0; i < NOPS; i++) {
         double md = 0, mr = 0;
-        for (int64_t k = 0; k < N[i] * R[i]; k++) {
+        for (int64_t k = 0; k < N[i] * (TR[i] ? C[i] : R[i]); k++) {
             md = fmax(md, fabs((double)a[i][k] - b[i][k]));
             mr = fmax(mr, fabs((double)a[i][k]));
         }
         if (!(md / mr <= 1e-5)) {
-            printf("  FAIL matmul_many op %d (%s %lldx%lld n=%lld): rel %.3g\n", i, dsv3_dtype_name(dts[i]),
-                   (long long)R[i], (long long)C[i], (long long)N[i], md / mr);
+            printf("  FAIL matmul_many op %d (%s %lldx%lld n=%lld trans=%d): rel %.3g\n", i,
+                   dsv3_dtype_name(dts[i]), (long long)R[i], (long long)C[i], (long long)N[i], TR[i], md / mr);
             ok = 0;
         }
         free(data[i]), free(scale[i]), free(x[i]), free(a[i]), free(b[i]);
     }
+    return ok;
+}
+
+/* mla_attend: probabilities and attended latents of one query over T cached rows, nh heads,
+ * widths that are and are not multiples of the vector width. */
+static int check_attend(int64_t nh, int64_t T, int64_t rkv, int64_t dr) {
+    const int64_t qs = dr + 3; /* RoPE queries at a stride, as inside the q projection */
+    float *qa = malloc((size_t)(nh * rkv) * 4), *qp = malloc((size_t)(nh * qs) * 4);
+    float *c = malloc((size_t)(T * rkv) * 4), *k = malloc((size_t)(T * dr + 1) * 4);
+    float *pa = malloc((size_t)(nh * T) * 4), *pb = malloc((size_t)(nh * T) * 4);
+    float *ua = malloc((size_t)(nh * rkv) * 4), *ub = malloc((size_t)(nh * rkv) * 4);
+    for (int64_t i = 0; i < nh * rkv; i++) qa[i] = 2.0f * unif();
+    for (int64_t i = 0; i < nh * qs; i++) qp[i] = 2.0f * unif();
+    for (int64_t i = 0; i < T * rkv; i++) c[i] = unif();
+    for (int64_t i = 0; i < T * dr; i++) k[i] = unif();
+    dsv3_backend_cpu()->mla_attend(ua, pa, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
+    dsv3_backend_fast()->mla_attend(ub, pb, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
+    double dp = 0, du = 0, mu = 0;
+    for (int64_t i = 0; i < nh * T; i++) dp = fmax(dp, fabs((double)pa[i] - pb[i]));
+    for (int64_t i = 0; i < nh * rkv; i++) {
+        du = fmax(du, fabs((double)ua[i] - ub[i]));
+        mu = fmax(mu, fabs((double)ua[i]));
+    }
+    const int ok = dp <= 1e-5 && du / (mu > 0 ? mu : 1) <= 1e-5;
+    if (!ok) printf("  FAIL mla_attend nh=%lld T=%lld rkv=%lld dr=%lld: |dp| %.3g, rel du %.3g\n", (long long)nh,
+                    (long long)T, (long long)rkv, (long long)dr, dp, du / mu);
+    free(qa), free(qp), free(c), free(k), free(pa), free(pb), free(ua), free(ub);
+    return ok;
+}
+
+/* silu_mul over a length that is not a multiple of the vector width, arguments up to |40|. */
+static int check_silu(int64_t n) {
+    float *g = malloc((size_t)n * 4), *h = malloc((size_t)n * 4), *u = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) g[i] = h[i] = 40.0f * unif() * unif(), u[i] = unif();
+    dsv3_backend_cpu()->silu_mul(g, u, n);
+    dsv3_backend_fast()->silu_mul(h, u, n);
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) md = fmax(md, fabs((double)g[i] - h[i])), mr = fmax(mr, fabs((double)g[i]));
+    const int ok = md / mr <= 1e-6;
+    if (!ok) printf("  FAIL silu_mul n=%lld: rel %.3g\n", (long long)n, md / mr);
+    free(g), free(h), free(u);
     return ok;
 }
 
@@ -127,11 +182,20 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
                 const int64_t view0 = (s % 3 == 1) ? 64 + (int64_t)s : 0; /* views inside a block */
-                if (check("matmul", dts[d], shapes[s][0], shapes[s][1], ns[k], view0)) passes++;
-                else failures++;
+                for (int trans = 0; trans <= 1; trans++) {
+                    if (check("matmul", dts[d], shapes[s][0], shapes[s][1], ns[k], view0, trans)) passes++;
+                    else failures++;
+                }
             }
     if (check_many()) passes++;
     else failures++;
+    const int64_t att[][4] = {{1, 1, 8, 8}, {16, 37, 256, 32}, {4, 200, 32, 16}, {3, 9, 70, 5}, {2, 130, 136, 24}};
+    if (check_silu(1001)) passes++;
+    else failures++;
+    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
+        if (check_attend(att[i][0], att[i][1], att[i][2], att[i][3])) passes++;
+        else failures++;
+    }
     printf("%d passed, %d failed\n", passes, failures);
     return failures != 0;
 }

@@ -90,7 +90,10 @@ void dsv3_cpu_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n
 }
 
 void dsv3_cpu_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
-    for (int64_t i = 0; i < count; i++) dsv3_cpu_matmul(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+    for (int64_t i = 0; i < count; i++) {
+        if (ops[i].trans) dsv3_cpu_matmul_t(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+        else dsv3_cpu_matmul(ops[i].out, ops[i].x, ops[i].w, ops[i].n);
+    }
 }
 
 /* out[s, c] = sum_r x[s, r] W[r, c]. Parallel over 128-column spans so threads never write the
@@ -151,6 +154,35 @@ void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* In-place softmax over p[0..n): max subtracted, libm expf, one division. */
+static void softmax(float *p, int64_t n) {
+    float mx = p[0];
+    for (int64_t i = 1; i < n; i++) mx = p[i] > mx ? p[i] : mx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += (p[i] = expf(p[i] - mx));
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++) p[i] *= inv;
+}
+
+/* One head at a time: T dot products against the cache, softmax, weighted sum of the rows. */
+void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
+                         const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
+                         int64_t dr, float scale) {
+    for (int64_t h = 0; h < nh; h++) {
+        float *ph = p + h * T, *uh = u + h * rkv;
+        const float *qa = qabs + h * rkv, *qp = qpe + h * qpe_stride;
+        for (int64_t t = 0; t < T; t++)
+            ph[t] = (dsv3_dot_f32(qa, c + t * rkv, rkv) + dsv3_dot_f32(qp, kpe + t * dr, dr)) * scale;
+        softmax(ph, T);
+        memset(uh, 0, (size_t)rkv * 4);
+        for (int64_t t = 0; t < T; t++) {
+            const float pt = ph[t], *ct = c + t * rkv;
+#pragma omp simd
+            for (int64_t i = 0; i < rkv; i++) uh[i] += pt * ct[i];
+        }
+    }
+}
+
 static const dsv3_backend cpu_backend = {
     .name = "cpu",
     .matmul = dsv3_cpu_matmul,
@@ -160,6 +192,7 @@ static const dsv3_backend cpu_backend = {
     .rmsnorm = dsv3_cpu_rmsnorm,
     .rope = dsv3_cpu_rope,
     .silu_mul = dsv3_cpu_silu_mul,
+    .mla_attend = dsv3_cpu_mla_attend,
 };
 
 const dsv3_backend *dsv3_backend_cpu(void) {

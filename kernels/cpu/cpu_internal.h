@@ -13,5 +13,13 @@ void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int
 void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
                    const float *inv_freq, float factor);
 void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n);
+void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
+                         const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
+                         int64_t dr, float scale);
+
+/* The optimised backend's attention (kernels/cpu/fast_attn.c; AVX2/FMA, callers check). */
+void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
+                          const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
+                          int64_t dr, float scale);
 
 #endif

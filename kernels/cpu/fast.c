@@ -5,32 +5,37 @@
  * GEMV streams four rows at a time and keeps the input vector in L1. Prefill (many tokens)
  * decodes a 16-row x 256-column panel once into a transposed stack tile and runs a
  * 16-row x 6-token FMA micro-kernel over it, so each weight is decoded once per call whatever
- * the number of tokens. FP32 accumulation throughout; sums are formed in a different order
+ * the number of tokens. Two tokens (the speculative verify) share each decoded weight. Every
+ * batch of products is cut into row items run by the worker pool (kernels/pool.h); attention
+ * lives in fast_attn.c. FP32 accumulation throughout; sums are formed in a different order
  * than the reference backend, so results agree with it to rounding (tests state 1e-5).
  * Machines without AVX2/FMA get the reference kernels.
  */
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/simd_exp.h"
+#include "kernels/pool.h"
 
-#define TGT __attribute__((target("avx2,fma,f16c")))
-#define INL inline __attribute__((always_inline))
 
 enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
 
 /* Below this many multiply-adds one thread does the whole product. */
-#define PAR_MIN_MACS ((int64_t)1 << 17)
+#define PAR_MIN_MACS ((int64_t)1 << 15)
 
 /* ---------------------------------------------------------------- decode --------------- */
 
-/* 8 consecutive weights at element offset off, as float32. FP8 E4M3FN: the 7 magnitude bits
- * shifted to the float's exponent/mantissa position give 2^-120 times the value (subnormals
- * included), so one multiply by 2^120 decodes exactly (spec §3.2; NaN codes are not expected in
- * weights and decode as finite values here). */
+/* 8 consecutive weights at element offset off, as float32. FP8 E4M3FN goes through IEEE half:
+ * the byte s.eeee.mmm placed in a 16-bit lane as s.0eeee.mmm0000000 is the half 2^-8 times the
+ * E4M3 value, subnormals included (both formats put their subnormals at exponent field 0, and
+ * 2^(e-15) / 2^(e-7) = 2^-8 for every e). The F16C conversion is exact and treats subnormal
+ * halves at full speed; the former route through an FP32 bit pattern 2^-120 times the value
+ * made every E4M3 subnormal an FP32 denormal, which costs a microcode assist per multiply.
+ * The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
+ * (spec §3.2; NaN codes are not expected in weights and decode as finite values here). */
 static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
     case DSV3_DT_BF16: {
@@ -40,14 +45,31 @@ static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     case DSV3_DT_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + off)));
     case DSV3_DT_F8_E4M3: {
-        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)base + off)));
-        __m256i mag = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20);
-        __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
-        return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(mag, sgn)), _mm256_set1_ps(0x1p120f));
+        const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)base + off));
+        __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), b); /* byte << 8 per 16-bit lane */
+        h = _mm_and_si128(_mm_srai_epi16(h, 1), _mm_set1_epi16((short)0xbfff)); /* s.0eeee.mmm */
+        return _mm256_cvtph_ps(h);
     }
     default:
         return _mm256_loadu_ps((const float *)base + off);
     }
+}
+
+/* What load8's values must be multiplied by: 2^8 for FP8 (see load8), 1 otherwise. */
+#define VS(dt) ((dt) == DSV3_DT_F8_E4M3 ? 256.0f : 1.0f)
+
+/* 16 consecutive weights as two vectors (lo = 0..7, hi = 8..15), scaled like load8. FP8 loads
+ * the 16 bytes once and splits them with two unpacks. */
+static INL TGT void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo, __m256 *hi) {
+    if (dt == DSV3_DT_F8_E4M3) {
+        const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)base + off));
+        const __m128i z = _mm_setzero_si128(), m = _mm_set1_epi16((short)0xbfff);
+        *lo = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(z, b), 1), m));
+        *hi = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(z, b), 1), m));
+        return;
+    }
+    *lo = load8(dt, base, off);
+    *hi = load8(dt, base, off + 8);
 }
 
 static INL float load1(dsv3_dtype dt, const void *base, size_t off) {
@@ -70,6 +92,14 @@ static INL TGT float hsum(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* r[k] = sum of the 8 lanes of a[k], k < 8 (horizontal adds, then the two 128-bit halves). */
+static INL TGT __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 /* ---------------------------------------------------------------- GEMV (one token) ----- */
@@ -97,7 +127,7 @@ static INL TGT float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w
         for (; c < c1; c++) t += load1(dt, w->data, row + (size_t)c) * x[c];
         tail += t * s;
         acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)),
-                              _mm256_set1_ps(s), acc);
+                              _mm256_set1_ps(s * VS(dt)), acc);
     }
     return hsum(acc) + tail;
 }
@@ -124,9 +154,10 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
                 const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
-                    const size_t o = (size_t)(rr[k] * C + c);
-                    b0[k] = _mm256_fmadd_ps(load8(dt, w->data, o), x0, b0[k]);
-                    b1[k] = _mm256_fmadd_ps(load8(dt, w->data, o + 8), x1, b1[k]);
+                    __m256 lo, hi;
+                    load16(dt, w->data, (size_t)(rr[k] * C + c), &lo, &hi);
+                    b0[k] = _mm256_fmadd_ps(lo, x0, b0[k]);
+                    b1[k] = _mm256_fmadd_ps(hi, x1, b1[k]);
                 }
             }
 #pragma GCC unroll 4
@@ -135,7 +166,7 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
                 float t = 0.0f;
                 for (int64_t cc = c; cc < c1; cc++) t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[cc];
                 tail[k] += t * sc;
-                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(b0[k], b1[k]), _mm256_set1_ps(sc), acc[k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(b0[k], b1[k]), _mm256_set1_ps(sc * VS(dt)), acc[k]);
             }
         }
 #pragma GCC unroll 4
@@ -144,41 +175,73 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
     for (int64_t r = r0 + 4 * q; r < r1; r++) out[r] = dot_row(dt, x, w, r);
 }
 
-static TGT void gemv(float *out, const float *x, const dsv3_weight *w) {
-    const int64_t R = w->rows;
-#pragma omp parallel if (R * w->cols >= PAR_MIN_MACS)
-    {
-        /* one contiguous block of rows per thread: long streams (see gemv_rows) */
-        const int64_t T = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t r0 = R * id / T, r1 = R * (id + 1) / T;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, out, x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, out, x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, out, x, w, r0, r1); break;
-        default: gemv_rows(DSV3_DT_F32, out, x, w, r0, r1); break;
+/* BF16, one token, C a multiple of 16 (<= BF16_XMAX): gemv_rows without a shuffle per weight.
+ * Eight 32-bit lanes of a 32-byte load hold the pairs (w[2i], w[2i+1]); shifting left by 16
+ * makes w[2i] a float, masking the low half makes w[2i+1] one. The dot product is then taken
+ * against x split the same way, once per item: xe = x[0, 2, .., 14], xo = x[1, 3, .., 15] per
+ * 16 columns. (The former vpmovzxwd + shift needed a shuffle-port uop per 8 weights, which held
+ * in-cache products to ~15 GMAC/s on one core.) */
+enum { BF16_XMAX = 8192 };
+
+static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
+                                   int64_t r1) {
+    const int64_t C = w->cols, q = (r1 - r0) / 4;
+    _Alignas(32) float xs[BF16_XMAX];
+    for (int64_t c = 0; c < C; c += 16)
+        for (int i = 0; i < 8; i++) xs[c + i] = x[c + 2 * i], xs[c + 8 + i] = x[c + 2 * i + 1];
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    const uint16_t *W = (const uint16_t *)w->data;
+    for (int64_t i = 0; i < q; i++) {
+        const int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
+        __m256 a[8]; /* a[2k], a[2k+1]: row k, even and odd columns */
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C; c += 16) {
+            const __m256 xe = _mm256_load_ps(xs + c), xo = _mm256_load_ps(xs + c + 8);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(W + rr[k] * C + c));
+                a[2 * k] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, a[2 * k]);
+                a[2 * k + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)), xo, a[2 * k + 1]);
+            }
         }
+        __m256 b[8];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) b[k] = _mm256_add_ps(a[2 * k], a[2 * k + 1]), b[4 + k] = b[k];
+        float sums[8];
+        _mm256_storeu_ps(sums, hsum8x8(b));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) out[rr[k]] = sums[k];
     }
+    for (int64_t r = r0 + 4 * q; r < r1; r++) out[r] = dot_row(DSV3_DT_BF16, x, w, r);
 }
 
 /* out[j][r] = W[r, :] . x[j] for NT tokens (2..4: speculative verification, small expert
- * batches), two rows per pass so each weight is decoded once for all tokens. */
+ * batches), two rows per pass so each weight is decoded once for all tokens. The two rows come
+ * from the two halves of the range: two long sequential streams (see gemv_rows). */
 static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
                                     const dsv3_weight *w, int64_t r0, int64_t r1) {
-    const int64_t C = w->cols, R = w->rows;
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) {
+    const int64_t C = w->cols, R = w->rows, half = (r1 - r0) / 2;
+    /* Every loop over k (row) and j (token) is unrolled: NT is a constant at each call, so the
+     * 2 x NT accumulators stay in registers instead of a stack array. */
+    for (int64_t i = 0; i < half; i++) {
+        const int64_t rr[2] = {r0 + i, r0 + half + i};
         __m256 acc[2][4], blk[2][4];
+        float tail[2][4];
+#pragma GCC unroll 2
         for (int k = 0; k < 2; k++)
-            for (int j = 0; j < 4; j++) acc[k][j] = _mm256_setzero_ps();
-        float tail[2][4] = {{0}};
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) acc[k][j] = _mm256_setzero_ps(), tail[k][j] = 0.0f;
         for (int64_t c0 = 0; c0 < C; c0 += 128) {
             const int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
+#pragma GCC unroll 2
             for (int k = 0; k < 2; k++)
-                for (int j = 0; j < 4; j++) blk[k][j] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+                for (int j = 0; j < NT; j++) blk[k][j] = _mm256_setzero_ps();
             int64_t c = c0;
             for (; c + 8 <= c1; c += 8) {
-                const __m256 w0 = load8(dt, w->data, (size_t)(r * C + c));
-                const __m256 w1 = load8(dt, w->data, (size_t)((r + 1) * C + c));
+                const __m256 w0 = load8(dt, w->data, (size_t)(rr[0] * C + c));
+                const __m256 w1 = load8(dt, w->data, (size_t)(rr[1] * C + c));
 #pragma GCC unroll 4
                 for (int j = 0; j < NT; j++) {
                     const __m256 xv = _mm256_loadu_ps(x + j * C + c);
@@ -186,21 +249,26 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
                     blk[1][j] = _mm256_fmadd_ps(w1, xv, blk[1][j]);
                 }
             }
+#pragma GCC unroll 2
             for (int k = 0; k < 2; k++) {
-                const float s = scale_at(w, r + k, c0);
+                const float s = scale_at(w, rr[k], c0);
+#pragma GCC unroll 4
                 for (int j = 0; j < NT; j++) {
+                    acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s * VS(dt)), acc[k][j]);
+                    if (c == c1) continue; /* ragged columns: scalar */
                     float t = 0.0f;
                     for (int64_t cc = c; cc < c1; cc++)
-                        t += load1(dt, w->data, (size_t)((r + k) * C + cc)) * x[j * C + cc];
+                        t += load1(dt, w->data, (size_t)(rr[k] * C + cc)) * x[j * C + cc];
                     tail[k][j] += t * s;
-                    acc[k][j] = _mm256_fmadd_ps(blk[k][j], _mm256_set1_ps(s), acc[k][j]);
                 }
             }
         }
+#pragma GCC unroll 2
         for (int k = 0; k < 2; k++)
-            for (int j = 0; j < NT; j++) out[j * R + r + k] = hsum(acc[k][j]) + tail[k][j];
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) out[j * R + rr[k]] = hsum(acc[k][j]) + tail[k][j];
     }
-    for (; r < r1; r++) /* a leftover row: one token at a time */
+    for (int64_t r = r0 + 2 * half; r < r1; r++) /* a leftover row: one token at a time */
         for (int j = 0; j < NT; j++) {
             float t = 0.0f;
             for (int64_t c0 = 0; c0 < C; c0 += 128) {
@@ -213,19 +281,91 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
         }
 }
 
-static TGT void gemv_multi(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    const int64_t R = w->rows, chunk = 16, nchunks = (R + chunk - 1) / chunk;
-    const int NT = (int)n;
-#pragma omp parallel for schedule(static) if (R * w->cols * n >= PAR_MIN_MACS)
-    for (int64_t i = 0; i < nchunks; i++) {
-        const int64_t r0 = i * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, out, x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, out, x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, out, x, w, r0, r1); break;
-        default: gemv_multi_rows(DSV3_DT_F32, NT, out, x, w, r0, r1); break;
+
+/* out[j][r] = W[r, :] . x[j] for exactly two tokens (the speculative verify): four rows from
+ * the four quarters of the range per pass (four streams, like gemv_rows) x two tokens = eight
+ * accumulators. FP8 weights are scaled as they are decoded (one multiply per 8 weights serves
+ * both tokens) so the sums need no per-block fold, and the eight sums leave in one reduction. */
+static INL TGT void gemv2_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
+                               int64_t r0, int64_t r1) {
+    const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4, C8 = C / 8 * 8;
+    const float *x1 = x + C;
+    for (int64_t i = 0; i < q; i++) {
+        const int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
+        __m256 acc[8]; /* acc[2k + j]: row k, token j */
+        float tail[8] = {0};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t c0 = 0; c0 < C; c0 += 128) {
+            const int64_t c1 = c0 + 128 < C8 ? c0 + 128 : C8;
+            __m256 sv[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) sv[k] = _mm256_set1_ps(scale_at(w, rr[k], c0) * VS(dt));
+            for (int64_t c = c0; c < c1; c += 8) {
+                const __m256 xa = _mm256_loadu_ps(x + c), xb = _mm256_loadu_ps(x1 + c);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256 wv = load8(dt, w->data, (size_t)(rr[k] * C + c));
+                    if (dt == DSV3_DT_F8_E4M3) wv = _mm256_mul_ps(wv, sv[k]);
+                    acc[2 * k] = _mm256_fmadd_ps(wv, xa, acc[2 * k]);
+                    acc[2 * k + 1] = _mm256_fmadd_ps(wv, xb, acc[2 * k + 1]);
+                }
+            }
         }
+        if (C8 < C) /* ragged columns (inside the last scale block) */
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const float sc = scale_at(w, rr[k], C8);
+                for (int64_t c = C8; c < C; c++) {
+                    const float wc = load1(dt, w->data, (size_t)(rr[k] * C + c)) * sc;
+                    tail[2 * k] += wc * x[c];
+                    tail[2 * k + 1] += wc * x1[c];
+                }
+            }
+        float sums[8];
+        _mm256_storeu_ps(sums, _mm256_add_ps(hsum8x8(acc), _mm256_loadu_ps(tail)));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) out[rr[k]] = sums[2 * k], out[R + rr[k]] = sums[2 * k + 1];
     }
+    if (r0 + 4 * q < r1) gemv_multi_rows(dt, 2, out, x, w, r0 + 4 * q, r1);
+}
+
+/* gemv2_rows for BF16 with C a multiple of 16 (<= BF16_XMAX): the shuffle-free decode of
+ * gemv_rows_bf16, both tokens' x split into even/odd columns; even and odd products of a row
+ * and token go into one accumulator (eight in all). */
+static INL TGT void gemv2_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
+                                    int64_t r1) {
+    const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4;
+    _Alignas(32) float xs[2][BF16_XMAX];
+    for (int j = 0; j < 2; j++)
+        for (int64_t c = 0; c < C; c += 16)
+            for (int i = 0; i < 8; i++)
+                xs[j][c + i] = x[j * C + c + 2 * i], xs[j][c + 8 + i] = x[j * C + c + 2 * i + 1];
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    const uint16_t *W = (const uint16_t *)w->data;
+    for (int64_t i = 0; i < q; i++) {
+        const int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
+        __m256 a[8]; /* a[2k + j]: row k, token j */
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C; c += 16) {
+            const __m256 e0 = _mm256_load_ps(xs[0] + c), o0 = _mm256_load_ps(xs[0] + c + 8);
+            const __m256 e1 = _mm256_load_ps(xs[1] + c), o1 = _mm256_load_ps(xs[1] + c + 8);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(W + rr[k] * C + c));
+                const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+                a[2 * k] = _mm256_fmadd_ps(wo, o0, _mm256_fmadd_ps(we, e0, a[2 * k]));
+                a[2 * k + 1] = _mm256_fmadd_ps(wo, o1, _mm256_fmadd_ps(we, e1, a[2 * k + 1]));
+            }
+        }
+        float sums[8];
+        _mm256_storeu_ps(sums, hsum8x8(a));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) out[rr[k]] = sums[2 * k], out[R + rr[k]] = sums[2 * k + 1];
+    }
+    if (r0 + 4 * q < r1) gemv_multi_rows(DSV3_DT_BF16, 2, out, x, w, r0 + 4 * q, r1);
 }
 
 /* ---------------------------------------------------------------- GEMM (many tokens) --- */
@@ -261,7 +401,7 @@ static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, 
             for (int64_t c = 0; c < len; c += 8) {
                 if ((c0 + c) / 128 != sblock) { /* scale blocks are 128 wide: refresh per block */
                     sblock = (c0 + c) / 128;
-                    for (int k = 0; k < 8; k++) s[k] = scale_at(w, r + kb + k, c0 + c);
+                    for (int k = 0; k < 8; k++) s[k] = scale_at(w, r + kb + k, c0 + c) * VS(dt);
                 }
                 __m256 v[8];
                 for (int k = 0; k < 8; k++)
@@ -287,24 +427,42 @@ static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, 
     }
 }
 
-/* acc[j][0..16) += sum_c x[j][c] * t[c][0..16) for jn <= TOK tokens. */
-static INL TGT void micro(int jn, __m256 acc[TOK][2], const float *t, const float *x,
-                          int64_t xstride, int64_t len) {
+/* o[j][0..16) (+)= sum_c x[j][c] * t[c][0..16) for JN <= TOK tokens (rows j at strides xs / os).
+ * The accumulators are this function's own fully unrolled locals, loaded from o (or zeroed on
+ * the first column span) and stored back once: passed in from the caller they were spilled to
+ * the stack on every column, which held the kernel to a quarter of the FMA peak. */
+static INL TGT void micro(int JN, float *o, int64_t os, const float *t, const float *x,
+                          int64_t xs, int64_t len, int first) {
+    __m256 a0[TOK], a1[TOK];
+#pragma GCC unroll 6
+    for (int j = 0; j < JN; j++) {
+        a0[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + j * os);
+        a1[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + j * os + 8);
+    }
     for (int64_t c = 0; c < len; c++) {
         const __m256 w0 = _mm256_load_ps(t + c * PANEL_R), w1 = _mm256_load_ps(t + c * PANEL_R + 8);
 #pragma GCC unroll 6
-        for (int j = 0; j < jn; j++) {
-            const __m256 xv = _mm256_broadcast_ss(x + j * xstride + c);
-            acc[j][0] = _mm256_fmadd_ps(xv, w0, acc[j][0]);
-            acc[j][1] = _mm256_fmadd_ps(xv, w1, acc[j][1]);
+        for (int j = 0; j < JN; j++) {
+            const __m256 xv = _mm256_broadcast_ss(x + j * xs + c);
+            a0[j] = _mm256_fmadd_ps(xv, w0, a0[j]);
+            a1[j] = _mm256_fmadd_ps(xv, w1, a1[j]);
         }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < JN; j++) {
+        _mm256_storeu_ps(o + j * os, a0[j]);
+        _mm256_storeu_ps(o + j * os + 8, a1[j]);
     }
 }
 
+/* Rows [r, r + 16) of out[n, R] = x W^T: each 256-column span of the panel is decoded once, then
+ * every token group runs over it. Partial sums of earlier spans live in the output (full panels)
+ * or in a 16-wide scratch row per token (the last, partial panel of a weight). */
 static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
                            int64_t n, int64_t r) {
-    const int64_t R = w->rows, C = w->cols;
+    const int64_t R = w->rows, C = w->cols, nr = R - r < PANEL_R ? R - r : PANEL_R;
     _Alignas(32) float t[PANEL_C * PANEL_R];
+    _Alignas(32) float part[TOK * PANEL_R]; /* partial panel: 16-wide rows for the kernel */
     for (int64_t c0 = 0; c0 < C; c0 += PANEL_C) {
         const int64_t len = C - c0 < PANEL_C ? C - c0 : PANEL_C;
         switch (dt) { /* one decode routine per dtype, specialised by inlining */
@@ -315,106 +473,210 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
         }
         for (int64_t s0 = 0; s0 < n; s0 += TOK) {
             const int jn = (int)(n - s0 < TOK ? n - s0 : TOK);
-            __m256 acc[TOK][2];
-            for (int j = 0; j < jn; j++) {
-                if (c0 == 0) {
-                    acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-                } else { /* partial sums of earlier column spans live in out */
-                    float tmp[PANEL_R] = {0};
-                    for (int k = 0; k < PANEL_R && r + k < R; k++) tmp[k] = out[(s0 + j) * R + r + k];
-                    acc[j][0] = _mm256_loadu_ps(tmp);
-                    acc[j][1] = _mm256_loadu_ps(tmp + 8);
-                }
-            }
             const float *xs = x + s0 * C + c0;
-            switch (jn) { /* constant trip counts let the compiler keep acc in registers */
-            case 6: micro(6, acc, t, xs, C, len); break;
-            case 5: micro(5, acc, t, xs, C, len); break;
-            case 4: micro(4, acc, t, xs, C, len); break;
-            case 3: micro(3, acc, t, xs, C, len); break;
-            case 2: micro(2, acc, t, xs, C, len); break;
-            default: micro(1, acc, t, xs, C, len); break;
+            float *o = out + s0 * R + r;
+            int64_t os = R;
+            if (nr < PANEL_R) { /* copy the partial rows in and out of a full-width scratch */
+                for (int j = 0; j < jn; j++)
+                    for (int64_t k = 0; k < PANEL_R; k++) part[j * PANEL_R + k] = k < nr && c0 ? o[j * R + k] : 0.0f;
+                o = part;
+                os = PANEL_R;
             }
-            for (int j = 0; j < jn; j++) {
-                float tmp[PANEL_R];
-                _mm256_storeu_ps(tmp, acc[j][0]);
-                _mm256_storeu_ps(tmp + 8, acc[j][1]);
-                for (int k = 0; k < PANEL_R && r + k < R; k++) out[(s0 + j) * R + r + k] = tmp[k];
+            switch (jn) { /* constant token counts keep the accumulators in registers */
+            case 6: micro(6, o, os, t, xs, C, len, c0 == 0); break;
+            case 5: micro(5, o, os, t, xs, C, len, c0 == 0); break;
+            case 4: micro(4, o, os, t, xs, C, len, c0 == 0); break;
+            case 3: micro(3, o, os, t, xs, C, len, c0 == 0); break;
+            case 2: micro(2, o, os, t, xs, C, len, c0 == 0); break;
+            default: micro(1, o, os, t, xs, C, len, c0 == 0); break;
             }
+            if (nr < PANEL_R)
+                for (int j = 0; j < jn; j++)
+                    for (int64_t k = 0; k < nr; k++) out[(s0 + j) * R + r + k] = part[j * PANEL_R + k];
         }
     }
 }
 
-static TGT void gemm(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    const int64_t R = w->rows, npanels = (R + PANEL_R - 1) / PANEL_R;
-#pragma omp parallel for schedule(static) if (R * w->cols * n >= PAR_MIN_MACS)
-    for (int64_t p = 0; p < npanels; p++) gemm_panel(w->dtype, out, x, w, n, p * PANEL_R);
+/* ---------------------------------------------------------------- transposed (MLA) ----- */
+
+/* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
+ * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c]. */
+static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
+    const dsv3_weight *w = op->w;
+    const int64_t R = w->rows, C = w->cols, full = len / 8;
+    for (int64_t s = 0; s < op->n; s++) {
+        const float *xs = op->x + s * R;
+        float *os = op->out + s * C + c0;
+        __m256 acc[8];
+        float tail[8] = {0};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t r = 0; r < R; r++) {
+            const float a = xs[r] * scale_at(w, r, c0);
+            const __m256 av = _mm256_set1_ps(a * VS(dt));
+            const size_t row = (size_t)(r * C + c0);
+            if (full == 8) { /* the common case: a whole 64-column span, constant trip count */
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+            } else {
+                for (int64_t k = 0; k < full; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+                for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
+            }
+        }
+        for (int64_t k = 0; k < full; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
+        for (int64_t c = 8 * full; c < len; c++) os[c] = tail[c - 8 * full];
+    }
 }
 
-/* Rows [r0, r1) of one product, by the kernel that suits its token count. */
-static TGT void rows_of(const dsv3_matmul_op *op, int64_t r0, int64_t r1) {
+/* ---------------------------------------------------------------- dispatch ------------- */
+
+enum { TSPAN = 64 }; /* columns per item of a transposed product */
+
+/* Item [a, b) of one product (rows; columns for a transposed one), by the kernel that suits its
+ * token count. */
+static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
     const dsv3_weight *w = op->w;
-    if (op->n == 1) {
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_rows(DSV3_DT_BF16, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, r0, r1); break;
-        default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, r0, r1); break;
+    const dsv3_dtype dt = w->dtype;
+    if (op->trans) {
+        switch (dt) {
+        case DSV3_DT_BF16: gemvt_span(DSV3_DT_BF16, op, a, b - a); break;
+        case DSV3_DT_F16: gemvt_span(DSV3_DT_F16, op, a, b - a); break;
+        case DSV3_DT_F8_E4M3: gemvt_span(DSV3_DT_F8_E4M3, op, a, b - a); break;
+        default: gemvt_span(DSV3_DT_F32, op, a, b - a); break;
+        }
+    } else if (op->n == 1) {
+        switch (dt) {
+        case DSV3_DT_BF16:
+            if (w->cols % 16 == 0 && w->cols <= BF16_XMAX) gemv_rows_bf16(op->out, op->x, w, a, b);
+            else gemv_rows(DSV3_DT_BF16, op->out, op->x, w, a, b);
+            break;
+        case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, a, b); break;
+        default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, a, b); break;
         }
     } else if (op->n <= 4) {
-        const int NT = (int)op->n;
-        switch (w->dtype) {
-        case DSV3_DT_BF16: gemv_multi_rows(DSV3_DT_BF16, NT, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F16: gemv_multi_rows(DSV3_DT_F16, NT, op->out, op->x, w, r0, r1); break;
-        case DSV3_DT_F8_E4M3: gemv_multi_rows(DSV3_DT_F8_E4M3, NT, op->out, op->x, w, r0, r1); break;
-        default: gemv_multi_rows(DSV3_DT_F32, NT, op->out, op->x, w, r0, r1); break;
+        /* a constant token count per call keeps the accumulators in registers */
+#define MULTI(DT)                                                                                  \
+    switch (op->n) {                                                                               \
+    case 2:                                                                                        \
+        if (DT == DSV3_DT_BF16 && w->cols % 16 == 0 && w->cols <= BF16_XMAX)                       \
+            gemv2_rows_bf16(op->out, op->x, w, a, b);                                              \
+        else                                                                                       \
+            gemv2_rows(DT, op->out, op->x, w, a, b);                                               \
+        break;                                                                                     \
+    case 3: gemv_multi_rows(DT, 3, op->out, op->x, w, a, b); break;                               \
+    default: gemv_multi_rows(DT, 4, op->out, op->x, w, a, b); break;                              \
+    }
+        switch (dt) {
+        case DSV3_DT_BF16: MULTI(DSV3_DT_BF16); break;
+        case DSV3_DT_F16: MULTI(DSV3_DT_F16); break;
+        case DSV3_DT_F8_E4M3: MULTI(DSV3_DT_F8_E4M3); break;
+        default: MULTI(DSV3_DT_F32); break;
         }
+#undef MULTI
     } else {
-        for (int64_t r = r0; r < r1; r += PANEL_R) gemm_panel(w->dtype, op->out, op->x, w, op->n, r);
+        for (int64_t r = a; r < b; r += PANEL_R) gemm_panel(dt, op->out, op->x, w, op->n, r);
     }
 }
 
-/* All products' rows in items shared by the threads of one parallel region: 64-row items for
- * single-token products (long enough for gemv_rows' four streams), 16-row panels otherwise. */
+enum { MAX_OPS = 256 };
+
+/* A batch cut into items: op o owns items start[o] .. start[o+1]-1, each `span[o]` rows (or
+ * columns) wide. */
+typedef struct {
+    const dsv3_matmul_op *ops;
+    int64_t count;
+    int64_t start[MAX_OPS + 1], span[MAX_OPS];
+} batch;
+
+static void batch_item(void *ctx, int64_t it, int tid) {
+    (void)tid;
+    const batch *b = ctx;
+    int64_t lo = 0, hi = b->count - 1; /* the op whose items contain it: start[o] <= it */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (b->start[mid] <= it) lo = mid;
+        else hi = mid - 1;
+    }
+    const dsv3_matmul_op *op = &b->ops[lo];
+    const int64_t len = op->trans ? op->w->cols : op->w->rows, a = (it - b->start[lo]) * b->span[lo];
+    run_item(op, a, a + b->span[lo] < len ? a + b->span[lo] : len);
+}
+
+/* Rows per item. One or two tokens: a GEMV item is walked as four sequential streams
+ * (gemv_rows, gemv2_rows), so it should be long — 64..256 rows, aiming at >= 4 items per thread
+ * of a large product so threads finish together; 3..4 tokens: two streams; more: 16-row panels
+ * of the GEMM. */
+static int64_t span_of(const dsv3_matmul_op *op, int threads) {
+    if (op->trans) return TSPAN;
+    if (op->n > 4) return PANEL_R;
+    int64_t s = op->w->rows / (4 * threads);
+    s = s < 64 ? 64 : s > 256 ? 256 : s;
+    return op->n <= 2 ? s : s / 2;
+}
+
+/* All products' items go to the pool as one job: a layer's experts stream their rows on every
+ * core at once, and no thread waits for another that has not started. */
 static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
-    enum { MAX_OPS = 1024 };
     if (count > MAX_OPS) {
         fast_matmul_many(ops, MAX_OPS);
         fast_matmul_many(ops + MAX_OPS, count - MAX_OPS);
         return;
     }
-    int64_t start[MAX_OPS + 1], item[MAX_OPS], macs = 0;
-    start[0] = 0;
+    if (count <= 0) return;
+    batch b;
+    b.ops = ops;
+    b.count = count;
+    b.start[0] = 0;
+    const int threads = dsv3_pool_threads();
+    int64_t macs = 0;
     for (int64_t i = 0; i < count; i++) {
-        item[i] = ops[i].n == 1 ? 64 : PANEL_R;
-        start[i + 1] = start[i] + (ops[i].w->rows + item[i] - 1) / item[i];
+        const int64_t len = ops[i].trans ? ops[i].w->cols : ops[i].w->rows;
+        b.span[i] = span_of(&ops[i], threads);
+        b.start[i + 1] = b.start[i] + (len + b.span[i] - 1) / b.span[i];
         macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
     }
-    const int64_t items = start[count];
-#pragma omp parallel for schedule(dynamic, 1) if (macs >= PAR_MIN_MACS)
-    for (int64_t it = 0; it < items; it++) {
-        int64_t o = 0;
-        while (start[o + 1] <= it) o++;
-        const int64_t r0 = (it - start[o]) * item[o], R = ops[o].w->rows;
-        rows_of(&ops[o], r0, r0 + item[o] < R ? r0 + item[o] : R);
+    /* Tiny batches run on the caller: posting a job costs ~1 us, and a worker that sleeps
+     * would need a futex wake. */
+    if (macs < PAR_MIN_MACS) {
+        for (int64_t it = 0; it < b.start[count]; it++) batch_item(&b, it, 0);
+        return;
     }
+    dsv3_pool_for(b.start[count], batch_item, &b);
 }
 
 static void fast_matmul(float *out, const float *x, const dsv3_weight *w, int64_t n) {
-    if (n == 1) gemv(out, x, w);
-    else if (n <= 4) gemv_multi(out, x, w, n);
-    else gemm(out, x, w, n);
+    const dsv3_matmul_op op = {out, x, w, n, 0};
+    fast_matmul_many(&op, 1);
+}
+
+static void fast_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t n) {
+    const dsv3_matmul_op op = {out, x, w, n, 1};
+    fast_matmul_many(&op, 1);
+}
+
+/* g = silu(g) * u = g / (1 + e^-g) * u (spec §4.10), eight at a time with the polynomial exp. */
+static TGT void fast_silu_mul(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = exp8(_mm256_sub_ps(zero, x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    dsv3_cpu_silu_mul(g + i, u + i, n - i);
 }
 
 static const dsv3_backend fast_backend = {
     .name = "fast",
     .matmul = fast_matmul,
     .matmul_many = fast_matmul_many,
-    .matmul_t = dsv3_cpu_matmul_t,
+    .matmul_t = fast_matmul_t,
     .row = dsv3_cpu_row,
     .rmsnorm = dsv3_cpu_rmsnorm,
     .rope = dsv3_cpu_rope,
-    .silu_mul = dsv3_cpu_silu_mul,
+    .silu_mul = fast_silu_mul,
+    .mla_attend = dsv3_fast_mla_attend,
 };
 
 const dsv3_backend *dsv3_backend_fast(void) {
