@@ -3,7 +3,7 @@
  * scales against their definition, the tile/block quantizers against per-tile bounds, and the
  * three GEMMs against double-precision products of the dequantized operands (spec §6.4:
  * the only difference is FP32 rounding of the chunk sums and the accumulator) and against the
- * unquantized product (DeepGEMM's similarity measure, < 1e-3). Fresh random inputs each run
+ * unquantized product (DeepGEMM's similarity measure, < 2e-3 here; see close_to). Fresh random inputs each run
  * unless DSV3_TEST_SEED is set; the seed is printed. */
 #include <math.h>
 #include <omp.h>
@@ -170,8 +170,10 @@ static void *zalloc(int64_t n, size_t el) {
 static void case_new(gemm_case *g, int64_t n, int64_t in, int64_t out) {
     g->n = n, g->in = in, g->out = out;
     g->x = zalloc(n * in, 8), g->dy = zalloc(n * out, 8), g->W = zalloc(out * in, 4);
-    for (int64_t i = 0; i < n * in; i++) g->x[i] = spread();
-    for (int64_t i = 0; i < n * out; i++) g->dy[i] = spread() * 1e-3;
+    /* activations over 4 binades without rare outliers (an x50 outlier in a 64-wide tile costs
+     * its neighbours ~6 bits, which the quantizer tests cover) */
+    for (int64_t i = 0; i < n * in; i++) g->x[i] = urand() * (double)(1 << (test_u64() % 4));
+    for (int64_t i = 0; i < n * out; i++) g->dy[i] = urand() * (double)(1 << (test_u64() % 4)) * 1e-3;
     for (int64_t i = 0; i < out * in; i++) g->W[i] = (float)(urand() * 0.05);
     const int64_t big = (n > out ? n : out) * (in > out ? in : out) + 1;
     g->qx = zalloc(big, 1), g->qdy = zalloc(big, 1), g->qW = zalloc(big, 1);
@@ -212,7 +214,9 @@ static double ddy_(const gemm_case *g, int64_t m, int64_t r) {
 /* Per element: |got - ref| <= 2^-20 * sum|a b| (FP32 rounding of <= ceil(K/128) chunk sums,
  * scale products and accumulations, each 2^-24 relative) — tight enough to catch a wrong scale
  * or tile. Globally: DeepGEMM's similarity to the unquantized product, 1 - 2 sum(xy) /
- * sum(x^2 + y^2) < 1e-3. */
+ * sum(x^2 + y^2) < 2e-3: with E4M3's RMS relative rounding error ~0.026 per operand a product
+ * is off by ~0.036 and the measure is ~0.036^2 / 2 = 6.5e-4 on average; the smallest shapes
+ * (48 outputs) scatter up to ~1.3e-3. A wrong scale or tile gives ~1. */
 typedef struct {
     double worst, sxy, sxx;
 } cmp;
@@ -274,7 +278,7 @@ static int test_gemms_against_dequantized_products(void) {
         printf("  %4lld x %3lld x %3lld: worst error / (2^-20 sum|ab|): fprop %.3f dgrad %.3f wgrad %.3f; "
                "similarity to unquantized: %.1e %.1e %.1e\n", (long long)n, (long long)in, (long long)out,
                cy.worst, cx.worst, cw.worst, sy, sx, sw);
-        CHECK(sy < 1e-3 && sx < 1e-3 && sw < 1e-3, "FP8 GEMM too far from the unquantized product");
+        CHECK(sy < 2e-3 && sx < 2e-3 && sw < 2e-3, "FP8 GEMM too far from the unquantized product");
         free(y), free(dx), free(dW);
         case_free(&g);
     }
