@@ -1,6 +1,7 @@
 /* train_ops.c — forward/backward pairs of the training operators (see train_ops.h).
  *
  * Each pair sits together, forward first, with the equation and the spec section before it.
+ * The linears run their items on the worker pool (kernels/pool.h); the other ops use OpenMP.
  * Parallel loops split the outputs between threads and never the reductions, so results are
  * the same for any thread count (needed for bit-exact resume, spec/training.md §10.2).
  */
@@ -9,6 +10,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
+
+#include "kernels/pool.h"
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
@@ -163,46 +166,75 @@ static AVX2 void dw4_avx2(float *dW, const double *dy, const double *x, int64_t 
 /* y[s, r] = sum_c x[s, c] W[r, c]. Parallel over blocks of 4 output rows: each x row is
  * loaded once for 4 weight rows. A row's sum runs over c in the same (vectorised) order
  * whichever thread computes it. */
-void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t n, int64_t in,
-                            int64_t out) {
-    const int64_t nb = (out + 3) / 4;
-    const int avx2 = use_avx2();
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t rb = 0; rb < nb; rb++) {
-        const int64_t r0 = rb * 4;
-        if (avx2 && r0 + 4 <= out) {
-            fwd4_avx2(y, x, W, n, in, out, r0);
-            continue;
-        }
-        if (r0 + 4 <= out) {
-            const float *w0 = W + r0 * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-            for (int64_t s = 0; s < n; s++) {
-                const double *xs = x + s * in;
-                double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+/* One parallel job of a linear: the operands, and whether the AVX2 kernels apply. */
+typedef struct {
+    double *y, *dx;
+    float *dW;
+    const double *x, *dy;
+    const float *W;
+    int64_t n, in, out;
+    int avx2;
+} lin_job;
+
+/* Runs items 0..n-1 of fn on the worker pool when the product is large enough (kernels/pool.h:
+ * on a shared machine an OpenMP barrier waits a time slice for a descheduled thread), else
+ * inline. Each item writes its own outputs in a fixed order, so the result does not depend on
+ * which thread runs it. */
+static void run_items(int64_t items, dsv3_pool_fn fn, lin_job *j) {
+    if (j->n * j->in * j->out >= PAR_MIN) {
+        dsv3_pool_for(items, fn, j);
+        return;
+    }
+    for (int64_t i = 0; i < items; i++) fn(j, i, 0);
+}
+
+/* y rows r0..r0+3 (fewer at the edge) for every token. */
+static void fwd_item(void *ctx, int64_t rb, int tid) {
+    (void)tid;
+    const lin_job *j = ctx;
+    double *y = j->y;
+    const double *x = j->x;
+    const float *W = j->W;
+    const int64_t n = j->n, in = j->in, out = j->out;
+    const int64_t r0 = rb * 4;
+    if (j->avx2 && r0 + 4 <= out) {
+        fwd4_avx2(y, x, W, n, in, out, r0);
+        return;
+    }
+    if (r0 + 4 <= out) {
+        const float *w0 = W + r0 * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+        for (int64_t s = 0; s < n; s++) {
+            const double *xs = x + s * in;
+            double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
-                for (int64_t c = 0; c < in; c++) {
-                    const double xv = xs[c];
-                    a0 += xv * (double)w0[c];
-                    a1 += xv * (double)w1[c];
-                    a2 += xv * (double)w2[c];
-                    a3 += xv * (double)w3[c];
-                }
-                double *ys = y + s * out + r0;
-                ys[0] = a0, ys[1] = a1, ys[2] = a2, ys[3] = a3;
+            for (int64_t c = 0; c < in; c++) {
+                const double xv = xs[c];
+                a0 += xv * (double)w0[c];
+                a1 += xv * (double)w1[c];
+                a2 += xv * (double)w2[c];
+                a3 += xv * (double)w3[c];
             }
-            continue;
+            double *ys = y + s * out + r0;
+            ys[0] = a0, ys[1] = a1, ys[2] = a2, ys[3] = a3;
         }
-        for (int64_t r = r0; r < out; r++) {
-            const float *w = W + r * in;
-            for (int64_t s = 0; s < n; s++) {
-                const double *xs = x + s * in;
-                double acc = 0.0;
+        return;
+    }
+    for (int64_t r = r0; r < out; r++) {
+        const float *w = W + r * in;
+        for (int64_t s = 0; s < n; s++) {
+            const double *xs = x + s * in;
+            double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
-                for (int64_t c = 0; c < in; c++) acc += xs[c] * (double)w[c];
-                y[s * out + r] = acc;
-            }
+            for (int64_t c = 0; c < in; c++) acc += xs[c] * (double)w[c];
+            y[s * out + r] = acc;
         }
     }
+}
+
+void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t n, int64_t in,
+                            int64_t out) {
+    lin_job j = {.y = y, .x = x, .W = W, .n = n, .in = in, .out = out, .avx2 = use_avx2()};
+    run_items((out + 3) / 4, fwd_item, &j);
 }
 
 /* dx[s, c] += sum_r dy[s, r] W[r, c]   (parallel over blocks of 4 tokens; a W row is loaded
@@ -210,84 +242,93 @@ void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t 
  * dW[r, c] += sum_s dy[s, r] x[s, c]   (parallel over blocks of 4 rows; 128-column spans are
  *                                       summed in double over all tokens in order, then added
  *                                       to the float gradient with one rounding). */
+/* dx rows of the 4 tokens s0.. (fewer at the edge). */
+static void dx_item(void *ctx, int64_t sb, int tid) {
+    (void)tid;
+    const lin_job *j = ctx;
+    double *dx = j->dx;
+    const double *dy = j->dy;
+    const float *W = j->W;
+    const int64_t n = j->n, in = j->in, out = j->out;
+    const int64_t s0 = sb * 4;
+    if (j->avx2 && s0 + 4 <= n) {
+        dx4_avx2(dx, dy, W, in, out, s0);
+        return;
+    }
+    if (s0 + 4 <= n) {
+        double *x0 = dx + s0 * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+        const double *d = dy + s0 * out;
+        for (int64_t r = 0; r < out; r++) {
+            const double d0 = d[r], d1 = d[out + r], d2 = d[2 * out + r], d3 = d[3 * out + r];
+            const float *w = W + r * in;
+#pragma omp simd
+            for (int64_t c = 0; c < in; c++) {
+                const double wv = (double)w[c];
+                x0[c] += d0 * wv;
+                x1[c] += d1 * wv;
+                x2[c] += d2 * wv;
+                x3[c] += d3 * wv;
+            }
+        }
+        return;
+    }
+    for (int64_t s = s0; s < n; s++) {
+        double *dxs = dx + s * in;
+        for (int64_t r = 0; r < out; r++) {
+            const double d = dy[s * out + r];
+            const float *w = W + r * in;
+#pragma omp simd
+            for (int64_t c = 0; c < in; c++) dxs[c] += d * (double)w[c];
+        }
+    }
+}
+
+/* dW rows r0..r0+3 (fewer at the edge). */
+static void dw_item(void *ctx, int64_t rb, int tid) {
+    (void)tid;
+    enum { SPAN = 128 };
+    const lin_job *j = ctx;
+    float *dW = j->dW;
+    const double *dy = j->dy, *x = j->x;
+    const int64_t n = j->n, in = j->in, out = j->out;
+    const int64_t r0 = rb * 4, nr = out - r0 < 4 ? out - r0 : 4;
+    if (j->avx2 && nr == 4) {
+        dw4_avx2(dW, dy, x, n, in, out, r0);
+        return;
+    }
+    double acc[4][SPAN];
+    for (int64_t c0 = 0; c0 < in; c0 += SPAN) {
+        const int64_t len = in - c0 < SPAN ? in - c0 : SPAN;
+        memset(acc, 0, sizeof acc);
+        for (int64_t s = 0; s < n; s++) {
+            const double *xs = x + s * in + c0, *d = dy + s * out + r0;
+            if (nr == 4) {
+                const double d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+#pragma omp simd
+                for (int64_t j = 0; j < len; j++) {
+                    const double xv = xs[j];
+                    acc[0][j] += d0 * xv;
+                    acc[1][j] += d1 * xv;
+                    acc[2][j] += d2 * xv;
+                    acc[3][j] += d3 * xv;
+                }
+            } else {
+                for (int64_t k = 0; k < nr; k++)
+#pragma omp simd
+                    for (int64_t j = 0; j < len; j++) acc[k][j] += d[k] * xs[j];
+            }
+        }
+        for (int64_t k = 0; k < nr; k++)
+            for (int64_t j = 0; j < len; j++) add_f32(&dW[(r0 + k) * in + c0 + j], acc[k][j]);
+    }
+}
+
 void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const double *x,
                              const float *W, int64_t n, int64_t in, int64_t out) {
-    enum { SPAN = 128 };
-    const int par = n * in * out >= PAR_MIN;
-    const int avx2 = use_avx2();
-    if (dx) {
-        const int64_t nb = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t sb = 0; sb < nb; sb++) {
-            const int64_t s0 = sb * 4;
-            if (avx2 && s0 + 4 <= n) {
-                dx4_avx2(dx, dy, W, in, out, s0);
-                continue;
-            }
-            if (s0 + 4 <= n) {
-                double *x0 = dx + s0 * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-                const double *d = dy + s0 * out;
-                for (int64_t r = 0; r < out; r++) {
-                    const double d0 = d[r], d1 = d[out + r], d2 = d[2 * out + r], d3 = d[3 * out + r];
-                    const float *w = W + r * in;
-#pragma omp simd
-                    for (int64_t c = 0; c < in; c++) {
-                        const double wv = (double)w[c];
-                        x0[c] += d0 * wv;
-                        x1[c] += d1 * wv;
-                        x2[c] += d2 * wv;
-                        x3[c] += d3 * wv;
-                    }
-                }
-                continue;
-            }
-            for (int64_t s = s0; s < n; s++) {
-                double *dxs = dx + s * in;
-                for (int64_t r = 0; r < out; r++) {
-                    const double d = dy[s * out + r];
-                    const float *w = W + r * in;
-#pragma omp simd
-                    for (int64_t c = 0; c < in; c++) dxs[c] += d * (double)w[c];
-                }
-            }
-        }
-    }
-    if (dW) {
-        const int64_t nb = (out + 3) / 4;
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t rb = 0; rb < nb; rb++) {
-            const int64_t r0 = rb * 4, nr = out - r0 < 4 ? out - r0 : 4;
-            if (avx2 && nr == 4) {
-                dw4_avx2(dW, dy, x, n, in, out, r0);
-                continue;
-            }
-            double acc[4][SPAN];
-            for (int64_t c0 = 0; c0 < in; c0 += SPAN) {
-                const int64_t len = in - c0 < SPAN ? in - c0 : SPAN;
-                memset(acc, 0, sizeof acc);
-                for (int64_t s = 0; s < n; s++) {
-                    const double *xs = x + s * in + c0, *d = dy + s * out + r0;
-                    if (nr == 4) {
-                        const double d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-#pragma omp simd
-                        for (int64_t j = 0; j < len; j++) {
-                            const double xv = xs[j];
-                            acc[0][j] += d0 * xv;
-                            acc[1][j] += d1 * xv;
-                            acc[2][j] += d2 * xv;
-                            acc[3][j] += d3 * xv;
-                        }
-                    } else {
-                        for (int64_t k = 0; k < nr; k++)
-#pragma omp simd
-                            for (int64_t j = 0; j < len; j++) acc[k][j] += d[k] * xs[j];
-                    }
-                }
-                for (int64_t k = 0; k < nr; k++)
-                    for (int64_t j = 0; j < len; j++) add_f32(&dW[(r0 + k) * in + c0 + j], acc[k][j]);
-            }
-        }
-    }
+    lin_job j = {.dx = dx, .dW = dW, .dy = dy, .x = x, .W = W, .n = n, .in = in, .out = out,
+                 .avx2 = use_avx2()};
+    if (dx) run_items((n + 3) / 4, dx_item, &j);
+    if (dW) run_items((out + 3) / 4, dw_item, &j);
 }
 
 /* ---------------------------------------------------------------- RMSNorm --------------- */
