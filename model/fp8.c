@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/dtype.h"
+#include "kernels/pool.h"
 
 #define T DSV3_FP8_TILE
 /* Columns of the FP32 accumulator a thread keeps on its stack in Dgrad/Wgrad. */
@@ -158,15 +159,35 @@ BODY void fprop_rows(double *y, const double *x, const float *sx, const double *
 TWICE(fprop_rows, (double *y, const double *x, const float *sx, const double *W, const float *sW,
                    int64_t n, int64_t in, int64_t out, int64_t rb), (y, x, sx, W, sW, n, in, out, rb))
 
+/* One GEMM's operands, for the pool items (kernels/pool.h). */
+typedef struct {
+    double *y;
+    float *dW;
+    const double *a, *b;
+    const float *sa, *sb;
+    int64_t n, in, out;
+    int avx2;
+} gemm_job;
+
+/* Items 0..items-1 of fn on the pool when the product is big enough, else inline. */
+static void run_items(int64_t items, dsv3_pool_fn fn, gemm_job *j) {
+    if (j->n * j->in * j->out >= PAR_MIN) dsv3_pool_for(items, fn, j);
+    else
+        for (int64_t i = 0; i < items; i++) fn(j, i, 0);
+}
+
+static void fprop_item(void *ctx, int64_t rb, int tid) {
+    (void)tid;
+    const gemm_job *j = ctx;
+    if (j->avx2) fprop_rows_avx2(j->y, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, rb);
+    else fprop_rows_base(j->y, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, rb);
+}
+
 void dsv3_fp8_gemm_fprop(double *y, const double *x, const float *sx, const double *W,
                          const float *sW, int64_t n, int64_t in, int64_t out) {
-    const int64_t nb = (out + 3) / 4;
-    const int avx2 = use_avx2();
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t rb = 0; rb < nb; rb++) {
-        if (avx2) fprop_rows_avx2(y, x, sx, W, sW, n, in, out, rb);
-        else fprop_rows_base(y, x, sx, W, sW, n, in, out, rb);
-    }
+    gemm_job j = {.y = y, .a = x, .sa = sx, .b = W, .sb = sW, .n = n, .in = in, .out = out,
+                  .avx2 = use_avx2()};
+    run_items((out + 3) / 4, fprop_item, &j);
 }
 
 /* Dgrad. Parallel over tokens; for each token, SLAB columns of dx at a time: per chunk j of
@@ -202,14 +223,18 @@ TWICE(dgrad_token, (double *dx, const double *dy, const float *sdy, const double
                     const float *sW, int64_t in, int64_t out, int64_t m),
       (dx, dy, sdy, W, sW, in, out, m))
 
+static void dgrad_item(void *ctx, int64_t m, int tid) {
+    (void)tid;
+    const gemm_job *j = ctx;
+    if (j->avx2) dgrad_token_avx2(j->y, j->a, j->sa, j->b, j->sb, j->in, j->out, m);
+    else dgrad_token_base(j->y, j->a, j->sa, j->b, j->sb, j->in, j->out, m);
+}
+
 void dsv3_fp8_gemm_dgrad(double *dx, const double *dy, const float *sdy, const double *W,
                          const float *sW, int64_t n, int64_t in, int64_t out) {
-    const int avx2 = use_avx2();
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t m = 0; m < n; m++) {
-        if (avx2) dgrad_token_avx2(dx, dy, sdy, W, sW, in, out, m);
-        else dgrad_token_base(dx, dy, sdy, W, sW, in, out, m);
-    }
+    gemm_job j = {.y = dx, .a = dy, .sa = sdy, .b = W, .sb = sW, .n = n, .in = in, .out = out,
+                  .avx2 = use_avx2()};
+    run_items(n, dgrad_item, &j);
 }
 
 /* Wgrad. Parallel over rows of dW; for each row, SLAB columns at a time: per 128-token tile t,
@@ -244,12 +269,16 @@ BODY void wgrad_row(float *dW, const double *dy, const float *sdy, const double 
 TWICE(wgrad_row, (float *dW, const double *dy, const float *sdy, const double *x, const float *sx,
                   int64_t n, int64_t in, int64_t out, int64_t r), (dW, dy, sdy, x, sx, n, in, out, r))
 
+static void wgrad_item(void *ctx, int64_t r, int tid) {
+    (void)tid;
+    const gemm_job *j = ctx;
+    if (j->avx2) wgrad_row_avx2(j->dW, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, r);
+    else wgrad_row_base(j->dW, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, r);
+}
+
 void dsv3_fp8_gemm_wgrad(float *dW, const double *dy, const float *sdy, const double *x,
                          const float *sx, int64_t n, int64_t in, int64_t out) {
-    const int avx2 = use_avx2();
-#pragma omp parallel for schedule(static) if (n * in * out >= PAR_MIN)
-    for (int64_t r = 0; r < out; r++) {
-        if (avx2) wgrad_row_avx2(dW, dy, sdy, x, sx, n, in, out, r);
-        else wgrad_row_base(dW, dy, sdy, x, sx, n, in, out, r);
-    }
+    gemm_job j = {.dW = dW, .a = dy, .sa = sdy, .b = x, .sb = sx, .n = n, .in = in, .out = out,
+                  .avx2 = use_avx2()};
+    run_items(out, wgrad_item, &j);
 }

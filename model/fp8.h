@@ -17,7 +17,7 @@
  * thread count and vector width; a GPU's tensor-core chunk sums are not exact, so CUDA output
  * is compared with these within spec §6.4's tolerance.
  *
- * Thread rules: no state; the GEMMs use OpenMP internally, call them from one thread.
+ * Thread rules: no state; the GEMMs run their items on the worker pool (kernels/pool.h).
  */
 #ifndef DSV3_FP8_H
 #define DSV3_FP8_H

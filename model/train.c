@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "kernels/pool.h"
 #include "model/fp8.h"
 #include "model/safetensors.h"
 #include "model/train_ckpt.h"
@@ -221,6 +222,30 @@ static double schedule(const dsv3_train_opts *o, int64_t step) {
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * p));
 }
 
+/* AdamW over elements [beg, end) of one tensor, ADAM_CHUNK elements per pool item
+ * (elementwise, so the result does not depend on the threads). */
+enum { ADAM_CHUNK = 32768 };
+typedef struct {
+    float *w, *m, *v;
+    const float *g;
+    float b1, b2, eps, c1, c2, lr, gs, wd;
+    int64_t beg, end;
+} adam_job;
+
+static void adam_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const adam_job *a = ctx;
+    const int64_t j0 = a->beg + item * ADAM_CHUNK;
+    const int64_t j1 = j0 + ADAM_CHUNK < a->end ? j0 + ADAM_CHUNK : a->end;
+    for (int64_t j = j0; j < j1; j++) {
+        const float gj = a->g[j] * a->gs;
+        a->m[j] = a->b1 * a->m[j] + (1.0f - a->b1) * gj;
+        a->v[j] = a->b2 * a->v[j] + (1.0f - a->b2) * gj * gj;
+        const float mh = a->m[j] / a->c1, vh = a->v[j] / a->c2;
+        a->w[j] -= a->lr * (mh / (sqrtf(vh) + a->eps) + a->wd * a->w[j]);
+    }
+}
+
 /* spec/training.md §4, decoupled AdamW per parameter, step k >= 1, g already clipped:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^k);  vhat = v/(1-b2^k)
  *   w = w - lr (mhat / (sqrt(vhat) + eps) + wd w)      (wd = 0 for norm gains)
@@ -232,19 +257,17 @@ static void adamw(dsv3_trainer *t, double lr, double gscale) {
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     const float c1 = (float)(1.0 - pow(o->beta1, (double)k)), c2 = (float)(1.0 - pow(o->beta2, (double)k));
     const float flr = (float)lr, gs = (float)gscale;
-    float *w = dsv3_tm_params(t->tm);
-    const float *g = dsv3_tm_grads(t->tm);
+    adam_job j = {.w = dsv3_tm_params(t->tm), .g = dsv3_tm_grads(t->tm), .m = t->adam_m,
+                  .v = t->adam_v, .b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2, .lr = flr,
+                  .gs = gs};
     for (int64_t i = 0; i < dsv3_tm_n_tensors(t->tm); i++) {
         const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
-        const float wd = x->decay ? (float)o->weight_decay : 0.0f;
-#pragma omp parallel for schedule(static) if (x->numel >= 65536)
-        for (int64_t j = x->offset; j < x->offset + x->numel; j++) {
-            const float gj = g[j] * gs;
-            t->adam_m[j] = b1 * t->adam_m[j] + (1.0f - b1) * gj;
-            t->adam_v[j] = b2 * t->adam_v[j] + (1.0f - b2) * gj * gj;
-            const float mh = t->adam_m[j] / c1, vh = t->adam_v[j] / c2;
-            w[j] -= flr * (mh / (sqrtf(vh) + eps) + wd * w[j]);
-        }
+        j.wd = x->decay ? (float)o->weight_decay : 0.0f;
+        j.beg = x->offset;
+        j.end = x->offset + x->numel;
+        const int64_t items = (x->numel + ADAM_CHUNK - 1) / ADAM_CHUNK;
+        if (items > 1) dsv3_pool_for(items, adam_item, &j);
+        else adam_item(&j, 0, 0);
     }
 }
 

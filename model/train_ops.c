@@ -1,7 +1,8 @@
 /* train_ops.c — forward/backward pairs of the training operators (see train_ops.h).
  *
  * Each pair sits together, forward first, with the equation and the spec section before it.
- * The linears run their items on the worker pool (kernels/pool.h); the other ops use OpenMP.
+ * Parallel work runs on the worker pool (kernels/pool.h), not in OpenMP regions: a trainer that
+ * mixed both had two sets of threads spinning against each other on a 2-core machine.
  * Parallel loops split the outputs between threads and never the reductions, so results are
  * the same for any thread count (needed for bit-exact resume, spec/training.md §10.2).
  */
@@ -419,67 +420,95 @@ static double dot(const double *a, const double *b, int64_t n) {
  *   score[t1, t2] = q[t1] . k[t2] * scale for t2 <= t1 (causal), P = softmax over t2,
  *   o[t1] = sum_t2 P[t1, t2] v[t2].
  * Parallel over (b, h) pairs; each writes only its own rows. */
+/* One attention job: operands and sizes (items are (b, h) pairs). */
+typedef struct {
+    double *o, *P, *dq, *dk, *dv;
+    const double *q, *k, *v, *dout, *Pc;
+    int64_t T, nh, dqk, dv_, B;
+    double scale;
+} attn_job;
+
+static void attn_fwd_item(void *ctx, int64_t bh, int tid) {
+    (void)tid;
+    const attn_job *j = ctx;
+    double *o = j->o, *P = j->P;
+    const double *q = j->q, *k = j->k, *v = j->v, scale = j->scale;
+    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
+    const int64_t b = bh / nh, h = bh % nh;
+    for (int64_t t1 = 0; t1 < T; t1++) {
+        double *p = P + (bh * T + t1) * T;
+        const double *qt = q + ((b * T + t1) * nh + h) * dqk;
+        double mx = -INFINITY;
+        for (int64_t t2 = 0; t2 <= t1; t2++) {
+            p[t2] = dot(qt, k + ((b * T + t2) * nh + h) * dqk, dqk) * scale;
+            if (p[t2] > mx) mx = p[t2];
+        }
+        double sum = 0.0;
+        for (int64_t t2 = 0; t2 <= t1; t2++) sum += (p[t2] = exp(p[t2] - mx));
+        for (int64_t t2 = 0; t2 <= t1; t2++) p[t2] /= sum;
+        for (int64_t t2 = t1 + 1; t2 < T; t2++) p[t2] = 0.0;
+        double *ot = o + ((b * T + t1) * nh + h) * dv;
+        memset(ot, 0, (size_t)dv * sizeof *ot);
+        for (int64_t t2 = 0; t2 <= t1; t2++) {
+            const double pt = p[t2], *vt = v + ((b * T + t2) * nh + h) * dv;
+            for (int64_t i = 0; i < dv; i++) ot[i] += pt * vt[i];
+        }
+    }
+}
+
 void dsv3_op_attention_forward(double *o, double *P, const double *q, const double *k,
                                const double *v, int64_t B, int64_t T, int64_t nh, int64_t dqk,
                                int64_t dv, double scale) {
-#pragma omp parallel for schedule(dynamic, 1) if (B * nh * T * T * (dqk + dv) >= PAR_MIN)
-    for (int64_t bh = 0; bh < B * nh; bh++) {
-        const int64_t b = bh / nh, h = bh % nh;
-        for (int64_t t1 = 0; t1 < T; t1++) {
-            double *p = P + (bh * T + t1) * T;
-            const double *qt = q + ((b * T + t1) * nh + h) * dqk;
-            double mx = -INFINITY;
-            for (int64_t t2 = 0; t2 <= t1; t2++) {
-                p[t2] = dot(qt, k + ((b * T + t2) * nh + h) * dqk, dqk) * scale;
-                if (p[t2] > mx) mx = p[t2];
-            }
-            double sum = 0.0;
-            for (int64_t t2 = 0; t2 <= t1; t2++) sum += (p[t2] = exp(p[t2] - mx));
-            for (int64_t t2 = 0; t2 <= t1; t2++) p[t2] /= sum;
-            for (int64_t t2 = t1 + 1; t2 < T; t2++) p[t2] = 0.0;
-            double *ot = o + ((b * T + t1) * nh + h) * dv;
-            memset(ot, 0, (size_t)dv * sizeof *ot);
-            for (int64_t t2 = 0; t2 <= t1; t2++) {
-                const double pt = p[t2], *vt = v + ((b * T + t2) * nh + h) * dv;
-                for (int64_t i = 0; i < dv; i++) ot[i] += pt * vt[i];
-            }
-        }
-    }
+    attn_job j = {.o = o, .P = P, .q = q, .k = k, .v = v, .T = T, .nh = nh, .dqk = dqk, .dv_ = dv,
+                  .B = B, .scale = scale};
+    if (B * nh * T * T * (dqk + dv) >= PAR_MIN) dsv3_pool_for(B * nh, attn_fwd_item, &j);
+    else
+        for (int64_t bh = 0; bh < B * nh; bh++) attn_fwd_item(&j, bh, 0);
 }
 
 /* Backward of the above, for query t1 with upstream do:
  *   dv[t2] += P[t2] do;  dP[t2] = do . v[t2];  dS[t2] = P[t2] (dP[t2] - sum_u P[u] dP[u]);
  *   dq[t1] += scale sum_t2 dS[t2] k[t2];  dk[t2] += scale dS[t2] q[t1].
  * dP is recomputed in a second pass instead of being stored (no scratch). */
+static void attn_bwd_item(void *ctx, int64_t bh, int tid) {
+    (void)tid;
+    const attn_job *j = ctx;
+    double *dq = j->dq, *dk = j->dk, *dv = j->dv;
+    const double *dout = j->dout, *P = j->Pc, *q = j->q, *k = j->k, *v = j->v, scale = j->scale;
+    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dvh = j->dv_;
+    const int64_t b = bh / nh, h = bh % nh;
+    for (int64_t t1 = 0; t1 < T; t1++) {
+        const double *p = P + (bh * T + t1) * T;
+        const int64_t r1 = (b * T + t1) * nh + h;
+        const double *go = dout + r1 * dvh, *qt = q + r1 * dqk;
+        double sum = 0.0;
+        for (int64_t t2 = 0; t2 <= t1; t2++)
+            sum += p[t2] * dot(go, v + ((b * T + t2) * nh + h) * dvh, dvh);
+        double *dqt = dq + r1 * dqk;
+        for (int64_t t2 = 0; t2 <= t1; t2++) {
+            const int64_t r2 = (b * T + t2) * nh + h;
+            const double dP = dot(go, v + r2 * dvh, dvh);
+            const double dS = p[t2] * (dP - sum) * scale;
+            double *dvt = dv + r2 * dvh, *dkt = dk + r2 * dqk;
+            const double *kt = k + r2 * dqk;
+            for (int64_t i = 0; i < dvh; i++) dvt[i] += p[t2] * go[i];
+            for (int64_t i = 0; i < dqk; i++) {
+                dqt[i] += dS * kt[i];
+                dkt[i] += dS * qt[i];
+            }
+        }
+    }
+}
+
 void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double *dout,
                                 const double *P, const double *q, const double *k,
                                 const double *v, int64_t B, int64_t T, int64_t nh, int64_t dqk,
                                 int64_t dvh, double scale) {
-#pragma omp parallel for schedule(dynamic, 1) if (B * nh * T * T * (dqk + dvh) >= PAR_MIN)
-    for (int64_t bh = 0; bh < B * nh; bh++) {
-        const int64_t b = bh / nh, h = bh % nh;
-        for (int64_t t1 = 0; t1 < T; t1++) {
-            const double *p = P + (bh * T + t1) * T;
-            const int64_t r1 = (b * T + t1) * nh + h;
-            const double *go = dout + r1 * dvh, *qt = q + r1 * dqk;
-            double sum = 0.0;
-            for (int64_t t2 = 0; t2 <= t1; t2++)
-                sum += p[t2] * dot(go, v + ((b * T + t2) * nh + h) * dvh, dvh);
-            double *dqt = dq + r1 * dqk;
-            for (int64_t t2 = 0; t2 <= t1; t2++) {
-                const int64_t r2 = (b * T + t2) * nh + h;
-                const double dP = dot(go, v + r2 * dvh, dvh);
-                const double dS = p[t2] * (dP - sum) * scale;
-                double *dvt = dv + r2 * dvh, *dkt = dk + r2 * dqk;
-                const double *kt = k + r2 * dqk;
-                for (int64_t i = 0; i < dvh; i++) dvt[i] += p[t2] * go[i];
-                for (int64_t i = 0; i < dqk; i++) {
-                    dqt[i] += dS * kt[i];
-                    dkt[i] += dS * qt[i];
-                }
-            }
-        }
-    }
+    attn_job j = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .Pc = P, .q = q, .k = k, .v = v,
+                  .T = T, .nh = nh, .dqk = dqk, .dv_ = dvh, .B = B, .scale = scale};
+    if (B * nh * T * T * (dqk + dvh) >= PAR_MIN) dsv3_pool_for(B * nh, attn_bwd_item, &j);
+    else
+        for (int64_t bh = 0; bh < B * nh; bh++) attn_bwd_item(&j, bh, 0);
 }
 
 /* ---------------------------------------------------------------- SwiGLU ---------------- */
@@ -586,36 +615,63 @@ void dsv3_op_balance_backward(double *ds, const double *s, const double *f, doub
 
 /* ---------------------------------------------------------------- cross-entropy --------- */
 
-/* loss = logsumexp(z) - z_y with the max subtracted (spec/training.md §9.6); probs = softmax.
- * probs may alias logits. */
+/* One cross-entropy job (items are rows). */
+typedef struct {
+    double *loss, *out;
+    const double *in, *dloss;
+    const int32_t *targets;
+    int64_t V;
+} ce_job;
+
+static void ce_rows(int64_t n, int64_t V, dsv3_pool_fn fn, ce_job *j) {
+    if (n * V >= PAR_MIN) dsv3_pool_for(n, fn, j);
+    else
+        for (int64_t s = 0; s < n; s++) fn(j, s, 0);
+}
+
+/* loss = logsumexp(z) - z_y with the max subtracted (spec/training.md §9.6); probs = softmax,
+ * one exp per logit. probs may alias logits. */
+static void ce_fwd_item(void *ctx, int64_t s, int tid) {
+    (void)tid;
+    const ce_job *j = ctx;
+    const int64_t V = j->V;
+    const int32_t y = j->targets[s];
+    const double *z = j->in + s * V;
+    double *p = j->out + s * V;
+    double mx = z[0];
+    for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    const double zy = y >= 0 ? z[y] : 0.0; /* before probs overwrite z */
+    double sum = 0.0;
+    for (int64_t v = 0; v < V; v++) sum += (p[v] = exp(z[v] - mx));
+    j->loss[s] = y >= 0 ? mx + log(sum) - zy : 0.0;
+    const double inv = 1.0 / sum;
+    for (int64_t v = 0; v < V; v++) p[v] *= inv;
+}
+
 void dsv3_op_ce_forward(double *loss, double *probs, const double *logits, const int32_t *targets,
                         int64_t n, int64_t V) {
-#pragma omp parallel for schedule(static) if (n * V >= PAR_MIN)
-    for (int64_t s = 0; s < n; s++) {
-        const double *z = logits + s * V;
-        double *p = probs + s * V;
-        double mx = z[0];
-        for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double sum = 0.0;
-        for (int64_t v = 0; v < V; v++) sum += exp(z[v] - mx);
-        const double lse = mx + log(sum);
-        loss[s] = targets[s] >= 0 ? lse - z[targets[s]] : 0.0; /* before probs may overwrite z */
-        for (int64_t v = 0; v < V; v++) p[v] = exp(z[v] - lse);
-    }
+    ce_job j = {.loss = loss, .out = probs, .in = logits, .targets = targets, .V = V};
+    ce_rows(n, V, ce_fwd_item, &j);
 }
 
 /* dz = dloss * (softmax(z) - onehot(y)); masked rows (target < 0) get 0. */
+static void ce_bwd_item(void *ctx, int64_t s, int tid) {
+    (void)tid;
+    const ce_job *j = ctx;
+    const int64_t V = j->V;
+    const int32_t y = j->targets[s];
+    double *d = j->out + s * V;
+    const double *p = j->in + s * V;
+    if (y < 0) {
+        memset(d, 0, (size_t)V * sizeof *d);
+        return;
+    }
+    for (int64_t v = 0; v < V; v++) d[v] = j->dloss[s] * p[v];
+    d[y] -= j->dloss[s];
+}
+
 void dsv3_op_ce_backward(double *dlogits, const double *probs, const int32_t *targets,
                          const double *dloss, int64_t n, int64_t V) {
-#pragma omp parallel for schedule(static) if (n * V >= PAR_MIN)
-    for (int64_t s = 0; s < n; s++) {
-        double *d = dlogits + s * V;
-        const double *p = probs + s * V;
-        if (targets[s] < 0) {
-            memset(d, 0, (size_t)V * sizeof *d);
-            continue;
-        }
-        for (int64_t v = 0; v < V; v++) d[v] = dloss[s] * p[v];
-        d[targets[s]] -= dloss[s];
-    }
+    ce_job j = {.out = dlogits, .in = probs, .dloss = dloss, .targets = targets, .V = V};
+    ce_rows(n, V, ce_bwd_item, &j);
 }

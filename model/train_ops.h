@@ -14,8 +14,9 @@
  * Conventions (llm.c): outputs first, then inputs, then sizes. Every *_backward ADDS into its
  * gradient outputs (dx += ..., dW += ...), so a tensor read by two paths collects both; the
  * caller zeroes once. A gradient output that is NULL is skipped. Results do not depend on the
- * number of OpenMP threads: every output element is reduced by one thread in a fixed order.
- * Thread rules: functions may use OpenMP internally; call them from one thread at a time.
+ * number of threads: every output element is reduced by one thread in a fixed order.
+ * Thread rules: functions run parallel work on the worker pool (kernels/pool.h); call them from
+ * one thread at a time.
  */
 #ifndef DSV3_TRAIN_OPS_H
 #define DSV3_TRAIN_OPS_H
