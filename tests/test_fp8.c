@@ -3,7 +3,7 @@
  * scales against their definition, the tile/block quantizers against per-tile bounds, and the
  * three GEMMs against double-precision products of the dequantized operands (spec §6.4:
  * the only difference is FP32 rounding of the chunk sums and the accumulator) and against the
- * unquantized product (DeepGEMM's similarity measure, < 2e-3 here; see close_to). Fresh random inputs each run
+ * unquantized product (DeepGEMM's similarity measure, pooled < 1e-3; see close_to). Fresh random inputs each run
  * unless DSV3_TEST_SEED is set; the seed is printed. */
 #include <math.h>
 #include <omp.h>
@@ -214,9 +214,10 @@ static double ddy_(const gemm_case *g, int64_t m, int64_t r) {
 /* Per element: |got - ref| <= 2^-20 * sum|a b| (FP32 rounding of <= ceil(K/128) chunk sums,
  * scale products and accumulations, each 2^-24 relative) — tight enough to catch a wrong scale
  * or tile. Globally: DeepGEMM's similarity to the unquantized product, 1 - 2 sum(xy) /
- * sum(x^2 + y^2) < 2e-3: with E4M3's RMS relative rounding error ~0.026 per operand a product
- * is off by ~0.036 and the measure is ~0.036^2 / 2 = 6.5e-4 on average; the smallest shapes
- * (48 outputs) scatter up to ~1.3e-3. A wrong scale or tile gives ~1. */
+ * sum(x^2 + y^2), pooled over all outputs of all cases < 1e-3 (DeepGEMM's bound), and per case
+ * < 5e-3: with E4M3's RMS relative rounding error ~0.026 per operand a product is off by ~0.036
+ * and the measure is ~0.036^2 / 2 = 6.5e-4 on average; the smallest cases (48 outputs) scatter
+ * up to ~1.4e-3 (measured over 1200 cases). A wrong scale or tile gives ~1. */
 typedef struct {
     double worst, sxy, sxx;
 } cmp;
@@ -229,6 +230,7 @@ static int close_to(cmp *c, double got, double ref, double mag, double exact) {
 }
 
 static int test_gemms_against_dequantized_products(void) {
+    double pxy = 0.0, pxx = 0.0; /* pooled over every output of every shape and GEMM */
     const int64_t shapes[][3] = {{1, 64, 48}, {4, 128, 128}, {17, 300, 130}, {130, 129, 257}, {200, 384, 96}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         gemm_case g;
@@ -278,10 +280,14 @@ static int test_gemms_against_dequantized_products(void) {
         printf("  %4lld x %3lld x %3lld: worst error / (2^-20 sum|ab|): fprop %.3f dgrad %.3f wgrad %.3f; "
                "similarity to unquantized: %.1e %.1e %.1e\n", (long long)n, (long long)in, (long long)out,
                cy.worst, cx.worst, cw.worst, sy, sx, sw);
-        CHECK(sy < 2e-3 && sx < 2e-3 && sw < 2e-3, "FP8 GEMM too far from the unquantized product");
+        CHECK(sy < 5e-3 && sx < 5e-3 && sw < 5e-3, "FP8 GEMM too far from the unquantized product");
+        pxy += cy.sxy + cx.sxy + cw.sxy, pxx += cy.sxx + cx.sxx + cw.sxx;
         free(y), free(dx), free(dW);
         case_free(&g);
     }
+    const double pooled = 1 - 2 * pxy / pxx;
+    printf("  pooled similarity to the unquantized products: %.1e\n", pooled);
+    CHECK(pooled < 1e-3, "FP8 GEMMs too far from the unquantized products (pooled)");
     return 0;
 }
 
