@@ -1,11 +1,13 @@
-/* runner.h — the harness the C tests share: CHECK, a seeded random generator, the test table
- * and main's loop. Header-only (each test is one executable); include it after the system
- * headers.
+/* runner.h — the harness the C tests share: CHECK and EXPECT, a seeded random generator, the
+ * test table and main's loop. Header-only (each test is one executable); include it after the
+ * system headers.
  *
- * A test is `static int test_x(void)` returning 0 on success; CHECK(cond, fmt, ...) prints the
- * failing line with a message and returns 1 from the test. dsv3_run_tests runs the table (only
- * the test named by argv[1] when given), prints "N passed, M failed" and returns main's exit
- * status. */
+ * A test is `static int test_x(void)` returning 0 on success. CHECK(cond, fmt, ...) prints the
+ * failing line with a message and returns 1 from the test; EXPECT(cond) prints the failing
+ * condition and lets the test go on (the test then fails however it returns). DSV3_RUN_TESTS
+ * runs the table (only the tests whose names contain one of argv[1..] when given), prints
+ * "N passed, M failed" and gives main's exit status. Tests written to return 1 on success run
+ * with DSV3_RUN_BOOL_TESTS. */
 #ifndef DSV3_TEST_RUNNER_H
 #define DSV3_TEST_RUNNER_H
 
@@ -20,6 +22,17 @@
             printf(__VA_ARGS__);                                                                   \
             printf("\n");                                                                          \
             return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Failed EXPECTs so far. */
+static int dsv3_test_failed_checks;
+
+#define EXPECT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
+            dsv3_test_failed_checks++;                                                             \
         }                                                                                          \
     } while (0)
 
@@ -42,20 +55,30 @@ static inline double urand(void) {
     return (double)(test_u64() >> 11) / 4503599627370496.0 - 1.0;
 }
 
-static inline int dsv3_run_tests(const dsv3_test *t, size_t n, int argc, char **argv) {
+/* pass: what a test returns on success (0, or 1 for tests that return "ok"). */
+static inline int dsv3_run_tests(const dsv3_test *t, size_t n, int argc, char **argv, int pass) {
     int passes = 0, failures = 0;
     for (size_t i = 0; i < n; i++) {
-        if (argc > 1 && strcmp(argv[1], t[i].name)) continue;
+        int selected = argc < 2;
+        for (int a = 1; a < argc; a++) selected |= strstr(t[i].name, argv[a]) != NULL;
+        if (!selected) continue;
         printf("%s\n", t[i].name);
         fflush(stdout);
-        if (t[i].fn()) failures++;
-        else passes++;
+        const int before = dsv3_test_failed_checks;
+        if (t[i].fn() != pass || dsv3_test_failed_checks != before) {
+            failures++;
+            printf("FAIL %s\n", t[i].name);
+        } else {
+            passes++;
+        }
         fflush(stdout);
     }
     printf("%d passed, %d failed\n", passes, failures);
     return failures != 0;
 }
 #define DSV3_RUN_TESTS(table, argc, argv)                                                          \
-    dsv3_run_tests((table), sizeof(table) / sizeof((table)[0]), (argc), (argv))
+    dsv3_run_tests((table), sizeof(table) / sizeof((table)[0]), (argc), (argv), 0)
+#define DSV3_RUN_BOOL_TESTS(table, argc, argv)                                                     \
+    dsv3_run_tests((table), sizeof(table) / sizeof((table)[0]), (argc), (argv), 1)
 
 #endif

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/runner.h"
+
 #include "model/config.h"
 
 /* ---------------------------------------------------------------- checks --------------- */
@@ -582,10 +584,7 @@ static int test_config_tiny_rope_inv_freq_ramp(void) {
 
 /* ---------------------------------------------------------------- runner --------------- */
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_config_parses_v3", test_config_parses_v3},
     {"test_config_load_reads_file_and_names_missing_path",
      test_config_load_reads_file_and_names_missing_path},
@@ -619,18 +618,5 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only && !strstr(tests[i].name, only)) continue;
-        int ok = tests[i].fn();
-        printf("%s %s\n", tests[i].name, ok ? "PASS" : "FAIL");
-        fflush(stdout);
-        if (ok)
-            passed++;
-        else
-            failed++;
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return DSV3_RUN_BOOL_TESTS(tests, argc, argv);
 }

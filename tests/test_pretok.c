@@ -10,15 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_failed_checks;
+#include "tests/runner.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-            g_failed_checks++;                                                                     \
-        }                                                                                          \
-    } while (0)
 
 typedef struct {
     const char *text;
@@ -46,17 +39,17 @@ static void expect_pieces(const step_spec *steps, size_t n_steps, const char *te
     dsv3_pretok *p = NULL;
     dsv3_pretok_scratch *s = NULL;
     dsv3_err err = {{0}};
-    CHECK(dsv3_pretok_new(&p, &err) == DSV3_OK);
+    EXPECT(dsv3_pretok_new(&p, &err) == DSV3_OK);
     for (size_t i = 0; i < n_steps; i++)
-        CHECK(dsv3_pretok_add(p, steps[i].pattern, strlen(steps[i].pattern), steps[i].literal,
+        EXPECT(dsv3_pretok_add(p, steps[i].pattern, strlen(steps[i].pattern), steps[i].literal,
                               steps[i].behavior, steps[i].invert, "test", &err) == DSV3_OK);
-    CHECK(dsv3_pretok_steps(p) == n_steps);
-    CHECK(dsv3_pretok_scratch_new(&s, p, &err) == DSV3_OK);
+    EXPECT(dsv3_pretok_steps(p) == n_steps);
+    EXPECT(dsv3_pretok_scratch_new(&s, p, &err) == DSV3_OK);
     collect c = {.text = text};
-    CHECK(dsv3_pretok_split(p, s, text, 0, strlen(text), on_piece, &c, &err) == DSV3_OK);
+    EXPECT(dsv3_pretok_split(p, s, text, 0, strlen(text), on_piece, &c, &err) == DSV3_OK);
     if (strcmp(c.out, want) != 0) {
         fprintf(stderr, "  split(\"%s\"): got \"%s\", want \"%s\"\n", text, c.out, want);
-        g_failed_checks++;
+        dsv3_test_failed_checks++;
     }
     dsv3_pretok_scratch_free(s);
     dsv3_pretok_free(p);
@@ -67,7 +60,7 @@ static void expect_one(const char *pattern, const char *text, const char *want) 
     expect_pieces(&st, 1, text, want);
 }
 
-static void test_pretok_behaviors_match_hf_documentation(void) {
+static int test_pretok_behaviors_match_hf_documentation(void) {
     static const struct {
         dsv3_split_behavior b;
         const char *want;
@@ -82,39 +75,44 @@ static void test_pretok_behaviors_match_hf_documentation(void) {
         step_spec st = {"-", 1, cases[i].b, 0};
         expect_pieces(&st, 1, "the-final--countdown", cases[i].want);
     }
+    return 0;
 }
 
-static void test_pretok_invert_swaps_matches_and_gaps(void) {
+static int test_pretok_invert_swaps_matches_and_gaps(void) {
     step_spec removed = {"-", 1, DSV3_SPLIT_REMOVED, 1};
     expect_pieces(&removed, 1, "the-final--countdown", "-|-|-");
     step_spec merged = {"-", 1, DSV3_SPLIT_MERGED_WITH_PREVIOUS, 1};
     expect_pieces(&merged, 1, "the-final--countdown", "the|-final|-|-countdown");
+    return 0;
 }
 
-static void test_pretok_literal_pattern_has_no_metacharacters(void) {
+static int test_pretok_literal_pattern_has_no_metacharacters(void) {
     step_spec st = {".", 1, DSV3_SPLIT_ISOLATED, 0};
     expect_pieces(&st, 1, "a.b", "a|.|b");
     step_spec rx = {".", 0, DSV3_SPLIT_REMOVED, 0};
     expect_pieces(&rx, 1, "a.b", "");
+    return 0;
 }
 
-static void test_pretok_empty_matches_advance_one_character(void) {
+static int test_pretok_empty_matches_advance_one_character(void) {
     /* "b*" matches empty between characters; Removed keeps the gaps, each one character */
     step_spec st = {"b*", 0, DSV3_SPLIT_REMOVED, 0};
     expect_pieces(&st, 1, "abbcé", "a|c|é");
     step_spec iso = {"x*", 0, DSV3_SPLIT_ISOLATED, 0};
     expect_pieces(&iso, 1, "aéz", "a|é|z");
+    return 0;
 }
 
-static void test_pretok_steps_apply_to_each_piece_alone(void) {
+static int test_pretok_steps_apply_to_each_piece_alone(void) {
     /* step 2's lookahead cannot see past the piece step 1 made: "ab  " ends its piece, so both
      * spaces match \s+(?!\S) together (seeing the "1" would leave the last space apart) */
     step_spec st[] = {{"\\p{N}{1,3}", 0, DSV3_SPLIT_ISOLATED, 0},
                       {"\\s+(?!\\S)|\\s+|\\p{L}+", 0, DSV3_SPLIT_ISOLATED, 0}};
     expect_pieces(st, 2, "ab  1234 cd", "ab|  |123|4| |cd");
+    return 0;
 }
 
-static void test_pretok_space_is_unicode_white_space(void) {
+static int test_pretok_space_is_unicode_white_space(void) {
     expect_one("\\s+",
                "a\xE1\xA0\x8E"
                "b",
@@ -130,9 +128,10 @@ static void test_pretok_space_is_unicode_white_space(void) {
                "ab\xE1\xA0\x8E"
                " c",
                "ab\xE1\xA0\x8E| |c");
+    return 0;
 }
 
-static void test_pretok_categories_include_unicode_16(void) {
+static int test_pretok_categories_include_unicode_16(void) {
     /* U+1405B (Egyptian Hieroglyphs Ext-A, Unicode 16) and U+31350 (CJK Ext H, Unicode 15) are
      * letters for HF's Oniguruma; U+1FA89 (Unicode 16) is a symbol; U+1E5F1 a digit. */
     expect_one("\\p{L}+", "a\xF0\x94\x81\x9B\xF0\xB1\x8D\x90!",
@@ -151,33 +150,33 @@ static void test_pretok_categories_include_unicode_16(void) {
                "\xF0\x9E\x97\xB1\xF0\x9E\x97\xB2"
                "1|2");
     expect_one("\\p{L}", "\xF3\xB0\x80\x80", "\xF3\xB0\x80\x80"); /* PUA: a gap, not a letter */
+    return 0;
 }
 
-static void test_pretok_rejects_bad_pattern(void) {
+static int test_pretok_rejects_bad_pattern(void) {
     dsv3_pretok *p = NULL;
     dsv3_err err = {{0}};
-    CHECK(dsv3_pretok_new(&p, &err) == DSV3_OK);
-    CHECK(dsv3_pretok_add(p, "(a", 2, 0, DSV3_SPLIT_ISOLATED, 0, "pre_tokenizer.pattern.Regex",
+    EXPECT(dsv3_pretok_new(&p, &err) == DSV3_OK);
+    EXPECT(dsv3_pretok_add(p, "(a", 2, 0, DSV3_SPLIT_ISOLATED, 0, "pre_tokenizer.pattern.Regex",
                           &err) == DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "tokenizer: pre_tokenizer.pattern.Regex: PCRE2 cannot compile the "
+    EXPECT(strstr(err.msg, "tokenizer: pre_tokenizer.pattern.Regex: PCRE2 cannot compile the "
                           "pattern at offset 2") != NULL);
     for (int i = 0; i < 16; i++)
-        CHECK(dsv3_pretok_add(p, "a", 1, 1, DSV3_SPLIT_ISOLATED, 0, "x", &err) == DSV3_OK);
-    CHECK(dsv3_pretok_add(p, "a", 1, 1, DSV3_SPLIT_ISOLATED, 0, "x", &err) == DSV3_EUNSUPPORTED);
+        EXPECT(dsv3_pretok_add(p, "a", 1, 1, DSV3_SPLIT_ISOLATED, 0, "x", &err) == DSV3_OK);
+    EXPECT(dsv3_pretok_add(p, "a", 1, 1, DSV3_SPLIT_ISOLATED, 0, "x", &err) == DSV3_EUNSUPPORTED);
     dsv3_pretok_free(p);
     dsv3_pretok_free(NULL);
     dsv3_pretok_scratch_free(NULL);
+    return 0;
 }
 
-static void test_pretok_no_steps_gives_whole_text(void) {
+static int test_pretok_no_steps_gives_whole_text(void) {
     expect_pieces(NULL, 0, "all of it", "all of it");
     expect_pieces(NULL, 0, "", "");
+    return 0;
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_pretok_behaviors_match_hf_documentation", test_pretok_behaviors_match_hf_documentation},
     {"test_pretok_invert_swaps_matches_and_gaps", test_pretok_invert_swaps_matches_and_gaps},
     {"test_pretok_literal_pattern_has_no_metacharacters",
@@ -192,21 +191,5 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int selected = argc < 2;
-        for (int a = 1; a < argc; a++)
-            selected |= strcmp(argv[a], tests[i].name) == 0;
-        if (!selected) continue;
-        int before = g_failed_checks;
-        tests[i].fn();
-        if (g_failed_checks == before) {
-            passed++;
-        } else {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return DSV3_RUN_TESTS(tests, argc, argv);
 }

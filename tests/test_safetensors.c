@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/runner.h"
+
 #include "model/safetensors.h"
 
 /* ---------------------------------------------------------------- checks --------------- */
@@ -893,10 +895,7 @@ static int test_ckpt_rejects_dir_without_weights(void) {
 
 /* ---------------------------------------------------------------- runner --------------- */
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_safetensors_rejects_truncated_header", test_safetensors_rejects_truncated_header},
     {"test_safetensors_rejects_header_longer_than_file",
      test_safetensors_rejects_header_longer_than_file},
@@ -952,23 +951,11 @@ static void remove_tmp(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
     if (!mkdtemp(tmp_root)) {
         perror("test_safetensors: mkdtemp");
         return 1;
     }
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only && !strstr(tests[i].name, only)) continue;
-        int ok = tests[i].fn();
-        printf("%s %s\n", tests[i].name, ok ? "PASS" : "FAIL");
-        fflush(stdout);
-        if (ok)
-            passed++;
-        else
-            failed++;
-    }
+    const int rc = DSV3_RUN_BOOL_TESTS(tests, argc, argv);
     remove_tmp();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return rc;
 }

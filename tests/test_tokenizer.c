@@ -14,15 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int g_failed_checks;
+#include "tests/runner.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-            g_failed_checks++;                                                                     \
-        }                                                                                          \
-    } while (0)
 
 /* ---- building tokenizer.json text ------------------------------------------------------------ */
 
@@ -208,11 +201,11 @@ static void expect_load_error(const tok_spec *sp, const char *config, dsv3_statu
     dsv3_err err = {{0}};
     dsv3_status got = dsv3_tokenizer_load_json(&tok, json, strlen(json), config,
                                                config ? strlen(config) : 0, &err);
-    CHECK(got == st);
-    CHECK(tok == NULL);
+    EXPECT(got == st);
+    EXPECT(tok == NULL);
     if (!strstr(err.msg, needle)) {
         fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", err.msg, needle);
-        g_failed_checks++;
+        dsv3_test_failed_checks++;
     }
     free(json);
 }
@@ -236,7 +229,7 @@ static void expect_ids(const dsv3_tokenizer *tok, const char *text, size_t len, 
         for (size_t i = 0; i < nw; i++)
             fprintf(stderr, "%s%d", i ? " " : "", want[i]);
         fprintf(stderr, "] %s\n", err.msg);
-        g_failed_checks++;
+        dsv3_test_failed_checks++;
     }
     free(ids);
 }
@@ -252,46 +245,48 @@ static int32_t byte_id(unsigned b) {
 /* ---- tests ------------------------------------------------------------------------------------
  */
 
-static void test_tokenizer_merges_in_both_json_forms(void) {
+static int test_tokenizer_merges_in_both_json_forms(void) {
     dsv3_tokenizer *tok = load_default(); /* merges 1, 3, 5 written as pairs */
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     expect_ids(tok, "hello world", 11, 0,
                (const int32_t[]){tid(tok, "hello"), tid(tok, "Ġworld"), -1});
-    CHECK(tid(tok, "hello") == 261 && tid(tok, "Ġworld") == 266);
+    EXPECT(tid(tok, "hello") == 261 && tid(tok, "Ġworld") == 266);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_lower_rank_merges_first(void) {
+static int test_tokenizer_lower_rank_merges_first(void) {
     /* "b c" ranks before "a b": "abc" -> a + bc, never ab + c. */
     static const char *const merges[] = {"b c", "a b", "ab c", NULL};
     tok_spec sp = {.merges = merges};
     dsv3_tokenizer *tok = load_spec(&sp, 0);
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     expect_ids(tok, "abc", 3, 0, (const int32_t[]){byte_id('a'), tid(tok, "bc"), -1});
     expect_ids(tok, "abab", 4, 0, (const int32_t[]){tid(tok, "ab"), tid(tok, "ab"), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_byte_level_alphabet(void) {
+static int test_tokenizer_byte_level_alphabet(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id(' ')), "Ġ") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id('\n')), "Ċ") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id('\t')), "ĉ") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id(0x00)), "Ā") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id(0x7F)), "ġ") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id(0xAD)), "Ń") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, byte_id('A')), "A") == 0);
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id(' ')), "Ġ") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id('\n')), "Ċ") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id('\t')), "ĉ") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id(0x00)), "Ā") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id(0x7F)), "ġ") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id(0xAD)), "Ń") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, byte_id('A')), "A") == 0);
     size_t n = 0;
     const char *b = dsv3_tokenizer_token_bytes(tok, byte_id(0xE4), &n);
-    CHECK(b && n == 1 && (unsigned char)b[0] == 0xE4);
+    EXPECT(b && n == 1 && (unsigned char)b[0] == 0xE4);
     b = dsv3_tokenizer_token_bytes(tok, tid(tok, "Ġworld"), &n);
-    CHECK(b && n == 6 && memcmp(b, " world", 6) == 0);
+    EXPECT(b && n == 6 && memcmp(b, " world", 6) == 0);
     b = dsv3_tokenizer_token_bytes(tok, tid(tok, "<｜User｜>"), &n);
-    CHECK(b && n == strlen("<｜User｜>") && memcmp(b, "<｜User｜>", n) == 0);
+    EXPECT(b && n == strlen("<｜User｜>") && memcmp(b, "<｜User｜>", n) == 0);
     /* every byte encodes to its own token and back */
     for (unsigned c = 1; c < 0x80; c++) {
         char s[2] = {(char)c, 0};
@@ -299,12 +294,13 @@ static void test_tokenizer_byte_level_alphabet(void) {
     }
     expect_ids(tok, "\0", 1, 0, (const int32_t[]){byte_id(0), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_digits_split_in_groups_of_three(void) {
+static int test_tokenizer_digits_split_in_groups_of_three(void) {
     dsv3_tokenizer *tok = load_default(); /* merges 1 2, 12 3, 4 5 */
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t t123 = tid(tok, "123"), t45 = tid(tok, "45");
     /* 12345 -> "123" "45"; 123123 -> "123" "123"; 1234 -> "123" "4" (not "12" "34") */
     expect_ids(tok, "12345", 5, 0, (const int32_t[]){t123, t45, -1});
@@ -313,12 +309,13 @@ static void test_tokenizer_digits_split_in_groups_of_three(void) {
     /* 451 -> one piece "451": 4 5 merges, then 1 */
     expect_ids(tok, "451", 3, 0, (const int32_t[]){t45, byte_id('1'), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_cjk_run_is_its_own_piece(void) {
+static int test_tokenizer_cjk_run_is_its_own_piece(void) {
     dsv3_tokenizer *tok = load_default(); /* has merge "c ä" (c + first byte of 你) */
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     /* 你 (U+4F60) = E4 BD A0 is in the CJK split class, so "c你" is two pieces and the "cä"
      * merge (c + byte E4) cannot apply; U+4DB5 = E4 B6 B5 is a letter outside that class, so
      * "c\u4DB5" stays one piece and the merge applies. */
@@ -327,14 +324,15 @@ static void test_tokenizer_cjk_run_is_its_own_piece(void) {
     expect_ids(tok, "c\xE4\xB6\xB5", 4, 0,
                (const int32_t[]){tid(tok, "cä"), byte_id(0xB6), byte_id(0xB5), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_added_tokens_match_before_pretokenization(void) {
+static int test_tokenizer_added_tokens_match_before_pretokenization(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t user = tid(tok, "<｜User｜>"), asst = tid(tok, "<｜Assistant｜>");
-    CHECK(user > 257 && asst == user + 1);
+    EXPECT(user > 257 && asst == user + 1);
     const char *s = "x<｜User｜>he<｜Assistant｜>";
     expect_ids(tok, s, strlen(s), 0,
                (const int32_t[]){byte_id('x'), user, tid(tok, "he"), asst, -1});
@@ -345,15 +343,16 @@ static void test_tokenizer_added_tokens_match_before_pretokenization(void) {
     int32_t *ids = NULL;
     size_t n = 0;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_encode(tok, &ids, &n, s, strlen(s), 0, &err) == DSV3_OK);
-    CHECK(n > 2);
+    EXPECT(dsv3_tokenizer_encode(tok, &ids, &n, s, strlen(s), 0, &err) == DSV3_OK);
+    EXPECT(n > 2);
     for (size_t i = 0; i < n; i++)
-        CHECK(ids[i] != user);
+        EXPECT(ids[i] != user);
     free(ids);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_added_tokens_leftmost_longest(void) {
+static int test_tokenizer_added_tokens_leftmost_longest(void) {
     tok_spec sp = {.merges = k_merges};
     int n_vocab = 0; /* added ids must follow HF's assignment: after the vocab and User/Assistant */
     char *probe = build_json(&(tok_spec){.merges = k_merges}, &n_vocab);
@@ -367,17 +366,18 @@ static void test_tokenizer_added_tokens_leftmost_longest(void) {
              n_vocab + 2, n_vocab + 3, n_vocab + 4, n_vocab + 5);
     sp.added = added;
     dsv3_tokenizer *tok = load_spec(&sp, 0);
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t a = n_vocab + 2, ab = n_vocab + 3, bc = n_vocab + 4;
     expect_ids(tok, "<a><b>", 6, 0, (const int32_t[]){ab, -1});
     expect_ids(tok, "<a><a><b>", 9, 0, (const int32_t[]){a, ab, -1});
     /* pass 0 (normalized=false) finds "bc" before pass 1 could find "abc" */
     expect_ids(tok, "abc", 3, 0, (const int32_t[]){byte_id('a'), bc, -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_added_token_strip_and_single_word_flags(void) {
+static int test_tokenizer_added_token_strip_and_single_word_flags(void) {
     int n_vocab = 0;
     char *probe = build_json(&(tok_spec){.merges = k_merges}, &n_vocab);
     free(probe);
@@ -390,8 +390,8 @@ static void test_tokenizer_added_token_strip_and_single_word_flags(void) {
              n_vocab + 2, n_vocab + 3);
     tok_spec sp = {.merges = k_merges, .added = added};
     dsv3_tokenizer *tok = load_spec(&sp, 0);
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t m = n_vocab + 2, w = n_vocab + 3;
     /* lstrip/rstrip swallow the White_Space around the token (incl. U+3000) */
     expect_ids(tok, "x \t<m>  y", 9, 0, (const int32_t[]){byte_id('x'), m, byte_id('y'), -1});
@@ -402,17 +402,18 @@ static void test_tokenizer_added_token_strip_and_single_word_flags(void) {
     int32_t *ids = NULL;
     size_t n = 0;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_encode(tok, &ids, &n, "x[w]", 4, 0, &err) == DSV3_OK);
+    EXPECT(dsv3_tokenizer_encode(tok, &ids, &n, "x[w]", 4, 0, &err) == DSV3_OK);
     for (size_t i = 0; i < n; i++)
-        CHECK(ids[i] != w);
+        EXPECT(ids[i] != w);
     free(ids);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_rejects_invalid_utf8_with_byte_offset(void) {
+static int test_tokenizer_rejects_invalid_utf8_with_byte_offset(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     static const struct {
         const char *s;
         size_t len, offset;
@@ -432,40 +433,42 @@ static void test_tokenizer_rejects_invalid_utf8_with_byte_offset(void) {
         dsv3_status st = dsv3_tokenizer_encode(tok, &ids, &n, cases[i].s, cases[i].len, 0, &err);
         char want[96];
         snprintf(want, sizeof want, "invalid UTF-8 at byte offset %zu", cases[i].offset);
-        CHECK(st == DSV3_EINVAL);
-        CHECK(ids == NULL && n == 0);
+        EXPECT(st == DSV3_EINVAL);
+        EXPECT(ids == NULL && n == 0);
         if (!strstr(err.msg, want)) {
             fprintf(stderr, "  case %zu: \"%s\" lacks \"%s\"\n", i, err.msg, want);
-            g_failed_checks++;
+            dsv3_test_failed_checks++;
         }
     }
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_decode_rejects_unknown_id(void) {
+static int test_tokenizer_decode_rejects_unknown_id(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t v = dsv3_tokenizer_vocab_size(tok);
     int32_t ids[] = {byte_id('a'), v, -5};
     char *text = (char *)1;
     size_t len = 9;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_decode(tok, &text, &len, ids, 3, 0, &err) == DSV3_EINVAL);
-    CHECK(text == NULL && len == 0);
+    EXPECT(dsv3_tokenizer_decode(tok, &text, &len, ids, 3, 0, &err) == DSV3_EINVAL);
+    EXPECT(text == NULL && len == 0);
     char want[96];
     snprintf(want, sizeof want, "id %d at position 1 is not a token", v);
-    CHECK(strstr(err.msg, want) != NULL);
-    CHECK(dsv3_tokenizer_decode(tok, &text, &len, ids + 2, 1, 0, &err) == DSV3_EINVAL);
-    CHECK(strstr(err.msg, "id -5 at position 0") != NULL);
-    CHECK(dsv3_tokenizer_piece(tok, v) == NULL && dsv3_tokenizer_piece(tok, -1) == NULL);
+    EXPECT(strstr(err.msg, want) != NULL);
+    EXPECT(dsv3_tokenizer_decode(tok, &text, &len, ids + 2, 1, 0, &err) == DSV3_EINVAL);
+    EXPECT(strstr(err.msg, "id -5 at position 0") != NULL);
+    EXPECT(dsv3_tokenizer_piece(tok, v) == NULL && dsv3_tokenizer_piece(tok, -1) == NULL);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_decode_replaces_invalid_utf8(void) {
+static int test_tokenizer_decode_replaces_invalid_utf8(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     static const struct {
         int32_t ids[4];
         size_t n;
@@ -484,36 +487,38 @@ static void test_tokenizer_decode_replaces_invalid_utf8(void) {
         char *text = NULL;
         size_t len = 0;
         dsv3_err err = {{0}};
-        CHECK(dsv3_tokenizer_decode(tok, &text, &len, cases[i].ids, cases[i].n, 0, &err) == 0);
-        CHECK(text && len == strlen(cases[i].want) && strcmp(text, cases[i].want) == 0);
+        EXPECT(dsv3_tokenizer_decode(tok, &text, &len, cases[i].ids, cases[i].n, 0, &err) == 0);
+        EXPECT(text && len == strlen(cases[i].want) && strcmp(text, cases[i].want) == 0);
         free(text);
     }
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_decode_skip_special_drops_special_tokens_only(void) {
+static int test_tokenizer_decode_skip_special_drops_special_tokens_only(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t user = tid(tok, "<｜User｜>");
     int32_t ids[] = {0, user, tid(tok, "hello"), 1};
     char *text = NULL;
     size_t len = 0;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_decode(tok, &text, &len, ids, 4, 1, &err) == DSV3_OK);
-    CHECK(text && strcmp(text, "<｜User｜>hello") == 0);
+    EXPECT(dsv3_tokenizer_decode(tok, &text, &len, ids, 4, 1, &err) == DSV3_OK);
+    EXPECT(text && strcmp(text, "<｜User｜>hello") == 0);
     free(text);
-    CHECK(dsv3_tokenizer_decode(tok, &text, &len, ids, 4, 0, &err) == DSV3_OK);
-    CHECK(text && strcmp(text, "<｜begin▁of▁sentence｜><｜User｜>hello<｜end▁of▁sentence｜>") == 0);
+    EXPECT(dsv3_tokenizer_decode(tok, &text, &len, ids, 4, 0, &err) == DSV3_OK);
+    EXPECT(text && strcmp(text, "<｜begin▁of▁sentence｜><｜User｜>hello<｜end▁of▁sentence｜>") == 0);
     free(text);
-    CHECK(dsv3_tokenizer_is_special(tok, 0) == 1 && dsv3_tokenizer_is_special(tok, user) == 0);
+    EXPECT(dsv3_tokenizer_is_special(tok, 0) == 1 && dsv3_tokenizer_is_special(tok, user) == 0);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_decode_inverts_encode(void) {
+static int test_tokenizer_decode_inverts_encode(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     static const char *const texts[] = {
         "",
         "hello world",
@@ -533,20 +538,21 @@ static void test_tokenizer_decode_inverts_encode(void) {
         char *back = NULL;
         size_t blen = 0;
         dsv3_err err = {{0}};
-        CHECK(dsv3_tokenizer_encode(tok, &ids, &n, texts[i], len, 0, &err) == DSV3_OK);
-        CHECK(dsv3_tokenizer_decode(tok, &back, &blen, ids, n, 0, &err) == DSV3_OK);
-        CHECK(back && blen == len && memcmp(back, texts[i], len) == 0);
+        EXPECT(dsv3_tokenizer_encode(tok, &ids, &n, texts[i], len, 0, &err) == DSV3_OK);
+        EXPECT(dsv3_tokenizer_decode(tok, &back, &blen, ids, n, 0, &err) == DSV3_OK);
+        EXPECT(back && blen == len && memcmp(back, texts[i], len) == 0);
         free(ids);
         free(back);
     }
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_add_special_follows_config(void) {
+static int test_tokenizer_add_special_follows_config(void) {
     dsv3_tokenizer *tok = load_default(); /* config: add_bos_token true, add_eos_token false */
-    CHECK(tok != NULL);
-    if (!tok) return;
-    CHECK(dsv3_tokenizer_bos_id(tok) == 0 && dsv3_tokenizer_eos_id(tok) == 1);
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
+    EXPECT(dsv3_tokenizer_bos_id(tok) == 0 && dsv3_tokenizer_eos_id(tok) == 1);
     expect_ids(tok, "hello", 5, 1, (const int32_t[]){0, tid(tok, "hello"), -1});
     expect_ids(tok, "hello", 5, 0, (const int32_t[]){tid(tok, "hello"), -1});
     expect_ids(tok, "", 0, 1, (const int32_t[]){0, -1});
@@ -554,25 +560,26 @@ static void test_tokenizer_add_special_follows_config(void) {
     dsv3_tokenizer_close(tok);
     tok_spec sp = {.merges = k_merges};
     tok = load_spec(&sp, 0); /* no config: nothing added */
-    CHECK(tok != NULL);
-    if (!tok) return;
-    CHECK(dsv3_tokenizer_bos_id(tok) == -1 && dsv3_tokenizer_eos_id(tok) == -1);
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
+    EXPECT(dsv3_tokenizer_bos_id(tok) == -1 && dsv3_tokenizer_eos_id(tok) == -1);
     expect_ids(tok, "hello", 5, 1, (const int32_t[]){tid(tok, "hello"), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_chat_uses_config_bos(void) {
+static int test_tokenizer_chat_uses_config_bos(void) {
     /* the format itself is tested in tests/test_chat.c */
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     dsv3_chat_msg hi[] = {{"user", "Hi"}};
     char *text = NULL;
     size_t len = 0;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_chat(tok, &text, &len, hi, 1, 1, &err) == DSV3_OK);
-    CHECK(text && strcmp(text, "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>") == 0);
-    CHECK(text && len == strlen(text));
+    EXPECT(dsv3_tokenizer_chat(tok, &text, &len, hi, 1, 1, &err) == DSV3_OK);
+    EXPECT(text && strcmp(text, "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>") == 0);
+    EXPECT(text && len == strlen(text));
     /* the rendered text encodes to BOS, User, H, i, Assistant with add_special = 0 */
     int32_t user = tid(tok, "<｜User｜>");
     if (text)
@@ -580,56 +587,59 @@ static void test_tokenizer_chat_uses_config_bos(void) {
                    (const int32_t[]){0, user, byte_id('H'), byte_id('i'), user + 1, -1});
     free(text);
     dsv3_chat_msg bad[] = {{"user", "x"}, {"robot", "y"}};
-    CHECK(dsv3_tokenizer_chat(tok, &text, NULL, bad, 2, 1, &err) == DSV3_EINVAL);
-    CHECK(text == NULL && strstr(err.msg, "message 1: unknown role \"robot\"") != NULL);
-    CHECK(dsv3_tokenizer_chat(NULL, &text, NULL, hi, 1, 1, &err) == DSV3_EINVAL);
+    EXPECT(dsv3_tokenizer_chat(tok, &text, NULL, bad, 2, 1, &err) == DSV3_EINVAL);
+    EXPECT(text == NULL && strstr(err.msg, "message 1: unknown role \"robot\"") != NULL);
+    EXPECT(dsv3_tokenizer_chat(NULL, &text, NULL, hi, 1, 1, &err) == DSV3_EINVAL);
     dsv3_tokenizer_close(tok);
     tok = load_spec(&(tok_spec){.merges = k_merges}, 0); /* no config: no BOS string */
-    CHECK(tok != NULL);
-    if (!tok) return;
-    CHECK(dsv3_tokenizer_chat(tok, &text, NULL, hi, 1, 0, &err) == DSV3_OK);
-    CHECK(text && strcmp(text, "<｜User｜>Hi") == 0);
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
+    EXPECT(dsv3_tokenizer_chat(tok, &text, NULL, hi, 1, 0, &err) == DSV3_OK);
+    EXPECT(text && strcmp(text, "<｜User｜>Hi") == 0);
     free(text);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_lookups(void) {
+static int test_tokenizer_lookups(void) {
     dsv3_tokenizer *tok = load_default();
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     int32_t user = tid(tok, "<｜User｜>");
-    CHECK(dsv3_tokenizer_vocab_size(tok) == user + 2);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, user), "<｜User｜>") == 0);
-    CHECK(strcmp(dsv3_tokenizer_piece(tok, 0), "<｜begin▁of▁sentence｜>") == 0);
-    CHECK(tid(tok, "<｜begin▁of▁sentence｜>") == 0);
-    CHECK(tid(tok, "Ġworld") == 266 && tid(tok, "nope") == -1 && tid(tok, NULL) == -1);
-    CHECK(dsv3_tokenizer_vocab_size(NULL) == 0 && dsv3_tokenizer_token_id(NULL, "a") == -1);
+    EXPECT(dsv3_tokenizer_vocab_size(tok) == user + 2);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, user), "<｜User｜>") == 0);
+    EXPECT(strcmp(dsv3_tokenizer_piece(tok, 0), "<｜begin▁of▁sentence｜>") == 0);
+    EXPECT(tid(tok, "<｜begin▁of▁sentence｜>") == 0);
+    EXPECT(tid(tok, "Ġworld") == 266 && tid(tok, "nope") == -1 && tid(tok, NULL) == -1);
+    EXPECT(dsv3_tokenizer_vocab_size(NULL) == 0 && dsv3_tokenizer_token_id(NULL, "a") == -1);
     dsv3_tokenizer_close(tok);
     dsv3_tokenizer_close(NULL);
+    return 0;
 }
 
-static void test_tokenizer_rejects_malformed_json(void) {
+static int test_tokenizer_rejects_malformed_json(void) {
     char *json = build_json(&(tok_spec){.merges = k_merges}, NULL);
     size_t len = strlen(json);
     dsv3_tokenizer *tok = NULL;
     dsv3_err err = {{0}};
     /* truncated at several points */
     for (size_t cut = 0; cut < len; cut += len / 7 + 1) {
-        CHECK(dsv3_tokenizer_load_json(&tok, json, cut, NULL, 0, &err) == DSV3_EFORMAT);
-        CHECK(tok == NULL && strstr(err.msg, "tokenizer: <tokenizer.json>: invalid JSON") != NULL);
+        EXPECT(dsv3_tokenizer_load_json(&tok, json, cut, NULL, 0, &err) == DSV3_EFORMAT);
+        EXPECT(tok == NULL && strstr(err.msg, "tokenizer: <tokenizer.json>: invalid JSON") != NULL);
     }
-    CHECK(dsv3_tokenizer_load_json(&tok, "[1,2]", 5, NULL, 0, &err) == DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "top level is not an object") != NULL);
-    CHECK(dsv3_tokenizer_load_json(&tok, json, len, "{\"add_bos_token\":", 17, &err) ==
+    EXPECT(dsv3_tokenizer_load_json(&tok, "[1,2]", 5, NULL, 0, &err) == DSV3_EFORMAT);
+    EXPECT(strstr(err.msg, "top level is not an object") != NULL);
+    EXPECT(dsv3_tokenizer_load_json(&tok, json, len, "{\"add_bos_token\":", 17, &err) ==
           DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "<tokenizer_config.json>: invalid JSON") != NULL);
-    CHECK(dsv3_tokenizer_load_json(&tok, json, len, "{\"bos_token\":\"<nope>\"}", 22, &err) ==
+    EXPECT(strstr(err.msg, "<tokenizer_config.json>: invalid JSON") != NULL);
+    EXPECT(dsv3_tokenizer_load_json(&tok, json, len, "{\"bos_token\":\"<nope>\"}", 22, &err) ==
           DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "bos_token: \"<nope>\" is not a token") != NULL);
+    EXPECT(strstr(err.msg, "bos_token: \"<nope>\" is not a token") != NULL);
     free(json);
+    return 0;
 }
 
-static void test_tokenizer_rejects_merge_with_unknown_token(void) {
+static int test_tokenizer_rejects_merge_with_unknown_token(void) {
     static const char *const merges[] = {"h e", "he zz", NULL};
     expect_load_error(&(tok_spec){.merges = merges}, NULL, DSV3_EFORMAT,
                       "model.merges[1]: token \"zz\" is not in model.vocab");
@@ -641,14 +651,15 @@ static void test_tokenizer_rejects_merge_with_unknown_token(void) {
     char *json = build_json(&(tok_spec){.merges_raw = "\"#version: 0.2\",\"h e\""}, NULL);
     dsv3_tokenizer *tok = NULL;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_load_json(&tok, json, strlen(json), NULL, 0, &err) == DSV3_EFORMAT);
+    EXPECT(dsv3_tokenizer_load_json(&tok, json, strlen(json), NULL, 0, &err) == DSV3_EFORMAT);
     /* the "#version" string was skipped: the error is about merges[1] "h e", whose "he" is not in
      * this vocab (built without merges) */
-    CHECK(strstr(err.msg, "model.merges[1]: token \"he\" is not in model.vocab") != NULL);
+    EXPECT(strstr(err.msg, "model.merges[1]: token \"he\" is not in model.vocab") != NULL);
     free(json);
+    return 0;
 }
 
-static void test_tokenizer_rejects_unsupported_features(void) {
+static int test_tokenizer_rejects_unsupported_features(void) {
     tok_spec base = {.merges = k_merges};
     char *json = build_json(&base, NULL);
     static const struct {
@@ -679,7 +690,7 @@ static void test_tokenizer_rejects_unsupported_features(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *at = strstr(json, cases[i].from);
-        CHECK(at != NULL);
+        EXPECT(at != NULL);
         if (!at) continue;
         sb m = {0};
         sb_add(&m, "%.*s%s%s", (int)(at - json), json, cases[i].to, at + strlen(cases[i].from));
@@ -689,15 +700,16 @@ static void test_tokenizer_rejects_unsupported_features(void) {
         if (st != cases[i].st || !strstr(err.msg, cases[i].needle)) {
             fprintf(stderr, "  case %zu: status %s, message \"%s\"; want %s with \"%s\"\n", i,
                     dsv3_status_name(st), err.msg, dsv3_status_name(cases[i].st), cases[i].needle);
-            g_failed_checks++;
+            dsv3_test_failed_checks++;
         }
         dsv3_tokenizer_close(tok);
         free(m.p);
     }
     free(json);
+    return 0;
 }
 
-static void test_tokenizer_rejects_invalid_utf8_in_json_strings(void) {
+static int test_tokenizer_rejects_invalid_utf8_in_json_strings(void) {
     /* a long run of continuation bytes: the quoted key in the message stays bounded */
     char json[512] = "{\"model\":{\"vocab\":{\"";
     size_t n = strlen(json);
@@ -708,32 +720,34 @@ static void test_tokenizer_rejects_invalid_utf8_in_json_strings(void) {
     n += sizeof tail - 1;
     dsv3_tokenizer *tok = NULL;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_load_json(&tok, json, n, NULL, 0, &err) == DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "key is not valid UTF-8") != NULL && strlen(err.msg) < 200);
+    EXPECT(dsv3_tokenizer_load_json(&tok, json, n, NULL, 0, &err) == DSV3_EFORMAT);
+    EXPECT(strstr(err.msg, "key is not valid UTF-8") != NULL && strlen(err.msg) < 200);
     char added[128];
     snprintf(added, sizeof added,
              ",{\"id\":300,\"content\":\"\xC3\",\"special\":true,\"normalized\":false}");
     expect_load_error(&(tok_spec){.merges = k_merges, .added = added}, NULL, DSV3_EFORMAT,
                       "added_tokens[4].content: not valid UTF-8");
+    return 0;
 }
 
-static void test_tokenizer_ignore_merges_maps_vocab_pieces_directly(void) {
+static int test_tokenizer_ignore_merges_maps_vocab_pieces_directly(void) {
     /* "abc" is in the vocab via merge "ab c"... but "b c" ranks first, so BPE gives a + bc;
      * with ignore_merges the whole pre-token "abc" maps to its own id. */
     static const char *const merges[] = {"b c", "a b", "ab c", NULL};
     tok_spec sp = {.merges = merges, .model_extra = ",\"ignore_merges\":true"};
     dsv3_tokenizer *tok = load_spec(&sp, 0);
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     expect_ids(tok, "abc", 3, 0, (const int32_t[]){tid(tok, "abc"), -1});
     expect_ids(tok, "abcb", 4, 0,
                (const int32_t[]){byte_id('a'), tid(tok, "bc"), byte_id('b'), -1});
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
-static void test_tokenizer_open_reads_dir_or_file(void) {
+static int test_tokenizer_open_reads_dir_or_file(void) {
     char dir[] = "/tmp/dsv3_test_tokenizer.XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
+    EXPECT(mkdtemp(dir) != NULL);
     char path[256], cfg[256];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
@@ -744,34 +758,35 @@ static void test_tokenizer_open_reads_dir_or_file(void) {
     free(json);
     dsv3_tokenizer *tok = NULL;
     dsv3_err err = {{0}};
-    CHECK(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_OK); /* config is optional */
-    CHECK(tok && dsv3_tokenizer_bos_id(tok) == -1);
+    EXPECT(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_OK); /* config is optional */
+    EXPECT(tok && dsv3_tokenizer_bos_id(tok) == -1);
     dsv3_tokenizer_close(tok);
     f = fopen(cfg, "wb");
     fputs(k_config, f);
     fclose(f);
-    CHECK(dsv3_tokenizer_open(&tok, path, &err) == DSV3_OK); /* file path: config beside it */
-    CHECK(tok && dsv3_tokenizer_bos_id(tok) == 0);
+    EXPECT(dsv3_tokenizer_open(&tok, path, &err) == DSV3_OK); /* file path: config beside it */
+    EXPECT(tok && dsv3_tokenizer_bos_id(tok) == 0);
     dsv3_tokenizer_close(tok);
     f = fopen(cfg, "wb");
     fputs("{\"add_bos_token\": 3}", f);
     fclose(f);
-    CHECK(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_EFORMAT);
-    CHECK(strstr(err.msg, "tokenizer_config.json: add_bos_token: expected true or false") != NULL);
+    EXPECT(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_EFORMAT);
+    EXPECT(strstr(err.msg, "tokenizer_config.json: add_bos_token: expected true or false") != NULL);
     unlink(cfg);
     unlink(path);
     rmdir(dir);
-    CHECK(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_EIO && tok == NULL);
-    CHECK(strstr(err.msg, dir) != NULL);
-    CHECK(dsv3_tokenizer_open(NULL, dir, &err) == DSV3_EINVAL);
+    EXPECT(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_EIO && tok == NULL);
+    EXPECT(strstr(err.msg, dir) != NULL);
+    EXPECT(dsv3_tokenizer_open(NULL, dir, &err) == DSV3_EINVAL);
+    return 0;
 }
 
-static void test_tokenizer_long_inputs(void) {
+static int test_tokenizer_long_inputs(void) {
     static const char *const merges[] = {"a a", "aa aa", "aaaa aaaa", NULL};
     tok_spec sp = {.merges = merges};
     dsv3_tokenizer *tok = load_spec(&sp, 0);
-    CHECK(tok != NULL);
-    if (!tok) return;
+    EXPECT(tok != NULL);
+    if (!tok) return 0;
     size_t n = 1 << 20;
     char *s = malloc(n);
     const char fill[] = {'a', ' ', '7', '\n'};
@@ -782,25 +797,23 @@ static void test_tokenizer_long_inputs(void) {
         char *back = NULL;
         size_t blen = 0;
         dsv3_err err = {{0}};
-        CHECK(dsv3_tokenizer_encode(tok, &ids, &n_ids, s, n, 0, &err) == DSV3_OK);
-        if (fill[k] == 'a') CHECK(n_ids == n / 8 && ids[0] == tid(tok, "aaaaaaaa"));
-        if (fill[k] != 'a') CHECK(n_ids == n); /* no merges apply: one byte token per byte */
-        CHECK(dsv3_tokenizer_decode(tok, &back, &blen, ids, n_ids, 0, &err) == DSV3_OK);
-        CHECK(blen == n && memcmp(back, s, n) == 0);
+        EXPECT(dsv3_tokenizer_encode(tok, &ids, &n_ids, s, n, 0, &err) == DSV3_OK);
+        if (fill[k] == 'a') EXPECT(n_ids == n / 8 && ids[0] == tid(tok, "aaaaaaaa"));
+        if (fill[k] != 'a') EXPECT(n_ids == n); /* no merges apply: one byte token per byte */
+        EXPECT(dsv3_tokenizer_decode(tok, &back, &blen, ids, n_ids, 0, &err) == DSV3_OK);
+        EXPECT(blen == n && memcmp(back, s, n) == 0);
         free(ids);
         free(back);
     }
     free(s);
     dsv3_tokenizer_close(tok);
+    return 0;
 }
 
 /* ---- runner -----------------------------------------------------------------------------------
  */
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_tokenizer_merges_in_both_json_forms", test_tokenizer_merges_in_both_json_forms},
     {"test_tokenizer_lower_rank_merges_first", test_tokenizer_lower_rank_merges_first},
     {"test_tokenizer_byte_level_alphabet", test_tokenizer_byte_level_alphabet},
@@ -835,21 +848,5 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int selected = argc < 2;
-        for (int a = 1; a < argc; a++)
-            selected |= strcmp(argv[a], tests[i].name) == 0;
-        if (!selected) continue;
-        int before = g_failed_checks;
-        tests[i].fn();
-        if (g_failed_checks == before) {
-            passed++;
-        } else {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return DSV3_RUN_TESTS(tests, argc, argv);
 }

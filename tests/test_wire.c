@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/runner.h"
+
 #include "jupyter/handlers.h"
 #include "jupyter/wire.h"
 
@@ -647,10 +649,7 @@ static int test_handlers_history_and_comms(void) {
 
 /* ---------------------------------------------------------------- runner --------------- */
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const dsv3_test tests[] = {
     {"test_wire_signature_matches_python_hmac", test_wire_signature_matches_python_hmac},
     {"test_wire_parse_accepts_signed_message", test_wire_parse_accepts_signed_message},
     {"test_wire_parse_rejects_bad_signature", test_wire_parse_rejects_bad_signature},
@@ -675,15 +674,5 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only && !strstr(tests[i].name, only)) continue;
-        int ok = tests[i].fn();
-        printf("%s %s\n", tests[i].name, ok ? "PASS" : "FAIL");
-        fflush(stdout);
-        ok ? passed++ : failed++;
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return DSV3_RUN_BOOL_TESTS(tests, argc, argv);
 }
