@@ -13,29 +13,13 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* ---------------------------------------------------------------- UTF-8 ---------------- */
+#include "model/utf8.h"
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one. */
-static size_t seq_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    if (!len || len > n) return 0;
-    for (size_t k = 1; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (c == 0xED && s[1] >= 0xA0) return 0; /* UTF-16 surrogate */
-    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90) return 0; /* past U+10FFFF */
-    return len;
-}
+/* ---------------------------------------------------------------- UTF-8 ---------------- */
 
 int dsv3_wire_utf8_valid(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
-        size_t k = seq_len((const unsigned char *)s + i, n - i);
+        size_t k = dsv3_utf8_seq_len((const unsigned char *)s + i, n - i);
         if (!k) return 0;
         i += k;
     }
@@ -45,7 +29,7 @@ int dsv3_wire_utf8_valid(const char *s, size_t n) {
 size_t dsv3_wire_cp_to_byte(const char *s, size_t n, size_t cp) {
     size_t i = 0;
     for (size_t c = 0; c < cp && i < n; c++) {
-        size_t k = seq_len((const unsigned char *)s + i, n - i);
+        size_t k = dsv3_utf8_seq_len((const unsigned char *)s + i, n - i);
         i += k ? k : 1;
     }
     return i;
@@ -55,7 +39,7 @@ size_t dsv3_wire_byte_to_cp(const char *s, size_t n, size_t byte) {
     if (byte > n) byte = n;
     size_t cp = 0;
     for (size_t i = 0; i < byte; cp++) {
-        size_t k = seq_len((const unsigned char *)s + i, n - i);
+        size_t k = dsv3_utf8_seq_len((const unsigned char *)s + i, n - i);
         i += k ? k : 1;
     }
     return cp;
@@ -64,7 +48,7 @@ size_t dsv3_wire_byte_to_cp(const char *s, size_t n, size_t byte) {
 char *dsv3_wire_utf8_sanitize(const char *s, size_t n, size_t *out_len) {
     size_t bad = 0;
     for (size_t i = 0; i < n;) {
-        size_t k = seq_len((const unsigned char *)s + i, n - i);
+        size_t k = dsv3_utf8_seq_len((const unsigned char *)s + i, n - i);
         if (!k) bad++;
         i += k ? k : 1;
     }
@@ -72,7 +56,7 @@ char *dsv3_wire_utf8_sanitize(const char *s, size_t n, size_t *out_len) {
     if (!out) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t k = seq_len((const unsigned char *)s + i, n - i);
+        size_t k = dsv3_utf8_seq_len((const unsigned char *)s + i, n - i);
         if (k) {
             memcpy(out + o, s + i, k);
             o += k;

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/utf8.h"
+
 /* Metatables of the values made by lua_api.c (its MT_* names). */
 #define MT_INFO "dsv3.info"
 #define MT_TOKENS "dsv3.tokens"
@@ -91,24 +93,6 @@ static void addf(lua_State *L, sbuf *b, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- escaping ------------- */
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one (overlong forms,
- * surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    if (!len || len > n) return 0;
-    for (size_t k = 1; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90) return 0; /* > U+10FFFF */
-    return len;
-}
 
 /* The one escaping function. HTML: & < > " ' become entities. JSON (string body, without
  * the quotes): " \ and control characters are escaped. Both: invalid UTF-8 bytes become
@@ -119,7 +103,7 @@ static void add_escaped(lua_State *L, sbuf *b, const char *str, size_t n, dsv3_r
     for (size_t i = 0; i < n;) {
         const char *rep = NULL;
         char tmp[8];
-        size_t len = utf8_len(s + i, n - i);
+        size_t len = dsv3_utf8_seq_len(s + i, n - i);
         if (!len)
             rep = "\xEF\xBF\xBD";
         else if (form == DSV3_RENDER_HTML) {
