@@ -10,36 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/strbuf.h"
+
 static const char user_tag[] = "<｜User｜>", assistant_tag[] = "<｜Assistant｜>",
                   eos_tag[] = "<｜end▁of▁sentence｜>", outputs_begin[] = "<｜tool▁outputs▁begin｜>",
                   outputs_end[] = "<｜tool▁outputs▁end｜>",
                   output_begin[] = "<｜tool▁output▁begin｜>",
                   output_end[] = "<｜tool▁output▁end｜>";
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool failed;
-} out_buf;
-
-static void put(out_buf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->failed) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n + 1);
-    b->n += n;
-}
 
 dsv3_status dsv3_chat_render(char **text, size_t *len, const char *bos, const dsv3_chat_msg *msgs,
                              size_t n_msgs, int add_generation_prompt, dsv3_err *err) {
@@ -54,45 +31,45 @@ dsv3_status dsv3_chat_render(char **text, size_t *len, const char *bos, const ds
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "tool"))
             return dsv3_errf(err, DSV3_EINVAL, "chat: message %zu: unknown role \"%.40s\"", i, r);
     }
-    out_buf b = {0};
+    dsv3_strbuf b = {0};
     bool first_system = true, is_tool = false, first_output = true;
-    put(&b, bos ? bos : "");
+    dsv3_strbuf_puts(&b, bos ? bos : "");
     for (size_t i = 0; i < n_msgs; i++) {
         if (strcmp(msgs[i].role, "system") != 0) continue;
-        if (!first_system) put(&b, "\n\n");
-        put(&b, msgs[i].content);
+        if (!first_system) dsv3_strbuf_puts(&b, "\n\n");
+        dsv3_strbuf_puts(&b, msgs[i].content);
         first_system = false;
     }
     for (size_t i = 0; i < n_msgs; i++) {
         const char *r = msgs[i].role, *content = msgs[i].content;
         if (strcmp(r, "user") == 0) {
             is_tool = false;
-            put(&b, user_tag);
-            put(&b, content);
+            dsv3_strbuf_puts(&b, user_tag);
+            dsv3_strbuf_puts(&b, content);
         } else if (strcmp(r, "assistant") == 0) {
-            put(&b, is_tool ? outputs_end : assistant_tag);
-            put(&b, content);
-            put(&b, eos_tag);
+            dsv3_strbuf_puts(&b, is_tool ? outputs_end : assistant_tag);
+            dsv3_strbuf_puts(&b, content);
+            dsv3_strbuf_puts(&b, eos_tag);
             is_tool = false;
         } else if (strcmp(r, "tool") == 0) {
             is_tool = true;
-            put(&b, first_output ? outputs_begin : "\n");
-            put(&b, output_begin);
-            put(&b, content);
-            put(&b, output_end);
+            dsv3_strbuf_puts(&b, first_output ? outputs_begin : "\n");
+            dsv3_strbuf_puts(&b, output_begin);
+            dsv3_strbuf_puts(&b, content);
+            dsv3_strbuf_puts(&b, output_end);
             first_output = false;
         }
     }
     if (is_tool) {
-        put(&b, outputs_end);
+        dsv3_strbuf_puts(&b, outputs_end);
     } else if (add_generation_prompt) {
-        put(&b, assistant_tag);
+        dsv3_strbuf_puts(&b, assistant_tag);
     }
-    if (b.failed) {
-        free(b.p);
+    if (b.oom) {
+        free(b.s);
         return dsv3_errf(err, DSV3_ENOMEM, "chat: out of memory");
     }
-    *text = b.p;
-    if (len) *len = b.n;
+    *text = b.s;
+    if (len) *len = b.len;
     return DSV3_OK;
 }

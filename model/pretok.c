@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/strbuf.h"
+
 enum {
     MAX_STEPS = 16,          /* Split steps per pre-tokenizer (V3: 3) */
     JIT_STACK_MAX = 8 << 20, /* PCRE2 JIT stack used when the default 32 KiB runs out */
@@ -89,40 +91,15 @@ static const uint32_t white_space[][2] = {
  * replacement is a class body there and a whole class outside.
  * ---------------------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool failed;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void put_range(sbuf *b, uint32_t lo, uint32_t hi) {
+static void put_range(dsv3_strbuf *b, uint32_t lo, uint32_t hi) {
     char tmp[40];
     int k = lo == hi ? snprintf(tmp, sizeof tmp, "\\x{%X}", lo)
                      : snprintf(tmp, sizeof tmp, "\\x{%X}-\\x{%X}", lo, hi);
-    put(b, tmp, (size_t)k);
+    dsv3_strbuf_add(b, tmp, (size_t)k);
 }
 
 /* The White_Space set (or its complement) as class-body ranges. */
-static void put_space_ranges(sbuf *b, bool complement) {
+static void put_space_ranges(dsv3_strbuf *b, bool complement) {
     size_t n = sizeof white_space / sizeof white_space[0];
     uint32_t next = 0;
     for (size_t i = 0; i < n; i++) {
@@ -137,7 +114,7 @@ static void put_space_ranges(sbuf *b, bool complement) {
 }
 
 /* Translates p[0..n) into b (NUL-terminated). */
-static void translate(sbuf *b, const char *p, size_t n) {
+static void translate(dsv3_strbuf *b, const char *p, size_t n) {
     bool in_class = false;
     for (size_t i = 0; i < n;) {
         char c = p[i];
@@ -148,19 +125,19 @@ static void translate(sbuf *b, const char *p, size_t n) {
                 while (j < n && !(p[j] == '\\' && j + 1 < n && p[j + 1] == 'E'))
                     j++;
                 j = j < n ? j + 2 : n;
-                put(b, p + i, j - i);
+                dsv3_strbuf_add(b, p + i, j - i);
                 i = j;
                 continue;
             }
             if (d == 's' || d == 'S') {
-                if (!in_class) put(b, d == 'S' ? "[^" : "[", d == 'S' ? 2 : 1);
+                if (!in_class) dsv3_strbuf_add(b, d == 'S' ? "[^" : "[", d == 'S' ? 2 : 1);
                 put_space_ranges(b, d == 'S' && in_class);
-                if (!in_class) put(b, "]", 1);
+                if (!in_class) dsv3_strbuf_add(b, "]", 1);
                 i += 2;
                 continue;
             }
             if ((d == 'p' || d == 'P') && (i + 2 >= n || p[i + 2] != '{')) {
-                put(b, &d, 1); /* Oniguruma: without braces, \p is the letter p */
+                dsv3_strbuf_add(b, &d, 1); /* Oniguruma: without braces, \p is the letter p */
                 i += 2;
                 continue;
             }
@@ -176,21 +153,21 @@ static void translate(sbuf *b, const char *p, size_t n) {
                 for (size_t k = 0; name_len == 1 && k < 5; k++)
                     if (p[name] == new_in_category[k].name) cat = (int)k;
                 if (cat < 0 || (negate && in_class)) { /* PCRE2's own meaning */
-                    put(b, p + i, j - i);
+                    dsv3_strbuf_add(b, p + i, j - i);
                 } else {
-                    if (!in_class) put(b, negate ? "[^" : "[", negate ? 2 : 1);
+                    if (!in_class) dsv3_strbuf_add(b, negate ? "[^" : "[", negate ? 2 : 1);
                     char prop[8] = {'\\', 'p', '{', new_in_category[cat].name, '}'};
-                    put(b, prop, 5);
+                    dsv3_strbuf_add(b, prop, 5);
                     for (size_t k = 0; k < new_in_category[cat].n; k++)
                         put_range(b, new_in_category[cat].ranges[k][0],
                                   new_in_category[cat].ranges[k][1]);
-                    if (!in_class) put(b, "]", 1);
+                    if (!in_class) dsv3_strbuf_add(b, "]", 1);
                 }
                 i = j;
                 continue;
             }
             size_t k = d == 'c' && i + 2 < n ? 3 : 2; /* \c takes the next character */
-            put(b, p + i, k);
+            dsv3_strbuf_add(b, p + i, k);
             i += k;
             continue;
         }
@@ -199,7 +176,7 @@ static void translate(sbuf *b, const char *p, size_t n) {
             size_t j = i + 1;
             if (j < n && p[j] == '^') j++;
             if (j < n && p[j] == ']') j++; /* a leading ] is a literal */
-            put(b, p + i, j - i);
+            dsv3_strbuf_add(b, p + i, j - i);
             i = j;
             continue;
         }
@@ -208,15 +185,15 @@ static void translate(sbuf *b, const char *p, size_t n) {
             while (j + 1 < n && !(p[j] == ':' && p[j + 1] == ']'))
                 j++;
             j = j + 1 < n ? j + 2 : n;
-            put(b, p + i, j - i);
+            dsv3_strbuf_add(b, p + i, j - i);
             i = j;
             continue;
         }
         if (in_class && c == ']') in_class = false;
-        put(b, p + i, 1);
+        dsv3_strbuf_add(b, p + i, 1);
         i++;
     }
-    put(b, "", 0);
+    dsv3_strbuf_add(b, "", 0);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -263,22 +240,22 @@ dsv3_status dsv3_pretok_add(dsv3_pretok *p, const char *pattern, size_t len, int
     if (p->n_steps == MAX_STEPS)
         return dsv3_errf(err, DSV3_EUNSUPPORTED, "tokenizer: %s: more than %d Split steps", where,
                          MAX_STEPS);
-    sbuf b = {0};
+    dsv3_strbuf b = {0};
     if (literal) {
-        put(&b, pattern, len);
-        put(&b, "", 0);
+        dsv3_strbuf_add(&b, pattern, len);
+        dsv3_strbuf_add(&b, "", 0);
     } else {
         translate(&b, pattern, len);
     }
-    if (b.failed) {
-        free(b.p);
+    if (b.oom) {
+        free(b.s);
         return dsv3_errf(err, DSV3_ENOMEM, "tokenizer: out of memory");
     }
     int code;
     PCRE2_SIZE at;
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)b.p, b.n, opts, &code, &at, NULL);
-    free(b.p);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)b.s, b.len, opts, &code, &at, NULL);
+    free(b.s);
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);

@@ -6,11 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "model/strbuf.h"
 
 /* ---------------------------------------------------------------- encoders ------------- */
 
@@ -117,51 +118,16 @@ dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err
 
 /* ---------------------------------------------------------------- safetensors writer --- */
 
-/* A growing string for the JSON header. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->len + (size_t)n + 1) nc *= 2;
-        char *t = realloc(b->s, nc);
-        if (!t) {
-            b->oom = 1;
-            return;
-        }
-        b->s = t;
-        b->cap = nc;
-    }
-}
-
 /* A JSON string (names and metadata values: escape quotes, backslashes and controls). */
-static void put_str(sbuf *b, const char *s) {
-    put(b, "\"");
+static void put_str(dsv3_strbuf *b, const char *s) {
+    dsv3_strbuf_printf(b, "\"");
     for (; *s; s++) {
         const unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') put(b, "\\%c", ch);
-        else if (ch < 0x20) put(b, "\\u%04x", ch);
-        else put(b, "%c", ch);
+        if (ch == '"' || ch == '\\') dsv3_strbuf_printf(b, "\\%c", ch);
+        else if (ch < 0x20) dsv3_strbuf_printf(b, "\\u%04x", ch);
+        else dsv3_strbuf_printf(b, "%c", ch);
     }
-    put(b, "\"");
+    dsv3_strbuf_printf(b, "\"");
 }
 
 static int by_size_then_name(const void *a, const void *b) {
@@ -211,29 +177,29 @@ dsv3_status dsv3_tckpt_write(const char *path, const dsv3_tckpt_entry *e, size_t
     if (!order) return dsv3_errf(err, DSV3_ENOMEM, "checkpoint: %s: out of memory", path);
     for (size_t i = 0; i < n; i++) order[i] = &e[i];
     qsort(order, n, sizeof *order, by_size_then_name);
-    sbuf h = {0};
-    put(&h, "{\"__metadata__\":{");
+    dsv3_strbuf h = {0};
+    dsv3_strbuf_printf(&h, "{\"__metadata__\":{");
     for (size_t i = 0; i < n_meta; i++) {
-        put(&h, i ? "," : "");
+        dsv3_strbuf_printf(&h, i ? "," : "");
         put_str(&h, meta[2 * i]);
-        put(&h, ":");
+        dsv3_strbuf_printf(&h, ":");
         put_str(&h, meta[2 * i + 1]);
     }
-    put(&h, "}");
+    dsv3_strbuf_printf(&h, "}");
     uint64_t off = 0;
     for (size_t k = 0; k < n; k++) {
         const dsv3_tckpt_entry *t = order[k];
         const uint64_t bytes = (uint64_t)numel(t) * dsv3_dtype_size(t->dtype);
-        put(&h, ",");
+        dsv3_strbuf_printf(&h, ",");
         put_str(&h, t->name);
-        put(&h, ":{\"dtype\":\"%s\",\"shape\":[%lld", dsv3_dtype_name(t->dtype), (long long)t->shape[0]);
-        if (t->ndim == 2) put(&h, ",%lld", (long long)t->shape[1]);
-        put(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+        dsv3_strbuf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[%lld", dsv3_dtype_name(t->dtype), (long long)t->shape[0]);
+        if (t->ndim == 2) dsv3_strbuf_printf(&h, ",%lld", (long long)t->shape[1]);
+        dsv3_strbuf_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
             (unsigned long long)(off + bytes));
         off += bytes;
     }
-    put(&h, "}");
-    while (!h.oom && (8 + h.len) % 8) put(&h, " ");
+    dsv3_strbuf_printf(&h, "}");
+    while (!h.oom && (8 + h.len) % 8) dsv3_strbuf_printf(&h, " ");
     dsv3_status st = DSV3_OK;
     if (h.oom) {
         st = dsv3_errf(err, DSV3_ENOMEM, "checkpoint: %s: out of memory", path);

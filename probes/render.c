@@ -7,36 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dsv3_strbuf_printf(dsv3_strbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0) return;
-    if (b->len + (size_t)need + 1 > b->cap) {
-        size_t nc = (b->len + (size_t)need + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    b->len += (size_t)vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-}
-
-char *dsv3_strbuf_finish(dsv3_strbuf *b) {
-    if (b->oom) {
-        free(b->s);
-        return NULL;
-    }
-    return b->s ? b->s : calloc(1, 1);
-}
-
 char *dsv3_xml_escape(const char *s) {
     dsv3_strbuf b = {0};
     dsv3_strbuf_printf(&b, "%s", "");

@@ -10,18 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growing string for renderers. After an allocation failure further appends are dropped and
- * dsv3_strbuf_finish returns NULL. Zero-initialise before use. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} dsv3_strbuf;
-
-void dsv3_strbuf_printf(dsv3_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The malloc'd string ("" when nothing was added), or NULL after an allocation failure (the
- * buffer is then freed). */
-char *dsv3_strbuf_finish(dsv3_strbuf *b);
+#include "model/strbuf.h" /* dsv3_strbuf, which the renderers build their output in */
 
 /* A rows x cols matrix shown as a heatmap (e.g. tokens x experts). */
 typedef struct {

@@ -144,7 +144,7 @@ void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
 
 static int info_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     static const char *const keys[] = {"dir", "vocab_size", "hidden_size", "layers", "dense_layers",
                                        "moe_layers", "heads", "q_lora_rank", "kv_lora_rank",
                                        "routed_experts", "experts_per_token", "groups",
@@ -154,13 +154,13 @@ static int info_tostring(lua_State *L) {
         char line[512];
         snprintf(line, sizeof line, "%-18s %s\n", keys[i], luaL_tolstring(L, -1, NULL));
         lua_pop(L, 2);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
     }
     lua_getfield(L, 1, "params");
     static const char *const pk[] = {"embed", "attention", "dense_ffn", "routed_experts",
                                      "shared_experts", "router", "norms", "lm_head", "mtp",
                                      "total", "active", NULL};
-    dsv3_sbuf_add(&b, "params:\n");
+    dsv3_strbuf_puts(&b, "params:\n");
     for (int i = 0; pk[i]; i++) {
         lua_getfield(L, -1, pk[i]);
         char h[32];
@@ -168,7 +168,7 @@ static int info_tostring(lua_State *L) {
         lua_pop(L, 1);
         char line[128];
         snprintf(line, sizeof line, "  %-16s %s\n", pk[i], h);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
     }
     lua_pop(L, 1);
     return dsv3_sbuf_push(L, &b);
@@ -256,7 +256,7 @@ void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n
 static int tokens_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     lua_pushfstring(L, "%d tokens:", (int)n);
     dsv3_sbuf_addtop(L, &b);
     lua_getfield(L, 1, "pieces");
@@ -274,29 +274,16 @@ static int tokens_tostring(lua_State *L) {
         dsv3_sbuf_addtop(L, &b);
     }
     lua_pop(L, 1);
-    if (n > 200) dsv3_sbuf_add(&b, " ...");
+    if (n > 200) dsv3_strbuf_puts(&b, " ...");
     return dsv3_sbuf_push(L, &b);
 }
 
-void dsv3_sbuf_add(dsv3_sbuf *b, const char *s) {
-    const size_t n = strlen(s);
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = (b->len + n + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) return; /* a renderer's text is cut rather than failing */
-        b->s = ns;
-        b->cap = nc;
-    }
-    memcpy(b->s + b->len, s, n + 1);
-    b->len += n;
-}
-
-void dsv3_sbuf_addtop(lua_State *L, dsv3_sbuf *b) {
-    dsv3_sbuf_add(b, luaL_tolstring(L, -1, NULL));
+void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b) {
+    dsv3_strbuf_puts(b, luaL_tolstring(L, -1, NULL));
     lua_pop(L, 2);
 }
 
-int dsv3_sbuf_push(lua_State *L, dsv3_sbuf *b) {
+int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
     lua_pushlstring(L, b->s ? b->s : "", b->len);
     free(b->s);
     b->s = NULL;
@@ -524,7 +511,7 @@ static int logits_len(lua_State *L) {
 
 static int logits_tostring(lua_State *L) {
     llogits *lg = check_logits(L, 1);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     lua_pushfstring(L, "logits [%d x %d]%s; top-5 next tokens:\n", (int)lg->T, (int)lg->V,
                     lg->mtp ? " (+ MTP)" : "");
     dsv3_sbuf_addtop(L, &b);
@@ -540,10 +527,10 @@ static int logits_tostring(lua_State *L) {
             char buf[64];
             snprintf(buf, sizeof buf, " %lld (%.3f)", (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
             lua_pop(L, 3);
-            dsv3_sbuf_add(&b, buf);
+            dsv3_strbuf_puts(&b, buf);
         }
         lua_pop(L, 1);
-        dsv3_sbuf_add(&b, "\n");
+        dsv3_strbuf_puts(&b, "\n");
     }
     return dsv3_sbuf_push(L, &b);
 }

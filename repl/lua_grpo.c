@@ -463,26 +463,26 @@ static int grporun_tostring(lua_State *L) {
     const double *r = series(L, 1, "reward", &n);
     const double *kl = series(L, 1, "kl", &n);
     const double *len = series(L, 1, "length", &n);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     char line[512];
     if (n == 0) {
-        dsv3_sbuf_add(&b, "grpo: no step finished");
+        dsv3_strbuf_puts(&b, "grpo: no step finished");
     } else {
         double lo = INFINITY, hi = -INFINITY;
         for (lua_Integer i = 0; i < n; i++)
             lo = fmin(lo, r[i]), hi = fmax(hi, r[i]);
         static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
-        dsv3_sbuf_add(&b, "reward ");
+        dsv3_strbuf_puts(&b, "reward ");
         for (lua_Integer i = 0; i < n; i += (n + 59) / 60) {
             int k = hi > lo ? (int)((r[i] - lo) / (hi - lo) * 7.0 + 0.5) : 0;
-            dsv3_sbuf_add(&b, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
+            dsv3_strbuf_puts(&b, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
         }
         lua_getfield(L, 1, "total_steps");
         snprintf(line, sizeof line,
                  "  %.3f -> %.3f; kl %.4f -> %.4f; length %.1f -> %.1f; %lld steps", r[0], r[n - 1],
                  kl[0], kl[n - 1], len[0], len[n - 1], (long long)n);
         lua_pop(L, 1);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
         lua_getfield(L, 1, "steps");
         lua_rawgeti(L, -1, n);
         lua_getfield(L, -1, "best_prompt");
@@ -492,12 +492,12 @@ static int grporun_tostring(lua_State *L) {
             dsv3_text_fit(p, sizeof p, lua_tostring(L, -2), 24);
             dsv3_text_fit(c, sizeof c, lua_tostring(L, -1), 40);
             snprintf(line, sizeof line, "\nbest of the last step: %s -> %s", p, c);
-            dsv3_sbuf_add(&b, line);
+            dsv3_strbuf_puts(&b, line);
         }
         lua_pop(L, 4);
     }
     lua_getfield(L, 1, "interrupted");
-    if (lua_toboolean(L, -1)) dsv3_sbuf_add(&b, " (interrupted)");
+    if (lua_toboolean(L, -1)) dsv3_strbuf_puts(&b, " (interrupted)");
     lua_pop(L, 1);
     return dsv3_sbuf_push(L, &b);
 }

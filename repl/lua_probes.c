@@ -274,8 +274,8 @@ static int route_json(lua_State *L) {
  * biased,bias_changed (pos 1-based like the Lua API). */
 static int route_csv(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    dsv3_sbuf b = {0};
-    dsv3_sbuf_add(&b, "layer,pos,token,rank,expert,weight,score,biased,bias_changed\n");
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_puts(&b, "layer,pos,token,rank,expert,weight,score,biased,bias_changed\n");
     for (int64_t i = 0; i < r->rec.n; i++) {
         const int changed = dsv3_routerec_bias_changed(&r->rec, i);
         for (int64_t k = 0; k < r->rec.K; k++) {
@@ -285,7 +285,7 @@ static int route_csv(lua_State *L) {
                      (long long)r->rec.pos[i] + 1, r->rec.token[i], (long long)k + 1, e,
                      r->rec.weights[i * r->rec.K + k], e >= 0 ? r->rec.scores[i * r->rec.E + e] : 0.0,
                      e >= 0 ? r->rec.biased[i * r->rec.E + e] : 0.0, changed);
-            dsv3_sbuf_add(&b, line);
+            dsv3_strbuf_puts(&b, line);
         }
     }
     return dsv3_sbuf_push(L, &b);
@@ -373,28 +373,28 @@ static int route_svg(lua_State *L) {
  * the choice). */
 static int route_tostring(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     char line[256];
     snprintf(line, sizeof line, "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
              (long long)r->T, (long long)r->first_moe, (long long)r->n_layers - 1);
-    dsv3_sbuf_add(&b, line);
+    dsv3_strbuf_puts(&b, line);
     for (int64_t p = 0; p < r->T && p < 64; p++) {
         char lab[64];
         dsv3_text_fit(lab, sizeof lab, r->pieces && r->pieces[p] ? r->pieces[p] : "", 12);
         snprintf(line, sizeof line, "%4lld %s", (long long)p + 1, lab);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
         for (int64_t i = 0; i < r->rec.n; i++) {
             if (r->rec.pos[i] != p || r->rec.layer[i] >= r->n_layers) continue;
-            dsv3_sbuf_add(&b, " |");
+            dsv3_strbuf_puts(&b, " |");
             for (int64_t k = 0; k < r->rec.K; k++) {
                 snprintf(line, sizeof line, "%s%d", k ? "," : "", r->rec.experts[i * r->rec.K + k]);
-                dsv3_sbuf_add(&b, line);
+                dsv3_strbuf_puts(&b, line);
             }
-            if (dsv3_routerec_bias_changed(&r->rec, i)) dsv3_sbuf_add(&b, "*");
+            if (dsv3_routerec_bias_changed(&r->rec, i)) dsv3_strbuf_puts(&b, "*");
         }
-        dsv3_sbuf_add(&b, "\n");
+        dsv3_strbuf_puts(&b, "\n");
     }
-    if (r->T > 64) dsv3_sbuf_add(&b, " ...\n");
+    if (r->T > 64) dsv3_strbuf_puts(&b, " ...\n");
     return dsv3_sbuf_push(L, &b);
 }
 
@@ -520,7 +520,7 @@ int dsv3_lua_bias_reset(lua_State *L) {
 
 static int load_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     int single = n == 0;
     for (lua_Integer i = 1; i <= (single ? 1 : n); i++) {
@@ -532,18 +532,18 @@ static int load_tostring(lua_State *L) {
         char line[160];
         snprintf(line, sizeof line, "layer %lld: %lld tokens, maxvio %.3f, load:", (long long)lua_tointeger(L, -3),
                  (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
         lua_pop(L, 3);
         lua_getfield(L, -1, "counts");
         lua_Integer E = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer e = 1; e <= E && e <= 64; e++) {
             lua_rawgeti(L, -1, e);
             snprintf(line, sizeof line, " %lld", (long long)lua_tointeger(L, -1));
-            dsv3_sbuf_add(&b, line);
+            dsv3_strbuf_puts(&b, line);
             lua_pop(L, 1);
         }
-        if (E > 64) dsv3_sbuf_add(&b, " ...");
-        dsv3_sbuf_add(&b, "\n");
+        if (E > 64) dsv3_strbuf_puts(&b, " ...");
+        dsv3_strbuf_puts(&b, "\n");
         lua_pop(L, 2);
     }
     return dsv3_sbuf_push(L, &b);
@@ -1130,15 +1130,15 @@ int dsv3_lua_lens(lua_State *L) {
 
 static int lens_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    dsv3_sbuf b = {0};
-    dsv3_sbuf_add(&b, "logit lens (top tokens of each layer's residual through the final norm and head)\n");
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_puts(&b, "logit lens (top tokens of each layer's residual through the final norm and head)\n");
     for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
         lua_rawgeti(L, 1, i);
         lua_getfield(L, -1, "layer");
         char line[128];
         snprintf(line, sizeof line, "  layer %2lld:", (long long)lua_tointeger(L, -1));
         lua_pop(L, 1);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
         lua_getfield(L, -1, "top");
         for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
             lua_rawgeti(L, -1, j);
@@ -1147,11 +1147,11 @@ static int lens_tostring(lua_State *L) {
             lua_getfield(L, -3, "piece");
             snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
                      lua_isstring(L, -1) ? "/" : "", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
-            dsv3_sbuf_add(&b, line);
+            dsv3_strbuf_puts(&b, line);
             lua_pop(L, 4);
         }
         lua_pop(L, 2);
-        dsv3_sbuf_add(&b, "\n");
+        dsv3_strbuf_puts(&b, "\n");
     }
     return dsv3_sbuf_push(L, &b);
 }

@@ -274,9 +274,9 @@ static int trainrun_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "steps");
     const lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    dsv3_sbuf b = {0};
+    dsv3_strbuf b = {0};
     if (n == 0) {
-        dsv3_sbuf_add(&b, "no step finished");
+        dsv3_strbuf_puts(&b, "no step finished");
     } else {
         double lo = INFINITY, hi = -INFINITY;
         for (lua_Integer i = 1; i <= n; i++) {
@@ -288,14 +288,14 @@ static int trainrun_tostring(lua_State *L) {
             hi = fmax(hi, v);
         }
         static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
-        dsv3_sbuf_add(&b, "loss ");
+        dsv3_strbuf_puts(&b, "loss ");
         for (lua_Integer i = 1; i <= n; i += (n + 59) / 60) {
             lua_rawgeti(L, -1, i);
             lua_getfield(L, -1, "loss");
             double v = lua_tonumber(L, -1);
             lua_pop(L, 2);
             int k = hi > lo ? (int)((v - lo) / (hi - lo) * 7.0 + 0.5) : 0;
-            dsv3_sbuf_add(&b, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
+            dsv3_strbuf_puts(&b, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
         }
         lua_rawgeti(L, -1, 1);
         lua_getfield(L, -1, "loss");
@@ -309,10 +309,10 @@ static int trainrun_tostring(lua_State *L) {
         snprintf(line, sizeof line, "  %.4f -> %.4f; maxvio %.3f -> %.3f; at step %lld", lua_tonumber(L, -6),
                  lua_tonumber(L, -3), lua_tonumber(L, -5), lua_tonumber(L, -2), (long long)lua_tointeger(L, -1));
         lua_pop(L, 7);
-        dsv3_sbuf_add(&b, line);
+        dsv3_strbuf_puts(&b, line);
     }
     lua_getfield(L, 1, "interrupted");
-    if (lua_toboolean(L, -1)) dsv3_sbuf_add(&b, " (interrupted)");
+    if (lua_toboolean(L, -1)) dsv3_strbuf_puts(&b, " (interrupted)");
     lua_pop(L, 1);
     return dsv3_sbuf_push(L, &b);
 }

@@ -5,11 +5,11 @@
 #include <dirent.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/strbuf.h"
 #include "repl/render.h"
 #include "repl/session_internal.h"
 
@@ -498,47 +498,21 @@ const char *dsv3_session_api_name(size_t i) {
     return NULL;
 }
 
-/* Appends formatted text to a growing heap string; on allocation failure the text is dropped. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} strbuf;
-
-static void appendf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void appendf(strbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0) return;
-    if (b->len + (size_t)need + 1 > b->cap) {
-        size_t nc = (b->len + (size_t)need + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) return;
-        b->s = ns;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    b->len += (size_t)vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-}
-
 char *dsv3_session_help(dsv3_session *s, const char *name) {
     (void)s;
-    strbuf b = {0};
-    appendf(&b, "%s", "");
+    dsv3_strbuf b = {0};
     if (!name || !*name) {
-        appendf(&b, "dsv3 API (help \"name\" for details):\n");
-        for (int i = 0; dsv3_api[i].name; i++) appendf(&b, "  %s\n", dsv3_api[i].signature);
-        return b.s;
+        dsv3_strbuf_printf(&b, "dsv3 API (help \"name\" for details):\n");
+        for (int i = 0; dsv3_api[i].name; i++) dsv3_strbuf_printf(&b, "  %s\n", dsv3_api[i].signature);
+        return dsv3_strbuf_finish(&b);
     }
     for (int i = 0; dsv3_api[i].name; i++)
         if (!strcmp(dsv3_api[i].name, name)) {
-            appendf(&b, "%s\n%s\n", dsv3_api[i].signature, dsv3_api[i].doc);
-            return b.s;
+            dsv3_strbuf_printf(&b, "%s\n%s\n", dsv3_api[i].signature, dsv3_api[i].doc);
+            return dsv3_strbuf_finish(&b);
         }
-    appendf(&b, "no help for '%s' (help() lists the API)\n", name);
-    return b.s;
+    dsv3_strbuf_printf(&b, "no help for '%s' (help() lists the API)\n", name);
+    return dsv3_strbuf_finish(&b);
 }
 
 static int is_ident(char c);

@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <stdint.h>
 
+#include "model/strbuf.h"
 #include "model/status.h"
 #include "repl/session.h"
 
@@ -92,16 +93,11 @@ void dsv3_lua_open_grpo(lua_State *L);
 /* Registers the probe value metatables. */
 void dsv3_lua_open_probes(lua_State *L);
 
-/* A growing C string for renderers that also use the Lua stack (luaL_Buffer forbids that). */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} dsv3_sbuf;
-void dsv3_sbuf_add(dsv3_sbuf *b, const char *s);
-/* Adds tostring of the value on top of the stack and pops it. */
-void dsv3_sbuf_addtop(lua_State *L, dsv3_sbuf *b);
-/* Pushes the string (freeing the buffer); returns 1. */
-int dsv3_sbuf_push(lua_State *L, dsv3_sbuf *b);
+/* Renderers that also use the Lua stack (luaL_Buffer forbids that) build text in a dsv3_strbuf
+ * (model/strbuf.h). Adds tostring of the value on top of the stack and pops it: */
+void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b);
+/* Pushes the string built so far (freeing the buffer); returns 1. */
+int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b);
 
 /* 1 if the host's interrupt flag is set. */
 int dsv3_session_interrupted(const dsv3_session *s);

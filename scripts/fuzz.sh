@@ -25,7 +25,7 @@ fi
 CC=${CC:-clang}
 OUT=${DSV3_FUZZ_DIR:-build-fuzz}
 LIB_SOURCES=(model/status.c model/config.c model/safetensors.c kernels/dtype.c
-    model/tokenizer.c model/pretok.c model/chat.c)
+    model/tokenizer.c model/pretok.c model/chat.c model/strbuf.c)
 LIBS=(-lcjson -lpcre2-8 -lm)
 
 # Sources and libraries a target needs beyond the parsers above.
