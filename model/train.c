@@ -65,6 +65,7 @@ void dsv3_train_opts_init(dsv3_train_opts *o) {
     o->lambda = 0.3;
     o->alpha = 1e-4;
     o->gamma = 0.001;
+    o->precision = 32;
 }
 
 static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
@@ -89,6 +90,9 @@ static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
                          "accum and total_steps must be >= 1, warmup >= 0",
                          (long long)o->batch, (long long)o->accum, (long long)o->warmup,
                          (long long)o->total_steps);
+    if (o->precision != 32 && o->precision != 64)
+        return dsv3_errf(err, DSV3_EINVAL, "train: precision must be 32 or 64 (got %d)",
+                         o->precision);
     if (o->data_path && o->tokens)
         return dsv3_errf(err, DSV3_EINVAL, "train: give at most one of data_path and tokens");
     if (o->fim_rate > 0 && !o->data_path)
@@ -308,8 +312,13 @@ static dsv3_status fail_step(dsv3_trainer *t, const char *what, double v, dsv3_e
                      t->step > 0 ? "those before the last update" : "the loaded ones");
 }
 
-/* Puts the model's precision in line with opts.fp8 (changeable between steps). */
+/* Puts the model's precision in line with opts.fp8 and opts.precision (changeable between
+ * steps). */
 static dsv3_status set_precision(dsv3_trainer *t, dsv3_err *err) {
+    if (t->o.precision != dsv3_tm_precision(t->tm)) {
+        dsv3_status st = dsv3_tm_set_precision(t->tm, t->o.precision, err);
+        if (st) return st;
+    }
     if ((t->o.fp8 != 0) == dsv3_tm_fp8(t->tm)) return DSV3_OK;
     return dsv3_tm_set_fp8(t->tm, t->o.fp8, err);
 }

@@ -7,7 +7,8 @@
  * model as a Hugging Face checkpoint directory plus a training state from which a run resumes
  * bit for bit. The recipe is spec/training.md: §1 bias update, §2 sequence-wise balance loss,
  * §3 MTP loss, §4 AdamW/clipping/schedule, §5-6 FP8 (opts.fp8), §10 checkpoints. The forward
- * and backward run in double from FP32 weights, or with fp8 the block linears in emulated FP8.
+ * and backward run from FP32 weights with float32 products (or in double: opts.precision), and
+ * with fp8 the block linears in emulated FP8.
  *
  * The loss of a step is the mean over its micro-batches of
  *   ce + lambda * mtp + alpha * balance
@@ -69,6 +70,11 @@ typedef struct {
     double gamma;                /* bias update speed; default 0.001; 0 freezes the biases */
     int fp8;                     /* 1: the decoder blocks' linears run the FP8 recipe (spec §5,
                                     emulated exactly: model/fp8.h, dsv3_tm_set_fp8); default 0 */
+    int precision;               /* compute precision of the forward/backward arithmetic
+                                    (dsv3_tm_set_precision): 32 (default: float32 products and
+                                    attention, the fast path) or 64 (double throughout: the
+                                    reference the gradient checks and the PyTorch float64
+                                    cross-check use) */
     /* saving */
     int save_f32;                /* 1: dsv3_trainer_save writes weights as F32 (and drops
                                     quantization_config from config.json); 0 (default): each
@@ -206,7 +212,7 @@ void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out);
 void dsv3_trainer_next_batch(dsv3_trainer *t, int32_t *out);
 
 /* The options in effect. Between steps the caller may change lr, min_lr, warmup, total_steps,
- * weight_decay, clip, lambda, alpha, gamma, fp8 and cancel; other fields are fixed at creation. */
+ * weight_decay, clip, lambda, alpha, gamma, fp8, precision and cancel; other fields are fixed at creation. */
 dsv3_train_opts *dsv3_trainer_opts(dsv3_trainer *t);
 
 /* The FP32 master weight called name (checkpoint name; a tied MTP copy's name gives the shared

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "kernels/pool.h"
 #include "model/fp8.h"
 #include "model/train_ops.h"
 
@@ -22,7 +23,11 @@
 #define LATENT_EPS ((double)1e-6f)
 
 /* Rows of logits materialised at once by the head (the [n, vocab] logits never exist whole). */
+/* The heads' logits: all rows at once when they fit in HEAD_KEEP doubles per head (then the
+ * forward's probabilities are kept for the backward instead of being recomputed), else
+ * HEAD_CHUNK rows at a time (a real vocabulary of 129k entries). */
 enum { HEAD_CHUNK = 32 };
+#define HEAD_KEEP ((int64_t)1 << 22)
 
 /* ---------------------------------------------------------------- parameter structs ---- */
 
@@ -158,7 +163,11 @@ struct dsv3_tmodel {
     double *cat;             /* [n, 2H] MTP [enorm(e) ; hnorm(h)] */
     double *mout;            /* [n, H] MTP block output */
     double *hf, *hf_rstd;    /* [n, H], [n] MTP shared_head.norm output */
-    double *logits, *lrow, *dlrow; /* [HEAD_CHUNK, V], [HEAD_CHUNK] x 2 head scratch */
+    int64_t head_rows;       /* rows of logits per head pass: n (all) or HEAD_CHUNK */
+    double *logits, *lrow, *dlrow; /* [head_rows, V], [head_rows] x 2 head scratch */
+    double *logits2;         /* [head_rows, V] the MTP head's, when head_rows == n; or NULL */
+    int kept_main, kept_mtp; /* the last forward left the heads' probabilities in logits /
+                                logits2 (the backward then does not recompute them) */
     /* backward scratch, n = max_batch * T rows */
     double *dres, *dh, *dxn, *dtmp, *dtmp2; /* [n, H] */
     double *dcat;            /* [n, 2H] */
@@ -181,6 +190,10 @@ struct dsv3_tmodel {
     /* FP8 recipe (spec/training.md §5): block linears through model/fp8 when fp8 is set */
     int fp8;
     tm_fp8 f8;
+    /* compute precision (dsv3_tm_set_precision): 64 = double, 32 = float32 products */
+    int prec;
+    float *gws;      /* [gws_n] float32 product workspace (allocated when prec is first 32) */
+    int64_t gws_n;
     double inv_temp; /* the last dsv3_tm_logp_forward: 1 / temperature */
     int logp_ok;     /* 1 after a successful dsv3_tm_logp_forward (0 after any other forward) */
 };
@@ -487,9 +500,11 @@ static void layout(dsv3_tmodel *tm, arena *a) {
     for (size_t i = 0; i < sizeof rows_1 / sizeof rows_1[0]; i++) TAKE(a, *rows_1[i], n);
     TAKE(a, tm->cat, n * 2 * H);
     TAKE(a, tm->dcat, n * 2 * H);
-    TAKE(a, tm->logits, HEAD_CHUNK * c->vocab_size);
-    TAKE(a, tm->lrow, HEAD_CHUNK);
-    TAKE(a, tm->dlrow, HEAD_CHUNK);
+    tm->head_rows = n * c->vocab_size <= HEAD_KEEP ? n : (n < HEAD_CHUNK ? n : HEAD_CHUNK);
+    TAKE(a, tm->logits, tm->head_rows * c->vocab_size);
+    if (tm->head_rows == n && tm->has_mtp) TAKE(a, tm->logits2, n * c->vocab_size);
+    TAKE(a, tm->lrow, tm->head_rows);
+    TAKE(a, tm->dlrow, tm->head_rows);
     TAKE(a, tm->kva, n * (rkv + dr));
     TAKE(a, tm->dq, n * nh * dq);
     TAKE(a, tm->dk, n * nh * dq);
@@ -586,6 +601,7 @@ void dsv3_tm_free(dsv3_tmodel *tm) {
     free(tm->acts);
     free(tm->arena);
     fp8_free(&tm->f8);
+    free(tm->gws);
     free(tm);
 }
 
@@ -608,6 +624,7 @@ dsv3_status dsv3_tm_new(dsv3_tmodel **out, const dsv3_model *m, int64_t max_batc
     tm->cfg = *c;
     tm->max_batch = max_batch;
     tm->T = seq_len;
+    tm->prec = 64;
     tm->has_mtp = m->has_mtp;
     tm->rope_factor = (double)m->rope_factor;
     tm->softmax_scale = (double)m->softmax_scale;
@@ -713,6 +730,40 @@ dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err) {
     return DSV3_OK;
 }
 
+/* The float32 workspace: the largest product any linear of the table needs for a full
+ * micro-batch (every linear sees at most max_batch * T rows, the head included). */
+dsv3_status dsv3_tm_set_precision(dsv3_tmodel *tm, int bits, dsv3_err *err) {
+    if (bits != 32 && bits != 64)
+        return dsv3_errf(err, DSV3_EINVAL, "train: precision must be 32 or 64 (got %d)", bits);
+    if (bits == 32 && !tm->gws) {
+        const int64_t n = tm->max_batch * tm->T;
+        int64_t need = 1;
+        for (int64_t i = 0; i < tm->n_tensors; i++) {
+            const dsv3_tm_tensor *t = &tm->tensors[i];
+            if (t->ndim != 2) continue;
+            const int64_t w = dsv3_op_linear_ws(n, t->cols, t->rows);
+            need = w > need ? w : need;
+        }
+        /* eh_proj is [H, 2H]: in the table; the MTP head shares the main head's shape */
+        const dsv3_config *c = &tm->cfg;
+        const int64_t att = (int64_t)dsv3_pool_threads() *
+                            dsv3_op_attention_ws(tm->T, c->qk_nope_head_dim + c->qk_rope_head_dim,
+                                                 c->v_head_dim);
+        need = att > need ? att : need;
+        tm->gws = malloc((size_t)need * sizeof *tm->gws);
+        if (!tm->gws)
+            return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory for the float32 workspace");
+        tm->gws_n = need;
+    }
+    tm->prec = bits;
+    tm->fwd_ok = 0; /* a backward must follow a forward of the same precision */
+    return DSV3_OK;
+}
+
+int dsv3_tm_precision(const dsv3_tmodel *tm) {
+    return tm->prec;
+}
+
 int dsv3_tm_fp8(const dsv3_tmodel *tm) {
     return tm->fp8;
 }
@@ -723,6 +774,20 @@ float *dsv3_tm_bias(dsv3_tmodel *tm) {
 
 /* ---------------------------------------------------------------- block linears ------- */
 
+/* A linear kept out of FP8 (router, heads, eh_proj — and every linear when FP8 is off): in
+ * double, or summed in float32 when the precision is 32. */
+static void hp_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W, int64_t n,
+                   int64_t in, int64_t out) {
+    if (tm->prec == 32) dsv3_op_linear_forward_f32(y, x, W, n, in, out, tm->gws);
+    else dsv3_op_linear_forward(y, x, W, n, in, out);
+}
+
+static void hp_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, const double *x,
+                   const float *W, int64_t n, int64_t in, int64_t out) {
+    if (tm->prec == 32) dsv3_op_linear_backward_f32(dx, dW, dy, x, W, n, in, out, tm->gws);
+    else dsv3_op_linear_backward(dx, dW, dy, x, W, n, in, out);
+}
+
 /* The linears of a decoder block, y = x W^T: in double from the FP32 weights, or with tm->fp8
  * the FP8 recipe (spec/training.md §5.2-5.4, model/fp8.h): x in 1x128 tiles, W in 128x128
  * blocks, FP32 accumulation promoted every 128. pow2 asks for power-of-two activation scales
@@ -730,7 +795,7 @@ float *dsv3_tm_bias(dsv3_tmodel *tm) {
 static void lin_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W, int64_t n,
                     int64_t in, int64_t out, int pow2) {
     if (!tm->fp8) {
-        dsv3_op_linear_forward(y, x, W, n, in, out);
+        hp_fwd(tm, y, x, W, n, in, out);
         return;
     }
     tm_fp8 *f = &tm->f8;
@@ -749,7 +814,7 @@ static void lin_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W,
 static void lin_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, const double *x,
                     const float *W, int64_t n, int64_t in, int64_t out, int pow2, int pow2_dy) {
     if (!tm->fp8) {
-        dsv3_op_linear_backward(dx, dW, dy, x, W, n, in, out);
+        hp_bwd(tm, dx, dW, dy, x, W, n, in, out);
         return;
     }
     tm_fp8 *f = &tm->f8;
@@ -812,7 +877,11 @@ static void mla_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
             memcpy(k + dn, a->kpe + s * dr, (size_t)dr * sizeof(double));
             memcpy(a->v + (s * nh + h) * dv, kv + dn, (size_t)dv * sizeof(double));
         }
-    dsv3_op_attention_forward(a->o, a->P, a->q, a->k, a->v, B, Ts, nh, dq, dv, tm->softmax_scale);
+    if (tm->prec == 32)
+        dsv3_op_attention_forward_f32(a->o, a->P, a->q, a->k, a->v, B, Ts, nh, dq, dv,
+                                      tm->softmax_scale, tm->gws);
+    else
+        dsv3_op_attention_forward(a->o, a->P, a->q, a->k, a->v, B, Ts, nh, dq, dv, tm->softmax_scale);
     lin_fwd(tm, a->x2, a->o, W->o, n, nh * dv, H, 1);
     for (int64_t i = 0; i < n * H; i++) a->x2[i] += a->x[i];
 }
@@ -832,8 +901,12 @@ static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
     zero(tm->dq, n * nh * dq);
     zero(tm->dk, n * nh * dq);
     zero(tm->dvv, n * nh * dv);
-    dsv3_op_attention_backward(tm->dq, tm->dk, tm->dvv, tm->dout, a->P, a->q, a->k, a->v, B, Ts,
-                               nh, dq, dv, tm->softmax_scale);
+    if (tm->prec == 32)
+        dsv3_op_attention_backward_f32(tm->dq, tm->dk, tm->dvv, tm->dout, a->P, a->q, a->k, a->v,
+                                       B, Ts, nh, dq, dv, tm->softmax_scale, tm->gws);
+    else
+        dsv3_op_attention_backward(tm->dq, tm->dk, tm->dvv, tm->dout, a->P, a->q, a->k, a->v, B,
+                                   Ts, nh, dq, dv, tm->softmax_scale);
     zero(tm->dkpe, n * dr);
     for (int64_t s = 0; s < n; s++)
         for (int64_t h = 0; h < nh; h++) {
@@ -910,7 +983,7 @@ static void moe_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
     const int64_t K = c->num_experts_per_tok, mi = c->moe_intermediate_size;
     const int64_t ms = mi * c->n_shared_experts;
     const float *bias = tm->bias + W->moe_index * E;
-    dsv3_op_linear_forward(a->z, a->xn2, W->router, n, H, E);
+    hp_fwd(tm, a->z, a->xn2, W->router, n, H, E);
     const dsv3_route_opts ro = {.bias = bias};
     for (int64_t t = 0; t < n; t++) {
         for (int64_t e = 0; e < E; e++) tm->zf[e] = (float)a->z[t * E + e];
@@ -1003,7 +1076,7 @@ static void moe_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
             dsv3_op_balance_backward(tm->dsb + b * Ts * E, a->s + b * Ts * E, a->f + b * E, dbal, Ts, E);
     dsv3_op_gate_backward(tm->dz, tm->dw, tm->dsb, a->s, a->idx, n, E, K, c->routed_scaling_factor,
                           c->norm_topk_prob);
-    dsv3_op_linear_backward(dxn, G->router, tm->dz, a->xn2, W->router, n, H, E);
+    hp_bwd(tm, dxn, G->router, tm->dz, a->xn2, W->router, n, H, E);
     if (ms > 0)
         mlp_backward(tm, dxn, &G->shared, dy, a->xn2, a->sa, a->sb, a->sh, &W->shared, n, H, ms, 0);
 }
@@ -1039,34 +1112,38 @@ static void block_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, cons
 
 /* ---------------------------------------------------------------- head + CE ------------ */
 
-/* Sum over rows of CE(h W^T, targets), HEAD_CHUNK rows at a time; logits_out (float [n, V]) if
- * not NULL receives the logits. */
+/* Sum over rows of CE(h W^T, targets), head_rows rows at a time in buf ([head_rows, V]); when
+ * all n rows fit, buf keeps their probabilities. logits_out (float [n, V]) if not NULL
+ * receives the logits. */
 static double head_forward(dsv3_tmodel *tm, const double *h, const float *W, const int32_t *tgt,
-                           int64_t n, float *logits_out) {
-    const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size;
+                           int64_t n, float *logits_out, double *buf) {
+    const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size, R = tm->head_rows;
     double sum = 0.0;
-    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
-        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
-        dsv3_op_linear_forward(tm->logits, h + r0 * H, W, m, H, V);
+    for (int64_t r0 = 0; r0 < n; r0 += R) {
+        const int64_t m = n - r0 < R ? n - r0 : R;
+        hp_fwd(tm, buf, h + r0 * H, W, m, H, V);
         if (logits_out)
-            for (int64_t i = 0; i < m * V; i++) logits_out[r0 * V + i] = (float)tm->logits[i];
-        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tgt + r0, m, V);
+            for (int64_t i = 0; i < m * V; i++) logits_out[r0 * V + i] = (float)buf[i];
+        dsv3_op_ce_forward(tm->lrow, buf, buf, tgt + r0, m, V);
         for (int64_t i = 0; i < m; i++) sum += tm->lrow[i];
     }
     return sum;
 }
 
-/* dh += and dW += the gradient of dl * sum_rows CE (logits recomputed chunk by chunk). */
+/* dh += and dW += the gradient of dl * sum_rows CE: from the probabilities head_forward kept
+ * in buf (kept), or with the logits recomputed chunk by chunk. */
 static void head_backward(dsv3_tmodel *tm, double *dh, float *dW, const double *h, const float *W,
-                          const int32_t *tgt, int64_t n, double dl) {
-    const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size;
-    for (int64_t i = 0; i < HEAD_CHUNK; i++) tm->dlrow[i] = dl;
-    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
-        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
-        dsv3_op_linear_forward(tm->logits, h + r0 * H, W, m, H, V);
-        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tgt + r0, m, V);
-        dsv3_op_ce_backward(tm->logits, tm->logits, tgt + r0, tm->dlrow, m, V);
-        dsv3_op_linear_backward(dh + r0 * H, dW, tm->logits, h + r0 * H, W, m, H, V);
+                          const int32_t *tgt, int64_t n, double dl, double *buf, int kept) {
+    const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size, R = tm->head_rows;
+    for (int64_t i = 0; i < R; i++) tm->dlrow[i] = dl;
+    for (int64_t r0 = 0; r0 < n; r0 += R) {
+        const int64_t m = n - r0 < R ? n - r0 : R;
+        if (!kept) {
+            hp_fwd(tm, buf, h + r0 * H, W, m, H, V);
+            dsv3_op_ce_forward(tm->lrow, buf, buf, tgt + r0, m, V);
+        }
+        dsv3_op_ce_backward(buf, buf, tgt + r0, tm->dlrow, m, V);
+        hp_bwd(tm, dh + r0 * H, dW, buf, h + r0 * H, W, m, H, V);
     }
 }
 
@@ -1127,7 +1204,9 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
     double bal = 0.0;
     dsv3_status st = trunk_forward(tm, ids, B, counts, &hash, &bal, cancel, err);
     if (st) return st;
-    const double ce = head_forward(tm, tm->h, tm->P.head, tm->tgt, n, logits) / (double)n;
+    const double ce = head_forward(tm, tm->h, tm->P.head, tm->tgt, n, logits, tm->logits) / (double)n;
+    tm->kept_main = n <= tm->head_rows;
+    tm->kept_mtp = 0;
     double mtp = 0.0;
     if (tm->has_mtp) {
         if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
@@ -1148,10 +1227,13 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
             memcpy(tm->cat + r * 2 * H + H, tm->hn + r * H, (size_t)H * sizeof(double));
         }
         tm_acts *a = &tm->acts[L];
-        dsv3_op_linear_forward(a->x, tm->cat, tm->P.eh_proj, n2, 2 * H, H);
+        hp_fwd(tm, a->x, tm->cat, tm->P.eh_proj, n2, 2 * H, H);
         block_forward(tm, &tm->P.mtp, a, B, Tm, tm->pos_mtp, tm->mout, counts, &hash, &bal);
         dsv3_op_rmsnorm_forward(tm->hf, tm->hf_rstd, tm->mout, tm->P.head_norm, n2, H, tm->eps);
-        mtp = head_forward(tm, tm->hf, tm->P.mtp_head, tm->mtp_tgt, n2, mtp_logits) / (double)n2;
+        double *buf = tm->logits2 ? tm->logits2 : tm->logits;
+        mtp = head_forward(tm, tm->hf, tm->P.mtp_head, tm->mtp_tgt, n2, mtp_logits, buf) / (double)n2;
+        tm->kept_mtp = tm->logits2 && n2 <= tm->head_rows;
+        tm->kept_main = tm->kept_main && tm->logits2; /* else the MTP head overwrote them */
     }
     res->ce = ce;
     res->mtp = mtp;
@@ -1193,18 +1275,21 @@ dsv3_status dsv3_tm_backward(dsv3_tmodel *tm, double scale, const volatile int *
     const double dbal = scale * tm->alpha / (double)B;
     tm_params *P = &tm->P, *G = &tm->G;
     zero(tm->dh, n * H);
-    head_backward(tm, tm->dh, G->head, tm->h, P->head, tm->tgt, n, scale / (double)n);
+    /* the main head first: with no logits2 the MTP head's recomputation would overwrite them */
+    head_backward(tm, tm->dh, G->head, tm->h, P->head, tm->tgt, n, scale / (double)n, tm->logits,
+                  tm->kept_main);
     if (tm->has_mtp) {
         const int64_t Tm = T - 1, n2 = B * Tm;
         zero(tm->dtmp, n2 * H);
         head_backward(tm, tm->dtmp, G->mtp_head, tm->hf, P->mtp_head, tm->mtp_tgt, n2,
-                      scale * tm->lambda / (double)n2);
+                      scale * tm->lambda / (double)n2, tm->logits2 ? tm->logits2 : tm->logits,
+                      tm->kept_mtp);
         zero(tm->dres, n2 * H);
         dsv3_op_rmsnorm_backward(tm->dres, G->head_norm, tm->dtmp, tm->mout, tm->hf_rstd,
                                  P->head_norm, n2, H);
         block_backward(tm, &P->mtp, &G->mtp, &tm->acts[L], B, Tm, tm->pos_mtp, tm->dres, dbal);
         zero(tm->dcat, n2 * 2 * H);
-        dsv3_op_linear_backward(tm->dcat, G->eh_proj, tm->dres, tm->cat, P->eh_proj, n2, 2 * H, H);
+        hp_bwd(tm, tm->dcat, G->eh_proj, tm->dres, tm->cat, P->eh_proj, n2, 2 * H, H);
         for (int64_t r = 0; r < n2; r++) {
             memcpy(tm->dtmp + r * H, tm->dcat + r * 2 * H, (size_t)H * sizeof(double));
             memcpy(tm->dtmp2 + r * H, tm->dcat + r * 2 * H + H, (size_t)H * sizeof(double));
@@ -1273,7 +1358,7 @@ dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err
 /* ---------------------------------------------------------------- token log-probabilities (RL) */
 
 /* The main trunk only (no MTP module, no balance loss, no load counting), then per row
- * logp = log softmax(inv_temp * h W_head^T)[target], HEAD_CHUNK rows at a time. The policy
+ * logp = log softmax(inv_temp * h W_head^T)[target], head_rows rows at a time. The policy
  * gradient needs d logp / d params weighted per token (model/grpo.c), which the CE losses above
  * cannot give: their weights are one scalar per loss. */
 dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double inv_temp,
@@ -1289,9 +1374,9 @@ dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B,
     double bal = 0.0;
     dsv3_status st = trunk_forward(tm, ids, B, NULL, &hash, &bal, cancel, err);
     if (st) return st;
-    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
-        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
-        dsv3_op_linear_forward(tm->logits, tm->h + r0 * H, tm->P.head, m, H, V);
+    for (int64_t r0 = 0; r0 < n; r0 += tm->head_rows) {
+        const int64_t m = n - r0 < tm->head_rows ? n - r0 : tm->head_rows;
+        hp_fwd(tm, tm->logits, tm->h + r0 * H, tm->P.head, m, H, V);
         for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= inv_temp;
         dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
         for (int64_t i = 0; i < m; i++) logp[r0 + i] = -tm->lrow[i];
@@ -1313,19 +1398,19 @@ dsv3_status dsv3_tm_logp_backward(dsv3_tmodel *tm, const double *dlogp, const vo
     const int64_t L = c->num_hidden_layers, n = B * T;
     tm_params *P = &tm->P, *G = &tm->G;
     zero(tm->dh, n * H);
-    for (int64_t r0 = 0; r0 < n; r0 += HEAD_CHUNK) {
-        const int64_t m = n - r0 < HEAD_CHUNK ? n - r0 : HEAD_CHUNK;
+    for (int64_t r0 = 0; r0 < n; r0 += tm->head_rows) {
+        const int64_t m = n - r0 < tm->head_rows ? n - r0 : tm->head_rows;
         int any = 0;
         for (int64_t i = 0; i < m; i++) {
             tm->dlrow[i] = -dlogp[r0 + i] * tm->inv_temp; /* CE = -logp */
             any |= dlogp[r0 + i] != 0.0;
         }
         if (!any) continue;
-        dsv3_op_linear_forward(tm->logits, tm->h + r0 * H, P->head, m, H, V);
+        hp_fwd(tm, tm->logits, tm->h + r0 * H, P->head, m, H, V);
         for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= tm->inv_temp;
         dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
         dsv3_op_ce_backward(tm->logits, tm->logits, tm->tgt + r0, tm->dlrow, m, V);
-        dsv3_op_linear_backward(tm->dh + r0 * H, G->head, tm->logits, tm->h + r0 * H, P->head, m, H, V);
+        hp_bwd(tm, tm->dh + r0 * H, G->head, tm->logits, tm->h + r0 * H, P->head, m, H, V);
     }
     zero(tm->dres, n * H);
     dsv3_op_rmsnorm_backward(tm->dres, G->final_norm, tm->dh, tm->xL, tm->h_rstd, P->final_norm, n, H);

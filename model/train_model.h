@@ -86,6 +86,16 @@ float *dsv3_tm_grads(dsv3_tmodel *tm);
 dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err);
 int dsv3_tm_fp8(const dsv3_tmodel *tm);
 
+/* Compute precision of the activations' arithmetic: 64 (the default: double everywhere, what
+ * the finite-difference checks and the PyTorch float64 cross-check use) or 32 (the linears —
+ * block linears when FP8 is off, router, eh_proj, heads — summed in float32 on 8-lane
+ * kernels, model/train_gemm.h, and the attention core in float32; activations stay stored in
+ * double, parameters and gradients are float32 either way). 32 is what training runs use: the
+ * losses agree with 64 to ~1e-6 relative. Takes effect at the next forward. DSV3_EINVAL for
+ * other values, DSV3_ENOMEM if the float32 workspace cannot be allocated (unchanged then). */
+dsv3_status dsv3_tm_set_precision(dsv3_tmodel *tm, int bits, dsv3_err *err);
+int dsv3_tm_precision(const dsv3_tmodel *tm);
+
 /* MoE layers (main layers >= first_k_dense_replace in order, then the MTP block). */
 int64_t dsv3_tm_n_moe(const dsv3_tmodel *tm);
 /* Checkpoint layer index of MoE layer i (the MTP block: num_hidden_layers). */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/pool.h"
+#include "model/train_gemm.h"
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
@@ -20,6 +21,38 @@
 /* Adds a double into a float gradient with one rounding. */
 static inline void add_f32(float *g, double d) {
     *g = (float)((double)*g + d);
+}
+
+/* Elementwise ops (norms, RoPE, SwiGLU, gating) split their rows into ranges on the pool when
+ * there are at least this many elements: on two threads a serial norm leaves the other core
+ * spinning, and these ops are a fifth of a step. Each element is still computed by exactly the
+ * code a serial loop would run, so results do not change. */
+#define PAR_ELEMS ((int64_t)1 << 14)
+
+typedef void (*range_fn)(void *ctx, int64_t r0, int64_t r1);
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+} range_job;
+
+static void range_item(void *c, int64_t i, int tid) {
+    (void)tid;
+    const range_job *j = c;
+    const int64_t r0 = i * j->chunk, r1 = r0 + j->chunk < j->n ? r0 + j->chunk : j->n;
+    j->fn(j->ctx, r0, r1);
+}
+
+/* fn over [0, n) in ranges; per_row elements of work per row. */
+static void par_range(int64_t n, int64_t per_row, range_fn fn, void *ctx) {
+    if (n * per_row < PAR_ELEMS || n < 2) {
+        fn(ctx, 0, n);
+        return;
+    }
+    /* ~4 ranges per thread: some balance without a dispatch per row */
+    const int64_t parts = 4 * (int64_t)dsv3_pool_threads();
+    range_job j = {.fn = fn, .ctx = ctx, .n = n, .chunk = (n + parts - 1) / parts};
+    dsv3_pool_for((n + j.chunk - 1) / j.chunk, range_item, &j);
 }
 
 /* ---------------------------------------------------------------- embedding ------------- */
@@ -332,46 +365,103 @@ void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const doub
     if (dW) run_items((out + 3) / 4, dw_item, &j);
 }
 
+/* The float32 versions: one packed product each (train_gemm.h), operands as strided views.
+ *   y  = x W^T:   A = x [n, in],            B = W^T (W read column-wise)
+ *   dx += dy W:   A = dy [n, out],          B = W [out, in]
+ *   dW += dy^T x: A = dy^T (dy column-wise), B = x [n, in] */
+int64_t dsv3_op_linear_ws(int64_t n, int64_t in, int64_t out) {
+    const int64_t f = dsv3_gemm_ws_floats(n, out, in), d = dsv3_gemm_ws_floats(n, in, out);
+    const int64_t w = dsv3_gemm_ws_floats(out, in, n);
+    return f > d ? (f > w ? f : w) : (d > w ? d : w);
+}
+
+void dsv3_op_linear_forward_f32(double *y, const double *x, const float *W, int64_t n,
+                                int64_t in, int64_t out, float *ws) {
+    const dsv3_mview A = {x, 1, in, 1}, B = {W, 0, 1, in};
+    dsv3_gemm(y, out, DSV3_GEMM_SET_F64, A, B, n, out, in, ws);
+}
+
+void dsv3_op_linear_backward_f32(double *dx, float *dW, const double *dy, const double *x,
+                                 const float *W, int64_t n, int64_t in, int64_t out, float *ws) {
+    if (dx) {
+        const dsv3_mview A = {dy, 1, out, 1}, B = {W, 0, in, 1};
+        dsv3_gemm(dx, in, DSV3_GEMM_ADD_F64, A, B, n, in, out, ws);
+    }
+    if (dW) {
+        const dsv3_mview A = {dy, 1, 1, out}, B = {x, 1, in, 1};
+        dsv3_gemm(dW, in, DSV3_GEMM_ADD_F32, A, B, out, in, n, ws);
+    }
+}
+
 /* ---------------------------------------------------------------- RMSNorm --------------- */
 
+/* One elementwise job: every operand any of the ops below needs. */
+typedef struct {
+    double *y, *dx, *da, *db, *rstd, *w, *s, *dz;
+    float *dg;
+    const double *x, *dy, *a, *b, *z, *dw, *ds_extra, *rs;
+    const float *g, *inv_freq;
+    const int32_t *idx;
+    const int64_t *pos;
+    int64_t dim, nvec, stride, d, E, K;
+    double eps, factor, dir, R;
+    int norm;
+} ew_job;
+
 /* spec/architecture.md §4.2: y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps). */
-void dsv3_op_rmsnorm_forward(double *y, double *rstd, const double *x, const float *g, int64_t n,
-                             int64_t dim, double eps) {
-    for (int64_t s = 0; s < n; s++) {
-        const double *xs = x + s * dim;
+static void rmsnorm_fwd_rows(void *ctx, int64_t r0, int64_t r1) {
+    const ew_job *j = ctx;
+    const int64_t dim = j->dim;
+    for (int64_t s = r0; s < r1; s++) {
+        const double *xs = j->x + s * dim;
         double ss = 0.0;
         for (int64_t i = 0; i < dim; i++) ss += xs[i] * xs[i];
-        const double r = 1.0 / sqrt(ss / (double)dim + eps);
-        rstd[s] = r;
-        double *ys = y + s * dim;
-        for (int64_t i = 0; i < dim; i++) ys[i] = (double)g[i] * (xs[i] * r);
+        const double r = 1.0 / sqrt(ss / (double)dim + j->eps);
+        j->rstd[s] = r;
+        double *ys = j->y + s * dim;
+        for (int64_t i = 0; i < dim; i++) ys[i] = (double)j->g[i] * (xs[i] * r);
     }
+}
+
+void dsv3_op_rmsnorm_forward(double *y, double *rstd, const double *x, const float *g, int64_t n,
+                             int64_t dim, double eps) {
+    ew_job j = {.y = y, .rstd = rstd, .x = x, .g = g, .dim = dim, .eps = eps};
+    par_range(n, dim, rmsnorm_fwd_rows, &j);
 }
 
 /* spec/training.md §9.1 with xhat = x * rstd:
  *   dg += sum_tokens dy * xhat
  *   dx += rstd * (g*dy - xhat * mean(g*dy*xhat))
- * rstd is the forward's (recomputing it from x would give the same value). */
+ * rstd is the forward's (recomputing it from x would give the same value). dx is split by
+ * tokens, dg by columns (each column summed over all tokens in order). */
+static void rmsnorm_dx_rows(void *ctx, int64_t r0, int64_t r1) {
+    const ew_job *j = ctx;
+    const int64_t dim = j->dim;
+    for (int64_t s = r0; s < r1; s++) {
+        const double *xs = j->x + s * dim, *dys = j->dy + s * dim, r = j->rs[s];
+        double dot = 0.0;
+        for (int64_t i = 0; i < dim; i++) dot += (double)j->g[i] * dys[i] * xs[i] * r;
+        const double mean = dot / (double)dim;
+        double *dxs = j->dx + s * dim;
+        for (int64_t i = 0; i < dim; i++) dxs[i] += r * ((double)j->g[i] * dys[i] - xs[i] * r * mean);
+    }
+}
+
+static void rmsnorm_dg_cols(void *ctx, int64_t c0, int64_t c1) {
+    const ew_job *j = ctx;
+    const int64_t dim = j->dim, n = j->nvec;
+    for (int64_t i = c0; i < c1; i++) {
+        double acc = 0.0;
+        for (int64_t s = 0; s < n; s++) acc += j->dy[s * dim + i] * j->x[s * dim + i] * j->rs[s];
+        add_f32(&j->dg[i], acc);
+    }
+}
+
 void dsv3_op_rmsnorm_backward(double *dx, float *dg, const double *dy, const double *x,
                               const double *rstd, const float *g, int64_t n, int64_t dim) {
-    if (dx) {
-        for (int64_t s = 0; s < n; s++) {
-            const double *xs = x + s * dim, *dys = dy + s * dim, r = rstd[s];
-            double dot = 0.0;
-            for (int64_t i = 0; i < dim; i++) dot += (double)g[i] * dys[i] * xs[i] * r;
-            const double mean = dot / (double)dim;
-            double *dxs = dx + s * dim;
-            for (int64_t i = 0; i < dim; i++)
-                dxs[i] += r * ((double)g[i] * dys[i] - xs[i] * r * mean);
-        }
-    }
-    if (dg) {
-        for (int64_t i = 0; i < dim; i++) {
-            double acc = 0.0;
-            for (int64_t s = 0; s < n; s++) acc += dy[s * dim + i] * x[s * dim + i] * rstd[s];
-            add_f32(&dg[i], acc);
-        }
-    }
+    ew_job j = {.dx = dx, .dg = dg, .dy = dy, .x = x, .rs = rstd, .g = g, .dim = dim, .nvec = n};
+    if (dx) par_range(n, dim, rmsnorm_dx_rows, &j);
+    if (dg) par_range(dim, n, rmsnorm_dg_cols, &j);
 }
 
 /* ---------------------------------------------------------------- RoPE ------------------ */
@@ -379,20 +469,27 @@ void dsv3_op_rmsnorm_backward(double *dx, float *dg, const double *dy, const dou
 /* spec/architecture.md §4.7 (official interleaved layout) and §4.8 (inv_freq, YaRN applied):
  *   y[2k] = f (x[2k] cos - x[2k+1] sin),  y[2k+1] = f (x[2k] sin + x[2k+1] cos),
  * angle = pos * inv_freq[k] formed in double as the inference kernel does. */
-static void rope_rotate(double *x, int64_t n, int64_t nvec, int64_t stride, int64_t d,
-                        const int64_t *pos, const float *inv_freq, double factor, double dir) {
-    for (int64_t s = 0; s < n; s++) {
-        for (int64_t k = 0; k < d / 2; k++) {
-            const double ang = (double)pos[s] * (double)inv_freq[k];
-            const double cs = cos(ang) * factor, sn = dir * sin(ang) * factor;
-            for (int64_t v = 0; v < nvec; v++) {
-                double *p = x + (s * nvec + v) * stride + 2 * k;
+static void rope_rows(void *ctx, int64_t r0, int64_t r1) {
+    const ew_job *j = ctx;
+    for (int64_t s = r0; s < r1; s++) {
+        for (int64_t k = 0; k < j->d / 2; k++) {
+            const double ang = (double)j->pos[s] * (double)j->inv_freq[k];
+            const double cs = cos(ang) * j->factor, sn = j->dir * sin(ang) * j->factor;
+            for (int64_t v = 0; v < j->nvec; v++) {
+                double *p = j->y + (s * j->nvec + v) * j->stride + 2 * k;
                 const double a = p[0], b = p[1];
                 p[0] = a * cs - b * sn;
                 p[1] = a * sn + b * cs;
             }
         }
     }
+}
+
+static void rope_rotate(double *x, int64_t n, int64_t nvec, int64_t stride, int64_t d,
+                        const int64_t *pos, const float *inv_freq, double factor, double dir) {
+    ew_job j = {.y = x, .nvec = nvec, .stride = stride, .d = d, .pos = pos, .inv_freq = inv_freq,
+                .factor = factor, .dir = dir};
+    par_range(n, nvec * d, rope_rows, &j);
 }
 
 void dsv3_op_rope_forward(double *x, int64_t n, int64_t nvec, int64_t stride, int64_t d,
@@ -511,21 +608,226 @@ void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double
         for (int64_t bh = 0; bh < B * nh; bh++) attn_bwd_item(&j, bh, 0);
 }
 
+/* ---- float32 attention. Per thread: q [T, dqk], kT [dqk, T], kf [T, dqk], vf [T, dv],
+ * vT [dv, T], go [T, dv], dK [T, dqk], dV [T, dv], row [T], row2 [T], acc [max(dqk, dv)]. */
+int64_t dsv3_op_attention_ws(int64_t T, int64_t dqk, int64_t dv) {
+    const int64_t w = dqk > dv ? dqk : dv;
+    return T * (4 * dqk + 4 * dv) + 2 * T + w + 64;
+}
+
+typedef struct {
+    float *qf, *kT, *kf, *vf, *vT, *go, *dK, *dV, *row, *row2, *acc;
+} attn_ws;
+
+static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
+    const int64_t T = j->T, dqk = j->dqk, dv = j->dv_;
+    float *p = ws + (int64_t)tid * dsv3_op_attention_ws(T, dqk, dv);
+    attn_ws w;
+    w.qf = p, p += T * dqk;
+    w.kT = p, p += T * dqk;
+    w.kf = p, p += T * dqk;
+    w.dK = p, p += T * dqk;
+    w.vf = p, p += T * dv;
+    w.vT = p, p += T * dv;
+    w.go = p, p += T * dv;
+    w.dV = p, p += T * dv;
+    w.row = p, p += T;
+    w.row2 = p, p += T;
+    w.acc = p;
+    return w;
+}
+
+/* Forward for one (b, h): scores of query t1 against keys 0..t1 as a vector loop over keys
+ * (kT), softmax with one expf per score, o[t1] as a vector loop over the value dimension. */
+static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_job *j, int64_t bh,
+                                                                    float *ws0, int tid) {
+    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
+    const int64_t b = bh / nh, h = bh % nh;
+    const float scale = (float)j->scale;
+    attn_ws w = attn_slice(j, ws0, tid);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t r = (b * T + t) * nh + h;
+        for (int64_t i = 0; i < dqk; i++) {
+            w.qf[t * dqk + i] = (float)j->q[r * dqk + i];
+            w.kT[i * T + t] = (float)j->k[r * dqk + i];
+        }
+        for (int64_t i = 0; i < dv; i++) w.vf[t * dv + i] = (float)j->v[r * dv + i];
+    }
+    float *s = w.row, *acc = w.acc;
+    for (int64_t t1 = 0; t1 < T; t1++) {
+        const int64_t n1 = t1 + 1;
+        for (int64_t t2 = 0; t2 < n1; t2++) s[t2] = 0.0f;
+        for (int64_t i = 0; i < dqk; i++) {
+            const float qi = w.qf[t1 * dqk + i];
+            const float *kr = w.kT + i * T;
+#pragma omp simd
+            for (int64_t t2 = 0; t2 < n1; t2++) s[t2] += qi * kr[t2];
+        }
+        float mx = -INFINITY;
+        for (int64_t t2 = 0; t2 < n1; t2++) {
+            s[t2] *= scale;
+            mx = s[t2] > mx ? s[t2] : mx;
+        }
+        float sum = 0.0f;
+        for (int64_t t2 = 0; t2 < n1; t2++) sum += (s[t2] = expf(s[t2] - mx));
+        const float inv = 1.0f / sum;
+        double *prow = j->P + (bh * T + t1) * T;
+        for (int64_t t2 = 0; t2 < n1; t2++) prow[t2] = (double)(s[t2] *= inv);
+        for (int64_t t2 = n1; t2 < T; t2++) prow[t2] = 0.0;
+        for (int64_t i = 0; i < dv; i++) acc[i] = 0.0f;
+        for (int64_t t2 = 0; t2 < n1; t2++) {
+            const float pt = s[t2], *vr = w.vf + t2 * dv;
+#pragma omp simd
+            for (int64_t i = 0; i < dv; i++) acc[i] += pt * vr[i];
+        }
+        double *ot = j->o + ((b * T + t1) * nh + h) * dv;
+        for (int64_t i = 0; i < dv; i++) ot[i] = (double)acc[i];
+    }
+}
+
+/* Backward for one (b, h), the double version's equations: dP over keys as a vector loop
+ * (vT), dS, then dq[t1] over dqk, and dk, dv collected in float for the whole sequence and
+ * added to the double gradients once at the end. */
+static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_job *j, int64_t bh,
+                                                                    float *ws0, int tid) {
+    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
+    const int64_t b = bh / nh, h = bh % nh;
+    const float scale = (float)j->scale;
+    attn_ws w = attn_slice(j, ws0, tid);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t r = (b * T + t) * nh + h;
+        for (int64_t i = 0; i < dqk; i++) {
+            w.qf[t * dqk + i] = (float)j->q[r * dqk + i];
+            w.kf[t * dqk + i] = (float)j->k[r * dqk + i];
+            w.dK[t * dqk + i] = 0.0f;
+        }
+        for (int64_t i = 0; i < dv; i++) {
+            w.vT[i * T + t] = (float)j->v[r * dv + i];
+            w.go[t * dv + i] = (float)j->dout[r * dv + i];
+            w.dV[t * dv + i] = 0.0f;
+        }
+    }
+    float *p = w.row, *dS = w.row2, *acc = w.acc;
+    for (int64_t t1 = 0; t1 < T; t1++) {
+        const int64_t n1 = t1 + 1;
+        const double *prow = j->Pc + (bh * T + t1) * T;
+        for (int64_t t2 = 0; t2 < n1; t2++) p[t2] = (float)prow[t2], dS[t2] = 0.0f;
+        const float *g = w.go + t1 * dv;
+        for (int64_t i = 0; i < dv; i++) {
+            const float gi = g[i];
+            const float *vr = w.vT + i * T;
+#pragma omp simd
+            for (int64_t t2 = 0; t2 < n1; t2++) dS[t2] += gi * vr[t2]; /* dP */
+        }
+        float sum = 0.0f;
+        for (int64_t t2 = 0; t2 < n1; t2++) sum += p[t2] * dS[t2];
+        for (int64_t t2 = 0; t2 < n1; t2++) dS[t2] = p[t2] * (dS[t2] - sum) * scale;
+        const float *q1 = w.qf + t1 * dqk;
+        for (int64_t i = 0; i < dqk; i++) acc[i] = 0.0f;
+        for (int64_t t2 = 0; t2 < n1; t2++) {
+            const float d = dS[t2], pt = p[t2];
+            const float *kr = w.kf + t2 * dqk;
+            float *dkr = w.dK + t2 * dqk, *dvr = w.dV + t2 * dv;
+#pragma omp simd
+            for (int64_t i = 0; i < dqk; i++) {
+                acc[i] += d * kr[i];
+                dkr[i] += d * q1[i];
+            }
+#pragma omp simd
+            for (int64_t i = 0; i < dv; i++) dvr[i] += pt * g[i];
+        }
+        double *dqt = j->dq + ((b * T + t1) * nh + h) * dqk;
+        for (int64_t i = 0; i < dqk; i++) dqt[i] += (double)acc[i];
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t r = (b * T + t) * nh + h;
+        for (int64_t i = 0; i < dqk; i++) j->dk[r * dqk + i] += (double)w.dK[t * dqk + i];
+        for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)w.dV[t * dv + i];
+    }
+}
+
+/* An attention job with its float workspace. */
+typedef struct {
+    attn_job j;
+    float *ws;
+} attn_f32_job;
+
+static AVX2 void attn_fwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
+    attn_fwd_f32_body(j, bh, ws, tid);
+}
+static void attn_fwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
+    attn_fwd_f32_body(j, bh, ws, tid);
+}
+static AVX2 void attn_bwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
+    attn_bwd_f32_body(j, bh, ws, tid);
+}
+static void attn_bwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
+    attn_bwd_f32_body(j, bh, ws, tid);
+}
+
+static void attn_fwd_f32_item(void *ctx, int64_t bh, int tid) {
+    const attn_f32_job *f = ctx;
+    if (use_avx2()) attn_fwd_f32_avx2(&f->j, bh, f->ws, tid);
+    else attn_fwd_f32_portable(&f->j, bh, f->ws, tid);
+}
+
+static void attn_bwd_f32_item(void *ctx, int64_t bh, int tid) {
+    const attn_f32_job *f = ctx;
+    if (use_avx2()) attn_bwd_f32_avx2(&f->j, bh, f->ws, tid);
+    else attn_bwd_f32_portable(&f->j, bh, f->ws, tid);
+}
+
+void dsv3_op_attention_forward_f32(double *o, double *P, const double *q, const double *k,
+                                   const double *v, int64_t B, int64_t T, int64_t nh,
+                                   int64_t dqk, int64_t dv, double scale, float *ws) {
+    attn_f32_job f = {.j = {.o = o, .P = P, .q = q, .k = k, .v = v, .T = T, .nh = nh, .dqk = dqk,
+                           .dv_ = dv, .B = B, .scale = scale},
+                      .ws = ws};
+    if (B * nh * T * T * (dqk + dv) >= PAR_MIN) dsv3_pool_for(B * nh, attn_fwd_f32_item, &f);
+    else
+        for (int64_t bh = 0; bh < B * nh; bh++) attn_fwd_f32_item(&f, bh, 0);
+}
+
+void dsv3_op_attention_backward_f32(double *dq, double *dk, double *dv, const double *dout,
+                                    const double *P, const double *q, const double *k,
+                                    const double *v, int64_t B, int64_t T, int64_t nh,
+                                    int64_t dqk, int64_t dvh, double scale, float *ws) {
+    attn_f32_job f = {.j = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .Pc = P, .q = q, .k = k,
+                           .v = v, .T = T, .nh = nh, .dqk = dqk, .dv_ = dvh, .B = B,
+                           .scale = scale},
+                      .ws = ws};
+    if (B * nh * T * T * (dqk + dvh) >= PAR_MIN) dsv3_pool_for(B * nh, attn_bwd_f32_item, &f);
+    else
+        for (int64_t bh = 0; bh < B * nh; bh++) attn_bwd_f32_item(&f, bh, 0);
+}
+
 /* ---------------------------------------------------------------- SwiGLU ---------------- */
 
 /* spec/architecture.md §4.10: h = silu(a) * b, silu(a) = a * sigma(a). */
+static void swiglu_fwd_range(void *ctx, int64_t i0, int64_t i1) {
+    const ew_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) j->y[i] = j->a[i] / (1.0 + exp(-j->a[i])) * j->b[i];
+}
+
 void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++) h[i] = a[i] / (1.0 + exp(-a[i])) * b[i];
+    ew_job j = {.y = h, .a = a, .b = b};
+    par_range(n, 1, swiglu_fwd_range, &j);
 }
 
 /* spec/training.md §9.2: da = dh * b * sigma(a) * (1 + a (1 - sigma(a))); db = dh * silu(a). */
+static void swiglu_bwd_range(void *ctx, int64_t i0, int64_t i1) {
+    const ew_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const double a = j->a[i], sg = 1.0 / (1.0 + exp(-a));
+        j->da[i] += j->dy[i] * j->b[i] * sg * (1.0 + a * (1.0 - sg));
+        j->db[i] += j->dy[i] * a * sg;
+    }
+}
+
 void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const double *a,
                              const double *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const double sg = 1.0 / (1.0 + exp(-a[i]));
-        da[i] += dh[i] * b[i] * sg * (1.0 + a[i] * (1.0 - sg));
-        db[i] += dh[i] * a[i] * sg;
-    }
+    ew_job j = {.da = da, .db = db, .dy = dh, .a = a, .b = b};
+    par_range(n, 1, swiglu_bwd_range, &j);
 }
 
 /* ---------------------------------------------------------------- gating ---------------- */
@@ -533,30 +835,38 @@ void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const dou
 /* spec/training.md §1.1 (HF/V3): s = sigmoid(z) over all experts; for the chosen set S,
  * w_k = R * s_k / Z with Z = sum_{j in S} s_j + 1e-20 (the HF guard), or R * s_k without
  * normalisation. The choice itself (bias, groups, top-k) is made by the caller. */
-void dsv3_op_gate_forward(double *w, double *s, const double *z, const int32_t *idx, int64_t n,
-                          int64_t E, int64_t K, double R, int norm) {
-    for (int64_t t = 0; t < n; t++) {
-        double *st = s + t * E;
-        for (int64_t e = 0; e < E; e++) st[e] = 1.0 / (1.0 + exp(-z[t * E + e]));
+static void gate_fwd_rows(void *ctx, int64_t t0, int64_t t1) {
+    const ew_job *j = ctx;
+    const int64_t E = j->E, K = j->K;
+    for (int64_t t = t0; t < t1; t++) {
+        double *st = j->s + t * E;
+        const int32_t *it = j->idx + t * K;
+        for (int64_t e = 0; e < E; e++) st[e] = 1.0 / (1.0 + exp(-j->z[t * E + e]));
         double sum = 0.0;
         for (int64_t k = 0; k < K; k++)
-            if (idx[t * K + k] >= 0) sum += st[idx[t * K + k]];
-        const double inv = norm ? 1.0 / (sum + 1e-20) : 1.0;
-        for (int64_t k = 0; k < K; k++)
-            w[t * K + k] = idx[t * K + k] >= 0 ? R * st[idx[t * K + k]] * inv : 0.0;
+            if (it[k] >= 0) sum += st[it[k]];
+        const double inv = j->norm ? 1.0 / (sum + 1e-20) : 1.0;
+        for (int64_t k = 0; k < K; k++) j->w[t * K + k] = it[k] >= 0 ? j->R * st[it[k]] * inv : 0.0;
     }
+}
+
+void dsv3_op_gate_forward(double *w, double *s, const double *z, const int32_t *idx, int64_t n,
+                          int64_t E, int64_t K, double R, int norm) {
+    ew_job j = {.w = w, .s = s, .z = z, .idx = idx, .E = E, .K = K, .R = R, .norm = norm};
+    par_range(n, E, gate_fwd_rows, &j);
 }
 
 /* spec/training.md §9.3 with c_k = dw_k:
  *   ds_i = (R/Z) (c_i - sum_{j in S} (s_j/Z) c_j)  for i in S (R c_i without normalisation),
  *   ds_i = 0 for i not in S (main path); plus ds_extra (balance loss, every expert);
  *   dz_i += ds_i s_i (1 - s_i). */
-void dsv3_op_gate_backward(double *dz, const double *dw, const double *ds_extra, const double *s,
-                           const int32_t *idx, int64_t n, int64_t E, int64_t K, double R,
-                           int norm) {
-    for (int64_t t = 0; t < n; t++) {
-        const double *st = s + t * E, *ct = dw + t * K;
-        const int32_t *it = idx + t * K;
+static void gate_bwd_rows(void *ctx, int64_t t0, int64_t t1) {
+    const ew_job *j = ctx;
+    const int64_t E = j->E, K = j->K;
+    const double R = j->R;
+    for (int64_t t = t0; t < t1; t++) {
+        const double *st = j->rs + t * E, *ct = j->dw + t * K;
+        const int32_t *it = j->idx + t * K;
         double Z = 0.0, cs = 0.0;
         for (int64_t k = 0; k < K; k++)
             if (it[k] >= 0) {
@@ -566,12 +876,20 @@ void dsv3_op_gate_backward(double *dz, const double *dw, const double *ds_extra,
         Z += 1e-20;
         cs /= Z;
         for (int64_t e = 0; e < E; e++) {
-            double ds = ds_extra ? ds_extra[t * E + e] : 0.0;
+            double ds = j->ds_extra ? j->ds_extra[t * E + e] : 0.0;
             for (int64_t k = 0; k < K; k++)
-                if (it[k] == e) ds += norm ? R / Z * (ct[k] - cs) : R * ct[k];
-            dz[t * E + e] += ds * st[e] * (1.0 - st[e]);
+                if (it[k] == e) ds += j->norm ? R / Z * (ct[k] - cs) : R * ct[k];
+            j->dz[t * E + e] += ds * st[e] * (1.0 - st[e]);
         }
     }
+}
+
+void dsv3_op_gate_backward(double *dz, const double *dw, const double *ds_extra, const double *s,
+                           const int32_t *idx, int64_t n, int64_t E, int64_t K, double R,
+                           int norm) {
+    ew_job j = {.dz = dz, .dw = dw, .ds_extra = ds_extra, .rs = s, .idx = idx, .E = E, .K = K,
+                .R = R, .norm = norm};
+    par_range(n, E * K, gate_bwd_rows, &j);
 }
 
 /* ---------------------------------------------------------------- balance loss ---------- */

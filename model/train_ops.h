@@ -37,6 +37,16 @@ void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t 
 void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const double *x,
                              const float *W, int64_t n, int64_t in, int64_t out);
 
+/* ---- the same linear in float32 (the trainer's fast path, dsv3_tm_set_precision(tm, 32)):
+ * x, dy and W are rounded to float and the products summed in float32 (model/train_gemm.h);
+ * y, dx are written / added in double, dW gets one float rounding per element. ws holds
+ * dsv3_op_linear_ws(n, in, out) floats. Relative error against the double version ~1e-6. */
+int64_t dsv3_op_linear_ws(int64_t n, int64_t in, int64_t out);
+void dsv3_op_linear_forward_f32(double *y, const double *x, const float *W, int64_t n,
+                                int64_t in, int64_t out, float *ws);
+void dsv3_op_linear_backward_f32(double *dx, float *dW, const double *dy, const double *x,
+                                 const float *W, int64_t n, int64_t in, int64_t out, float *ws);
+
 /* ---- RMSNorm (spec/architecture.md §4.2): y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps).
  * rstd [n] is saved for the backward pass. y may alias x. */
 void dsv3_op_rmsnorm_forward(double *y, double *rstd, const double *x, const float *g, int64_t n,
@@ -64,6 +74,20 @@ void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double
                                 const double *P, const double *q, const double *k,
                                 const double *v, int64_t B, int64_t T, int64_t nh, int64_t dqk,
                                 int64_t dvh, double scale);
+
+/* ---- the same attention in float32 (dsv3_tm_set_precision(tm, 32)): per (b, h) the operands
+ * are copied to float (keys and values also transposed, so the scores of one query over all
+ * keys and the value gradients are 8-lane vector loops), summed in float32, and the results
+ * written (o, P) or added (dq, dk, dv) in double. ws holds dsv3_pool_threads() *
+ * dsv3_op_attention_ws(T, dqk, dv) floats. Relative error against the double version ~1e-6. */
+int64_t dsv3_op_attention_ws(int64_t T, int64_t dqk, int64_t dv);
+void dsv3_op_attention_forward_f32(double *o, double *P, const double *q, const double *k,
+                                   const double *v, int64_t B, int64_t T, int64_t nh,
+                                   int64_t dqk, int64_t dv, double scale, float *ws);
+void dsv3_op_attention_backward_f32(double *dq, double *dk, double *dv, const double *dout,
+                                    const double *P, const double *q, const double *k,
+                                    const double *v, int64_t B, int64_t T, int64_t nh,
+                                    int64_t dqk, int64_t dvh, double scale, float *ws);
 
 /* ---- SwiGLU (spec/architecture.md §4.10): h = silu(a) * b ---- */
 void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t n);

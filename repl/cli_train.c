@@ -28,9 +28,10 @@ static const char usage[] =
     "                  [--lambda L] [--seed S] [--heldout F] [--weight-decay WD] [--clip C]\n"
     "                  [--save OUT_DIR] [--save-every K] [--save-f32] [--resume STATE]\n"
     "                  [--stop-at K] [--eval-every K] [--loads] [--fp8] [--fim-rate R]\n"
-    "                  [--dump-tokens FILE]\n"
+    "                  [--precision 32|64] [--dump-tokens FILE]\n"
     "  --steps N is the schedule's length: a resumed run continues up to step N;\n"
-    "  --stop-at K ends this invocation after step K (to continue later with --resume).\n";
+    "  --stop-at K ends this invocation after step K (to continue later with --resume).\n"
+    "  --precision 32 (default) sums products and attention in float32; 64 computes in double.\n";
 
 static volatile int interrupted;
 static void on_sigint(int sig) {
@@ -117,7 +118,11 @@ int dsv3_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--weight-decay") && v) num = &o.weight_decay;
         else if (!strcmp(a, "--clip") && v) num = &o.clip;
         else if (!strcmp(a, "--fim-rate") && v) num = &o.fim_rate;
-        else if (!strcmp(a, "--seed") && v) {
+        else if (!strcmp(a, "--precision") && v) {
+            const char *p = argv[++i];
+            ok = !strcmp(p, "32") || !strcmp(p, "64");
+            o.precision = ok ? atoi(p) : o.precision;
+        } else if (!strcmp(a, "--seed") && v) {
             long long s = dsv3_cli_parse_count(argv[++i]);
             ok = s >= 0;
             o.seed = (uint64_t)s;
@@ -173,7 +178,9 @@ int dsv3_cli_train(int argc, char **argv) {
            "lambda %g, %s%s\n",
            (long long)eo->batch, (long long)eo->accum, eo->lr, eo->min_lr, (long long)eo->warmup,
            (long long)eo->total_steps, eo->gamma, eo->alpha, eo->lambda,
-           eo->fp8 ? "FP8 block linears" : "FP32", in.step ? " (resumed)" : "");
+           eo->fp8 ? "FP8 block linears" : eo->precision == 64 ? "FP32 weights, double compute"
+                                                               : "FP32",
+           in.step ? " (resumed)" : "");
     if (dump) {
         dump_buf = malloc((size_t)(eo->accum * eo->batch * (eo->seq_len + 1)) * sizeof *dump_buf);
         if (!dump_buf) {

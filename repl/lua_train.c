@@ -74,6 +74,9 @@ static void read_opts(lua_State *L, int t, dsv3_train_opts *o) {
     o->warmup = (int64_t)dsv3_lua_opt_num(L, t, "warmup", (lua_Number)o->warmup);
     o->total_steps = (int64_t)dsv3_lua_opt_num(L, t, "total_steps", (lua_Number)o->total_steps);
     o->fp8 = dsv3_lua_opt_bool(L, t, "fp8", o->fp8);
+    const lua_Number prec = dsv3_lua_opt_num(L, t, "precision", (lua_Number)o->precision);
+    if (prec != 32 && prec != 64) luaL_error(L, "train: precision must be 32 or 64");
+    o->precision = (int)prec;
     if (!(o->lr >= 0 && o->lr < 10) || !(o->gamma >= 0 && o->gamma < 10) || !(o->alpha >= 0) ||
         !(o->lambda >= 0) || o->warmup < 0 || o->total_steps < 1)
         luaL_error(L, "train: lr, gamma, alpha, lambda, warmup must be >= 0 and total_steps >= 1");

@@ -651,6 +651,62 @@ static int test_fp8_gradient_follows_fp32(void) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- precision ------------ */
+
+/* The float32 compute path (dsv3_tm_set_precision 32) against double on one batch of the MoE
+ * model with MTP: losses within 2e-5 relative, every gradient tensor within 1e-3 relative L2
+ * (measured ~1e-6 / ~1e-5: float32 rounding of each product; a routing flip would show as a
+ * different route hash). Bad values are refused and leave the precision as it was. */
+static int test_precision32_matches_precision64(void) {
+    dsv3_model *m = open_model(gen("tiny", "--seed 3"));
+    CHECK(m, "model");
+    dsv3_tmodel *tm;
+    dsv3_err err;
+    CHECK(!dsv3_tm_new(&tm, m, 2, 32, &err), "%s", err.msg);
+    CHECK(dsv3_tm_precision(tm) == 64, "the default precision of a tmodel is not 64");
+    CHECK(dsv3_tm_set_precision(tm, 48, &err) == DSV3_EINVAL && dsv3_tm_precision(tm) == 64,
+          "precision 48 accepted");
+    printf("    -> %s\n", err.msg);
+    const int64_t np = dsv3_tm_n_params(tm);
+    float *g64 = malloc((size_t)np * sizeof *g64);
+    int32_t ids[2 * 33];
+    for (int i = 0; i < 66; i++) ids[i] = (int32_t)((i * 37 + 11) % 1000);
+    dsv3_tm_losses l[2];
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int k = 0; k < 2; k++) {
+        CHECK(!dsv3_tm_set_precision(tm, k ? 32 : 64, &err), "%s", err.msg);
+        memset(dsv3_tm_grads(tm), 0, (size_t)np * sizeof(float));
+        CHECK(!dsv3_tm_forward(tm, ids, 2, 0.3, 0.01, NULL, NULL, &l[k], &err), "%s", err.msg);
+        CHECK(!dsv3_tm_backward(tm, 1.0, NULL, &err), "%s", err.msg);
+        const float *g = dsv3_tm_grads(tm);
+        if (!k) {
+            memcpy(g64, g, (size_t)np * sizeof *g64);
+            continue;
+        }
+        for (int64_t ti = 0; ti < dsv3_tm_n_tensors(tm); ti++) {
+            const dsv3_tm_tensor *x = dsv3_tm_tensor_at(tm, ti);
+            double d = 0, r = 0;
+            for (int64_t i = x->offset; i < x->offset + x->numel; i++)
+                d += ((double)g[i] - g64[i]) * ((double)g[i] - g64[i]), r += (double)g64[i] * g64[i];
+            const double rel = sqrt(d / (r + 1e-300));
+            if (rel > worst) worst = rel, worst_name = x->name;
+        }
+    }
+    const double dl = fabs(l[1].loss - l[0].loss) / l[0].loss, dc = fabs(l[1].ce - l[0].ce) / l[0].ce;
+    const double dm = fabs(l[1].mtp - l[0].mtp) / l[0].mtp;
+    printf("  precision 32 vs 64: loss %.3g, ce %.3g, mtp %.3g relative; worst gradient tensor %.3g "
+           "(%s)\n", dl, dc, dm, worst, worst_name);
+    free(g64);
+    dsv3_tm_free(tm);
+    dsv3_model_close(m);
+    CHECK(l[0].route_hash == l[1].route_hash, "the routing differs between precisions");
+    CHECK(dl < 2e-5 && dc < 2e-5 && dm < 2e-5, "precision 32 losses too far from 64");
+    CHECK(dl > 0 || dc > 0, "precision 32 gave the double losses bit for bit: the mode did nothing");
+    CHECK(worst < 1e-3, "precision 32 gradient too far from 64");
+    return 0;
+}
+
 /* ---------------------------------------------------------------- resume --------------- */
 
 /* 2N steps in one run == N steps, save, a new trainer resuming from the state, N steps:
@@ -1365,6 +1421,7 @@ static const dsv3_test tests[] = {
     {"test_bias_update_evens_loads_and_gamma_zero_freezes", test_bias_update_evens_loads_and_gamma_zero_freezes},
     {"test_fp8_training_stays_close_to_fp32", test_fp8_training_stays_close_to_fp32},
     {"test_fp8_gradient_follows_fp32", test_fp8_gradient_follows_fp32},
+    {"test_precision32_matches_precision64", test_precision32_matches_precision64},
     {"test_resume_reproduces_the_uninterrupted_run", test_resume_reproduces_the_uninterrupted_run},
     {"test_saved_model_loads_with_the_trained_weights", test_saved_model_loads_with_the_trained_weights},
     {"test_step_is_independent_of_thread_count", test_step_is_independent_of_thread_count},
