@@ -113,6 +113,62 @@ static AVX2 void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs,
     }
 }
 
+/* A transposed double matrix (dy^T of a weight gradient): six contiguous doubles per k. */
+static AVX2 void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs, int64_t K) {
+    for (int64_t k = 0; k < K; k++) {
+        const double *s = src + k * cs;
+        float *o = dst + k * MR;
+        _mm_storeu_ps(o, _mm256_cvtpd_ps(_mm256_loadu_pd(s)));
+        _mm_storel_pi((__m64 *)(o + 4), _mm_cvtpd_ps(_mm_loadu_pd(s + 4)));
+    }
+}
+
+/* A row-major double matrix's full panel (the activations of a weight gradient): sixteen
+ * contiguous doubles per k. */
+static AVX2 void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs, int64_t K) {
+    for (int64_t k = 0; k < K; k++) {
+        const double *s = src + k * rs;
+        float *o = dst + k * NR;
+        const __m256 a = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(s + 4)),
+                                         _mm256_cvtpd_ps(_mm256_loadu_pd(s)));
+        const __m256 b = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(s + 12)),
+                                         _mm256_cvtpd_ps(_mm256_loadu_pd(s + 8)));
+        _mm256_storeu_ps(o, a);
+        _mm256_storeu_ps(o + 8, b);
+    }
+}
+
+/* W^T for a forward product: panel columns are 16 rows of the float matrix W (row stride cs),
+ * k runs along them. 8x8 blocks are transposed in registers so both reads and writes are
+ * whole vectors. */
+static AVX2 void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static AVX2 void pack_b_wt_f32_avx2(float *dst, const float *src, int64_t cs, int64_t K) {
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int h = 0; h < 2; h++) {
+            __m256 r[8];
+            for (int c = 0; c < 8; c++) r[c] = _mm256_loadu_ps(src + (h * 8 + c) * cs + k);
+            transpose8(r); /* r[i] = element k + i of the 8 rows */
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (k + i) * NR + h * 8, r[i]);
+        }
+    for (; k < K; k++)
+        for (int c = 0; c < NR; c++) dst[k * NR + c] = src[c * cs + k];
+}
+
 /* Packs strip i of A: dst[k * MR + r] = A[i*MR + r, k] (zero past M). */
 static void pack_a(const gemm_job *g, int64_t i) {
     float *restrict dst = g->Ap + i * MR * g->K;
@@ -121,6 +177,8 @@ static void pack_a(const gemm_job *g, int64_t i) {
     if (rows < MR) memset(dst, 0, (size_t)(MR * K) * sizeof *dst);
     if (g->avx2 && v->f64 && v->cs == 1 && rows == MR)
         pack_a_rows_f64_avx2(dst, (const double *)v->p + r0 * v->rs, v->rs, K);
+    else if (g->avx2 && v->f64 && v->rs == 1 && rows == MR)
+        pack_a_cols_f64_avx2(dst, (const double *)v->p + r0, v->cs, K);
     else if (v->f64) PACK_A(double);
     else PACK_A(float);
 }
@@ -131,7 +189,11 @@ static void pack_b(const gemm_job *g, int64_t j) {
     const dsv3_mview *v = &g->B;
     const int64_t c0 = j * NR, cols = g->N - c0 < NR ? g->N - c0 : NR, K = g->K;
     if (cols < NR) memset(dst, 0, (size_t)(NR * K) * sizeof *dst);
-    if (v->f64) PACK_B(double);
+    if (g->avx2 && v->f64 && v->cs == 1 && cols == NR)
+        pack_b_rows_f64_avx2(dst, (const double *)v->p + c0, v->rs, K);
+    else if (g->avx2 && !v->f64 && v->rs == 1 && cols == NR)
+        pack_b_wt_f32_avx2(dst, (const float *)v->p + c0 * v->cs, v->cs, K);
+    else if (v->f64) PACK_B(double);
     else PACK_B(float);
 }
 

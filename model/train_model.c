@@ -836,6 +836,13 @@ static void lin_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, co
     }
 }
 
+/* Cross-entropy rows in the model's precision. */
+static void ce_fwd(dsv3_tmodel *tm, double *loss, double *probs, const double *logits,
+                   const int32_t *targets, int64_t n, int64_t V) {
+    if (tm->prec == 32) dsv3_op_ce_forward_f32(loss, probs, logits, targets, n, V);
+    else dsv3_op_ce_forward(loss, probs, logits, targets, n, V);
+}
+
 /* ---------------------------------------------------------------- MLA ------------------ */
 
 static void zero(double *p, int64_t n) {
@@ -1124,7 +1131,7 @@ static double head_forward(dsv3_tmodel *tm, const double *h, const float *W, con
         hp_fwd(tm, buf, h + r0 * H, W, m, H, V);
         if (logits_out)
             for (int64_t i = 0; i < m * V; i++) logits_out[r0 * V + i] = (float)buf[i];
-        dsv3_op_ce_forward(tm->lrow, buf, buf, tgt + r0, m, V);
+        ce_fwd(tm, tm->lrow, buf, buf, tgt + r0, m, V);
         for (int64_t i = 0; i < m; i++) sum += tm->lrow[i];
     }
     return sum;
@@ -1140,7 +1147,7 @@ static void head_backward(dsv3_tmodel *tm, double *dh, float *dW, const double *
         const int64_t m = n - r0 < R ? n - r0 : R;
         if (!kept) {
             hp_fwd(tm, buf, h + r0 * H, W, m, H, V);
-            dsv3_op_ce_forward(tm->lrow, buf, buf, tgt + r0, m, V);
+            ce_fwd(tm, tm->lrow, buf, buf, tgt + r0, m, V);
         }
         dsv3_op_ce_backward(buf, buf, tgt + r0, tm->dlrow, m, V);
         hp_bwd(tm, dh + r0 * H, dW, buf, h + r0 * H, W, m, H, V);
@@ -1378,7 +1385,7 @@ dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B,
         const int64_t m = n - r0 < tm->head_rows ? n - r0 : tm->head_rows;
         hp_fwd(tm, tm->logits, tm->h + r0 * H, tm->P.head, m, H, V);
         for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= inv_temp;
-        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
+        ce_fwd(tm, tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
         for (int64_t i = 0; i < m; i++) logp[r0 + i] = -tm->lrow[i];
     }
     tm->B = B;
@@ -1408,7 +1415,7 @@ dsv3_status dsv3_tm_logp_backward(dsv3_tmodel *tm, const double *dlogp, const vo
         if (!any) continue;
         hp_fwd(tm, tm->logits, tm->h + r0 * H, P->head, m, H, V);
         for (int64_t i = 0; i < m * V; i++) tm->logits[i] *= tm->inv_temp;
-        dsv3_op_ce_forward(tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
+        ce_fwd(tm, tm->lrow, tm->logits, tm->logits, tm->tgt + r0, m, V);
         dsv3_op_ce_backward(tm->logits, tm->logits, tm->tgt + r0, tm->dlrow, m, V);
         hp_bwd(tm, tm->dh + r0 * H, G->head, tm->logits, tm->h + r0 * H, P->head, m, H, V);
     }
