@@ -638,10 +638,85 @@ static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
     return w;
 }
 
+/* out[t] = sum_i vec[i] matT[i * ld + t] for t < n: one query's scores against the keys (or
+ * one output gradient's against the values), 32 keys at a time in four registers. */
+static AVX2 void mv_keys_avx2(float *out, const float *vec, const float *matT, int64_t ld,
+                              int64_t d, int64_t n) {
+    int64_t t = 0;
+    for (; t + 32 <= n; t += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < d; i++) {
+            const __m256 x = _mm256_broadcast_ss(vec + i);
+            const float *r = matT + i * ld + t;
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 16), a2);
+            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 24), a3);
+        }
+        _mm256_storeu_ps(out + t, a0), _mm256_storeu_ps(out + t + 8, a1);
+        _mm256_storeu_ps(out + t + 16, a2), _mm256_storeu_ps(out + t + 24, a3);
+    }
+    for (; t + 8 <= n; t += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < d; i++)
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(vec + i), _mm256_loadu_ps(matT + i * ld + t), a0);
+        _mm256_storeu_ps(out + t, a0);
+    }
+    for (; t < n; t++) {
+        float a = 0.0f;
+        for (int64_t i = 0; i < d; i++) a += vec[i] * matT[i * ld + t];
+        out[t] = a;
+    }
+}
+
+/* acc[i] = sum_t w[t] mat[t * d + i] for i < d: the probability-weighted sum of values (or the
+ * dS-weighted sum of keys), 32 columns at a time in four registers. */
+static AVX2 void mv_rows_avx2(float *acc, const float *w, const float *mat, int64_t n, int64_t d) {
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t t = 0; t < n; t++) {
+            const __m256 x = _mm256_broadcast_ss(w + t);
+            const float *r = mat + t * d + i;
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 16), a2);
+            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 24), a3);
+        }
+        _mm256_storeu_ps(acc + i, a0), _mm256_storeu_ps(acc + i + 8, a1);
+        _mm256_storeu_ps(acc + i + 16, a2), _mm256_storeu_ps(acc + i + 24, a3);
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n; t++)
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(mat + t * d + i), a0);
+        _mm256_storeu_ps(acc + i, a0);
+    }
+    for (; i < d; i++) {
+        float a = 0.0f;
+        for (int64_t t = 0; t < n; t++) a += w[t] * mat[t * d + i];
+        acc[i] = a;
+    }
+}
+
+/* The portable versions: the same sums, plain loops. */
+static void mv_keys_plain(float *out, const float *vec, const float *matT, int64_t ld, int64_t d,
+                          int64_t n) {
+    for (int64_t t = 0; t < n; t++) out[t] = 0.0f;
+    for (int64_t i = 0; i < d; i++)
+        for (int64_t t = 0; t < n; t++) out[t] += vec[i] * matT[i * ld + t];
+}
+
+static void mv_rows_plain(float *acc, const float *w, const float *mat, int64_t n, int64_t d) {
+    for (int64_t i = 0; i < d; i++) acc[i] = 0.0f;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < d; i++) acc[i] += w[t] * mat[t * d + i];
+}
+
 /* Forward for one (b, h): scores of query t1 against keys 0..t1 as a vector loop over keys
  * (kT), softmax with one expf per score, o[t1] as a vector loop over the value dimension. */
 static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_job *j, int64_t bh,
-                                                                    float *ws0, int tid) {
+                                                                    float *ws0, int tid, int avx2) {
     const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
     const int64_t b = bh / nh, h = bh % nh;
     const float scale = (float)j->scale;
@@ -657,13 +732,8 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
     float *s = w.row, *acc = w.acc;
     for (int64_t t1 = 0; t1 < T; t1++) {
         const int64_t n1 = t1 + 1;
-        for (int64_t t2 = 0; t2 < n1; t2++) s[t2] = 0.0f;
-        for (int64_t i = 0; i < dqk; i++) {
-            const float qi = w.qf[t1 * dqk + i];
-            const float *kr = w.kT + i * T;
-#pragma omp simd
-            for (int64_t t2 = 0; t2 < n1; t2++) s[t2] += qi * kr[t2];
-        }
+        if (avx2) mv_keys_avx2(s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
+        else mv_keys_plain(s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
         float mx = -INFINITY;
         for (int64_t t2 = 0; t2 < n1; t2++) {
             s[t2] *= scale;
@@ -675,12 +745,8 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
         double *prow = j->P + (bh * T + t1) * T;
         for (int64_t t2 = 0; t2 < n1; t2++) prow[t2] = (double)(s[t2] *= inv);
         for (int64_t t2 = n1; t2 < T; t2++) prow[t2] = 0.0;
-        for (int64_t i = 0; i < dv; i++) acc[i] = 0.0f;
-        for (int64_t t2 = 0; t2 < n1; t2++) {
-            const float pt = s[t2], *vr = w.vf + t2 * dv;
-#pragma omp simd
-            for (int64_t i = 0; i < dv; i++) acc[i] += pt * vr[i];
-        }
+        if (avx2) mv_rows_avx2(acc, s, w.vf, n1, dv);
+        else mv_rows_plain(acc, s, w.vf, n1, dv);
         double *ot = j->o + ((b * T + t1) * nh + h) * dv;
         for (int64_t i = 0; i < dv; i++) ot[i] = (double)acc[i];
     }
@@ -690,7 +756,7 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
  * (vT), dS, then dq[t1] over dqk, and dk, dv collected in float for the whole sequence and
  * added to the double gradients once at the end. */
 static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_job *j, int64_t bh,
-                                                                    float *ws0, int tid) {
+                                                                    float *ws0, int tid, int avx2) {
     const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
     const int64_t b = bh / nh, h = bh % nh;
     const float scale = (float)j->scale;
@@ -712,28 +778,21 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
     for (int64_t t1 = 0; t1 < T; t1++) {
         const int64_t n1 = t1 + 1;
         const double *prow = j->Pc + (bh * T + t1) * T;
-        for (int64_t t2 = 0; t2 < n1; t2++) p[t2] = (float)prow[t2], dS[t2] = 0.0f;
+        for (int64_t t2 = 0; t2 < n1; t2++) p[t2] = (float)prow[t2];
         const float *g = w.go + t1 * dv;
-        for (int64_t i = 0; i < dv; i++) {
-            const float gi = g[i];
-            const float *vr = w.vT + i * T;
-#pragma omp simd
-            for (int64_t t2 = 0; t2 < n1; t2++) dS[t2] += gi * vr[t2]; /* dP */
-        }
+        if (avx2) mv_keys_avx2(dS, g, w.vT, T, dv, n1); /* dP */
+        else mv_keys_plain(dS, g, w.vT, T, dv, n1);
         float sum = 0.0f;
         for (int64_t t2 = 0; t2 < n1; t2++) sum += p[t2] * dS[t2];
         for (int64_t t2 = 0; t2 < n1; t2++) dS[t2] = p[t2] * (dS[t2] - sum) * scale;
         const float *q1 = w.qf + t1 * dqk;
-        for (int64_t i = 0; i < dqk; i++) acc[i] = 0.0f;
+        if (avx2) mv_rows_avx2(acc, dS, w.kf, n1, dqk); /* dq[t1] */
+        else mv_rows_plain(acc, dS, w.kf, n1, dqk);
         for (int64_t t2 = 0; t2 < n1; t2++) {
             const float d = dS[t2], pt = p[t2];
-            const float *kr = w.kf + t2 * dqk;
             float *dkr = w.dK + t2 * dqk, *dvr = w.dV + t2 * dv;
 #pragma omp simd
-            for (int64_t i = 0; i < dqk; i++) {
-                acc[i] += d * kr[i];
-                dkr[i] += d * q1[i];
-            }
+            for (int64_t i = 0; i < dqk; i++) dkr[i] += d * q1[i];
 #pragma omp simd
             for (int64_t i = 0; i < dv; i++) dvr[i] += pt * g[i];
         }
@@ -754,16 +813,16 @@ typedef struct {
 } attn_f32_job;
 
 static AVX2 void attn_fwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_fwd_f32_body(j, bh, ws, tid);
+    attn_fwd_f32_body(j, bh, ws, tid, 1);
 }
 static void attn_fwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_fwd_f32_body(j, bh, ws, tid);
+    attn_fwd_f32_body(j, bh, ws, tid, 0);
 }
 static AVX2 void attn_bwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_bwd_f32_body(j, bh, ws, tid);
+    attn_bwd_f32_body(j, bh, ws, tid, 1);
 }
 static void attn_bwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_bwd_f32_body(j, bh, ws, tid);
+    attn_bwd_f32_body(j, bh, ws, tid, 0);
 }
 
 static void attn_fwd_f32_item(void *ctx, int64_t bh, int tid) {

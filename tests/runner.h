@@ -13,7 +13,9 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -50,6 +52,15 @@ static inline uint64_t test_u64(void) {
     dsv3_test_seed ^= dsv3_test_seed << 17;
     return dsv3_test_seed;
 }
+/* Fresh inputs per run: the seed from DSV3_TEST_SEED, else from the clock; printed so that a
+ * failure can be reproduced. */
+static inline void dsv3_test_fresh_seed(void) {
+    const char *seed = getenv("DSV3_TEST_SEED");
+    dsv3_test_seed = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL) * 2654435761u;
+    if (!dsv3_test_seed) dsv3_test_seed = 1;
+    printf("seed %llu (DSV3_TEST_SEED reproduces)\n", (unsigned long long)dsv3_test_seed);
+}
+
 /* Uniform in [-1, 1). */
 static inline double urand(void) {
     return (double)(test_u64() >> 11) / 4503599627370496.0 - 1.0;

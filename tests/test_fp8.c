@@ -323,9 +323,6 @@ static const dsv3_test tests[] = {
 };
 
 int main(int argc, char **argv) {
-    const char *seed = getenv("DSV3_TEST_SEED");
-    dsv3_test_seed = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL) * 2654435761u;
-    if (!dsv3_test_seed) dsv3_test_seed = 1;
-    printf("seed %llu (DSV3_TEST_SEED reproduces)\n", (unsigned long long)dsv3_test_seed);
+    dsv3_test_fresh_seed();
     return DSV3_RUN_TESTS(tests, argc, argv);
 }
