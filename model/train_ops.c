@@ -610,14 +610,15 @@ void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double
 }
 
 /* ---- float32 attention. Per thread: q [T, dqk], kT [dqk, T], kf [T, dqk], vf [T, dv],
- * vT [dv, T], go [T, dv], dK [T, dqk], dV [T, dv], row [T], row2 [T], acc [max(dqk, dv)]. */
+ * vT [dv, T], go [T, dv], row [T], row2 [T], acc [max(dqk, dv)], PT and dST [T, T] (the
+ * backward's probabilities and score gradients, transposed). */
 int64_t dsv3_op_attention_ws(int64_t T, int64_t dqk, int64_t dv) {
     const int64_t w = dqk > dv ? dqk : dv;
-    return T * (4 * dqk + 4 * dv) + 2 * T + w + 64;
+    return T * (3 * dqk + 3 * dv) + 2 * T * T + 2 * T + w + 64;
 }
 
 typedef struct {
-    float *qf, *kT, *kf, *vf, *vT, *go, *dK, *dV, *row, *row2, *acc;
+    float *qf, *kT, *kf, *vf, *vT, *go, *row, *row2, *acc, *PT, *dST;
 } attn_ws;
 
 static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
@@ -627,11 +628,11 @@ static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
     w.qf = p, p += T * dqk;
     w.kT = p, p += T * dqk;
     w.kf = p, p += T * dqk;
-    w.dK = p, p += T * dqk;
     w.vf = p, p += T * dv;
     w.vT = p, p += T * dv;
     w.go = p, p += T * dv;
-    w.dV = p, p += T * dv;
+    w.PT = p, p += T * T;
+    w.dST = p, p += T * T;
     w.row = p, p += T;
     w.row2 = p, p += T;
     w.acc = p;
@@ -752,9 +753,9 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
     }
 }
 
-/* Backward for one (b, h), the double version's equations: dP over keys as a vector loop
- * (vT), dS, then dq[t1] over dqk, and dk, dv collected in float for the whole sequence and
- * added to the double gradients once at the end. */
+/* Backward for one (b, h), the double version's equations: per query dP over keys (vT), dS
+ * and dq[t1]; then per key dk[t2] and dv[t2] as register-accumulated sums over the queries
+ * that saw it, from dS and P kept transposed. */
 static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_job *j, int64_t bh,
                                                                     float *ws0, int tid, int avx2) {
     const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
@@ -766,14 +767,13 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
         for (int64_t i = 0; i < dqk; i++) {
             w.qf[t * dqk + i] = (float)j->q[r * dqk + i];
             w.kf[t * dqk + i] = (float)j->k[r * dqk + i];
-            w.dK[t * dqk + i] = 0.0f;
         }
         for (int64_t i = 0; i < dv; i++) {
             w.vT[i * T + t] = (float)j->v[r * dv + i];
             w.go[t * dv + i] = (float)j->dout[r * dv + i];
-            w.dV[t * dv + i] = 0.0f;
         }
     }
+    /* by query: dP, dS and dq[t1]; P and dS are kept transposed (PT[t2][t1], dST[t2][t1]) */
     float *p = w.row, *dS = w.row2, *acc = w.acc;
     for (int64_t t1 = 0; t1 < T; t1++) {
         const int64_t n1 = t1 + 1;
@@ -784,25 +784,25 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
         else mv_keys_plain(dS, g, w.vT, T, dv, n1);
         float sum = 0.0f;
         for (int64_t t2 = 0; t2 < n1; t2++) sum += p[t2] * dS[t2];
-        for (int64_t t2 = 0; t2 < n1; t2++) dS[t2] = p[t2] * (dS[t2] - sum) * scale;
-        const float *q1 = w.qf + t1 * dqk;
-        if (avx2) mv_rows_avx2(acc, dS, w.kf, n1, dqk); /* dq[t1] */
-        else mv_rows_plain(acc, dS, w.kf, n1, dqk);
         for (int64_t t2 = 0; t2 < n1; t2++) {
-            const float d = dS[t2], pt = p[t2];
-            float *dkr = w.dK + t2 * dqk, *dvr = w.dV + t2 * dv;
-#pragma omp simd
-            for (int64_t i = 0; i < dqk; i++) dkr[i] += d * q1[i];
-#pragma omp simd
-            for (int64_t i = 0; i < dv; i++) dvr[i] += pt * g[i];
+            dS[t2] = p[t2] * (dS[t2] - sum) * scale;
+            w.dST[t2 * T + t1] = dS[t2];
+            w.PT[t2 * T + t1] = p[t2];
         }
+        if (avx2) mv_rows_avx2(acc, dS, w.kf, n1, dqk); /* dq[t1] = sum_t2 dS k[t2] */
+        else mv_rows_plain(acc, dS, w.kf, n1, dqk);
         double *dqt = j->dq + ((b * T + t1) * nh + h) * dqk;
         for (int64_t i = 0; i < dqk; i++) dqt[i] += (double)acc[i];
     }
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t r = (b * T + t) * nh + h;
-        for (int64_t i = 0; i < dqk; i++) j->dk[r * dqk + i] += (double)w.dK[t * dqk + i];
-        for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)w.dV[t * dv + i];
+    /* by key: dk[t2] = sum_{t1 >= t2} dS[t1][t2] q[t1], dv[t2] = sum_{t1 >= t2} P[t1][t2] do[t1] */
+    for (int64_t t2 = 0; t2 < T; t2++) {
+        const int64_t r = (b * T + t2) * nh + h, m = T - t2;
+        if (avx2) mv_rows_avx2(acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, m, dqk);
+        else mv_rows_plain(acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, m, dqk);
+        for (int64_t i = 0; i < dqk; i++) j->dk[r * dqk + i] += (double)acc[i];
+        if (avx2) mv_rows_avx2(acc, w.PT + t2 * T + t2, w.go + t2 * dv, m, dv);
+        else mv_rows_plain(acc, w.PT + t2 * T + t2, w.go + t2 * dv, m, dv);
+        for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)acc[i];
     }
 }
 
