@@ -226,53 +226,58 @@ static double schedule(const dsv3_train_opts *o, int64_t step) {
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * p));
 }
 
-/* AdamW over elements [beg, end) of one tensor, ADAM_CHUNK elements per pool item
- * (elementwise, so the result does not depend on the threads). */
-enum { ADAM_CHUNK = 32768 };
+/* AdamW over the flat parameter array, ADAM_CHUNK elements per pool item whatever the tensor
+ * boundaries (a model of many small tensors — 16 experts of 8k weights per layer — would
+ * otherwise run one tensor at a time on one thread). Elementwise, so the result does not
+ * depend on the threads. */
+enum { ADAM_CHUNK = 16384 };
 typedef struct {
     float *w, *m, *v;
     const float *g;
     float b1, b2, eps, c1, c2, lr, gs, wd;
-    int64_t beg, end;
+    const dsv3_tmodel *tm; /* the tensor table: offsets ascend and tile the array */
+    int64_t n;
 } adam_job;
 
 static void adam_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const adam_job *a = ctx;
-    const int64_t j0 = a->beg + item * ADAM_CHUNK;
-    const int64_t j1 = j0 + ADAM_CHUNK < a->end ? j0 + ADAM_CHUNK : a->end;
-    for (int64_t j = j0; j < j1; j++) {
-        const float gj = a->g[j] * a->gs;
-        a->m[j] = a->b1 * a->m[j] + (1.0f - a->b1) * gj;
-        a->v[j] = a->b2 * a->v[j] + (1.0f - a->b2) * gj * gj;
-        const float mh = a->m[j] / a->c1, vh = a->v[j] / a->c2;
-        a->w[j] -= a->lr * (mh / (sqrtf(vh) + a->eps) + a->wd * a->w[j]);
+    const int64_t j0 = item * ADAM_CHUNK, j1 = j0 + ADAM_CHUNK < a->n ? j0 + ADAM_CHUNK : a->n;
+    /* the tensor holding j0: the last whose offset is <= j0 */
+    int64_t lo = 0, hi = dsv3_tm_n_tensors(a->tm) - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (dsv3_tm_tensor_at(a->tm, mid)->offset <= j0) lo = mid;
+        else hi = mid - 1;
+    }
+    for (int64_t ti = lo, j = j0; j < j1; ti++) {
+        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(a->tm, ti);
+        const int64_t end = x->offset + x->numel < j1 ? x->offset + x->numel : j1;
+        const float wd = x->decay ? a->wd : 0.0f;
+        for (; j < end; j++) {
+            const float gj = a->g[j] * a->gs;
+            a->m[j] = a->b1 * a->m[j] + (1.0f - a->b1) * gj;
+            a->v[j] = a->b2 * a->v[j] + (1.0f - a->b2) * gj * gj;
+            const float mh = a->m[j] / a->c1, vh = a->v[j] / a->c2;
+            a->w[j] -= a->lr * (mh / (sqrtf(vh) + a->eps) + wd * a->w[j]);
+        }
     }
 }
 
 /* spec/training.md §4, decoupled AdamW per parameter, step k >= 1, g already clipped:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^k);  vhat = v/(1-b2^k)
  *   w = w - lr (mhat / (sqrt(vhat) + eps) + wd w)      (wd = 0 for norm gains)
- * in FP32 arithmetic (moments are FP32 here, not the recipe's BF16). Elementwise, so the
- * parallel loop gives the same bits for any thread count. */
+ * in FP32 arithmetic (moments are FP32 here, not the recipe's BF16). */
 static void adamw(dsv3_trainer *t, double lr, double gscale) {
     const dsv3_train_opts *o = &t->o;
     const int64_t k = t->step + 1;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     const float c1 = (float)(1.0 - pow(o->beta1, (double)k)), c2 = (float)(1.0 - pow(o->beta2, (double)k));
-    const float flr = (float)lr, gs = (float)gscale;
     adam_job j = {.w = dsv3_tm_params(t->tm), .g = dsv3_tm_grads(t->tm), .m = t->adam_m,
-                  .v = t->adam_v, .b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2, .lr = flr,
-                  .gs = gs};
-    for (int64_t i = 0; i < dsv3_tm_n_tensors(t->tm); i++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
-        j.wd = x->decay ? (float)o->weight_decay : 0.0f;
-        j.beg = x->offset;
-        j.end = x->offset + x->numel;
-        const int64_t items = (x->numel + ADAM_CHUNK - 1) / ADAM_CHUNK;
-        if (items > 1) dsv3_pool_for(items, adam_item, &j);
-        else adam_item(&j, 0, 0);
-    }
+                  .v = t->adam_v, .b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2,
+                  .lr = (float)lr, .gs = (float)gscale, .wd = (float)o->weight_decay,
+                  .tm = t->tm, .n = t->n_params};
+    dsv3_pool_for((t->n_params + ADAM_CHUNK - 1) / ADAM_CHUNK, adam_item, &j);
 }
 
 /* spec/training.md §1.2: per MoE layer, b_i += gamma * sign(cbar - c_i) with cbar the mean
