@@ -667,13 +667,45 @@ static TGT void fast_silu_mul(float *g, const float *u, int64_t n) {
     dsv3_cpu_silu_mul(g + i, u + i, n - i);
 }
 
+/* out = g * (x / sqrt(mean(x^2) + eps)) per row (spec §4.2; out may be x). The sum of squares
+ * runs in 32 float lanes: the reference's serial double sum waits ~4 cycles an element, and a
+ * token of the demo takes 17 norms of 32..128 elements (~2 us of a ~80 us forward). */
+static TGT void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
+                             float eps) {
+    for (int64_t s = 0; s < n; s++) {
+        const float *xs = x + s * dim;
+        float *os = out + s * dim;
+        __m256 a[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) a[k] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= dim; i += 32)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256 v = _mm256_loadu_ps(xs + i + 8 * k);
+                a[k] = _mm256_fmadd_ps(v, v, a[k]);
+            }
+        for (; i + 8 <= dim; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xs + i);
+            a[0] = _mm256_fmadd_ps(v, v, a[0]);
+        }
+        double ss = hsum(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+        for (; i < dim; i++) ss += (double)xs[i] * xs[i];
+        const float inv = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+        const __m256 vi = _mm256_set1_ps(inv);
+        for (i = 0; i + 8 <= dim; i += 8)
+            _mm256_storeu_ps(os + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(_mm256_loadu_ps(xs + i), vi)));
+        for (; i < dim; i++) os[i] = g[i] * (xs[i] * inv);
+    }
+}
+
 static const dsv3_backend fast_backend = {
     .name = "fast",
     .matmul = fast_matmul,
     .matmul_many = fast_matmul_many,
     .matmul_t = fast_matmul_t,
     .row = dsv3_cpu_row,
-    .rmsnorm = dsv3_cpu_rmsnorm,
+    .rmsnorm = fast_rmsnorm,
     .rope = dsv3_cpu_rope,
     .silu_mul = fast_silu_mul,
     .mla_attend = dsv3_fast_mla_attend,
