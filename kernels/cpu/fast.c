@@ -499,31 +499,46 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
 
 /* ---------------------------------------------------------------- transposed (MLA) ----- */
 
+/* os[0 .. 8 * NV) = sum_r xs[r] W[r, c0 .. c0 + 8 * NV) for one token, NV (1, 2, 4, 8) a
+ * constant so the accumulators stay in registers: with a run-time count they lived in a stack
+ * array, a store and a reload per multiply-add (the demo's 32-wide latent took that path). */
+static INL TGT void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs, const dsv3_weight *w,
+                               int64_t c0) {
+    const int64_t R = w->rows, C = w->cols;
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t r = 0; r < R; r++) {
+        const __m256 av = _mm256_set1_ps(xs[r] * scale_at(w, r, c0) * VS(dt));
+        const size_t row = (size_t)(r * C + c0);
+#pragma GCC unroll 8
+        for (int k = 0; k < NV; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
+}
+
 /* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
- * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c]. */
+ * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c].
+ * The whole vectors go in runs of 8, 4, 2 and 1; the last len % 8 columns are scalar. */
 static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
     const dsv3_weight *w = op->w;
     const int64_t R = w->rows, C = w->cols, full = len / 8;
     for (int64_t s = 0; s < op->n; s++) {
         const float *xs = op->x + s * R;
         float *os = op->out + s * C + c0;
-        __m256 acc[8];
+        int64_t k = 0;
+        if (full - k >= 8) gemvt_vecs(dt, 8, os, xs, w, c0), k += 8;
+        if (full - k >= 4) gemvt_vecs(dt, 4, os + 8 * k, xs, w, c0 + 8 * k), k += 4;
+        if (full - k >= 2) gemvt_vecs(dt, 2, os + 8 * k, xs, w, c0 + 8 * k), k += 2;
+        if (full - k >= 1) gemvt_vecs(dt, 1, os + 8 * k, xs, w, c0 + 8 * k), k += 1;
+        if (8 * full == len) continue;
         float tail[8] = {0};
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t r = 0; r < R; r++) {
             const float a = xs[r] * scale_at(w, r, c0);
-            const __m256 av = _mm256_set1_ps(a * VS(dt));
             const size_t row = (size_t)(r * C + c0);
-            if (full == 8) { /* the common case: a whole 64-column span, constant trip count */
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
-            } else {
-                for (int64_t k = 0; k < full; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
-                for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
-            }
+            for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
         }
-        for (int64_t k = 0; k < full; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
         for (int64_t c = 8 * full; c < len; c++) os[c] = tail[c - 8 * full];
     }
 }
