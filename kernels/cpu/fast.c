@@ -630,6 +630,16 @@ static int64_t span_of(const dsv3_matmul_op *op, int threads) {
     return op->n <= 2 ? s : s / 2;
 }
 
+/* What one weight element of op costs, in one-token multiply-adds, for the threading decision:
+ * the 2..4-token GEMVs decode each weight once for all tokens (two tokens take ~1.3x one
+ * token's time, not 2x), so they count ceil(n / 2). Counting n sent the speculative verify's
+ * small products (q_a + kv_a, q_b, o: ~1.5 us each) to the pool, where posting and waiting cost
+ * about what the second thread saves, and a stall when the worker's core runs another job.
+ * Transposed products and GEMMs count n. */
+static int64_t cost_per_weight(const dsv3_matmul_op *op) {
+    return !op->trans && op->n >= 2 && op->n <= 4 ? (op->n + 1) / 2 : op->n;
+}
+
 /* All products' items go to the pool as one job: a layer's experts stream their rows on every
  * core at once, and no thread waits for another that has not started. */
 static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
@@ -649,7 +659,7 @@ static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
         const int64_t len = ops[i].trans ? ops[i].w->cols : ops[i].w->rows;
         b.span[i] = span_of(&ops[i], threads);
         b.start[i + 1] = b.start[i] + (len + b.span[i] - 1) / b.span[i];
-        macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
+        macs += ops[i].w->rows * ops[i].w->cols * cost_per_weight(&ops[i]);
     }
     /* Tiny batches run on the caller: posting a job costs ~1 us, and a worker that sleeps
      * would need a futex wake. */
