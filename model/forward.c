@@ -189,11 +189,14 @@ static void block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_l
     m->be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
     dsv3_mla_forward(r, L, li, kc, r->xn, r->y, n, pos0);
     point(r, DSV3_POINT_ATTN_OUT, li, pos0, n, H, r->y);
+    /* (omp simd: without it the possible aliasing of x and y keeps -O2 from vectorising) */
+#pragma omp simd
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
     m->be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
     if (L->is_moe) dsv3_moe_forward_layer(r, L, li, r->xn, r->y, n, pos0);
     else dsv3_mlp_forward(r, &L->dense, r->xn, r->y, n);
     point(r, DSV3_POINT_FFN_OUT, li, pos0, n, H, r->y);
+#pragma omp simd
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
     point(r, DSV3_POINT_RESID_OUT, li, pos0, n, H, x);
 }

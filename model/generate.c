@@ -29,7 +29,8 @@ typedef struct {
     const dsv3_gen_opts *o;
     dsv3_rng rng;
     int64_t V, H;
-    float *p, *p2;     /* [V] main-model logits for the next / the one after */
+    float *p;          /* [V] main-model logits for the next token: points into p1 or p2 */
+    float *p1, *p2;    /* [V] a 1-token forward's logits, [2, V] the verify's (no copies) */
     float *q;          /* [V] MTP draft logits */
     float *pp, *qq;    /* [V] sampling distributions of p and q */
     float *h;          /* [2, H] hidden states of the last forward */
@@ -48,9 +49,15 @@ static void emit(gen *g, int32_t id) {
     if (id == g->o->eos_id || g->n_out >= g->o->max_new_tokens) g->stop = 1;
 }
 
+static int greedy(const gen *g) {
+    return g->o->sample.greedy || g->o->sample.temperature <= 0.0f;
+}
+
+/* The next token from logits; probs gets the sampling distribution (not written when greedy:
+ * nothing reads a one-hot vector). */
 static int32_t pick(gen *g, const float *logits, float *probs) {
+    if (greedy(g)) return dsv3_argmax(logits, g->V);
     dsv3_sample_probs(probs, logits, g->V, &g->o->sample, g->order);
-    if (g->o->sample.greedy || g->o->sample.temperature <= 0.0f) return dsv3_argmax(logits, g->V);
     return dsv3_sample_draw(probs, g->V, &g->rng);
 }
 
@@ -82,6 +89,7 @@ static dsv3_status step_plain(gen *g, dsv3_gen_stats *s, dsv3_err *err) {
     emit(g, t);
     if (g->stop) return DSV3_OK;
     s->forward_passes++;
+    g->p = g->p1;
     return dsv3_forward(g->run, &t, 1, g->p, 1, NULL, err);
 }
 
@@ -104,6 +112,7 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     if (g->n_out + 1 >= g->o->max_new_tokens) {
         /* No room for a draft: a plain forward keeps the caches at the invariant. */
         s->forward_passes++;
+        g->p = g->p1;
         return dsv3_forward(r, &t1, 1, g->p, 1, g->h, err);
     }
     const int32_t d = pick(g, g->q, g->qq);
@@ -113,10 +122,12 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     if (st) return st;
     s->forward_passes++;
     s->drafted++;
-    const float *pn1 = logits2, *pn2 = logits2 + V;
+    float *pn1 = logits2, *pn2 = logits2 + V;
+    /* greedy: the main model's choice at n+1, needed whether the draft is accepted or not */
+    const int32_t main1 = greedy(g) ? dsv3_argmax(pn1, V) : -1;
     int accept;
-    if (g->o->sample.greedy || g->o->sample.temperature <= 0.0f) {
-        accept = dsv3_argmax(pn1, V) == d;
+    if (greedy(g)) {
+        accept = main1 == d;
     } else {
         dsv3_sample_probs(g->pp, pn1, V, &g->o->sample, g->order);
         const double pd = g->pp[d], qd = g->qq[d];
@@ -125,14 +136,14 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     if (g->o->on_draft) {
         /* probabilities under the sampling transform (greedy: softmax at temperature 1) */
         dsv3_sample_opts so = g->o->sample;
-        if (so.greedy || so.temperature <= 0.0f) so = (dsv3_sample_opts){.temperature = 1.0f};
+        if (greedy(g)) so = (dsv3_sample_opts){.temperature = 1.0f};
         dsv3_sample_probs(g->pp, pn1, V, &so, g->order);
         const float pd = g->pp[d];
         dsv3_sample_probs(g->pp, g->q, V, &so, g->order);
         dsv3_draft_event ev = {.pos = n + 2, .draft = d, .q_draft = g->pp[d], .p_draft = pd,
-                               .main = dsv3_argmax(pn1, V), .accepted = accept};
+                               .main = greedy(g) ? main1 : dsv3_argmax(pn1, V), .accepted = accept};
         g->o->on_draft(g->o->ud, &ev);
-        if (!(g->o->sample.greedy || g->o->sample.temperature <= 0.0f))
+        if (!greedy(g))
             dsv3_sample_probs(g->pp, pn1, V, &g->o->sample, g->order); /* restore pp for the residual */
     }
     if (accept) {
@@ -141,14 +152,14 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
         /* The MTP row at n+1 = (h_{n+1}, d) is owed to the next draft; h = [h_{n+1}, h_{n+2}]. */
         g->pending = 1;
         g->pending_id = d;
-        memcpy(g->p, pn2, (size_t)V * sizeof(float));
+        g->p = pn2;
         return DSV3_OK;
     }
     /* Rejected: drop position n+2 and fix t_{n+2} from p_{n+1} (greedy: its argmax; sampling:
      * the residual max(0, p - q), which keeps the output distribution exact). */
     dsv3_run_truncate(r, n + 2);
-    if (g->o->sample.greedy || g->o->sample.temperature <= 0.0f) {
-        *forced = dsv3_argmax(pn1, V);
+    if (greedy(g)) {
+        *forced = main1;
     } else {
         double mass = 0.0;
         for (int64_t i = 0; i < V; i++) {
@@ -158,7 +169,7 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
         }
         *forced = mass > 0.0 ? dsv3_sample_draw(g->pp, V, &g->rng) : dsv3_argmax(pn1, V);
     }
-    memcpy(g->p, pn1, (size_t)V * sizeof(float));
+    g->p = pn1;
     return DSV3_OK;
 }
 
@@ -183,7 +194,7 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
         return dsv3_errf(err, DSV3_EUNSUPPORTED, "generate: --mtp needs a model with an MTP layer");
     gen g = {.run = run, .o = o, .V = c->vocab_size, .H = c->hidden_size, .out = out};
     dsv3_rng_seed(&g.rng, o->seed);
-    g.p = malloc((size_t)g.V * sizeof(float));
+    g.p = g.p1 = malloc((size_t)g.V * sizeof(float));
     g.p2 = malloc((size_t)(2 * g.V) * sizeof(float));
     g.q = malloc((size_t)g.V * sizeof(float));
     g.pp = malloc((size_t)g.V * sizeof(float));
@@ -191,7 +202,7 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     g.h = malloc((size_t)(2 * g.H) * sizeof(float));
     g.order = malloc((size_t)g.V * sizeof(int32_t));
     dsv3_status st = DSV3_OK;
-    if (!g.p || !g.p2 || !g.q || !g.pp || !g.qq || !g.h || !g.order) {
+    if (!g.p1 || !g.p2 || !g.q || !g.pp || !g.qq || !g.h || !g.order) {
         st = dsv3_errf(err, DSV3_ENOMEM, "generate: out of memory");
         goto done;
     }
@@ -216,7 +227,7 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     *n_out = g.n_out;
     dsv3_run_set_cancel(run, old_cancel);
 done:
-    free(g.p);
+    free(g.p1);
     free(g.p2);
     free(g.q);
     free(g.pp);

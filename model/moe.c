@@ -170,13 +170,18 @@ void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, cons
     }
     if (shared) ops[nops++] = (dsv3_matmul_op){r->yg + nslots * H, sg, &L->shared.down, n, 0};
     be->matmul_many(ops, nops);
-    /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared (spec §5.10). */
+    /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared (spec §5.10). (omp
+     * simd: -O2 does not vectorise loops whose pointers may alias; these run per token.) */
     memset(out, 0, (size_t)(n * H) * 4);
     for (int64_t j = 0; j < nslots; j++) {
         float *o = out + (int64_t)r->disp_tok[j] * H;
         const float wj = r->disp_w[j], *y = r->yg + j * H;
+#pragma omp simd
         for (int64_t i = 0; i < H; i++) o[i] += wj * y[i];
     }
-    if (shared)
-        for (int64_t i = 0; i < n * H; i++) out[i] += r->yg[nslots * H + i];
+    if (shared) {
+        const float *ys = r->yg + nslots * H;
+#pragma omp simd
+        for (int64_t i = 0; i < n * H; i++) out[i] += ys[i];
+    }
 }

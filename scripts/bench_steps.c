@@ -1,10 +1,11 @@
 /* bench_steps.c — what one step of plain and of MTP speculative decoding costs.
  *
- * usage: dsv3-bench-steps MODEL_DIR [--pos P] [--reps R]
+ * usage: dsv3-bench-steps MODEL_DIR [--pos P] [--reps R] [--only fwd1|fwd2|draft|cache]
  * After a P-token prefill, times (minimum over R calls, each from the same cache length) the
  * forwards a decode step is made of: a 1-token forward (plain decoding), the 2-token verify,
  * the 1-row MTP draft and the cache-only MTP row. Plain decoding costs `fwd1` per token; MTP
  * costs `fwd2 + mtp_draft (+ mtp_cache after an accepted draft)` per 1 + acceptance tokens.
+ * --only times one kind of call (for a profiler: `perf record` then sees that call alone).
  * CSV on stdout.
  */
 #include <stdio.h>
@@ -17,14 +18,18 @@
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dsv3-bench-steps MODEL_DIR [--pos P] [--reps R]\n");
+        fprintf(stderr, "usage: dsv3-bench-steps MODEL_DIR [--pos P] [--reps R] [--only fwd1|fwd2|draft|cache]\n");
         return 2;
     }
     int64_t P = 300;
-    int reps = 300;
+    int reps = 300, only = -1;
+    static const char *kinds[4] = {"fwd1", "fwd2", "draft", "cache"};
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--pos")) P = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--only"))
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(argv[i + 1], kinds[k])) only = k;
     }
     dsv3_err err = {{0}};
     dsv3_model *m;
@@ -54,6 +59,7 @@ int main(int argc, char **argv) {
     double best[4] = {1e30, 1e30, 1e30, 1e30};
     for (int k = 0; k < reps && !st; k++)
         for (int w = 0; w < 4 && !st; w++) {
+            if (only >= 0 && w != only) continue;
             dsv3_run_truncate(r, P - 1);
             double t = now();
             if (w == 0) st = dsv3_forward(r, ids, 1, logits, 1, hid, &err) != DSV3_OK;
@@ -68,6 +74,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
+    for (int w = 0; w < 4; w++)
+        if (best[w] >= 1e30) best[w] = 0.0; /* not timed (--only) */
     printf("model,pos,fwd1_us,fwd2_us,mtp_draft_us,mtp_cache_us,fwd2_over_fwd1\n");
     printf("%s,%lld,%.1f,%.1f,%.1f,%.1f,%.2f\n", argv[1], (long long)P, best[0] * 1e6, best[1] * 1e6,
            best[2] * 1e6, best[3] * 1e6, best[1] / best[0]);

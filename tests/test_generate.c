@@ -39,6 +39,37 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     return md / mb;
 }
 
+/* dsv3_argmax (two passes) against the one-pass scan it replaced, on random lengths 1..300 with
+ * ties, +-0, -inf, and NaNs (never picked, except index 0 when logits[0] is NaN). */
+static int32_t argmax_scan(const float *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return (int32_t)best;
+}
+
+static int test_argmax_matches_scan(void) {
+    float v[300];
+    for (int it = 0; it < 20000; it++) {
+        const int64_t n = 1 + (int64_t)(test_u64() % 300);
+        const int few = it % 3 == 0; /* few distinct values: many ties */
+        for (int64_t i = 0; i < n; i++) {
+            const uint64_t k = test_u64() % 64;
+            v[i] = few ? (float)(test_u64() % 4) : (float)urand();
+            if (k == 0) v[i] = NAN;
+            if (k == 1) v[i] = -INFINITY;
+            if (k == 2) v[i] = 0.0f;
+            if (k == 3) v[i] = -0.0f;
+        }
+        if (it % 5 == 0) v[0] = NAN;
+        if (it % 7 == 0) /* all equal: index 0 */
+            for (int64_t i = 0; i < n; i++) v[i] = 1.5f;
+        CHECK(dsv3_argmax(v, n) == argmax_scan(v, n), "case %d (n %lld): %d vs the scan's %d", it,
+              (long long)n, dsv3_argmax(v, n), argmax_scan(v, n));
+    }
+    return 0;
+}
+
 /* Step-by-step decoding over the latent cache gives the full-sequence logits at every
  * position, also past YaRN's original context (tiny: 128), in both MLA forms. */
 static int test_decode_matches_full_forward(void) {
@@ -205,6 +236,7 @@ static int test_generate_rejects_bad_requests(void) {
 }
 
 static const dsv3_test tests[] = {
+    {"test_argmax_matches_scan", test_argmax_matches_scan},
     {"test_decode_matches_full_forward", test_decode_matches_full_forward},
     {"test_greedy_mtp_identical", test_greedy_mtp_identical},
     {"test_speculative_sampling_keeps_distribution", test_speculative_sampling_keeps_distribution},

@@ -499,31 +499,46 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
 
 /* ---------------------------------------------------------------- transposed (MLA) ----- */
 
+/* os[0 .. 8 * NV) = sum_r xs[r] W[r, c0 .. c0 + 8 * NV) for one token, NV (1, 2, 4, 8) a
+ * constant so the accumulators stay in registers: with a run-time count they lived in a stack
+ * array, a store and a reload per multiply-add (the demo's 32-wide latent took that path). */
+static INL TGT void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs, const dsv3_weight *w,
+                               int64_t c0) {
+    const int64_t R = w->rows, C = w->cols;
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t r = 0; r < R; r++) {
+        const __m256 av = _mm256_set1_ps(xs[r] * scale_at(w, r, c0) * VS(dt));
+        const size_t row = (size_t)(r * C + c0);
+#pragma GCC unroll 8
+        for (int k = 0; k < NV; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
+}
+
 /* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
- * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c]. */
+ * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c].
+ * The whole vectors go in runs of 8, 4, 2 and 1; the last len % 8 columns are scalar. */
 static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
     const dsv3_weight *w = op->w;
     const int64_t R = w->rows, C = w->cols, full = len / 8;
     for (int64_t s = 0; s < op->n; s++) {
         const float *xs = op->x + s * R;
         float *os = op->out + s * C + c0;
-        __m256 acc[8];
+        int64_t k = 0;
+        if (full - k >= 8) gemvt_vecs(dt, 8, os, xs, w, c0), k += 8;
+        if (full - k >= 4) gemvt_vecs(dt, 4, os + 8 * k, xs, w, c0 + 8 * k), k += 4;
+        if (full - k >= 2) gemvt_vecs(dt, 2, os + 8 * k, xs, w, c0 + 8 * k), k += 2;
+        if (full - k >= 1) gemvt_vecs(dt, 1, os + 8 * k, xs, w, c0 + 8 * k), k += 1;
+        if (8 * full == len) continue;
         float tail[8] = {0};
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t r = 0; r < R; r++) {
             const float a = xs[r] * scale_at(w, r, c0);
-            const __m256 av = _mm256_set1_ps(a * VS(dt));
             const size_t row = (size_t)(r * C + c0);
-            if (full == 8) { /* the common case: a whole 64-column span, constant trip count */
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
-            } else {
-                for (int64_t k = 0; k < full; k++) acc[k] = _mm256_fmadd_ps(load8(dt, w->data, row + 8 * (size_t)k), av, acc[k]);
-                for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
-            }
+            for (int64_t c = 8 * full; c < len; c++) tail[c - 8 * full] += a * load1(dt, w->data, row + (size_t)c);
         }
-        for (int64_t k = 0; k < full; k++) _mm256_storeu_ps(os + 8 * k, acc[k]);
         for (int64_t c = 8 * full; c < len; c++) os[c] = tail[c - 8 * full];
     }
 }
@@ -615,6 +630,16 @@ static int64_t span_of(const dsv3_matmul_op *op, int threads) {
     return op->n <= 2 ? s : s / 2;
 }
 
+/* What one weight element of op costs, in one-token multiply-adds, for the threading decision:
+ * the 2..4-token GEMVs decode each weight once for all tokens (two tokens take ~1.3x one
+ * token's time, not 2x), so they count ceil(n / 2). Counting n sent the speculative verify's
+ * small products (q_a + kv_a, q_b, o: ~1.5 us each) to the pool, where posting and waiting cost
+ * about what the second thread saves, and a stall when the worker's core runs another job.
+ * Transposed products and GEMMs count n. */
+static int64_t cost_per_weight(const dsv3_matmul_op *op) {
+    return !op->trans && op->n >= 2 && op->n <= 4 ? (op->n + 1) / 2 : op->n;
+}
+
 /* All products' items go to the pool as one job: a layer's experts stream their rows on every
  * core at once, and no thread waits for another that has not started. */
 static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
@@ -634,7 +659,7 @@ static void fast_matmul_many(const dsv3_matmul_op *ops, int64_t count) {
         const int64_t len = ops[i].trans ? ops[i].w->cols : ops[i].w->rows;
         b.span[i] = span_of(&ops[i], threads);
         b.start[i + 1] = b.start[i] + (len + b.span[i] - 1) / b.span[i];
-        macs += ops[i].w->rows * ops[i].w->cols * ops[i].n;
+        macs += ops[i].w->rows * ops[i].w->cols * cost_per_weight(&ops[i]);
     }
     /* Tiny batches run on the caller: posting a job costs ~1 us, and a worker that sleeps
      * would need a futex wake. */
@@ -667,13 +692,45 @@ static TGT void fast_silu_mul(float *g, const float *u, int64_t n) {
     dsv3_cpu_silu_mul(g + i, u + i, n - i);
 }
 
+/* out = g * (x / sqrt(mean(x^2) + eps)) per row (spec §4.2; out may be x). The sum of squares
+ * runs in 32 float lanes: the reference's serial double sum waits ~4 cycles an element, and a
+ * token of the demo takes 17 norms of 32..128 elements (~2 us of a ~80 us forward). */
+static TGT void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
+                             float eps) {
+    for (int64_t s = 0; s < n; s++) {
+        const float *xs = x + s * dim;
+        float *os = out + s * dim;
+        __m256 a[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) a[k] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= dim; i += 32)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256 v = _mm256_loadu_ps(xs + i + 8 * k);
+                a[k] = _mm256_fmadd_ps(v, v, a[k]);
+            }
+        for (; i + 8 <= dim; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xs + i);
+            a[0] = _mm256_fmadd_ps(v, v, a[0]);
+        }
+        double ss = hsum(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+        for (; i < dim; i++) ss += (double)xs[i] * xs[i];
+        const float inv = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+        const __m256 vi = _mm256_set1_ps(inv);
+        for (i = 0; i + 8 <= dim; i += 8)
+            _mm256_storeu_ps(os + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(_mm256_loadu_ps(xs + i), vi)));
+        for (; i < dim; i++) os[i] = g[i] * (xs[i] * inv);
+    }
+}
+
 static const dsv3_backend fast_backend = {
     .name = "fast",
     .matmul = fast_matmul,
     .matmul_many = fast_matmul_many,
     .matmul_t = fast_matmul_t,
     .row = dsv3_cpu_row,
-    .rmsnorm = dsv3_cpu_rmsnorm,
+    .rmsnorm = fast_rmsnorm,
     .rope = dsv3_cpu_rope,
     .silu_mul = fast_silu_mul,
     .mla_attend = dsv3_fast_mla_attend,

@@ -43,13 +43,29 @@ static INL TGT void softmax(float *p, int64_t T) {
     for (; t < T; t++) p[t] *= 1.0f / sum;
 }
 
-/* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns]: NACC accumulators in registers. */
+/* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns]: NACC accumulators in registers. With
+ * four or fewer (a latent of <= 32 columns, like the demo's) even and odd rows go into two sets:
+ * one set would wait out the FMA latency on every row (4 cycles a row instead of ~2). */
 static INL TGT void sum_cols(int NACC, float *u, const float *p, const float *c, int64_t T,
                              int64_t rkv, int64_t k0) {
-    __m256 acc[8];
+    __m256 acc[8], odd[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < NACC; i++) acc[i] = _mm256_setzero_ps();
-    for (int64_t t = 0; t < T; t++) {
+    for (int i = 0; i < NACC; i++) acc[i] = odd[i] = _mm256_setzero_ps();
+    int64_t t = 0;
+    if (NACC <= 4) {
+        for (; t + 2 <= T; t += 2) {
+            const __m256 p0 = _mm256_set1_ps(p[t]), p1 = _mm256_set1_ps(p[t + 1]);
+            const float *c0 = c + t * rkv + k0, *c1 = c0 + rkv;
+#pragma GCC unroll 8
+            for (int i = 0; i < NACC; i++) {
+                acc[i] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(c0 + 8 * i), acc[i]);
+                odd[i] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(c1 + 8 * i), odd[i]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NACC; i++) acc[i] = _mm256_add_ps(acc[i], odd[i]);
+    }
+    for (; t < T; t++) {
         const __m256 pv = _mm256_set1_ps(p[t]);
         const float *ct = c + t * rkv + k0;
 #pragma GCC unroll 8
