@@ -2,7 +2,9 @@
  * registers from their stored dtype (BF16, F16, FP8 E4M3 with 128x128 block scales, FP32).
  *
  * Decode (one token) is bound by memory bandwidth: every active weight is read once, so the
- * GEMV streams four rows at a time and keeps the input vector in L1. Prefill (many tokens)
+ * GEMV streams four rows at a time and keeps the input vector in L1; BF16 and FP8 (on AMD)
+ * permute that vector once so that a weight needs no shuffle (gemv_rows_bf16, gemv_rows_fp8:
+ * decoding, not bytes, had bounded FP8 decode). Prefill (many tokens)
  * decodes a 16-row x 256-column panel once into a transposed stack tile and runs a
  * 16-row x 6-token FMA micro-kernel over it, so each weight is decoded once per call whatever
  * the number of tokens. Two tokens (the speculative verify) share each decoded weight. Every
@@ -32,9 +34,10 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
  * the byte s.eeee.mmm placed in a 16-bit lane as s.0eeee.mmm0000000 is the half 2^-8 times the
  * E4M3 value, subnormals included (both formats put their subnormals at exponent field 0, and
  * 2^(e-15) / 2^(e-7) = 2^-8 for every e). The F16C conversion is exact and treats subnormal
- * halves at full speed; the former route through an FP32 bit pattern 2^-120 times the value
- * made every E4M3 subnormal an FP32 denormal, which costs a microcode assist per multiply.
- * The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
+ * halves at full speed. A route through an FP32 bit pattern 2^-120 times the value makes every
+ * E4M3 subnormal an FP32 denormal operand, which some cores handle with a microcode assist;
+ * Zen 3 multiplies them at full speed (measured), and the one-token GEMV takes that cheaper
+ * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
  * (spec §3.2; NaN codes are not expected in weights and decode as finite values here). */
 static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
@@ -339,9 +342,11 @@ static TGT void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, 
     }
 }
 
-/* Whether gemv_rows_fp8 may run here: its FP32 denormals are full speed on AMD's cores
- * (measured on Zen 3; Intel cores take a microcode assist for denormal operands of a
- * multiply), and must not be read as zero (MXCSR.DAZ, set e.g. by -ffast-math start-up code). */
+/* Whether gemv_rows_fp8 may run here: its FP32 denormal operands are full speed on AMD's
+ * cores (measured on Zen 3; Intel's optimization manuals describe microcode assists for
+ * denormals, not measured here, so other vendors keep the half route), and they must not be
+ * read as zero (MXCSR.DAZ, set e.g. by -ffast-math start-up code). Checked per item, on the
+ * thread that runs it: each thread has its own MXCSR. */
 static int fp8_bits_ok(void) {
     return __builtin_cpu_is("amd") && !(_mm_getcsr() & 0x0040);
 }
