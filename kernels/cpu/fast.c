@@ -37,8 +37,9 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
  * halves at full speed. A route through an FP32 bit pattern 2^-120 times the value makes every
  * E4M3 subnormal an FP32 denormal operand, which some cores handle with a microcode assist;
  * Zen 3 multiplies them at full speed (measured), and the one-token GEMV takes that cheaper
- * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
- * (spec §3.2; NaN codes are not expected in weights and decode as finite values here). */
+ * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block
+ * scale they multiply by anyway (spec §3.2; NaN codes are not expected in weights and decode
+ * as finite values here). */
 static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
     case DSV3_DT_BF16: {
@@ -229,8 +230,9 @@ static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight
  * byte of each 16-bit half to bits 11..4 with its sign copied above it, so one mask (0x87F0 in
  * the high half, 0 in the low half) leaves q3's pattern, and the same shifted vector moved up
  * 16 bits leaves q1's; shifting the input left by 8 first does the same for q2 and q0. That is
- * 5 shifts and 4 ands per 32 weights, against 4 unpacks, 4 shifts, 4 ands and 4 two-uop
- * vcvtph2ps on the half route, which held one Zen 3 core to ~10 G weights/s (bench_gemv).
+ * 5 shifts and 4 ands per 32 weights, against 4 unpacks, 4 shifts, 4 ands and 4 vcvtph2ps
+ * (one per cycle on Zen 3) on the half route, which held one core to ~10 G weights/s in L2;
+ * this loop does 15-20 (dsv3-bench-gemv, docs/PERF.md).
  *
  * Lane k of the vector for byte position p is column 4k + p, so the input is permuted once per
  * row block instead of per weight: xs[32i + 8p + k] = x[32i + 4k + p]. It is also multiplied
@@ -326,6 +328,8 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
     }
 }
 
+/* out[r] = W[r, :] . x for rows [r0, r1), cut where the view's rows cross a 128-row scale
+ * block: each piece gets its own permuted, scaled copy of x (a stack array, C floats). */
 static TGT void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, int64_t r0,
                               int64_t r1) {
     const int64_t C = w->cols, C32 = C / 32 * 32, nb = (C + 127) / 128;
