@@ -1,8 +1,9 @@
 /* bench_decode.c — decode speed against the memory-bandwidth roofline.
  *
  * usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref]
- * Greedy decoding of N tokens after a P-token prompt, plain and with MTP speculative decoding,
- * R times each; prints min/median/max tokens/s, ms/token, the bandwidth measured in the same
+ *                          [--mtp 0|1]
+ * Greedy decoding of N tokens after a P-token prompt, plain and (unless --mtp 0) with MTP
+ * speculative decoding, R times each; prints min/median/max tokens/s, ms/token, the bandwidth measured in the same
  * run, the roofline (bandwidth / active bytes per token), the achieved fraction (median), and
  * the start-up time: model open + prompt prefill + first generated token, as a fresh process
  * sees it (page cache warm from earlier runs: the weights are mapped, not read). CSV.
@@ -29,17 +30,18 @@ static int cmpd(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref]\n");
+        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref] [--mtp 0|1]\n");
         return 2;
     }
     int64_t N = 64, P = 16;
-    int reps = 3;
+    int reps = 3, with_mtp = 1;
     const char *backend = "fast";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--tokens")) N = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--prompt")) P = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--mtp")) with_mtp = atoi(argv[i + 1]);
     }
     if (reps < 1 || reps > 64 || N < 1 || P < 1) return 2;
     dsv3_err err = {{0}};
@@ -75,7 +77,7 @@ int main(int argc, char **argv) {
     const double active = dsv3_model_active_bytes(m), roof = gbs * 1e9 / active;
     printf("model,backend,mode,prompt,tokens,min_tok_s,median_tok_s,max_tok_s,ms_per_token,"
            "acceptance,bandwidth_gb_s,active_mb,roofline_tok_s,fraction_of_roofline,open_s,startup_s\n");
-    for (int mtp = 0; mtp <= dsv3_model_has_mtp(m); mtp++) {
+    for (int mtp = 0; mtp <= (with_mtp && dsv3_model_has_mtp(m)); mtp++) {
         double tps[64];
         double acc = 0;
         for (int r = 0; r < reps; r++) {

@@ -10,6 +10,10 @@
 
 #include "kernels/backend.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h> /* _mm_getcsr / _mm_setcsr for the DAZ case */
+#endif
+
 static uint64_t rng = 88172645463325252ull;
 static uint32_t next(void) {
     rng ^= rng << 13;
@@ -22,6 +26,7 @@ static float unif(void) {
 }
 
 static int failures, passes;
+static int fp8_subnormal; /* 1: FP8 weights get only subnormal codes (exponent field 0) */
 
 static void fill(void *data, dsv3_dtype dt, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -33,10 +38,10 @@ static void fill(void *data, dsv3_dtype dt, size_t n) {
             ((uint16_t *)data)[i] = h;
             break;
         }
-        default: { /* FP8: any code but the NaNs 0x7F / 0xFF */
+        default: { /* FP8: any code but the NaNs 0x7F / 0xFF (1/16 of them subnormal) */
             uint8_t b;
             do b = (uint8_t)next(); while ((b & 0x7f) == 0x7f);
-            ((uint8_t *)data)[i] = b;
+            ((uint8_t *)data)[i] = fp8_subnormal ? (uint8_t)(b & 0x87) : b;
         }
         }
     }
@@ -206,6 +211,31 @@ int main(void) {
                     else failures++;
                 }
             }
+    /* FP8 one-token products (the GEMV that decodes E4M3 through FP32 bits, gemv_rows_fp8):
+     * row counts that leave 1..3 rows after the four streams, rows cut into several row blocks
+     * by views that start inside a block, columns that are not a multiple of 32 or fewer than
+     * 32, the widest input that path takes (18432) and one more (the half-route fallback).
+     * Then the same with subnormal codes only, where a wrong subnormal decode is not hidden
+     * by larger weights, and, on x86, once more with MXCSR.DAZ set on the calling thread (the
+     * fast path must step aside: DAZ reads its FP32 denormals as 0). */
+    const int64_t f8[][3] = {{130, 64, 100}, {131, 96, 3}, {257, 4101, 0}, {255, 33, 127}, {6, 31, 0},
+                             {1000, 288, 29}, {9, 18432, 0}, {5, 18433, 0}, {129, 1, 0}, {70, 200, 0}};
+    for (fp8_subnormal = 0; fp8_subnormal <= 1; fp8_subnormal++)
+        for (size_t s = 0; s < sizeof f8 / sizeof f8[0]; s++)
+            for (int64_t n = 1; n <= 2; n++) {
+                if (check("matmul_fp8", DSV3_DT_F8_E4M3, f8[s][0], f8[s][1], n, f8[s][2], 0)) passes++;
+                else failures++;
+            }
+#if defined(__x86_64__)
+    fp8_subnormal = 1;
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x0040); /* DAZ; 70 x 200 runs on this thread (below PAR_MIN_MACS) */
+    const int daz_ok = check("matmul_fp8_daz", DSV3_DT_F8_E4M3, 70, 200, 1, 0, 0);
+    _mm_setcsr(csr);
+    if (daz_ok) passes++;
+    else failures++;
+#endif
+    fp8_subnormal = 0;
     if (check_many()) passes++;
     else failures++;
     const int64_t att[][4] = {{1, 1, 8, 8}, {16, 37, 256, 32}, {4, 200, 32, 16}, {3, 9, 70, 5}, {2, 130, 136, 24},

@@ -2,7 +2,9 @@
  * registers from their stored dtype (BF16, F16, FP8 E4M3 with 128x128 block scales, FP32).
  *
  * Decode (one token) is bound by memory bandwidth: every active weight is read once, so the
- * GEMV streams four rows at a time and keeps the input vector in L1. Prefill (many tokens)
+ * GEMV streams four rows at a time and keeps the input vector in L1; BF16 and FP8 (on AMD)
+ * permute that vector once so that a weight needs no shuffle (gemv_rows_bf16, gemv_rows_fp8:
+ * decoding, not bytes, had bounded FP8 decode). Prefill (many tokens)
  * decodes a 16-row x 256-column panel once into a transposed stack tile and runs a
  * 16-row x 6-token FMA micro-kernel over it, so each weight is decoded once per call whatever
  * the number of tokens. Two tokens (the speculative verify) share each decoded weight. Every
@@ -32,10 +34,12 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
  * the byte s.eeee.mmm placed in a 16-bit lane as s.0eeee.mmm0000000 is the half 2^-8 times the
  * E4M3 value, subnormals included (both formats put their subnormals at exponent field 0, and
  * 2^(e-15) / 2^(e-7) = 2^-8 for every e). The F16C conversion is exact and treats subnormal
- * halves at full speed; the former route through an FP32 bit pattern 2^-120 times the value
- * made every E4M3 subnormal an FP32 denormal, which costs a microcode assist per multiply.
- * The 2^8 is not applied here: callers fold VS(dt) into the block scale they multiply by anyway
- * (spec §3.2; NaN codes are not expected in weights and decode as finite values here). */
+ * halves at full speed. A route through an FP32 bit pattern 2^-120 times the value makes every
+ * E4M3 subnormal an FP32 denormal operand, which some cores handle with a microcode assist;
+ * Zen 3 multiplies them at full speed (measured), and the one-token GEMV takes that cheaper
+ * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block
+ * scale they multiply by anyway (spec §3.2; NaN codes are not expected in weights and decode
+ * as finite values here). */
 static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
     case DSV3_DT_BF16: {
@@ -214,6 +218,141 @@ static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight
         for (int k = 0; k < 4; k++) out[rr[k]] = sums[k];
     }
     for (int64_t r = r0 + 4 * q; r < r1; r++) out[r] = dot_row(DSV3_DT_BF16, x, w, r);
+}
+
+/* FP8 E4M3, one token, C <= FP8_XMAX: gemv_rows without the trip through IEEE half.
+ *
+ * Decode: one 32-byte load holds 32 weights, four in each 32-bit lane (bytes q0..q3, q3 on top).
+ * FP32 bits s.0000.eeeemmm.0...0 (sign at 31, the 7 magnitude bits at 26..20) are the float
+ * 2^-120 times the E4M3 value, subnormals included: E4M3 exponent field 0 lands on FP32
+ * exponent field 0, and both formats then read the mantissa as 0.mmm (2^-6 * 0.mmm / 2^-126 *
+ * 0.mmm = 2^120 as for every other exponent). A 16-bit arithmetic shift by 4 moves the top
+ * byte of each 16-bit half to bits 11..4 with its sign copied above it, so one mask (0x87F0 in
+ * the high half, 0 in the low half) leaves q3's pattern, and the same shifted vector moved up
+ * 16 bits leaves q1's; shifting the input left by 8 first does the same for q2 and q0. That is
+ * 5 shifts and 4 ands per 32 weights, against 4 unpacks, 4 shifts, 4 ands and 4 vcvtph2ps
+ * (one per cycle on Zen 3) on the half route, which held one core to ~10 G weights/s in L2;
+ * this loop does 15-20 (dsv3-bench-gemv, docs/PERF.md).
+ *
+ * Lane k of the vector for byte position p is column 4k + p, so the input is permuted once per
+ * row block instead of per weight: xs[32i + 8p + k] = x[32i + 4k + p]. It is also multiplied
+ * by the block's scale and 2^64 there (the rows of a segment share one row of block scales), so
+ * the inner loop has no block structure and the sums are 2^-56 times the result, far from both
+ * FP32 ends (|x s| would have to pass 2^64, or a row's sum drop below 2^-70, to leave the
+ * normal range). The FP32 denormals this makes (E4M3 subnormals) are multiplied at full speed
+ * on Zen 3 (bench: random codes, 1/16 of them subnormal, run as fast as codes without any);
+ * fp8_bits_ok() keeps this path to AMD CPUs and to MXCSR without DAZ, which would read them
+ * as 0. Columns past the last multiple of 32 (inside the last scale block) are summed in
+ * scalar. */
+enum { FP8_XMAX = 18432 }; /* DeepSeek-V3's widest input (the dense FFN's down_proj) */
+
+/* Bytes ahead of each stream that the FP8 GEMV prefetches. The decoding keeps the core busy
+ * about half the time a row's bytes take to arrive, and the out-of-order window then covers
+ * only ~2 cache lines per stream; an explicit prefetch keeps more reads in flight (decode of
+ * the benchmark model: 79-85 -> 93-95 tok/s median in alternating runs; 256 and 1024 were
+ * not distinguishable from 512 on this noisy machine). Past a row's end it fetches the next
+ * row of the same stream; a prefetch never faults. */
+enum { FP8_PF = 512 };
+
+/* xs[c..c+32) for columns c = 0, 32, .. < C32: the permutation above, times f[c / 128]. */
+static INL TGT void fp8_permute_x(float *xs, const float *x, const float *f, int64_t C32) {
+    for (int64_t c = 0; c < C32; c += 32) {
+        __m256 v[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) /* (x[4j .. 4j+3] | x[16 + 4j .. 16 + 4j+3]) */
+            v[j] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + c + 4 * j)),
+                                        _mm_loadu_ps(x + c + 16 + 4 * j), 1);
+        const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+        const __m256 s = _mm256_set1_ps(f[c / 128]);
+        _mm256_store_ps(xs + c, _mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0x44), s));
+        _mm256_store_ps(xs + c + 8, _mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0xEE), s));
+        _mm256_store_ps(xs + c + 16, _mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0x44), s));
+        _mm256_store_ps(xs + c + 24, _mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0xEE), s));
+    }
+}
+
+/* acc0/acc1 += the 32 weights at p against xs[0..32) (decode above). */
+static INL TGT void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, __m256 *acc1) {
+    const __m256i m = _mm256_set1_epi32((int)0x87F00000u);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i a = _mm256_srai_epi16(v, 4);                          /* q3, q1 */
+    const __m256i b = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 4);    /* q2, q0 */
+    const __m256 q0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b, 16), m));
+    const __m256 q1 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(a, 16), m));
+    const __m256 q2 = _mm256_castsi256_ps(_mm256_and_si256(b, m));
+    const __m256 q3 = _mm256_castsi256_ps(_mm256_and_si256(a, m));
+    *acc0 = _mm256_fmadd_ps(q0, _mm256_load_ps(xs), *acc0);
+    *acc1 = _mm256_fmadd_ps(q1, _mm256_load_ps(xs + 8), *acc1);
+    *acc0 = _mm256_fmadd_ps(q2, _mm256_load_ps(xs + 16), *acc0);
+    *acc1 = _mm256_fmadd_ps(q3, _mm256_load_ps(xs + 24), *acc1);
+}
+
+/* Rows [s, e) of one row block against the prepared xs: four quarters in lockstep (four
+ * streams, as in gemv_rows), the leftover rows one at a time. sl = the last column block's
+ * scale, for the scalar columns [C32, C). */
+static INL TGT void fp8_segment(float *out, const float *x, const float *xs, const dsv3_weight *w,
+                                int64_t s, int64_t e, float sl) {
+    const int64_t C = w->cols, C32 = C / 32 * 32, q = (e - s) / 4;
+    const uint8_t *W = (const uint8_t *)w->data;
+    const float unscale = 0x1p56f; /* 2^120 (decode) / 2^64 (xs) */
+    for (int64_t i = 0; i < q; i++) {
+        const int64_t rr[4] = {s + i, s + q + i, s + 2 * q + i, s + 3 * q + i};
+        __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) a0[k] = a1[k] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C32; c += 32)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                _mm_prefetch((const char *)(W + rr[k] * C + c + FP8_PF), _MM_HINT_T0);
+                fp8_dot32(W + rr[k] * C + c, xs + c, &a0[k], &a1[k]);
+            }
+        __m256 b[8];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) b[k] = _mm256_add_ps(a0[k], a1[k]), b[4 + k] = b[k];
+        float sums[8];
+        _mm256_storeu_ps(sums, hsum8x8(b));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            float t = 0.0f;
+            for (int64_t c = C32; c < C; c++) t += dsv3_e4m3_table[W[rr[k] * C + c]] * x[c];
+            out[rr[k]] = sums[k] * unscale + t * sl;
+        }
+    }
+    for (int64_t r = s + 4 * q; r < e; r++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t c = 0; c < C32; c += 32) fp8_dot32(W + r * C + c, xs + c, &a0, &a1);
+        float t = 0.0f;
+        for (int64_t c = C32; c < C; c++) t += dsv3_e4m3_table[W[r * C + c]] * x[c];
+        out[r] = hsum(_mm256_add_ps(a0, a1)) * unscale + t * sl;
+    }
+}
+
+/* out[r] = W[r, :] . x for rows [r0, r1), cut where the view's rows cross a 128-row scale
+ * block: each piece gets its own permuted, scaled copy of x (a stack array, C floats). */
+static TGT void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, int64_t r0,
+                              int64_t r1) {
+    const int64_t C = w->cols, C32 = C / 32 * 32, nb = (C + 127) / 128;
+    _Alignas(32) float xs[FP8_XMAX];
+    float f[FP8_XMAX / 128];
+    for (int64_t s = r0; s < r1;) { /* segments of rows sharing a row of block scales */
+        const int64_t blk = (w->row0 + s) / 128, end = (blk + 1) * 128 - w->row0;
+        const int64_t e = end < r1 ? end : r1;
+        const float *srow = w->scale_inv + blk * nb;
+        for (int64_t j = 0; j < nb; j++) f[j] = srow[j] * 0x1p64f;
+        fp8_permute_x(xs, x, f, C32);
+        fp8_segment(out, x, xs, w, s, e, srow[nb - 1]);
+        s = e;
+    }
+}
+
+/* Whether gemv_rows_fp8 may run here: its FP32 denormal operands are full speed on AMD's
+ * cores (measured on Zen 3; Intel's optimization manuals describe microcode assists for
+ * denormals, not measured here, so other vendors keep the half route), and they must not be
+ * read as zero (MXCSR.DAZ, set e.g. by -ffast-math start-up code). Checked per item, on the
+ * thread that runs it: each thread has its own MXCSR. */
+static int fp8_bits_ok(void) {
+    return __builtin_cpu_is("amd") && !(_mm_getcsr() & 0x0040);
 }
 
 /* out[j][r] = W[r, :] . x[j] for NT tokens (2..4: speculative verification, small expert
@@ -566,7 +705,10 @@ static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
             else gemv_rows(DSV3_DT_BF16, op->out, op->x, w, a, b);
             break;
         case DSV3_DT_F16: gemv_rows(DSV3_DT_F16, op->out, op->x, w, a, b); break;
-        case DSV3_DT_F8_E4M3: gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, a, b); break;
+        case DSV3_DT_F8_E4M3:
+            if (w->cols <= FP8_XMAX && fp8_bits_ok()) gemv_rows_fp8(op->out, op->x, w, a, b);
+            else gemv_rows(DSV3_DT_F8_E4M3, op->out, op->x, w, a, b);
+            break;
         default: gemv_rows(DSV3_DT_F32, op->out, op->x, w, a, b); break;
         }
     } else if (op->n <= 4) {
