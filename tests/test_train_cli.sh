@@ -37,6 +37,20 @@ if grep -q "(resumed)" "$work/res.out" && [ "$(grep -c '^step' "$work/res.out")"
    cmp -s "$work/full/model.safetensors" "$work/resumed/model.safetensors"; then ok
 else bad "resume is not bit-exact"; cat "$work/res.out"; fi
 
+# --precision 64 (double compute) runs the same schedule to losses within 1e-4 of the default
+# float32 path, and says so in its header
+"$BIN" train "$work/tiny" $common --steps 2 --precision 64 > "$work/p64.out" 2>&1
+"$BIN" train "$work/tiny" $common --steps 2 > "$work/p32.out" 2>&1
+if grep -q "double compute" "$work/p64.out" && ! grep -q "double compute" "$work/p32.out" &&
+   $PY - "$work/p32.out" "$work/p64.out" <<'PYEOF'
+import re, sys
+def losses(p):
+    return [float(m.group(1)) for m in map(re.compile(r"^step \d+/\d+ loss (\S+)").match, open(p)) if m]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+sys.exit(0 if len(a) == 2 and len(b) == 2 and all(abs(x - y) <= 1e-4 * abs(y) for x, y in zip(a, b)) else 1)
+PYEOF
+then ok; else bad "--precision 64 vs default"; cat "$work/p64.out" "$work/p32.out"; fi
+
 # bad input: exit 1 and one line naming the problem
 : > "$work/empty.txt"
 printf 'ab\0cd' > "$work/bin.txt"
@@ -56,6 +70,7 @@ check_err "not a state" 1 "not a dsv3 training state" "$work/tiny" --data $data 
 check_err "nan loss" 1 "stopped" "$work/tiny" $common --steps 6 --lr 1e38 --clip 0
 check_err "usage" 2 "required" "$work/tiny" --steps 1
 check_err "bad number" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --lr abc
+check_err "bad precision" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --precision 16
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

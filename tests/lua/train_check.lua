@@ -65,6 +65,22 @@ check("fp8 = true switches the block linears to FP8 between steps, and back", fu
   train_reset()
 end)
 
+check("precision = 64 between steps: double compute, close to the float32 step", function()
+  train_reset()
+  local a = train{text = text, steps = 2, seq_len = 32, batch = 2, gamma = 0, quiet = true}
+  train_reset()
+  local b = train{text = text, steps = 1, seq_len = 32, batch = 2, gamma = 0, quiet = true}
+  local c = train{steps = 1, precision = 64, quiet = true}
+  local gap = math.abs(c.steps[1].loss - a.steps[2].loss) / a.steps[2].loss
+  assert(b.steps[1].loss == a.steps[1].loss, "same first step")
+  assert(gap < 1e-5, "precision 64 step 2 vs 32: relative gap " .. gap)
+  local ok, err = pcall(train, {steps = 1, precision = 16})
+  assert(not ok and err:find("precision must be 32 or 64"), err)
+  local d = train{steps = 1, quiet = true} -- the trainer is still usable, still in 64
+  assert(d.steps[1].loss == d.steps[1].loss)
+  train_reset()
+end)
+
 check("bad input gives clear errors", function()
   local ok, err = pcall(train, {steps = 0, text = text})
   assert(not ok and err:find("steps"))
