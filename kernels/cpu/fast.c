@@ -272,18 +272,12 @@ static INL TGT void fp8_permute_x(float *xs, const float *x, const float *f, int
     }
 }
 
-/* acc0/acc1 += the 32 weights at p against xs[0..32) (decode above). With `back`, the bytes
- * p[-1 .. 31) are read instead of shifting the input left by 8: one 32-bit lane then holds
- * (p[4k-1], q0, q1, q2), whose 16-bit halves have q0 and q2 on top, so the same arithmetic
- * shift serves them (4 shifts instead of 5; p[-1] lands in bits the mask clears). The caller
- * passes back = 0 where p[-1] may lie outside the weight (a row's first 32 columns). */
-static INL TGT void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, __m256 *acc1,
-                              int back) {
+/* acc0/acc1 += the 32 weights at p against xs[0..32) (decode above). */
+static INL TGT void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, __m256 *acc1) {
     const __m256i m = _mm256_set1_epi32((int)0x87F00000u);
     const __m256i v = _mm256_loadu_si256((const __m256i *)p);
-    const __m256i a = _mm256_srai_epi16(v, 4); /* q3, q1 */
-    const __m256i b = back ? _mm256_srai_epi16(_mm256_loadu_si256((const __m256i *)(p - 1)), 4)
-                           : _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 4); /* q2, q0 */
+    const __m256i a = _mm256_srai_epi16(v, 4);                          /* q3, q1 */
+    const __m256i b = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 4);    /* q2, q0 */
     const __m256 q0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b, 16), m));
     const __m256 q1 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(a, 16), m));
     const __m256 q2 = _mm256_castsi256_ps(_mm256_and_si256(b, m));
@@ -307,14 +301,11 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
         __m256 a0[4], a1[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a0[k] = a1[k] = _mm256_setzero_ps();
-        if (C32 > 0)
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) fp8_dot32(W + rr[k] * C, xs, &a0[k], &a1[k], 0);
-        for (int64_t c = 32; c < C32; c += 32)
+        for (int64_t c = 0; c < C32; c += 32)
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 _mm_prefetch((const char *)(W + rr[k] * C + c + FP8_PF), _MM_HINT_T0);
-                fp8_dot32(W + rr[k] * C + c, xs + c, &a0[k], &a1[k], 1);
+                fp8_dot32(W + rr[k] * C + c, xs + c, &a0[k], &a1[k]);
             }
         __m256 b[8];
 #pragma GCC unroll 4
@@ -330,7 +321,7 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
     }
     for (int64_t r = s + 4 * q; r < e; r++) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        for (int64_t c = 0; c < C32; c += 32) fp8_dot32(W + r * C + c, xs + c, &a0, &a1, c > 0);
+        for (int64_t c = 0; c < C32; c += 32) fp8_dot32(W + r * C + c, xs + c, &a0, &a1);
         float t = 0.0f;
         for (int64_t c = C32; c < C; c++) t += dsv3_e4m3_table[W[r * C + c]] * x[c];
         out[r] = hsum(_mm256_add_ps(a0, a1)) * unscale + t * sl;
