@@ -187,6 +187,11 @@ static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const d
  * in-cache products to ~15 GMAC/s on one core.) */
 enum { BF16_XMAX = 8192 };
 
+/* Bytes ahead of each stream that the BF16 GEMV prefetches (NTA, as FP8_PF): the lm_head of an
+ * FP8 checkpoint is BF16 and a third of its decode bytes; the prefetch took that product
+ * (32000x1024 in dsv3-bench-gemv) from 20.7-24.3 to 22.9-26.2 GB/s in alternating runs. */
+enum { BF16_PF = 512 };
+
 static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
                                    int64_t r1) {
     const int64_t C = w->cols, q = (r1 - r0) / 4;
@@ -204,6 +209,7 @@ static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight
             const __m256 xe = _mm256_load_ps(xs + c), xo = _mm256_load_ps(xs + c + 8);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
+                _mm_prefetch((const char *)(W + rr[k] * C + c + BF16_PF / 2), _MM_HINT_NTA);
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(W + rr[k] * C + c));
                 a[2 * k] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, a[2 * k]);
                 a[2 * k + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)), xo, a[2 * k + 1]);
@@ -250,8 +256,12 @@ enum { FP8_XMAX = 18432 }; /* DeepSeek-V3's widest input (the dense FFN's down_p
  * about half the time a row's bytes take to arrive, and the out-of-order window then covers
  * only ~2 cache lines per stream; an explicit prefetch keeps more reads in flight (decode of
  * the benchmark model: 79-85 -> 93-95 tok/s median in alternating runs; 256 and 1024 were
- * not distinguishable from 512 on this noisy machine). Past a row's end it fetches the next
- * row of the same stream; a prefetch never faults. */
+ * not distinguishable from 512 on this noisy machine; in the streamed GEMV bench 1024, 1536
+ * (with the L2 hint) and 2048 were slower). Past a row's end it fetches the next row of the
+ * same stream, so only a segment's first row per stream starts cold: fp8_segment prefetches
+ * those bytes before its loop. The hint is NTA: the weights are read once per token, and the
+ * streamed GEMV ran a little faster with it than with T0 (docs/PERF.md, wt-fp8b). A prefetch
+ * never faults. */
 enum { FP8_PF = 512 };
 
 /* xs[c..c+32) for columns c = 0, 32, .. < C32: the permutation above, times f[c / 128]. */
@@ -296,6 +306,10 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
     const int64_t C = w->cols, C32 = C / 32 * 32, q = (e - s) / 4;
     const uint8_t *W = (const uint8_t *)w->data;
     const float unscale = 0x1p56f; /* 2^120 (decode) / 2^64 (xs) */
+    if (q > 0) /* the streams' first bytes, which no earlier prefetch covered */
+        for (int64_t o = 0; o < FP8_PF && o < C; o += 64)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(W + (s + k * q) * C + o), _MM_HINT_NTA);
     for (int64_t i = 0; i < q; i++) {
         const int64_t rr[4] = {s + i, s + q + i, s + 2 * q + i, s + 3 * q + i};
         __m256 a0[4], a1[4];
@@ -304,7 +318,7 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
         for (int64_t c = 0; c < C32; c += 32)
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                _mm_prefetch((const char *)(W + rr[k] * C + c + FP8_PF), _MM_HINT_T0);
+                _mm_prefetch((const char *)(W + rr[k] * C + c + FP8_PF), _MM_HINT_NTA);
                 fp8_dot32(W + rr[k] * C + c, xs + c, &a0[k], &a1[k]);
             }
         __m256 b[8];
