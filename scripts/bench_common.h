@@ -16,13 +16,17 @@ static inline double now(void) {
 /* Sums p[0..n) as four sequential streams (like the GEMV's four rows), two 32-byte loads per
  * stream per step with their own accumulators, so the loads in flight are not limited by the
  * add latency (a one-load-per-stream loop measured less than the BF16 GEMV itself reads). */
-__attribute__((target("avx2"))) static inline float stream_sum(const float *p, size_t n) {
+/* With pf set, each stream also prefetches 512 bytes ahead with the non-temporal hint, as the
+ * decode GEMVs do (kernels/cpu/fast.c): without it the probe read less than the prefetching
+ * BF16 GEMV, and decode showed "fractions of the roofline" above 1. */
+__attribute__((target("avx2"))) static inline float stream_sum(const float *p, size_t n, int pf) {
     __m256 a[8];
     for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
     size_t q = n / 4;
     const float *s[4] = {p, p + q, p + 2 * q, p + 3 * q};
     for (size_t i = 0; i + 16 <= q; i += 16)
         for (int k = 0; k < 4; k++) {
+            if (pf && i + 16 + 128 <= q) _mm_prefetch((const char *)(s[k] + i + 128), _MM_HINT_NTA);
             a[2 * k] = _mm256_add_ps(a[2 * k], _mm256_loadu_ps(s[k] + i));
             a[2 * k + 1] = _mm256_add_ps(a[2 * k + 1], _mm256_loadu_ps(s[k] + i + 8));
         }
@@ -33,7 +37,8 @@ __attribute__((target("avx2"))) static inline float stream_sum(const float *p, s
 }
 
 /* Best-of-reps read bandwidth in GB/s over an mb-MiB buffer with every thread streaming its
- * share (four streams each); <= 0 when the buffer cannot be allocated. */
+ * share (four streams each), the better of plain and prefetching loads (alternating reps);
+ * <= 0 when the buffer cannot be allocated. */
 static inline double bench_read_bandwidth(size_t mb, int reps) {
     size_t n = mb * 1024 * 1024 / sizeof(float);
     float *buf = aligned_alloc(64, n * sizeof(float));
@@ -43,14 +48,14 @@ static inline double bench_read_bandwidth(size_t mb, int reps) {
     const int T = omp_get_max_threads();
     double best = 1e30;
     volatile float sink = 0;
-    for (int r = 0; r < reps; r++) {
+    for (int r = 0; r < 2 * reps; r++) {
         double t0 = now();
         float tot = 0;
 #pragma omp parallel reduction(+ : tot)
         {
             int id = omp_get_thread_num();
             size_t per = n / (size_t)T;
-            tot += stream_sum(buf + per * (size_t)id, per);
+            tot += stream_sum(buf + per * (size_t)id, per, r & 1);
         }
         double dt = now() - t0;
         sink += tot;
