@@ -639,10 +639,13 @@ static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
     return w;
 }
 
-/* out[t] = sum_i vec[i] matT[i * ld + t] for t < n: one query's scores against the keys (or
- * one output gradient's against the values), 32 keys at a time in four registers. */
-static AVX2 void mv_keys_avx2(float *out, const float *vec, const float *matT, int64_t ld,
-                              int64_t d, int64_t n) {
+/* out[t] = sum_{i<d} vec[i] matT[i * ld + t] for t < n, a vector times a row-major matrix, 32
+ * outputs at a time in four registers. It serves every product of the attention: a query's
+ * scores against the keys (vec = q, matT = K^T), an output gradient's against the values
+ * (dP), the probability-weighted value sum (vec = P row, matT = V, ld = dv), dq (dS row times
+ * K) and, per key, dk and dv (a column of dS or P, kept transposed, times Q or dO). */
+static AVX2 void vecmat_avx2(float *out, const float *vec, const float *matT, int64_t ld,
+                             int64_t d, int64_t n) {
     int64_t t = 0;
     for (; t + 32 <= n; t += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -670,48 +673,20 @@ static AVX2 void mv_keys_avx2(float *out, const float *vec, const float *matT, i
     }
 }
 
-/* acc[i] = sum_t w[t] mat[t * d + i] for i < d: the probability-weighted sum of values (or the
- * dS-weighted sum of keys), 32 columns at a time in four registers. */
-static AVX2 void mv_rows_avx2(float *acc, const float *w, const float *mat, int64_t n, int64_t d) {
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t t = 0; t < n; t++) {
-            const __m256 x = _mm256_broadcast_ss(w + t);
-            const float *r = mat + t * d + i;
-            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r), a0);
-            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 8), a1);
-            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 16), a2);
-            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 24), a3);
-        }
-        _mm256_storeu_ps(acc + i, a0), _mm256_storeu_ps(acc + i + 8, a1);
-        _mm256_storeu_ps(acc + i + 16, a2), _mm256_storeu_ps(acc + i + 24, a3);
-    }
-    for (; i + 8 <= d; i += 8) {
-        __m256 a0 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < n; t++)
-            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(mat + t * d + i), a0);
-        _mm256_storeu_ps(acc + i, a0);
-    }
-    for (; i < d; i++) {
-        float a = 0.0f;
-        for (int64_t t = 0; t < n; t++) a += w[t] * mat[t * d + i];
-        acc[i] = a;
-    }
-}
-
-/* The portable versions: the same sums, plain loops. */
-static void mv_keys_plain(float *out, const float *vec, const float *matT, int64_t ld, int64_t d,
+/* The portable version: the same sums, plain loops. */
+static void vecmat_plain(float *out, const float *vec, const float *matT, int64_t ld, int64_t d,
                           int64_t n) {
     for (int64_t t = 0; t < n; t++) out[t] = 0.0f;
     for (int64_t i = 0; i < d; i++)
         for (int64_t t = 0; t < n; t++) out[t] += vec[i] * matT[i * ld + t];
 }
 
-static void mv_rows_plain(float *acc, const float *w, const float *mat, int64_t n, int64_t d) {
-    for (int64_t i = 0; i < d; i++) acc[i] = 0.0f;
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t i = 0; i < d; i++) acc[i] += w[t] * mat[t * d + i];
+
+static inline __attribute__((always_inline)) void vecmat(int avx2, float *out, const float *vec,
+                                                        const float *matT, int64_t ld, int64_t d,
+                                                        int64_t n) {
+    if (avx2) vecmat_avx2(out, vec, matT, ld, d, n);
+    else vecmat_plain(out, vec, matT, ld, d, n);
 }
 
 /* Forward for one (b, h): scores of query t1 against keys 0..t1 as a vector loop over keys
@@ -733,8 +708,7 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
     float *s = w.row, *acc = w.acc;
     for (int64_t t1 = 0; t1 < T; t1++) {
         const int64_t n1 = t1 + 1;
-        if (avx2) mv_keys_avx2(s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
-        else mv_keys_plain(s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
+        vecmat(avx2, s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
         float mx = -INFINITY;
         for (int64_t t2 = 0; t2 < n1; t2++) {
             s[t2] *= scale;
@@ -746,8 +720,7 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
         double *prow = j->P + (bh * T + t1) * T;
         for (int64_t t2 = 0; t2 < n1; t2++) prow[t2] = (double)(s[t2] *= inv);
         for (int64_t t2 = n1; t2 < T; t2++) prow[t2] = 0.0;
-        if (avx2) mv_rows_avx2(acc, s, w.vf, n1, dv);
-        else mv_rows_plain(acc, s, w.vf, n1, dv);
+        vecmat(avx2, acc, s, w.vf, dv, n1, dv);
         double *ot = j->o + ((b * T + t1) * nh + h) * dv;
         for (int64_t i = 0; i < dv; i++) ot[i] = (double)acc[i];
     }
@@ -780,8 +753,7 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
         const double *prow = j->Pc + (bh * T + t1) * T;
         for (int64_t t2 = 0; t2 < n1; t2++) p[t2] = (float)prow[t2];
         const float *g = w.go + t1 * dv;
-        if (avx2) mv_keys_avx2(dS, g, w.vT, T, dv, n1); /* dP */
-        else mv_keys_plain(dS, g, w.vT, T, dv, n1);
+        vecmat(avx2, dS, g, w.vT, T, dv, n1); /* dP */
         float sum = 0.0f;
         for (int64_t t2 = 0; t2 < n1; t2++) sum += p[t2] * dS[t2];
         for (int64_t t2 = 0; t2 < n1; t2++) {
@@ -789,19 +761,16 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
             w.dST[t2 * T + t1] = dS[t2];
             w.PT[t2 * T + t1] = p[t2];
         }
-        if (avx2) mv_rows_avx2(acc, dS, w.kf, n1, dqk); /* dq[t1] = sum_t2 dS k[t2] */
-        else mv_rows_plain(acc, dS, w.kf, n1, dqk);
+        vecmat(avx2, acc, dS, w.kf, dqk, n1, dqk); /* dq[t1] = sum_t2 dS k[t2] */
         double *dqt = j->dq + ((b * T + t1) * nh + h) * dqk;
         for (int64_t i = 0; i < dqk; i++) dqt[i] += (double)acc[i];
     }
     /* by key: dk[t2] = sum_{t1 >= t2} dS[t1][t2] q[t1], dv[t2] = sum_{t1 >= t2} P[t1][t2] do[t1] */
     for (int64_t t2 = 0; t2 < T; t2++) {
         const int64_t r = (b * T + t2) * nh + h, m = T - t2;
-        if (avx2) mv_rows_avx2(acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, m, dqk);
-        else mv_rows_plain(acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, m, dqk);
+        vecmat(avx2, acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, dqk, m, dqk);
         for (int64_t i = 0; i < dqk; i++) j->dk[r * dqk + i] += (double)acc[i];
-        if (avx2) mv_rows_avx2(acc, w.PT + t2 * T + t2, w.go + t2 * dv, m, dv);
-        else mv_rows_plain(acc, w.PT + t2 * T + t2, w.go + t2 * dv, m, dv);
+        vecmat(avx2, acc, w.PT + t2 * T + t2, w.go + t2 * dv, dv, m, dv);
         for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)acc[i];
     }
 }
