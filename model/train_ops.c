@@ -689,6 +689,21 @@ static inline __attribute__((always_inline)) void vecmat(int avx2, float *out, c
     else vecmat_plain(out, vec, matT, ld, d, n);
 }
 
+/* Copies head h of sequence b of src [B*T, nh, d] (double) to float: dst[t * d + i], or with
+ * transposed dst[i * T + t]. */
+static inline __attribute__((always_inline)) void gather_head(float *dst, const double *src,
+                                                              const attn_job *j, int64_t b,
+                                                              int64_t h, int64_t d, int transposed) {
+    const int64_t T = j->T, nh = j->nh;
+    for (int64_t t = 0; t < T; t++) {
+        const double *row = src + ((b * T + t) * nh + h) * d;
+        if (transposed)
+            for (int64_t i = 0; i < d; i++) dst[i * T + t] = (float)row[i];
+        else
+            for (int64_t i = 0; i < d; i++) dst[t * d + i] = (float)row[i];
+    }
+}
+
 /* Forward for one (b, h): scores of query t1 against keys 0..t1 as a vector loop over keys
  * (kT), softmax with one expf per score, o[t1] as a vector loop over the value dimension. */
 static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_job *j, int64_t bh,
@@ -697,14 +712,9 @@ static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_j
     const int64_t b = bh / nh, h = bh % nh;
     const float scale = (float)j->scale;
     attn_ws w = attn_slice(j, ws0, tid);
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t r = (b * T + t) * nh + h;
-        for (int64_t i = 0; i < dqk; i++) {
-            w.qf[t * dqk + i] = (float)j->q[r * dqk + i];
-            w.kT[i * T + t] = (float)j->k[r * dqk + i];
-        }
-        for (int64_t i = 0; i < dv; i++) w.vf[t * dv + i] = (float)j->v[r * dv + i];
-    }
+    gather_head(w.qf, j->q, j, b, h, dqk, 0);
+    gather_head(w.kT, j->k, j, b, h, dqk, 1);
+    gather_head(w.vf, j->v, j, b, h, dv, 0);
     float *s = w.row, *acc = w.acc;
     for (int64_t t1 = 0; t1 < T; t1++) {
         const int64_t n1 = t1 + 1;
@@ -735,17 +745,10 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
     const int64_t b = bh / nh, h = bh % nh;
     const float scale = (float)j->scale;
     attn_ws w = attn_slice(j, ws0, tid);
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t r = (b * T + t) * nh + h;
-        for (int64_t i = 0; i < dqk; i++) {
-            w.qf[t * dqk + i] = (float)j->q[r * dqk + i];
-            w.kf[t * dqk + i] = (float)j->k[r * dqk + i];
-        }
-        for (int64_t i = 0; i < dv; i++) {
-            w.vT[i * T + t] = (float)j->v[r * dv + i];
-            w.go[t * dv + i] = (float)j->dout[r * dv + i];
-        }
-    }
+    gather_head(w.qf, j->q, j, b, h, dqk, 0);
+    gather_head(w.kf, j->k, j, b, h, dqk, 0);
+    gather_head(w.vT, j->v, j, b, h, dv, 1);
+    gather_head(w.go, j->dout, j, b, h, dv, 0);
     /* by query: dP, dS and dq[t1]; P and dS are kept transposed (PT[t2][t1], dST[t2][t1]) */
     float *p = w.row, *dS = w.row2, *acc = w.acc;
     for (int64_t t1 = 0; t1 < T; t1++) {
