@@ -6,6 +6,9 @@
  * walks one strip and one panel in k order, so its loads are sequential and the padding makes
  * every tile full; only the write-back looks at the edges.
  *
+ * Large products run in blocks of at most MC x KC of A and KC x NC of B (see the enum), k
+ * blocks adding into what the first wrote.
+ *
  * Cost model: packing converts M K + K N elements (about one per cycle), the product does
  * M N K multiply-adds (up to 32 per cycle per core with two 8-lane FMA pipes), so packing is
  * cheap when M and N are well above 32 — the trainer's products have M = tokens (hundreds to
@@ -23,6 +26,12 @@ enum {
     NR = 16,       /* columns of the micro-tile (two 8-float vectors) */
     ITEM_R = 4,    /* strips per compute item */
     ITEM_P = 4,    /* panels per compute item */
+    /* Blocks of a large product (BLIS's MC/KC/NC), so that the packed operands — and the
+     * workspace — stay bounded whatever the sizes: a 129k-vocabulary head's W^T would
+     * otherwise be packed whole. The trainer's products on the demo fit in one block. */
+    MC = MR * 256,
+    KC = 2048,
+    NC = NR * 128,
 };
 
 /* Below this many multiply-adds a pool dispatch costs more than it saves. */
@@ -34,8 +43,13 @@ static int64_t ceil_div(int64_t a, int64_t b) {
     return (a + b - 1) / b;
 }
 
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
 int64_t dsv3_gemm_ws_floats(int64_t M, int64_t N, int64_t K) {
-    return ceil_div(M, MR) * MR * K + ceil_div(N, NR) * NR * K;
+    const int64_t m = min64(M, MC), n = min64(N, NC), k = min64(K, KC);
+    return ceil_div(m, MR) * MR * k + ceil_div(n, NR) * NR * k;
 }
 
 /* One product: operands, sizes and the packed buffers. */
@@ -322,6 +336,24 @@ static void run(int64_t items, dsv3_pool_fn fn, gemm_job *g, int par) {
     for (int64_t i = 0; i < items; i++) fn(g, i, 0);
 }
 
+/* One block: packs all of A and B, then the tiles. */
+static void gemm_block(void *C, int64_t ldc, dsv3_gemm_mode mode, dsv3_mview A, dsv3_mview B,
+                       int64_t M, int64_t N, int64_t K, float *ws, int avx2) {
+    gemm_job g = {.C = C, .ldc = ldc, .mode = mode, .A = A, .B = B, .M = M, .N = N, .K = K,
+                  .strips = ceil_div(M, MR), .panels = ceil_div(N, NR), .avx2 = avx2};
+    g.Ap = ws;
+    g.Bp = ws + g.strips * MR * K;
+    const int par = M * N * K >= PAR_MIN;
+    run(g.strips + g.panels, pack_item, &g, par);
+    run(ceil_div(g.strips, ITEM_R) * ceil_div(g.panels, ITEM_P), compute_item, &g, par);
+}
+
+/* The view starting at element (r, c) of v. */
+static dsv3_mview sub(dsv3_mview v, int64_t r, int64_t c) {
+    v.p = (const char *)v.p + (r * v.rs + c * v.cs) * (v.f64 ? 8 : 4);
+    return v;
+}
+
 void dsv3_gemm(void *C, int64_t ldc, dsv3_gemm_mode mode, dsv3_mview A, dsv3_mview B, int64_t M,
                int64_t N, int64_t K, float *ws) {
     if (M <= 0 || N <= 0) return;
@@ -330,12 +362,15 @@ void dsv3_gemm(void *C, int64_t ldc, dsv3_gemm_mode mode, dsv3_mview A, dsv3_mvi
             for (int64_t r = 0; r < M; r++) memset((double *)C + r * ldc, 0, (size_t)N * sizeof(double));
         return;
     }
-    gemm_job g = {.C = C, .ldc = ldc, .mode = mode, .A = A, .B = B, .M = M, .N = N, .K = K,
-                  .strips = ceil_div(M, MR), .panels = ceil_div(N, NR),
-                  .avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")};
-    g.Ap = ws;
-    g.Bp = ws + g.strips * MR * K;
-    const int par = M * N * K >= PAR_MIN;
-    run(g.strips + g.panels, pack_item, &g, par);
-    run(ceil_div(g.strips, ITEM_R) * ceil_div(g.panels, ITEM_P), compute_item, &g, par);
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const size_t csz = mode == DSV3_GEMM_ADD_F32 ? 4 : 8;
+    for (int64_t n0 = 0; n0 < N; n0 += NC)
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            /* k blocks after the first add to what the first one set */
+            const dsv3_gemm_mode m = k0 > 0 && mode == DSV3_GEMM_SET_F64 ? DSV3_GEMM_ADD_F64 : mode;
+            for (int64_t m0 = 0; m0 < M; m0 += MC)
+                gemm_block((char *)C + (size_t)(m0 * ldc + n0) * csz, ldc, m, sub(A, m0, k0),
+                           sub(B, k0, n0), min64(MC, M - m0), min64(NC, N - n0),
+                           min64(KC, K - k0), ws, avx2);
+        }
 }

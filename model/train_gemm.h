@@ -10,6 +10,8 @@
  * not depend on the thread count (spec/training.md §10.2); they depend on the CPU (AVX2+FMA
  * kernel or the portable loop, chosen at run time).
  *
+ * Large products run in blocks (at most 1536 x 2048 of A and 2048 x 2048 of B packed at a
+ * time), so the workspace stays bounded (<= ~7.3M floats) whatever the sizes.
  * Does not own its workspace: the caller passes dsv3_gemm_ws_floats(M, N, K) floats.
  * Thread rules: runs parallel work on the worker pool (kernels/pool.h); call from one thread.
  */

@@ -54,64 +54,78 @@ static int check_product(const char *what, const void *got, int got_f64, int64_t
 static const int64_t sizes[] = {1, 2, 5, 6, 7, 13, 16, 17, 31, 48, 97, 130};
 #define NS (int64_t)(sizeof sizes / sizeof sizes[0])
 
+/* One dsv3_gemm case: A [M, K] and B [K, N] stored as given or transposed (at, bt), as float
+ * or double (af, bf), into C with leading dimension ldc in mode; checked against the exact
+ * product, and the padding columns of C must stay as they were. */
+static int gemm_case(int64_t M, int64_t N, int64_t K, int64_t ldc, int at, int bt, int af, int bf,
+                     dsv3_gemm_mode mode) {
+    double *A = xalloc(M * K, 8), *B = xalloc(K * N, 8);
+    for (int64_t i = 0; i < M * K; i++) A[i] = spread();
+    for (int64_t i = 0; i < K * N; i++) B[i] = spread();
+    double *Ad = xalloc(M * K, 8), *Bd = xalloc(K * N, 8);
+    float *Af = xalloc(M * K, 4), *Bf = xalloc(K * N, 4);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t idx = at ? k * M + i : i * K + k;
+            Ad[idx] = A[i * K + k], Af[idx] = (float)A[i * K + k];
+        }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++) {
+            const int64_t idx = bt ? j * K + k : k * N + j;
+            Bd[idx] = B[k * N + j], Bf[idx] = (float)B[k * N + j];
+        }
+    const dsv3_mview va = {af ? (const void *)Af : Ad, !af, at ? 1 : K, at ? M : 1};
+    const dsv3_mview vb = {bf ? (const void *)Bf : Bd, !bf, bt ? 1 : N, bt ? K : 1};
+    float *ws = xalloc(dsv3_gemm_ws_floats(M, N, K), 4);
+    double *base = xalloc(M * N, 8);
+    for (int64_t i = 0; i < M * N; i++) base[i] = mode == DSV3_GEMM_SET_F64 ? 0.0 : spread();
+    void *C;
+    if (mode == DSV3_GEMM_ADD_F32) {
+        float *c = xalloc(M * ldc, 4);
+        for (int64_t i = 0; i < M * ldc; i++) c[i] = 7.0f;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) base[i * N + j] = (float)base[i * N + j], c[i * ldc + j] = (float)base[i * N + j];
+        C = c;
+    } else {
+        double *c = xalloc(M * ldc, 8);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < ldc; j++) c[i * ldc + j] = j < N ? (mode == DSV3_GEMM_SET_F64 ? NAN : base[i * N + j]) : 7.0;
+        C = c;
+    }
+    dsv3_gemm(C, ldc, mode, va, vb, M, N, K, ws);
+    const int f64 = mode != DSV3_GEMM_ADD_F32;
+    int bad = check_product("gemm", C, f64, ldc, base, A, B, M, N, K);
+    for (int64_t i = 0; i < M && !bad; i++)
+        for (int64_t j = N; j < ldc; j++) {
+            const double v = f64 ? ((double *)C)[i * ldc + j] : ((float *)C)[i * ldc + j];
+            if (v != 7.0) {
+                printf("  padding at (%lld, %lld) changed to %g\n", (long long)i, (long long)j, v);
+                bad = 1;
+            }
+        }
+    free(A), free(B), free(Ad), free(Bd), free(Af), free(Bf), free(ws), free(base), free(C);
+    return bad;
+}
+
 /* dsv3_gemm in every mode, with A and B read through plain and transposed views of double
- * and float arrays, on random shapes; the padding columns of C stay as they were. */
+ * and float arrays, on random shapes. */
 static int test_gemm_modes_and_views(void) {
     for (int rep = 0; rep < 60; rep++) {
         const int64_t M = sizes[test_u64() % NS], N = sizes[test_u64() % NS];
         const int64_t K = sizes[test_u64() % NS], ldc = N + (int64_t)(test_u64() % 3);
-        double *A = xalloc(M * K, 8), *B = xalloc(K * N, 8);
-        for (int64_t i = 0; i < M * K; i++) A[i] = spread();
-        for (int64_t i = 0; i < K * N; i++) B[i] = spread();
-        /* storage: A as given or transposed, float or double; B likewise */
         const int at = (int)(test_u64() % 2), bt = (int)(test_u64() % 2);
         const int af = (int)(test_u64() % 2), bf = (int)(test_u64() % 2);
-        double *Ad = xalloc(M * K, 8), *Bd = xalloc(K * N, 8);
-        float *Af = xalloc(M * K, 4), *Bf = xalloc(K * N, 4);
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t k = 0; k < K; k++) {
-                const int64_t idx = at ? k * M + i : i * K + k;
-                Ad[idx] = A[i * K + k], Af[idx] = (float)A[i * K + k];
-            }
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t j = 0; j < N; j++) {
-                const int64_t idx = bt ? j * K + k : k * N + j;
-                Bd[idx] = B[k * N + j], Bf[idx] = (float)B[k * N + j];
-            }
-        const dsv3_mview va = {af ? (const void *)Af : Ad, !af, at ? 1 : K, at ? M : 1};
-        const dsv3_mview vb = {bf ? (const void *)Bf : Bd, !bf, bt ? 1 : N, bt ? K : 1};
-        float *ws = xalloc(dsv3_gemm_ws_floats(M, N, K), 4);
-        const dsv3_gemm_mode mode = (dsv3_gemm_mode)(test_u64() % 3);
-        double *base = xalloc(M * N, 8);
-        for (int64_t i = 0; i < M * N; i++) base[i] = mode == DSV3_GEMM_SET_F64 ? 0.0 : spread();
-        void *C;
-        if (mode == DSV3_GEMM_ADD_F32) {
-            float *c = xalloc(M * ldc, 4);
-            for (int64_t i = 0; i < M * ldc; i++) c[i] = 7.0f;
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t j = 0; j < N; j++) base[i * N + j] = (float)base[i * N + j], c[i * ldc + j] = (float)base[i * N + j];
-            C = c;
-        } else {
-            double *c = xalloc(M * ldc, 8);
-            for (int64_t i = 0; i < M * ldc; i++) c[i] = mode == DSV3_GEMM_SET_F64 ? NAN : 7.0;
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t j = 0; j < ldc; j++) c[i * ldc + j] = j < N ? (mode == DSV3_GEMM_SET_F64 ? NAN : base[i * N + j]) : 7.0;
-            C = c;
-        }
-        dsv3_gemm(C, ldc, mode, va, vb, M, N, K, ws);
-        const int f64 = mode != DSV3_GEMM_ADD_F32;
-        int bad = check_product("gemm", C, f64, ldc, base, A, B, M, N, K);
-        for (int64_t i = 0; i < M && !bad; i++)
-            for (int64_t j = N; j < ldc; j++) {
-                const double v = f64 ? ((double *)C)[i * ldc + j] : ((float *)C)[i * ldc + j];
-                if (v != 7.0) {
-                    printf("  padding at (%lld, %lld) changed to %g\n", (long long)i, (long long)j, v);
-                    bad = 1;
-                }
-            }
-        free(A), free(B), free(Ad), free(Bd), free(Af), free(Bf), free(ws), free(base), free(C);
-        if (bad) return 1;
+        if (gemm_case(M, N, K, ldc, at, bt, af, bf, (dsv3_gemm_mode)(test_u64() % 3))) return 1;
     }
+    return 0;
+}
+
+/* Products larger than one block (more than 1536 rows, 2048 of k or 2048 columns): the blocks
+ * cover every element once, and k blocks after the first add to it. */
+static int test_gemm_large_products_in_blocks(void) {
+    CHECK(!gemm_case(1600, 40, 2100, 41, 0, 1, 0, 1, DSV3_GEMM_SET_F64), "M and K blocks, set");
+    CHECK(!gemm_case(1601, 17, 2050, 17, 1, 0, 0, 0, DSV3_GEMM_ADD_F32), "M and K blocks, add f32");
+    CHECK(!gemm_case(7, 2100, 30, 2101, 0, 1, 1, 1, DSV3_GEMM_ADD_F64), "N blocks, add f64");
     return 0;
 }
 
@@ -238,6 +252,7 @@ static int test_attention_f32_against_double(void) {
 static const dsv3_test tests[] = {
     {"attention_f32_against_double", test_attention_f32_against_double},
     {"gemm_modes_and_views", test_gemm_modes_and_views},
+    {"gemm_large_products_in_blocks", test_gemm_large_products_in_blocks},
     {"linear_f32_against_exact", test_linear_f32_against_exact},
     {"linear_f32_null_outputs_and_repeatable", test_linear_f32_null_outputs_and_repeatable},
 };
