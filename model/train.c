@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <immintrin.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -239,6 +240,32 @@ typedef struct {
     int64_t n;
 } adam_job;
 
+/* The loop below, eight elements at a time: the same operations in the same order, each
+ * rounded on its own (no fused multiply-add; IEEE division and square root round the same in
+ * vector and scalar form), so the weights are bit-identical to the scalar loop's. Returns
+ * where the scalar loop must take over. */
+__attribute__((target("avx2"))) static int64_t adam_avx2(const adam_job *a, float wd, int64_t j,
+                                                         int64_t end) {
+    const __m256 b1 = _mm256_set1_ps(a->b1), b2 = _mm256_set1_ps(a->b2);
+    const __m256 nb1 = _mm256_set1_ps(1.0f - a->b1), nb2 = _mm256_set1_ps(1.0f - a->b2);
+    const __m256 c1 = _mm256_set1_ps(a->c1), c2 = _mm256_set1_ps(a->c2), gs = _mm256_set1_ps(a->gs);
+    const __m256 lr = _mm256_set1_ps(a->lr), eps = _mm256_set1_ps(a->eps), vwd = _mm256_set1_ps(wd);
+    for (; j + 8 <= end; j += 8) {
+        const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(a->g + j), gs);
+        const __m256 m = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(a->m + j)), _mm256_mul_ps(nb1, g));
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(a->v + j)),
+                                       _mm256_mul_ps(_mm256_mul_ps(nb2, g), g));
+        _mm256_storeu_ps(a->m + j, m);
+        _mm256_storeu_ps(a->v + j, v);
+        const __m256 mh = _mm256_div_ps(m, c1), vh = _mm256_div_ps(v, c2);
+        const __m256 w = _mm256_loadu_ps(a->w + j);
+        const __m256 upd = _mm256_add_ps(_mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), eps)),
+                                         _mm256_mul_ps(vwd, w));
+        _mm256_storeu_ps(a->w + j, _mm256_sub_ps(w, _mm256_mul_ps(lr, upd)));
+    }
+    return j;
+}
+
 static void adam_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const adam_job *a = ctx;
@@ -250,10 +277,12 @@ static void adam_item(void *ctx, int64_t item, int tid) {
         if (dsv3_tm_tensor_at(a->tm, mid)->offset <= j0) lo = mid;
         else hi = mid - 1;
     }
+    const int avx2 = __builtin_cpu_supports("avx2");
     for (int64_t ti = lo, j = j0; j < j1; ti++) {
         const dsv3_tm_tensor *x = dsv3_tm_tensor_at(a->tm, ti);
         const int64_t end = x->offset + x->numel < j1 ? x->offset + x->numel : j1;
         const float wd = x->decay ? a->wd : 0.0f;
+        if (avx2) j = adam_avx2(a, wd, j, end);
         for (; j < end; j++) {
             const float gj = a->g[j] * a->gs;
             a->m[j] = a->b1 * a->m[j] + (1.0f - a->b1) * gj;
