@@ -956,7 +956,8 @@ static void mlp_forward(dsv3_tmodel *tm, double *y, double *a, double *b, double
                         int routed) {
     lin_fwd(tm, a, x, w->gate, m, H, width, routed);
     lin_fwd(tm, b, x, w->up, m, H, width, routed);
-    dsv3_op_swiglu_forward(h, a, b, m * width);
+    if (tm->prec == 32) dsv3_op_swiglu_forward_f32(h, a, b, m * width);
+    else dsv3_op_swiglu_forward(h, a, b, m * width);
     lin_fwd(tm, y, h, w->down, m, width, H, 0);
 }
 
@@ -968,7 +969,8 @@ static void mlp_backward(dsv3_tmodel *tm, double *dx, tm_mlp *g, const double *d
     lin_bwd(tm, tm->dfh, g->down, dy, h, w->down, m, width, H, 0, routed);
     zero(tm->dfa, m * width);
     zero(tm->dfb, m * width);
-    dsv3_op_swiglu_backward(tm->dfa, tm->dfb, tm->dfh, a, b, m * width);
+    if (tm->prec == 32) dsv3_op_swiglu_backward_f32(tm->dfa, tm->dfb, tm->dfh, a, b, m * width);
+    else dsv3_op_swiglu_backward(tm->dfa, tm->dfb, tm->dfh, a, b, m * width);
     lin_bwd(tm, dx, g->gate, tm->dfa, x, w->gate, m, H, width, routed, 0);
     lin_bwd(tm, dx, g->up, tm->dfb, x, w->up, m, H, width, routed, 0);
 }

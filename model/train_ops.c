@@ -862,6 +862,70 @@ void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const dou
     par_range(n, 1, swiglu_bwd_range, &j);
 }
 
+/* The float32 path's SwiGLU: the same formulas eight elements at a time in float lanes with a
+ * vectorised e^x (relative error ~1e-7), values kept in double. Tails (and CPUs without
+ * AVX2/F16C) take the double code. */
+static TGT int64_t swiglu_fwd_f32_vec(const ew_job *j, int64_t i, int64_t i1) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= i1; i += 8) {
+        const __m256 a = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(j->a + i + 4)),
+                                         _mm256_cvtpd_ps(_mm256_loadu_pd(j->a + i)));
+        const __m256 b = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(j->b + i + 4)),
+                                         _mm256_cvtpd_ps(_mm256_loadu_pd(j->b + i)));
+        const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), a))));
+        const __m256 h = _mm256_mul_ps(_mm256_mul_ps(a, sg), b);
+        _mm256_storeu_pd(j->y + i, _mm256_cvtps_pd(_mm256_castps256_ps128(h)));
+        _mm256_storeu_pd(j->y + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(h, 1)));
+    }
+    return i;
+}
+
+static TGT int64_t swiglu_bwd_f32_vec(const ew_job *j, int64_t i, int64_t i1) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= i1; i += 8) {
+#define LD8(p) _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd((p) + i + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd((p) + i)))
+        const __m256 a = LD8(j->a), b = LD8(j->b), dh = LD8(j->dy);
+        const __m256 da0 = LD8(j->da), db0 = LD8(j->db);
+#undef LD8
+        const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), a))));
+        /* da += dh b sg (1 + a (1 - sg)); db += dh a sg */
+        const __m256 da = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dh, b), sg),
+                                        _mm256_add_ps(one, _mm256_mul_ps(a, _mm256_sub_ps(one, sg))));
+        const __m256 db = _mm256_mul_ps(_mm256_mul_ps(dh, a), sg);
+        const __m256 ra = _mm256_add_ps(da0, da), rb = _mm256_add_ps(db0, db);
+        _mm256_storeu_pd(j->da + i, _mm256_cvtps_pd(_mm256_castps256_ps128(ra)));
+        _mm256_storeu_pd(j->da + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ra, 1)));
+        _mm256_storeu_pd(j->db + i, _mm256_cvtps_pd(_mm256_castps256_ps128(rb)));
+        _mm256_storeu_pd(j->db + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(rb, 1)));
+    }
+    return i;
+}
+
+static int has_tgt(void) {
+    return use_avx2() && __builtin_cpu_supports("f16c");
+}
+
+static void swiglu_fwd_f32_range(void *ctx, int64_t i0, int64_t i1) {
+    const int64_t i = has_tgt() ? swiglu_fwd_f32_vec(ctx, i0, i1) : i0;
+    swiglu_fwd_range(ctx, i, i1);
+}
+
+static void swiglu_bwd_f32_range(void *ctx, int64_t i0, int64_t i1) {
+    const int64_t i = has_tgt() ? swiglu_bwd_f32_vec(ctx, i0, i1) : i0;
+    swiglu_bwd_range(ctx, i, i1);
+}
+
+void dsv3_op_swiglu_forward_f32(double *h, const double *a, const double *b, int64_t n) {
+    ew_job j = {.y = h, .a = a, .b = b};
+    par_range(n, 1, swiglu_fwd_f32_range, &j);
+}
+
+void dsv3_op_swiglu_backward_f32(double *da, double *db, const double *dh, const double *a,
+                                 const double *b, int64_t n) {
+    ew_job j = {.da = da, .db = db, .dy = dh, .a = a, .b = b};
+    par_range(n, 1, swiglu_bwd_f32_range, &j);
+}
+
 /* ---------------------------------------------------------------- gating ---------------- */
 
 /* spec/training.md §1.1 (HF/V3): s = sigmoid(z) over all experts; for the chosen set S,

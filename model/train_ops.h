@@ -95,6 +95,11 @@ void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t
 void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const double *a,
                              const double *b, int64_t n);
 
+/* The same in float32 arithmetic (vectorised e^x; values stay double), for the float32 path. */
+void dsv3_op_swiglu_forward_f32(double *h, const double *a, const double *b, int64_t n);
+void dsv3_op_swiglu_backward_f32(double *da, double *db, const double *dh, const double *a,
+                                 const double *b, int64_t n);
+
 /* ---- sigmoid gating (spec/training.md §1.1): given router logits z [n, E] and the chosen
  * experts idx [n, K] (from dsv3_moe_route; -1 = none), s = sigmoid(z) [n, E] (saved) and the
  * combine weights w[n, K] = R * s_idx / (sum_k s_idx + 1e-20) (norm = 1) or R * s_idx. */
