@@ -2,11 +2,9 @@
 -- (an FP32 model, so the inference model computes the same numbers before and after the run
 -- takes over its weights).
 local m = load(arg[1])
-local passed, failed = 0, 0
-local function check(name, fn)
-  local ok, err = pcall(fn)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
-end
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local R = dofile(here .. "/runner.lua")
+local T = R.suite()
 local before = logits("the cat"):row(-1)
 local function same_logits()
   local now = logits("the cat"):row(-1)
@@ -22,7 +20,7 @@ local function opts(extra)
   return t
 end
 
-check("a failing reward function fails the call with its message and leaves the weights", function()
+T["a failing reward function fails the call with its message and leaves the weights"] = function()
   local ok, err = pcall(grpo, opts{reward = function() error("boom") end, steps = 1})
   assert(not ok and tostring(err):find("reward function") and tostring(err):find("boom"), tostring(err))
   ok, err = pcall(grpo, opts{reward = function() return "x" end, steps = 1})
@@ -30,9 +28,9 @@ check("a failing reward function fails the call with its message and leaves the 
   ok, err = pcall(grpo, opts{reward = function() return 0/0 end, steps = 1})
   assert(not ok and tostring(err):find("must be finite"), tostring(err))
   assert(same_logits(), "the weights changed")
-end)
+end
 
-check("equal rewards: no update, nothing NaN", function()
+T["equal rewards: no update, nothing NaN"] = function()
   local r = grpo(opts{reward = function() return 1 end, steps = 2})
   assert(#r.steps == 2)
   for _, s in ipairs(r.steps) do
@@ -40,9 +38,9 @@ check("equal rewards: no update, nothing NaN", function()
     assert(s.reward == 1 and s.reward_std == 0)
   end
   assert(same_logits(), "the weights changed")
-end)
+end
 
-check("a varying reward moves the policy; the run value renders", function()
+T["a varying reward moves the policy; the run value renders"] = function()
   local seen = {}
   local r = grpo(opts{steps = 3, lr = 1e-2, reward = function(p, c, a)
     seen[p] = true
@@ -62,24 +60,24 @@ check("a varying reward moves the policy; the run value renders", function()
   assert(tostring(r):find("^reward "), tostring(r))
   local svg = getmetatable(r).__svg(r)
   assert(svg:find("^<svg") and select(2, svg:gsub("<polyline", "")) == 3, "svg")
-end)
+end
 
-check("a run continues only with the same shape; train{} waits for grpo_reset", function()
+T["a run continues only with the same shape; train{} waits for grpo_reset"] = function()
   local ok, err = pcall(grpo, opts{reward = function() return 1 end, steps = 1, group = 2})
   assert(not ok and tostring(err):find("grpo_reset"), tostring(err))
   ok, err = pcall(train, {text = string.rep("ab ", 300), steps = 1, quiet = true})
   assert(not ok and tostring(err):find("GRPO run"), tostring(err))
-end)
+end
 
-check("grpo_save writes a model directory; grpo_reset gives the weights back", function()
+T["grpo_save writes a model directory; grpo_reset gives the weights back"] = function()
   assert(grpo_save(arg[2]) == arg[2])
   local f = assert(io.open(arg[2] .. "/model.safetensors", "rb"))
   f:close()
   grpo_reset()
   assert(same_logits(), "grpo_reset did not restore the weights")
-end)
+end
 
-check("prompts with answers use the answer reward; the run cannot be reset from its reward", function()
+T["prompts with answers use the answer reward; the run cannot be reset from its reward"] = function()
   local r = grpo{prompts = {{"the cat", " sat"}, {prompt = "a dog", answer = "ran"}}, steps = 1,
                  group = 2, max_tokens = 3, quiet = true}
   assert(#r.steps == 1 and r.steps[1].reward >= 0 and r.steps[1].reward <= 1)
@@ -88,9 +86,9 @@ check("prompts with answers use the answer reward; the run cannot be reset from 
   assert(not ok and tostring(err):find("not allowed inside a grpo"), tostring(err))
   grpo_reset()
   assert(same_logits(), "grpo_reset did not restore the weights")
-end)
+end
 
-check("built-in task with its rule-based reward; bad options are refused", function()
+T["built-in task with its rule-based reward; bad options are refused"] = function()
   local r = grpo{task = "add", steps = 1, group = 2, max_tokens = 3, quiet = true}
   assert(#r.steps == 1 and r.task == "add" and r.steps[1].reward >= 0 and r.steps[1].reward <= 1)
   grpo_reset()
@@ -109,7 +107,6 @@ check("built-in task with its rule-based reward; bad options are refused", funct
     assert(not ok and tostring(err):find(c[2]), "expected '" .. c[2] .. "', got " .. tostring(err))
   end
   assert(same_logits(), "the weights changed")
-end)
+end
 
-print(("%d passed, %d failed"):format(passed, failed))
-if failed > 0 then os.exit(1) end
+R.run(T)

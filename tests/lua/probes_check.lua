@@ -2,17 +2,15 @@
 -- Writes route.json, heatmap.svg, tensor.npy into OUT_DIR for tests/test_probes.sh to parse.
 local model_dir, out = arg[1], arg[2]
 local m = load(model_dir)
-local passed, failed = 0, 0
-local function check(name, fn)
-  local ok, err = pcall(fn)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
-end
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local R = dofile(here .. "/runner.lua")
+local T = R.suite()
 local function write(path, s) local f = assert(io.open(path, "w")); f:write(s); f:close() end
 local text = "The quick brown fox jumps over the lazy dog"
 local info_ = info()
 local first_moe = info_.dense_layers
 
-check("route covers every token and MoE layer", function()
+T["route covers every token and MoE layer"] = function()
   local r = route(text)
   local ids = tokenize(text, {bos = true})
   assert(#r == #ids, "tokens " .. #r .. " vs " .. #ids)
@@ -34,9 +32,9 @@ check("route covers every token and MoE layer", function()
   for _ in r:csv():gmatch("\n") do rows = rows + 1 end
   assert(rows == 1 + #ids * info_.moe_layers * info_.experts_per_token, "csv rows " .. rows)
   write(out .. "/heatmap.svg", r:heatmap(first_moe, "svg"))
-end)
+end
 
-check("load counts add up and push points toward the mean", function()
+T["load counts add up and push points toward the mean"] = function()
   local r = route(text)
   local l = r:load(first_moe)
   local total = 0
@@ -50,9 +48,9 @@ check("load counts add up and push points toward the mean", function()
   local maxc = 0
   for _, c in ipairs(l.counts) do maxc = math.max(maxc, c) end
   assert(math.abs(l.maxvio - (maxc / mean - 1)) < 1e-9)
-end)
+end
 
-check("bias edits change routing and reset round-trips", function()
+T["bias edits change routing and reset round-trips"] = function()
   local before = route(text):json()
   local b0 = bias(first_moe, 0)
   bias_add(first_moe, 0, 10.0)
@@ -64,18 +62,18 @@ check("bias edits change routing and reset round-trips", function()
   local v = bias(first_moe)
   bias_set(first_moe, v)
   assert(route(text):json() == before, "setting the same vector changed routing")
-end)
+end
 
-check("interventions: no-op is zero effect, real ones have one", function()
+T["interventions: no-op is zero effect, real ones have one"] = function()
   local e0 = effect(text, {disable = {}})
   assert(e0.mean_kl == 0 and e0.top1_changed_fraction == 0, "empty intervention changed the output")
   local e1 = effect(text, {zero_bias = true})
   assert(e1.mean_kl > 0)
   local e2 = effect(text, {drop_shared = true})
   assert(e2.mean_kl > 0 and #e2.kl == #tokenize(text, {bos = true}))
-end)
+end
 
-check("MTP trace agrees with the generation counters", function()
+T["MTP trace agrees with the generation counters"] = function()
   local t = mtp_trace("Once upon a time", {n = 24})
   local g = gen("Once upon a time", {n = 24, greedy = true, mtp = true, stream = false})
   assert(t.drafted == g.stats.drafted and t.accepted == g.stats.accepted,
@@ -86,9 +84,9 @@ check("MTP trace agrees with the generation counters", function()
   local h = 0
   for _, c in ipairs(t.histogram) do h = h + c end
   assert(h == t.drafted)
-end)
+end
 
-check("capture, lens and attention patterns", function()
+T["capture, lens and attention patterns"] = function()
   local c = capture(text, {points = {"resid_out", "ckv", "hidden"}, layers = {0}})
   local T = #tokenize(text, {bos = true})
   local r, d = c["resid_out.0"]:shape()
@@ -111,7 +109,6 @@ check("capture, lens and attention patterns", function()
     end
     assert(math.abs(s - 1) < 1e-5, "row " .. i .. " sums to " .. s)
   end
-end)
+end
 
-print(("%d passed, %d failed"):format(passed, failed))
-if failed > 0 then error("probe checks failed") end
+R.run(T)

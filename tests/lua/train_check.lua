@@ -1,16 +1,14 @@
 -- Training from the session, run as: dsv3 run tests/lua/train_check.lua MODEL_DIR
 local m = load(arg[1])
-local passed, failed = 0, 0
-local function check(name, fn)
-  local ok, err = pcall(fn)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
-end
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local R = dofile(here .. "/runner.lua")
+local T = R.suite()
 local text = string.rep("the cat sat on the mat. ", 200)
 local L1 = info().dense_layers
 local before = logits("the cat"):row(-1)
 local bias0 = bias(L1)
 
-check("gamma = 0 freezes the bias, and the loss falls on repeated text", function()
+T["gamma = 0 freezes the bias, and the loss falls on repeated text"] = function()
   local r = train{text = text, steps = 12, seq_len = 32, batch = 2, lr = 3e-3, gamma = 0, quiet = true}
   assert(#r.steps == 12)
   assert(r.steps[12].loss < r.steps[1].loss, ("loss %g -> %g"):format(r.steps[1].loss, r.steps[12].loss))
@@ -18,9 +16,9 @@ check("gamma = 0 freezes the bias, and the loss falls on repeated text", functio
   for e = 1, #b do assert(b[e] == bias0[e], "bias moved with gamma = 0") end
   assert(#r.layers >= 1 and #r.layers[1].load == info().routed_experts)
   assert(tostring(r):find("loss"))
-end)
+end
 
-check("gamma > 0 moves the bias by +-gamma toward balance", function()
+T["gamma > 0 moves the bias by +-gamma toward balance"] = function()
   local r = train{steps = 1, gamma = 0.01, quiet = true}
   local b, moved = bias(L1), 0
   for e = 1, #b do
@@ -37,9 +35,9 @@ check("gamma > 0 moves the bias by +-gamma toward balance", function()
   for e, c in ipairs(load) do
     if c > mean then assert(b[e] < bias0[e], "overloaded expert " .. (e - 1) .. " not pushed down") end
   end
-end)
+end
 
-check("trained weights are seen by inference; train_reset restores the checkpoint", function()
+T["trained weights are seen by inference; train_reset restores the checkpoint"] = function()
   local after = logits("the cat"):row(-1)
   local same = true
   for i = 1, #after do if after[i] ~= before[i] then same = false end end
@@ -49,9 +47,9 @@ check("trained weights are seen by inference; train_reset restores the checkpoin
   for i = 1, #back do assert(back[i] == before[i], "train_reset did not restore the weights") end
   local b = bias(L1)
   for e = 1, #b do assert(b[e] == bias0[e]) end
-end)
+end
 
-check("fp8 = true switches the block linears to FP8 between steps, and back", function()
+T["fp8 = true switches the block linears to FP8 between steps, and back"] = function()
   train_reset()
   local a = train{text = text, steps = 2, seq_len = 32, batch = 2, gamma = 0, quiet = true}
   train_reset()
@@ -63,9 +61,9 @@ check("fp8 = true switches the block linears to FP8 between steps, and back", fu
   local d = train{steps = 1, fp8 = false, quiet = true}
   assert(d.steps[1].loss == d.steps[1].loss, "back to FP32")
   train_reset()
-end)
+end
 
-check("precision = 64 between steps: double compute, close to the float32 step", function()
+T["precision = 64 between steps: double compute, close to the float32 step"] = function()
   train_reset()
   local a = train{text = text, steps = 2, seq_len = 32, batch = 2, gamma = 0, quiet = true}
   train_reset()
@@ -79,16 +77,15 @@ check("precision = 64 between steps: double compute, close to the float32 step",
   local d = train{steps = 1, quiet = true} -- the trainer is still usable, still in 64
   assert(d.steps[1].loss == d.steps[1].loss)
   train_reset()
-end)
+end
 
-check("bad input gives clear errors", function()
+T["bad input gives clear errors"] = function()
   local ok, err = pcall(train, {steps = 0, text = text})
   assert(not ok and err:find("steps"))
   ok, err = pcall(train, {steps = 1})
   assert(not ok and err:find("data"), err)
   ok, err = pcall(train_eval)
   assert(not ok and err:find("no trainer"))
-end)
+end
 
-print(("%d passed, %d failed"):format(passed, failed))
-if failed > 0 then error("training checks failed") end
+R.run(T)
