@@ -16,13 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/clock.h"
 #include "model/model_internal.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     dsv3_run *run;
@@ -208,11 +203,11 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     }
     const volatile int *old_cancel = run->cancel;
     if (o->cancel) dsv3_run_set_cancel(run, o->cancel);
-    double t0 = now();
+    double t0 = dsv3_now_s();
     st = prefill(&g, prompt, n, err);
     s->prompt_tokens = n;
-    s->prefill_seconds = now() - t0;
-    t0 = now();
+    s->prefill_seconds = dsv3_now_s() - t0;
+    t0 = dsv3_now_s();
     int32_t forced = -1;
     while (!st && !g.stop) {
         if (o->cancel && *o->cancel) {
@@ -222,7 +217,7 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
         }
         st = o->use_mtp ? step_mtp(&g, &forced, s, err) : step_plain(&g, s, err);
     }
-    s->decode_seconds = now() - t0;
+    s->decode_seconds = dsv3_now_s() - t0;
     s->tokens = g.n_out;
     *n_out = g.n_out;
     dsv3_run_set_cancel(run, old_cancel);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/clock.h"
 #include "model/forward.h"
 #include "model/generate.h"
 #include "model/train_model.h"
@@ -243,12 +244,6 @@ fail:
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* splitmix64 of the run seed and a counter: one independent sampling seed per completion. */
 static uint64_t sample_seed(uint64_t seed, uint64_t k) {
     uint64_t z = seed * 0x9E3779B97F4A7C15ull + k + 1;
@@ -363,11 +358,11 @@ dsv3_status dsv3_grpo_step(dsv3_grpo *g, const int32_t *const *prompts, const in
                                  (long long)p, (long long)j, prompts[p][j], (long long)V);
     }
     trainer_opts(dsv3_trainer_opts(g->tr), &g->o);
-    const double t0 = now_s();
+    const double t0 = dsv3_now_s();
     g->n_seq = 0;
     if ((st = sample_and_score(g, prompts, prompt_lens, n_prompts, fn, ud, err))) return st;
     g->n_seq = n_prompts * g->o.group;
-    const double t1 = now_s();
+    const double t1 = dsv3_now_s();
     if ((st = reference_logp(g, err))) return st;
     dsv3_grpo_metrics r = {0};
     int64_t clipped = 0;
@@ -414,7 +409,7 @@ dsv3_status dsv3_grpo_step(dsv3_grpo *g, const int32_t *const *prompts, const in
     r.zero_adv = (double)zero / (double)N;
     r.tokens = tokens;
     r.sample_seconds = t1 - t0;
-    r.seconds = now_s() - t0;
+    r.seconds = dsv3_now_s() - t0;
     r.tokens_per_s = r.seconds > 0 ? (double)tokens / r.seconds : 0.0;
     if (metrics) *metrics = r;
     return DSV3_OK;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "model/clock.h"
 #include "kernels/pool.h"
 #include "model/fp8.h"
 #include "model/safetensors.h"
@@ -211,12 +212,6 @@ fail:
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* spec/training.md §4: linear warmup from 0 to lr over `warmup` steps, then cosine decay to
  * min_lr at total_steps, then min_lr. step counts from 1. */
 static double schedule(const dsv3_train_opts *o, int64_t step) {
@@ -367,7 +362,7 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     const dsv3_train_opts *o = &t->o;
     const int64_t B = o->batch, A = o->accum, T = o->seq_len;
     const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
-    const double t0 = now_s();
+    const double t0 = dsv3_now_s();
     float *g = dsv3_tm_grads(t->tm);
     memset(g, 0, (size_t)t->n_params * sizeof *g);
     memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
@@ -393,7 +388,7 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     if ((st = update(t, &r, err))) return st;
     t->consumed += A * B;
     r.tokens = A * B * T;
-    r.seconds = now_s() - t0;
+    r.seconds = dsv3_now_s() - t0;
     r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0.0;
     t->last = r;
     if (metrics) *metrics = r;
@@ -406,12 +401,12 @@ dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, ds
                          "train: the trainer stopped after a non-finite loss or gradient; save the weights or "
                          "create a new trainer");
     const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
-    const double t0 = now_s();
+    const double t0 = dsv3_now_s();
     memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
     dsv3_train_metrics r = {0};
     dsv3_status st = update(t, &r, err);
     if (st) return st;
-    r.seconds = now_s() - t0;
+    r.seconds = dsv3_now_s() - t0;
     t->last = r;
     if (metrics) *metrics = r;
     return DSV3_OK;
@@ -454,7 +449,7 @@ dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
                          "sequences in all)", t->o.heldout, (long long)dsv3_data_n_train(t->data));
     dsv3_status st0 = set_precision(t, err);
     if (st0) return st0;
-    const double t0 = now_s();
+    const double t0 = dsv3_now_s();
     dsv3_train_metrics r = {0};
     for (int64_t i0 = 0; i0 < nh; i0 += B) {
         const int64_t b = nh - i0 < B ? nh - i0 : B;
@@ -471,7 +466,7 @@ dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     r.loss = r.ce + t->o.lambda * r.mtp + t->o.alpha * r.balance;
     r.step = t->step;
     r.tokens = nh * T;
-    r.seconds = now_s() - t0;
+    r.seconds = dsv3_now_s() - t0;
     r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0.0;
     if (metrics) *metrics = r;
     return DSV3_OK;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/clock.h"
 #include "repl/session.h"
 
 /* The one mutable global: the SIGINT flag (a signal handler may only set it). */
@@ -44,12 +45,6 @@ typedef struct {
     int key_fd;        /* interactive: the terminal opened again, non-blocking; or -1 */
 } repl;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- evaluate / print ----- */
 
 static void print_error(repl *r, const char *msg) {
@@ -61,9 +56,9 @@ static void print_error(repl *r, const char *msg) {
 static int eval_print(repl *r, const char *code) {
     char *res = NULL;
     interrupted = 0;
-    double t0 = now();
+    double t0 = dsv3_now_s();
     dsv3_exec_status st = dsv3_session_exec(r->s, code, strlen(code), &res);
-    double dt = now() - t0;
+    double dt = dsv3_now_s() - t0;
     interrupted = 0;
     if (st == DSV3_EXEC_INCOMPLETE) {
         free(res);

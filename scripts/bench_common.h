@@ -7,11 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static inline double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "model/clock.h"
 
 /* Sums p[0..n) as four sequential streams (like the GEMV's four rows), two 32-byte loads per
  * stream per step with their own accumulators, so the loads in flight are not limited by the
@@ -49,7 +45,7 @@ static inline double bench_read_bandwidth(size_t mb, int reps) {
     double best = 1e30;
     volatile float sink = 0;
     for (int r = 0; r < 2 * reps; r++) {
-        double t0 = now();
+        double t0 = dsv3_now_s();
         float tot = 0;
 #pragma omp parallel reduction(+ : tot)
         {
@@ -57,7 +53,7 @@ static inline double bench_read_bandwidth(size_t mb, int reps) {
             size_t per = n / (size_t)T;
             tot += stream_sum(buf + per * (size_t)id, per, r & 1);
         }
-        double dt = now() - t0;
+        double dt = dsv3_now_s() - t0;
         sink += tot;
         best = dt < best ? dt : best;
     }

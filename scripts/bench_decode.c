@@ -19,7 +19,7 @@
 static double t_first; /* time of the first generated token (0 = not yet) */
 static int on_first(void *ud, int32_t id) {
     (void)ud, (void)id;
-    if (!t_first) t_first = now();
+    if (!t_first) t_first = dsv3_now_s();
     return 0;
 }
 
@@ -46,12 +46,12 @@ int main(int argc, char **argv) {
     if (reps < 1 || reps > 64 || N < 1 || P < 1) return 2;
     dsv3_err err = {{0}};
     dsv3_model *m;
-    double t0 = now();
+    double t0 = dsv3_now_s();
     if (dsv3_model_open(&m, argv[1], &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    const double t_open = now() - t0;
+    const double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
     if (!be) return 2;
     dsv3_model_set_backend(m, be);

@@ -13,15 +13,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "model/clock.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "probes/routing.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -42,12 +37,12 @@ int main(int argc, char **argv) {
     }
     dsv3_err err = {{0}};
     dsv3_model *m;
-    double t0 = now();
+    double t0 = dsv3_now_s();
     if (dsv3_model_open(&m, argv[1], &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    double t_open = now() - t0;
+    double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
     if (!be) return 2;
     dsv3_model_set_backend(m, be);
@@ -76,12 +71,12 @@ int main(int argc, char **argv) {
             dsv3_hooks h = dsv3_routerec_hooks(&rec);
             if (p && dsv3_routerec_reserve(&rec, T * c->num_hidden_layers, &err)) return 1;
             dsv3_run_set_hooks(run, p ? &h : NULL);
-            double a = now();
+            double a = dsv3_now_s();
             if (dsv3_forward(run, ids, T, logits, 1, NULL, &err)) {
                 fprintf(stderr, "bench: %s\n", err.msg);
                 return 1;
             }
-            double s = now() - a;
+            double s = dsv3_now_s() - a;
             if (p) best_probe = s < best_probe ? s : best_probe;
             else best = s < best ? s : best, secs[r] = s;
         }

@@ -85,13 +85,13 @@ int main(int argc, char **argv) {
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             int64_t calls = 0;
-            const double t0 = now();
+            const double t0 = dsv3_now_s();
             double t;
             do {
                 w.data = data + bytes * (size_t)(calls % copies);
                 be->matmul(y, x, &w, n);
                 calls++;
-            } while ((t = now() - t0) < 0.2);
+            } while ((t = dsv3_now_s() - t0) < 0.2);
             best = t / (double)calls < best ? t / (double)calls : best;
         }
         printf("%s,%d,%s,%lld,%lld,%lld,%d,%.2f,%.2f,%.2f\n", be->name, dsv3_pool_threads(),

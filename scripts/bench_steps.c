@@ -61,12 +61,12 @@ int main(int argc, char **argv) {
         for (int w = 0; w < 4 && !st; w++) {
             if (only >= 0 && w != only) continue;
             dsv3_run_truncate(r, P - 1);
-            double t = now();
+            double t = dsv3_now_s();
             if (w == 0) st = dsv3_forward(r, ids, 1, logits, 1, hid, &err) != DSV3_OK;
             if (w == 1) st = dsv3_forward(r, ids, 2, logits, 0, hid, &err) != DSV3_OK;
             if (w == 2) st = dsv3_forward_mtp(r, ids, hid, 1, logits, 1, &err) != DSV3_OK;
             if (w == 3) st = dsv3_forward_mtp_cache(r, ids, hid, 1, &err) != DSV3_OK;
-            t = now() - t;
+            t = dsv3_now_s() - t;
             best[w] = t < best[w] ? t : best[w];
             dsv3_run_truncate(r, P); /* the main cache back to P (the MTP one stays at P - 1) */
         }
