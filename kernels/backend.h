@@ -86,4 +86,7 @@ const dsv3_backend *dsv3_backend_by_name(const char *name);
 /* Dot product of two float32 vectors of length n, as the CPU backend computes it. */
 float dsv3_dot_f32(const float *a, const float *b, int64_t n);
 
+/* In-place softmax over p[0..n) (max subtracted), as the CPU backend computes it. */
+void dsv3_softmax_f32(float *p, int64_t n);
+
 #endif

@@ -14,16 +14,6 @@
 /* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec §4.2, pitfall 13). */
 #define LATENT_EPS 1e-6f
 
-/* In-place softmax over p[0..n). */
-static void softmax(float *p, int64_t n) {
-    float mx = p[0];
-    for (int64_t i = 1; i < n; i++) mx = p[i] > mx ? p[i] : mx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += (p[i] = expf(p[i] - mx));
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < n; i++) p[i] *= inv;
-}
-
 /* Threads pay off only when the score/sum work (~ n * nh * keys * width) is large. */
 static int worth_threads(int64_t n, int64_t nh, int64_t pos0, int64_t width) {
     return n * nh * (pos0 + n) * width >= ((int64_t)1 << 16);
@@ -125,7 +115,7 @@ static void probs_of(dsv3_run *r, int64_t s, int64_t h, float *p, void *vctx) {
         const float qk = dsv3_dot_f32(r->q + sh * dq, r->kvfull + t * nh * (dn + dv) + h * (dn + dv), dn);
         p[t] = (qk + dsv3_dot_f32(r->q + sh * dq + dn, a->kc->kpe + t * dr, dr)) * r->m->softmax_scale;
     }
-    softmax(p, T);
+    dsv3_softmax_f32(p, T);
 }
 
 /* One (token, head) pair of the attention: which form, and where its inputs live. */
@@ -220,7 +210,7 @@ static void naive_pair(void *vctx, int64_t sh, int tid) {
         p[t] = (dsv3_dot_f32(qn, r->kvfull + t * kvw + h * (dn + dv), dn) +
                 dsv3_dot_f32(qp, a->kc->kpe + t * dr, dr)) *
                scale;
-    softmax(p, T);
+    dsv3_softmax_f32(p, T);
     float *o = r->o + s * nh * dv + h * dv;
     memset(o, 0, (size_t)dv * 4);
     for (int64_t t = 0; t < T; t++) {

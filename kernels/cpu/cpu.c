@@ -155,7 +155,7 @@ void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
 }
 
 /* In-place softmax over p[0..n): max subtracted, libm expf, one division. */
-static void softmax(float *p, int64_t n) {
+void dsv3_softmax_f32(float *p, int64_t n) {
     float mx = p[0];
     for (int64_t i = 1; i < n; i++) mx = p[i] > mx ? p[i] : mx;
     float sum = 0.0f;
@@ -173,7 +173,7 @@ void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe
         const float *qa = qabs + h * rkv, *qp = qpe + h * qpe_stride;
         for (int64_t t = 0; t < T; t++)
             ph[t] = (dsv3_dot_f32(qa, c + t * rkv, rkv) + dsv3_dot_f32(qp, kpe + t * dr, dr)) * scale;
-        softmax(ph, T);
+        dsv3_softmax_f32(ph, T);
         memset(uh, 0, (size_t)rkv * 4);
         for (int64_t t = 0; t < T; t++) {
             const float pt = ph[t], *ct = c + t * rkv;
