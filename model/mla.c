@@ -5,7 +5,6 @@
  * absorbed form folds W_UK into the query and W_UV after the attention sum (official decode).
  * They are algebraically equal; tests check they agree.
  */
-#include <math.h>
 #include <string.h>
 
 #include "kernels/pool.h"
