@@ -61,6 +61,21 @@ static inline void dsv3_test_fresh_seed(void) {
     printf("seed %llu (DSV3_TEST_SEED reproduces)\n", (unsigned long long)dsv3_test_seed);
 }
 
+/* The whole file at path, NUL-terminated (malloc'd; *len its size without the NUL), or NULL. */
+static inline char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)size + 1)) != NULL) {
+        *len = fread(buf, 1, (size_t)size, f);
+        buf[*len] = 0;
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Uniform in [-1, 1). */
 static inline double urand(void) {
     return (double)(test_u64() >> 11) / 4503599627370496.0 - 1.0;

@@ -204,16 +204,10 @@ static int test_fim_prompt_has_no_middle(void) {
 static int test_fim_tokenizer_without_fim_tokens_errors(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tokenizer.json", g_tok_dir);
-    FILE *f = fopen(path, "rb");
-    EXPECT(f != NULL);
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *json = malloc((size_t)size + 1);
-    const size_t got = fread(json, 1, (size_t)size, f);
-    fclose(f);
-    json[got] = 0;
+    size_t got = 0;
+    char *json = test_read_file(path, &got);
+    EXPECT(json != NULL);
+    if (!json) return 0;
     /* rename <｜fim▁begin｜> to <｜fim▁start｜> in place (the same number of bytes) */
     const char *from = "fim▁begin", *to = "fim▁start";
     for (char *p = json; (p = strstr(p, from)); p += strlen(to))

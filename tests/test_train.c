@@ -1383,15 +1383,9 @@ static int test_fim_bad_options_give_clear_errors(void) {
     /* the tiny tokenizer with <｜fim▁begin｜> renamed */
     char path[4200];
     snprintf(path, sizeof path, "%s/tokenizer.json", mdir);
-    FILE *f = fopen(path, "rb");
-    CHECK(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *json = malloc((size_t)size + 1);
-    const size_t got = fread(json, 1, (size_t)size, f);
-    fclose(f);
-    json[got] = 0;
+    size_t got = 0;
+    char *json = test_read_file(path, &got);
+    CHECK(json, "%s", path);
     for (char *p = json; (p = strstr(p, "fim\xe2\x96\x81" "begin"));)
         memcpy(p, "fim\xe2\x96\x81" "start", 12);
     dsv3_tokenizer *tok = NULL;

@@ -14,6 +14,7 @@
  *   tok_tool tokens TOKENIZER TEXT
  *       Prints each id and its piece for TEXT (a debugging aid).
  * TOKENIZER is a directory or a tokenizer.json path, as dsv3_tokenizer_open takes. */
+#include "model/clock.h"
 #include "model/tokenizer.h"
 
 #include <stdio.h>
@@ -164,12 +165,6 @@ static int cmd_decode(dsv3_tokenizer *tok, const char *in_path, const char *out_
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int cmd_bench(dsv3_tokenizer *tok, const char *path, size_t chunk, double min_s) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -187,7 +182,7 @@ static int cmd_bench(dsv3_tokenizer *tok, const char *path, size_t chunk, double
     fclose(f);
     if (!chunk) chunk = (size_t)size;
     size_t bytes = 0, tokens = 0;
-    double t0 = now_s(), t;
+    double t0 = dsv3_now_s(), t;
     do {
         for (size_t off = 0; off < (size_t)size;) {
             size_t n = (size_t)size - off < chunk ? (size_t)size - off : chunk;
@@ -204,7 +199,7 @@ static int cmd_bench(dsv3_tokenizer *tok, const char *path, size_t chunk, double
             tokens += n_ids;
             off += n;
         }
-        t = now_s() - t0;
+        t = dsv3_now_s() - t0;
     } while (t < min_s);
     printf("bytes=%zu tokens=%zu seconds=%.3f MB/s=%.2f bytes/token=%.2f\n", bytes, tokens, t,
            bytes / t / 1e6, tokens ? (double)bytes / tokens : 0.0);
