@@ -22,7 +22,6 @@
  * like the inference kernel. */
 #define LATENT_EPS ((double)1e-6f)
 
-/* Rows of logits materialised at once by the head (the [n, vocab] logits never exist whole). */
 /* The heads' logits: all rows at once when they fit in HEAD_KEEP doubles per head (then the
  * forward's probabilities are kept for the backward instead of being recomputed), else
  * HEAD_CHUNK rows at a time (a real vocabulary of 129k entries). */
@@ -165,9 +164,9 @@ struct dsv3_tmodel {
     double *hf, *hf_rstd;    /* [n, H], [n] MTP shared_head.norm output */
     int64_t head_rows;       /* rows of logits per head pass: n (all) or HEAD_CHUNK */
     double *logits, *lrow, *dlrow; /* [head_rows, V], [head_rows] x 2 head scratch */
-    double *logits2;         /* [head_rows, V] the MTP head's, when head_rows == n; or NULL */
-    int kept_main, kept_mtp; /* the last forward left the heads' probabilities in logits /
-                                logits2 (the backward then does not recompute them) */
+    double *logits2;         /* [head_rows, V] the MTP head's, when head_rows == n; or NULL.
+                                With head_rows == n a forward leaves both heads'
+                                probabilities in logits / logits2 for the backward. */
     /* backward scratch, n = max_batch * T rows */
     double *dres, *dh, *dxn, *dtmp, *dtmp2; /* [n, H] */
     double *dcat;            /* [n, 2H] */
@@ -192,8 +191,7 @@ struct dsv3_tmodel {
     tm_fp8 f8;
     /* compute precision (dsv3_tm_set_precision): 64 = double, 32 = float32 products */
     int prec;
-    float *gws;      /* [gws_n] float32 product workspace (allocated when prec is first 32) */
-    int64_t gws_n;
+    float *gws;      /* float32 product and attention workspace (allocated when prec is first 32) */
     double inv_temp; /* the last dsv3_tm_logp_forward: 1 / temperature */
     int logp_ok;     /* 1 after a successful dsv3_tm_logp_forward (0 after any other forward) */
 };
@@ -753,7 +751,6 @@ dsv3_status dsv3_tm_set_precision(dsv3_tmodel *tm, int bits, dsv3_err *err) {
         tm->gws = malloc((size_t)need * sizeof *tm->gws);
         if (!tm->gws)
             return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory for the float32 workspace");
-        tm->gws_n = need;
     }
     tm->prec = bits;
     tm->fwd_ok = 0; /* a backward must follow a forward of the same precision */
@@ -1214,8 +1211,6 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
     dsv3_status st = trunk_forward(tm, ids, B, counts, &hash, &bal, cancel, err);
     if (st) return st;
     const double ce = head_forward(tm, tm->h, tm->P.head, tm->tgt, n, logits, tm->logits) / (double)n;
-    tm->kept_main = n <= tm->head_rows;
-    tm->kept_mtp = 0;
     double mtp = 0.0;
     if (tm->has_mtp) {
         if (cancelled(cancel)) return dsv3_errf(err, DSV3_EINTR, "train: interrupted");
@@ -1241,8 +1236,6 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
         dsv3_op_rmsnorm_forward(tm->hf, tm->hf_rstd, tm->mout, tm->P.head_norm, n2, H, tm->eps);
         double *buf = tm->logits2 ? tm->logits2 : tm->logits;
         mtp = head_forward(tm, tm->hf, tm->P.mtp_head, tm->mtp_tgt, n2, mtp_logits, buf) / (double)n2;
-        tm->kept_mtp = tm->logits2 && n2 <= tm->head_rows;
-        tm->kept_main = tm->kept_main && tm->logits2; /* else the MTP head overwrote them */
     }
     res->ce = ce;
     res->mtp = mtp;
@@ -1284,15 +1277,16 @@ dsv3_status dsv3_tm_backward(dsv3_tmodel *tm, double scale, const volatile int *
     const double dbal = scale * tm->alpha / (double)B;
     tm_params *P = &tm->P, *G = &tm->G;
     zero(tm->dh, n * H);
-    /* the main head first: with no logits2 the MTP head's recomputation would overwrite them */
+    /* all rows of a head fit at once: the forward's probabilities are still there */
+    const int kept = tm->head_rows == tm->max_batch * T;
     head_backward(tm, tm->dh, G->head, tm->h, P->head, tm->tgt, n, scale / (double)n, tm->logits,
-                  tm->kept_main);
+                  kept);
     if (tm->has_mtp) {
         const int64_t Tm = T - 1, n2 = B * Tm;
         zero(tm->dtmp, n2 * H);
         head_backward(tm, tm->dtmp, G->mtp_head, tm->hf, P->mtp_head, tm->mtp_tgt, n2,
                       scale * tm->lambda / (double)n2, tm->logits2 ? tm->logits2 : tm->logits,
-                      tm->kept_mtp);
+                      kept);
         zero(tm->dres, n2 * H);
         dsv3_op_rmsnorm_backward(tm->dres, G->head_norm, tm->dtmp, tm->mout, tm->hf_rstd,
                                  P->head_norm, n2, H);

@@ -707,6 +707,51 @@ static int test_precision32_matches_precision64(void) {
     return 0;
 }
 
+/* The heads keep the forward's probabilities when a micro-batch's logits fit (4M doubles) and
+ * recompute them 32 rows at a time otherwise. A 65-sequence batch of a 2048-token vocabulary
+ * (4.26M logits) takes the recomputing path; its losses and gradients must equal those of the
+ * same batch run as 32 + 33 sequences on a model that keeps them (each half's gradient
+ * weighted by its share: every loss term is a mean over sequences). */
+static int test_head_recompute_equals_kept_probabilities(void) {
+    dsv3_model *m = open_model(gen("v2k", "--seed 3 --dtype fp32 --vocab 2048 --layers 2 --no-tokenizer"));
+    CHECK(m, "model");
+    enum { T = 32, B = 65, B1 = 32 };
+    int32_t *ids = malloc((size_t)(B * (T + 1)) * sizeof *ids);
+    for (int i = 0; i < B * (T + 1); i++) ids[i] = (int32_t)(test_u64() % 2048);
+    dsv3_tmodel *big, *half;
+    dsv3_err err;
+    CHECK(!dsv3_tm_new(&big, m, B, T, &err) && !dsv3_tm_new(&half, m, B - B1, T, &err), "%s", err.msg);
+    const int64_t np = dsv3_tm_n_params(big);
+    memset(dsv3_tm_grads(big), 0, (size_t)np * sizeof(float));
+    memset(dsv3_tm_grads(half), 0, (size_t)np * sizeof(float));
+    dsv3_tm_losses lb, l1, l2;
+    CHECK(!dsv3_tm_forward(big, ids, B, 0.3, 0.01, NULL, NULL, &lb, &err), "%s", err.msg);
+    CHECK(!dsv3_tm_backward(big, 1.0, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_tm_forward(half, ids, B1, 0.3, 0.01, NULL, NULL, &l1, &err), "%s", err.msg);
+    CHECK(!dsv3_tm_backward(half, (double)B1 / B, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_tm_forward(half, ids + B1 * (T + 1), B - B1, 0.3, 0.01, NULL, NULL, &l2, &err), "%s", err.msg);
+    CHECK(!dsv3_tm_backward(half, (double)(B - B1) / B, NULL, &err), "%s", err.msg);
+    const double loss = (B1 * l1.loss + (B - B1) * l2.loss) / B;
+    const float *gb = dsv3_tm_grads(big), *gh = dsv3_tm_grads(half);
+    double worst = 0.0;
+    for (int64_t ti = 0; ti < dsv3_tm_n_tensors(big); ti++) {
+        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(big, ti);
+        double d = 0, r = 0;
+        for (int64_t i = x->offset; i < x->offset + x->numel; i++)
+            d += ((double)gb[i] - gh[i]) * ((double)gb[i] - gh[i]), r += (double)gh[i] * gh[i];
+        if (r > 0) worst = fmax(worst, sqrt(d / r));
+    }
+    printf("  65 sequences, recomputed heads vs 32 + 33 with kept probabilities: loss %.3g relative, "
+           "worst gradient tensor %.3g\n", fabs(lb.loss - loss) / loss, worst);
+    free(ids);
+    dsv3_tm_free(big);
+    dsv3_tm_free(half);
+    dsv3_model_close(m);
+    CHECK(fabs(lb.loss - loss) <= 1e-12 * loss, "losses differ");
+    CHECK(worst < 1e-5, "gradients differ: %.3g", worst);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- resume --------------- */
 
 /* 2N steps in one run == N steps, save, a new trainer resuming from the state, N steps:
@@ -1416,6 +1461,7 @@ static const dsv3_test tests[] = {
     {"test_fp8_training_stays_close_to_fp32", test_fp8_training_stays_close_to_fp32},
     {"test_fp8_gradient_follows_fp32", test_fp8_gradient_follows_fp32},
     {"test_precision32_matches_precision64", test_precision32_matches_precision64},
+    {"test_head_recompute_equals_kept_probabilities", test_head_recompute_equals_kept_probabilities},
     {"test_resume_reproduces_the_uninterrupted_run", test_resume_reproduces_the_uninterrupted_run},
     {"test_saved_model_loads_with_the_trained_weights", test_saved_model_loads_with_the_trained_weights},
     {"test_step_is_independent_of_thread_count", test_step_is_independent_of_thread_count},
