@@ -901,6 +901,7 @@ static TGT int64_t swiglu_bwd_f32_vec(const ew_job *j, int64_t i, int64_t i1) {
     return i;
 }
 
+/* The CPU runs TGT code (exp8's target: AVX2, FMA, F16C). */
 static int has_tgt(void) {
     return use_avx2() && __builtin_cpu_supports("f16c");
 }
@@ -1100,7 +1101,7 @@ static TGT void ce_fwd_f32_row(const ce_job *j, int64_t s) {
 }
 
 static void ce_fwd_f32_item(void *ctx, int64_t s, int tid) {
-    if (use_avx2() && __builtin_cpu_supports("f16c")) ce_fwd_f32_row(ctx, s); /* exp8's target */
+    if (has_tgt()) ce_fwd_f32_row(ctx, s);
     else ce_fwd_item(ctx, s, tid);
 }
 
