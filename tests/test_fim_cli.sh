@@ -5,16 +5,8 @@
 # demo model (its prompt length, the middle ends at EOS or -n), bad input (exit 2 for usage, 1
 # with one line naming the problem, e.g. a tokenizer without the FIM tokens), and
 # tests/lua/fim_check.lua for fim{} and train{fim_rate=}.
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+. "$(dirname "$0")/lib.sh"
 [ -x "$PY" ] || { echo "skip: needs /usr/bin/python3"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
 
 $PY scripts/gen_model.py "$work/tiny" --quiet --seed 3 || { echo "gen_model failed"; exit 1; }
 # the same model with <｜fim▁begin｜> renamed in its tokenizer
@@ -75,5 +67,4 @@ if "$BIN" run tests/lua/fim_check.lua examples/demo "$work/nofim" "$work/docs" >
    grep -q '^5 passed, 0 failed' "$work/lua.out"; then ok
 else bad "tests/lua/fim_check.lua"; cat "$work/lua.out"; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

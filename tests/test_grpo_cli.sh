@@ -2,16 +2,8 @@
 # GRPO from the session (tests/lua/grpo_check.lua) and from the command line (`dsv3 grpo`):
 # one line per step, --save writes a directory the other commands open, prompt files, and bad
 # input exits 1 with one line (2 for usage errors).
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+. "$(dirname "$0")/lib.sh"
 $PY -c 'import numpy' 2>/dev/null || { echo "skip: no numpy"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
 
 $PY scripts/gen_model.py "$work/m" --quiet --seed 5 --dtype fp32 --layers 2 || { echo "gen_model failed"; exit 1; }
 
@@ -72,5 +64,4 @@ check_err "both sources" 2 "required" "$work/m" --steps 1 --task add --prompts "
 check_err "unknown task" 2 "unknown task" "$work/m" --steps 1 --task nope
 check_err "bad number" 2 "not a valid value" "$work/m" --task add --steps 1 --lr abc
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

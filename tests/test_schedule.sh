@@ -2,16 +2,9 @@
 # `dsv3 schedule`: the bubble table for PP=8, M=20 against the report's formulas, the SVG parsed
 # by Python's xml.etree, the JSON parsed by json (every op passes the rules again in Python),
 # and the usage / constraint errors with their exit codes.
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 [ -x "$BIN" ] || { echo "skip: no $BIN (build first)"; exit 77; }
 $PY -c 'import xml.etree.ElementTree, json' 2>/dev/null || { echo "skip: no $PY"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
 
 # the table: simulated bubble next to the formula, peak activations, parameter copies
 out=$("$BIN" schedule --pp 8 --micro 20 --svg "$work/s.svg") || bad "schedule exit status"
@@ -78,5 +71,4 @@ PY
 "$BIN" schedule --pp 4 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "missing --micro is usage"
 "$BIN" schedule --pp 4 --micro 8 --f -1 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "negative time is usage"
 "$BIN" schedule --pp 4 --micro 8 --method gpipe >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown method"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -3,15 +3,7 @@
 # the other commands open, --resume continues to the same weights as an uninterrupted run (the
 # saved train_state files compare equal byte for byte), and bad input exits 1 with one line
 # (2 for usage errors).
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
+. "$(dirname "$0")/lib.sh"
 
 $PY scripts/gen_model.py "$work/tiny" --quiet --seed 3 || { echo "gen_model failed"; exit 1; }
 data=examples/tokenizer_corpus.txt
@@ -72,5 +64,4 @@ check_err "usage" 2 "required" "$work/tiny" --steps 1
 check_err "bad number" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --lr abc
 check_err "bad precision" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --precision 16
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
