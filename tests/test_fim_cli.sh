@@ -45,14 +45,6 @@ np=$(( $("$BIN" tokenize examples/demo --text "$pre" 2>/dev/null | wc -w) + $("$
 if [ $rc -eq 0 ] && $PY -c "import json,sys; s=json.load(open('$work/st.json')); sys.exit(not (s['prompt_tokens']==$np and 1<=s['tokens']<=6))"; then ok
 else bad "generate --fim-prefix/--fim-suffix (rc $rc, want $np prompt tokens)"; cat "$work/gen.out" "$work/st.json"; fi
 
-check_err() { # name command expected-rc needle args...
-    local name=$1 cmd=$2 want=$3 needle=$4; shift 4
-    "$BIN" "$cmd" "$@" > /dev/null 2> "$work/err"
-    local rc=$? lines
-    lines=$(wc -l < "$work/err")
-    if [ $rc -eq "$want" ] && grep -q -- "$needle" "$work/err" && { [ "$want" -eq 2 ] || [ "$lines" -eq 1 ]; }; then ok
-    else bad "$name (rc $rc, $lines lines)"; cat "$work/err"; fi
-}
 check_err "rate out of range" train 2 "not a valid value" "$work/tiny" $common --fim-rate 1.5
 check_err "rate not a number" train 2 "not a valid value" "$work/tiny" $common --fim-rate x
 check_err "train without FIM tokens" train 1 "has no <｜fim▁begin｜> token" "$work/nofim" $common --fim-rate 0.1

@@ -45,23 +45,15 @@ else bad "Ctrl-C (rc $rc)"; cat "$work/int.err"; fi
 
 : > "$work/empty.tsv"
 printf 'no tab here\n' > "$work/notab.tsv"
-check_err() { # name expected-rc needle args...
-    local name=$1 want=$2 needle=$3; shift 3
-    "$BIN" grpo "$@" > /dev/null 2> "$work/err"
-    local rc=$? lines
-    lines=$(wc -l < "$work/err")
-    if [ $rc -eq "$want" ] && grep -q -- "$needle" "$work/err" && { [ "$want" -eq 2 ] || [ "$lines" -eq 1 ]; }; then ok
-    else bad "$name (rc $rc, $lines lines)"; cat "$work/err"; fi
-}
-check_err "missing prompt file" 1 "nope.tsv: No such file" "$work/m" --prompts "$work/nope.tsv" --steps 1
-check_err "empty prompt file" 1 "no prompts" "$work/m" --prompts "$work/empty.tsv" --steps 1
-check_err "line without answer" 1 "line 1: expected" "$work/m" --prompts "$work/notab.tsv" --steps 1
-check_err "missing model" 1 "dsv3 grpo:" "$work/nope" --task add --steps 1
-check_err "too long" 1 "max_position_embeddings" "$work/m" --task add --steps 1 --max-tokens 100000
-check_err "bad eps" 1 "option eps" "$work/m" --task add --steps 1 --eps 5
-check_err "usage" 2 "required" "$work/m" --steps 1
-check_err "both sources" 2 "required" "$work/m" --steps 1 --task add --prompts "$work/prompts.tsv"
-check_err "unknown task" 2 "unknown task" "$work/m" --steps 1 --task nope
-check_err "bad number" 2 "not a valid value" "$work/m" --task add --steps 1 --lr abc
+check_err "missing prompt file" grpo 1 "nope.tsv: No such file" "$work/m" --prompts "$work/nope.tsv" --steps 1
+check_err "empty prompt file" grpo 1 "no prompts" "$work/m" --prompts "$work/empty.tsv" --steps 1
+check_err "line without answer" grpo 1 "line 1: expected" "$work/m" --prompts "$work/notab.tsv" --steps 1
+check_err "missing model" grpo 1 "dsv3 grpo:" "$work/nope" --task add --steps 1
+check_err "too long" grpo 1 "max_position_embeddings" "$work/m" --task add --steps 1 --max-tokens 100000
+check_err "bad eps" grpo 1 "option eps" "$work/m" --task add --steps 1 --eps 5
+check_err "usage" grpo 2 "required" "$work/m" --steps 1
+check_err "both sources" grpo 2 "required" "$work/m" --steps 1 --task add --prompts "$work/prompts.tsv"
+check_err "unknown task" grpo 2 "unknown task" "$work/m" --steps 1 --task nope
+check_err "bad number" grpo 2 "not a valid value" "$work/m" --task add --steps 1 --lr abc
 
 finish

@@ -46,22 +46,14 @@ then ok; else bad "--precision 64 vs default"; cat "$work/p64.out" "$work/p32.ou
 # bad input: exit 1 and one line naming the problem
 : > "$work/empty.txt"
 printf 'ab\0cd' > "$work/bin.txt"
-check_err() { # name expected-rc needle args...
-    local name=$1 want=$2 needle=$3; shift 3
-    "$BIN" train "$@" > /dev/null 2> "$work/err"
-    local rc=$? lines
-    lines=$(wc -l < "$work/err")
-    if [ $rc -eq "$want" ] && grep -q -- "$needle" "$work/err" && { [ "$want" -eq 2 ] || [ "$lines" -eq 1 ]; }; then ok
-    else bad "$name (rc $rc, $lines lines)"; cat "$work/err"; fi
-}
-check_err "empty data" 1 "no text" "$work/tiny" --data "$work/empty.txt" --steps 1
-check_err "binary data" 1 "binary file" "$work/tiny" --data "$work/bin.txt" --steps 1
-check_err "seq-len too long" 1 "exceeds max_position_embeddings" "$work/tiny" --data $data --steps 1 --seq-len 100000
-check_err "missing model" 1 "dsv3 train:" "$work/nope" --data $data --steps 1
-check_err "not a state" 1 "not a dsv3 training state" "$work/tiny" --data $data --steps 1 --seq-len 16 --resume "$work/full/model.safetensors"
-check_err "nan loss" 1 "stopped" "$work/tiny" $common --steps 6 --lr 1e38 --clip 0
-check_err "usage" 2 "required" "$work/tiny" --steps 1
-check_err "bad number" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --lr abc
-check_err "bad precision" 2 "not a valid value" "$work/tiny" --data $data --steps 1 --precision 16
+check_err "empty data" train 1 "no text" "$work/tiny" --data "$work/empty.txt" --steps 1
+check_err "binary data" train 1 "binary file" "$work/tiny" --data "$work/bin.txt" --steps 1
+check_err "seq-len too long" train 1 "exceeds max_position_embeddings" "$work/tiny" --data $data --steps 1 --seq-len 100000
+check_err "missing model" train 1 "dsv3 train:" "$work/nope" --data $data --steps 1
+check_err "not a state" train 1 "not a dsv3 training state" "$work/tiny" --data $data --steps 1 --seq-len 16 --resume "$work/full/model.safetensors"
+check_err "nan loss" train 1 "stopped" "$work/tiny" $common --steps 6 --lr 1e38 --clip 0
+check_err "usage" train 2 "required" "$work/tiny" --steps 1
+check_err "bad number" train 2 "not a valid value" "$work/tiny" --data $data --steps 1 --lr abc
+check_err "bad precision" train 2 "not a valid value" "$work/tiny" --data $data --steps 1 --precision 16
 
 finish
