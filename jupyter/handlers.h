@@ -16,7 +16,7 @@
 
 #include "jupyter/interp.h"
 #include "jupyter/wire.h"
-#include "model/status.h"
+#include "model/base/status.h"
 
 typedef enum { DSV3_JCH_SHELL, DSV3_JCH_CONTROL, DSV3_JCH_STDIN, DSV3_JCH_IOPUB } dsv3_jchannel;
 

@@ -15,7 +15,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "model/status.h"
+#include "model/base/status.h"
 
 /* What an interpreter may publish while it executes a request. */
 typedef struct {

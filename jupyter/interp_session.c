@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "repl/session.h"
+#include "repl/session/session.h"
 
 struct dsv3_jsession {
     dsv3_session *s;

@@ -1,6 +1,6 @@
 /* interp_session.h — the kernel's interpreter (interp.h) over a dsv3 Lua session.
  *
- * Owns one dsv3_session (repl/session.h) and turns its outputs into Jupyter terms: print and
+ * Owns one dsv3_session (repl/session/session.h) and turns its outputs into Jupyter terms: print and
  * generated tokens become stream text, display() becomes display_data / update_display_data,
  * input() and io.read() become an input_request, io.write() stream text, the values a cell
  * returns an execute_result bundle (text/plain, and text/html, image/svg+xml, application/json
@@ -13,7 +13,7 @@
 #define DSV3_JUPYTER_INTERP_SESSION_H
 
 #include "jupyter/interp.h"
-#include "model/status.h"
+#include "model/base/status.h"
 
 typedef struct dsv3_jsession dsv3_jsession;
 

@@ -15,7 +15,7 @@
 #define DSV3_JUPYTER_SERVER_H
 
 #include "jupyter/interp.h"
-#include "model/status.h"
+#include "model/base/status.h"
 
 typedef struct dsv3_jserver dsv3_jserver;
 

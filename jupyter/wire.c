@@ -13,7 +13,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "model/utf8.h"
+#include "model/base/utf8.h"
 
 /* ---------------------------------------------------------------- UTF-8 ---------------- */
 

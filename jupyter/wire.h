@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/status.h"
+#include "model/base/status.h"
 
 #define DSV3_WIRE_DELIM "<IDS|MSG>"
 #define DSV3_WIRE_PROTOCOL_VERSION "5.3"

@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "model/forward.h"
-#include "model/status.h"
+#include "model/run/forward.h"
+#include "model/base/status.h"
 
 typedef struct {
     int64_t E, K, G;   /* experts, experts per token, groups */

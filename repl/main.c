@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include "jupyter/install.h"
-#include "repl/cli.h"
+#include "repl/cli/cli.h"
 #include "repl/repl.h"
 
 typedef struct {

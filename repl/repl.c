@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/clock.h"
-#include "repl/session.h"
+#include "model/base/clock.h"
+#include "repl/session/session.h"
 
 /* The one mutable global: the SIGINT flag (a signal handler may only set it). */
 static volatile int interrupted;

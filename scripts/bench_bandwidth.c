@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/model.h"
+#include "model/run/model.h"
 
 #include "scripts/bench_common.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "model/clock.h"
+#include "model/base/clock.h"
 
 /* Sums p[0..n) as four sequential streams (like the GEMV's four rows), two 32-byte loads per
  * stream per step with their own accumulators, so the loads in flight are not limited by the

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/generate.h"
-#include "model/model.h"
+#include "model/run/generate.h"
+#include "model/run/model.h"
 #include "scripts/bench_common.h"
 
 static double t_first; /* time of the first generated token (0 = not yet) */

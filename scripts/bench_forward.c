@@ -13,9 +13,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "model/clock.h"
-#include "model/forward.h"
-#include "model/model.h"
+#include "model/base/clock.h"
+#include "model/run/forward.h"
+#include "model/run/model.h"
 #include "probes/routing.h"
 
 int main(int argc, char **argv) {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/forward.h"
-#include "model/model.h"
+#include "model/run/forward.h"
+#include "model/run/model.h"
 #include "scripts/bench_common.h"
 
 int main(int argc, char **argv) {

@@ -16,7 +16,7 @@ as "a b" strings (V3's form) or ["a", "b"] pairs. Output is deterministic. Stand
 
 The trainer pre-tokenizes with Python `re` approximations of the V3 regexes (Python has no
 \\p{..}); that only shapes which merges are learned: encoding with the result is exact in both
-the HF library and model/tokenizer.c, which both run the real patterns from the file.
+the HF library and model/text/tokenizer.c, which both run the real patterns from the file.
 """
 import argparse
 import collections
@@ -119,7 +119,7 @@ def train(text, n_merges, alphabet):
 
 
 def chat_template():
-    # A Jinja rendering of the format model/tokenizer.h documents (DeepSeek-V3, no tool calls).
+    # A Jinja rendering of the format model/text/tokenizer.h documents (DeepSeek-V3, no tool calls).
     return (
         "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}"
         "{% endif %}{% set ns = namespace(sp='', first=true, tool=false, out_first=true) %}"

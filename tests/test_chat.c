@@ -3,7 +3,7 @@
  * Each expected string was written from the Jinja template shipped in DeepSeek-V3's
  * tokenizer_config.json. Usage: test_chat [NAME...] runs the named tests (default: all).
  */
-#include "model/chat.h"
+#include "model/text/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
 
 #include "tests/runner.h"
 
-#include "model/config.h"
+#include "model/run/config.h"
 
 /* ---------------------------------------------------------------- checks --------------- */
 

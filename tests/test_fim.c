@@ -6,7 +6,7 @@
  * every test is skipped (exit 77).
  * Usage: test_fim [NAME...] runs the named tests (default: all).
  */
-#include "model/fim.h"
+#include "model/text/fim.h"
 
 #include <stdio.h>
 #include <stdlib.h>

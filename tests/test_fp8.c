@@ -1,4 +1,4 @@
-/* test_fp8.c — the FP8 recipe emulation (model/fp8.h) against independent references:
+/* test_fp8.c — the FP8 recipe emulation (model/train/fp8.h) against independent references:
  * the E4M3 encoder against a brute-force nearest-value search over the decode table, the
  * scales against their definition, the tile/block quantizers against per-tile bounds, and the
  * three GEMMs against double-precision products of the dequantized operands (spec §6.4:
@@ -16,7 +16,7 @@
 #include "tests/runner.h"
 
 #include "kernels/dtype.h"
-#include "model/fp8.h"
+#include "model/train/fp8.h"
 
 
 /* Values spread over many binades, with occasional outliers (what activations look like). */

@@ -1,5 +1,5 @@
-/* test_gemm — the trainer's float32 compute path (model/train_gemm.h, the _f32 linears and
- * attention of model/train_ops.h) against double sums on fresh random ragged shapes.
+/* test_gemm — the trainer's float32 compute path (kernels/cpu/gemm.h, the _f32 linears and
+ * attention of model/train/ops.h) against double sums on fresh random ragged shapes.
  *
  * Tolerance: a float32 sum of K products, each operand rounded to float once, is within
  * about (K + 2) * 2^-24 * sum_k |a_k b_k| of the exact sum (the standard bound for recursive
@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "kernels/pool.h"
-#include "model/train_gemm.h"
-#include "model/train_ops.h"
+#include "kernels/cpu/gemm.h"
+#include "model/train/ops.h"
 #include "tests/runner.h"
 
 static double spread(void) {
@@ -189,7 +189,7 @@ static int test_linear_f32_null_outputs_and_repeatable(void) {
     return 0;
 }
 
-/* The float32 attention against the double one (model/train_ops.h) on random shapes, forward
+/* The float32 attention against the double one (model/train/ops.h) on random shapes, forward
  * (o, P) and backward (dq, dk, dv added onto random values). Inputs in [-1, 1); scores stay
  * small, so every result is within 2e-5 of the double one relative to the tensor's largest
  * magnitude (measured: ~1e-6); a wrong index, mask or missed key is off by O(1). */

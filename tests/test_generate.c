@@ -10,9 +10,9 @@
 
 #include "tests/runner.h"
 
-#include "model/forward.h"
-#include "model/generate.h"
-#include "model/model.h"
+#include "model/run/forward.h"
+#include "model/run/generate.h"
+#include "model/run/model.h"
 
 static char tmpdir[256];
 

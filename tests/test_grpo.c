@@ -1,4 +1,4 @@
-/* test_grpo.c — GRPO (model/grpo.h): advantages, the token-level loss against hand-computed
+/* test_grpo.c — GRPO (model/train/grpo.h): advantages, the token-level loss against hand-computed
  * values and its own finite differences, the whole-model gradient of the GRPO loss against
  * finite differences (spec/training.md §9.7 practice), steps that must not move the weights
  * (G = 1, all-equal rewards), the frozen reference, reward errors, and a reward that rises.
@@ -13,11 +13,11 @@
 #include "tests/runner.h"
 #include "tests/models.h"
 
-#include "model/forward.h"
-#include "model/grpo.h"
-#include "model/model.h"
-#include "model/train.h"
-#include "model/train_model.h"
+#include "model/run/forward.h"
+#include "model/train/grpo.h"
+#include "model/run/model.h"
+#include "model/train/trainer.h"
+#include "model/train/trainable.h"
 
 
 /* ---------------------------------------------------------------- helpers -------------- */

@@ -8,7 +8,7 @@
 
 #include "tests/runner.h"
 
-#include "model/model_internal.h"
+#include "model/run/model_internal.h"
 #include "probes/routing.h"
 
 

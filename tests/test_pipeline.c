@@ -1,12 +1,12 @@
-/* test_pipeline.c — unit tests for model/pipeline (schedules, simulator, validator, measures),
+/* test_pipeline.c — unit tests for model/train/pipeline (schedules, simulator, validator, measures),
  * probes/render_pipeline (text, SVG, JSON) and the Lua value of repl/lua_pipeline.
  *
  * Hand-checked small cases, a sweep where every built schedule must pass the validator, broken
  * schedules that must be rejected with the right rule, and the report's bubble formulas against
- * the simulator under the conditions model/pipeline.h states.
+ * the simulator under the conditions model/train/pipeline.h states.
  * Usage: test_pipeline [NAME...] runs the named tests (default: all).
  */
-#include "model/pipeline.h"
+#include "model/train/pipeline.h"
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -18,8 +18,8 @@
 
 #include "tests/runner.h"
 
-#include "probes/render_pipeline.h"
-#include "repl/lua_pipeline.h"
+#include "probes/render/pipeline.h"
+#include "repl/session/lua_pipeline.h"
 
 
 static void check_near(double got, double want, const char *what, int line) {

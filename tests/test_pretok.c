@@ -1,10 +1,10 @@
-/* test_pretok.c — unit tests for model/pretok (pre-tokenizer Split steps).
+/* test_pretok.c — unit tests for model/text/pretok (pre-tokenizer Split steps).
  *
  * The behaviour cases are HF's own documented example ("the-final--countdown" split on "-");
  * every expected split below was checked against the HF tokenizers library (preTokenizeString).
  * Usage: test_pretok [NAME...] runs the named tests (default: all).
  */
-#include "model/pretok.h"
+#include "model/text/pretok.h"
 
 #include <stdio.h>
 #include <stdlib.h>

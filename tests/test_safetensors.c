@@ -17,7 +17,7 @@
 
 #include "tests/runner.h"
 
-#include "model/safetensors.h"
+#include "model/run/safetensors.h"
 
 /* ---------------------------------------------------------------- checks --------------- */
 

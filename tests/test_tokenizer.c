@@ -1,11 +1,11 @@
 /* test_tokenizer.c — unit tests for model/tokenizer on small handcrafted tokenizer.json files.
  *
  * Each test builds a tokenizer.json in memory (the 256 byte tokens at ids 2..257 after BOS/EOS,
- * then one id per merge) and checks one behaviour promised by model/tokenizer.h. Agreement with
+ * then one id per merge) and checks one behaviour promised by model/text/tokenizer.h. Agreement with
  * the Hugging Face library on the real DeepSeek-V3 file is tests/test_tokenizer_hf.sh.
  * Usage: test_tokenizer [NAME...] runs the named tests (default: all).
  */
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 
 #include <stdarg.h>
 #include <stdio.h>

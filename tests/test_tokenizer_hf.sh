@@ -36,7 +36,7 @@ trap 'rm -rf "$WORK"' EXIT
 TOOL="${DSV3_BUILD:-}/tok_tool"
 if [ -z "${DSV3_BUILD:-}" ] || [ ! -x "$TOOL" ]; then
     TOOL="$WORK/tok_tool"
-    ${CC:-cc} -std=gnu11 -O2 -I. model/status.c model/chat.c model/pretok.c model/tokenizer.c \
+    ${CC:-cc} -std=gnu11 -O2 -I. model/base/status.c model/text/chat.c model/text/pretok.c model/text/tokenizer.c \
         tests/tok_tool.c -lcjson -lpcre2-8 -lm -o "$TOOL" || { echo "FAIL: cannot build tok_tool"; exit 1; }
 fi
 

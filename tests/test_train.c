@@ -21,15 +21,15 @@
 #include "tests/runner.h"
 #include "tests/models.h"
 
-#include "model/fim.h"
-#include "model/forward.h"
-#include "model/fp8.h"
-#include "model/model.h"
-#include "model/train.h"
-#include "model/train_ckpt.h"
-#include "model/train_data.h"
-#include "model/train_model.h"
-#include "model/train_ops.h"
+#include "model/text/fim.h"
+#include "model/run/forward.h"
+#include "model/train/fp8.h"
+#include "model/run/model.h"
+#include "model/train/trainer.h"
+#include "model/train/checkpoint.h"
+#include "model/train/data.h"
+#include "model/train/trainable.h"
+#include "model/train/ops.h"
 
 static int verbose;
 

@@ -14,8 +14,8 @@
  *   tok_tool tokens TOKENIZER TEXT
  *       Prints each id and its piece for TEXT (a debugging aid).
  * TOKENIZER is a directory or a tokenizer.json path, as dsv3_tokenizer_open takes. */
-#include "model/clock.h"
-#include "model/tokenizer.h"
+#include "model/base/clock.h"
+#include "model/text/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

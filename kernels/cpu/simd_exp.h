@@ -1,6 +1,6 @@
 /* simd_exp.h — e^x on eight floats for the optimised CPU kernels (AVX2/FMA; callers check the
  * CPU). Header-only so it inlines into each kernel. Used by kernels/cpu and the trainer's float32
- * cross-entropy (model/train_ops.c). */
+ * cross-entropy (model/train/ops.c). */
 #ifndef DSV3_SIMD_EXP_H
 #define DSV3_SIMD_EXP_H
 

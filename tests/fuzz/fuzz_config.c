@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "model/config.h"
+#include "model/run/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dsv3_config c;

@@ -1,4 +1,4 @@
-/* fuzz_tokenizer.c — libFuzzer target for model/tokenizer (and model/pretok).
+/* fuzz_tokenizer.c — libFuzzer target for model/text/tokenizer (and model/text/pretok).
  *
  * Each input is used three ways:
  *   1. As tokenizer.json text (if it holds a NUL byte, the part after the first NUL is
@@ -8,8 +8,8 @@
  *      valid UTF-8 must round-trip through encode/decode; invalid UTF-8 must give DSV3_EINVAL.
  *   3. As an array of int32 ids for that tokenizer's decode.
  * Any broken promise traps. Build (from the repository root):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. model/status.c model/chat.c \
- *       model/pretok.c model/tokenizer.c tests/fuzz/fuzz_tokenizer.c -lcjson -lpcre2-8 -lm \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. model/base/status.c model/text/chat.c \
+ *       model/text/pretok.c model/text/tokenizer.c tests/fuzz/fuzz_tokenizer.c -lcjson -lpcre2-8 -lm \
  *       -o fuzz_tokenizer
  *   ./fuzz_tokenizer -max_total_time=20 -dict=tests/fuzz/tokenizer.dict CORPUS_COPY/
  */
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 
 /* Encodes and checks that decode gives the text back (for valid UTF-8) or EINVAL (invalid). */
 static void round_trip(const dsv3_tokenizer *tok, const char *text, size_t len) {

@@ -1,0 +1,163 @@
+/* model_internal.h — weight structs and run state, shared by the model folder only.
+ *
+ * Front ends never include this. Shapes use the config names of spec/architecture.md.
+ */
+#ifndef DSV3_MODEL_INTERNAL_H
+#define DSV3_MODEL_INTERNAL_H
+
+#include "model/run/forward.h"
+#include "model/run/model.h"
+#include "model/run/safetensors.h"
+
+/* SwiGLU MLP (dense FFN, one routed expert or the shared expert), spec §4.10. */
+typedef struct {
+    dsv3_weight gate; /* [width, H] gate_proj */
+    dsv3_weight up;   /* [width, H] up_proj */
+    dsv3_weight down; /* [H, width] down_proj */
+} dsv3_mlp_w;
+
+/* One decoder block (main layers 0..L-1 and the MTP block). */
+typedef struct {
+    float *attn_norm;      /* [H] input_layernorm, f32 copy */
+    float *ffn_norm;       /* [H] post_attention_layernorm, f32 copy */
+    /* MLA, spec §4.3 */
+    dsv3_weight q_a;       /* [q_lora_rank, H]; unused when q_lora_rank = 0 */
+    float *q_a_norm;       /* [q_lora_rank] f32 copy; NULL when q_lora_rank = 0 */
+    dsv3_weight q_b;       /* [nh * dq, q_lora_rank], or q_proj [nh * dq, H] when rank 0 */
+    dsv3_weight kv_a;      /* [kv_lora_rank + dr, H] kv_a_proj_with_mqa */
+    float *kv_a_norm;      /* [kv_lora_rank] f32 copy */
+    dsv3_weight kv_b;      /* [nh * (dn + dv), kv_lora_rank]: per head W_UK rows then W_UV rows */
+    dsv3_weight o;         /* [H, nh * dv] o_proj */
+    /* FFN */
+    int is_moe;            /* 1: MoE below; 0: dense */
+    dsv3_mlp_w dense;      /* intermediate_size wide (dense layers) */
+    dsv3_weight router;    /* [E, H] mlp.gate.weight */
+    float *bias;           /* [E] e_score_correction_bias, f32, mutable (probes edit it) */
+    float *bias_ckpt;      /* [E] the checkpoint's bias, for reset */
+    dsv3_mlp_w *experts;   /* [E] routed experts, moe_intermediate_size wide */
+    dsv3_mlp_w shared;     /* moe_intermediate_size * n_shared_experts wide (if any) */
+} dsv3_layer_w;
+
+/* The MTP module at layer index num_hidden_layers, spec §2.2 / §6.1. */
+typedef struct {
+    dsv3_weight embed;     /* [vocab, H] model.layers.L.embed_tokens (copy of the main one) */
+    float *enorm;          /* [H] */
+    float *hnorm;          /* [H] */
+    dsv3_weight eh_proj;   /* [H, 2H]: columns [0,H) embedding, [H,2H) hidden */
+    dsv3_layer_w block;    /* the MoE decoder block */
+    float *head_norm;      /* [H] shared_head.norm */
+    dsv3_weight head;      /* [vocab, H] shared_head.head */
+} dsv3_mtp_w;
+
+struct dsv3_model {
+    dsv3_config cfg;
+    dsv3_checkpoint *ck;       /* mapping of the weights */
+    const dsv3_backend *be;    /* kernels in use */
+    dsv3_weight embed;         /* [vocab, H] model.embed_tokens */
+    dsv3_layer_w *layers;      /* [num_hidden_layers] */
+    float *final_norm;         /* [H] model.norm */
+    dsv3_weight lm_head;       /* [vocab, H] */
+    int has_mtp;               /* MTP tensors present and bound */
+    dsv3_mtp_w mtp;
+    float *inv_freq;           /* [dr / 2] RoPE inverse frequencies (YaRN applied) */
+    float rope_factor;         /* YaRN attention factor on cos/sin */
+    float softmax_scale;       /* spec §4.6 */
+    char *warnings;            /* "" or lines */
+    char *dir;                 /* as opened */
+};
+
+/* ---------------------------------------------------------------- run state ----------- */
+
+/* One layer's latent cache (spec §4.5): what MLA keeps per position. */
+typedef struct {
+    float *c;   /* [max_seq, kv_lora_rank] kv_a_layernorm(latent) */
+    float *kpe; /* [max_seq, qk_rope_head_dim] rotated shared RoPE key (interleaved pairs) */
+} dsv3_layer_cache;
+
+struct dsv3_run {
+    dsv3_model *m;
+    int64_t max_seq, max_chunk;   /* capacities */
+    int64_t len, mtp_len;         /* positions cached by the main model / the MTP block */
+    dsv3_attn_form attn;
+    const volatile int *cancel;   /* user's interrupt flag, or NULL */
+    int nthreads;                 /* pool threads the per-thread scratch was sized for */
+    dsv3_layer_cache *cache;      /* [num_hidden_layers + 1]; the last one is the MTP block's */
+    /* scratch, c = max_chunk */
+    float *x, *xn, *y;            /* [c, H] residual stream, normed input, block output */
+    float *qa;                    /* [c, q_lora_rank] */
+    float *q;                     /* [c, nh * dq] per head [q_nope | q_pe] */
+    float *kva;                   /* [c, kv_lora_rank + dr] */
+    float *o;                     /* [c, nh * dv] attention output before o_proj */
+    float *qabs, *u;              /* [c, nh, kv_lora_rank] absorbed query, attended latent */
+    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank, dr)] per-head inputs,
+                                     head-major (also the queries' RoPE parts, [c, nh, dr]) */
+    float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
+    float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
+    float *scores;                /* [nthreads, nh, max_seq] attention probabilities */
+    float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
+                                     routed slots, then [c, moe_inter*n_shared] (the larger) */
+    float *xg;                    /* [c*K, H] tokens gathered by expert (dispatch slots) */
+    float *yg;                    /* [c*K + c, H] expert outputs per slot, then shared's */
+    dsv3_matmul_op *ops;          /* [max(2 * (E + 1), nh)] batched products of one layer */
+    dsv3_weight *head_w;          /* [nh] per-head views of kv_b (W_UK[h] or W_UV[h]) */
+    float *router;                /* [c, E] router logits */
+    int32_t *sel_idx;             /* [c, K] chosen experts per token */
+    float *sel_w;                 /* [c, K] their combine weights */
+    int64_t *exp_count;           /* [E + 1] tokens per expert, then offsets */
+    int32_t *disp_tok;            /* [c * K] token of each dispatch slot, grouped by expert */
+    float *disp_w;                /* [c * K] weight of each dispatch slot */
+    float *cat;                   /* [c, 2H] MTP input [enorm(e) ; hnorm(h)] */
+    int64_t *pos;                 /* [c] RoPE positions of the chunk */
+    /* probes */
+    dsv3_hooks hooks;             /* copy of the attached hooks */
+    int has_hooks;                /* any hook attached */
+    dsv3_interventions iv;        /* copy of the attached interventions */
+    int has_iv;
+    const int32_t *cur_ids;       /* [n] token ids of the chunk being run (for route events) */
+    float *rec_scores, *rec_biased; /* [E] routing record scratch */
+    unsigned char *rec_groups;    /* [n_group] */
+    int32_t *rec_nobias;          /* [K] */
+};
+
+/* DSV3_PROBES=0 (cmake -DDSV3_NO_PROBES=ON) compiles every hook test out of the forward pass:
+ * the baseline against which the probe-overhead benchmark measures "probes off". */
+#ifndef DSV3_PROBES
+#define DSV3_PROBES 1
+#endif
+static inline int dsv3_hooked(const dsv3_run *r) {
+    return DSV3_PROBES && r->has_hooks;
+}
+
+/* spec §4.3-4.5: MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc, out[n, H].
+ * li is the layer index (for hooks). */
+void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
+                      const float *xn, float *out, int64_t n, int64_t pos0);
+
+/* Only the cache rows c, k_pe of positions pos0.. from xn[n, H] (no attention, no output): what
+ * later positions of a one-block module read from rows whose outputs nobody needs. */
+void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
+                         int64_t n, int64_t pos0);
+
+/* spec §4.10: out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
+void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);
+
+
+/* Options of one routing decision. */
+typedef struct {
+    const float *bias;             /* [E] or NULL (zero bias) */
+    const unsigned char *disabled; /* [E] 1 = excluded, or NULL */
+    const int32_t *forced;         /* [K] experts to use, or NULL */
+    float *scores_out;             /* [E] unbiased scores, or NULL */
+    float *biased_out;             /* [E] biased scores used for the choice, or NULL */
+    unsigned char *groups_out;     /* [n_group] kept groups, or NULL */
+} dsv3_route_opts;
+
+/* spec §5 steps 1-9 for one token given its router logits [E]: idx[K], w[K]. */
+void dsv3_moe_route(const dsv3_config *c, const dsv3_route_opts *o, const float *logits,
+                    int32_t *idx, float *w);
+
+/* spec §5 for layer index li (for hooks and interventions). */
+void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, const float *xn,
+                            float *out, int64_t n, int64_t pos0);
+
+#endif

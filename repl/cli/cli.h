@@ -1,0 +1,35 @@
+/* cli.h — the scriptable subcommands of the `dsv3` binary (`dsv3 logits ...`, ...).
+ *
+ * Each subcommand takes argv after its name, prints results to stdout and at most one line
+ * "dsv3 <cmd>: <error>" to stderr, and returns the process exit status (0 ok, 1 bad input or
+ * failure, 2 usage). These command-line forms are a contract users' scripts rely on.
+ */
+#ifndef DSV3_CLI_H
+#define DSV3_CLI_H
+
+#include <stdint.h>
+
+#include "model/base/status.h"
+
+int dsv3_cli_logits(int argc, char **argv);
+int dsv3_cli_generate(int argc, char **argv);
+int dsv3_cli_tokenize(int argc, char **argv);
+int dsv3_cli_route(int argc, char **argv);
+int dsv3_cli_schedule(int argc, char **argv);
+int dsv3_cli_train(int argc, char **argv);
+int dsv3_cli_grpo(int argc, char **argv);
+
+/* Parses "1,2,3" into a malloc'd array (*ids, *n). Errors name the bad item. */
+dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_err *err);
+
+/* The backend named by a --backend value ("fast" or "ref"); NULL (with a message in err) for
+ * any other name. */
+const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
+
+/* Parses a non-negative decimal integer option value; -1 on error. */
+long long dsv3_cli_parse_count(const char *s);
+/* A finite decimal number; *ok is 0 (and the result meaningless) for NULL, "", trailing
+ * characters, overflow, inf or nan. */
+double dsv3_cli_parse_num(const char *s, int *ok);
+
+#endif

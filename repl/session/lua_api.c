@@ -1,0 +1,1115 @@
+/* lua_api.c — the model API of a session: load, info, tokenize, logits, gen, chat, ...
+ *
+ * Bindings return values (tables and userdata with a __tostring renderer) and never print,
+ * except gen/chat, whose tokens stream to the host's output as they are produced. Arguments
+ * are checked with luaL_check*; library errors become Lua errors in dsv3_lua_error. The table
+ * dsv3_api at the end is the whole surface, with the help text of each function.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/text/detok.h"
+#include "model/text/fim.h"
+#include "model/run/forward.h"
+#include "model/run/generate.h"
+#include "model/run/model.h"
+#include "model/text/tokenizer.h"
+#include "repl/session/lua_pipeline.h"
+#include "repl/session/session_internal.h"
+
+#define MT_MODEL "dsv3.model"
+#define MT_LOGITS "dsv3.logits"
+#define MT_INFO "dsv3.info"
+#define MT_TOKENS "dsv3.tokens"
+#define MT_GEN "dsv3.gen"
+
+/* ---------------------------------------------------------------- models --------------- */
+
+
+static int model_gc(lua_State *L) {
+    lmodel *lm = luaL_checkudata(L, 1, MT_MODEL);
+    dsv3_tokenizer_close(lm->tok);
+    dsv3_model_close(lm->m);
+    lm->m = NULL;
+    lm->tok = NULL;
+    return 0;
+}
+
+static lmodel *check_model(lua_State *L, int idx) {
+    lmodel *lm = luaL_checkudata(L, idx, MT_MODEL);
+    if (!lm->m) luaL_error(L, "model is closed");
+    return lm;
+}
+
+/* The model at idx if it is one, else the current model (error if none is loaded). */
+lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
+    if (luaL_testudata(L, idx, MT_MODEL)) return check_model(L, idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
+    lmodel *lm = luaL_testudata(L, -1, MT_MODEL);
+    lua_pop(L, 1);
+    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"examples/demo\")");
+    if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
+    return lm;
+}
+
+static void human(char *buf, size_t n, double v) {
+    if (v >= 1e9) snprintf(buf, n, "%.2fB", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, n, "%.1fK", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+}
+
+static int model_tostring(lua_State *L) {
+    lmodel *lm = luaL_checkudata(L, 1, MT_MODEL);
+    if (!lm->m) {
+        lua_pushstring(L, "<closed model>");
+        return 1;
+    }
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    dsv3_param_counts p;
+    dsv3_model_param_counts(lm->m, &p);
+    char tot[32], act[32];
+    human(tot, sizeof tot, (double)p.total);
+    human(act, sizeof act, (double)p.active);
+    lua_pushfstring(L, "<model %s: %d layers, %d experts (top-%d), %s params, %s active/token%s%s>",
+                    dsv3_model_dir(lm->m), (int)c->num_hidden_layers, (int)c->n_routed_experts,
+                    (int)c->num_experts_per_tok, tot, act, dsv3_model_has_mtp(lm->m) ? ", MTP" : "",
+                    lm->tok ? ", tokenizer" : "");
+    return 1;
+}
+
+/* A progress bar on the host's stderr for checkpoints with many shards or layers. */
+static void load_progress(void *ud, const char *what, int64_t done, int64_t total) {
+    dsv3_session *s = ud;
+    if (total < 8 || !s->io.color) return; /* only on an interactive terminal */
+    char bar[128];
+    const int width = 30, fill = (int)(done * width / total);
+    int k = snprintf(bar, sizeof bar, "\rloading %-6s [", what);
+    for (int i = 0; i < width; i++) bar[k++] = i < fill ? '#' : '.';
+    k += snprintf(bar + k, sizeof bar - (size_t)k, "] %lld/%lld%s", (long long)done, (long long)total,
+                  done == total ? "\n" : "");
+    dsv3_session_write(s, DSV3_STDERR, bar, (size_t)k);
+}
+
+static int l_load(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    dsv3_err err = {{0}};
+    lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+    memset(lm, 0, sizeof *lm);
+    luaL_setmetatable(L, MT_MODEL);
+    if (dsv3_model_open_progress(&lm->m, dir, load_progress, dsv3_session_of(L), &err))
+        return dsv3_lua_error(L, &err);
+    char tpath[4200];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
+    if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&lm->tok, dir, &err)) {
+        dsv3_model_close(lm->m);
+        lm->m = NULL;
+        return dsv3_lua_error(L, &err);
+    }
+    const char *w = dsv3_model_warnings(lm->m);
+    if (*w) dsv3_session_write(dsv3_session_of(L), DSV3_STDERR, w, strlen(w));
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.current");
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int l_models(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    return 1;
+}
+
+static int l_use(lua_State *L) {
+    check_model(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.current");
+    lua_pushvalue(L, 1);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- info ----------------- */
+
+void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int info_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    dsv3_strbuf b = {0};
+    static const char *const keys[] = {"dir", "vocab_size", "hidden_size", "layers", "dense_layers",
+                                       "moe_layers", "heads", "q_lora_rank", "kv_lora_rank",
+                                       "routed_experts", "experts_per_token", "groups",
+                                       "topk_group", "shared_experts", "mtp", "file_bytes", NULL};
+    for (int i = 0; keys[i]; i++) {
+        lua_getfield(L, 1, keys[i]);
+        char line[512];
+        snprintf(line, sizeof line, "%-18s %s\n", keys[i], luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 2);
+        dsv3_strbuf_puts(&b, line);
+    }
+    lua_getfield(L, 1, "params");
+    static const char *const pk[] = {"embed", "attention", "dense_ffn", "routed_experts",
+                                     "shared_experts", "router", "norms", "lm_head", "mtp",
+                                     "total", "active", NULL};
+    dsv3_strbuf_puts(&b, "params:\n");
+    for (int i = 0; pk[i]; i++) {
+        lua_getfield(L, -1, pk[i]);
+        char h[32];
+        human(h, sizeof h, (double)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+        char line[128];
+        snprintf(line, sizeof line, "  %-16s %s\n", pk[i], h);
+        dsv3_strbuf_puts(&b, line);
+    }
+    lua_pop(L, 1);
+    return dsv3_sbuf_push(L, &b);
+}
+
+static int l_info(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 1);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    dsv3_param_counts p;
+    dsv3_model_param_counts(lm->m, &p);
+    lua_newtable(L);
+    lua_pushstring(L, dsv3_model_dir(lm->m));
+    lua_setfield(L, -2, "dir");
+    dsv3_lua_setint(L, "vocab_size", c->vocab_size);
+    dsv3_lua_setint(L, "hidden_size", c->hidden_size);
+    dsv3_lua_setint(L, "layers", c->num_hidden_layers);
+    dsv3_lua_setint(L, "dense_layers", c->first_k_dense_replace);
+    dsv3_lua_setint(L, "moe_layers", c->num_hidden_layers - c->first_k_dense_replace);
+    dsv3_lua_setint(L, "heads", c->num_attention_heads);
+    dsv3_lua_setint(L, "q_lora_rank", c->q_lora_rank);
+    dsv3_lua_setint(L, "kv_lora_rank", c->kv_lora_rank);
+    dsv3_lua_setint(L, "qk_nope_head_dim", c->qk_nope_head_dim);
+    dsv3_lua_setint(L, "qk_rope_head_dim", c->qk_rope_head_dim);
+    dsv3_lua_setint(L, "v_head_dim", c->v_head_dim);
+    dsv3_lua_setint(L, "routed_experts", c->n_routed_experts);
+    dsv3_lua_setint(L, "experts_per_token", c->num_experts_per_tok);
+    dsv3_lua_setint(L, "groups", c->n_group);
+    dsv3_lua_setint(L, "topk_group", c->topk_group);
+    dsv3_lua_setint(L, "shared_experts", c->n_shared_experts);
+    dsv3_lua_setint(L, "max_position_embeddings", c->max_position_embeddings);
+    lua_pushboolean(L, dsv3_model_has_mtp(lm->m));
+    lua_setfield(L, -2, "mtp");
+    lua_pushboolean(L, c->rope_yarn);
+    lua_setfield(L, -2, "yarn");
+    dsv3_lua_setint(L, "file_bytes", (long long)dsv3_model_file_bytes(lm->m));
+    /* MLA latent cache per token (all layers, f32) vs what plain MHA would keep. */
+    dsv3_lua_setint(L, "cache_bytes_per_token", 4LL * c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim));
+    dsv3_lua_setint(L, "mha_cache_bytes_per_token",
+           4LL * c->num_hidden_layers * c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim));
+    lua_newtable(L);
+    dsv3_lua_setint(L, "embed", p.embed);
+    dsv3_lua_setint(L, "attention", p.attention);
+    dsv3_lua_setint(L, "dense_ffn", p.dense_ffn);
+    dsv3_lua_setint(L, "routed_experts", p.routed_experts);
+    dsv3_lua_setint(L, "shared_experts", p.shared_experts);
+    dsv3_lua_setint(L, "router", p.router);
+    dsv3_lua_setint(L, "norms", p.norms);
+    dsv3_lua_setint(L, "lm_head", p.lm_head);
+    dsv3_lua_setint(L, "mtp", p.mtp);
+    dsv3_lua_setint(L, "total", p.total);
+    dsv3_lua_setint(L, "active", p.active);
+    lua_setfield(L, -2, "params");
+    luaL_setmetatable(L, MT_INFO);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- tokens --------------- */
+
+static dsv3_tokenizer *need_tok(lua_State *L, lmodel *lm) {
+    if (!lm->tok)
+        luaL_error(L, "%s has no tokenizer.json: pass token ids (a table of integers) instead",
+                   dsv3_model_dir(lm->m));
+    return lm->tok;
+}
+
+/* Pushes a dsv3.tokens table {ids..., pieces = {...}}. */
+void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) {
+    lua_createtable(L, (int)n, 1);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (lm->tok) {
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            const char *p = dsv3_tokenizer_piece(lm->tok, ids[i]);
+            lua_pushstring(L, p ? p : "?");
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "pieces");
+    }
+    luaL_setmetatable(L, MT_TOKENS);
+}
+
+static int tokens_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    dsv3_strbuf b = {0};
+    lua_pushfstring(L, "%d tokens:", (int)n);
+    dsv3_sbuf_addtop(L, &b);
+    lua_getfield(L, 1, "pieces");
+    int has_pieces = lua_istable(L, -1);
+    for (lua_Integer i = 1; i <= n && i <= 200; i++) {
+        lua_rawgeti(L, 1, i);
+        if (has_pieces) {
+            lua_rawgeti(L, -2, i);
+            lua_pushfstring(L, " %d:%s", (int)lua_tointeger(L, -2), lua_tostring(L, -1));
+            lua_remove(L, -2);
+        } else {
+            lua_pushfstring(L, " %d", (int)lua_tointeger(L, -1));
+        }
+        lua_remove(L, -2);
+        dsv3_sbuf_addtop(L, &b);
+    }
+    lua_pop(L, 1);
+    if (n > 200) dsv3_strbuf_puts(&b, " ...");
+    return dsv3_sbuf_push(L, &b);
+}
+
+void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b) {
+    dsv3_strbuf_puts(b, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
+}
+
+int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
+    lua_pushlstring(L, b->s ? b->s : "", b->len);
+    free(b->s);
+    b->s = NULL;
+    return 1;
+}
+
+void *dsv3_lua_alloc(lua_State *L, size_t bytes) {
+    void *p = lua_newuserdatauv(L, bytes ? bytes : 1, 0);
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+/* Moves malloc'd ids (from the tokenizer) into memory the GC owns (pushed on the stack), so
+ * later errors cannot leak them. */
+static int32_t *gc_ids(lua_State *L, int32_t *ids, size_t n) {
+    int32_t *owned = dsv3_lua_alloc(L, n * sizeof *owned);
+    if (n) memcpy(owned, ids, n * sizeof *ids);
+    free(ids);
+    return owned;
+}
+
+/* Reads the ids of a table argument (or of text, through the tokenizer with BOS as the
+ * tokenizer config says) into a buffer owned by a userdata pushed on the stack, so no error
+ * path can leak it. Raises on bad input. */
+int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
+    const int64_t V = dsv3_model_config(lm->m)->vocab_size;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t len;
+        const char *text = lua_tolstring(L, idx, &len);
+        int32_t *enc = NULL;
+        dsv3_err err = {{0}};
+        if (dsv3_tokenizer_encode(need_tok(L, lm), &enc, n, text, len, add_bos, &err))
+            dsv3_lua_error(L, &err);
+        return gc_ids(L, enc, *n);
+    }
+    if (!lua_istable(L, idx))
+        luaL_typeerror(L, idx, "string or table of token ids");
+    size_t k = (size_t)lua_rawlen(L, idx);
+    int32_t *ids = dsv3_lua_alloc(L, k * sizeof *ids);
+    for (size_t i = 0; i < k; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        int isnum;
+        lua_Integer v = lua_tointegerx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum || v < 0 || v >= V)
+            luaL_error(L, "token id #%d is %s (expected an integer in [0, %d))", (int)i + 1,
+                       isnum ? "out of range" : "not an integer", (int)V);
+        ids[i] = (int32_t)v;
+    }
+    *n = k;
+    return ids;
+}
+
+int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
+    if (!lua_istable(L, t)) return def;
+    lua_getfield(L, t, k);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+    if (!lua_istable(L, t)) return def;
+    lua_getfield(L, t, k);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int ok;
+    lua_Number v = lua_tonumberx(L, -1, &ok);
+    lua_pop(L, 1);
+    if (!ok) luaL_error(L, "option '%s' must be a number", k);
+    return v;
+}
+
+const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k) {
+    if (!lua_istable(L, t)) return NULL;
+    lua_getfield(L, t, k);
+    const char *v = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    if (!v && !lua_isnil(L, -1)) luaL_error(L, "option '%s' must be a string", k);
+    lua_pop(L, 1); /* the string stays alive: it is referenced by the options table */
+    return v;
+}
+
+static int l_tokenize(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int bos = dsv3_lua_opt_bool(L, 2, "bos", 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dsv3_err err = {{0}};
+    if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, &n, text, len, bos, &err))
+        return dsv3_lua_error(L, &err);
+    int32_t *owned = gc_ids(L, ids, n);
+    dsv3_lua_push_tokens(L, lm, owned, n);
+    return 1;
+}
+
+static int l_detokenize(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 0);
+    char *text = NULL;
+    size_t len = 0;
+    dsv3_err err = {{0}};
+    dsv3_status st = dsv3_tokenizer_decode(need_tok(L, lm), &text, &len, ids, n,
+                                           dsv3_lua_opt_bool(L, 2, "skip_special", 0), &err);
+    if (st) return dsv3_lua_error(L, &err);
+    lua_pushlstring(L, text, len);
+    free(text);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- logits --------------- */
+
+typedef struct {
+    int64_t T, V;
+    float *logits; /* [T, V] */
+    float *mtp;    /* [T-1, V] or NULL */
+    int32_t *ids;  /* [T] */
+} llogits;
+
+static int logits_gc(lua_State *L) {
+    llogits *lg = luaL_checkudata(L, 1, MT_LOGITS);
+    free(lg->logits);
+    free(lg->mtp);
+    free(lg->ids);
+    lg->logits = lg->mtp = NULL;
+    lg->ids = NULL;
+    return 0;
+}
+
+/* The logits at idx; raises if its memory was released (a __gc called by hand). */
+static llogits *check_logits(lua_State *L, int idx) {
+    llogits *lg = luaL_checkudata(L, idx, MT_LOGITS);
+    if (!lg->logits) luaL_error(L, "logits value is released");
+    return lg;
+}
+
+/* Position argument: 1-based, negative counts from the end (-1 = last). */
+static int64_t pos_arg(lua_State *L, int idx, int64_t T) {
+    lua_Integer p = luaL_optinteger(L, idx, -1);
+    if (p < 0) p = T + 1 + p;
+    luaL_argcheck(L, p >= 1 && p <= T, idx, "position out of range");
+    return (int64_t)p - 1;
+}
+
+/* Pushes {{id=, logit=, prob=}, ...} for the k largest of row[V]. */
+static void push_top(lua_State *L, const float *row, int64_t V, int k) {
+    double mx = row[0], sum = 0;
+    for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
+    for (int64_t v = 0; v < V; v++) sum += exp(row[v] - mx);
+    unsigned char *taken = dsv3_lua_alloc(L, (size_t)(V > 0 ? V : 1));
+    lua_createtable(L, k, 0);
+    for (int i = 0; i < k && i < V; i++) {
+        int64_t best = -1;
+        for (int64_t v = 0; v < V; v++)
+            if (!taken[v] && (best < 0 || row[v] > row[best])) best = v;
+        taken[best] = 1;
+        lua_createtable(L, 0, 3);
+        dsv3_lua_setint(L, "id", best);
+        lua_pushnumber(L, row[best]);
+        lua_setfield(L, -2, "logit");
+        lua_pushnumber(L, exp(row[best] - mx) / sum);
+        lua_setfield(L, -2, "prob");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_remove(L, -2); /* the scratch below the result */
+}
+
+static int logits_top(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    int64_t p = pos_arg(L, 2, lg->T);
+    lua_Integer k = luaL_optinteger(L, 3, 5);
+    luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
+    push_top(L, lg->logits + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
+    return 1;
+}
+
+static int logits_mtp_top(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    if (!lg->mtp) return luaL_error(L, "no MTP logits: call logits(x, {mtp=true}) with a model that has MTP");
+    int64_t p = pos_arg(L, 2, lg->T - 1);
+    lua_Integer k = luaL_optinteger(L, 3, 5);
+    luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
+    push_top(L, lg->mtp + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
+    return 1;
+}
+
+static int logits_at(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    int64_t p = pos_arg(L, 2, lg->T);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, id >= 0 && id < lg->V, 3, "token id out of range");
+    lua_pushnumber(L, lg->logits[p * lg->V + id]);
+    return 1;
+}
+
+static int logits_row(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    int64_t p = pos_arg(L, 2, lg->T);
+    lua_createtable(L, (int)lg->V, 0);
+    for (int64_t v = 0; v < lg->V; v++) {
+        lua_pushnumber(L, lg->logits[p * lg->V + v]);
+        lua_rawseti(L, -2, v + 1);
+    }
+    return 1;
+}
+
+static int logits_shape(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    lua_pushinteger(L, lg->T);
+    lua_pushinteger(L, lg->V);
+    return 2;
+}
+
+static int logits_len(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    lua_pushinteger(L, lg->T);
+    return 1;
+}
+
+static int logits_tostring(lua_State *L) {
+    llogits *lg = check_logits(L, 1);
+    dsv3_strbuf b = {0};
+    lua_pushfstring(L, "logits [%d x %d]%s; top-5 next tokens:\n", (int)lg->T, (int)lg->V,
+                    lg->mtp ? " (+ MTP)" : "");
+    dsv3_sbuf_addtop(L, &b);
+    int64_t from = lg->T > 8 ? lg->T - 8 : 0;
+    for (int64_t t = from; t < lg->T; t++) {
+        push_top(L, lg->logits + t * lg->V, lg->V, 5);
+        lua_pushfstring(L, "  pos %d (id %d):", (int)t + 1, (int)lg->ids[t]);
+        dsv3_sbuf_addtop(L, &b);
+        for (int k = 1; k <= 5 && k <= lg->V; k++) {
+            lua_rawgeti(L, -1, k);
+            lua_getfield(L, -1, "id");
+            lua_getfield(L, -2, "prob");
+            char buf[64];
+            snprintf(buf, sizeof buf, " %lld (%.3f)", (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
+            lua_pop(L, 3);
+            dsv3_strbuf_puts(&b, buf);
+        }
+        lua_pop(L, 1);
+        dsv3_strbuf_puts(&b, "\n");
+    }
+    return dsv3_sbuf_push(L, &b);
+}
+
+static int l_logits(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    int want_mtp = dsv3_lua_opt_bool(L, 2, "mtp", 0);
+    const char *attn = dsv3_lua_opt_str(L, 2, "attn");
+    if (n < 1 || (int64_t)n > c->max_position_embeddings) {
+        return luaL_error(L, "logits: %d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
+    }
+    if (want_mtp && !dsv3_model_has_mtp(lm->m)) {
+        return luaL_error(L, "logits: the model has no MTP layer");
+    }
+    if (attn && strcmp(attn, "naive") && strcmp(attn, "absorbed")) {
+        return luaL_error(L, "logits: option attn must be \"absorbed\" or \"naive\"");
+    }
+    llogits *lg = lua_newuserdatauv(L, sizeof *lg, 0);
+    memset(lg, 0, sizeof *lg);
+    luaL_setmetatable(L, MT_LOGITS);
+    lg->ids = malloc((n ? n : 1) * sizeof *lg->ids); /* kept for rendering; freed by __gc */
+    if (!lg->ids) return luaL_error(L, "logits: out of memory");
+    memcpy(lg->ids, ids, n * sizeof *ids);
+    lg->T = (int64_t)n;
+    lg->V = c->vocab_size;
+    const int64_t T = lg->T, V = lg->V, H = c->hidden_size;
+    lg->logits = malloc((size_t)(T * V) * sizeof(float));
+    float *hidden = malloc((size_t)(T * H) * sizeof(float));
+    if (want_mtp && T > 1) lg->mtp = malloc((size_t)((T - 1) * V) * sizeof(float));
+    if (!lg->logits || !hidden || (want_mtp && T > 1 && !lg->mtp)) {
+        free(hidden);
+        return luaL_error(L, "logits: out of memory");
+    }
+    dsv3_err err = {{0}};
+    dsv3_run *run = NULL;
+    dsv3_run_opts o = {.max_seq = T, .max_chunk = T < 512 ? T : 512,
+                       .attn = attn && !strcmp(attn, "naive") ? DSV3_ATTN_NAIVE : DSV3_ATTN_ABSORBED};
+    dsv3_session *s = dsv3_session_of(L);
+    dsv3_status st = dsv3_run_new(&run, lm->m, &o, &err);
+    if (!st) {
+        dsv3_run_set_cancel(run, s->io.interrupt);
+        for (int64_t at = 0; at < T && !st; at += o.max_chunk) {
+            int64_t m = T - at < o.max_chunk ? T - at : o.max_chunk;
+            st = dsv3_forward(run, ids + at, m, lg->logits + at * V, 0, hidden + at * H, &err);
+        }
+        for (int64_t at = 0; lg->mtp && at < T - 1 && !st; at += o.max_chunk) {
+            int64_t m = T - 1 - at < o.max_chunk ? T - 1 - at : o.max_chunk;
+            st = dsv3_forward_mtp(run, ids + at + 1, hidden + at * H, m, lg->mtp + at * V, 0, &err);
+        }
+    }
+    dsv3_run_free(run);
+    free(hidden);
+    if (st) return dsv3_lua_error(L, &err);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- generation ----------- */
+
+typedef struct {
+    lua_State *L;
+    dsv3_session *s;
+    lmodel *lm;
+    int stream;          /* write text as it comes */
+    dsv3_detok detok;
+    const char *stop;
+    size_t stop_len;
+    char *tail;          /* last bytes of text for the stop search */
+    size_t tail_len;
+    int64_t n_ids;       /* ids streamed (models without a tokenizer) */
+} gen_ctx;
+
+static int gen_on_token(void *ud, int32_t id) {
+    gen_ctx *g = ud;
+    if (!g->lm->tok) { /* no tokenizer: stream the ids */
+        char buf[24];
+        int k = snprintf(buf, sizeof buf, "%s%d", g->n_ids++ ? " " : "", id);
+        if (g->stream) dsv3_session_write(g->s, DSV3_STDOUT, buf, (size_t)k);
+        return 0;
+    }
+    if (dsv3_tokenizer_is_special(g->lm->tok, id)) return 0;
+    size_t n = 0;
+    const char *b = dsv3_tokenizer_token_bytes(g->lm->tok, id, &n);
+    if (!b || n > 256) return 0;
+    char buf[DSV3_DETOK_OUT_MAX(256)];
+    size_t k = dsv3_detok_push(&g->detok, b, n, buf);
+    if (g->stream) dsv3_session_write(g->s, DSV3_STDOUT, buf, k);
+    if (!g->stop) return 0;
+    /* Keep the last stop_len + k bytes to look for the stop string across tokens. */
+    size_t keep = g->stop_len + k;
+    char *nt = realloc(g->tail, g->tail_len + k + 1);
+    if (!nt) return 1;
+    g->tail = nt;
+    memcpy(g->tail + g->tail_len, buf, k);
+    g->tail_len += k;
+    g->tail[g->tail_len] = 0;
+    int hit = memmem(g->tail, g->tail_len, g->stop, g->stop_len) != NULL;
+    if (g->tail_len > keep) {
+        memmove(g->tail, g->tail + g->tail_len - keep, keep);
+        g->tail_len = keep;
+    }
+    return hit;
+}
+
+static int gen_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "stats");
+    lua_getfield(L, -1, "tokens");
+    lua_getfield(L, -2, "tokens_per_second");
+    lua_getfield(L, -3, "drafted");
+    lua_getfield(L, -4, "accepted");
+    lua_getfield(L, 1, "interrupted");
+    char buf[256];
+    long long d = lua_tointeger(L, -3), a = lua_tointeger(L, -2);
+    if (d > 0)
+        snprintf(buf, sizeof buf, "[%lld tokens, %.1f tok/s, MTP accepted %lld/%lld = %.1f%%%s]",
+                 (long long)lua_tointeger(L, -5), lua_tonumber(L, -4), a, d, 100.0 * (double)a / (double)d,
+                 lua_toboolean(L, -1) ? ", interrupted" : "");
+    else
+        snprintf(buf, sizeof buf, "[%lld tokens, %.1f tok/s%s]", (long long)lua_tointeger(L, -5),
+                 lua_tonumber(L, -4), lua_toboolean(L, -1) ? ", interrupted" : "");
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* gen core: ids at stack index `ids_idx` already resolved into (ids, n); options at opt;
+ * n_def new tokens unless the options say n. */
+static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt,
+                          lua_Number n_def) {
+    dsv3_session *s = dsv3_session_of(L);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    /* Every number is range-checked before it is converted (NaN and 1e300 included). */
+    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "n", n_def);
+    const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temp", 0.7);
+    const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
+    const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
+    lua_Number seed_num = (lua_Number)s->seed;
+    if (lua_istable(L, opt)) {
+        lua_getfield(L, opt, "seed");
+        int has = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has) seed_num = dsv3_lua_opt_num(L, opt, "seed", 0);
+    }
+    if (!(n_num >= 1 && n_num <= 1e9))
+        return luaL_error(L, "gen: option n must be at least 1 (and at most 1e9)");
+    if (!(t_num >= 0 && t_num <= 1e6)) return luaL_error(L, "gen: option temp must be in [0, 1e6]");
+    if (!(k_num >= 0 && k_num <= 1e9)) return luaL_error(L, "gen: option top_k must be >= 0");
+    if (!(p_num > 0 && p_num <= 1)) return luaL_error(L, "gen: option top_p must be in (0, 1]");
+    if (!(seed_num >= 0 && seed_num < 9.2e18)) return luaL_error(L, "gen: option seed must be >= 0");
+    const lua_Integer n_new = (lua_Integer)n_num, top_k = (lua_Integer)k_num;
+    const float temp = (float)t_num, top_p = (float)p_num;
+    const lua_Integer seed = (lua_Integer)seed_num;
+    int explicit_seed = 0;
+    if (lua_istable(L, opt)) {
+        lua_getfield(L, opt, "seed");
+        explicit_seed = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
+    int greedy = dsv3_lua_opt_bool(L, opt, "greedy", temp <= 0);
+    int mtp = dsv3_lua_opt_bool(L, opt, "mtp", 0);
+    const char *stop = dsv3_lua_opt_str(L, opt, "stop");
+    int stream = dsv3_lua_opt_bool(L, opt, "stream", 1);
+    if (n < 1) {
+        return luaL_error(L, "gen: empty prompt");
+    }
+    if ((int64_t)n + n_new + 1 > c->max_position_embeddings) {
+        return luaL_error(L, "gen: prompt of %d tokens + n = %d exceeds max_position_embeddings %d",
+                          (int)n, (int)n_new, (int)c->max_position_embeddings);
+    }
+    /* Each unseeded sampled call advances the session seed, so the next one differs; an explicit
+     * seed option reproduces a call and leaves the session seed alone. */
+    if (!greedy && !explicit_seed) s->seed++;
+    int32_t *out = dsv3_lua_alloc(L, (size_t)n_new * sizeof *out);
+    dsv3_err err = {{0}};
+    dsv3_run *run = NULL;
+    dsv3_run_opts ro = {.max_seq = (int64_t)n + n_new + 1, .max_chunk = n < 256 ? (int64_t)n + 1 : 256};
+    gen_ctx g = {.L = L, .s = s, .lm = lm, .stream = stream, .stop = stop,
+                 .stop_len = stop ? strlen(stop) : 0};
+    dsv3_gen_opts go = {.max_new_tokens = n_new,
+                        .sample = {.greedy = greedy, .temperature = temp, .top_k = (int)top_k, .top_p = top_p},
+                        .seed = (uint64_t)seed,
+                        .use_mtp = mtp,
+                        .eos_id = (int32_t)c->eos_token_id,
+                        .on_token = gen_on_token,
+                        .ud = &g,
+                        .cancel = s->io.interrupt};
+    if (lm->tok && dsv3_tokenizer_eos_id(lm->tok) >= 0) go.eos_id = dsv3_tokenizer_eos_id(lm->tok);
+    dsv3_gen_stats st;
+    int64_t n_out = 0;
+    dsv3_status rc = out ? dsv3_run_new(&run, lm->m, &ro, &err) : dsv3_errf(&err, DSV3_ENOMEM, "gen: out of memory");
+    if (!rc) rc = dsv3_generate(run, ids, (int64_t)n, &go, out, &n_out, &st, &err);
+    dsv3_run_free(run);
+    free(g.tail);
+    char tail[4];
+    size_t tl = dsv3_detok_flush(&g.detok, tail);
+    if (stream) {
+        dsv3_session_write(s, DSV3_STDOUT, tail, tl);
+        dsv3_session_write(s, DSV3_STDOUT, "\n", 1);
+    }
+    if (rc && rc != DSV3_EINTR) {
+        return dsv3_lua_error(L, &err);
+    }
+    /* The result: {text=, ids=, stats=, interrupted=}. */
+    lua_newtable(L);
+    if (lm->tok) {
+        char *text = NULL;
+        size_t len = 0;
+        if (dsv3_tokenizer_decode(lm->tok, &text, &len, out, (size_t)n_out, 1, &err) == DSV3_OK) {
+            lua_pushlstring(L, text, len);
+            lua_setfield(L, -2, "text");
+        }
+        free(text);
+    }
+    dsv3_lua_push_tokens(L, lm, out, (size_t)n_out);
+    lua_setfield(L, -2, "ids");
+    lua_newtable(L);
+    dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
+    dsv3_lua_setint(L, "tokens", st.tokens);
+    dsv3_lua_setint(L, "forward_passes", st.forward_passes);
+    dsv3_lua_setint(L, "mtp_passes", st.mtp_passes);
+    dsv3_lua_setint(L, "drafted", st.drafted);
+    dsv3_lua_setint(L, "accepted", st.accepted);
+    lua_pushnumber(L, st.drafted ? (double)st.accepted / (double)st.drafted : 0.0);
+    lua_setfield(L, -2, "acceptance_rate");
+    lua_pushnumber(L, st.decode_seconds > 0 ? (double)st.tokens / st.decode_seconds : 0.0);
+    lua_setfield(L, -2, "tokens_per_second");
+    lua_pushnumber(L, st.prefill_seconds);
+    lua_setfield(L, -2, "prefill_seconds");
+    lua_pushnumber(L, st.decode_seconds);
+    lua_setfield(L, -2, "decode_seconds");
+    lua_setfield(L, -2, "stats");
+    lua_pushboolean(L, rc == DSV3_EINTR);
+    lua_setfield(L, -2, "interrupted");
+    luaL_setmetatable(L, MT_GEN);
+    return 1;
+}
+
+static int l_gen(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    int32_t *ids;
+    size_t n;
+    if (dsv3_lua_opt_bool(L, 2, "chat", 0)) {
+        const char *prompt = luaL_checkstring(L, 1);
+        const char *system = dsv3_lua_opt_str(L, 2, "system");
+        dsv3_chat_msg msgs[2];
+        size_t k = 0;
+        if (system) msgs[k++] = (dsv3_chat_msg){"system", system};
+        msgs[k++] = (dsv3_chat_msg){"user", prompt};
+        char *text = NULL;
+        size_t len = 0;
+        dsv3_err err = {{0}};
+        if (dsv3_tokenizer_chat(need_tok(L, lm), &text, &len, msgs, k, 1, &err))
+            return dsv3_lua_error(L, &err);
+        ids = NULL;
+        dsv3_status st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
+        free(text);
+        if (st) return dsv3_lua_error(L, &err);
+        ids = gc_ids(L, ids, n);
+    } else {
+        ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    }
+    return run_generation(L, lm, ids, n, 2, 64);
+}
+
+/* fim{prefix=, suffix= [, max_tokens=64, bos, gen's options]}: fills the middle between prefix
+ * and suffix (model/text/fim.h's PSM prompt), generating until EOS or max_tokens. */
+static int l_fim(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    const char *prefix = dsv3_lua_opt_str(L, 1, "prefix");
+    const char *suffix = dsv3_lua_opt_str(L, 1, "suffix");
+    if (!prefix && !suffix)
+        return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
+    const lua_Number max_tokens = dsv3_lua_opt_num(L, 1, "max_tokens", 64);
+    dsv3_tokenizer *tok = need_tok(L, lm);
+    const int bos = dsv3_lua_opt_bool(L, 1, "bos", dsv3_tokenizer_adds_bos(tok));
+    if (!prefix) prefix = "";
+    if (!suffix) suffix = "";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dsv3_err err = {{0}};
+    if (dsv3_fim_prompt(&ids, &n, tok, prefix, strlen(prefix), suffix, strlen(suffix), bos, &err))
+        return dsv3_lua_error(L, &err);
+    ids = gc_ids(L, ids, n);
+    run_generation(L, lm, ids, n, 1, max_tokens);
+    dsv3_lua_push_tokens(L, lm, ids, n);
+    lua_setfield(L, -2, "prompt");
+    return 1;
+}
+
+/* chat(message [, opts]): one turn of a conversation kept in the session. */
+static int l_chat(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    const char *msg = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    need_tok(L, lm);
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    const int hist = lua_gettop(L);
+    const char *system = dsv3_lua_opt_str(L, 2, "system");
+    size_t nh = (size_t)lua_rawlen(L, hist);
+    dsv3_chat_msg *msgs = calloc(nh + 2, sizeof *msgs);
+    if (!msgs) return luaL_error(L, "chat: out of memory");
+    size_t k = 0;
+    if (system) msgs[k++] = (dsv3_chat_msg){"system", system};
+    for (size_t i = 1; i <= nh; i++) {
+        lua_rawgeti(L, hist, (lua_Integer)i);
+        lua_getfield(L, -1, "role");
+        lua_getfield(L, -2, "content");
+        msgs[k++] = (dsv3_chat_msg){lua_tostring(L, -2), lua_tostring(L, -1)};
+        lua_pop(L, 3); /* strings stay referenced by the history table */
+    }
+    msgs[k++] = (dsv3_chat_msg){"user", msg};
+    char *text = NULL;
+    size_t len = 0;
+    dsv3_err err = {{0}};
+    dsv3_status st = dsv3_tokenizer_chat(lm->tok, &text, &len, msgs, k, 1, &err);
+    free(msgs);
+    if (st) return dsv3_lua_error(L, &err);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
+    free(text);
+    if (st) return dsv3_lua_error(L, &err);
+    ids = gc_ids(L, ids, n);
+    run_generation(L, lm, ids, n, 2, 64);
+    /* Append the user turn and the reply (unless interrupted). */
+    lua_getfield(L, -1, "interrupted");
+    int intr = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!intr) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, "user");
+        lua_setfield(L, -2, "role");
+        lua_pushstring(L, msg);
+        lua_setfield(L, -2, "content");
+        lua_rawseti(L, hist, (lua_Integer)nh + 1);
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, "assistant");
+        lua_setfield(L, -2, "role");
+        lua_getfield(L, -2, "text");
+        lua_setfield(L, -2, "content");
+        lua_rawseti(L, hist, (lua_Integer)nh + 2);
+    }
+    return 1;
+}
+
+static int l_chat_reset(lua_State *L) {
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    return 0;
+}
+
+/* A copy: editing it cannot corrupt the conversation chat() keeps. */
+static int l_chat_history(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    const lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        lua_createtable(L, 0, 2);
+        lua_getfield(L, -2, "role");
+        lua_setfield(L, -2, "role");
+        lua_getfield(L, -2, "content");
+        lua_setfield(L, -2, "content");
+        lua_rawseti(L, -3, i);
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int l_seed(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer v = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, v >= 0, 1, "seed must be non-negative");
+        s->seed = (unsigned long long)v;
+    }
+    lua_pushinteger(L, (lua_Integer)s->seed);
+    return 1;
+}
+
+/* backend([name]) -> name: the kernels of the current model ("fast" or "ref"). */
+static int l_backend(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    if (!lua_isnoneornil(L, 1)) {
+        const char *name = luaL_checkstring(L, 1);
+        const dsv3_backend *be = dsv3_backend_by_name(name);
+        if (!be) return luaL_error(L, "backend: '%s' is not \"fast\" or \"ref\"", name);
+        dsv3_model_set_backend(lm->m, be);
+    }
+    const char *cur = dsv3_model_backend(lm->m)->name;
+    lua_pushstring(L, !strcmp(cur, "cpu") ? "ref" : cur);
+    return 1;
+}
+
+static int l_help(lua_State *L) {
+    const char *name = NULL;
+    if (lua_type(L, 1) == LUA_TFUNCTION) {
+        /* help(gen): find the API entry of this function */
+        for (int i = 0; dsv3_api[i].name; i++) {
+            lua_getglobal(L, dsv3_api[i].name);
+            int same = lua_rawequal(L, -1, 1);
+            lua_pop(L, 1);
+            if (same) name = dsv3_api[i].name;
+        }
+    } else {
+        name = luaL_optstring(L, 1, NULL);
+    }
+    char *h = dsv3_session_help(dsv3_session_of(L), name);
+    lua_pushstring(L, h ? h : "");
+    free(h);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- registration --------- */
+
+const dsv3_api_entry dsv3_api[] = {
+    {"load", l_load, "load(dir) -> model",
+     "Opens a Hugging Face-format model directory (config.json, safetensors, optional\n"
+     "tokenizer.json) and makes it the current model. Several models may be loaded."},
+    {"models", l_models, "models() -> {model, ...}", "The models loaded in this session."},
+    {"use", l_use, "use(model) -> model", "Makes a loaded model the current one."},
+    {"info", l_info, "info([model]) -> info",
+     "Config summary, parameter counts per component (total and active per token), file size,\n"
+     "and MLA cache bytes per token next to what plain multi-head attention would need."},
+    {"tokenize", l_tokenize, "tokenize(text [, {bos=false}]) -> tokens",
+     "Token ids of text (a table of ids with .pieces), exactly as the HF tokenizer gives them."},
+    {"detokenize", l_detokenize, "detokenize(ids [, {skip_special=false}]) -> string",
+     "Text of a table of token ids."},
+    {"logits", l_logits, "logits(text | ids [, {mtp=false, attn=\"absorbed\"}]) -> logits",
+     "Exact FP32 forward from position 0. Text is tokenized with BOS. The result holds [T, vocab]\n"
+     "logits: l:top(pos, k) (pos 1-based, -1 = last), l:at(pos, id), l:row(pos), l:shape(),\n"
+     "#l; with mtp=true also l:mtp_top(pos, k) (MTP prediction of the token two ahead)."},
+    {"gen", l_gen,
+     "gen(prompt | ids [, opts]) -> result",
+     "Generates text, streaming tokens as they come. opts: n (64), temp (0.7), greedy,\n"
+     "top_k, top_p, seed (session seed, see seed()), mtp (speculative decoding with the MTP\n"
+     "draft), stop (string), chat (wrap the prompt in the chat template), system, stream (true).\n"
+     "The result has .text, .ids, .stats (tokens, drafted, accepted, acceptance_rate,\n"
+     "tokens_per_second, ...) and .interrupted (Ctrl-C stops between tokens)."},
+    {"fim", l_fim, "fim{prefix=, suffix= [, max_tokens=64, greedy, temp, ...]} -> result",
+     "Fill-in-Middle: generates the text between prefix and suffix from the PSM prompt\n"
+     "[BOS] <｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜> until EOS or max_tokens.\n"
+     "Options as gen (temp, greedy, top_k, top_p, seed, stop, stream, mtp), plus bos (default:\n"
+     "as the tokenizer config adds it). result.text is the middle, result.prompt the prompt ids;\n"
+     "an error when the tokenizer has no FIM tokens."},
+    {"chat", l_chat, "chat(message [, opts]) -> result",
+     "One turn of a conversation kept in the session (chat template with BOS, <｜User｜>,\n"
+     "<｜Assistant｜>); opts as gen, plus system. chat_reset() starts over."},
+    {"chat_reset", l_chat_reset, "chat_reset()", "Forgets the conversation of chat()."},
+    {"chat_history", l_chat_history, "chat_history() -> {{role=, content=}, ...}",
+     "The conversation so far."},
+    {"seed", l_seed, "seed([n]) -> n",
+     "Sets (or reads) the session's default seed; each unseeded sampled gen() advances it."},
+    {"backend", l_backend, "backend([\"fast\" | \"ref\"]) -> name",
+     "The kernels of the current model: \"fast\" (AVX2, weights decoded in registers; the\n"
+     "default) or \"ref\" (the plain FP32 reference the exactness tests use)."},
+    {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
+    {"train", dsv3_lua_train,
+     "train{steps=20, data=PATH | text=STRING [, lr, gamma, alpha, lambda, seq_len, batch, ...]} -> run",
+     "Hot-runs training steps on the current model (FP32 master weights, AdamW, next-token CE +\n"
+     "lambda MTP CE + alpha sequence balance loss, aux-loss-free bias update with speed gamma).\n"
+     "The first call creates the trainer (data, seq_len, batch, accum, seed); later calls continue\n"
+     "it and may change lr, gamma, alpha, lambda, warmup, total_steps and fp8 (true: the block\n"
+     "linears run the emulated FP8 recipe). In a notebook a loss/imbalance chart redraws itself\n"
+     "after every step. The weights are synced into\n"
+     "the model after each call (gen, route and bias() see them). run.steps holds per-step loss,\n"
+     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases.\n"
+     "fim_rate (0; the report's 0.1) rearranges that fraction of the documents of data into the\n"
+     "Fill-in-Middle PSM layout (run.fim_documents of run.documents)."},
+    {"train_eval", dsv3_lua_train_eval, "train_eval() -> metrics", "Loss on the held-out split."},
+    {"train_save", dsv3_lua_train_save, "train_save(dir) -> dir",
+     "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},
+    {"train_reset", dsv3_lua_train_reset, "train_reset()",
+     "Drops the trainer and puts the checkpoint's weights back into the model."},
+    {"grpo", dsv3_lua_grpo,
+     "grpo{task=\"add\"|\"copy\" | prompts={...} [, reward=fn, group=8, batch=2, steps=20, ...]} -> run",
+     "GRPO on the current model (spec/training.md §8): per step, batch prompts, group completions\n"
+     "each (max_tokens 16, temperature 1), rewards from reward(prompt, completion, answer) ->\n"
+     "number (default: the answer reward, 1 for a completion starting with the answer), group-\n"
+     "normalised advantages, the clipped token-level loss (eps 0.2) with a k3 KL penalty (beta 0.04)\n"
+     "to the frozen starting weights, AdamW (lr 2e-3, no weight decay; inner steps per batch 1).\n"
+     "prompts: strings or {prompt, answer}. Later calls with the same group, batch and max_tokens\n"
+     "continue the run; the model computes with its weights until grpo_reset(). run.steps: reward,\n"
+     "reward_std, reward_max, kl, length, loss, clip_frac, grad_norm, best (completion), seconds.\n"
+     "In a notebook a live plot of reward, KL and length updates each step (plot=false: none)."},
+    {"grpo_save", dsv3_lua_grpo_save, "grpo_save(dir) -> dir",
+     "Saves the GRPO policy as a model directory (loadable with load)."},
+    {"grpo_reset", dsv3_lua_grpo_reset, "grpo_reset()",
+     "Drops the GRPO run and puts the model's weights from before it back."},
+    {"schedule", dsv3_lua_schedule,
+     "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
+     "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
+     "the report's formula, peak activations, parameter copies; tostring gives the table and text\n"
+     "timelines, __svg the picture. f, b, w: forward, backward-for-input, backward-for-weights\n"
+     "time per chunk; a: all-to-all per chunk; fb: an overlapped F&B pair. s:rows(),\n"
+     "s:ops([method]), s:json(), s:svg(), s:timeline([unit [, color]])."},
+    /* probes (lua_probes.c) */
+    {"route", dsv3_lua_route, "route(text | ids) -> record",
+     "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
+     "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
+     "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
+     "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
+     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json(),\n"
+     "r:csv(), r:save(\"file.json\" | \"file.csv\")."},
+    {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
+     "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
+     "index e+1 holds expert e)."},
+    {"bias_set", dsv3_lua_bias_set, "bias_set(layer, expert | {values}, value)",
+     "Sets one expert's bias, or the whole vector, for this session (changes routing)."},
+    {"bias_add", dsv3_lua_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
+     "Adds to one expert's bias or to the whole vector."},
+    {"bias_reset", dsv3_lua_bias_reset, "bias_reset([layer])",
+     "Restores the checkpoint's bias (one layer, or all)."},
+    {"load_stats", dsv3_lua_load_stats, "load_stats({text, ...}) -> loads",
+     "Expert load per MoE layer over a batch of texts: counts, maxvio (max load / mean - 1) of\n"
+     "the batch and per sequence, and push (sign(mean - load): where the bias update would go)."},
+    {"effect", dsv3_lua_effect, "effect(text | ids, interventions) -> effect",
+     "Runs with and without interventions and compares next-token distributions: per position\n"
+     "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
+     "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
+     "force = {layer = L, experts = {...}, pos = p}."},
+    {"mtp_trace", dsv3_lua_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
+     "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
+     "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
+     ".histogram (of the draft's MTP probability, 10 bins)."},
+    {"capture", dsv3_lua_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
+     "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
+     "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
+     "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
+    {"lens", dsv3_lua_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
+     "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
+    {"attn", dsv3_lua_attn, "attn(text | ids, layer, head) -> tensor",
+     "Attention pattern [T, T] of one head (0-based) in one layer: row i is query i's\n"
+     "distribution over keys 0..i."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void new_mt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    if (methods) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
+void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
+    (void)s;
+    static const luaL_Reg model_meta[] = {{"__gc", model_gc}, {"__close", model_gc},
+                                          {"__tostring", model_tostring}, {NULL, NULL}};
+    static const luaL_Reg model_methods[] = {{"info", l_info}, {NULL, NULL}};
+    static const luaL_Reg logits_meta[] = {{"__gc", logits_gc}, {"__tostring", logits_tostring},
+                                           {"__len", logits_len}, {NULL, NULL}};
+    static const luaL_Reg logits_methods[] = {{"top", logits_top}, {"mtp_top", logits_mtp_top},
+                                              {"at", logits_at}, {"row", logits_row},
+                                              {"shape", logits_shape}, {NULL, NULL}};
+    static const luaL_Reg info_meta[] = {{"__tostring", info_tostring}, {NULL, NULL}};
+    static const luaL_Reg tokens_meta[] = {{"__tostring", tokens_tostring}, {NULL, NULL}};
+    static const luaL_Reg gen_meta[] = {{"__tostring", gen_tostring}, {NULL, NULL}};
+    new_mt(L, MT_MODEL, model_meta, model_methods);
+    new_mt(L, MT_LOGITS, logits_meta, logits_methods);
+    new_mt(L, MT_INFO, info_meta, NULL);
+    new_mt(L, MT_TOKENS, tokens_meta, NULL);
+    new_mt(L, MT_GEN, gen_meta, NULL);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    dsv3_lua_open_probes(L);
+    dsv3_lua_open_train(L);
+    dsv3_lua_open_grpo(L);
+    /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
+    lua_getglobal(L, "load");
+    lua_setglobal(L, "lua_load");
+    for (int i = 0; dsv3_api[i].name; i++) lua_register(L, dsv3_api[i].name, dsv3_api[i].fn);
+}

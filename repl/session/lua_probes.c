@@ -1,0 +1,1224 @@
+/* lua_probes.c — the probe API of a session: routing records, router bias, expert load,
+ * interventions, MTP acceptance, activations, logit lens, attention patterns.
+ *
+ * Each probe attaches hooks to a fresh run for one forward (or generation) and returns a value
+ * with a text rendering (__tostring) and, where a picture helps, an SVG rendering (__svg) that
+ * notebooks show. Nothing here changes the model's numbers except the calls that say so
+ * (bias_set/bias_add, effect's interventions).
+ */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/run/forward.h"
+#include "model/run/generate.h"
+#include "model/run/model.h"
+#include "model/base/npy.h"
+#include "model/text/tokenizer.h"
+#include "probes/render/render.h"
+#include "probes/routing.h"
+#include "repl/session/session_internal.h"
+
+#define MT_ROUTE "dsv3.route"
+#define MT_TENSOR "dsv3.tensor"
+
+/* ---------------------------------------------------------------- helpers -------------- */
+
+static const char *piece_of(const void *ud, int32_t id) {
+    return ud ? dsv3_tokenizer_piece(ud, id) : NULL;
+}
+
+/* The text a token stands for (its bytes, UTF-8-repaired), malloc'd; "?" on failure. */
+static char *token_text(lmodel *lm, int32_t id) {
+    char *text = NULL;
+    size_t len = 0;
+    dsv3_err err;
+    if (lm->tok && dsv3_tokenizer_decode(lm->tok, &text, &len, &id, 1, 0, &err) == DSV3_OK) return text;
+    return strdup("?");
+}
+
+/* A run sized for n tokens; raises on failure. */
+static dsv3_run *new_run(lua_State *L, lmodel *lm, int64_t n) {
+    dsv3_run *r = NULL;
+    dsv3_err err = {{0}};
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    if (n < 1 || n > c->max_position_embeddings) {
+        luaL_error(L, "%d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
+    }
+    dsv3_run_opts o = {.max_seq = n, .max_chunk = n < 512 ? n : 512};
+    if (dsv3_run_new(&r, lm->m, &o, &err)) {
+        dsv3_lua_error(L, &err);
+    }
+    dsv3_run_set_cancel(r, dsv3_session_of(L)->io.interrupt);
+    return r;
+}
+
+static void push_int_array(lua_State *L, const int32_t *v, int64_t n) {
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushinteger(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static void push_float_array(lua_State *L, const float *v, int64_t n) {
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* ---------------------------------------------------------------- routing record ------- */
+
+typedef struct {
+    dsv3_routerec rec;
+    int64_t T;               /* tokens routed */
+    int64_t n_layers;        /* main-model layers (MTP records have layer = n_layers) */
+    int64_t first_moe;       /* first MoE layer */
+    char **pieces;           /* [T] token strings, or NULL */
+} lroute;
+
+static int route_gc(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    dsv3_routerec_fini(&r->rec);
+    if (r->pieces)
+        for (int64_t i = 0; i < r->T; i++) free(r->pieces[i]);
+    free(r->pieces);
+    r->pieces = NULL;
+    r->T = 0;
+    return 0;
+}
+
+/* Pushes record i as a table. */
+static void push_record(lua_State *L, const dsv3_routerec *rec, int64_t i) {
+    const int64_t K = rec->K, E = rec->E;
+    lua_createtable(L, 0, 9);
+    dsv3_lua_setint(L, "layer", rec->layer[i]);
+    dsv3_lua_setint(L, "pos", rec->pos[i] + 1);
+    dsv3_lua_setint(L, "token", rec->token[i]);
+    push_int_array(L, rec->experts + i * K, K);
+    lua_setfield(L, -2, "experts");
+    push_float_array(L, rec->weights + i * K, K);
+    lua_setfield(L, -2, "weights");
+    lua_createtable(L, (int)K, 0);
+    for (int64_t k = 0; k < K; k++) {
+        int32_t e = rec->experts[i * K + k];
+        lua_pushnumber(L, e >= 0 ? rec->scores[i * E + e] : 0.0);
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "scores");
+    lua_createtable(L, (int)K, 0);
+    for (int64_t k = 0; k < K; k++) {
+        int32_t e = rec->experts[i * K + k];
+        lua_pushnumber(L, e >= 0 ? rec->biased[i * E + e] : 0.0);
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "biased");
+    lua_newtable(L);
+    for (int64_t g = 0, k = 1; g < rec->G; g++)
+        if (rec->groups[i * rec->G + g]) {
+            lua_pushinteger(L, g);
+            lua_rawseti(L, -2, k++);
+        }
+    lua_setfield(L, -2, "groups");
+    push_int_array(L, rec->nobias + i * K, K);
+    lua_setfield(L, -2, "experts_nobias");
+    lua_pushboolean(L, dsv3_routerec_bias_changed(rec, i));
+    lua_setfield(L, -2, "bias_changed");
+}
+
+/* r:token(pos) -> {record per MoE layer}, pos 1-based (negative from the end). */
+static int route_token(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_Integer p = luaL_checkinteger(L, 2);
+    if (p < 0) p = r->T + 1 + p;
+    luaL_argcheck(L, p >= 1 && p <= r->T, 2, "position out of range");
+    lua_newtable(L);
+    int k = 1;
+    for (int64_t i = 0; i < r->rec.n; i++)
+        if (r->rec.pos[i] == p - 1) {
+            push_record(L, &r->rec, i);
+            lua_rawseti(L, -2, k++);
+        }
+    return 1;
+}
+
+/* r:layer(L) -> {record per token}. */
+static int route_layer(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_Integer li = luaL_checkinteger(L, 2);
+    lua_newtable(L);
+    int k = 1;
+    for (int64_t i = 0; i < r->rec.n; i++)
+        if (r->rec.layer[i] == li) {
+            push_record(L, &r->rec, i);
+            lua_rawseti(L, -2, k++);
+        }
+    if (k == 1) return luaL_error(L, "layer %d has no routing in this record (MoE layers: %d..%d)",
+                                  (int)li, (int)r->first_moe, (int)r->n_layers - 1);
+    return 1;
+}
+
+/* Pushes {layer=, tokens=, counts={E}, maxvio=, push={E: sign(mean - load)}} for one layer. */
+static void push_load(lua_State *L, const int64_t *counts, int64_t E, int64_t layer, int64_t tokens) {
+    lua_createtable(L, 0, 5);
+    dsv3_lua_setint(L, "layer", layer);
+    dsv3_lua_setint(L, "tokens", tokens);
+    int64_t total = 0;
+    lua_createtable(L, (int)E, 0);
+    for (int64_t e = 0; e < E; e++) {
+        total += counts[e];
+        lua_pushinteger(L, counts[e]);
+        lua_rawseti(L, -2, e + 1);
+    }
+    lua_setfield(L, -2, "counts");
+    lua_pushnumber(L, dsv3_load_maxvio(counts, E));
+    lua_setfield(L, -2, "maxvio");
+    /* spec/training.md §1.2: b_i += gamma * sign(mean load - load_i) */
+    const double mean = (double)total / (double)E;
+    lua_createtable(L, (int)E, 0);
+    for (int64_t e = 0; e < E; e++) {
+        double d = mean - (double)counts[e];
+        lua_pushinteger(L, d > 0 ? 1 : d < 0 ? -1 : 0);
+        lua_rawseti(L, -2, e + 1);
+    }
+    lua_setfield(L, -2, "push");
+}
+
+/* r:load([L]) -> load table for layer L, or a list for every MoE layer. */
+static int route_load(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    const int64_t E = r->rec.E;
+    int64_t *counts = malloc((size_t)E * sizeof *counts);
+    if (!counts) return luaL_error(L, "out of memory");
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer li = luaL_checkinteger(L, 2);
+        int64_t tok = dsv3_routerec_load(&r->rec, li, counts);
+        push_load(L, counts, E, li, tok);
+    } else {
+        lua_newtable(L);
+        int k = 1;
+        for (int64_t li = r->first_moe; li <= r->n_layers; li++) {
+            int64_t tok = dsv3_routerec_load(&r->rec, li, counts);
+            if (!tok) continue;
+            push_load(L, counts, E, li, tok);
+            lua_rawseti(L, -2, k++);
+        }
+    }
+    free(counts);
+    luaL_setmetatable(L, "dsv3.load");
+    return 1;
+}
+
+/* r:cooc(L) -> E x E table: how often experts i and j were chosen together. */
+static int route_cooc(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_Integer li = luaL_checkinteger(L, 2);
+    const int64_t E = r->rec.E, K = r->rec.K;
+    int64_t *m = calloc((size_t)(E * E), sizeof *m);
+    if (!m) return luaL_error(L, "out of memory");
+    for (int64_t i = 0; i < r->rec.n; i++) {
+        if (r->rec.layer[i] != li) continue;
+        const int32_t *ex = r->rec.experts + i * K;
+        for (int64_t a = 0; a < K; a++)
+            for (int64_t b = 0; b < K; b++)
+                if (a != b && ex[a] >= 0 && ex[b] >= 0) m[ex[a] * E + ex[b]]++;
+    }
+    lua_createtable(L, (int)E, 0);
+    for (int64_t a = 0; a < E; a++) {
+        lua_createtable(L, (int)E, 0);
+        for (int64_t b = 0; b < E; b++) {
+            lua_pushinteger(L, m[a * E + b]);
+            lua_rawseti(L, -2, b + 1);
+        }
+        lua_rawseti(L, -2, a + 1);
+    }
+    free(m);
+    return 1;
+}
+
+/* r:changed() -> {[layer] = fraction of tokens whose experts the bias changed}. */
+static int route_changed(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_newtable(L);
+    for (int64_t li = r->first_moe; li <= r->n_layers; li++) {
+        int64_t n = 0, ch = 0;
+        for (int64_t i = 0; i < r->rec.n; i++)
+            if (r->rec.layer[i] == li) {
+                n++;
+                ch += dsv3_routerec_bias_changed(&r->rec, i);
+            }
+        if (!n) continue;
+        lua_pushnumber(L, (double)ch / (double)n);
+        lua_rawseti(L, -2, li);
+    }
+    return 1;
+}
+
+static int route_json(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    char *s = dsv3_routerec_json(&r->rec, INT64_MAX, lm && lm->tok ? piece_of : NULL, lm ? lm->tok : NULL);
+    if (!s) return luaL_error(L, "out of memory");
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+/* r:csv() -> one row per (token, layer, rank): layer,pos,token,rank,expert,weight,score,
+ * biased,bias_changed (pos 1-based like the Lua API). */
+static int route_csv(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_puts(&b, "layer,pos,token,rank,expert,weight,score,biased,bias_changed\n");
+    for (int64_t i = 0; i < r->rec.n; i++) {
+        const int changed = dsv3_routerec_bias_changed(&r->rec, i);
+        for (int64_t k = 0; k < r->rec.K; k++) {
+            const int32_t e = r->rec.experts[i * r->rec.K + k];
+            char line[256];
+            snprintf(line, sizeof line, "%lld,%lld,%d,%lld,%d,%.9g,%.9g,%.9g,%d\n", (long long)r->rec.layer[i],
+                     (long long)r->rec.pos[i] + 1, r->rec.token[i], (long long)k + 1, e,
+                     r->rec.weights[i * r->rec.K + k], e >= 0 ? r->rec.scores[i * r->rec.E + e] : 0.0,
+                     e >= 0 ? r->rec.biased[i * r->rec.E + e] : 0.0, changed);
+            dsv3_strbuf_puts(&b, line);
+        }
+    }
+    return dsv3_sbuf_push(L, &b);
+}
+
+/* r:save(path): .json or .csv by extension, written to a temp file and renamed (atomic). */
+static int route_save(lua_State *L) {
+    luaL_checkudata(L, 1, MT_ROUTE);
+    const char *path = luaL_checkstring(L, 2);
+    const size_t n = strlen(path);
+    const int csv = n > 4 && !strcmp(path + n - 4, ".csv");
+    if (!csv && !(n > 5 && !strcmp(path + n - 5, ".json")))
+        return luaL_error(L, "save: the path must end in .json or .csv");
+    lua_pushcfunction(L, csv ? route_csv : route_json);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(text, 1, len, f) == len;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return luaL_error(L, "save: cannot write %s", path);
+    }
+    lua_pushstring(L, path);
+    return 1;
+}
+
+/* Scores heatmap of one layer: tokens x experts (biased scores, chosen cells marked). */
+static char *route_heatmap(const lroute *r, int64_t li, int svg) {
+    const int64_t E = r->rec.E, K = r->rec.K;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < r->rec.n; i++) rows += r->rec.layer[i] == li;
+    if (!rows) return NULL;
+    float *v = malloc((size_t)(rows * E) * sizeof *v);
+    unsigned char *mark = calloc((size_t)(rows * E), 1);
+    const char **labels = calloc((size_t)rows, sizeof *labels);
+    if (!v || !mark || !labels) {
+        free(v), free(mark), free(labels);
+        return NULL;
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < r->rec.n; i++) {
+        if (r->rec.layer[i] != li) continue;
+        memcpy(v + k * E, r->rec.scores + i * E, (size_t)E * sizeof *v);
+        for (int64_t j = 0; j < K; j++)
+            if (r->rec.experts[i * K + j] >= 0) mark[k * E + r->rec.experts[i * K + j]] = 1;
+        int64_t p = r->rec.pos[i];
+        labels[k] = r->pieces && p < r->T ? r->pieces[p] : NULL;
+        k++;
+    }
+    char title[96];
+    snprintf(title, sizeof title, "layer %lld: sigmoid scores, chosen experts outlined", (long long)li);
+    dsv3_heatmap hm = {.v = v, .mark = mark, .rows = rows, .cols = E, .row_labels = labels,
+                       .title = title, .col_axis = "expert"};
+    char *out = svg ? dsv3_render_heatmap_svg(&hm) : dsv3_render_heatmap_text(&hm);
+    free(v), free(mark), free(labels);
+    return out;
+}
+
+/* r:heatmap(L [, "svg"|"text"]) -> string. */
+static int route_heatmap_m(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_Integer li = luaL_optinteger(L, 2, r->first_moe);
+    const char *fmt = luaL_optstring(L, 3, "text");
+    char *s = route_heatmap(r, li, !strcmp(fmt, "svg"));
+    if (!s) return luaL_error(L, "layer %d has no routing in this record", (int)li);
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int route_svg(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    char *s = route_heatmap(r, r->first_moe, 1);
+    lua_pushstring(L, s ? s : "");
+    free(s);
+    return 1;
+}
+
+/* Text: one row per token, one column per MoE layer, the chosen experts ('*': bias changed
+ * the choice). */
+static int route_tostring(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    dsv3_strbuf b = {0};
+    char line[256];
+    snprintf(line, sizeof line, "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
+             (long long)r->T, (long long)r->first_moe, (long long)r->n_layers - 1);
+    dsv3_strbuf_puts(&b, line);
+    for (int64_t p = 0; p < r->T && p < 64; p++) {
+        char lab[64];
+        dsv3_text_fit(lab, sizeof lab, r->pieces && r->pieces[p] ? r->pieces[p] : "", 12);
+        snprintf(line, sizeof line, "%4lld %s", (long long)p + 1, lab);
+        dsv3_strbuf_puts(&b, line);
+        for (int64_t i = 0; i < r->rec.n; i++) {
+            if (r->rec.pos[i] != p || r->rec.layer[i] >= r->n_layers) continue;
+            dsv3_strbuf_puts(&b, " |");
+            for (int64_t k = 0; k < r->rec.K; k++) {
+                snprintf(line, sizeof line, "%s%d", k ? "," : "", r->rec.experts[i * r->rec.K + k]);
+                dsv3_strbuf_puts(&b, line);
+            }
+            if (dsv3_routerec_bias_changed(&r->rec, i)) dsv3_strbuf_puts(&b, "*");
+        }
+        dsv3_strbuf_puts(&b, "\n");
+    }
+    if (r->T > 64) dsv3_strbuf_puts(&b, " ...\n");
+    return dsv3_sbuf_push(L, &b);
+}
+
+static int route_len(lua_State *L) {
+    lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
+    lua_pushinteger(L, r->T);
+    return 1;
+}
+
+/* Fills a routing record for ids over the main model (and the MTP block when mtp is set). */
+static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    lroute *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, MT_ROUTE);
+    dsv3_err err = {{0}};
+    if (dsv3_routerec_init(&r->rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err) ||
+        dsv3_routerec_reserve(&r->rec, n * (c->num_hidden_layers - c->first_k_dense_replace + 1), &err)) {
+        dsv3_lua_error(L, &err);
+    }
+    r->T = n;
+    r->n_layers = c->num_hidden_layers;
+    r->first_moe = c->first_k_dense_replace;
+    if (lm->tok && (r->pieces = calloc((size_t)n, sizeof *r->pieces)))
+        for (int64_t i = 0; i < n; i++) r->pieces[i] = token_text(lm, ids[i]);
+    dsv3_run *run = new_run(L, lm, n);
+    dsv3_hooks h = dsv3_routerec_hooks(&r->rec);
+    dsv3_run_set_hooks(run, &h);
+    dsv3_status st = dsv3_forward_chunked(run, ids, n, NULL, NULL, &err);
+    dsv3_run_free(run);
+    if (st) dsv3_lua_error(L, &err);
+    return r;
+}
+
+int dsv3_lua_route(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    do_route(L, lm, ids, (int64_t)n);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- bias ----------------- */
+
+static float *bias_arg(lua_State *L, lmodel *lm, int idx) {
+    lua_Integer li = luaL_checkinteger(L, idx);
+    float *b = dsv3_model_bias(lm->m, li);
+    if (!b) {
+        const dsv3_config *c = dsv3_model_config(lm->m);
+        luaL_error(L, "layer %d has no router bias (MoE layers are %d..%d%s)", (int)li,
+                   (int)c->first_k_dense_replace, (int)c->num_hidden_layers - 1,
+                   dsv3_model_has_mtp(lm->m) ? ", and the MTP block" : "");
+    }
+    return b;
+}
+
+/* bias(layer [, expert]) -> vector table, or one value (experts 0-based like the checkpoint). */
+int dsv3_lua_bias(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    float *b = bias_arg(L, lm, 1);
+    const int64_t E = dsv3_model_config(lm->m)->n_routed_experts;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer e = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, e >= 0 && e < E, 2, "expert out of range");
+        lua_pushnumber(L, b[e]);
+        return 1;
+    }
+    lua_createtable(L, (int)E, 0);
+    for (int64_t e = 0; e < E; e++) {
+        lua_pushnumber(L, b[e]);
+        lua_rawseti(L, -2, e + 1); /* Lua index e+1 holds expert e */
+    }
+    return 1;
+}
+
+/* Applies value (number or table of E numbers) to one expert or the whole vector. */
+static int bias_edit(lua_State *L, int add) {
+    lmodel *lm = dsv3_lua_model_arg(L, 4);
+    float *b = bias_arg(L, lm, 1);
+    const int64_t E = dsv3_model_config(lm->m)->n_routed_experts;
+    if (lua_istable(L, 2)) { /* bias_set(layer, {v1, ..., vE}) */
+        luaL_argcheck(L, (int64_t)lua_rawlen(L, 2) == E, 2, "table must hold one value per expert");
+        float *tmp = malloc((size_t)E * sizeof *tmp);
+        if (!tmp) return luaL_error(L, "out of memory");
+        for (int64_t e = 0; e < E; e++) {
+            lua_rawgeti(L, 2, e + 1);
+            int ok;
+            lua_Number v = lua_tonumberx(L, -1, &ok);
+            lua_pop(L, 1);
+            if (!ok || !isfinite(v)) {
+                free(tmp);
+                return luaL_error(L, "bias value for expert %d is not a finite number", (int)e);
+            }
+            tmp[e] = (float)v;
+        }
+        for (int64_t e = 0; e < E; e++) b[e] = add ? b[e] + tmp[e] : tmp[e];
+        free(tmp);
+        return 0;
+    }
+    lua_Integer e = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, e >= 0 && e < E, 2, "expert out of range");
+    lua_Number v = luaL_checknumber(L, 3);
+    luaL_argcheck(L, isfinite(v), 3, "value must be finite");
+    b[e] = add ? b[e] + (float)v : (float)v;
+    return 0;
+}
+
+int dsv3_lua_bias_set(lua_State *L) {
+    return bias_edit(L, 0);
+}
+int dsv3_lua_bias_add(lua_State *L) {
+    return bias_edit(L, 1);
+}
+int dsv3_lua_bias_reset(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    lua_Integer li = luaL_optinteger(L, 1, -1);
+    if (li >= 0) bias_arg(L, lm, 1);
+    dsv3_model_bias_reset(lm->m, li);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- load over a batch ---- */
+
+static int load_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    dsv3_strbuf b = {0};
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    int single = n == 0;
+    for (lua_Integer i = 1; i <= (single ? 1 : n); i++) {
+        if (single) lua_pushvalue(L, 1);
+        else lua_rawgeti(L, 1, i);
+        lua_getfield(L, -1, "layer");
+        lua_getfield(L, -2, "tokens");
+        lua_getfield(L, -3, "maxvio");
+        char line[160];
+        snprintf(line, sizeof line, "layer %lld: %lld tokens, maxvio %.3f, load:", (long long)lua_tointeger(L, -3),
+                 (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
+        dsv3_strbuf_puts(&b, line);
+        lua_pop(L, 3);
+        lua_getfield(L, -1, "counts");
+        lua_Integer E = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer e = 1; e <= E && e <= 64; e++) {
+            lua_rawgeti(L, -1, e);
+            snprintf(line, sizeof line, " %lld", (long long)lua_tointeger(L, -1));
+            dsv3_strbuf_puts(&b, line);
+            lua_pop(L, 1);
+        }
+        if (E > 64) dsv3_strbuf_puts(&b, " ...");
+        dsv3_strbuf_puts(&b, "\n");
+        lua_pop(L, 2);
+    }
+    return dsv3_sbuf_push(L, &b);
+}
+
+/* load_stats({text1, text2, ...}) -> per layer: counts summed over the batch, maxvio of the
+ * batch and the mean of the per-sequence maxvio, the bias-update push direction. */
+int dsv3_lua_load_stats(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    const int64_t E = c->n_routed_experts, Lmain = c->num_hidden_layers, first = c->first_k_dense_replace;
+    lua_Integer nseq = (lua_Integer)lua_rawlen(L, 1);
+    luaL_argcheck(L, nseq >= 1, 1, "a list of texts (or of id tables) is needed");
+    const int64_t nl = Lmain - first;
+    if (nl < 1) return luaL_error(L, "the model has no MoE layer");
+    /* GC-owned scratch: a text that fails to tokenize raises without leaking */
+    int64_t *sum = dsv3_lua_alloc(L, (size_t)(nl * E) * sizeof *sum);
+    int64_t *cnt = dsv3_lua_alloc(L, (size_t)E * sizeof *cnt);
+    int64_t *tokens = dsv3_lua_alloc(L, (size_t)nl * sizeof *tokens);
+    double *seqvio = dsv3_lua_alloc(L, (size_t)nl * sizeof *seqvio);
+    for (lua_Integer s = 1; s <= nseq; s++) {
+        lua_rawgeti(L, 1, s);
+        size_t n;
+        int32_t *ids = dsv3_lua_ids_arg(L, lua_gettop(L), lm, &n, 1);
+        lroute *r = do_route(L, lm, ids, (int64_t)n);
+        for (int64_t l = 0; l < nl; l++) {
+            tokens[l] += dsv3_routerec_load(&r->rec, first + l, cnt);
+            for (int64_t e = 0; e < E; e++) sum[l * E + e] += cnt[e];
+            seqvio[l] += dsv3_load_maxvio(cnt, E);
+        }
+        lua_pop(L, 3); /* the record (collected later), the ids and the text */
+    }
+    lua_createtable(L, (int)nl, 0);
+    for (int64_t l = 0; l < nl; l++) {
+        push_load(L, sum + l * E, E, first + l, tokens[l]);
+        lua_pushnumber(L, seqvio[l] / (double)nseq);
+        lua_setfield(L, -2, "maxvio_per_sequence");
+        lua_rawseti(L, -2, l + 1);
+    }
+    luaL_setmetatable(L, "dsv3.load");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- interventions -------- */
+
+/* Reads {disable = {[layer] = {e...}} | {e...}, zero_bias, drop_shared, force = {layer=,
+ * experts={...}, pos=}} into iv. */
+/* *dis ([NL * E]) and *forced ([NL * K]) are caller buffers in GC-owned memory (an error raised
+ * while reading the table must not leak). */
+static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventions *iv,
+                               unsigned char **dis, int32_t **forced) {
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok, NL = c->num_hidden_layers + 1;
+    memset(iv, 0, sizeof *iv);
+    iv->forced_pos = -1;
+    iv->zero_bias = dsv3_lua_opt_bool(L, t, "zero_bias", 0);
+    iv->drop_shared = dsv3_lua_opt_bool(L, t, "drop_shared", 0);
+    lua_getfield(L, t, "disable");
+    if (lua_istable(L, -1)) {
+        iv->disabled = *dis;
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_istable(L, -1)) { /* [layer] = {experts} */
+                lua_Integer li = lua_tointeger(L, -2);
+                if (li < 0 || li >= NL) luaL_error(L, "disable: layer %d out of range", (int)li);
+                for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
+                    lua_rawgeti(L, -1, k);
+                    lua_Integer e = lua_tointeger(L, -1);
+                    lua_pop(L, 1);
+                    if (e < 0 || e >= E) luaL_error(L, "disable: expert %d out of range", (int)e);
+                    (*dis)[li * E + e] = 1;
+                }
+            } else { /* a flat list of experts: every layer */
+                lua_Integer e = lua_tointeger(L, -1);
+                if (e < 0 || e >= E) luaL_error(L, "disable: expert %d out of range", (int)e);
+                for (int64_t li = 0; li < NL; li++) (*dis)[li * E + e] = 1;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "force");
+    if (lua_istable(L, -1)) {
+        for (int64_t i = 0; i < NL * K; i++) (*forced)[i] = -1;
+        iv->forced = *forced;
+        lua_getfield(L, -1, "layer");
+        lua_Integer li = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        if (li < 0 || li >= NL) luaL_error(L, "force: layer %d out of range", (int)li);
+        lua_getfield(L, -1, "experts");
+        if (!lua_istable(L, -1) || (int64_t)lua_rawlen(L, -1) != K)
+            luaL_error(L, "force: experts must list exactly %d experts", (int)K);
+        for (int64_t k = 0; k < K; k++) {
+            lua_rawgeti(L, -1, k + 1);
+            lua_Integer e = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (e < 0 || e >= E) luaL_error(L, "force: expert %d out of range", (int)e);
+            (*forced)[li * K + k] = (int32_t)e;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "pos");
+        iv->forced_pos = lua_isnil(L, -1) ? -1 : lua_tointeger(L, -1) - 1;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+static void log_softmax(const float *x, int64_t V, double *out) {
+    double mx = x[0], s = 0;
+    for (int64_t v = 1; v < V; v++) mx = fmax(mx, x[v]);
+    for (int64_t v = 0; v < V; v++) s += exp(x[v] - mx);
+    const double ls = log(s) + mx;
+    for (int64_t v = 0; v < V; v++) out[v] = x[v] - ls;
+}
+
+static int effect_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "mean_kl");
+    lua_getfield(L, 1, "top1_changed_fraction");
+    lua_getfield(L, 1, "max_kl");
+    char buf[200];
+    snprintf(buf, sizeof buf, "intervention effect: mean KL(base || intervened) %.4g nats, max %.4g, top-1 changed at %.1f%% of positions",
+             lua_tonumber(L, -3), lua_tonumber(L, -1), 100.0 * lua_tonumber(L, -2));
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* effect(text | ids, interventions) -> {kl = {per position}, top1_changed = {...}, mean_kl,
+ * max_kl, top1_changed_fraction}. */
+int dsv3_lua_effect(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    const int64_t V = dsv3_model_config(lm->m)->vocab_size, T = (int64_t)n;
+    const dsv3_config *cf = dsv3_model_config(lm->m);
+    const int64_t NLE = (cf->num_hidden_layers + 1) * cf->n_routed_experts;
+    unsigned char *dis = dsv3_lua_alloc(L, (size_t)NLE);
+    int32_t *forced = dsv3_lua_alloc(L, (size_t)((cf->num_hidden_layers + 1) * cf->num_experts_per_tok) * sizeof *forced);
+    dsv3_interventions iv;
+    read_interventions(L, 2, lm, &iv, &dis, &forced);
+    float *a = malloc((size_t)(T * V) * sizeof *a), *b = malloc((size_t)(T * V) * sizeof *b);
+    double *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    dsv3_err err = {{0}};
+    dsv3_status st = a && b && la && lb ? DSV3_OK : dsv3_errf(&err, DSV3_ENOMEM, "effect: out of memory");
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        dsv3_run_opts o = {.max_seq = T, .max_chunk = T < 512 ? T : 512};
+        dsv3_run *r = NULL;
+        st = dsv3_run_new(&r, lm->m, &o, &err);
+        if (st) break;
+        dsv3_run_set_cancel(r, dsv3_session_of(L)->io.interrupt);
+        if (pass) dsv3_run_set_interventions(r, &iv);
+        st = dsv3_forward_chunked(r, ids, T, pass ? b : a, NULL, &err);
+        dsv3_run_free(r);
+    }
+    if (st) {
+        free(a), free(b), free(la), free(lb);
+        return dsv3_lua_error(L, &err);
+    }
+    lua_createtable(L, 0, 5);
+    lua_createtable(L, (int)T, 0);
+    lua_createtable(L, (int)T, 0);
+    double sum = 0, mx = 0;
+    int64_t changed = 0;
+    for (int64_t t = 0; t < T; t++) {
+        log_softmax(a + t * V, V, la);
+        log_softmax(b + t * V, V, lb);
+        double kl = 0;
+        int64_t ta = 0, tb = 0;
+        for (int64_t v = 0; v < V; v++) {
+            kl += exp(la[v]) * (la[v] - lb[v]);
+            if (a[t * V + v] > a[t * V + ta]) ta = v;
+            if (b[t * V + v] > b[t * V + tb]) tb = v;
+        }
+        sum += kl;
+        mx = fmax(mx, kl);
+        changed += ta != tb;
+        lua_pushnumber(L, kl);
+        lua_rawseti(L, -3, t + 1);
+        lua_pushboolean(L, ta != tb);
+        lua_rawseti(L, -2, t + 1);
+    }
+    lua_setfield(L, -3, "top1_changed");
+    lua_setfield(L, -2, "kl");
+    lua_pushnumber(L, sum / (double)T);
+    lua_setfield(L, -2, "mean_kl");
+    lua_pushnumber(L, mx);
+    lua_setfield(L, -2, "max_kl");
+    lua_pushnumber(L, (double)changed / (double)T);
+    lua_setfield(L, -2, "top1_changed_fraction");
+    free(a), free(b), free(la), free(lb);
+    luaL_setmetatable(L, "dsv3.effect");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- MTP acceptance ------- */
+
+typedef struct {
+    dsv3_draft_event *ev;
+    size_t n, cap;
+} draft_log;
+
+static void on_draft(void *ud, const dsv3_draft_event *ev) {
+    draft_log *d = ud;
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 64;
+        dsv3_draft_event *ne = realloc(d->ev, nc * sizeof *ne);
+        if (!ne) return;
+        d->ev = ne;
+        d->cap = nc;
+    }
+    d->ev[d->n++] = *ev;
+}
+
+static int trace_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "drafted");
+    lua_getfield(L, 1, "accepted");
+    lua_getfield(L, 1, "rate");
+    char buf[256];
+    snprintf(buf, sizeof buf, "MTP drafts: %lld, accepted %lld (%.1f%%); see .steps, .by_position, .by_band, .histogram",
+             (long long)lua_tointeger(L, -3), (long long)lua_tointeger(L, -2), 100.0 * lua_tonumber(L, -1));
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* mtp_trace(prompt | ids [, gen opts]) -> {steps = {{pos, draft, q, p, main, accepted}...},
+ * drafted, accepted, rate, by_position = {[bucket] = rate}, by_band = {...}, histogram}. */
+int dsv3_lua_mtp_trace(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    if (!dsv3_model_has_mtp(lm->m)) return luaL_error(L, "mtp_trace: the model has no MTP layer");
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    dsv3_session *s = dsv3_session_of(L);
+    lua_Integer n_new = (lua_Integer)dsv3_lua_opt_num(L, 2, "n", 64);
+    float temp = (float)dsv3_lua_opt_num(L, 2, "temp", 0.0);
+    if (n_new < 1 || (int64_t)n + n_new + 1 > c->max_position_embeddings || n < 1) {
+        return luaL_error(L, "mtp_trace: need a prompt and 1 <= n with prompt + n < max_position_embeddings");
+    }
+    draft_log d = {0};
+    int32_t *out = malloc((size_t)n_new * sizeof *out);
+    dsv3_run *run = NULL;
+    dsv3_err err = {{0}};
+    dsv3_run_opts ro = {.max_seq = (int64_t)n + n_new + 1, .max_chunk = n < 256 ? (int64_t)n + 1 : 256};
+    dsv3_gen_opts go = {.max_new_tokens = n_new, .sample = {.greedy = temp <= 0, .temperature = temp},
+                        .seed = (uint64_t)dsv3_lua_opt_num(L, 2, "seed", (lua_Number)s->seed),
+                        .use_mtp = 1, .eos_id = -1, .ud = &d, .on_draft = on_draft,
+                        .cancel = s->io.interrupt};
+    int64_t n_out = 0;
+    dsv3_gen_stats st;
+    dsv3_status rc = out ? dsv3_run_new(&run, lm->m, &ro, &err) : DSV3_ENOMEM;
+    if (!rc) rc = dsv3_generate(run, ids, (int64_t)n, &go, out, &n_out, &st, &err);
+    dsv3_run_free(run);
+    free(out);
+    if (rc && rc != DSV3_EINTR) {
+        free(d.ev);
+        return dsv3_lua_error(L, &err);
+    }
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, (int)d.n, 0);
+    int64_t acc = 0;
+    enum { BUCKET = 16, BANDS = 4, HIST = 10 };
+    int64_t pos_n[64] = {0}, pos_a[64] = {0}, band_n[BANDS] = {0}, band_a[BANDS] = {0}, hist[HIST] = {0};
+    for (size_t i = 0; i < d.n; i++) {
+        const dsv3_draft_event *e = &d.ev[i];
+        lua_createtable(L, 0, 6);
+        dsv3_lua_setint(L, "pos", e->pos + 1);
+        dsv3_lua_setint(L, "draft", e->draft);
+        dsv3_lua_setint(L, "main", e->main);
+        lua_pushnumber(L, e->q_draft);
+        lua_setfield(L, -2, "q");
+        lua_pushnumber(L, e->p_draft);
+        lua_setfield(L, -2, "p");
+        lua_pushboolean(L, e->accepted);
+        lua_setfield(L, -2, "accepted");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        acc += e->accepted;
+        int64_t b = (e->pos / BUCKET) < 63 ? e->pos / BUCKET : 63;
+        pos_n[b]++;
+        pos_a[b] += e->accepted;
+        /* token-id band: a proxy for frequency (BPE ids grow as merges get rarer) */
+        int64_t band = (int64_t)e->draft * BANDS / c->vocab_size;
+        band_n[band]++;
+        band_a[band] += e->accepted;
+        int hb = (int)(e->q_draft * HIST);
+        hist[hb < HIST ? hb : HIST - 1]++;
+    }
+    lua_setfield(L, -2, "steps");
+    dsv3_lua_setint(L, "drafted", (long long)d.n);
+    dsv3_lua_setint(L, "accepted", acc);
+    lua_pushnumber(L, d.n ? (double)acc / (double)d.n : 0.0);
+    lua_setfield(L, -2, "rate");
+    lua_newtable(L);
+    for (int b = 0; b < 64; b++)
+        if (pos_n[b]) {
+            lua_pushnumber(L, (double)pos_a[b] / (double)pos_n[b]);
+            lua_rawseti(L, -2, b * BUCKET + 1); /* key: first position of the bucket */
+        }
+    lua_setfield(L, -2, "by_position");
+    lua_createtable(L, BANDS, 0);
+    for (int b = 0; b < BANDS; b++) {
+        lua_pushnumber(L, band_n[b] ? (double)band_a[b] / (double)band_n[b] : 0.0 / 0.0);
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "by_band");
+    lua_createtable(L, HIST, 0);
+    for (int b = 0; b < HIST; b++) {
+        lua_pushinteger(L, hist[b]);
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "histogram");
+    dsv3_lua_setint(L, "tokens", st.tokens);
+    free(d.ev);
+    luaL_setmetatable(L, "dsv3.trace");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- tensors -------------- */
+
+typedef struct {
+    int64_t rows, cols;
+    float *v;
+} ltensor;
+
+static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols) {
+    ltensor *t = lua_newuserdatauv(L, sizeof *t, 0);
+    t->rows = rows;
+    t->cols = cols;
+    t->v = calloc((size_t)(rows * cols), sizeof *t->v);
+    luaL_setmetatable(L, MT_TENSOR);
+    if (!t->v) luaL_error(L, "out of memory for a %d x %d tensor", (int)rows, (int)cols);
+    return t;
+}
+
+/* The tensor at idx; raises if its memory was released (a __gc called by hand). */
+static ltensor *check_tensor(lua_State *L, int idx) {
+    ltensor *t = luaL_checkudata(L, idx, MT_TENSOR);
+    if (!t->v) luaL_error(L, "tensor is released");
+    return t;
+}
+
+static int tensor_gc(lua_State *L) {
+    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
+    free(t->v);
+    t->v = NULL;
+    return 0;
+}
+
+static int tensor_shape(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    lua_pushinteger(L, t->rows);
+    lua_pushinteger(L, t->cols);
+    return 2;
+}
+
+static int tensor_get(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
+    luaL_argcheck(L, j >= 1 && j <= t->cols, 3, "column out of range");
+    lua_pushnumber(L, t->v[(i - 1) * t->cols + (j - 1)]);
+    return 1;
+}
+
+static int tensor_row(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    lua_Integer i = luaL_checkinteger(L, 2);
+    if (i < 0) i = t->rows + 1 + i;
+    luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
+    push_float_array(L, t->v + (i - 1) * t->cols, t->cols);
+    return 1;
+}
+
+static int tensor_norms(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    lua_createtable(L, (int)t->rows, 0);
+    for (int64_t i = 0; i < t->rows; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < t->cols; j++) s += (double)t->v[i * t->cols + j] * t->v[i * t->cols + j];
+        lua_pushnumber(L, sqrt(s));
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int tensor_save(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int64_t shape[2] = {t->rows, t->cols};
+    dsv3_err err = {{0}};
+    if (dsv3_npy_write_f32(path, t->v, 2, shape, &err)) return dsv3_lua_error(L, &err);
+    return 0;
+}
+
+static int tensor_tostring(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
+    char head[96];
+    snprintf(head, sizeof head, "tensor [%lld x %lld]", (long long)t->rows, (long long)t->cols);
+    hm.title = head;
+    char *s = t->rows <= 64 && t->cols <= 128 ? dsv3_render_heatmap_text(&hm) : NULL;
+    lua_pushstring(L, s ? s : head);
+    free(s);
+    return 1;
+}
+
+static int tensor_svg(lua_State *L) {
+    ltensor *t = check_tensor(L, 1);
+    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
+    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmap_svg(&hm) : NULL;
+    lua_pushstring(L, s ? s : "");
+    free(s);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- capture / lens / attn  */
+
+static const char *const point_names[DSV3_POINT_COUNT] = {"resid_in", "attn_out", "ffn_out",
+                                                          "resid_out", "ckv", "hidden"};
+
+typedef struct {
+    lua_State *L;
+    int table;          /* stack index of the result table */
+    int want[DSV3_POINT_COUNT];
+    int64_t T, n_layers;
+    ltensor **slots;    /* [(n_layers + 2) * POINT_COUNT] tensors, created on first sight */
+    const unsigned char *layers; /* [n_layers + 2] 1 = capture, NULL = all */
+} capture_ctx;
+
+/* The hook must not raise: tensors are created before the forward (see dsv3_lua_capture). */
+static void on_point(void *ud, dsv3_point p, int64_t layer, int64_t pos0, int64_t n, int64_t dim,
+                     const float *x) {
+    capture_ctx *c = ud;
+    int64_t slot = (layer + 1) * DSV3_POINT_COUNT + p; /* layer -1 (hidden) -> slot row 0 */
+    if (layer + 1 > c->n_layers + 1 || !c->slots[slot]) return;
+    ltensor *t = c->slots[slot];
+    if (t->cols != dim || pos0 + n > t->rows) return;
+    memcpy(t->v + pos0 * dim, x, (size_t)(n * dim) * sizeof(float));
+}
+
+/* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
+ * tensor [T, dim], ...}; points: resid_in, attn_out, ffn_out, resid_out, ckv, hidden. */
+int dsv3_lua_capture(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    const int64_t NL = c->num_hidden_layers;
+    capture_ctx cx = {.L = L, .n_layers = NL};
+    unsigned char *layers = NULL;
+    int any = 0;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "points");
+        if (lua_istable(L, -1)) {
+            for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
+                lua_rawgeti(L, -1, k);
+                const char *nm = lua_tostring(L, -1);
+                int found = 0;
+                for (int p = 0; p < DSV3_POINT_COUNT; p++)
+                    if (nm && !strcmp(nm, point_names[p])) cx.want[p] = found = any = 1;
+                if (!found) return luaL_error(L, "capture: unknown point '%s' (resid_in, attn_out, ffn_out, resid_out, ckv, hidden)", nm ? nm : "?");
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+        unsigned char *sel = dsv3_lua_alloc(L, (size_t)(NL + 2)); /* GC-owned */
+        lua_getfield(L, 2, "layers");
+        if (lua_istable(L, -1)) {
+            layers = sel;
+            for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
+                lua_rawgeti(L, -1, k);
+                lua_Integer li = lua_tointeger(L, -1);
+                lua_pop(L, 1);
+                if (li < 0 || li > NL) return luaL_error(L, "capture: layer %d out of range 0..%d", (int)li, (int)NL);
+                layers[li] = 1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (!any) cx.want[DSV3_POINT_RESID_OUT] = 1;
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    cx.T = (int64_t)n;
+    cx.slots = dsv3_lua_alloc(L, (size_t)((NL + 2) * DSV3_POINT_COUNT) * sizeof *cx.slots);
+    lua_newtable(L);
+    cx.table = lua_gettop(L);
+    /* Create every wanted tensor before the forward, so the hook only copies. */
+    for (int64_t li = -1; li <= NL; li++) {
+        const int is_hidden_row = li == -1;
+        if (!is_hidden_row && layers && !layers[li]) continue;
+        if (li == NL) continue; /* the MTP block is not run by capture */
+        for (int p = 0; p < DSV3_POINT_COUNT; p++) {
+            if (!cx.want[p] || (p == DSV3_POINT_HIDDEN) != is_hidden_row) continue;
+            int64_t dim = p == DSV3_POINT_CKV ? c->kv_lora_rank : c->hidden_size;
+            cx.slots[(li + 1) * DSV3_POINT_COUNT + p] = push_tensor(L, cx.T, dim);
+            if (is_hidden_row) lua_setfield(L, cx.table, point_names[p]);
+            else {
+                char key[64];
+                snprintf(key, sizeof key, "%s.%lld", point_names[p], (long long)li);
+                lua_setfield(L, cx.table, key);
+            }
+        }
+    }
+    dsv3_run *run = new_run(L, lm, cx.T);
+    dsv3_hooks h = {.ud = &cx, .point = on_point, .attn_layer = -1, .attn_head = -1};
+    dsv3_run_set_hooks(run, &h);
+    dsv3_err err = {{0}};
+    dsv3_status st = dsv3_forward_chunked(run, ids, cx.T, NULL, NULL, &err);
+    dsv3_run_free(run);
+    if (st) return dsv3_lua_error(L, &err);
+    return 1;
+}
+
+/* lens(text | ids [, {k = 5, pos = -1}]) -> {{layer=, top={{id, prob, piece}...}}...}: the
+ * final norm and lm_head applied to each layer's output residual (the logit lens). */
+int dsv3_lua_lens(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 3);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    const int64_t NL = c->num_hidden_layers, H = c->hidden_size, V = c->vocab_size;
+    int k = (int)dsv3_lua_opt_num(L, 2, "k", 5);
+    lua_Integer pos = (lua_Integer)dsv3_lua_opt_num(L, 2, "pos", -1);
+    if (k < 1) return luaL_error(L, "lens: k must be at least 1");
+    /* capture resid_out of every layer */
+    lua_pushcfunction(L, dsv3_lua_capture);
+    lua_pushvalue(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushstring(L, "resid_out");
+    lua_rawseti(L, -2, 1);
+    lua_setfield(L, -2, "points");
+    if (lua_isnoneornil(L, 3)) lua_pushnil(L);
+    else lua_pushvalue(L, 3);
+    lua_call(L, 3, 1);
+    const int cap = lua_gettop(L);
+    float *scratch = malloc((size_t)H * sizeof *scratch), *logits = malloc((size_t)V * sizeof *logits);
+    double *lp = malloc((size_t)V * sizeof *lp);
+    if (!scratch || !logits || !lp) {
+        free(scratch), free(logits), free(lp);
+        return luaL_error(L, "out of memory");
+    }
+    lua_createtable(L, (int)NL, 0);
+    for (int64_t li = 0; li < NL; li++) {
+        char key[64];
+        snprintf(key, sizeof key, "resid_out.%lld", (long long)li);
+        lua_getfield(L, cap, key);
+        ltensor *t = luaL_checkudata(L, -1, MT_TENSOR);
+        lua_Integer p = pos < 0 ? t->rows + 1 + pos : pos;
+        if (p < 1 || p > t->rows) {
+            free(scratch), free(logits), free(lp);
+            return luaL_error(L, "lens: pos out of range");
+        }
+        dsv3_model_lens(lm->m, t->v + (p - 1) * H, 1, scratch, logits);
+        lua_pop(L, 1);
+        log_softmax(logits, V, lp);
+        lua_createtable(L, 0, 2);
+        dsv3_lua_setint(L, "layer", li);
+        lua_createtable(L, k, 0);
+        for (int j = 0; j < k && j < V; j++) {
+            int64_t best = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (lp[v] > lp[best]) best = v;
+            lua_createtable(L, 0, 3);
+            dsv3_lua_setint(L, "id", best);
+            lua_pushnumber(L, exp(lp[best]));
+            lua_setfield(L, -2, "prob");
+            const char *pc = lm->tok ? dsv3_tokenizer_piece(lm->tok, (int32_t)best) : NULL;
+            if (pc) {
+                lua_pushstring(L, pc);
+                lua_setfield(L, -2, "piece");
+            }
+            lua_rawseti(L, -2, j + 1);
+            lp[best] = -INFINITY;
+        }
+        lua_setfield(L, -2, "top");
+        lua_rawseti(L, -2, li + 1);
+    }
+    free(scratch), free(logits), free(lp);
+    luaL_setmetatable(L, "dsv3.lens");
+    return 1;
+}
+
+static int lens_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_puts(&b, "logit lens (top tokens of each layer's residual through the final norm and head)\n");
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
+        lua_rawgeti(L, 1, i);
+        lua_getfield(L, -1, "layer");
+        char line[128];
+        snprintf(line, sizeof line, "  layer %2lld:", (long long)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+        dsv3_strbuf_puts(&b, line);
+        lua_getfield(L, -1, "top");
+        for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
+            lua_rawgeti(L, -1, j);
+            lua_getfield(L, -1, "id");
+            lua_getfield(L, -2, "prob");
+            lua_getfield(L, -3, "piece");
+            snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
+                     lua_isstring(L, -1) ? "/" : "", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
+            dsv3_strbuf_puts(&b, line);
+            lua_pop(L, 4);
+        }
+        lua_pop(L, 2);
+        dsv3_strbuf_puts(&b, "\n");
+    }
+    return dsv3_sbuf_push(L, &b);
+}
+
+typedef struct {
+    ltensor *t;
+} attn_ctx;
+
+static void on_attn(void *ud, int64_t layer, int64_t head, int64_t pos, int64_t T, const float *p) {
+    (void)layer, (void)head;
+    attn_ctx *a = ud;
+    if (pos < a->t->rows && T <= a->t->cols) memcpy(a->t->v + pos * a->t->cols, p, (size_t)T * sizeof *p);
+}
+
+/* attn(text | ids, layer, head) -> tensor [T, T]: row i = attention of query i over keys. */
+int dsv3_lua_attn(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 4);
+    const dsv3_config *c = dsv3_model_config(lm->m);
+    lua_Integer li = luaL_checkinteger(L, 2), h = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, li >= 0 && li < c->num_hidden_layers, 2, "layer out of range");
+    luaL_argcheck(L, h >= 0 && h < c->num_attention_heads, 3, "head out of range (0-based)");
+    size_t n;
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+    attn_ctx a = {.t = push_tensor(L, (int64_t)n, (int64_t)n)};
+    dsv3_run *run = new_run(L, lm, (int64_t)n);
+    dsv3_hooks hk = {.ud = &a, .attn = on_attn, .attn_layer = li, .attn_head = h};
+    dsv3_run_set_hooks(run, &hk);
+    dsv3_err err = {{0}};
+    dsv3_status st = dsv3_forward_chunked(run, ids, (int64_t)n, NULL, NULL, &err);
+    dsv3_run_free(run);
+    if (st) return dsv3_lua_error(L, &err);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- registration --------- */
+
+void dsv3_lua_open_probes(lua_State *L) {
+    static const luaL_Reg route_meta[] = {{"__gc", route_gc}, {"__tostring", route_tostring},
+                                          {"__len", route_len}, {"__svg", route_svg}, {NULL, NULL}};
+    static const luaL_Reg route_methods[] = {{"token", route_token}, {"layer", route_layer},
+                                             {"load", route_load}, {"cooc", route_cooc},
+                                             {"changed", route_changed}, {"json", route_json},
+                                             {"csv", route_csv}, {"save", route_save},
+                                             {"heatmap", route_heatmap_m}, {NULL, NULL}};
+    static const luaL_Reg tensor_meta[] = {{"__gc", tensor_gc}, {"__tostring", tensor_tostring},
+                                           {"__svg", tensor_svg}, {NULL, NULL}};
+    static const luaL_Reg tensor_methods[] = {{"shape", tensor_shape}, {"get", tensor_get},
+                                              {"row", tensor_row}, {"norms", tensor_norms},
+                                              {"save", tensor_save}, {NULL, NULL}};
+    static const luaL_Reg load_meta[] = {{"__tostring", load_tostring}, {NULL, NULL}};
+    static const luaL_Reg effect_meta[] = {{"__tostring", effect_tostring}, {NULL, NULL}};
+    static const luaL_Reg trace_meta[] = {{"__tostring", trace_tostring}, {NULL, NULL}};
+    static const luaL_Reg lens_meta[] = {{"__tostring", lens_tostring}, {NULL, NULL}};
+    struct {
+        const char *name;
+        const luaL_Reg *meta, *methods;
+    } mts[] = {{MT_ROUTE, route_meta, route_methods}, {MT_TENSOR, tensor_meta, tensor_methods},
+               {"dsv3.load", load_meta, NULL},       {"dsv3.effect", effect_meta, NULL},
+               {"dsv3.trace", trace_meta, NULL},     {"dsv3.lens", lens_meta, NULL}};
+    for (size_t i = 0; i < sizeof mts / sizeof mts[0]; i++) {
+        luaL_newmetatable(L, mts[i].name);
+        luaL_setfuncs(L, mts[i].meta, 0);
+        if (mts[i].methods) {
+            lua_newtable(L);
+            luaL_setfuncs(L, mts[i].methods, 0);
+            lua_setfield(L, -2, "__index");
+        }
+        lua_pop(L, 1);
+    }
+}
