@@ -158,41 +158,41 @@ static int test_grpo_loss_matches_hand_computation(void) {
 /* ---------------------------------------------------------------- whole model ---------- */
 
 /* L(theta) = dsv3_grpo_loss(logp_theta, ...) on two sequences of a 2-layer model (dense + MoE):
- * the analytic gradient (dsv3_tm_logp_backward of dL/dlp) against central differences of L for
+ * the analytic gradient (dsv3_trainable_logp_backward of dL/dlp) against central differences of L for
  * the largest of 16 random coordinates in every tensor (experts 0-3 only), at temperature 0.8.
  * pi_old and pi_ref are the logp of the unperturbed model shifted by fixed small offsets, so
  * every ratio stays inside the clip range (no kinks). Coordinates whose perturbation changes a
- * routing choice are skipped (the route hash of dsv3_tm_forward on the same ids). */
+ * routing choice are skipped (the route hash of dsv3_trainable_forward on the same ids). */
 static int test_grpo_loss_gradient_matches_finite_differences(void) {
     dsv3_model *m = open_model(small_model());
     CHECK(m, "model");
     const int64_t T = 6, B = 2, V = 64;
-    dsv3_tmodel *tm;
+    dsv3_trainable *tm;
     dsv3_err err;
-    CHECK(!dsv3_tm_new(&tm, m, B, T, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_new(&tm, m, B, T, &err), "%s", err.msg);
     int32_t ids[2 * 7];
     for (int i = 0; i < 14; i++)
         ids[i] = (int32_t)((i * 37 + 5) % V);
     const int64_t start[2] = {2, 1}, len[2] = {4, 3};
     const double adv[2] = {0.9, -1.1}, inv_t = 1.0 / 0.8, beta = 0.3, eps = 0.2;
     double lp[12], old[12], ref[12], dl[12], tmp[12];
-    CHECK(!dsv3_tm_logp_forward(tm, ids, B, inv_t, lp, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_logp_forward(tm, ids, B, inv_t, lp, NULL, &err), "%s", err.msg);
     for (int k = 0; k < 12; k++) {
         old[k] = lp[k] + 0.1 * urand();
         ref[k] = lp[k] + 0.5 * urand();
     }
     const double L0 = dsv3_grpo_loss(dl, NULL, lp, old, ref, adv, start, len, B, T, 0.5, eps, beta);
     CHECK(isfinite(L0), "loss %g", L0);
-    float *p = dsv3_tm_params(tm), *g = dsv3_tm_grads(tm);
-    memset(g, 0, (size_t)dsv3_tm_n_params(tm) * sizeof *g);
-    CHECK(!dsv3_tm_logp_backward(tm, dl, NULL, &err), "%s", err.msg);
-    dsv3_tm_losses base, lq;
-    CHECK(!dsv3_tm_forward(tm, ids, B, 0, 0, NULL, NULL, &base, &err), "%s", err.msg);
+    float *p = dsv3_trainable_params(tm), *g = dsv3_trainable_grads(tm);
+    memset(g, 0, (size_t)dsv3_trainable_n_params(tm) * sizeof *g);
+    CHECK(!dsv3_trainable_logp_backward(tm, dl, NULL, &err), "%s", err.msg);
+    dsv3_trainable_losses base, lq;
+    CHECK(!dsv3_trainable_forward(tm, ids, B, 0, 0, NULL, NULL, &base, &err), "%s", err.msg);
     double worst = 0.0;
     char worst_name[160] = "";
     int checked = 0, skipped = 0, nonzero = 0;
-    for (int64_t i = 0; i < dsv3_tm_n_tensors(tm); i++) {
-        const dsv3_tm_tensor *t = dsv3_tm_tensor_at(tm, i);
+    for (int64_t i = 0; i < dsv3_trainable_n_tensors(tm); i++) {
+        const dsv3_trainable_tensor *t = dsv3_trainable_tensor_at(tm, i);
         const char *ex = strstr(t->name, "experts.");
         if (ex && !strstr(t->name, "shared_experts") && ex[8] > '3') continue;
         if (strstr(t->name, "layers.2.")) continue; /* the MTP module: no gradient by design */
@@ -211,9 +211,9 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
         for (int s = 0; s < 2; s++) {
             p[best] = (float)(x0 + (s ? -h : h));
             xs[s] = p[best];
-            dsv3_tm_forward(tm, ids, B, 0, 0, NULL, NULL, &lq, &err);
+            dsv3_trainable_forward(tm, ids, B, 0, 0, NULL, NULL, &lq, &err);
             flipped |= lq.route_hash != base.route_hash;
-            dsv3_tm_logp_forward(tm, ids, B, inv_t, tmp, NULL, &err);
+            dsv3_trainable_logp_forward(tm, ids, B, inv_t, tmp, NULL, &err);
             double dd[12];
             Lpm[s] = dsv3_grpo_loss(dd, NULL, tmp, old, ref, adv, start, len, B, T, 0.5, eps, beta);
         }
@@ -236,11 +236,11 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
     CHECK(checked >= 20 && nonzero >= 20, "too few coordinates checked");
     CHECK(worst <= 1e-3, "GRPO loss gradient off: %.3g at %s", worst, worst_name);
     /* MTP tensors get no gradient from the GRPO loss */
-    const dsv3_tm_tensor *eh = dsv3_tm_find(tm, "model.layers.2.eh_proj.weight");
+    const dsv3_trainable_tensor *eh = dsv3_trainable_find(tm, "model.layers.2.eh_proj.weight");
     CHECK(eh, "no MTP eh_proj in the test model");
     for (int64_t j = 0; j < eh->numel; j++)
         CHECK(g[eh->offset + j] == 0.0f, "MTP gradient at %lld", (long long)j);
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     dsv3_model_close(m);
     return 0;
 }
@@ -249,8 +249,8 @@ static int test_grpo_loss_gradient_matches_finite_differences(void) {
 
 static int same_weights(dsv3_grpo *g) {
     dsv3_trainer *tr = dsv3_grpo_trainer(g);
-    const int64_t n = dsv3_tm_n_params(dsv3_trainer_tmodel(tr));
-    return !memcmp(dsv3_tm_params(dsv3_trainer_tmodel(tr)), dsv3_grpo_reference(g),
+    const int64_t n = dsv3_trainable_n_params(dsv3_trainer_tmodel(tr));
+    return !memcmp(dsv3_trainable_params(dsv3_trainer_tmodel(tr)), dsv3_grpo_reference(g),
                    (size_t)n * sizeof(float));
 }
 
@@ -301,7 +301,7 @@ static int test_grpo_reward_rises_and_reference_stays_frozen(void) {
     CHECK(!dsv3_forward(run, prompt_a, 3, before, 1, NULL, &err), "%s", err.msg);
     dsv3_grpo *g = new_run(m, 8, 2e-2);
     CHECK(g, "grpo_new");
-    const int64_t n = dsv3_tm_n_params(dsv3_trainer_tmodel(dsv3_grpo_trainer(g)));
+    const int64_t n = dsv3_trainable_n_params(dsv3_trainer_tmodel(dsv3_grpo_trainer(g)));
     float *ref0 = malloc((size_t)n * sizeof *ref0);
     memcpy(ref0, dsv3_grpo_reference(g), (size_t)n * sizeof *ref0);
     reward_ctx x = {.kind = 2};

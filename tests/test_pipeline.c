@@ -1,5 +1,5 @@
 /* test_pipeline.c — unit tests for model/train/pipeline (schedules, simulator, validator, measures),
- * probes/render_pipeline (text, SVG, JSON) and the Lua value of repl/lua_pipeline.
+ * probes/render/pipeline (text, SVG, JSON) and the Lua value of repl/session/lua_pipeline.
  *
  * Hand-checked small cases, a sweep where every built schedule must pass the validator, broken
  * schedules that must be rejected with the right rule, and the report's bubble formulas against

@@ -7,8 +7,8 @@
  * 1e-3 * max(1, |x|) for float32 parameters. The error of a coordinate is
  *   rel = |g_analytic - g_num| / max(|g_analytic|, |g_num|, 1e-6)
  * (below 1e-6 the comparison is absolute); each check reports its maximum and must stay
- * <= 1e-4. Links the model folder's module headers (train_ops, train_model, train_data,
- * train_ckpt): they are not front-end API. Set DSV3_TEST_VERBOSE=1 for per-tensor lines.
+ * <= 1e-4. Links the model folder's module headers (ops, trainable, data,
+ * checkpoint): they are not front-end API. Set DSV3_TEST_VERBOSE=1 for per-tensor lines.
  */
 #include <math.h>
 #include <stdio.h>
@@ -280,25 +280,25 @@ static int whole_model_check(const char *dir, int experts, double *worst, int *c
                              int *skipped, int *nonzero, int64_t *tensors, char *worst_name) {
     dsv3_model *m = open_model(dir);
     if (!m) return 1;
-    dsv3_tmodel *tm;
+    dsv3_trainable *tm;
     dsv3_err err;
     const int64_t Tn = 6, Bn = 2;
-    if (dsv3_tm_new(&tm, m, Bn, Tn, &err)) return 1;
+    if (dsv3_trainable_new(&tm, m, Bn, Tn, &err)) return 1;
     const int64_t Vn = dsv3_model_config(m)->vocab_size;
     int32_t ids[2 * 7];
     for (int i = 0; i < 14; i++) ids[i] = (int32_t)((i * 131 + 7) % Vn);
     ids[9] = ids[2]; /* a repeated token: embedding rows collect two contributions */
     const double lambda = 0.3, alpha = 0.1;
-    dsv3_tm_losses base, lp, ln;
-    if (dsv3_tm_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &base, &err)) return 1;
-    float *p = dsv3_tm_params(tm), *g = dsv3_tm_grads(tm);
-    memset(g, 0, (size_t)dsv3_tm_n_params(tm) * sizeof *g);
-    if (dsv3_tm_backward(tm, 1.0, NULL, &err)) return 1;
+    dsv3_trainable_losses base, lp, ln;
+    if (dsv3_trainable_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &base, &err)) return 1;
+    float *p = dsv3_trainable_params(tm), *g = dsv3_trainable_grads(tm);
+    memset(g, 0, (size_t)dsv3_trainable_n_params(tm) * sizeof *g);
+    if (dsv3_trainable_backward(tm, 1.0, NULL, &err)) return 1;
     *worst = 0.0;
     *checked = *skipped = *nonzero = 0;
     *tensors = 0;
-    for (int64_t i = 0; i < dsv3_tm_n_tensors(tm); i++) {
-        const dsv3_tm_tensor *t = dsv3_tm_tensor_at(tm, i);
+    for (int64_t i = 0; i < dsv3_trainable_n_tensors(tm); i++) {
+        const dsv3_trainable_tensor *t = dsv3_trainable_tensor_at(tm, i);
         const char *ex = strstr(t->name, "experts.");
         if (ex && !strstr(t->name, "shared_experts") &&
             (!experts || (strncmp(ex, "experts.0.", 10) && strncmp(ex, "experts.5.", 10) &&
@@ -321,10 +321,10 @@ static int whole_model_check(const char *dir, int experts, double *worst, int *c
             const double h = 1e-3 * fmax(1.0, fabs(x0));
             p[j] = (float)(x0 + h);
             const double xp = p[j];
-            dsv3_tm_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &lp, &err);
+            dsv3_trainable_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &lp, &err);
             p[j] = (float)(x0 - h);
             const double xn = p[j];
-            dsv3_tm_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &ln, &err);
+            dsv3_trainable_forward(tm, ids, Bn, lambda, alpha, NULL, NULL, &ln, &err);
             p[j] = x0;
             if (lp.route_hash != base.route_hash || ln.route_hash != base.route_hash) {
                 (*skipped)++;
@@ -341,7 +341,7 @@ static int whole_model_check(const char *dir, int experts, double *worst, int *c
         }
         if (verbose) printf("    %-60s %.2e\n", t->name, terr);
     }
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     dsv3_model_close(m);
     return 0;
 }
@@ -410,15 +410,15 @@ static int compare_with_inference(const char *dir, const dsv3_backend *be, doubl
     dsv3_model_set_backend(m, be);
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t Tn = 24, Bn = 2, Vn = c->vocab_size, H = c->hidden_size;
-    dsv3_tmodel *tm;
+    dsv3_trainable *tm;
     dsv3_err err;
-    if (dsv3_tm_new(&tm, m, Bn, Tn, &err)) return 1;
+    if (dsv3_trainable_new(&tm, m, Bn, Tn, &err)) return 1;
     int32_t ids[2 * 25];
     for (int i = 0; i < 50; i++) ids[i] = (int32_t)((i * 37 + 5) % Vn);
     float *lg = malloc((size_t)(Bn * Tn * Vn) * 4), *ml = malloc((size_t)(Bn * Tn * Vn) * 4);
     float *ref = malloc((size_t)(Tn * Vn) * 4), *mref = malloc((size_t)(Tn * Vn) * 4);
     float *hid = malloc((size_t)(Tn * H) * 4);
-    int rc = dsv3_tm_logits(tm, ids, Bn, lg, ml, &err) != DSV3_OK;
+    int rc = dsv3_trainable_logits(tm, ids, Bn, lg, ml, &err) != DSV3_OK;
     *worst_main = *worst_mtp = 0.0;
     for (int64_t b = 0; b < Bn && !rc; b++) {
         dsv3_run *r;
@@ -432,7 +432,7 @@ static int compare_with_inference(const char *dir, const dsv3_backend *be, doubl
             *worst_mtp = fmax(*worst_mtp, fabs(ml[b * (Tn - 1) * Vn + i] - mref[i]) / fmax(1.0, fabs(mref[i])));
     }
     free(lg), free(ml), free(ref), free(mref), free(hid);
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     dsv3_model_close(m);
     return rc;
 }
@@ -611,28 +611,28 @@ static int test_fp8_training_stays_close_to_fp32(void) {
 static int test_fp8_gradient_follows_fp32(void) {
     dsv3_model *m = open_model(gen("dense1", "--seed 3 --layers 1 --no-mtp"));
     CHECK(m, "model");
-    dsv3_tmodel *tm;
+    dsv3_trainable *tm;
     dsv3_err err;
-    CHECK(!dsv3_tm_new(&tm, m, 2, 32, &err), "%s", err.msg);
-    const int64_t np = dsv3_tm_n_params(tm);
+    CHECK(!dsv3_trainable_new(&tm, m, 2, 32, &err), "%s", err.msg);
+    const int64_t np = dsv3_trainable_n_params(tm);
     float *g32 = malloc((size_t)np * sizeof *g32);
     int32_t ids[2 * 33];
     for (int i = 0; i < 66; i++) ids[i] = (int32_t)((i * 37 + 11) % 1000);
     double worst = 1.0, total = 0.0;
     for (int fp8 = 0; fp8 < 2; fp8++) {
-        CHECK(!dsv3_tm_set_fp8(tm, fp8, &err) && dsv3_tm_fp8(tm) == fp8, "set_fp8");
-        memset(dsv3_tm_grads(tm), 0, (size_t)np * sizeof(float));
-        dsv3_tm_losses l;
-        CHECK(!dsv3_tm_forward(tm, ids, 2, 0.3, 1e-4, NULL, NULL, &l, &err), "%s", err.msg);
-        CHECK(!dsv3_tm_backward(tm, 1.0, NULL, &err), "%s", err.msg);
-        const float *g = dsv3_tm_grads(tm);
+        CHECK(!dsv3_trainable_set_fp8(tm, fp8, &err) && dsv3_trainable_fp8(tm) == fp8, "set_fp8");
+        memset(dsv3_trainable_grads(tm), 0, (size_t)np * sizeof(float));
+        dsv3_trainable_losses l;
+        CHECK(!dsv3_trainable_forward(tm, ids, 2, 0.3, 1e-4, NULL, NULL, &l, &err), "%s", err.msg);
+        CHECK(!dsv3_trainable_backward(tm, 1.0, NULL, &err), "%s", err.msg);
+        const float *g = dsv3_trainable_grads(tm);
         if (!fp8) {
             memcpy(g32, g, (size_t)np * sizeof *g32);
             continue;
         }
         double ab = 0, aa = 0, bb = 0;
-        for (int64_t ti = 0; ti < dsv3_tm_n_tensors(tm); ti++) {
-            const dsv3_tm_tensor *x = dsv3_tm_tensor_at(tm, ti);
+        for (int64_t ti = 0; ti < dsv3_trainable_n_tensors(tm); ti++) {
+            const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(tm, ti);
             double p = 0, q = 0, r = 0;
             for (int64_t i = x->offset; i < x->offset + x->numel; i++)
                 p += (double)g32[i] * g[i], q += (double)g32[i] * g32[i], r += (double)g[i] * g[i];
@@ -645,7 +645,7 @@ static int test_fp8_gradient_follows_fp32(void) {
     }
     printf("  FP8 vs FP32 gradient cosine: whole model %.5f, worst tensor %.5f\n", total, worst);
     free(g32);
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     dsv3_model_close(m);
     CHECK(worst > 0.97 && total > 0.99, "FP8 gradient far from FP32");
     return 0;
@@ -653,39 +653,39 @@ static int test_fp8_gradient_follows_fp32(void) {
 
 /* ---------------------------------------------------------------- precision ------------ */
 
-/* The float32 compute path (dsv3_tm_set_precision 32) against double on one batch of the MoE
+/* The float32 compute path (dsv3_trainable_set_precision 32) against double on one batch of the MoE
  * model with MTP: losses within 2e-5 relative, every gradient tensor within 1e-3 relative L2
  * (measured ~1e-6 / ~1e-5: float32 rounding of each product; a routing flip would show as a
  * different route hash). Bad values are refused and leave the precision as it was. */
 static int test_precision32_matches_precision64(void) {
     dsv3_model *m = open_model(gen("tiny", "--seed 3"));
     CHECK(m, "model");
-    dsv3_tmodel *tm;
+    dsv3_trainable *tm;
     dsv3_err err;
-    CHECK(!dsv3_tm_new(&tm, m, 2, 32, &err), "%s", err.msg);
-    CHECK(dsv3_tm_precision(tm) == 64, "the default precision of a tmodel is not 64");
-    CHECK(dsv3_tm_set_precision(tm, 48, &err) == DSV3_EINVAL && dsv3_tm_precision(tm) == 64,
+    CHECK(!dsv3_trainable_new(&tm, m, 2, 32, &err), "%s", err.msg);
+    CHECK(dsv3_trainable_precision(tm) == 64, "the default precision of a tmodel is not 64");
+    CHECK(dsv3_trainable_set_precision(tm, 48, &err) == DSV3_EINVAL && dsv3_trainable_precision(tm) == 64,
           "precision 48 accepted");
     printf("    -> %s\n", err.msg);
-    const int64_t np = dsv3_tm_n_params(tm);
+    const int64_t np = dsv3_trainable_n_params(tm);
     float *g64 = malloc((size_t)np * sizeof *g64);
     int32_t ids[2 * 33];
     for (int i = 0; i < 66; i++) ids[i] = (int32_t)((i * 37 + 11) % 1000);
-    dsv3_tm_losses l[2];
+    dsv3_trainable_losses l[2];
     double worst = 0.0;
     const char *worst_name = "";
     for (int k = 0; k < 2; k++) {
-        CHECK(!dsv3_tm_set_precision(tm, k ? 32 : 64, &err), "%s", err.msg);
-        memset(dsv3_tm_grads(tm), 0, (size_t)np * sizeof(float));
-        CHECK(!dsv3_tm_forward(tm, ids, 2, 0.3, 0.01, NULL, NULL, &l[k], &err), "%s", err.msg);
-        CHECK(!dsv3_tm_backward(tm, 1.0, NULL, &err), "%s", err.msg);
-        const float *g = dsv3_tm_grads(tm);
+        CHECK(!dsv3_trainable_set_precision(tm, k ? 32 : 64, &err), "%s", err.msg);
+        memset(dsv3_trainable_grads(tm), 0, (size_t)np * sizeof(float));
+        CHECK(!dsv3_trainable_forward(tm, ids, 2, 0.3, 0.01, NULL, NULL, &l[k], &err), "%s", err.msg);
+        CHECK(!dsv3_trainable_backward(tm, 1.0, NULL, &err), "%s", err.msg);
+        const float *g = dsv3_trainable_grads(tm);
         if (!k) {
             memcpy(g64, g, (size_t)np * sizeof *g64);
             continue;
         }
-        for (int64_t ti = 0; ti < dsv3_tm_n_tensors(tm); ti++) {
-            const dsv3_tm_tensor *x = dsv3_tm_tensor_at(tm, ti);
+        for (int64_t ti = 0; ti < dsv3_trainable_n_tensors(tm); ti++) {
+            const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(tm, ti);
             double d = 0, r = 0;
             for (int64_t i = x->offset; i < x->offset + x->numel; i++)
                 d += ((double)g[i] - g64[i]) * ((double)g[i] - g64[i]), r += (double)g64[i] * g64[i];
@@ -698,7 +698,7 @@ static int test_precision32_matches_precision64(void) {
     printf("  precision 32 vs 64: loss %.3g, ce %.3g, mtp %.3g relative; worst gradient tensor %.3g "
            "(%s)\n", dl, dc, dm, worst, worst_name);
     free(g64);
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     dsv3_model_close(m);
     CHECK(l[0].route_hash == l[1].route_hash, "the routing differs between precisions");
     CHECK(dl < 2e-5 && dc < 2e-5 && dm < 2e-5, "precision 32 losses too far from 64");
@@ -718,24 +718,24 @@ static int test_head_recompute_equals_kept_probabilities(void) {
     enum { T = 32, B = 65, B1 = 32 };
     int32_t *ids = malloc((size_t)(B * (T + 1)) * sizeof *ids);
     for (int i = 0; i < B * (T + 1); i++) ids[i] = (int32_t)(test_u64() % 2048);
-    dsv3_tmodel *big, *half;
+    dsv3_trainable *big, *half;
     dsv3_err err;
-    CHECK(!dsv3_tm_new(&big, m, B, T, &err) && !dsv3_tm_new(&half, m, B - B1, T, &err), "%s", err.msg);
-    const int64_t np = dsv3_tm_n_params(big);
-    memset(dsv3_tm_grads(big), 0, (size_t)np * sizeof(float));
-    memset(dsv3_tm_grads(half), 0, (size_t)np * sizeof(float));
-    dsv3_tm_losses lb, l1, l2;
-    CHECK(!dsv3_tm_forward(big, ids, B, 0.3, 0.01, NULL, NULL, &lb, &err), "%s", err.msg);
-    CHECK(!dsv3_tm_backward(big, 1.0, NULL, &err), "%s", err.msg);
-    CHECK(!dsv3_tm_forward(half, ids, B1, 0.3, 0.01, NULL, NULL, &l1, &err), "%s", err.msg);
-    CHECK(!dsv3_tm_backward(half, (double)B1 / B, NULL, &err), "%s", err.msg);
-    CHECK(!dsv3_tm_forward(half, ids + B1 * (T + 1), B - B1, 0.3, 0.01, NULL, NULL, &l2, &err), "%s", err.msg);
-    CHECK(!dsv3_tm_backward(half, (double)(B - B1) / B, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_new(&big, m, B, T, &err) && !dsv3_trainable_new(&half, m, B - B1, T, &err), "%s", err.msg);
+    const int64_t np = dsv3_trainable_n_params(big);
+    memset(dsv3_trainable_grads(big), 0, (size_t)np * sizeof(float));
+    memset(dsv3_trainable_grads(half), 0, (size_t)np * sizeof(float));
+    dsv3_trainable_losses lb, l1, l2;
+    CHECK(!dsv3_trainable_forward(big, ids, B, 0.3, 0.01, NULL, NULL, &lb, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_backward(big, 1.0, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_forward(half, ids, B1, 0.3, 0.01, NULL, NULL, &l1, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_backward(half, (double)B1 / B, NULL, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_forward(half, ids + B1 * (T + 1), B - B1, 0.3, 0.01, NULL, NULL, &l2, &err), "%s", err.msg);
+    CHECK(!dsv3_trainable_backward(half, (double)(B - B1) / B, NULL, &err), "%s", err.msg);
     const double loss = (B1 * l1.loss + (B - B1) * l2.loss) / B;
-    const float *gb = dsv3_tm_grads(big), *gh = dsv3_tm_grads(half);
+    const float *gb = dsv3_trainable_grads(big), *gh = dsv3_trainable_grads(half);
     double worst = 0.0;
-    for (int64_t ti = 0; ti < dsv3_tm_n_tensors(big); ti++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(big, ti);
+    for (int64_t ti = 0; ti < dsv3_trainable_n_tensors(big); ti++) {
+        const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(big, ti);
         double d = 0, r = 0;
         for (int64_t i = x->offset; i < x->offset + x->numel; i++)
             d += ((double)gb[i] - gh[i]) * ((double)gb[i] - gh[i]), r += (double)gh[i] * gh[i];
@@ -744,8 +744,8 @@ static int test_head_recompute_equals_kept_probabilities(void) {
     printf("  65 sequences, recomputed heads vs 32 + 33 with kept probabilities: loss %.3g relative, "
            "worst gradient tensor %.3g\n", fabs(lb.loss - loss) / loss, worst);
     free(ids);
-    dsv3_tm_free(big);
-    dsv3_tm_free(half);
+    dsv3_trainable_free(big);
+    dsv3_trainable_free(half);
     dsv3_model_close(m);
     CHECK(fabs(lb.loss - loss) <= 1e-12 * loss, "losses differ");
     CHECK(worst < 1e-5, "gradients differ: %.3g", worst);
@@ -828,13 +828,13 @@ static int test_saved_model_loads_with_the_trained_weights(void) {
             CHECK(!dsv3_trainer_save(t, out, &err), "%s", err.msg);
             dsv3_model *s = open_model(out);
             CHECK(s, "saved model does not open");
-            dsv3_tmodel *tm; /* decodes the saved tensors to FP32 as inference does */
-            CHECK(!dsv3_tm_new(&tm, s, 1, 2, &err), "%s", err.msg);
-            const float *sp = dsv3_tm_params(tm);
+            dsv3_trainable *tm; /* decodes the saved tensors to FP32 as inference does */
+            CHECK(!dsv3_trainable_new(&tm, s, 1, 2, &err), "%s", err.msg);
+            const float *sp = dsv3_trainable_params(tm);
             double worst = 0.0;
             const char *worst_name = "";
-            for (int64_t i = 0; i < dsv3_tm_n_tensors(tm); i++) {
-                const dsv3_tm_tensor *x = dsv3_tm_tensor_at(tm, i);
+            for (int64_t i = 0; i < dsv3_trainable_n_tensors(tm); i++) {
+                const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(tm, i);
                 int64_t n;
                 const float *tp = dsv3_trainer_param(t, x->name, &n);
                 CHECK(tp && n == x->numel, "tensor %s", x->name);
@@ -854,7 +854,7 @@ static int test_saved_model_loads_with_the_trained_weights(void) {
                 dsv3_trainer_layer(t, i, &l, &err);
                 CHECK(!memcmp(l.bias, dsv3_model_bias(s, l.layer), (size_t)l.n_experts * 4), "bias %lld", (long long)l.layer);
             }
-            dsv3_tm_free(tm);
+            dsv3_trainable_free(tm);
             printf("  %s saved as %s: every tensor and bias %s\n", d ? "fp8" : "bf16",
                    f32 ? "F32" : "its loaded dtype", worst <= 0 ? "as expected" : "OFF");
             CHECK(worst <= 0, "%s: saved value beyond its dtype's rounding by %.3g", worst_name, worst);
@@ -931,10 +931,10 @@ static int test_sync_shows_trained_weights_and_free_restores(void) {
     dsv3_run_truncate(r, 0);
     CHECK(!dsv3_forward(r, ids, Tn, after, 0, NULL, &err), "%s", err.msg);
     /* the trainer's own forward on the same ids */
-    dsv3_tmodel *tm;
-    CHECK(!dsv3_tm_new(&tm, m, 1, Tn, &err), "%s", err.msg); /* built from the synced model */
-    CHECK(!dsv3_tm_logits(tm, ids, 1, mine, NULL, &err), "%s", err.msg);
-    dsv3_tm_free(tm);
+    dsv3_trainable *tm;
+    CHECK(!dsv3_trainable_new(&tm, m, 1, Tn, &err), "%s", err.msg); /* built from the synced model */
+    CHECK(!dsv3_trainable_logits(tm, ids, 1, mine, NULL, &err), "%s", err.msg);
+    dsv3_trainable_free(tm);
     double worst = 0.0, moved = 0.0;
     for (int64_t i = 0; i < Tn * Vn; i++) {
         worst = fmax(worst, fabs(after[i] - mine[i]) / fmax(1.0, fabs(mine[i])));

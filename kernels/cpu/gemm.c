@@ -1,4 +1,4 @@
-/* train_gemm.c — float32 packed matrix product for the trainer (see train_gemm.h).
+/* gemm.c — float32 packed matrix product for the trainer (see gemm.h).
  *
  * Layout of the workspace: first the packed A, ceil(M / MR) strips of K x MR floats (strip i,
  * step k holds A[i*MR .. i*MR+MR-1, k], zero past M), then the packed B, ceil(N / NR) panels of

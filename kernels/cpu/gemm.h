@@ -1,9 +1,9 @@
-/* train_gemm.h — the trainer's float32 matrix product: C = A B or C += A B, with A and B read
+/* gemm.h — the trainer's float32 matrix product: C = A B or C += A B, with A and B read
  * from strided views of double or float arrays.
  *
  * Why: the trainer keeps its activations in double (for the finite-difference checks of
  * spec/training.md §9.7), and a double product uses 4 lanes per AVX2 instruction. The float32
- * compute path (dsv3_tm_set_precision(tm, 32)) runs its products here instead: both operands
+ * compute path (dsv3_trainable_set_precision(tm, 32)) runs its products here instead: both operands
  * are converted to float once while being packed into panels (A in 6-row strips, B in 16-column
  * panels, as llm.c/BLIS-style kernels do), and a 6x16 register-blocked FMA micro-kernel sums
  * over k in order. Each output element is summed by one thread in a fixed order, so results do

@@ -1,5 +1,5 @@
-/* train_ckpt.c — atomic safetensors writing, FP8/F16 encoders, metadata reading (see
- * train_ckpt.h). Layout per spec/training.md §10.1. */
+/* checkpoint.c — atomic safetensors writing, FP8/F16 encoders, metadata reading (see
+ * checkpoint.h). Layout per spec/training.md §10.1. */
 #include "model/train/checkpoint.h"
 
 #include <cjson/cJSON.h>

@@ -1,4 +1,4 @@
-/* train_ckpt.h — writing checkpoints: safetensors files, atomically.
+/* checkpoint.h — writing checkpoints: safetensors files, atomically.
  *
  * Owns the write side of spec/training.md §10: a safetensors file from a list of tensors
  * (float32 sources converted to F32/BF16/F16 on the fly, or already-encoded bytes such as FP8

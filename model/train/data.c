@@ -1,4 +1,4 @@
-/* train_data.c — token stream, packing and shuffling (see train_data.h). */
+/* data.c — token stream, packing and shuffling (see data.h). */
 #include "model/train/data.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* train_data.h — training data: text to token stream, packing, shuffling, held-out split.
+/* data.h — training data: text to token stream, packing, shuffling, held-out split.
  *
  * Owns one token stream and how it is cut and ordered. A text source is a file or a directory
  * of *.txt files (sorted by name, not recursive); each file is one document, tokenized with the

@@ -6,7 +6,7 @@
  * its power-of-two round-up), the quantizers for 1x128 activation tiles, 128x1 token tiles
  * and 128x128 weight blocks, and the three GEMMs of a linear layer y = x W^T (Fprop, Dgrad,
  * Wgrad) with the operand tilings of §5.3 and FP32 accumulation promoted every 128 elements of
- * the contraction (§5.4). Does not own which layers run in FP8 (model/train_model decides) or
+ * the contraction (§5.4). Does not own which layers run in FP8 (model/train/trainable decides) or
  * where the buffers live (the caller's workspace).
  *
  * Accumulation (spec §6.4, "double inside the chunk, then round"): a product of two E4M3

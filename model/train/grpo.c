@@ -4,7 +4,7 @@
  * gradient), the run's lifetime, then the step: sample and score, reference log-probabilities,
  * policy passes with the optimizer update. The optimizer, clipping and saving are the trainer's
  * (model/train/trainer.c, a trainer without data); log-probabilities and their gradient are
- * model/train_model's dsv3_tm_logp_forward / dsv3_tm_logp_backward.
+ * model/train/trainable's dsv3_trainable_logp_forward / dsv3_trainable_logp_backward.
  */
 #include "model/train/grpo.h"
 
@@ -22,7 +22,7 @@ struct dsv3_grpo {
     dsv3_model *m;    /* the model trained (not owned) */
     dsv3_grpo_opts o; /* options in effect */
     dsv3_trainer *tr; /* policy weights, AdamW, save (no data) */
-    dsv3_tmodel *tm;  /* tr's differentiable model */
+    dsv3_trainable *tm;  /* tr's differentiable model */
     dsv3_run *run;    /* sampling on m */
     int64_t T;        /* positions per sequence: max_prompt + max_tokens - 1 */
     int64_t micro;    /* sequences per forward */
@@ -212,7 +212,7 @@ dsv3_status dsv3_grpo_new(dsv3_grpo **out, dsv3_model *m, const dsv3_grpo_opts *
     if ((st = dsv3_trainer_new(&g->tr, m, &to, err)) || (st = dsv3_run_new(&g->run, m, &ro, err)))
         goto fail;
     g->tm = dsv3_trainer_tmodel(g->tr);
-    g->n_params = dsv3_tm_n_params(g->tm);
+    g->n_params = dsv3_trainable_n_params(g->tm);
     const size_t np = (size_t)g->n_params, cap = (size_t)g->cap, rows = cap * (size_t)g->T;
     g->ref = malloc(np * sizeof *g->ref);
     g->cur = malloc(np * sizeof *g->cur);
@@ -233,7 +233,7 @@ dsv3_status dsv3_grpo_new(dsv3_grpo **out, dsv3_model *m, const dsv3_grpo_opts *
                        (long long)g->n_params, (long long)g->cap);
         goto fail;
     }
-    memcpy(g->ref, dsv3_tm_params(g->tm), np * sizeof *g->ref);
+    memcpy(g->ref, dsv3_trainable_params(g->tm), np * sizeof *g->ref);
     if ((st = dsv3_trainer_sync(g->tr, err))) goto fail; /* sample with the FP32 policy */
     *out = g;
     return DSV3_OK;
@@ -298,7 +298,7 @@ static dsv3_status sample_and_score(dsv3_grpo *g, const int32_t *const *prompts,
 /* lp_ref for every sequence, computed with the reference weights swapped into the policy's
  * parameter array (and swapped back whatever happens). */
 static dsv3_status reference_logp(dsv3_grpo *g, dsv3_err *err) {
-    float *w = dsv3_tm_params(g->tm);
+    float *w = dsv3_trainable_params(g->tm);
     const size_t bytes = (size_t)g->n_params * sizeof *w;
     const double inv_temp = 1.0 / g->o.temperature;
     memcpy(g->cur, w, bytes);
@@ -306,7 +306,7 @@ static dsv3_status reference_logp(dsv3_grpo *g, dsv3_err *err) {
     dsv3_status st = DSV3_OK;
     for (int64_t i0 = 0; i0 < g->n_seq && !st; i0 += g->micro) {
         const int64_t b = g->n_seq - i0 < g->micro ? g->n_seq - i0 : g->micro;
-        st = dsv3_tm_logp_forward(g->tm, g->seqs + i0 * (g->T + 1), b, inv_temp,
+        st = dsv3_trainable_logp_forward(g->tm, g->seqs + i0 * (g->T + 1), b, inv_temp,
                                   g->lp_ref + i0 * g->T, g->o.cancel, err);
     }
     memcpy(w, g->cur, bytes);
@@ -318,18 +318,18 @@ static dsv3_status policy_step(dsv3_grpo *g, int64_t k, double *loss, int64_t *c
                                dsv3_train_metrics *tmet, dsv3_err *err) {
     const int64_t T = g->T;
     const double inv_temp = 1.0 / g->o.temperature, inv_n = 1.0 / (double)g->n_seq;
-    memset(dsv3_tm_grads(g->tm), 0, (size_t)g->n_params * sizeof(float));
+    memset(dsv3_trainable_grads(g->tm), 0, (size_t)g->n_params * sizeof(float));
     *loss = 0.0;
     for (int64_t i0 = 0; i0 < g->n_seq; i0 += g->micro) {
         const int64_t b = g->n_seq - i0 < g->micro ? g->n_seq - i0 : g->micro;
         double *lp = g->lp + i0 * T, *old = g->lp_old + i0 * T;
         dsv3_status st =
-            dsv3_tm_logp_forward(g->tm, g->seqs + i0 * (T + 1), b, inv_temp, lp, g->o.cancel, err);
+            dsv3_trainable_logp_forward(g->tm, g->seqs + i0 * (T + 1), b, inv_temp, lp, g->o.cancel, err);
         if (st) return st;
         if (k == 0) memcpy(old, lp, (size_t)(b * T) * sizeof *old);
         *loss += dsv3_grpo_loss(g->dlp + i0 * T, clipped, lp, old, g->lp_ref + i0 * T, g->adv + i0,
                                 g->start + i0, g->len + i0, b, T, inv_n, g->o.eps, g->o.beta);
-        if ((st = dsv3_tm_logp_backward(g->tm, g->dlp + i0 * T, g->o.cancel, err))) return st;
+        if ((st = dsv3_trainable_logp_backward(g->tm, g->dlp + i0 * T, g->o.cancel, err))) return st;
     }
     if (!isfinite(*loss))
         return dsv3_errf(err, DSV3_EINVAL, "grpo: step %lld: the loss is %g; weights unchanged",

@@ -117,7 +117,7 @@ dsv3_status dsv3_grpo_save(dsv3_grpo *g, const char *dir, dsv3_err *err);
 dsv3_grpo_opts *dsv3_grpo_opts_of(dsv3_grpo *g);
 
 /* The trainer (policy weights: dsv3_trainer_param) and the reference weights
- * [dsv3_tm_n_params] (read-only: the frozen policy of dsv3_grpo_new). */
+ * [dsv3_trainable_n_params] (read-only: the frozen policy of dsv3_grpo_new). */
 dsv3_trainer *dsv3_grpo_trainer(dsv3_grpo *g);
 const float *dsv3_grpo_reference(const dsv3_grpo *g);
 

@@ -1,4 +1,4 @@
-/* train_ops.c — forward/backward pairs of the training operators (see train_ops.h).
+/* ops.c — forward/backward pairs of the training operators (see ops.h).
  *
  * Each pair sits together, forward first, with the equation and the spec section before it.
  * Parallel work runs on the worker pool (kernels/pool.h), not in OpenMP regions: a trainer that
@@ -366,7 +366,7 @@ void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const doub
     if (dW) run_items((out + 3) / 4, dw_item, &j);
 }
 
-/* The float32 versions: one packed product each (train_gemm.h), operands as strided views.
+/* The float32 versions: one packed product each (kernels/cpu/gemm.h), operands as strided views.
  *   y  = x W^T:   A = x [n, in],            B = W^T (W read column-wise)
  *   dx += dy W:   A = dy [n, out],          B = W [out, in]
  *   dW += dy^T x: A = dy^T (dy column-wise), B = x [n, in] */

@@ -1,9 +1,9 @@
-/* train_ops.h — the training operators: one forward/backward pair per op (spec/training.md §9).
+/* ops.h — the training operators: one forward/backward pair per op (spec/training.md §9).
  *
  * Owns the differentiable math of training on plain arrays: embedding, linear, RMSNorm, RoPE,
  * causal softmax attention (naive form), SwiGLU, sigmoid gating with normalisation and routed
  * scaling, the sequence-wise balance loss, and cross-entropy. It owns no state: every buffer is
- * the caller's. Does not own the model's wiring (model/train_model) or the routing choice (the
+ * the caller's. Does not own the model's wiring (model/train/trainable) or the routing choice (the
  * discrete top-k stays model/run/moe.c's dsv3_moe_route).
  *
  * Precision: activations and their gradients are double; parameters and parameter gradients are
@@ -37,7 +37,7 @@ void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t 
 void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const double *x,
                              const float *W, int64_t n, int64_t in, int64_t out);
 
-/* ---- the same linear in float32 (the trainer's fast path, dsv3_tm_set_precision(tm, 32)):
+/* ---- the same linear in float32 (the trainer's fast path, dsv3_trainable_set_precision(tm, 32)):
  * x, dy and W are rounded to float and the products summed in float32 (kernels/cpu/gemm.h);
  * y, dx are written / added in double, dW gets one float rounding per element. ws holds
  * dsv3_op_linear_ws(n, in, out) floats. Relative error against the double version ~1e-6. */
@@ -75,7 +75,7 @@ void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double
                                 const double *v, int64_t B, int64_t T, int64_t nh, int64_t dqk,
                                 int64_t dvh, double scale);
 
-/* ---- the same attention in float32 (dsv3_tm_set_precision(tm, 32)): per (b, h) the operands
+/* ---- the same attention in float32 (dsv3_trainable_set_precision(tm, 32)): per (b, h) the operands
  * are copied to float (keys and values also transposed, so the scores of one query over all
  * keys and the value gradients are 8-lane vector loops), summed in float32, and the results
  * written (o, P) or added (dq, dk, dv) in double. ws holds dsv3_pool_threads() *

@@ -1,10 +1,10 @@
-/* train_model.c — the differentiable model (see train_model.h).
+/* trainable.c — the differentiable model (see trainable.h).
  *
  * Sections in data-flow order: the parameter table (one flat FP32 allocation, named pointers
  * into it for parameters and for gradients, llm.c's fill_in_parameter_sizes), the activation
  * arena (one allocation, laid out by one function run twice), then the forward and backward
  * pass of each piece side by side: MLA, FFN (dense and MoE), the decoder block, the head with
- * cross-entropy, and the top level with the MTP module. Every equation is in train_ops.c.
+ * cross-entropy, and the top level with the MTP module. Every equation is in ops.c.
  */
 #include "model/train/trainable.h"
 
@@ -73,11 +73,11 @@ typedef struct {
 /* Where each table entry comes from and which struct fields point at it. */
 typedef struct {
     float **p, **g;      /* field of tm->P / tm->G */
-    dsv3_weight src;     /* 2-D source binding as it was at dsv3_tm_new, or data NULL */
+    dsv3_weight src;     /* 2-D source binding as it was at dsv3_trainable_new, or data NULL */
     const float *vec;    /* 1-D source (the model's float32 array), or NULL */
-    dsv3_weight *at;     /* the model's binding of a matrix (for dsv3_tm_point_model), or NULL */
+    dsv3_weight *at;     /* the model's binding of a matrix (for dsv3_trainable_point_model), or NULL */
     dsv3_weight *alias_at; /* the model's binding of a tied MTP copy, or NULL */
-    dsv3_weight alias_src; /* that binding as it was at dsv3_tm_new */
+    dsv3_weight alias_src; /* that binding as it was at dsv3_trainable_new */
     int64_t voff;        /* 1-D tensors: offset of the load-time values in vec0 */
 } tm_slot;
 
@@ -112,7 +112,7 @@ typedef struct {
     double *f;            /* [B, E] balance-loss f_i per sequence */
 } tm_acts;
 
-/* Workspace of the FP8 linears, allocated at the first dsv3_tm_set_fp8(tm, 1): quantized
+/* Workspace of the FP8 linears, allocated at the first dsv3_trainable_set_fp8(tm, 1): quantized
  * operands as codes, their exact E4M3 values and their scales. rows = max_batch * T * K (the
  * most token slots one linear sees), dim = the widest block linear, wmax = its largest weight. */
 typedef struct {
@@ -126,11 +126,11 @@ typedef struct {
     float *sw;          /* [ceil(dim/128)^2 upper bound] weight block scales */
 } tm_fp8;
 
-struct dsv3_tmodel {
+struct dsv3_trainable {
     dsv3_config cfg;
     int64_t max_batch, T;   /* micro-batch capacity, input tokens per sequence */
     int has_mtp;
-    const dsv3_model *src_model; /* the model the weights came from (dsv3_tm_point_model) */
+    const dsv3_model *src_model; /* the model the weights came from (dsv3_trainable_point_model) */
     float *vec0;            /* [n_vec] the 1-D tensors' values at load, packed (for restore) */
     float *bias0;           /* [n_moe, E] router biases at load */
     float *inv_freq;        /* [dr / 2] RoPE inverse frequencies (YaRN applied) */
@@ -139,7 +139,7 @@ struct dsv3_tmodel {
     double eps;             /* rms_norm_eps, as the float the inference kernel uses */
     /* parameter table and the flat arrays */
     int64_t n_tensors;
-    dsv3_tm_tensor *tensors; /* [n_tensors] */
+    dsv3_trainable_tensor *tensors; /* [n_tensors] */
     tm_slot *slots;          /* [n_tensors] */
     int64_t n_params;
     float *params, *grads;   /* [n_params] */
@@ -189,21 +189,21 @@ struct dsv3_tmodel {
     /* FP8 recipe (spec/training.md §5): block linears through model/fp8 when fp8 is set */
     int fp8;
     tm_fp8 f8;
-    /* compute precision (dsv3_tm_set_precision): 64 = double, 32 = float32 products */
+    /* compute precision (dsv3_trainable_set_precision): 64 = double, 32 = float32 products */
     int prec;
     float *gws;      /* float32 product and attention workspace (allocated when prec is first 32) */
-    double inv_temp; /* the last dsv3_tm_logp_forward: 1 / temperature */
-    int logp_ok;     /* 1 after a successful dsv3_tm_logp_forward (0 after any other forward) */
+    double inv_temp; /* the last dsv3_trainable_logp_forward: 1 / temperature */
+    int logp_ok;     /* 1 after a successful dsv3_trainable_logp_forward (0 after any other forward) */
 };
 
 /* ---------------------------------------------------------------- parameter table ------ */
 
-static dsv3_status reg(dsv3_tmodel *tm, const dsv3_model *m, float **p, float **g, int64_t rows,
+static dsv3_status reg(dsv3_trainable *tm, const dsv3_model *m, float **p, float **g, int64_t rows,
                        int64_t cols, const dsv3_weight *src, const float *vec, dsv3_err *err,
                        const char *fmt, ...) __attribute__((format(printf, 10, 11)));
 
 /* Appends a tensor to the table: its slot in the flat arrays is [n_params, n_params + numel). */
-static dsv3_status reg(dsv3_tmodel *tm, const dsv3_model *m, float **p, float **g, int64_t rows,
+static dsv3_status reg(dsv3_trainable *tm, const dsv3_model *m, float **p, float **g, int64_t rows,
                        int64_t cols, const dsv3_weight *src, const float *vec, dsv3_err *err,
                        const char *fmt, ...) {
     char name[256];
@@ -211,7 +211,7 @@ static dsv3_status reg(dsv3_tmodel *tm, const dsv3_model *m, float **p, float **
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    dsv3_tm_tensor *t = &tm->tensors[tm->n_tensors];
+    dsv3_trainable_tensor *t = &tm->tensors[tm->n_tensors];
     tm_slot *sl = &tm->slots[tm->n_tensors];
     if (!(t->name = strdup(name))) return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory");
     tm->n_tensors++;
@@ -230,13 +230,13 @@ static dsv3_status reg(dsv3_tmodel *tm, const dsv3_model *m, float **p, float **
     sl->p = p;
     sl->g = g;
     if (src) sl->src = *src;
-    sl->at = (dsv3_weight *)src; /* the model is not const to its owner; see dsv3_tm_point_model */
+    sl->at = (dsv3_weight *)src; /* the model is not const to its owner; see dsv3_trainable_point_model */
     sl->vec = vec;
     tm->n_params += t->numel;
     return DSV3_OK;
 }
 
-static dsv3_status reg_mlp(dsv3_tmodel *tm, const dsv3_model *m, tm_mlp *p, tm_mlp *g,
+static dsv3_status reg_mlp(dsv3_trainable *tm, const dsv3_model *m, tm_mlp *p, tm_mlp *g,
                            const dsv3_mlp_w *w, int64_t width, const char *prefix,
                            dsv3_err *err) {
     const int64_t H = tm->cfg.hidden_size;
@@ -248,7 +248,7 @@ static dsv3_status reg_mlp(dsv3_tmodel *tm, const dsv3_model *m, tm_mlp *p, tm_m
 }
 
 /* Registers block li (a main layer, or the MTP block at li = num_hidden_layers). */
-static dsv3_status reg_layer(dsv3_tmodel *tm, const dsv3_model *m, tm_layer *p, tm_layer *g,
+static dsv3_status reg_layer(dsv3_trainable *tm, const dsv3_model *m, tm_layer *p, tm_layer *g,
                              const dsv3_layer_w *w, int64_t li, dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
     const int64_t H = c->hidden_size, nh = c->num_attention_heads, rq = c->q_lora_rank;
@@ -314,11 +314,11 @@ static int weights_equal(const dsv3_model *m, const dsv3_weight *a, const dsv3_w
 
 /* A shared MTP tensor: tied to the main one when the checkpoint leaves the copy out or when the
  * copy's values equal the main ones; otherwise a parameter of its own. */
-static dsv3_status reg_shared(dsv3_tmodel *tm, const dsv3_model *m, float **p, float **g,
+static dsv3_status reg_shared(dsv3_trainable *tm, const dsv3_model *m, float **p, float **g,
                               const dsv3_weight *copy, const dsv3_weight *main_w,
                               const char *main_name, const char *copy_name, float *scratch,
                               dsv3_err *err) {
-    const dsv3_tm_tensor *mt = dsv3_tm_find(tm, main_name);
+    const dsv3_trainable_tensor *mt = dsv3_trainable_find(tm, main_name);
     tm_slot *sl = &tm->slots[mt - tm->tensors];
     if (copy->data == main_w->data) { /* absent copy: the loader bound the main one */
         sl->alias_at = (dsv3_weight *)copy;
@@ -326,7 +326,7 @@ static dsv3_status reg_shared(dsv3_tmodel *tm, const dsv3_model *m, float **p, f
         return DSV3_OK;
     }
     if (weights_equal(m, copy, main_w, scratch, scratch + main_w->cols)) {
-        dsv3_tm_tensor *t = &tm->tensors[mt - tm->tensors];
+        dsv3_trainable_tensor *t = &tm->tensors[mt - tm->tensors];
         if (!(t->alias = strdup(copy_name))) return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory");
         t->alias_dtype = copy->dtype;
         sl->alias_at = (dsv3_weight *)copy;
@@ -336,7 +336,7 @@ static dsv3_status reg_shared(dsv3_tmodel *tm, const dsv3_model *m, float **p, f
     return reg(tm, m, p, g, copy->rows, copy->cols, copy, NULL, err, "%s", copy_name);
 }
 
-static dsv3_status build_table(dsv3_tmodel *tm, const dsv3_model *m, dsv3_err *err) {
+static dsv3_status build_table(dsv3_trainable *tm, const dsv3_model *m, dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
     const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
     const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
@@ -387,9 +387,9 @@ static dsv3_status build_table(dsv3_tmodel *tm, const dsv3_model *m, dsv3_err *e
 
 /* Points every struct field at its tensor and copies the source weights in, decoded exactly as
  * the inference kernels decode them. */
-static void point_and_load(dsv3_tmodel *tm, const dsv3_model *m) {
+static void point_and_load(dsv3_trainable *tm, const dsv3_model *m) {
     for (int64_t i = 0; i < tm->n_tensors; i++) {
-        const dsv3_tm_tensor *t = &tm->tensors[i];
+        const dsv3_trainable_tensor *t = &tm->tensors[i];
         const tm_slot *sl = &tm->slots[i];
         float *dst = tm->params + t->offset;
         *sl->p = dst;
@@ -424,7 +424,7 @@ static int64_t max2(int64_t a, int64_t b) {
 }
 
 /* Lays out every activation and scratch buffer for n = max_batch * T rows. */
-static void layout(dsv3_tmodel *tm, arena *a) {
+static void layout(dsv3_trainable *tm, arena *a) {
     const dsv3_config *c = &tm->cfg;
     const int64_t B = tm->max_batch, T = tm->T, n = B * T, H = c->hidden_size;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
@@ -535,7 +535,7 @@ static void fp8_free(tm_fp8 *f) {
 /* Sizes the workspace for the block linears of tm's config (spec/training.md §5.1: the MLA
  * projections, dense FFN, routed and shared experts; not the router, embedding, head or the
  * MTP eh_proj). */
-static int fp8_alloc(dsv3_tmodel *tm) {
+static int fp8_alloc(dsv3_trainable *tm) {
     const dsv3_config *c = &tm->cfg;
     const int64_t H = c->hidden_size, nh = c->num_attention_heads;
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
@@ -571,7 +571,7 @@ static void free_layer(tm_layer *p) {
     free(p->experts);
 }
 
-void dsv3_tm_free(dsv3_tmodel *tm) {
+void dsv3_trainable_free(dsv3_trainable *tm) {
     if (!tm) return;
     if (tm->tensors)
         for (int64_t i = 0; i < tm->n_tensors; i++) {
@@ -603,7 +603,7 @@ void dsv3_tm_free(dsv3_tmodel *tm) {
     free(tm);
 }
 
-dsv3_status dsv3_tm_new(dsv3_tmodel **out, const dsv3_model *m, int64_t max_batch,
+dsv3_status dsv3_trainable_new(dsv3_trainable **out, const dsv3_model *m, int64_t max_batch,
                         int64_t seq_len, dsv3_err *err) {
     *out = NULL;
     const dsv3_config *c = &m->cfg;
@@ -617,7 +617,7 @@ dsv3_status dsv3_tm_new(dsv3_tmodel **out, const dsv3_model *m, int64_t max_batc
     if (max_batch < 1)
         return dsv3_errf(err, DSV3_EINVAL, "train: batch %lld: need at least 1 sequence",
                          (long long)max_batch);
-    dsv3_tmodel *tm = calloc(1, sizeof *tm);
+    dsv3_trainable *tm = calloc(1, sizeof *tm);
     if (!tm) return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory");
     tm->cfg = *c;
     tm->max_batch = max_batch;
@@ -676,51 +676,51 @@ dsv3_status dsv3_tm_new(dsv3_tmodel **out, const dsv3_model *m, int64_t max_batc
     *out = tm;
     return DSV3_OK;
 fail:
-    dsv3_tm_free(tm);
+    dsv3_trainable_free(tm);
     return st;
 }
 
-const dsv3_config *dsv3_tm_config(const dsv3_tmodel *tm) {
+const dsv3_config *dsv3_trainable_config(const dsv3_trainable *tm) {
     return &tm->cfg;
 }
-int64_t dsv3_tm_seq_len(const dsv3_tmodel *tm) {
+int64_t dsv3_trainable_seq_len(const dsv3_trainable *tm) {
     return tm->T;
 }
-int64_t dsv3_tm_max_batch(const dsv3_tmodel *tm) {
+int64_t dsv3_trainable_max_batch(const dsv3_trainable *tm) {
     return tm->max_batch;
 }
-int dsv3_tm_has_mtp(const dsv3_tmodel *tm) {
+int dsv3_trainable_has_mtp(const dsv3_trainable *tm) {
     return tm->has_mtp;
 }
-int64_t dsv3_tm_n_tensors(const dsv3_tmodel *tm) {
+int64_t dsv3_trainable_n_tensors(const dsv3_trainable *tm) {
     return tm->n_tensors;
 }
-const dsv3_tm_tensor *dsv3_tm_tensor_at(const dsv3_tmodel *tm, int64_t i) {
+const dsv3_trainable_tensor *dsv3_trainable_tensor_at(const dsv3_trainable *tm, int64_t i) {
     return i >= 0 && i < tm->n_tensors ? &tm->tensors[i] : NULL;
 }
-const dsv3_tm_tensor *dsv3_tm_find(const dsv3_tmodel *tm, const char *name) {
+const dsv3_trainable_tensor *dsv3_trainable_find(const dsv3_trainable *tm, const char *name) {
     for (int64_t i = 0; i < tm->n_tensors; i++)
         if (!strcmp(tm->tensors[i].name, name) ||
             (tm->tensors[i].alias && !strcmp(tm->tensors[i].alias, name)))
             return &tm->tensors[i];
     return NULL;
 }
-int64_t dsv3_tm_n_params(const dsv3_tmodel *tm) {
+int64_t dsv3_trainable_n_params(const dsv3_trainable *tm) {
     return tm->n_params;
 }
-float *dsv3_tm_params(dsv3_tmodel *tm) {
+float *dsv3_trainable_params(dsv3_trainable *tm) {
     return tm->params;
 }
-float *dsv3_tm_grads(dsv3_tmodel *tm) {
+float *dsv3_trainable_grads(dsv3_trainable *tm) {
     return tm->grads;
 }
-int64_t dsv3_tm_n_moe(const dsv3_tmodel *tm) {
+int64_t dsv3_trainable_n_moe(const dsv3_trainable *tm) {
     return tm->n_moe;
 }
-int64_t dsv3_tm_moe_layer(const dsv3_tmodel *tm, int64_t i) {
+int64_t dsv3_trainable_moe_layer(const dsv3_trainable *tm, int64_t i) {
     return i >= 0 && i < tm->n_moe ? tm->moe_layer[i] : -1;
 }
-dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err) {
+dsv3_status dsv3_trainable_set_fp8(dsv3_trainable *tm, int on, dsv3_err *err) {
     if (on && !tm->f8.qa && fp8_alloc(tm))
         return dsv3_errf(err, DSV3_ENOMEM, "train: out of memory for the FP8 workspace");
     tm->fp8 = on != 0;
@@ -730,14 +730,14 @@ dsv3_status dsv3_tm_set_fp8(dsv3_tmodel *tm, int on, dsv3_err *err) {
 
 /* The float32 workspace: the largest product any linear of the table needs for a full
  * micro-batch (every linear sees at most max_batch * T rows, the head included). */
-dsv3_status dsv3_tm_set_precision(dsv3_tmodel *tm, int bits, dsv3_err *err) {
+dsv3_status dsv3_trainable_set_precision(dsv3_trainable *tm, int bits, dsv3_err *err) {
     if (bits != 32 && bits != 64)
         return dsv3_errf(err, DSV3_EINVAL, "train: precision must be 32 or 64 (got %d)", bits);
     if (bits == 32 && !tm->gws) {
         const int64_t n = tm->max_batch * tm->T;
         int64_t need = 1;
         for (int64_t i = 0; i < tm->n_tensors; i++) {
-            const dsv3_tm_tensor *t = &tm->tensors[i];
+            const dsv3_trainable_tensor *t = &tm->tensors[i];
             if (t->ndim != 2) continue;
             const int64_t w = dsv3_op_linear_ws(n, t->cols, t->rows);
             need = w > need ? w : need;
@@ -757,15 +757,15 @@ dsv3_status dsv3_tm_set_precision(dsv3_tmodel *tm, int bits, dsv3_err *err) {
     return DSV3_OK;
 }
 
-int dsv3_tm_precision(const dsv3_tmodel *tm) {
+int dsv3_trainable_precision(const dsv3_trainable *tm) {
     return tm->prec;
 }
 
-int dsv3_tm_fp8(const dsv3_tmodel *tm) {
+int dsv3_trainable_fp8(const dsv3_trainable *tm) {
     return tm->fp8;
 }
 
-float *dsv3_tm_bias(dsv3_tmodel *tm) {
+float *dsv3_trainable_bias(dsv3_trainable *tm) {
     return tm->bias;
 }
 
@@ -773,13 +773,13 @@ float *dsv3_tm_bias(dsv3_tmodel *tm) {
 
 /* A linear kept out of FP8 (router, heads, eh_proj — and every linear when FP8 is off): in
  * double, or summed in float32 when the precision is 32. */
-static void hp_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W, int64_t n,
+static void hp_fwd(dsv3_trainable *tm, double *y, const double *x, const float *W, int64_t n,
                    int64_t in, int64_t out) {
     if (tm->prec == 32) dsv3_op_linear_forward_f32(y, x, W, n, in, out, tm->gws);
     else dsv3_op_linear_forward(y, x, W, n, in, out);
 }
 
-static void hp_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, const double *x,
+static void hp_bwd(dsv3_trainable *tm, double *dx, float *dW, const double *dy, const double *x,
                    const float *W, int64_t n, int64_t in, int64_t out) {
     if (tm->prec == 32) dsv3_op_linear_backward_f32(dx, dW, dy, x, W, n, in, out, tm->gws);
     else dsv3_op_linear_backward(dx, dW, dy, x, W, n, in, out);
@@ -789,7 +789,7 @@ static void hp_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, con
  * the FP8 recipe (spec/training.md §5.2-5.4, model/train/fp8.h): x in 1x128 tiles, W in 128x128
  * blocks, FP32 accumulation promoted every 128. pow2 asks for power-of-two activation scales
  * (§5.2 (a) the o_proj input, (b) the routed experts' input). */
-static void lin_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W, int64_t n,
+static void lin_fwd(dsv3_trainable *tm, double *y, const double *x, const float *W, int64_t n,
                     int64_t in, int64_t out, int pow2) {
     if (!tm->fp8) {
         hp_fwd(tm, y, x, W, n, in, out);
@@ -808,7 +808,7 @@ static void lin_fwd(dsv3_tmodel *tm, double *y, const double *x, const float *W,
  * FP8 copy the forward made (§5.5: the cached activation), dy from its high-precision value.
  * pow2 as for lin_fwd; pow2_dy: power-of-two scales for dy (§5.2 (c): the gradient entering
  * the routed experts' down-projection). */
-static void lin_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, const double *x,
+static void lin_bwd(dsv3_trainable *tm, double *dx, float *dW, const double *dy, const double *x,
                     const float *W, int64_t n, int64_t in, int64_t out, int pow2, int pow2_dy) {
     if (!tm->fp8) {
         hp_bwd(tm, dx, dW, dy, x, W, n, in, out);
@@ -834,7 +834,7 @@ static void lin_bwd(dsv3_tmodel *tm, double *dx, float *dW, const double *dy, co
 }
 
 /* Cross-entropy rows in the model's precision. */
-static void ce_fwd(dsv3_tmodel *tm, double *loss, double *probs, const double *logits,
+static void ce_fwd(dsv3_trainable *tm, double *loss, double *probs, const double *logits,
                    const int32_t *targets, int64_t n, int64_t V) {
     if (tm->prec == 32) dsv3_op_ce_forward_f32(loss, probs, logits, targets, n, V);
     else dsv3_op_ce_forward(loss, probs, logits, targets, n, V);
@@ -850,7 +850,7 @@ static void zero(double *p, int64_t n) {
  *   cq = RMSNorm(x Wqa^T); q = cq Wqb^T (per head [q_nope | q_pe], RoPE on q_pe)
  *   [c ; k_pe] = x Wkva^T; c = RMSNorm(c); k_pe = RoPE(k_pe) (one key shared by all heads)
  *   [k_nope ; v] = c Wkvb^T per head; k = [k_nope ; k_pe]; o = softmax(q k^T scale) v; out = o Wo^T */
-static void mla_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
+static void mla_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
                         const int64_t *pos) {
     const dsv3_config *c = &tm->cfg;
     const int64_t n = B * Ts, H = c->hidden_size, nh = c->num_attention_heads;
@@ -894,7 +894,7 @@ static void mla_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
  * straight through; the attention path adds). spec/training.md §9.5: the shared k_pe gets the
  * sum over heads, then the inverse RoPE, then joins dc as the last dr columns of d(kv_a out);
  * dxn collects both the query path and the kv path. */
-static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
+static void mla_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
                          int64_t B, int64_t Ts, const int64_t *pos, double *d) {
     const dsv3_config *c = &tm->cfg;
     const int64_t n = B * Ts, H = c->hidden_size, nh = c->num_attention_heads;
@@ -948,7 +948,7 @@ static void mla_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
 
 /* y[m, H] = (silu(x Wg^T) * (x Wu^T)) Wd^T, keeping a, b, h [m, width]. routed: a routed
  * expert (FP8 power-of-two scales on its input and on the gradient into Wd, §5.2). */
-static void mlp_forward(dsv3_tmodel *tm, double *y, double *a, double *b, double *h,
+static void mlp_forward(dsv3_trainable *tm, double *y, double *a, double *b, double *h,
                         const double *x, const tm_mlp *w, int64_t m, int64_t H, int64_t width,
                         int routed) {
     lin_fwd(tm, a, x, w->gate, m, H, width, routed);
@@ -959,7 +959,7 @@ static void mlp_forward(dsv3_tmodel *tm, double *y, double *a, double *b, double
 }
 
 /* dx += d(mlp)/dx . dy; weight gradients into g. */
-static void mlp_backward(dsv3_tmodel *tm, double *dx, tm_mlp *g, const double *dy,
+static void mlp_backward(dsv3_trainable *tm, double *dx, tm_mlp *g, const double *dy,
                          const double *x, const double *a, const double *b, const double *h,
                          const tm_mlp *w, int64_t m, int64_t H, int64_t width, int routed) {
     zero(tm->dfh, m * width);
@@ -982,7 +982,7 @@ static uint64_t fnv(uint64_t hsh, int32_t v) {
  * in inference; the weights are differentiable functions of the unbiased scores. Tokens are
  * grouped by expert (counting sort) so each expert runs once on its rows. Adds the layer's
  * balance statistic (mean over sequences) into *bal and its loads into counts. */
-static void moe_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
+static void moe_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
                         double *out, int64_t *counts, uint64_t *hash, double *bal) {
     const dsv3_config *c = &tm->cfg;
     const int64_t n = B * Ts, H = c->hidden_size, E = c->n_routed_experts;
@@ -1043,7 +1043,7 @@ static void moe_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t 
 
 /* Backward of moe_forward with dy = dL/d(out): dxn += dL/dxn. dbal = dL/d(layer balance) for
  * each sequence's term (alpha * scale / B). */
-static void moe_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
+static void moe_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
                          int64_t B, int64_t Ts, const double *dy, double *dxn, double dbal) {
     const dsv3_config *c = &tm->cfg;
     const int64_t n = B * Ts, H = c->hidden_size, E = c->n_routed_experts;
@@ -1090,7 +1090,7 @@ static void moe_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const 
 /* ---------------------------------------------------------------- decoder block -------- */
 
 /* spec/architecture.md §4.1 step 2: x2 = x + MLA(norm(x)); out = x2 + FFN(norm(x2)). */
-static void block_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
+static void block_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
                           const int64_t *pos, double *out, int64_t *counts, uint64_t *hash,
                           double *bal) {
     const dsv3_config *c = &tm->cfg;
@@ -1103,7 +1103,7 @@ static void block_forward(dsv3_tmodel *tm, const tm_layer *W, tm_acts *a, int64_
 }
 
 /* On entry d = dL/d(out); on return d = dL/d(x). */
-static void block_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
+static void block_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
                            int64_t B, int64_t Ts, const int64_t *pos, double *d, double dbal) {
     const dsv3_config *c = &tm->cfg;
     const int64_t n = B * Ts, H = c->hidden_size;
@@ -1121,7 +1121,7 @@ static void block_backward(dsv3_tmodel *tm, const tm_layer *W, tm_layer *G, cons
 /* Sum over rows of CE(h W^T, targets), head_rows rows at a time in buf ([head_rows, V]); when
  * all n rows fit, buf keeps their probabilities. logits_out (float [n, V]) if not NULL
  * receives the logits. */
-static double head_forward(dsv3_tmodel *tm, const double *h, const float *W, const int32_t *tgt,
+static double head_forward(dsv3_trainable *tm, const double *h, const float *W, const int32_t *tgt,
                            int64_t n, float *logits_out, double *buf) {
     const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size, R = tm->head_rows;
     double sum = 0.0;
@@ -1138,7 +1138,7 @@ static double head_forward(dsv3_tmodel *tm, const double *h, const float *W, con
 
 /* dh += and dW += the gradient of dl * sum_rows CE: from the probabilities head_forward kept
  * in buf (kept), or with the logits recomputed chunk by chunk. */
-static void head_backward(dsv3_tmodel *tm, double *dh, float *dW, const double *h, const float *W,
+static void head_backward(dsv3_trainable *tm, double *dh, float *dW, const double *h, const float *W,
                           const int32_t *tgt, int64_t n, double dl, double *buf, int kept) {
     const int64_t H = tm->cfg.hidden_size, V = tm->cfg.vocab_size, R = tm->head_rows;
     for (int64_t i = 0; i < R; i++) tm->dlrow[i] = dl;
@@ -1162,7 +1162,7 @@ static int cancelled(const volatile int *cancel) {
 /* The main trunk of both forwards: checks B and the ids [B, T + 1], lays out inputs, targets
  * and positions, and runs embedding, blocks and the final norm into tm->h. counts, hash and
  * bal as for block_forward. */
-static dsv3_status trunk_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, int64_t *counts,
+static dsv3_status trunk_forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, int64_t *counts,
                                  uint64_t *hash, double *bal, const volatile int *cancel,
                                  dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
@@ -1198,9 +1198,9 @@ static dsv3_status trunk_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B,
 /* spec/architecture.md §4.1 + §6.1, spec/training.md §3: main trunk, head, then the MTP module
  * on [enorm(Emb(t_{i+1})) ; hnorm(h_i)] with h_i the final-normed hidden state (the inference
  * forward's MTP input, spec/architecture.md §6.1), its block at positions 0..T-2 and its head. */
-static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double lambda,
+static dsv3_status forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, double lambda,
                            double alpha, int64_t *counts, const volatile int *cancel,
-                           dsv3_tm_losses *res, float *logits, float *mtp_logits, dsv3_err *err) {
+                           dsv3_trainable_losses *res, float *logits, float *mtp_logits, dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
     const int64_t T = tm->T, H = c->hidden_size, L = c->num_hidden_layers;
     tm->fwd_ok = 0;
@@ -1249,15 +1249,15 @@ static dsv3_status forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, doubl
     return DSV3_OK;
 }
 
-dsv3_status dsv3_tm_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double lambda,
+dsv3_status dsv3_trainable_forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, double lambda,
                             double alpha, int64_t *counts, const volatile int *cancel,
-                            dsv3_tm_losses *out, dsv3_err *err) {
+                            dsv3_trainable_losses *out, dsv3_err *err) {
     return forward(tm, ids, B, lambda, alpha, counts, cancel, out, NULL, NULL, err);
 }
 
-dsv3_status dsv3_tm_logits(dsv3_tmodel *tm, const int32_t *ids, int64_t B, float *logits,
+dsv3_status dsv3_trainable_logits(dsv3_trainable *tm, const int32_t *ids, int64_t B, float *logits,
                            float *mtp_logits, dsv3_err *err) {
-    dsv3_tm_losses l;
+    dsv3_trainable_losses l;
     return forward(tm, ids, B, 0.0, 0.0, NULL, NULL, &l, logits, tm->has_mtp ? mtp_logits : NULL,
                    err);
 }
@@ -1267,7 +1267,7 @@ dsv3_status dsv3_tm_logits(dsv3_tmodel *tm, const int32_t *ids, int64_t B, float
  * sequence and layer. h collects the main head's gradient and the MTP path's through hnorm
  * (spec/training.md §9.6); shared embedding/head gradients add up because tied pointers are
  * equal. */
-dsv3_status dsv3_tm_backward(dsv3_tmodel *tm, double scale, const volatile int *cancel,
+dsv3_status dsv3_trainable_backward(dsv3_trainable *tm, double scale, const volatile int *cancel,
                              dsv3_err *err) {
     if (!tm->fwd_ok)
         return dsv3_errf(err, DSV3_EINVAL, "train: backward without a successful forward");
@@ -1322,13 +1322,13 @@ dsv3_status dsv3_tm_backward(dsv3_tmodel *tm, double scale, const volatile int *
 /* ---------------------------------------------------------------- model binding -------- */
 
 /* Copies the values of 1-D tensors and biases into m's float32 arrays; with w set, also makes
- * every matrix binding a float32 view of w, else restores the bindings of dsv3_tm_new. */
-static dsv3_status bind_model(const dsv3_tmodel *tm, dsv3_model *m, const float *w,
+ * every matrix binding a float32 view of w, else restores the bindings of dsv3_trainable_new. */
+static dsv3_status bind_model(const dsv3_trainable *tm, dsv3_model *m, const float *w,
                               const float *bias, dsv3_err *err) {
     if (m != tm->src_model)
         return dsv3_errf(err, DSV3_EINVAL, "train: the model is not the one the trainer was built from");
     for (int64_t i = 0; i < tm->n_tensors; i++) {
-        const dsv3_tm_tensor *t = &tm->tensors[i];
+        const dsv3_trainable_tensor *t = &tm->tensors[i];
         const tm_slot *sl = &tm->slots[i];
         if (sl->vec) {
             const float *src = w ? w + t->offset : tm->vec0 + sl->voff;
@@ -1349,12 +1349,12 @@ static dsv3_status bind_model(const dsv3_tmodel *tm, dsv3_model *m, const float 
     return DSV3_OK;
 }
 
-dsv3_status dsv3_tm_point_model(const dsv3_tmodel *tm, dsv3_model *m, const float *w,
+dsv3_status dsv3_trainable_point_model(const dsv3_trainable *tm, dsv3_model *m, const float *w,
                                 const float *bias, dsv3_err *err) {
     return bind_model(tm, m, w, bias, err);
 }
 
-dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err *err) {
+dsv3_status dsv3_trainable_restore_model(const dsv3_trainable *tm, dsv3_model *m, dsv3_err *err) {
     return bind_model(tm, m, NULL, tm->bias0, err);
 }
 
@@ -1364,7 +1364,7 @@ dsv3_status dsv3_tm_restore_model(const dsv3_tmodel *tm, dsv3_model *m, dsv3_err
  * logp = log softmax(inv_temp * h W_head^T)[target], head_rows rows at a time. The policy
  * gradient needs d logp / d params weighted per token (model/train/grpo.c), which the CE losses above
  * cannot give: their weights are one scalar per loss. */
-dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B, double inv_temp,
+dsv3_status dsv3_trainable_logp_forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, double inv_temp,
                                  double *logp, const volatile int *cancel, dsv3_err *err) {
     const dsv3_config *c = &tm->cfg;
     const int64_t T = tm->T, H = c->hidden_size, V = c->vocab_size;
@@ -1392,7 +1392,7 @@ dsv3_status dsv3_tm_logp_forward(dsv3_tmodel *tm, const int32_t *ids, int64_t B,
 
 /* d logp / d z = inv_temp (onehot(target) - softmax(inv_temp z)) for the logits z of a row;
  * rows with dlogp = 0 are skipped in the head (padding costs no head backward). */
-dsv3_status dsv3_tm_logp_backward(dsv3_tmodel *tm, const double *dlogp, const volatile int *cancel,
+dsv3_status dsv3_trainable_logp_backward(dsv3_trainable *tm, const double *dlogp, const volatile int *cancel,
                                   dsv3_err *err) {
     if (!tm->logp_ok)
         return dsv3_errf(err, DSV3_EINVAL, "train: logp backward without a successful logp forward");

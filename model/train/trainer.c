@@ -1,8 +1,8 @@
-/* train.c — the trainer: options, the optimizer step (AdamW, clipping, schedule, bias update),
- * evaluation, save/resume and the inference model's view of the weights (see train.h).
+/* trainer.c — the trainer: options, the optimizer step (AdamW, clipping, schedule, bias update),
+ * evaluation, save/resume and the inference model's view of the weights (see trainer.h).
  *
- * The differentiable model is model/train_model, the data model/train_data, the file writing
- * model/train_ckpt. Here: what happens between and around forward/backward, as in llm.c's
+ * The differentiable model is model/train/trainable, the data model/train/data, the file writing
+ * model/train/checkpoint. Here: what happens between and around forward/backward, as in llm.c's
  * gpt2_update: one flat loop over the parameters for zeroing, clipping and AdamW.
  */
 #include "model/train/trainer.h"
@@ -30,7 +30,7 @@
 struct dsv3_trainer {
     dsv3_model *m;            /* the model trained (not owned) */
     dsv3_train_opts o;        /* options in effect (data pointers cleared after creation) */
-    dsv3_tmodel *tm;          /* parameters, gradients, activations */
+    dsv3_trainable *tm;          /* parameters, gradients, activations */
     dsv3_dataset *data;
     int64_t n_params;
     float *adam_m, *adam_v;   /* [n_params] AdamW first and second moments (FP32) */
@@ -108,8 +108,8 @@ static dsv3_status check_opts(const dsv3_train_opts *o, dsv3_err *err) {
 
 void dsv3_trainer_free(dsv3_trainer *t) {
     if (!t) return;
-    if (t->snap) dsv3_tm_restore_model(t->tm, t->m, NULL);
-    dsv3_tm_free(t->tm);
+    if (t->snap) dsv3_trainable_restore_model(t->tm, t->m, NULL);
+    dsv3_trainable_free(t->tm);
     dsv3_data_free(t->data);
     free(t->adam_m);
     free(t->adam_v);
@@ -157,9 +157,9 @@ static dsv3_status open_data(dsv3_trainer *t, const dsv3_train_opts *o, dsv3_err
 
 /* Refuses weights that are not finite, naming the first such tensor. */
 static dsv3_status check_finite(dsv3_trainer *t, dsv3_err *err) {
-    const float *p = dsv3_tm_params(t->tm);
-    for (int64_t i = 0; i < dsv3_tm_n_tensors(t->tm); i++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
+    const float *p = dsv3_trainable_params(t->tm);
+    for (int64_t i = 0; i < dsv3_trainable_n_tensors(t->tm); i++) {
+        const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(t->tm, i);
         for (int64_t j = 0; j < x->numel; j++)
             if (!isfinite(p[x->offset + j]))
                 return dsv3_errf(err, DSV3_EINVAL,
@@ -181,28 +181,28 @@ dsv3_status dsv3_trainer_new(dsv3_trainer **out, dsv3_model *m, const dsv3_train
     t->o = *o;
     if (t->o.seq_len == 0) t->o.seq_len = c->max_position_embeddings < 128 ? c->max_position_embeddings : 128;
     if (t->o.min_lr < 0) t->o.min_lr = t->o.lr / 10.0;
-    if ((st = dsv3_tm_new(&t->tm, m, t->o.batch, t->o.seq_len, err)) ||
+    if ((st = dsv3_trainable_new(&t->tm, m, t->o.batch, t->o.seq_len, err)) ||
         (st = check_finite(t, err)) || ((o->data_path || o->tokens) && (st = open_data(t, o, err))))
         goto fail;
     t->o.data_path = NULL;
     t->o.tokens = NULL;
     t->o.tokenizer = NULL;
-    t->n_params = dsv3_tm_n_params(t->tm);
-    const int64_t nb = dsv3_tm_n_moe(t->tm) * c->n_routed_experts + 1;
+    t->n_params = dsv3_trainable_n_params(t->tm);
+    const int64_t nb = dsv3_trainable_n_moe(t->tm) * c->n_routed_experts + 1;
     t->adam_m = calloc((size_t)t->n_params, sizeof *t->adam_m);
     t->adam_v = calloc((size_t)t->n_params, sizeof *t->adam_v);
     t->good = malloc((size_t)t->n_params * sizeof *t->good);
     t->good_bias = calloc((size_t)nb, sizeof *t->good_bias);
     t->counts = calloc((size_t)nb, sizeof *t->counts);
-    t->maxvio = calloc((size_t)(dsv3_tm_n_moe(t->tm) + 1), sizeof *t->maxvio);
+    t->maxvio = calloc((size_t)(dsv3_trainable_n_moe(t->tm) + 1), sizeof *t->maxvio);
     t->batch = malloc((size_t)(t->o.batch * (t->o.seq_len + 1)) * sizeof *t->batch);
     if (!t->adam_m || !t->adam_v || !t->good || !t->good_bias || !t->counts || !t->maxvio || !t->batch) {
         st = dsv3_errf(err, DSV3_ENOMEM, "train: out of memory for the optimizer state (%lld parameters)",
                        (long long)t->n_params);
         goto fail;
     }
-    memcpy(t->good, dsv3_tm_params(t->tm), (size_t)t->n_params * sizeof *t->good);
-    memcpy(t->good_bias, dsv3_tm_bias(t->tm), (size_t)(nb - 1) * sizeof *t->good_bias);
+    memcpy(t->good, dsv3_trainable_params(t->tm), (size_t)t->n_params * sizeof *t->good);
+    memcpy(t->good_bias, dsv3_trainable_bias(t->tm), (size_t)(nb - 1) * sizeof *t->good_bias);
     *out = t;
     return DSV3_OK;
 fail:
@@ -231,7 +231,7 @@ typedef struct {
     float *w, *m, *v;
     const float *g;
     float b1, b2, eps, c1, c2, lr, gs, wd;
-    const dsv3_tmodel *tm; /* the tensor table: offsets ascend and tile the array */
+    const dsv3_trainable *tm; /* the tensor table: offsets ascend and tile the array */
     int64_t n;
 } adam_job;
 
@@ -266,15 +266,15 @@ static void adam_item(void *ctx, int64_t item, int tid) {
     const adam_job *a = ctx;
     const int64_t j0 = item * ADAM_CHUNK, j1 = j0 + ADAM_CHUNK < a->n ? j0 + ADAM_CHUNK : a->n;
     /* the tensor holding j0: the last whose offset is <= j0 */
-    int64_t lo = 0, hi = dsv3_tm_n_tensors(a->tm) - 1;
+    int64_t lo = 0, hi = dsv3_trainable_n_tensors(a->tm) - 1;
     while (lo < hi) {
         const int64_t mid = (lo + hi + 1) / 2;
-        if (dsv3_tm_tensor_at(a->tm, mid)->offset <= j0) lo = mid;
+        if (dsv3_trainable_tensor_at(a->tm, mid)->offset <= j0) lo = mid;
         else hi = mid - 1;
     }
     const int avx2 = __builtin_cpu_supports("avx2");
     for (int64_t ti = lo, j = j0; j < j1; ti++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(a->tm, ti);
+        const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(a->tm, ti);
         const int64_t end = x->offset + x->numel < j1 ? x->offset + x->numel : j1;
         const float wd = x->decay ? a->wd : 0.0f;
         if (avx2) j = adam_avx2(a, wd, j, end);
@@ -297,7 +297,7 @@ static void adamw(dsv3_trainer *t, double lr, double gscale) {
     const int64_t k = t->step + 1;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     const float c1 = (float)(1.0 - pow(o->beta1, (double)k)), c2 = (float)(1.0 - pow(o->beta2, (double)k));
-    adam_job j = {.w = dsv3_tm_params(t->tm), .g = dsv3_tm_grads(t->tm), .m = t->adam_m,
+    adam_job j = {.w = dsv3_trainable_params(t->tm), .g = dsv3_trainable_grads(t->tm), .m = t->adam_m,
                   .v = t->adam_v, .b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2,
                   .lr = (float)lr, .gs = (float)gscale, .wd = (float)o->weight_decay,
                   .tm = t->tm, .n = t->n_params};
@@ -307,10 +307,10 @@ static void adamw(dsv3_trainer *t, double lr, double gscale) {
 /* spec/training.md §1.2: per MoE layer, b_i += gamma * sign(cbar - c_i) with cbar the mean
  * load; the sign is taken on exact integers (sum - E c_i). Also the layer's maxvio. */
 static void update_bias(dsv3_trainer *t) {
-    const int64_t E = dsv3_tm_config(t->tm)->n_routed_experts;
-    float *bias = dsv3_tm_bias(t->tm);
+    const int64_t E = dsv3_trainable_config(t->tm)->n_routed_experts;
+    float *bias = dsv3_trainable_bias(t->tm);
     const float gamma = (float)t->o.gamma;
-    for (int64_t l = 0; l < dsv3_tm_n_moe(t->tm); l++) {
+    for (int64_t l = 0; l < dsv3_trainable_n_moe(t->tm); l++) {
         const int64_t *c = t->counts + l * E;
         int64_t sum = 0, mx = 0;
         for (int64_t e = 0; e < E; e++) {
@@ -330,9 +330,9 @@ static void update_bias(dsv3_trainer *t) {
 static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err);
 
 static dsv3_status fail_step(dsv3_trainer *t, const char *what, double v, dsv3_err *err) {
-    const int64_t E = dsv3_tm_config(t->tm)->n_routed_experts;
-    memcpy(dsv3_tm_params(t->tm), t->good, (size_t)t->n_params * sizeof *t->good);
-    memcpy(dsv3_tm_bias(t->tm), t->good_bias, (size_t)(dsv3_tm_n_moe(t->tm) * E) * sizeof(float));
+    const int64_t E = dsv3_trainable_config(t->tm)->n_routed_experts;
+    memcpy(dsv3_trainable_params(t->tm), t->good, (size_t)t->n_params * sizeof *t->good);
+    memcpy(dsv3_trainable_bias(t->tm), t->good_bias, (size_t)(dsv3_trainable_n_moe(t->tm) * E) * sizeof(float));
     t->failed = 1;
     return dsv3_errf(err, DSV3_EINVAL,
                      "train: step %lld: %s is %g; stopped, weights put back to %s (lower the "
@@ -344,12 +344,12 @@ static dsv3_status fail_step(dsv3_trainer *t, const char *what, double v, dsv3_e
 /* Puts the model's precision in line with opts.fp8 and opts.precision (changeable between
  * steps). */
 static dsv3_status set_precision(dsv3_trainer *t, dsv3_err *err) {
-    if (t->o.precision != dsv3_tm_precision(t->tm)) {
-        dsv3_status st = dsv3_tm_set_precision(t->tm, t->o.precision, err);
+    if (t->o.precision != dsv3_trainable_precision(t->tm)) {
+        dsv3_status st = dsv3_trainable_set_precision(t->tm, t->o.precision, err);
         if (st) return st;
     }
-    if ((t->o.fp8 != 0) == dsv3_tm_fp8(t->tm)) return DSV3_OK;
-    return dsv3_tm_set_fp8(t->tm, t->o.fp8, err);
+    if ((t->o.fp8 != 0) == dsv3_trainable_fp8(t->tm)) return DSV3_OK;
+    return dsv3_trainable_set_fp8(t->tm, t->o.fp8, err);
 }
 
 dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err) {
@@ -361,9 +361,9 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     if (st0) return st0;
     const dsv3_train_opts *o = &t->o;
     const int64_t B = o->batch, A = o->accum, T = o->seq_len;
-    const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
+    const int64_t nmoe = dsv3_trainable_n_moe(t->tm), E = dsv3_trainable_config(t->tm)->n_routed_experts;
     const double t0 = dsv3_now_s();
-    float *g = dsv3_tm_grads(t->tm);
+    float *g = dsv3_trainable_grads(t->tm);
     memset(g, 0, (size_t)t->n_params * sizeof *g);
     memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
     dsv3_train_metrics r = {0};
@@ -375,11 +375,11 @@ dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     for (int64_t a = 0; a < A; a++) {
         for (int64_t b = 0; b < B; b++)
             dsv3_data_train_seq(t->data, t->consumed + a * B + b, t->batch + b * (T + 1));
-        dsv3_tm_losses l;
-        if ((st = dsv3_tm_forward(t->tm, t->batch, B, o->lambda, o->alpha, t->counts, o->cancel, &l, err)))
+        dsv3_trainable_losses l;
+        if ((st = dsv3_trainable_forward(t->tm, t->batch, B, o->lambda, o->alpha, t->counts, o->cancel, &l, err)))
             return st;
         if (!isfinite(l.loss)) return fail_step(t, "the loss", l.loss, err);
-        if ((st = dsv3_tm_backward(t->tm, 1.0 / (double)A, o->cancel, err))) return st;
+        if ((st = dsv3_trainable_backward(t->tm, 1.0 / (double)A, o->cancel, err))) return st;
         r.loss += l.loss / (double)A;
         r.ce += l.ce / (double)A;
         r.mtp += l.mtp / (double)A;
@@ -400,7 +400,7 @@ dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, ds
         return dsv3_errf(err, DSV3_EINVAL,
                          "train: the trainer stopped after a non-finite loss or gradient; save the weights or "
                          "create a new trainer");
-    const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
+    const int64_t nmoe = dsv3_trainable_n_moe(t->tm), E = dsv3_trainable_config(t->tm)->n_routed_experts;
     const double t0 = dsv3_now_s();
     memset(t->counts, 0, (size_t)(nmoe * E) * sizeof *t->counts);
     dsv3_train_metrics r = {0};
@@ -417,8 +417,8 @@ dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, ds
  * lr, grad_norm and maxvio. */
 static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err) {
     const dsv3_train_opts *o = &t->o;
-    const int64_t nmoe = dsv3_tm_n_moe(t->tm), E = dsv3_tm_config(t->tm)->n_routed_experts;
-    const float *g = dsv3_tm_grads(t->tm);
+    const int64_t nmoe = dsv3_trainable_n_moe(t->tm), E = dsv3_trainable_config(t->tm)->n_routed_experts;
+    const float *g = dsv3_trainable_grads(t->tm);
     /* global L2 norm in double, in parameter order (deterministic) */
     double ss = 0.0;
     for (int64_t i = 0; i < t->n_params; i++) ss += (double)g[i] * (double)g[i];
@@ -427,8 +427,8 @@ static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err)
     /* spec §4: scale = min(1, clip / (norm + 1e-6)) */
     const double gscale = o->clip > 0 ? fmin(1.0, o->clip / (norm + 1e-6)) : 1.0;
     const double lr = schedule(o, t->step + 1);
-    memcpy(t->good, dsv3_tm_params(t->tm), (size_t)t->n_params * sizeof *t->good);
-    memcpy(t->good_bias, dsv3_tm_bias(t->tm), (size_t)(nmoe * E) * sizeof *t->good_bias);
+    memcpy(t->good, dsv3_trainable_params(t->tm), (size_t)t->n_params * sizeof *t->good);
+    memcpy(t->good_bias, dsv3_trainable_bias(t->tm), (size_t)(nmoe * E) * sizeof *t->good_bias);
     adamw(t, lr, gscale);
     update_bias(t);
     t->step++;
@@ -454,8 +454,8 @@ dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
     for (int64_t i0 = 0; i0 < nh; i0 += B) {
         const int64_t b = nh - i0 < B ? nh - i0 : B;
         for (int64_t j = 0; j < b; j++) dsv3_data_heldout_seq(t->data, i0 + j, t->batch + j * (T + 1));
-        dsv3_tm_losses l;
-        dsv3_status st = dsv3_tm_forward(t->tm, t->batch, b, t->o.lambda, t->o.alpha, NULL,
+        dsv3_trainable_losses l;
+        dsv3_status st = dsv3_trainable_forward(t->tm, t->batch, b, t->o.lambda, t->o.alpha, NULL,
                                          t->o.cancel, &l, err);
         if (st) return st;
         const double w = (double)b / (double)nh; /* every term is a mean over sequences */
@@ -531,8 +531,8 @@ static void meta_add(meta_buf *mb, const char *k, const char *fmt, ...) {
 /* Every weight (and its tied copy) in its loaded dtype or F32, FP8 re-quantized, plus the
  * router biases. */
 static dsv3_status save_model(dsv3_trainer *t, const char *dir, dsv3_err *err) {
-    const dsv3_config *c = dsv3_tm_config(t->tm);
-    const int64_t nt = dsv3_tm_n_tensors(t->tm), nmoe = dsv3_tm_n_moe(t->tm), E = c->n_routed_experts;
+    const dsv3_config *c = dsv3_trainable_config(t->tm);
+    const int64_t nt = dsv3_trainable_n_tensors(t->tm), nmoe = dsv3_trainable_n_moe(t->tm), E = c->n_routed_experts;
     const size_t cap = (size_t)(4 * nt + nmoe + 1);
     dsv3_tckpt_entry *ent = calloc(cap, sizeof *ent);
     char (*names)[256] = calloc(cap, sizeof *names);
@@ -543,9 +543,9 @@ static dsv3_status save_model(dsv3_trainer *t, const char *dir, dsv3_err *err) {
         st = dsv3_errf(err, DSV3_ENOMEM, "train: save: out of memory");
         goto done;
     }
-    const float *w = t->failed ? t->good : dsv3_tm_params(t->tm);
+    const float *w = t->failed ? t->good : dsv3_trainable_params(t->tm);
     for (int64_t i = 0; i < nt; i++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
+        const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(t->tm, i);
         for (int copy = 0; copy < 2; copy++) {
             const char *name = copy ? x->alias : x->name;
             if (!name) continue;
@@ -576,10 +576,10 @@ static dsv3_status save_model(dsv3_trainer *t, const char *dir, dsv3_err *err) {
             n++;
         }
     }
-    const float *bias = t->failed ? t->good_bias : dsv3_tm_bias(t->tm);
+    const float *bias = t->failed ? t->good_bias : dsv3_trainable_bias(t->tm);
     for (int64_t l = 0; l < nmoe; l++) {
         snprintf(names[n], sizeof names[n], "model.layers.%lld.mlp.gate.e_score_correction_bias",
-                 (long long)dsv3_tm_moe_layer(t->tm, l));
+                 (long long)dsv3_trainable_moe_layer(t->tm, l));
         ent[n] = (dsv3_tckpt_entry){.name = names[n], .dtype = DSV3_DT_F32, .ndim = 1,
                                     .shape = {E, 0}, .f32 = bias + l * E};
         n++;
@@ -646,8 +646,8 @@ static dsv3_status save_side_files(dsv3_trainer *t, const char *dir, dsv3_err *e
 
 /* train_state.safetensors: master weights, moments, biases; scalars in __metadata__. */
 static dsv3_status save_state(dsv3_trainer *t, const char *dir, dsv3_err *err) {
-    const dsv3_config *c = dsv3_tm_config(t->tm);
-    const int64_t nt = dsv3_tm_n_tensors(t->tm), nmoe = dsv3_tm_n_moe(t->tm), E = c->n_routed_experts;
+    const dsv3_config *c = dsv3_trainable_config(t->tm);
+    const int64_t nt = dsv3_trainable_n_tensors(t->tm), nmoe = dsv3_trainable_n_moe(t->tm), E = c->n_routed_experts;
     const size_t cap = (size_t)(3 * nt + nmoe + 1);
     dsv3_tckpt_entry *ent = calloc(cap, sizeof *ent);
     char (*names)[280] = calloc(cap, sizeof *names);
@@ -658,20 +658,20 @@ static dsv3_status save_state(dsv3_trainer *t, const char *dir, dsv3_err *err) {
         goto done;
     }
     size_t n = 0;
-    const float *src[3] = {dsv3_tm_params(t->tm), t->adam_m, t->adam_v};
+    const float *src[3] = {dsv3_trainable_params(t->tm), t->adam_m, t->adam_v};
     const char *pre[3] = {"master.", "adam.m.", "adam.v."};
     for (int k = 0; k < 3; k++)
         for (int64_t i = 0; i < nt; i++) {
-            const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
+            const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(t->tm, i);
             snprintf(names[n], sizeof names[n], "%s%s", pre[k], x->name);
             ent[n] = (dsv3_tckpt_entry){.name = names[n], .dtype = DSV3_DT_F32, .ndim = x->ndim,
                                         .shape = {x->rows, x->cols}, .f32 = src[k] + x->offset};
             n++;
         }
     for (int64_t l = 0; l < nmoe; l++) {
-        snprintf(names[n], sizeof names[n], "router_bias.%lld", (long long)dsv3_tm_moe_layer(t->tm, l));
+        snprintf(names[n], sizeof names[n], "router_bias.%lld", (long long)dsv3_trainable_moe_layer(t->tm, l));
         ent[n] = (dsv3_tckpt_entry){.name = names[n], .dtype = DSV3_DT_F32, .ndim = 1,
-                                    .shape = {E, 0}, .f32 = dsv3_tm_bias(t->tm) + l * E};
+                                    .shape = {E, 0}, .f32 = dsv3_trainable_bias(t->tm) + l * E};
         n++;
     }
     const dsv3_train_opts *o = &t->o;
@@ -703,7 +703,7 @@ static dsv3_status save_state(dsv3_trainer *t, const char *dir, dsv3_err *err) {
         snprintf(k, sizeof k, "config.%s", keys[i]);
         meta_add(mb, k, "%lld", (long long)vals[i]);
     }
-    meta_add(mb, "config.mtp", "%d", dsv3_tm_has_mtp(t->tm));
+    meta_add(mb, "config.mtp", "%d", dsv3_trainable_has_mtp(t->tm));
     char path[4096];
     snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
     st = dsv3_tckpt_write(path, ent, n, mb->kv, (size_t)mb->n, err);
@@ -769,8 +769,8 @@ dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err
     dsv3_status st = dsv3_tckpt_meta_read(&meta, file, err);
     if (st) return st;
     dsv3_st_file *f = NULL;
-    const dsv3_config *c = dsv3_tm_config(t->tm);
-    const int64_t nt = dsv3_tm_n_tensors(t->tm), nmoe = dsv3_tm_n_moe(t->tm), E = c->n_routed_experts;
+    const dsv3_config *c = dsv3_trainable_config(t->tm);
+    const int64_t nt = dsv3_trainable_n_tensors(t->tm), nmoe = dsv3_trainable_n_moe(t->tm), E = c->n_routed_experts;
     const char *fmt = dsv3_tckpt_meta_get(&meta, "format");
     int64_t step, consumed, v;
     if (!fmt || strcmp(fmt, "dsv3-train-state")) {
@@ -793,7 +793,7 @@ dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err
             goto done;
         }
     }
-    if (parse_i64(dsv3_tckpt_meta_get(&meta, "config.mtp"), &v) || v != dsv3_tm_has_mtp(t->tm) ||
+    if (parse_i64(dsv3_tckpt_meta_get(&meta, "config.mtp"), &v) || v != dsv3_trainable_has_mtp(t->tm) ||
         parse_i64(dsv3_tckpt_meta_get(&meta, "n_params"), &v) || v != t->n_params ||
         parse_i64(dsv3_tckpt_meta_get(&meta, "n_tensors"), &v) || v != nt) {
         st = dsv3_errf(err, DSV3_EINVAL, "train: resume: %s: written for another model (MTP or "
@@ -834,7 +834,7 @@ dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err
     /* check everything before changing anything */
     const float *p;
     for (int64_t i = 0; i < nt; i++) {
-        const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
+        const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(t->tm, i);
         if ((st = state_tensor(&p, f, file, "master.", x->name, x->numel, err)) ||
             (st = state_tensor(&p, f, file, "adam.m.", x->name, x->numel, err)) ||
             (st = state_tensor(&p, f, file, "adam.v.", x->name, x->numel, err)))
@@ -842,27 +842,27 @@ dsv3_status dsv3_trainer_resume(dsv3_trainer *t, const char *path, dsv3_err *err
     }
     char bname[64];
     for (int64_t l = 0; l < nmoe; l++) {
-        snprintf(bname, sizeof bname, "%lld", (long long)dsv3_tm_moe_layer(t->tm, l));
+        snprintf(bname, sizeof bname, "%lld", (long long)dsv3_trainable_moe_layer(t->tm, l));
         if ((st = state_tensor(&p, f, file, "router_bias.", bname, E, err))) goto done;
     }
-    float *dst[3] = {dsv3_tm_params(t->tm), t->adam_m, t->adam_v};
+    float *dst[3] = {dsv3_trainable_params(t->tm), t->adam_m, t->adam_v};
     const char *pre[3] = {"master.", "adam.m.", "adam.v."};
     for (int kk = 0; kk < 3; kk++)
         for (int64_t i = 0; i < nt; i++) {
-            const dsv3_tm_tensor *x = dsv3_tm_tensor_at(t->tm, i);
+            const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(t->tm, i);
             state_tensor(&p, f, file, pre[kk], x->name, x->numel, err);
             memcpy(dst[kk] + x->offset, p, (size_t)x->numel * sizeof *p);
         }
     for (int64_t l = 0; l < nmoe; l++) {
-        snprintf(bname, sizeof bname, "%lld", (long long)dsv3_tm_moe_layer(t->tm, l));
+        snprintf(bname, sizeof bname, "%lld", (long long)dsv3_trainable_moe_layer(t->tm, l));
         state_tensor(&p, f, file, "router_bias.", bname, E, err);
-        memcpy(dsv3_tm_bias(t->tm) + l * E, p, (size_t)E * sizeof *p);
+        memcpy(dsv3_trainable_bias(t->tm) + l * E, p, (size_t)E * sizeof *p);
     }
     t->step = step;
     t->consumed = consumed;
     t->failed = 0;
-    memcpy(t->good, dsv3_tm_params(t->tm), (size_t)t->n_params * sizeof *t->good);
-    memcpy(t->good_bias, dsv3_tm_bias(t->tm), (size_t)(nmoe * E) * sizeof *t->good_bias);
+    memcpy(t->good, dsv3_trainable_params(t->tm), (size_t)t->n_params * sizeof *t->good);
+    memcpy(t->good_bias, dsv3_trainable_bias(t->tm), (size_t)(nmoe * E) * sizeof *t->good_bias);
 done:
     dsv3_st_close(f);
     dsv3_tckpt_meta_fini(&meta);
@@ -875,8 +875,8 @@ dsv3_status dsv3_trainer_sync(dsv3_trainer *t, dsv3_err *err) {
     if (!t->snap && !(t->snap = malloc((size_t)t->n_params * sizeof *t->snap)))
         return dsv3_errf(err, DSV3_ENOMEM, "train: sync: out of memory for %lld weights",
                          (long long)t->n_params);
-    memcpy(t->snap, t->failed ? t->good : dsv3_tm_params(t->tm), (size_t)t->n_params * sizeof *t->snap);
-    return dsv3_tm_point_model(t->tm, t->m, t->snap, dsv3_tm_bias(t->tm), err);
+    memcpy(t->snap, t->failed ? t->good : dsv3_trainable_params(t->tm), (size_t)t->n_params * sizeof *t->snap);
+    return dsv3_trainable_point_model(t->tm, t->m, t->snap, dsv3_trainable_bias(t->tm), err);
 }
 
 const dsv3_train_metrics *dsv3_trainer_last(const dsv3_trainer *t) {
@@ -884,19 +884,19 @@ const dsv3_train_metrics *dsv3_trainer_last(const dsv3_trainer *t) {
 }
 
 int64_t dsv3_trainer_moe_layers(const dsv3_trainer *t) {
-    return dsv3_tm_n_moe(t->tm);
+    return dsv3_trainable_n_moe(t->tm);
 }
 
 dsv3_status dsv3_trainer_layer(const dsv3_trainer *t, int64_t i, dsv3_train_layer *out,
                                dsv3_err *err) {
-    if (i < 0 || i >= dsv3_tm_n_moe(t->tm))
+    if (i < 0 || i >= dsv3_trainable_n_moe(t->tm))
         return dsv3_errf(err, DSV3_EINVAL, "train: MoE layer %lld out of range [0, %lld)", (long long)i,
-                         (long long)dsv3_tm_n_moe(t->tm));
-    const int64_t E = dsv3_tm_config(t->tm)->n_routed_experts;
-    out->layer = dsv3_tm_moe_layer(t->tm, i);
+                         (long long)dsv3_trainable_n_moe(t->tm));
+    const int64_t E = dsv3_trainable_config(t->tm)->n_routed_experts;
+    out->layer = dsv3_trainable_moe_layer(t->tm, i);
     out->n_experts = E;
     out->load = t->counts + i * E;
-    out->bias = dsv3_tm_bias(t->tm) + i * E;
+    out->bias = dsv3_trainable_bias(t->tm) + i * E;
     out->maxvio = t->maxvio[i];
     return DSV3_OK;
 }
@@ -908,24 +908,24 @@ void dsv3_trainer_next_batch(dsv3_trainer *t, int32_t *out) {
 }
 
 void dsv3_trainer_info(const dsv3_trainer *t, dsv3_train_info *out) {
-    const dsv3_config *c = dsv3_tm_config(t->tm);
+    const dsv3_config *c = dsv3_trainable_config(t->tm);
     const int64_t L = c->num_hidden_layers;
     char en[128], hn[128];
     snprintf(en, sizeof en, "model.layers.%lld.embed_tokens.weight", (long long)L);
     snprintf(hn, sizeof hn, "model.layers.%lld.shared_head.head.weight", (long long)L);
-    const dsv3_tm_tensor *e = dsv3_tm_find(t->tm, en), *h = dsv3_tm_find(t->tm, hn);
+    const dsv3_trainable_tensor *e = dsv3_trainable_find(t->tm, en), *h = dsv3_trainable_find(t->tm, hn);
     *out = (dsv3_train_info){
         .n_params = t->n_params,
-        .n_tensors = dsv3_tm_n_tensors(t->tm),
+        .n_tensors = dsv3_trainable_n_tensors(t->tm),
         .n_tokens = t->data ? dsv3_data_n_tokens(t->data) : 0,
         .n_docs = t->data ? dsv3_data_n_docs(t->data) : 0,
         .n_fim_docs = t->data ? dsv3_data_n_fim(t->data) : 0,
         .n_train = t->data ? dsv3_data_n_train(t->data) : 0,
         .n_heldout = t->data ? dsv3_data_n_heldout(t->data) : 0,
         .step = t->step,
-        .mtp = dsv3_tm_has_mtp(t->tm),
-        .tied_embed = dsv3_tm_has_mtp(t->tm) && (!e || !strcmp(e->name, "model.embed_tokens.weight")),
-        .tied_head = dsv3_tm_has_mtp(t->tm) && (!h || !strcmp(h->name, "lm_head.weight")),
+        .mtp = dsv3_trainable_has_mtp(t->tm),
+        .tied_embed = dsv3_trainable_has_mtp(t->tm) && (!e || !strcmp(e->name, "model.embed_tokens.weight")),
+        .tied_head = dsv3_trainable_has_mtp(t->tm) && (!h || !strcmp(h->name, "lm_head.weight")),
     };
 }
 
@@ -934,13 +934,13 @@ dsv3_train_opts *dsv3_trainer_opts(dsv3_trainer *t) {
 }
 
 float *dsv3_trainer_param(dsv3_trainer *t, const char *name, int64_t *numel) {
-    const dsv3_tm_tensor *x = dsv3_tm_find(t->tm, name);
+    const dsv3_trainable_tensor *x = dsv3_trainable_find(t->tm, name);
     if (!x) return NULL;
     if (numel) *numel = x->numel;
-    return dsv3_tm_params(t->tm) + x->offset;
+    return dsv3_trainable_params(t->tm) + x->offset;
 }
 
-dsv3_tmodel *dsv3_trainer_tmodel(dsv3_trainer *t) {
+dsv3_trainable *dsv3_trainer_tmodel(dsv3_trainer *t) {
     return t->tm;
 }
 

@@ -1,4 +1,4 @@
-/* train.h — training a DeepSeek-V3 model on text, one optimizer step at a time.
+/* trainer.h — training a DeepSeek-V3 model on text, one optimizer step at a time.
  *
  * A dsv3_trainer owns everything one training run needs: FP32 master weights loaded from a
  * dsv3_model (any stored dtype), their gradients, AdamW moments, the router biases and their
@@ -69,9 +69,9 @@ typedef struct {
     double alpha;                /* sequence-wise balance loss weight; default 1e-4; 0 allowed */
     double gamma;                /* bias update speed; default 0.001; 0 freezes the biases */
     int fp8;                     /* 1: the decoder blocks' linears run the FP8 recipe (spec §5,
-                                    emulated exactly: model/train/fp8.h, dsv3_tm_set_fp8); default 0 */
+                                    emulated exactly: model/train/fp8.h, dsv3_trainable_set_fp8); default 0 */
     int precision;               /* compute precision of the forward/backward arithmetic
-                                    (dsv3_tm_set_precision): 32 (default: float32 products and
+                                    (dsv3_trainable_set_precision): 32 (default: float32 products and
                                     attention, the fast path) or 64 (double throughout: the
                                     reference the gradient checks and the PyTorch float64
                                     cross-check use) */
@@ -150,8 +150,8 @@ void dsv3_trainer_free(dsv3_trainer *t);
 dsv3_status dsv3_trainer_step(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3_err *err);
 
 /* One optimizer step from gradients the caller computed: the caller zeroes
- * dsv3_tm_grads(dsv3_trainer_tmodel(t)), accumulates d(loss)/d(params) into it (e.g. with
- * dsv3_tm_logp_backward), then calls this: clipping, AdamW at the scheduled learning rate,
+ * dsv3_trainable_grads(dsv3_trainer_tmodel(t)), accumulates d(loss)/d(params) into it (e.g. with
+ * dsv3_trainable_logp_backward), then calls this: clipping, AdamW at the scheduled learning rate,
  * step + 1; router biases are not changed (no loads were counted). metrics (may be NULL)
  * receives step, lr, grad_norm, seconds. Errors: DSV3_EINVAL when the gradient norm is not
  * finite (the trainer stops as in dsv3_trainer_step, weights unchanged) or after such a stop. */
@@ -159,7 +159,7 @@ dsv3_status dsv3_trainer_update(dsv3_trainer *t, dsv3_train_metrics *metrics, ds
 
 /* The differentiable model the trainer owns (parameters, gradients, activations), for callers
  * of dsv3_trainer_update. Valid until dsv3_trainer_free. */
-struct dsv3_tmodel *dsv3_trainer_tmodel(dsv3_trainer *t);
+struct dsv3_trainable *dsv3_trainer_tmodel(dsv3_trainer *t);
 
 /* Loss on the held-out sequences (no gradients, no load counting, weights unchanged):
  * loss, ce, mtp, balance, tokens, seconds. DSV3_EINVAL if there are no held-out sequences

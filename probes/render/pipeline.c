@@ -1,4 +1,4 @@
-/* render_pipeline.c — text, SVG and JSON renderings of pipeline schedules (render_pipeline.h). */
+/* pipeline.c — text, SVG and JSON renderings of pipeline schedules (see pipeline.h). */
 #include "probes/render/pipeline.h"
 
 #include <cjson/cJSON.h>

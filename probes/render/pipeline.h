@@ -1,4 +1,4 @@
-/* render_pipeline.h — pure renderers of pipeline schedules (model/train/pipeline.h): value in, string
+/* pipeline.h — pure renderers of pipeline schedules (model/train/pipeline.h): value in, string
  * out.
  *
  * Each renderer takes n >= 1 timed schedules of one step (e.g. 1F1B, ZB1P and DualPipe for the

@@ -1,4 +1,4 @@
-/* cli_generate.c — `dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 |
+/* generate.c — `dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 |
  *   --fim-prefix TEXT --fim-suffix TEXT) [-n N] [--temp T]
  *   [--top-k K] [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]
  *   [--stop STR] [--print-ids] [--stats FILE.json]`

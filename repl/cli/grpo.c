@@ -1,4 +1,4 @@
-/* cli_grpo.c — `dsv3 grpo MODEL_DIR (--task add|copy | --prompts FILE) --steps N [options]`
+/* grpo.c — `dsv3 grpo MODEL_DIR (--task add|copy | --prompts FILE) --steps N [options]`
  *
  * GRPO (model/train/grpo.h) on a built-in toy task (model/train/grpo_task.h) or on a file of
  * "prompt<TAB>answer" lines scored with the answer reward, one line per step: reward mean, std

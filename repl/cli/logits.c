@@ -1,4 +1,4 @@
-/* cli_logits.c — `dsv3 logits MODEL_DIR --ids 1,2,3 [--out F.npy] [--mtp-out G.npy]
+/* logits.c — `dsv3 logits MODEL_DIR --ids 1,2,3 [--out F.npy] [--mtp-out G.npy]
  *                 [--attn absorbed|naive]`
  *
  * Runs the exact FP32 forward over the ids from position 0 and writes float32 .npy arrays:

@@ -1,4 +1,4 @@
-/* cli_route.c — `dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json]`
+/* route.c — `dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json]`
  *
  * The routing record of the main model's MoE layers for one forward pass from position 0:
  * per layer and token the chosen experts (descending biased score), their combine weights,

@@ -1,4 +1,4 @@
-/* cli_schedule.c — `dsv3 schedule --pp N --micro M [--f T --b T --w T --a T --fb T]
+/* schedule.c — `dsv3 schedule --pp N --micro M [--f T --b T --w T --a T --fb T]
  *                   [--method 1f1b|zb1p|dualpipe|all] [--svg FILE] [--json] [--color]`
  *
  * Simulates the pipeline schedules of model/train/pipeline.h for one training step and prints the

@@ -1,4 +1,4 @@
-/* cli_tokenize.c — `dsv3 tokenize MODEL_DIR --text TEXT [--bos] [--json]`
+/* tokenize.c — `dsv3 tokenize MODEL_DIR --text TEXT [--bos] [--json]`
  *
  * Prints exactly the ids the tokenizer gives for the text, space-separated on one line (no BOS
  * unless --bos and the tokenizer_config asks for it); --json prints {"ids":[...],"pieces":[...]}.

@@ -1,4 +1,4 @@
-/* cli_train.c — `dsv3 train MODEL_DIR --data PATH --steps N [options]`
+/* train.c — `dsv3 train MODEL_DIR --data PATH --steps N [options]`
  *
  * Trains the model in MODEL_DIR on a text file or a directory of .txt files (model/train/trainer.h) and
  * prints one line per optimizer step: step, loss, ce, mtp, balance, lr, grad norm, maxvio,
