@@ -14,6 +14,7 @@
 
 #include "model/run/forward.h"
 #include "model/run/model.h"
+#include "model/run/mtp.h"
 #include "scripts/bench_common.h"
 
 int main(int argc, char **argv) {

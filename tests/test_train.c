@@ -21,6 +21,7 @@
 #include "tests/runner.h"
 #include "tests/models.h"
 
+#include "model/run/mtp.h"
 #include "model/text/fim.h"
 #include "model/run/forward.h"
 #include "model/train/fp8.h"

@@ -151,7 +151,7 @@ void dsv3_run_set_interventions(dsv3_run *r, const dsv3_interventions *iv) {
 
 /* ---------------------------------------------------------------- forward -------------- */
 
-static dsv3_status check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n, int64_t at,
+dsv3_status dsv3_check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n, int64_t at,
                                const char *what, dsv3_err *err) {
     const int64_t V = r->m->cfg.vocab_size;
     if (n < 1 || n > r->max_chunk)
@@ -168,41 +168,41 @@ static dsv3_status check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n,
     return DSV3_OK;
 }
 
-static int cancelled(const dsv3_run *r) {
+int dsv3_cancelled(const dsv3_run *r) {
     return r->cancel && *r->cancel;
 }
 
 /* Reports an activation to the point hook, if one is attached. */
-static void point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
+void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
                   const float *x) {
     if (dsv3_hooked(r) && r->hooks.point) r->hooks.point(r->hooks.ud, p, li, pos0, n, dim, x);
 }
 
 /* One decoder block (layer index li) over x[n, H] in place:
  * x += MLA(norm(x)); x += FFN(norm(x)). */
-static void block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
+void dsv3_block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                           float *x, int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size;
     const float eps = (float)m->cfg.rms_norm_eps;
-    point(r, DSV3_POINT_RESID_IN, li, pos0, n, H, x);
+    dsv3_report_point(r, DSV3_POINT_RESID_IN, li, pos0, n, H, x);
     m->be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
     dsv3_mla_forward(r, L, li, kc, r->xn, r->y, n, pos0);
-    point(r, DSV3_POINT_ATTN_OUT, li, pos0, n, H, r->y);
+    dsv3_report_point(r, DSV3_POINT_ATTN_OUT, li, pos0, n, H, r->y);
     /* (omp simd: without it the possible aliasing of x and y keeps -O2 from vectorising) */
 #pragma omp simd
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
     m->be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
     if (L->is_moe) dsv3_moe_forward_layer(r, L, li, r->xn, r->y, n, pos0);
     else dsv3_mlp_forward(r, &L->dense, r->xn, r->y, n);
-    point(r, DSV3_POINT_FFN_OUT, li, pos0, n, H, r->y);
+    dsv3_report_point(r, DSV3_POINT_FFN_OUT, li, pos0, n, H, r->y);
 #pragma omp simd
     for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
-    point(r, DSV3_POINT_RESID_OUT, li, pos0, n, H, x);
+    dsv3_report_point(r, DSV3_POINT_RESID_OUT, li, pos0, n, H, x);
 }
 
 /* Final norm (into hidden, if wanted) and the head (into logits, if wanted). */
-static void head_forward(dsv3_run *r, const float *x, const float *norm, const dsv3_weight *head,
+void dsv3_head_forward(dsv3_run *r, const float *x, const float *norm, const dsv3_weight *head,
                          int64_t n, float *logits, int last_only, float *hidden) {
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size;
@@ -215,18 +215,18 @@ static void head_forward(dsv3_run *r, const float *x, const float *norm, const d
 
 dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
                          int last_only, float *hidden, dsv3_err *err) {
-    dsv3_status st = check_chunk(r, ids, n, r->len, "forward", err);
+    dsv3_status st = dsv3_check_chunk(r, ids, n, r->len, "forward", err);
     if (st) return st;
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size, pos0 = r->len;
     for (int64_t s = 0; s < n; s++) m->be->row(r->x + s * H, &m->embed, ids[s]);
     r->cur_ids = ids;
     for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
-        if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward: interrupted");
-        block_forward(r, &m->layers[l], l, &r->cache[l], r->x, n, pos0);
+        if (dsv3_cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward: interrupted");
+        dsv3_block_forward(r, &m->layers[l], l, &r->cache[l], r->x, n, pos0);
     }
-    head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
-    point(r, DSV3_POINT_HIDDEN, -1, pos0, n, H, r->xn);
+    dsv3_head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
+    dsv3_report_point(r, DSV3_POINT_HIDDEN, -1, pos0, n, H, r->xn);
     r->len = pos0 + n;
     return DSV3_OK;
 }
@@ -241,60 +241,4 @@ dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, flo
                           hidden ? hidden + at * H : NULL, err);
     }
     return st;
-}
-
-/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]) for rows 0..n-1 into r->x. */
-static void mtp_input(dsv3_run *r, const int32_t *next_ids, const float *hidden, int64_t n) {
-    const dsv3_model *m = r->m;
-    const dsv3_mtp_w *t = &m->mtp;
-    const int64_t H = m->cfg.hidden_size;
-    const float eps = (float)m->cfg.rms_norm_eps;
-    for (int64_t s = 0; s < n; s++) {
-        float *e = r->cat + s * 2 * H, *h = e + H;
-        m->be->row(e, &t->embed, next_ids[s]);
-        m->be->rmsnorm(e, e, t->enorm, 1, H, eps);
-        m->be->rmsnorm(h, hidden + s * H, t->hnorm, 1, H, eps);
-    }
-    m->be->matmul(r->x, r->cat, &t->eh_proj, n);
-}
-
-/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
-dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
-                             int64_t n, float *logits, int last_only, dsv3_err *err) {
-    const dsv3_model *m = r->m;
-    if (!m->has_mtp)
-        return dsv3_errf(err, DSV3_EUNSUPPORTED, "forward_mtp: the model has no MTP layer");
-    dsv3_status st = check_chunk(r, next_ids, n, r->mtp_len, "forward_mtp", err);
-    if (st) return st;
-    const dsv3_mtp_w *t = &m->mtp;
-    const int64_t pos0 = r->mtp_len;
-    mtp_input(r, next_ids, hidden, n);
-    if (cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward_mtp: interrupted");
-    r->cur_ids = next_ids;
-    block_forward(r, &t->block, m->cfg.num_hidden_layers, &r->cache[m->cfg.num_hidden_layers],
-                  r->x, n, pos0);
-    head_forward(r, r->x, t->head_norm, &t->head, n, logits, last_only, NULL);
-    r->mtp_len = pos0 + n;
-    return DSV3_OK;
-}
-
-/* The MTP module is one block, so the cache rows of a position depend on that position's input
- * alone (spec §4.3: c and k_pe are projections of the normed block input): rows whose logits
- * nobody reads need eh_proj, the norm and kv_a only — no attention, experts or head. */
-dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
-                                   int64_t n, dsv3_err *err) {
-    const dsv3_model *m = r->m;
-    if (!m->has_mtp)
-        return dsv3_errf(err, DSV3_EUNSUPPORTED, "forward_mtp: the model has no MTP layer");
-    if (dsv3_hooked(r)) /* probes see every row of the module, as before */
-        return dsv3_forward_mtp(r, next_ids, hidden, n, NULL, 0, err);
-    dsv3_status st = check_chunk(r, next_ids, n, r->mtp_len, "forward_mtp", err);
-    if (st) return st;
-    const dsv3_layer_w *L = &m->mtp.block;
-    const int64_t pos0 = r->mtp_len;
-    mtp_input(r, next_ids, hidden, n);
-    m->be->rmsnorm(r->xn, r->x, L->attn_norm, n, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps);
-    dsv3_mla_cache_only(r, L, &r->cache[m->cfg.num_hidden_layers], r->xn, n, pos0);
-    r->mtp_len = pos0 + n;
-    return DSV3_OK;
 }

@@ -114,17 +114,4 @@ dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logi
 dsv3_status dsv3_forward_chunked(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
                                  float *hidden, dsv3_err *err);
 
-/* Runs the MTP module (spec §6.1) at positions mtp_len..mtp_len+n-1: row i takes
- * next_ids[i] (= t_{p+1}) and hidden[i] (= h_p, from dsv3_forward) and gives the logits of
- * token p+2 into logits ([n, vocab], or [vocab] for the last row with last_only = 1).
- * DSV3_EUNSUPPORTED if the model has no MTP layer. */
-dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
-                             int64_t n, float *logits, int last_only, dsv3_err *err);
-
-/* dsv3_forward_mtp with no logits, doing only what later MTP positions read: the cache rows
- * (identical to a full call's; the module is one block). With hooks attached it runs the full
- * module so probes see every row. Used for the prompt and for rows behind an accepted draft. */
-dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
-                                   int64_t n, dsv3_err *err);
-
 #endif

@@ -18,6 +18,7 @@
 
 #include "model/base/clock.h"
 #include "model/run/model_internal.h"
+#include "model/run/mtp.h"
 
 typedef struct {
     dsv3_run *run;

@@ -12,6 +12,7 @@
 #include "model/run/forward.h"
 #include "model/run/model.h"
 #include "model/base/npy.h"
+#include "model/run/mtp.h"
 #include "repl/cli/cli.h"
 #include "kernels/backend.h"
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/run/mtp.h"
 #include "model/text/detok.h"
 #include "model/text/fim.h"
 #include "model/run/forward.h"
