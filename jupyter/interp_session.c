@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include "jupyter/interp_session.h"
 
-#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
