@@ -123,21 +123,6 @@ struct dsv3_run {
  * the baseline against which the probe-overhead benchmark measures "probes off". */
 #ifndef DSV3_PROBES
 #define DSV3_PROBES 1
-/* The pieces of dsv3_forward that the MTP module (model/run/mtp.c) runs again. */
-/* DSV3_EINVAL unless 1 <= n <= max_chunk, at + n <= max_seq and every id is in [0, vocab). */
-dsv3_status dsv3_check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n, int64_t at,
-                             const char *what, dsv3_err *err);
-int dsv3_cancelled(const dsv3_run *r);
-/* Reports an activation to the point hook, if one is attached. */
-void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
-                const float *x);
-/* One decoder block (layer index li) over x[n, H] in place: x += MLA(norm(x)); x += FFN(norm(x)). */
-void dsv3_block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
-                        float *x, int64_t n, int64_t pos0);
-/* Final norm (into hidden, if wanted) and the head (into logits, if wanted). */
-void dsv3_head_forward(dsv3_run *r, const float *x, const float *norm, const dsv3_weight *head,
-                       int64_t n, float *logits, int last_only, float *hidden);
-
 #endif
 static inline int dsv3_hooked(const dsv3_run *r) {
     return DSV3_PROBES && r->has_hooks;
@@ -181,8 +166,8 @@ dsv3_status dsv3_check_chunk(const dsv3_run *r, const int32_t *ids, int64_t n, i
                              const char *what, dsv3_err *err);
 int dsv3_cancelled(const dsv3_run *r);
 /* Reports an activation to the point hook, if one is attached. */
-void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
-                const float *x);
+void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n,
+                       int64_t dim, const float *x);
 /* One decoder block (layer index li) over x[n, H] in place: x += MLA(norm(x)); x += FFN(norm(x)). */
 void dsv3_block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                         float *x, int64_t n, int64_t pos0);
