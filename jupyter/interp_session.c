@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "jupyter/interp_session.h"
 
+#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
