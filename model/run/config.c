@@ -1,4 +1,4 @@
-/* config.c — config.json → dsv3_config (spec/architecture.md §1, constraints §10.1).
+/* config.c — config.json → dsv3_config (docs/ARCHITECTURE.md, "config.json").
  *
  * Shape-defining keys are required (a checkpoint without them cannot be read safely); the
  * rest take the defaults of Hugging Face's DeepseekV3Config. Every value is range-checked
@@ -347,7 +347,7 @@ dsv3_status dsv3_config_load(dsv3_config *cfg, const char *path, dsv3_err *err) 
 
 /* ---------------------------------------------------------------- RoPE / YaRN ---------- */
 
-/* spec §4.6: mscale(f, m) = 0.1 m ln f + 1 for f > 1. */
+/* docs/ARCHITECTURE.md, "YaRN": mscale(f, m) = 0.1 m ln f + 1 for f > 1. */
 static double yarn_mscale(double f, double m) {
     return f <= 1.0 ? 1.0 : 0.1 * m * log(f) + 1.0;
 }
@@ -367,8 +367,9 @@ double dsv3_config_rope_attention_factor(const dsv3_config *c) {
            yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
 }
 
-/* spec §4.8: cdim(r) = d ln(L0 / (2 pi r)) / (2 ln b); the ramp blends interpolated (1/f)
- * frequencies in on the low-frequency side. Computed in float32 like the references. */
+/* docs/ARCHITECTURE.md, "YaRN": cdim(r) = d ln(L0 / (2 pi r)) / (2 ln b); the ramp blends
+ * interpolated (1/f) frequencies in on the low-frequency side. Computed in float32 like the
+ * references. */
 void dsv3_config_rope_inv_freq(const dsv3_config *c, float *inv_freq) {
     const int64_t d = c->qk_rope_head_dim, half = d / 2;
     const float base = (float)c->rope_theta;

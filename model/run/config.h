@@ -1,8 +1,8 @@
 /* config.h — DeepSeek-V3 config.json: parse, default, validate.
  *
- * Owns the plain-value description of a model (spec/architecture.md §1). Knows nothing about
- * weights. Absent optional keys take the Hugging Face defaults of DeepseekV3Config; every
- * constraint of spec §10.1 is checked, and a violation names the key and its value.
+ * Owns the plain-value description of a model (docs/ARCHITECTURE.md, "config.json"). Knows nothing
+ * about weights. Absent optional keys take the Hugging Face defaults of DeepseekV3Config; the
+ * constraints listed there are checked, and a violation names the key and its value.
  * Thread rules: a dsv3_config is a plain value; copy it freely.
  */
 #ifndef DSV3_CONFIG_H
@@ -64,7 +64,7 @@ dsv3_status dsv3_config_parse(dsv3_config *cfg, const char *json, size_t len, co
 /* Reads and parses the file at path (see dsv3_config_parse). */
 dsv3_status dsv3_config_load(dsv3_config *cfg, const char *path, dsv3_err *err);
 
-/* Derived sizes (spec §1.1). */
+/* Derived sizes (docs/ARCHITECTURE.md, "config.json"). */
 static inline int64_t dsv3_config_qk_head_dim(const dsv3_config *c) {
     return c->qk_nope_head_dim + c->qk_rope_head_dim;
 }
@@ -73,14 +73,15 @@ static inline int dsv3_config_layer_is_moe(const dsv3_config *c, int64_t i) {
     return i >= c->first_k_dense_replace && c->n_routed_experts > 0;
 }
 
-/* The softmax scale of spec §4.6: dq^-0.5 * mscale(factor, mscale_all_dim)^2 (HF semantics). */
+/* The softmax scale (docs/ARCHITECTURE.md, "YaRN"): dq^-0.5 * mscale(factor, mscale_all_dim)^2
+ * (HF semantics). */
 double dsv3_config_softmax_scale(const dsv3_config *c);
 
 /* YaRN's attention factor on cos/sin: mscale(f, mscale) / mscale(f, mscale_all_dim); 1 when
- * YaRN is off (spec §4.6). */
+ * YaRN is off ("YaRN"). */
 double dsv3_config_rope_attention_factor(const dsv3_config *c);
 
-/* Fills inv_freq[k], k < qk_rope_head_dim/2, per spec §4.8 (YaRN when enabled), in float32. */
+/* Fills inv_freq[k], k < qk_rope_head_dim/2, per "YaRN" (when enabled), in float32. */
 void dsv3_config_rope_inv_freq(const dsv3_config *c, float *inv_freq);
 
 #endif

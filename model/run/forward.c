@@ -1,7 +1,8 @@
-/* forward.c — run state and the top-level forward passes (spec/architecture.md §4.1, §6.1).
+/* forward.c — run state and the top-level forward passes (docs/ARCHITECTURE.md, "Forward pass",
+ * "MTP").
  *
- * dsv3_forward reads like §4.1: embed, then per layer RMSNorm → MLA → residual → RMSNorm →
- * dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
+ * dsv3_forward reads like "Forward pass": embed, then per layer RMSNorm → MLA → residual → RMSNorm
+ * → dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
  * decoder block on its own input and cache.
  */
 #include <stdlib.h>

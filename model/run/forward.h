@@ -3,8 +3,8 @@
  * A dsv3_run holds one sequence's MLA latent cache (per layer: the normalised latent c
  * [kv_lora_rank] and the rotated shared RoPE key k_pe [qk_rope_head_dim] per position; the MTP
  * block keeps its own), and all scratch, sized once at dsv3_run_new: no allocation happens in a
- * forward call. The math is spec/architecture.md §4-§6 with Hugging Face semantics in float32.
- * Thread rules: one thread uses a run at a time; several runs may share one model.
+ * forward call. The math is docs/ARCHITECTURE.md, "The model", with Hugging Face semantics in
+ * float32. Thread rules: one thread uses a run at a time; several runs may share one model.
  */
 #ifndef DSV3_FORWARD_H
 #define DSV3_FORWARD_H
@@ -16,8 +16,8 @@
 typedef struct dsv3_run dsv3_run;
 
 typedef enum {
-    DSV3_ATTN_ABSORBED = 0, /* spec §4.5: scores against the cached latent (decode form) */
-    DSV3_ATTN_NAIVE = 1,    /* spec §4.4: k_nope and v re-expanded from the latent (HF form) */
+    DSV3_ATTN_ABSORBED = 0, /* "MLA" absorbed: scores against the cached latent (decode) */
+    DSV3_ATTN_NAIVE = 1,    /* "MLA" naive: k_nope and v re-expanded from the latent (HF) */
 } dsv3_attn_form;
 
 typedef struct {
@@ -61,7 +61,7 @@ typedef enum {
     DSV3_POINT_COUNT
 } dsv3_point;
 
-/* One token's routing at one MoE layer (spec §5). */
+/* One token's routing at one MoE layer (docs/ARCHITECTURE.md, "Routing"). */
 typedef struct {
     int64_t layer;                  /* checkpoint layer index (the MTP block: num_hidden_layers) */
     int64_t pos;                    /* absolute position */

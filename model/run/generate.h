@@ -1,5 +1,5 @@
 /* generate.h — autoregressive generation over a dsv3_run, optionally with MTP speculative
- * decoding (spec/architecture.md §6.3, depth 1).
+ * decoding (docs/ARCHITECTURE.md, "Speculative decoding"; depth 1).
  *
  * The prompt is prefilled in chunks, then tokens are produced one forward at a time; with MTP
  * the MTP module drafts the token after next and one two-token forward verifies it. Greedy
@@ -18,7 +18,7 @@
 /* Called for every produced token, in order. Return non-zero to stop after it (stop strings). */
 typedef int (*dsv3_token_fn)(void *ud, int32_t id);
 
-/* One MTP draft and its verification (speculative decoding, spec §6.3). */
+/* One MTP draft and its verification (docs/ARCHITECTURE.md, "Speculative decoding"). */
 typedef struct {
     int64_t pos;       /* position of the drafted token */
     int32_t draft;     /* the MTP module's token */

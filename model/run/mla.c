@@ -1,4 +1,4 @@
-/* mla.c — Multi-head Latent Attention, both forms (spec/architecture.md §4.3-§4.5).
+/* mla.c — Multi-head Latent Attention, both forms (docs/ARCHITECTURE.md, "MLA").
  *
  * Projections are shared; the cache holds only the normalised latent c and the rotated shared
  * key k_pe. The naive form re-expands k_nope and v from c for every cached position (HF); the
@@ -10,7 +10,7 @@
 #include "kernels/pool.h"
 #include "model/run/model_internal.h"
 
-/* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec §4.2, pitfall 13). */
+/* Latent norms use eps 1e-6 whatever rms_norm_eps says (docs/ARCHITECTURE.md, "RMSNorm"). */
 #define LATENT_EPS 1e-6f
 
 /* Threads pay off only when the score/sum work (~ n * nh * keys * width) is large. */
@@ -28,8 +28,8 @@ static void scatter_cols(float *dst, const float *src, int64_t n, int64_t stride
     for (int64_t s = 0; s < n; s++) memcpy(dst + s * stride + off, src + s * w, (size_t)w * 4);
 }
 
-/* spec §4.3: the cache rows of positions pos0.. from kva = xn W_kv_a: c = norm(latent), k_pe
- * rotated; sets r->pos. */
+/* "MLA", "Latent cache": the cache rows of positions pos0.. from kva = xn W_kv_a: c = norm(latent),
+ * k_pe rotated; sets r->pos. */
 static void store_kv(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
     const int64_t dr = m->cfg.qk_rope_head_dim, rkv = m->cfg.kv_lora_rank;
@@ -48,7 +48,7 @@ void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *k
     store_kv(r, L, kc, n, pos0);
 }
 
-/* spec §4.3: q (with q_pe rotated), and the new cache rows c, k_pe at positions pos0.. */
+/* "MLA": q (with q_pe rotated), and the new cache rows c, k_pe at positions pos0.. */
 static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
                     int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
@@ -79,7 +79,7 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
             memcpy(r->q + (s * nh + h) * dq + dn, qpe + (s * nh + h) * dr, (size_t)dr * 4);
 }
 
-/* spec §4.5, absorbed: score = (q_nope W_UK . c_t + q_pe . k_pe_t) * scale; o = W_UV sum P c. */
+/* "MLA", absorbed: score = (q_nope W_UK . c_t + q_pe . k_pe_t) * scale; o = W_UV sum P c. */
 /* Reports one head's attention probabilities to the attn hook (serially, after the sums). */
 static void report_attn(dsv3_run *r, int64_t li, int64_t n, int64_t pos0,
                         void (*recompute)(dsv3_run *, int64_t, int64_t, float *, void *), void *ctx) {
@@ -219,7 +219,7 @@ static void naive_pair(void *vctx, int64_t sh, int tid) {
     }
 }
 
-/* spec §4.4, naive: K = [W_UK c_t ; k_pe_t], V = W_UV c_t for every cached t. */
+/* "MLA", naive: K = [W_UK c_t ; k_pe_t], V = W_UV c_t for every cached t. */
 static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cache *kc,
                          int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;

@@ -1,8 +1,8 @@
 /* model.c — open a model directory and bind every tensor the config implies (see model.h).
  *
- * Binding turns tensor names into typed fields once (spec/architecture.md §2), so the forward
- * pass refers to `layer->kv_b`, never to strings. Shapes come from the config; a tensor that is
- * missing, mis-shaped or of an unsupported dtype is an error naming file and tensor.
+ * Binding turns tensor names into typed fields once (docs/ARCHITECTURE.md, "Checkpoint tensors"),
+ * so the forward pass refers to `layer->kv_b`, never to strings. Shapes come from the config; a
+ * tensor that is missing, mis-shaped or of an unsupported dtype is an error naming file and tensor.
  */
 #include "model/run/model_internal.h"
 
@@ -168,8 +168,8 @@ static dsv3_status bind_layer(binder *b, dsv3_layer_w *L, int64_t li, int is_moe
     return DSV3_OK;
 }
 
-/* The MTP module (spec §2.2). Its embedding and head fall back to the main model's when the
- * checkpoint leaves out the copies (they are the same parameters). */
+/* The MTP module (docs/ARCHITECTURE.md, "Checkpoint tensors"). Its embedding and head fall back to
+ * the main model's when the checkpoint leaves out the copies (they are the same parameters). */
 static dsv3_status bind_mtp(binder *b) {
     dsv3_model *m = b->m;
     const dsv3_config *c = &m->cfg;

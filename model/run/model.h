@@ -1,10 +1,10 @@
 /* model.h — a loaded DeepSeek-V3 model: config + mapped, validated weights.
  *
  * dsv3_model owns the checkpoint mapping and the binding of every tensor the config implies
- * (spec/architecture.md §2) to a typed weight. Big weights stay mapped in their stored dtype
- * (resident memory ≈ the bytes actually touched); only 1-D vectors (norm weights, router bias)
- * are copied to float32. The router bias copy is the one mutable part (probes edit it).
- * Thread rules: after open, read-only except the bias; share freely between runs.
+ * (docs/ARCHITECTURE.md, "Checkpoint tensors") to a typed weight. Big weights stay mapped in their
+ * stored dtype (resident memory ≈ the bytes actually touched); only 1-D vectors (norm weights,
+ * router bias) are copied to float32. The router bias copy is the one mutable part (probes edit
+ * it). Thread rules: after open, read-only except the bias; share freely between runs.
  */
 #ifndef DSV3_MODEL_H
 #define DSV3_MODEL_H
@@ -49,7 +49,8 @@ const dsv3_backend *dsv3_model_backend(const dsv3_model *m);
 /* 1 if the checkpoint holds the MTP module (num_nextn_predict_layers = 1). */
 int dsv3_model_has_mtp(const dsv3_model *m);
 
-/* Parameter counts by component (elements, whatever their dtype), spec/architecture.md §9.1. */
+/* Parameter counts by component (elements, whatever their dtype); V3's in docs/ARCHITECTURE.md,
+ * "Checkpoint tensors". */
 typedef struct {
     int64_t embed;          /* model.embed_tokens */
     int64_t attention;      /* all MLA projections and their latent norms, main layers */

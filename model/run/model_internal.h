@@ -1,6 +1,6 @@
 /* model_internal.h — weight structs and run state, shared by the model folder only.
  *
- * Front ends never include this. Shapes use the config names of spec/architecture.md.
+ * Front ends never include this. Shapes use the notation of docs/ARCHITECTURE.md.
  */
 #ifndef DSV3_MODEL_INTERNAL_H
 #define DSV3_MODEL_INTERNAL_H
@@ -9,7 +9,8 @@
 #include "model/run/model.h"
 #include "model/run/safetensors.h"
 
-/* SwiGLU MLP (dense FFN, one routed expert or the shared expert), spec §4.10. */
+/* SwiGLU MLP: dense FFN, one routed expert or the shared expert (docs/ARCHITECTURE.md,
+ * "SwiGLU"). */
 typedef struct {
     dsv3_weight gate; /* [width, H] gate_proj */
     dsv3_weight up;   /* [width, H] up_proj */
@@ -20,7 +21,7 @@ typedef struct {
 typedef struct {
     float *attn_norm;      /* [H] input_layernorm, f32 copy */
     float *ffn_norm;       /* [H] post_attention_layernorm, f32 copy */
-    /* MLA, spec §4.3 */
+    /* MLA, docs/ARCHITECTURE.md, "MLA" */
     dsv3_weight q_a;       /* [q_lora_rank, H]; unused when q_lora_rank = 0 */
     float *q_a_norm;       /* [q_lora_rank] f32 copy; NULL when q_lora_rank = 0 */
     dsv3_weight q_b;       /* [nh * dq, q_lora_rank], or q_proj [nh * dq, H] when rank 0 */
@@ -38,7 +39,7 @@ typedef struct {
     dsv3_mlp_w shared;     /* moe_intermediate_size * n_shared_experts wide (if any) */
 } dsv3_layer_w;
 
-/* The MTP module at layer index num_hidden_layers, spec §2.2 / §6.1. */
+/* The MTP module at layer index num_hidden_layers, docs/ARCHITECTURE.md, "MTP". */
 typedef struct {
     dsv3_weight embed;     /* [vocab, H] model.layers.L.embed_tokens (copy of the main one) */
     float *enorm;          /* [H] */
@@ -61,14 +62,14 @@ struct dsv3_model {
     dsv3_mtp_w mtp;
     float *inv_freq;           /* [dr / 2] RoPE inverse frequencies (YaRN applied) */
     float rope_factor;         /* YaRN attention factor on cos/sin */
-    float softmax_scale;       /* spec §4.6 */
+    float softmax_scale;       /* docs/ARCHITECTURE.md, "YaRN" */
     char *warnings;            /* "" or lines */
     char *dir;                 /* as opened */
 };
 
 /* ---------------------------------------------------------------- run state ----------- */
 
-/* One layer's latent cache (spec §4.5): what MLA keeps per position. */
+/* One layer's latent cache (docs/ARCHITECTURE.md, "Latent cache"): what MLA keeps per position. */
 typedef struct {
     float *c;   /* [max_seq, kv_lora_rank] kv_a_layernorm(latent) */
     float *kpe; /* [max_seq, qk_rope_head_dim] rotated shared RoPE key (interleaved pairs) */
@@ -128,8 +129,8 @@ static inline int dsv3_hooked(const dsv3_run *r) {
     return DSV3_PROBES && r->has_hooks;
 }
 
-/* spec §4.3-4.5: MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc, out[n, H].
- * li is the layer index (for hooks). */
+/* docs/ARCHITECTURE.md, "MLA": MLA over xn[n, H] at positions pos0.., writes c/k_pe into kc,
+ * out[n, H]. li is the layer index (for hooks). */
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                       const float *xn, float *out, int64_t n, int64_t pos0);
 
@@ -138,7 +139,7 @@ void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer
 void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, const float *xn,
                          int64_t n, int64_t pos0);
 
-/* spec §4.10: out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
+/* docs/ARCHITECTURE.md, "SwiGLU": out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);
 
 
@@ -152,11 +153,12 @@ typedef struct {
     unsigned char *groups_out;     /* [n_group] kept groups, or NULL */
 } dsv3_route_opts;
 
-/* spec §5 steps 1-9 for one token given its router logits [E]: idx[K], w[K]. */
+/* docs/ARCHITECTURE.md, "Routing", steps 1-6, for one token given its router logits [E]:
+ * idx[K], w[K]. */
 void dsv3_moe_route(const dsv3_config *c, const dsv3_route_opts *o, const float *logits,
                     int32_t *idx, float *w);
 
-/* spec §5 for layer index li (for hooks and interventions). */
+/* docs/ARCHITECTURE.md, "MoE", for layer index li (for hooks and interventions). */
 void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, const float *xn,
                             float *out, int64_t n, int64_t pos0);
 

@@ -1,5 +1,6 @@
-/* moe.c — DeepSeekMoE with auxiliary-loss-free bias routing (spec/architecture.md §5) and the
- * SwiGLU MLP shared by dense layers, routed experts and the shared expert (§4.10).
+/* moe.c — DeepSeekMoE with auxiliary-loss-free bias routing (docs/ARCHITECTURE.md, "Routing",
+ * "MoE") and the SwiGLU MLP shared by dense layers, routed experts and the shared expert
+ * ("SwiGLU").
  *
  * Routing follows HF in float32: sigmoid scores, the bias only for choosing, group-limited
  * top-k with non-kept groups masked to -inf, weights from the unbiased scores, normalised then
@@ -19,7 +20,7 @@ void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *o
     be->matmul(out, r->ffn_g, &w->down, m);
 }
 
-/* Index of the largest v[i] over i < n with keep[i]; ties go to the lower index (spec §5.6). */
+/* Index of the largest v[i] over i < n with keep[i]; ties go to the lower index ("Routing"). */
 static int64_t argmax_masked(const float *v, const unsigned char *keep, int64_t n) {
     int64_t best = -1;
     for (int64_t i = 0; i < n; i++)
@@ -170,7 +171,7 @@ void dsv3_moe_forward_layer(dsv3_run *r, const dsv3_layer_w *L, int64_t li, cons
     }
     if (shared) ops[nops++] = (dsv3_matmul_op){r->yg + nslots * H, sg, &L->shared.down, n, 0};
     be->matmul_many(ops, nops);
-    /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared (spec §5.10). (omp
+    /* Combine in expert order: out[t] = sum_k w_k E_k(x_t), then + shared ("MoE"). (omp
      * simd: -O2 does not vectorise loops whose pointers may alias; these run per token.) */
     memset(out, 0, (size_t)(n * H) * 4);
     for (int64_t j = 0; j < nslots; j++) {

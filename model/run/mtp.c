@@ -4,7 +4,7 @@
 #include "model/run/mtp.h"
 #include "model/run/model_internal.h"
 
-/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]) for rows 0..n-1 into r->x. */
+/* "MTP": z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]) for rows 0..n-1 into r->x. */
 static void mtp_input(dsv3_run *r, const int32_t *next_ids, const float *hidden, int64_t n) {
     const dsv3_model *m = r->m;
     const dsv3_mtp_w *t = &m->mtp;
@@ -19,7 +19,7 @@ static void mtp_input(dsv3_run *r, const int32_t *next_ids, const float *hidden,
     m->be->matmul(r->x, r->cat, &t->eh_proj, n);
 }
 
-/* spec §6.1: z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
+/* "MTP": z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]); z = block(z, pos i); head. */
 dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                              int64_t n, float *logits, int last_only, dsv3_err *err) {
     const dsv3_model *m = r->m;
@@ -40,7 +40,7 @@ dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *
 }
 
 /* The MTP module is one block, so the cache rows of a position depend on that position's input
- * alone (spec §4.3: c and k_pe are projections of the normed block input): rows whose logits
+ * alone ("MLA": c and k_pe are projections of the normed block input): rows whose logits
  * nobody reads need eh_proj, the norm and kv_a only — no attention, experts or head. */
 dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                                    int64_t n, dsv3_err *err) {

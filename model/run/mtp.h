@@ -11,7 +11,7 @@
 
 #include "model/run/forward.h"
 
-/* Runs the MTP module (spec §6.1) at positions mtp_len..mtp_len+n-1: row i takes
+/* Runs the MTP module (docs/ARCHITECTURE.md, "MTP") at positions mtp_len..mtp_len+n-1: row i takes
  * next_ids[i] (= t_{p+1}) and hidden[i] (= h_p, from dsv3_forward) and gives the logits of
  * token p+2 into logits ([n, vocab], or [vocab] for the last row with last_only = 1).
  * DSV3_EUNSUPPORTED if the model has no MTP layer. */

@@ -1,7 +1,7 @@
 /* safetensors.c — mapping and strict validation of safetensors files (see safetensors.h).
  *
- * Format (spec/architecture.md §3.1): u64 little-endian header length N, N bytes of JSON, then
- * the data section. The whole header is checked before any tensor is handed out, so later code
+ * Format (docs/ARCHITECTURE.md, "safetensors"): u64 little-endian header length N, N bytes of JSON,
+ * then the data section. The whole header is checked before any tensor is handed out, so later code
  * can index tensor bytes without further bounds checks.
  */
 #include "model/run/safetensors.h"

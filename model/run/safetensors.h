@@ -1,10 +1,10 @@
 /* safetensors.h — memory-mapped, strictly validated safetensors checkpoints.
  *
- * Owns the mapping of checkpoint files and the table of their tensors (spec/architecture.md
- * §3.1, §2.3). A checkpoint is a directory with one `model.safetensors` or the shards named by
- * `model.safetensors.index.json`. Tensor bytes stay in the file mapping in their stored dtype;
- * nothing is converted here. Every error names the file and, where it applies, the tensor.
- * Thread rules: read-only after open; may be shared between threads.
+ * Owns the mapping of checkpoint files and the table of their tensors (docs/ARCHITECTURE.md,
+ * "safetensors", "Checkpoint tensors"). A checkpoint is a directory with one `model.safetensors` or
+ * the shards named by `model.safetensors.index.json`. Tensor bytes stay in the file mapping in
+ * their stored dtype; nothing is converted here. Every error names the file and, where it applies,
+ * the tensor. Thread rules: read-only after open; may be shared between threads.
  */
 #ifndef DSV3_SAFETENSORS_H
 #define DSV3_SAFETENSORS_H

@@ -1,4 +1,4 @@
-/* chat.c — the DeepSeek-V3 chat format (contract in chat.h; spec/architecture.md §7.6).
+/* chat.c — the DeepSeek-V3 chat format (contract in chat.h; docs/ARCHITECTURE.md, "Chat template").
  *
  * Mirrors the Jinja template shipped in DeepSeek-V3's tokenizer_config.json without its tool-call
  * branch: system prompts first, then the turns, with the template's is_tool / is_output_first

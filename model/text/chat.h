@@ -1,4 +1,4 @@
-/* chat.h — the DeepSeek-V3 chat format (spec/architecture.md §7.6) as a pure function.
+/* chat.h — the DeepSeek-V3 chat format (docs/ARCHITECTURE.md, "Chat template") as a pure function.
  *
  * Owns: turning a list of role/content messages into the prompt text the DeepSeek-V3 chat
  * template renders (the template shipped with DeepSeek-V3, without tool calls). Does not own:

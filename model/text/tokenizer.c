@@ -1,5 +1,5 @@
 /* tokenizer.c — byte-level BPE tokenizer (contract in tokenizer.h; facts in
- * spec/architecture.md §7).
+ * docs/ARCHITECTURE.md, "Tokenizer").
  *
  * Owns the path text -> ids -> text for Hugging Face tokenizer.json files of the DeepSeek-V3
  * kind. The sections follow the data: utilities (buffers, hashing, UTF-8, the byte-level
@@ -245,8 +245,8 @@ static bool is_white_space(uint32_t cp) {
     return false;
 }
 
-/* Byte-level alphabet (spec §7.3): bytes 0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF stand for themselves;
- * the other 68 bytes, in increasing order, map to U+0100.. U+0143. */
+/* Byte-level alphabet (docs/ARCHITECTURE.md, "Tokenizer"): bytes 0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF
+ * stand for themselves; the other 68 bytes, in increasing order, map to U+0100.. U+0143. */
 static uint32_t byte_to_cp(unsigned b) {
     if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) return b;
     if (b <= 0x20) return 0x100 + b;             /* 0x00-0x20 -> 0..32 */

@@ -1,4 +1,4 @@
-/* tokenizer.h — byte-level BPE tokenizer for DeepSeek-V3 (spec/architecture.md §7).
+/* tokenizer.h — byte-level BPE tokenizer for DeepSeek-V3 (docs/ARCHITECTURE.md, "Tokenizer").
  *
  * Owns: loading a Hugging Face `tokenizer.json` (plus the optional `tokenizer_config.json` beside
  * it), encoding UTF-8 text to token ids exactly as the Hugging Face `tokenizers` library does for

@@ -1,5 +1,5 @@
 /* checkpoint.c — atomic safetensors writing, FP8/F16 encoders, metadata reading (see
- * checkpoint.h). Layout per spec/training.md §10.1. */
+ * checkpoint.h). Layout per docs/ARCHITECTURE.md, "safetensors". */
 #include "model/train/checkpoint.h"
 
 #include <cjson/cJSON.h>

@@ -1,13 +1,13 @@
 /* checkpoint.h — writing checkpoints: safetensors files, atomically.
  *
- * Owns the write side of spec/training.md §10: a safetensors file from a list of tensors
- * (float32 sources converted to F32/BF16/F16 on the fly, or already-encoded bytes such as FP8
- * weights and their scales), string metadata in __metadata__, tensors ordered by element size
- * then name so every tensor is aligned and the file is reproducible byte for byte; FP8 block
- * quantization (spec/training.md §6.2-6.3); reading back a file's __metadata__; and atomic file
- * replacement (temp file in the same directory, fsync, rename, fsync of the directory) so a
- * crash leaves either the old file or the new one. Reading tensors stays model/safetensors.
- * Thread rules: no shared state.
+ * Owns the write side of docs/ARCHITECTURE.md, "Training checkpoint": a safetensors file from a
+ * list of tensors (float32 sources converted to F32/BF16/F16 on the fly, or already-encoded bytes
+ * such as FP8 weights and their scales), string metadata in __metadata__, tensors ordered by
+ * element size then name so every tensor is aligned and the file is reproducible byte for byte; FP8
+ * block quantization (docs/ARCHITECTURE.md, "FP8 training"); reading back a file's __metadata__;
+ * and atomic file replacement (temp file in the same directory, fsync, rename, fsync of the
+ * directory) so a crash leaves either the old file or the new one. Reading tensors stays
+ * model/safetensors. Thread rules: no shared state.
  */
 #ifndef DSV3_TRAIN_CKPT_H
 #define DSV3_TRAIN_CKPT_H

@@ -3,8 +3,8 @@
  * Owns one token stream and how it is cut and ordered. A text source is a file or a directory
  * of *.txt files (sorted by name, not recursive); each file is one document, tokenized with the
  * model's tokenizer (no BOS/EOS added by the tokenizer) and followed by the EOS id, so documents
- * are separated by EOS and packed without masking (spec/training.md §3.2 [ours]). The stream is
- * cut into sequences of seq_len + 1 tokens with stride seq_len (sequence j covers tokens
+ * are separated by EOS and packed without masking (docs/ARCHITECTURE.md, "Objective"). The stream
+ * is cut into sequences of seq_len + 1 tokens with stride seq_len (sequence j covers tokens
  * [j*T, j*T + T]: T inputs and their T next-token targets). The last `heldout` fraction of the
  * sequences is the evaluation split; the others are the training split, visited in a random
  * order per epoch: a Fisher-Yates permutation drawn from a counter-based generator keyed by

@@ -1,21 +1,21 @@
 /* fp8.h — the FP8 recipe of DeepSeek-V3 training, emulated exactly on the CPU
- * (spec/training.md §5-6).
+ * (docs/ARCHITECTURE.md, "FP8 training"; usage in docs/TRAINING.md, "FP8 mixed precision").
  *
  * Owns: the FP32 -> E4M3 conversion (round to nearest even, saturating, as the GPU's
  * cvt.rn.satfinite), the scale convention (amax over a tile, floor 1e-4, s = amax / 448, or
  * its power-of-two round-up), the quantizers for 1x128 activation tiles, 128x1 token tiles
  * and 128x128 weight blocks, and the three GEMMs of a linear layer y = x W^T (Fprop, Dgrad,
- * Wgrad) with the operand tilings of §5.3 and FP32 accumulation promoted every 128 elements of
- * the contraction (§5.4). Does not own which layers run in FP8 (model/train/trainable decides) or
- * where the buffers live (the caller's workspace).
+ * Wgrad) with the operand tilings of "FP8 training" and FP32 accumulation promoted every 128
+ * elements of the contraction (promotion). Does not own which layers run in FP8
+ * (model/train/trainable decides) or where the buffers live (the caller's workspace).
  *
- * Accumulation (spec §6.4, "double inside the chunk, then round"): a product of two E4M3
- * values is exact, and so is the sum of 128 of them in double (products span 2^-18..2^17,
- * 35 bits, plus 7 bits of growth < 53), so the chunk sum does not depend on summation order.
- * It is rounded once to FP32, multiplied by (sA * sB) in FP32 and added into an FP32
+ * Accumulation (docs/ARCHITECTURE.md, "FP8 training": double inside the chunk, then round): a
+ * product of two E4M3 values is exact, and so is the sum of 128 of them in double (products span
+ * 2^-18..2^17, 35 bits, plus 7 bits of growth < 53), so the chunk sum does not depend on summation
+ * order. It is rounded once to FP32, multiplied by (sA * sB) in FP32 and added into an FP32
  * accumulator in increasing chunk order. The results are thus reproducible bit for bit on any
  * thread count and vector width; a GPU's tensor-core chunk sums are not exact, so CUDA output
- * is compared with these within spec §6.4's tolerance.
+ * is compared with these within the tolerance that section states.
  *
  * Thread rules: no state; the GEMMs run their items on the worker pool (kernels/pool.h).
  */
@@ -28,11 +28,12 @@
 #define DSV3_FP8_TILE 128
 #define DSV3_FP8_MAX 448.0f
 
-/* spec §6.2: FP32 -> E4M3FN code; NaN -> 0x7F with the sign, |x| >= 448 -> 0x7E with the sign. */
+/* docs/ARCHITECTURE.md, "FP8 E4M3": FP32 -> E4M3FN code; NaN -> 0x7F with the sign,
+ * |x| >= 448 -> 0x7E with the sign. */
 uint8_t dsv3_fp8_encode(float x);
 
-/* spec §6.3: the dequantization scale of a tile whose max |value| is amax:
- * s = max(amax, 1e-4) / 448 (IEEE division), or with pow2 set its power-of-two round-up
+/* "FP8 training" (docs/ARCHITECTURE.md): the dequantization scale of a tile whose max |value| is
+ * amax: s = max(amax, 1e-4) / 448 (IEEE division), or with pow2 set its power-of-two round-up
  * 2^ceil(log2(s)) taken from the FP32 bits. */
 float dsv3_fp8_scale(float amax, int pow2);
 

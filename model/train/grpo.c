@@ -42,7 +42,7 @@ struct dsv3_grpo {
 
 /* ---------------------------------------------------------------- pure pieces ---------- */
 
-/* spec/training.md §8 [ours]: population std plus 1e-6; an all-equal group gets exactly 0
+/* docs/TRAINING.md "GRPO" (our choice): population std plus 1e-6; an all-equal group gets exactly 0
  * (tested with ==, not through the epsilon, so G = 1 and ties give no update and no NaN). */
 void dsv3_grpo_advantages(double *adv, const double *r, int64_t G) {
     double mean = 0.0, var = 0.0;
@@ -59,7 +59,7 @@ void dsv3_grpo_advantages(double *adv, const double *r, int64_t G) {
         adv[i] = equal ? 0.0 : (r[i] - mean) / (sd + 1e-6);
 }
 
-/* Per token (spec/training.md §8, token-level form), with d = lp_ref - lp:
+/* Per token (docs/TRAINING.md "GRPO", token-level form), with d = lp_ref - lp:
  *   surr = min(rho A, clip(rho, 1-eps, 1+eps) A),  rho = exp(lp - lp_old)
  *   k3   = exp(d) - d - 1
  *   L   -= w (surr - beta k3),  w = inv_n / |o_i|

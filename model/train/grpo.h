@@ -7,7 +7,7 @@
  * (temperature sampling on the inference model, which computes with the trained weights),
  * scores each completion with the caller's reward function, turns the rewards into
  * group-normalised advantages, and takes `inner` optimizer steps on the token-level GRPO loss of
- * spec/training.md §8 (DeepSeekMath):
+ * docs/TRAINING.md, "GRPO" (DeepSeekMath):
  *
  *   L = -(1/N) sum_i (1/|o_i|) sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i)
  *                                       - beta * k3_it ]

@@ -1,4 +1,5 @@
-/* ops.h — the training operators: one forward/backward pair per op (spec/training.md §9).
+/* ops.h — the training operators: one forward/backward pair per op (docs/ARCHITECTURE.md,
+ * "Gradients").
  *
  * Owns the differentiable math of training on plain arrays: embedding, linear, RMSNorm, RoPE,
  * causal softmax attention (naive form), SwiGLU, sigmoid gating with normalisation and routed
@@ -7,9 +8,9 @@
  * discrete top-k stays model/run/moe.c's dsv3_moe_route).
  *
  * Precision: activations and their gradients are double; parameters and parameter gradients are
- * float32 (the FP32 master weights and FP32 gradient accumulation of spec/training.md §4). Double
- * activations let the finite-difference checks reach 1e-4 relative error (§9.7 recommends a
- * double reference for checks) and keep the training forward within 1e-5 of the FP32 inference.
+ * float32 (the FP32 master weights and FP32 gradient accumulation of docs/ARCHITECTURE.md,
+ * "Training"). Double activations let the finite-difference checks reach 1e-4 relative error
+ * (checks want a double reference) and keep the training forward within 1e-5 of the FP32 inference.
  *
  * Conventions (llm.c): outputs first, then inputs, then sizes. Every *_backward ADDS into its
  * gradient outputs (dx += ..., dW += ...), so a tensor read by two paths collects both; the
@@ -47,24 +48,24 @@ void dsv3_op_linear_forward_f32(double *y, const double *x, const float *W, int6
 void dsv3_op_linear_backward_f32(double *dx, float *dW, const double *dy, const double *x,
                                  const float *W, int64_t n, int64_t in, int64_t out, float *ws);
 
-/* ---- RMSNorm (spec/architecture.md §4.2): y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps).
+/* ---- RMSNorm (docs/ARCHITECTURE.md, "RMSNorm"): y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps).
  * rstd [n] is saved for the backward pass. y may alias x. */
 void dsv3_op_rmsnorm_forward(double *y, double *rstd, const double *x, const float *g, int64_t n,
                              int64_t dim, double eps);
-/* spec/training.md §9.1. dx may not alias x or dy. */
+/* docs/ARCHITECTURE.md, "Gradients". dx may not alias x or dy. */
 void dsv3_op_rmsnorm_backward(double *dx, float *dg, const double *dy, const double *x,
                               const double *rstd, const float *g, int64_t n, int64_t dim);
 
-/* ---- RoPE on interleaved pairs (spec/architecture.md §4.7): for token s and vector v, the d
+/* ---- RoPE on interleaved pairs (docs/ARCHITECTURE.md, "RoPE"): for token s and vector v, the d
  * values at x + (s * nvec + v) * stride are rotated in place by angle pos[s] * inv_freq[k],
  * with cos/sin multiplied by factor (YaRN attention factor). */
 void dsv3_op_rope_forward(double *x, int64_t n, int64_t nvec, int64_t stride, int64_t d,
                           const int64_t *pos, const float *inv_freq, double factor);
-/* spec/training.md §9.4: dx = factor * R(-theta) dy, in place on the gradient. */
+/* docs/ARCHITECTURE.md, "Gradients": dx = factor * R(-theta) dy, in place on the gradient. */
 void dsv3_op_rope_backward(double *dx, int64_t n, int64_t nvec, int64_t stride, int64_t d,
                            const int64_t *pos, const float *inv_freq, double factor);
 
-/* ---- causal softmax attention (naive form, spec/architecture.md §4.4) over B sequences of T
+/* ---- causal softmax attention (naive form, docs/ARCHITECTURE.md, "MLA") over B sequences of T
  * tokens: q, k [B*T, nh, dqk], v [B*T, nh, dv]; o [B*T, nh, dv]; P [B, nh, T, T] saved
  * probabilities (entries above the diagonal are 0). score = q.k * scale. */
 void dsv3_op_attention_forward(double *o, double *P, const double *q, const double *k,
@@ -89,9 +90,9 @@ void dsv3_op_attention_backward_f32(double *dq, double *dk, double *dv, const do
                                     const double *v, int64_t B, int64_t T, int64_t nh,
                                     int64_t dqk, int64_t dvh, double scale, float *ws);
 
-/* ---- SwiGLU (spec/architecture.md §4.10): h = silu(a) * b ---- */
+/* ---- SwiGLU (docs/ARCHITECTURE.md, "SwiGLU"): h = silu(a) * b ---- */
 void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t n);
-/* spec/training.md §9.2. */
+/* docs/ARCHITECTURE.md, "Gradients". */
 void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const double *a,
                              const double *b, int64_t n);
 
@@ -100,21 +101,22 @@ void dsv3_op_swiglu_forward_f32(double *h, const double *a, const double *b, int
 void dsv3_op_swiglu_backward_f32(double *da, double *db, const double *dh, const double *a,
                                  const double *b, int64_t n);
 
-/* ---- sigmoid gating (spec/training.md §1.1): given router logits z [n, E] and the chosen
- * experts idx [n, K] (from dsv3_moe_route; -1 = none), s = sigmoid(z) [n, E] (saved) and the
+/* ---- sigmoid gating (docs/ARCHITECTURE.md, "Routing"): given router logits z [n, E] and the
+ * chosen experts idx [n, K] (from dsv3_moe_route; -1 = none), s = sigmoid(z) [n, E] (saved) and the
  * combine weights w[n, K] = R * s_idx / (sum_k s_idx + 1e-20) (norm = 1) or R * s_idx. */
 void dsv3_op_gate_forward(double *w, double *s, const double *z, const int32_t *idx, int64_t n,
                           int64_t E, int64_t K, double R, int norm);
-/* spec/training.md §9.3: dz += (ds_w + ds_extra) * s * (1 - s), where ds_w comes from dw [n, K]
- * through the normalisation (selected experts only; no gradient to the bias or the choice) and
- * ds_extra [n, E] (the balance loss's gradient on s, all experts) may be NULL. */
+/* docs/ARCHITECTURE.md, "Gradients": dz += (ds_w + ds_extra) * s * (1 - s), where ds_w comes from
+ * dw [n, K] through the normalisation (selected experts only; no gradient to the bias or the
+ * choice) and ds_extra [n, E] (the balance loss's gradient on s, all experts) may be NULL. */
 void dsv3_op_gate_backward(double *dz, const double *dw, const double *ds_extra, const double *s,
                            const int32_t *idx, int64_t n, int64_t E, int64_t K, double R,
                            int norm);
 
-/* ---- sequence-wise balance loss (spec/training.md §2) for one sequence of T tokens:
- * f_i = E / (K T) * count_i (count over idx, constant), P_i = mean_t s_{i,t} / sum_j s_{j,t},
- * returns sum_i f_i P_i (without alpha; 1 when routing is uniform). f [E] is saved. */
+/* ---- sequence-wise balance loss (docs/ARCHITECTURE.md, "Bias update and balance loss") for one
+ * sequence of T tokens: f_i = E / (K T) * count_i (count over idx, constant),
+ * P_i = mean_t s_{i,t} / sum_j s_{j,t}, returns sum_i f_i P_i (without alpha; 1 when routing is
+ * uniform). f [E] is saved. */
 double dsv3_op_balance_forward(double *f, const double *s, const int32_t *idx, int64_t T,
                                int64_t E, int64_t K);
 /* ds [T, E] += dL * d(sum_i f_i P_i)/ds, through s' = s / sum_j s (all experts). */
@@ -130,8 +132,8 @@ void dsv3_op_ce_forward(double *loss, double *probs, const double *logits, const
  * double. */
 void dsv3_op_ce_forward_f32(double *loss, double *probs, const double *logits,
                             const int32_t *targets, int64_t n, int64_t V);
-/* spec/training.md §9.6: dlogits[s] = dloss[s] * (probs[s] - onehot(target)); masked rows get 0.
- * dlogits may alias probs. Overwrites (a loss is the start of the backward pass). */
+/* docs/ARCHITECTURE.md, "Gradients": dlogits[s] = dloss[s] * (probs[s] - onehot(target)); masked
+ * rows get 0. dlogits may alias probs. Overwrites (a loss is the start of the backward pass). */
 void dsv3_op_ce_backward(double *dlogits, const double *probs, const int32_t *targets,
                          const double *dloss, int64_t n, int64_t V);
 

@@ -80,7 +80,7 @@ double dsv3_pipe_duration(const dsv3_pipe_opts *o, dsv3_pipe_kind k) {
     }
 }
 
-/* spec/training.md §7.2, in the report's letters: F = f+a, B (full) = b+a+w, W = w. */
+/* docs/RECIPE.md "The time model", in the report's letters: F = f+a, B (full) = b+a+w, W = w. */
 double dsv3_pipe_formula(dsv3_pipe_method method, const dsv3_pipe_opts *o) {
     const double F = o->f + o->a, B = o->b + o->a + o->w, W = o->w, FB = dsv3_pipe_fb_time(o);
     switch (method) {

@@ -1,4 +1,4 @@
-/* pipeline.h — pipeline schedules: build, simulate, check, measure (spec/training.md §7.2).
+/* pipeline.h — pipeline schedules: build, simulate, check, measure (docs/RECIPE.md, section 1).
  *
  * Owns three schedules of one training step over PP pipeline ranks and M micro-batches: 1F1B,
  * ZB1P (zero bubble, the ZB-H1 order: backward split into B and W) and DualPipe (bidirectional,

@@ -18,8 +18,8 @@
 #include "model/train/fp8.h"
 #include "model/train/ops.h"
 
-/* Latent norms use eps 1e-6 whatever rms_norm_eps says (spec/architecture.md §4.2), as a float
- * like the inference kernel. */
+/* Latent norms use eps 1e-6 whatever rms_norm_eps says (docs/ARCHITECTURE.md, "RMSNorm"), as a
+ * float like the inference kernel. */
 #define LATENT_EPS ((double)1e-6f)
 
 /* The heads' logits: all rows at once when they fit in HEAD_KEEP doubles per head (then the
@@ -30,7 +30,8 @@ enum { HEAD_CHUNK = 32 };
 
 /* ---------------------------------------------------------------- parameter structs ---- */
 
-/* SwiGLU MLP weights (dense FFN, routed expert or shared expert), spec/architecture.md §4.10. */
+/* SwiGLU MLP weights: dense FFN, routed expert or shared expert (docs/ARCHITECTURE.md,
+ * "SwiGLU"). */
 typedef struct {
     float *gate; /* [width, H] */
     float *up;   /* [width, H] */
@@ -135,7 +136,7 @@ struct dsv3_trainable {
     float *bias0;           /* [n_moe, E] router biases at load */
     float *inv_freq;        /* [dr / 2] RoPE inverse frequencies (YaRN applied) */
     double rope_factor;     /* YaRN attention factor on cos/sin */
-    double softmax_scale;   /* spec/architecture.md §4.6 */
+    double softmax_scale;   /* docs/ARCHITECTURE.md, "YaRN" */
     double eps;             /* rms_norm_eps, as the float the inference kernel uses */
     /* parameter table and the flat arrays */
     int64_t n_tensors;
@@ -186,7 +187,8 @@ struct dsv3_trainable {
     int64_t B;
     double lambda, alpha;
     int fwd_ok;
-    /* FP8 recipe (spec/training.md §5): block linears through model/fp8 when fp8 is set */
+    /* FP8 recipe (docs/ARCHITECTURE.md, "FP8 training"): block linears through model/fp8 when fp8
+     * is set */
     int fp8;
     tm_fp8 f8;
     /* compute precision (dsv3_trainable_set_precision): 64 = double, 32 = float32 products */
@@ -532,7 +534,7 @@ static void fp8_free(tm_fp8 *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* Sizes the workspace for the block linears of tm's config (spec/training.md §5.1: the MLA
+/* Sizes the workspace for the block linears of tm's config ("FP8 training": the MLA
  * projections, dense FFN, routed and shared experts; not the router, embedding, head or the
  * MTP eh_proj). */
 static int fp8_alloc(dsv3_trainable *tm) {
@@ -786,9 +788,9 @@ static void hp_bwd(dsv3_trainable *tm, double *dx, float *dW, const double *dy, 
 }
 
 /* The linears of a decoder block, y = x W^T: in double from the FP32 weights, or with tm->fp8
- * the FP8 recipe (spec/training.md §5.2-5.4, model/train/fp8.h): x in 1x128 tiles, W in 128x128
- * blocks, FP32 accumulation promoted every 128. pow2 asks for power-of-two activation scales
- * (§5.2 (a) the o_proj input, (b) the routed experts' input). */
+ * the FP8 recipe (docs/ARCHITECTURE.md, "FP8 training"; model/train/fp8.h): x in 1x128 tiles, W in
+ * 128x128 blocks, FP32 accumulation promoted every 128. pow2 asks for power-of-two activation
+ * scales (the o_proj input and the routed experts' input). */
 static void lin_fwd(dsv3_trainable *tm, double *y, const double *x, const float *W, int64_t n,
                     int64_t in, int64_t out, int pow2) {
     if (!tm->fp8) {
@@ -805,8 +807,8 @@ static void lin_fwd(dsv3_trainable *tm, double *y, const double *x, const float 
 
 /* Backward of lin_fwd (dx and dW added into; either may be NULL). FP8: Dgrad quantizes dy in
  * 1x128 tiles along out; Wgrad re-tiles both operands to 128x1 along the tokens, x from the
- * FP8 copy the forward made (§5.5: the cached activation), dy from its high-precision value.
- * pow2 as for lin_fwd; pow2_dy: power-of-two scales for dy (§5.2 (c): the gradient entering
+ * FP8 copy the forward made (the recipe caches activations in FP8), dy from its high-precision
+ * value. pow2 as for lin_fwd; pow2_dy: power-of-two scales for dy (the gradient entering
  * the routed experts' down-projection). */
 static void lin_bwd(dsv3_trainable *tm, double *dx, float *dW, const double *dy, const double *x,
                     const float *W, int64_t n, int64_t in, int64_t out, int pow2, int pow2_dy) {
@@ -846,7 +848,8 @@ static void zero(double *p, int64_t n) {
     memset(p, 0, (size_t)n * sizeof *p);
 }
 
-/* spec/architecture.md §4.3-§4.4 on the block input x (n = B * Ts tokens), x2 = x + MLA(norm(x)):
+/* docs/ARCHITECTURE.md, "MLA" (naive form), on the block input x (n = B * Ts tokens),
+ * x2 = x + MLA(norm(x)):
  *   cq = RMSNorm(x Wqa^T); q = cq Wqb^T (per head [q_nope | q_pe], RoPE on q_pe)
  *   [c ; k_pe] = x Wkva^T; c = RMSNorm(c); k_pe = RoPE(k_pe) (one key shared by all heads)
  *   [k_nope ; v] = c Wkvb^T per head; k = [k_nope ; k_pe]; o = softmax(q k^T scale) v; out = o Wo^T */
@@ -891,9 +894,9 @@ static void mla_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64
 }
 
 /* Backward of mla_forward: on entry d = dL/dx2, on return d = dL/dx (the residual passes
- * straight through; the attention path adds). spec/training.md §9.5: the shared k_pe gets the
- * sum over heads, then the inverse RoPE, then joins dc as the last dr columns of d(kv_a out);
- * dxn collects both the query path and the kv path. */
+ * straight through; the attention path adds). docs/ARCHITECTURE.md, "Gradients": the shared k_pe
+ * gets the sum over heads, then the inverse RoPE, then joins dc as the last dr columns of d(kv_a
+ * out); dxn collects both the query path and the kv path. */
 static void mla_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, const tm_acts *a,
                          int64_t B, int64_t Ts, const int64_t *pos, double *d) {
     const dsv3_config *c = &tm->cfg;
@@ -947,7 +950,7 @@ static void mla_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, con
 /* ---------------------------------------------------------------- FFN ------------------ */
 
 /* y[m, H] = (silu(x Wg^T) * (x Wu^T)) Wd^T, keeping a, b, h [m, width]. routed: a routed
- * expert (FP8 power-of-two scales on its input and on the gradient into Wd, §5.2). */
+ * expert (FP8 power-of-two scales on its input and on the gradient into Wd, "FP8 training"). */
 static void mlp_forward(dsv3_trainable *tm, double *y, double *a, double *b, double *h,
                         const double *x, const tm_mlp *w, int64_t m, int64_t H, int64_t width,
                         int routed) {
@@ -977,7 +980,7 @@ static uint64_t fnv(uint64_t hsh, int32_t v) {
     return hsh;
 }
 
-/* spec/architecture.md §5 / spec/training.md §1.1: out = sum_k w_k FFN_{idx_k}(xn) + shared(xn).
+/* docs/ARCHITECTURE.md, "Routing" and "MoE": out = sum_k w_k FFN_{idx_k}(xn) + shared(xn).
  * The choice (bias, group limit, top-k) is dsv3_moe_route's, on the float32-rounded logits as
  * in inference; the weights are differentiable functions of the unbiased scores. Tokens are
  * grouped by expert (counting sort) so each expert runs once on its rows. Adds the layer's
@@ -1031,7 +1034,7 @@ static void moe_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64
             for (int64_t i = 0; i < H; i++) out[t * H + i] += wj * y[i];
         }
     }
-    if (ms > 0) { /* the shared expert's output is added unweighted (spec §5.10) */
+    if (ms > 0) { /* the shared expert's output is added unweighted ("MoE") */
         mlp_forward(tm, tm->xg, a->sa, a->sb, a->sh, a->xn2, &W->shared, n, H, ms, 0);
         for (int64_t i = 0; i < n * H; i++) out[i] += tm->xg[i];
     }
@@ -1050,7 +1053,7 @@ static void moe_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, con
     const int64_t K = c->num_experts_per_tok, mi = c->moe_intermediate_size;
     const int64_t ms = mi * c->n_shared_experts;
     const int64_t *off = a->off;
-    /* dL/dw for every slot: c_k = dy_t . FFN_k(xn_t) (spec/training.md §9.3) */
+    /* dL/dw for every slot: c_k = dy_t . FFN_k(xn_t) (docs/ARCHITECTURE.md, "Gradients") */
     zero(tm->dw, n * K);
     for (int64_t j = 0; j < off[E]; j++) {
         const int64_t t = a->slot_tok[j];
@@ -1089,7 +1092,7 @@ static void moe_backward(dsv3_trainable *tm, const tm_layer *W, tm_layer *G, con
 
 /* ---------------------------------------------------------------- decoder block -------- */
 
-/* spec/architecture.md §4.1 step 2: x2 = x + MLA(norm(x)); out = x2 + FFN(norm(x2)). */
+/* docs/ARCHITECTURE.md, "Forward pass" step 2: x2 = x + MLA(norm(x)); out = x2 + FFN(norm(x2)). */
 static void block_forward(dsv3_trainable *tm, const tm_layer *W, tm_acts *a, int64_t B, int64_t Ts,
                           const int64_t *pos, double *out, int64_t *counts, uint64_t *hash,
                           double *bal) {
@@ -1195,9 +1198,10 @@ static dsv3_status trunk_forward(dsv3_trainable *tm, const int32_t *ids, int64_t
     return DSV3_OK;
 }
 
-/* spec/architecture.md §4.1 + §6.1, spec/training.md §3: main trunk, head, then the MTP module
- * on [enorm(Emb(t_{i+1})) ; hnorm(h_i)] with h_i the final-normed hidden state (the inference
- * forward's MTP input, spec/architecture.md §6.1), its block at positions 0..T-2 and its head. */
+/* docs/ARCHITECTURE.md, "Forward pass", "MTP" and "Objective": main trunk, head, then the MTP
+ * module on [enorm(Emb(t_{i+1})) ; hnorm(h_i)] with h_i the final-normed hidden state (the
+ * inference forward's MTP input, docs/ARCHITECTURE.md, "MTP"), its block at positions 0..T-2 and
+ * its head. */
 static dsv3_status forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, double lambda,
                            double alpha, int64_t *counts, const volatile int *cancel,
                            dsv3_trainable_losses *res, float *logits, float *mtp_logits, dsv3_err *err) {
@@ -1226,7 +1230,7 @@ static dsv3_status forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, do
         dsv3_op_embed_forward(tm->e, tm->mtp_ids, tm->P.mtp_embed, n2, H);
         dsv3_op_rmsnorm_forward(tm->en, tm->en_rstd, tm->e, tm->P.enorm, n2, H, tm->eps);
         dsv3_op_rmsnorm_forward(tm->hn, tm->hn_rstd, tm->hin, tm->P.hnorm, n2, H, tm->eps);
-        for (int64_t r = 0; r < n2; r++) { /* embedding first, then hidden (spec §3.1) */
+        for (int64_t r = 0; r < n2; r++) { /* embedding first, then hidden ("MTP") */
             memcpy(tm->cat + r * 2 * H, tm->en + r * H, (size_t)H * sizeof(double));
             memcpy(tm->cat + r * 2 * H + H, tm->hn + r * H, (size_t)H * sizeof(double));
         }
@@ -1265,8 +1269,8 @@ dsv3_status dsv3_trainable_logits(dsv3_trainable *tm, const int32_t *ids, int64_
 /* Backward of forward(): CE weights scale/(B T) (main) and scale*lambda/(B (T-1)) (MTP, each
  * depth divided by its own count of positions, Megatron's convention), balance scale*alpha/B per
  * sequence and layer. h collects the main head's gradient and the MTP path's through hnorm
- * (spec/training.md §9.6); shared embedding/head gradients add up because tied pointers are
- * equal. */
+ * (docs/ARCHITECTURE.md, "Gradients"); shared embedding/head gradients add up because tied pointers
+ * are equal. */
 dsv3_status dsv3_trainable_backward(dsv3_trainable *tm, double scale, const volatile int *cancel,
                              dsv3_err *err) {
     if (!tm->fwd_ok)

@@ -7,13 +7,15 @@
  * AdamW decays it, its stored dtype), the router biases (state, not parameters), and all
  * activations and scratch for one micro-batch of max_batch sequences of seq_len tokens, sized
  * once at dsv3_trainable_new: forward and backward allocate nothing. The wiring follows
- * spec/architecture.md §4-§6 with the operators of model/train/ops; the losses are
- * spec/training.md §2-§3. It does not own the optimizer, data, schedules or files (model/train).
+ * docs/ARCHITECTURE.md, "The model", with the operators of model/train/ops; the losses are
+ * docs/ARCHITECTURE.md, "Objective". It does not own the optimizer, data, schedules or files
+ * (model/train).
  *
  * Shared MTP tensors: model.layers.L.embed_tokens and model.layers.L.shared_head.head are the
- * same parameters as model.embed_tokens and lm_head (spec/training.md §3.1) when the checkpoint
- * leaves them out or when their values equal the main ones at load ("tied"); the table then has
- * one entry whose `alias` names the copy. Copies with different values are separate parameters.
+ * same parameters as model.embed_tokens and lm_head (docs/ARCHITECTURE.md, "MTP") when the
+ * checkpoint leaves them out or when their values equal the main ones at load ("tied"); the table
+ * then has one entry whose `alias` names the copy. Copies with different values are separate
+ * parameters.
  *
  * Thread rules: one thread uses a dsv3_trainable at a time. The source dsv3_model is only read,
  * during dsv3_trainable_new, and may be closed afterwards.
@@ -37,7 +39,7 @@ typedef struct {
     int64_t rows, cols;    /* shape [rows] (cols = 1) or [rows, cols], row-major */
     int64_t offset;        /* first element in dsv3_trainable_params / dsv3_trainable_grads */
     int64_t numel;         /* rows * cols */
-    int decay;             /* 1: AdamW weight decay (matrices); 0: norm gains (spec §4 [ours]) */
+    int decay;             /* 1: AdamW weight decay (matrices); 0: norm gains (our choice) */
     dsv3_dtype dtype;      /* dtype stored in the source checkpoint */
     dsv3_dtype alias_dtype; /* the alias's stored dtype (when alias is set) */
 } dsv3_trainable_tensor;
@@ -78,8 +80,8 @@ int64_t dsv3_trainable_n_params(const dsv3_trainable *tm);
 float *dsv3_trainable_params(dsv3_trainable *tm);
 float *dsv3_trainable_grads(dsv3_trainable *tm);
 
-/* FP8 mode (spec/training.md §5): with on set, every linear of the decoder blocks (MLA
- * projections, dense FFN, routed and shared experts) runs its three GEMMs in emulated FP8
+/* FP8 mode (docs/ARCHITECTURE.md, "FP8 training"): with on set, every linear of the decoder blocks
+ * (MLA projections, dense FFN, routed and shared experts) runs its three GEMMs in emulated FP8
  * (model/train/fp8.h); the embedding, router, norms, attention core, MTP eh_proj and the heads stay
  * in double. Takes effect at the next forward (a pending backward is dropped). DSV3_ENOMEM if
  * the FP8 workspace cannot be allocated (the mode is then unchanged). */
@@ -104,12 +106,12 @@ int64_t dsv3_trainable_moe_layer(const dsv3_trainable *tm, int64_t i);
 float *dsv3_trainable_bias(dsv3_trainable *tm);
 
 /* Forward over B <= max_batch sequences ids [B, seq_len + 1]: inputs are ids[b, 0..T), main
- * targets ids[b, 1..T], MTP inputs ids[b, 1..T) and targets ids[b, 2..T] (spec/training.md §3.2;
- * documents are packed without masking). lambda weights the MTP loss, alpha the balance loss.
- * If counts is not NULL, counts[i * E + e] += tokens routed to expert e at MoE layer i
- * (spec/training.md §1.2). Activations are kept for dsv3_trainable_backward.
- * Errors: DSV3_EINVAL for an id outside [0, vocab) (naming sequence and position) or a bad B;
- * DSV3_EINTR when *cancel becomes non-zero (checked between layers). */
+ * targets ids[b, 1..T], MTP inputs ids[b, 1..T) and targets ids[b, 2..T] (docs/ARCHITECTURE.md,
+ * "Objective"; documents are packed without masking). lambda weights the MTP loss, alpha the
+ * balance loss. If counts is not NULL, counts[i * E + e] += tokens routed to expert e at MoE
+ * layer i (docs/ARCHITECTURE.md, "Bias update and balance loss"). Activations are kept for
+ * dsv3_trainable_backward. Errors: DSV3_EINVAL for an id outside [0, vocab) (naming sequence and
+ * position) or a bad B; DSV3_EINTR when *cancel becomes non-zero (checked between layers). */
 dsv3_status dsv3_trainable_forward(dsv3_trainable *tm, const int32_t *ids, int64_t B, double lambda,
                             double alpha, int64_t *counts, const volatile int *cancel,
                             dsv3_trainable_losses *out, dsv3_err *err);

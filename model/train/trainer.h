@@ -5,8 +5,8 @@
  * aux-loss-free update, the data (a text file or directory, tokenized, packed and shuffled, with
  * a held-out split), the learning-rate schedule and the metrics of the last step; it saves the
  * model as a Hugging Face checkpoint directory plus a training state from which a run resumes
- * bit for bit. The recipe is spec/training.md: §1 bias update, §2 sequence-wise balance loss,
- * §3 MTP loss, §4 AdamW/clipping/schedule, §5-6 FP8 (opts.fp8), §10 checkpoints. The forward
+ * bit for bit. The recipe is docs/ARCHITECTURE.md, "Training": bias update, sequence-wise balance
+ * loss, MTP loss, AdamW/clipping/schedule, FP8 (opts.fp8), checkpoints. The forward
  * and backward run from FP32 weights with float32 products (or in double: opts.precision), and
  * with fp8 the block linears in emulated FP8.
  *
@@ -55,7 +55,7 @@ typedef struct {
                                     default 0 (off: the data are bit for bit those of a run
                                     without FIM). The V3 report uses 0.1. Needs the FIM tokens
                                     in the tokenizer; refused with tokens. */
-    /* optimizer and schedule (spec/training.md §4) */
+    /* optimizer and schedule (docs/ARCHITECTURE.md, "Optimizer and schedule") */
     double lr;                   /* peak learning rate; default 2.2e-4 */
     double min_lr;               /* end of the cosine decay; default -1 = lr / 10 */
     int64_t warmup;              /* steps of linear warmup from 0; default 0 */
@@ -68,7 +68,7 @@ typedef struct {
     double lambda;               /* MTP loss weight; default 0.3 */
     double alpha;                /* sequence-wise balance loss weight; default 1e-4; 0 allowed */
     double gamma;                /* bias update speed; default 0.001; 0 freezes the biases */
-    int fp8;                     /* 1: the decoder blocks' linears run the FP8 recipe (spec §5,
+    int fp8;                     /* 1: the decoder blocks' linears run FP8 ("FP8 training",
                                     emulated exactly: model/train/fp8.h, dsv3_trainable_set_fp8); default 0 */
     int precision;               /* compute precision of the forward/backward arithmetic
                                     (dsv3_trainable_set_precision): 32 (default: float32 products and
