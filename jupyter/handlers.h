@@ -1,11 +1,11 @@
 /* handlers.h — what each Jupyter request does: one table from msg_type to handler.
  *
- * Owns the meaning of messages (spec/jupyter.md §5): execution counting, the iopub sequence of
- * an execute (execute_input, outputs, reply), stop_on_error, completion and inspection in code
- * points, is_complete, history, comm_info, kernel_info, shutdown and interrupt. It calls the
- * interpreter (interp.h) and sends through a transport (the server, or a test's mock); it
- * never touches a socket or a signature, and the server wraps each request in busy/idle.
- * Thread rules: requests of the shell channel come from one thread; control requests
+ * Owns the meaning of messages (docs/ARCHITECTURE.md, "Jupyter kernel protocol"): execution
+ * counting, the iopub sequence of an execute (execute_input, outputs, reply), stop_on_error,
+ * completion and inspection in code points, is_complete, history, comm_info, kernel_info, shutdown
+ * and interrupt. It calls the interpreter (interp.h) and sends through a transport (the server, or
+ * a test's mock); it never touches a socket or a signature, and the server wraps each request in
+ * busy/idle. Thread rules: requests of the shell channel come from one thread; control requests
  * (kernel_info, interrupt, shutdown) may come at the same time from another, and touch only
  * read-only state, the interpreter's interrupt and the transport's shutdown.
  */

@@ -138,7 +138,7 @@ static int mkdirs(const char *path) {
     return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* The data dir of --user (spec/jupyter.md §1). */
+/* The data dir of --user (docs/ARCHITECTURE.md, "Jupyter kernel protocol"). */
 static int user_data_dir(char *out, size_t cap) {
     const char *jd = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME"),
                *home = getenv("HOME");

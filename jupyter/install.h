@@ -1,8 +1,8 @@
 /* install.h — `dsv3 kernel ...`: installing the Jupyter kernelspec of dsv3-kernel.
  *
- * Owns the kernelspec directory (spec/jupyter.md §1): kernel.json with the absolute path of
- * dsv3-kernel (found next to the running dsv3 binary), display name, language "lua" and
- * interrupt mode, plus logo-32x32.png and logo-64x64.png drawn here. Links into the dsv3
+ * Owns the kernelspec directory (docs/ARCHITECTURE.md, "Jupyter kernel protocol"): kernel.json with
+ * the absolute path of dsv3-kernel (found next to the running dsv3 binary), display name, language
+ * "lua" and interrupt mode, plus logo-32x32.png and logo-64x64.png drawn here. Links into the dsv3
  * binary only; it needs no ZeroMQ. Thread rules: none (a command-line entry point).
  */
 #ifndef DSV3_JUPYTER_INSTALL_H

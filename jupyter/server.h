@@ -1,13 +1,13 @@
 /* server.h — the kernel's ZeroMQ side: connection file, sockets, threads, busy/idle.
  *
- * Owns the five sockets of spec/jupyter.md §3, bound where the connection file says: shell,
- * control and stdin (ROUTER), iopub (XPUB: a PUB that also sees subscriptions, so the first
- * request can wait for its client's subscriber) and heartbeat (REP). Three threads: the caller's
- * runs shell requests one at a time (and so the interpreter); a control thread answers control
- * requests (interrupt, shutdown, kernel_info) and flushes buffered stream text while a cell
- * runs; a heartbeat thread echoes pings. Every verified request is wrapped in iopub status
- * busy ... idle; messages that fail verification or parsing are logged (rate-limited, on
- * stderr) and dropped without any reply. Publications go through one mutex, so iopub keeps
+ * Owns the five sockets of docs/ARCHITECTURE.md, "Jupyter kernel protocol", bound where the
+ * connection file says: shell, control and stdin (ROUTER), iopub (XPUB: a PUB that also sees
+ * subscriptions, so the first request can wait for its client's subscriber) and heartbeat (REP).
+ * Three threads: the caller's runs shell requests one at a time (and so the interpreter); a control
+ * thread answers control requests (interrupt, shutdown, kernel_info) and flushes buffered stream
+ * text while a cell runs; a heartbeat thread echoes pings. Every verified request is wrapped in
+ * iopub status busy ... idle; messages that fail verification or parsing are logged (rate-limited,
+ * on stderr) and dropped without any reply. Publications go through one mutex, so iopub keeps
  * the order: execute_input, outputs, reply, idle.
  * Thread rules: open, run and close from one thread.
  */
@@ -19,7 +19,7 @@
 
 typedef struct dsv3_jserver dsv3_jserver;
 
-/* Connection-file values (spec/jupyter.md §2). */
+/* Connection-file values (docs/ARCHITECTURE.md, "Jupyter kernel protocol"). */
 typedef struct {
     char transport[8]; /* "tcp" or "ipc" */
     char ip[256];      /* bind address (tcp) or path prefix (ipc) */

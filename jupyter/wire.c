@@ -1,4 +1,5 @@
-/* wire.c — framing, signing and parsing of Jupyter messages (see wire.h; spec/jupyter.md §4).
+/* wire.c — framing, signing and parsing of Jupyter messages (see wire.h;
+ * docs/ARCHITECTURE.md, "Jupyter kernel protocol").
  *
  * Verification happens on the raw received bytes before any JSON is parsed: a forged or
  * replayed message costs one HMAC and is never looked at further.

@@ -1,10 +1,10 @@
 /* wire.h — Jupyter messages on the wire: framing, HMAC-SHA256 signing and parsing.
  *
- * Owns the byte-level format of spec/jupyter.md §4: the routing identities, the "<IDS|MSG>"
- * delimiter, the hex signature over header ‖ parent_header ‖ metadata ‖ content, and the four
- * JSON frames. It signs and verifies with libsodium (constant-time comparison), rejects
- * replayed signatures, parses the JSON into cJSON objects and serialises them back as valid
- * UTF-8. It knows nothing of sockets (jupyter/server) or of what a message means
+ * Owns the byte-level format of docs/ARCHITECTURE.md, "Jupyter kernel protocol": the routing
+ * identities, the "<IDS|MSG>" delimiter, the hex signature over header ‖ parent_header ‖ metadata ‖
+ * content, and the four JSON frames. It signs and verifies with libsodium (constant-time
+ * comparison), rejects replayed signatures, parses the JSON into cJSON objects and serialises them
+ * back as valid UTF-8. It knows nothing of sockets (jupyter/server) or of what a message means
  * (jupyter/handlers): frames come in and go out as plain byte arrays.
  * Thread rules: a dsv3_wire_auth may be shared by threads (its replay history is locked);
  * messages and frame lists belong to one thread.

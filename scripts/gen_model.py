@@ -9,7 +9,7 @@ Usage:
 Writes OUT_DIR/config.json and OUT_DIR/model.safetensors (or, with --shards N > 1,
 model-0000K-of-0000N.safetensors + model.safetensors.index.json).
 
-Written from docs spec (shared/spec/architecture.md) only; depends on numpy + stdlib.
+Written from the model description (docs/ARCHITECTURE.md) only; depends on numpy + stdlib.
 
 Determinism: every tensor's float32 values come from numpy default_rng([seed, crc32(name)]),
 so the same (preset, seed) gives the same underlying weights whatever --dtype / --shards
@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 PRESETS = {
-    # spec section 10.2 "tiny"
+    # the "tiny" test config (docs/ARCHITECTURE.md, "config.json")
     "tiny": dict(
         vocab_size=1024, hidden_size=128, intermediate_size=320, moe_intermediate_size=64,
         num_hidden_layers=3, first_k_dense_replace=1, num_attention_heads=4,
@@ -34,7 +34,7 @@ PRESETS = {
         v_head_dim=32, n_routed_experts=16, n_group=4, topk_group=2, num_experts_per_tok=4,
         n_shared_experts=1, routed_scaling_factor=2.5, yarn_factor=4,
         yarn_orig=128),
-    # spec section 10.2 "small" but vocab 2048
+    # a "small" test config, with vocab 2048
     "small": dict(
         vocab_size=2048, hidden_size=256, intermediate_size=704, moe_intermediate_size=96,
         num_hidden_layers=4, first_k_dense_replace=1, num_attention_heads=8,
@@ -96,7 +96,7 @@ def f32_to_e4m3fn(x):
 
 
 def e4m3fn_table():
-    """256-entry decode table (float64) per spec 3.2."""
+    """256-entry decode table (float64), docs/ARCHITECTURE.md "FP8 E4M3"."""
     t = np.zeros(256, dtype=np.float64)
     for c in range(256):
         s = -1.0 if c & 0x80 else 1.0

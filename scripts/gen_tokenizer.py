@@ -5,8 +5,8 @@ Usage: scripts/gen_tokenizer.py OUT_DIR [--vocab-size N] [--merge-format string|
                                 [--corpus FILE]
 
 Writes OUT_DIR/tokenizer.json and OUT_DIR/tokenizer_config.json with the same normalizer
-(empty Sequence), pre_tokenizer (Sequence of the three V3 Split regexes, spec/architecture.md
-§7.1, then ByteLevel), decoder and post_processor (ByteLevel) as the real V3 file, and a
+(empty Sequence), pre_tokenizer (Sequence of the three V3 Split regexes of docs/ARCHITECTURE.md
+"Tokenizer", then ByteLevel), decoder and post_processor (ByteLevel) as the real V3 file, and a
 byte-level BPE vocabulary trained on FILE (default examples/tokenizer_corpus.txt). N is the
 total vocabulary (default 1024): ids 0 and 1 are <｜begin▁of▁sentence｜> / <｜end▁of▁sentence｜>
 (in model.vocab and added_tokens, special), ids 2..257 the 256 byte tokens in byte order, then
@@ -29,7 +29,7 @@ BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 ADDED = ["<｜fim▁hole｜>", "<｜fim▁begin｜>", "<｜fim▁end｜>", "<｜User｜>", "<｜Assistant｜>"]
 
-# spec/architecture.md §7.1, as they appear in the V3 tokenizer.json.
+# The three pre-tokenizer Splits (docs/ARCHITECTURE.md, "Tokenizer"), as in the V3 tokenizer.json.
 V3_PATTERNS = [
     "\\p{N}{1,3}",
     "[一-龥぀-ゟ゠-ヿ]+",
@@ -47,7 +47,7 @@ TRAIN_PATTERNS = [
 
 
 def byte_alphabet():
-    """spec §7.3: byte -> character of the byte-level alphabet."""
+    """docs/ARCHITECTURE.md, "Tokenizer": byte -> character of the byte-level alphabet."""
     direct = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     table, extra = {}, 0
     for b in range(256):

@@ -1,4 +1,5 @@
-/* test_chat.c — unit tests for model/chat (the DeepSeek-V3 chat format, spec §7.6).
+/* test_chat.c — unit tests for model/chat (the DeepSeek-V3 chat format, docs/ARCHITECTURE.md
+ * "Chat template").
  *
  * Each expected string was written from the Jinja template shipped in DeepSeek-V3's
  * tokenizer_config.json. Usage: test_chat [NAME...] runs the named tests (default: all).

@@ -1,10 +1,11 @@
 /* test_config.c — config.json parsing, defaults, validation and the derived YaRN numbers.
  *
- * Configs are built from a key table (the DeepSeek-V3 config of spec/architecture.md §1.1) with
- * one key left out or replaced, so each test states exactly what differs from a valid config.
- * Checks that a missing or contradictory key gives the right dsv3_status and a message naming
- * the key (config.h), that absent optional keys take the Hugging Face DeepseekV3Config defaults,
- * and the YaRN softmax scale and inverse frequencies of spec §4.6 / §4.8.
+ * Configs are built from a key table (the DeepSeek-V3 config of docs/ARCHITECTURE.md,
+ * "config.json") with one key left out or replaced, so each test states exactly what differs from a
+ * valid config. Checks that a missing or contradictory key gives the right dsv3_status and a
+ * message naming the key (config.h), that absent optional keys take the Hugging Face
+ * DeepseekV3Config defaults, and the YaRN softmax scale and inverse frequencies of
+ * docs/ARCHITECTURE.md, "YaRN".
  *
  * Usage: test_config [NAME_SUBSTRING]   runs the tests whose name contains the argument.
  */
@@ -66,7 +67,7 @@ typedef struct {
     const char *json; /* the value as JSON text */
 } kv;
 
-/* DeepSeek-V3 (671B) config.json, spec §1.1. */
+/* DeepSeek-V3 (671B) config.json, docs/ARCHITECTURE.md "config.json". */
 static const kv v3[] = {
     {"architectures", "[\"DeepseekV3ForCausalLM\"]"},
     {"model_type", "\"deepseek_v3\""},
@@ -497,7 +498,7 @@ static int test_config_q_lora_rank_null_selects_q_proj(void) {
 
 /* ---------------------------------------------------------------- YaRN numbers --------- */
 
-/* spec §4.6: V3 softmax_scale = 192^-0.5 * (0.1 ln 40 + 1)^2 = 0.1352337788608801. */
+/* "YaRN": V3 softmax_scale = 192^-0.5 * (0.1 ln 40 + 1)^2 = 0.1352337788608801. */
 static int test_config_v3_softmax_scale(void) {
     dsv3_config c;
     dsv3_err err = {{0}};
@@ -524,7 +525,7 @@ static int test_config_v3_softmax_scale(void) {
     return ok;
 }
 
-/* Checks inv_freq against spec §4.8 for rotary dim d: pairs <= last_extra are exactly the
+/* Checks inv_freq against "YaRN" for rotary dim d: pairs <= last_extra are exactly the
  * plain RoPE frequency, pairs >= first_inter exactly 1/factor of it, pairs between strictly
  * blended with ramp (k - low) / (high - low). */
 static int check_inv_freq(const dsv3_config *c, int last_extra, int first_inter, double low,
@@ -554,7 +555,7 @@ static int check_inv_freq(const dsv3_config *c, int last_extra, int first_inter,
     return ok;
 }
 
-/* spec §4.8 for V3 (d 64, factor 40, L0 4096): low 10, high 23; pairs 0..10 pure
+/* "YaRN" for V3 (d 64, factor 40, L0 4096): low 10, high 23; pairs 0..10 pure
  * extrapolation, 23..31 pure interpolation, 11..22 blended. */
 static int test_config_v3_rope_inv_freq_ramp(void) {
     dsv3_config c;
@@ -564,7 +565,7 @@ static int test_config_v3_rope_inv_freq_ramp(void) {
     return ok;
 }
 
-/* spec §10.2 tiny (d 16, factor 4, L0 128): low 0, high 3. */
+/* The tiny config ("config.json"; d 16, factor 4, L0 128): low 0, high 3. */
 static int test_config_tiny_rope_inv_freq_ramp(void) {
     const edit e[] = {{"qk_rope_head_dim", "16"},
                       {"rope_scaling", "{\"type\":\"yarn\",\"factor\":4,"

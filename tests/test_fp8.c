@@ -1,10 +1,10 @@
 /* test_fp8.c — the FP8 recipe emulation (model/train/fp8.h) against independent references:
  * the E4M3 encoder against a brute-force nearest-value search over the decode table, the
  * scales against their definition, the tile/block quantizers against per-tile bounds, and the
- * three GEMMs against double-precision products of the dequantized operands (spec §6.4:
- * the only difference is FP32 rounding of the chunk sums and the accumulator) and against the
- * unquantized product (DeepGEMM's similarity measure, pooled < 1e-3; see close_to). Fresh random inputs each run
- * unless DSV3_TEST_SEED is set; the seed is printed. */
+ * three GEMMs against double-precision products of the dequantized operands (docs/ARCHITECTURE.md,
+ * "FP8 training": the only difference is FP32 rounding of the chunk sums and the accumulator) and
+ * against the unquantized product (DeepGEMM's similarity measure, pooled < 1e-3; see close_to).
+ * Fresh random inputs each run unless DSV3_TEST_SEED is set; the seed is printed. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>

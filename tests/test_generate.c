@@ -1,5 +1,6 @@
 /* test_generate.c — decoding with the latent cache, greedy MTP identity, and the distribution of
- * speculative sampling (issue: generation; spec/architecture.md §4.5, §6.3).
+ * speculative sampling (issue: generation; docs/ARCHITECTURE.md,
+ * "Latent cache", "Speculative decoding").
  *
  * Models are generated into a temp dir with scripts/gen_model.py (Debian's /usr/bin/python3).
  */
@@ -135,8 +136,8 @@ static int test_greedy_mtp_identical(void) {
 }
 
 /* On a vocabulary of 8, sampled speculative decoding must keep the joint distribution of the
- * first two tokens, p(t1) p(t2 | t1) (spec §6.3 step 5), while both the accept and the reject
- * path occur. G-test over the cells with expected count >= 5 (the rest pooled), p = 1e-4. */
+ * first two tokens, p(t1) p(t2 | t1) ("Speculative decoding" step 5), while both the accept and the
+ * reject path occur. G-test over the cells with expected count >= 5 (the rest pooled), p = 1e-4. */
 static int spec_distribution(dsv3_model *m, const dsv3_sample_opts *so, const char *label) {
     const int64_t V = dsv3_model_config(m)->vocab_size;
     const int32_t prompt[3] = {1, 5, 2};

@@ -1,6 +1,6 @@
 /* test_grpo.c — GRPO (model/train/grpo.h): advantages, the token-level loss against hand-computed
  * values and its own finite differences, the whole-model gradient of the GRPO loss against
- * finite differences (spec/training.md §9.7 practice), steps that must not move the weights
+ * finite differences (docs/ARCHITECTURE.md, "Gradients"), steps that must not move the weights
  * (G = 1, all-equal rewards), the frozen reference, reward errors, and a reward that rises.
  */
 #include <math.h>

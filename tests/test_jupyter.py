@@ -3,9 +3,9 @@
 
 jupyter_client's KernelManager starts build/dsv3-kernel from a kernelspec that
 `dsv3 kernel install --prefix TMP` wrote (found through JUPYTER_PATH), and each test checks one
-behaviour of spec/jupyter.md: kernel_info, execute (results as text/plain + text/html +
-application/json, print as stream, the iopub order, execution_count, errors with a traceback,
-stop_on_error aborting queued requests), complete in code points, inspect, is_complete,
+behaviour of docs/ARCHITECTURE.md "Jupyter kernel protocol": kernel_info, execute (results as
+text/plain + text/html + application/json, print as stream, the iopub order, execution_count,
+errors with a traceback, stop_on_error aborting queued requests), complete in code points, inspect, is_complete,
 history, comm_info, display/update_display, interrupts in both modes (latency < 200 ms during
 a generation), input_request, badly signed / replayed / garbage messages dropped, heartbeat
 and control answering while a cell runs, shutdown with restart, `jupyter kernelspec list`, and

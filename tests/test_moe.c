@@ -1,5 +1,5 @@
-/* test_moe.c — routing rules (spec §5) on hand-made cases, interventions and probe statistics.
- * Links the library's internal header: dsv3_moe_route is not public API. */
+/* test_moe.c — routing rules (docs/ARCHITECTURE.md, "Routing") on hand-made cases, interventions
+ * and probe statistics. Links the library's internal header: dsv3_moe_route is not public API. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +63,7 @@ static int test_moe_ties_go_to_lower_index(void) {
 }
 
 /* Non-kept groups are -inf, not 0.0: a kept expert with a negative biased score must still be
- * preferred to any expert of a dropped group (the HF 0.0-masking difference, spec §5 step 5). */
+ * preferred to any expert of a dropped group (the HF 0.0-masking difference, "Routing" step 4). */
 static int test_moe_dropped_groups_are_minus_inf(void) {
     dsv3_config c = small_cfg();
     c.topk_group = 1;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Exactness: `dsv3 logits` (both MLA forms, reference and fast backends) against the independent float64 numpy reference
 # (tests/reference/dsv3_ref.py) on several checkpoint variants. Tolerance: max|a-b|/max|ref|
-# <= 1e-5 for logits and MTP logits (issue: runtime; spec/architecture.md §4-§6).
+# <= 1e-5 for logits and MTP logits (issue: runtime; docs/ARCHITECTURE.md, "The model").
 set -u
 BIN=${DSV3_BIN:-build/dsv3}
 PY=/usr/bin/python3

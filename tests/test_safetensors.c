@@ -2,8 +2,8 @@
  *
  * Builds safetensors images in memory (u64 header length, JSON header, data) and checks that
  * every malformed image is refused with the right dsv3_status and a message naming the file and
- * the tensor (safetensors.h, spec/architecture.md §3.1), and that valid corner cases (scalar,
- * zero-size, __metadata__, misaligned tensors) read back correctly. Checkpoint directories
+ * the tensor (safetensors.h, docs/ARCHITECTURE.md "safetensors"), and that valid corner cases
+ * (scalar, zero-size, __metadata__, misaligned tensors) read back correctly. Checkpoint directories
  * (single file, index + shards) are written to a mkdtemp directory.
  *
  * Usage: test_safetensors [NAME_SUBSTRING]   runs the tests whose name contains the argument.
@@ -177,7 +177,8 @@ static int test_safetensors_rejects_invalid_json_header(void) {
     return ok;
 }
 
-/* The bytes after the JSON object may only be padding whitespace (spec §3.1). */
+/* The bytes after the JSON object may only be padding whitespace (docs/ARCHITECTURE.md
+ * "safetensors"). */
 static int test_safetensors_rejects_garbage_after_header_json(void) {
     dsv3_err err = {{0}};
     return expect_err(

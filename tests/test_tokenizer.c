@@ -39,7 +39,8 @@ static void sb_add(sb *b, const char *fmt, ...) {
     b->n += (size_t)k;
 }
 
-/* spec/architecture.md §7.3, written out independently of the implementation. */
+/* docs/ARCHITECTURE.md, "Tokenizer" (byte-level alphabet), written out independently of the
+ * implementation. */
 static void byte_char(unsigned b, char out[4]) {
     unsigned cp;
     if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `dsv3 train` against an independent PyTorch implementation (tests/reference/torch_model.py,
-# float64, written from the spec): on a tiny generated model and the same batches (taken from
+# float64, written from docs/ARCHITECTURE.md): on a tiny generated model and the same batches (taken from
 # `dsv3 train --dump-tokens`), the losses of step 1 (ce, mtp, balance, their weighted sum) and
 # its gradient norm agree to 1e-7 relative, and those of steps 2 and 3 (after AdamW steps with
 # clipping, weight decay, the schedule and the router-bias update) to 1e-6. dsv3's numbers come

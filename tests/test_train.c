@@ -1,7 +1,7 @@
 /* test_train.c — training: per-op and whole-model gradient checks, training forward vs the
  * inference forward, bias balancing, resume exactness, loss decrease, save/load, bad input.
  *
- * Gradient checks (spec/training.md §9.7) use central differences of a double loss:
+ * Gradient checks (docs/ARCHITECTURE.md, "Gradients") use central differences of a double loss:
  * g_num = (L(x + h) - L(x - h)) / (x_+ - x_-), with x_+/x_- the perturbed values as actually
  * stored (so float parameters are exact), h = 1e-5 * max(1, |x|) for double inputs and
  * 1e-3 * max(1, |x|) for float32 parameters. The error of a coordinate is
@@ -276,7 +276,7 @@ static int test_ops_gradients_match_finite_differences(void) {
 /* Checks every tensor of the model in dir (routed experts: 0, 5 and 11 only, or none when
  * experts is 0, to bound the time): for each tensor, among 24 random coordinates the 2 with the
  * largest analytic gradient. Coordinates whose perturbation changes a routing choice are
- * skipped (spec §9.7). lambda 0.3, alpha 0.1 (so the balance gradient is visible). */
+ * skipped ("Gradients"). lambda 0.3, alpha 0.1 (so the balance gradient is visible). */
 static int whole_model_check(const char *dir, int experts, double *worst, int *checked,
                              int *skipped, int *nonzero, int64_t *tensors, char *worst_name) {
     dsv3_model *m = open_model(dir);
@@ -561,8 +561,8 @@ static int test_bias_update_evens_loads_and_gamma_zero_freezes(void) {
 
 /* ---------------------------------------------------------------- FP8 ------------------ */
 
-/* spec/training.md §5.6 [ours]: the FP8 loss curve stays within 0.5% of the FP32 one after
- * warmup (mean over steps; each step within 1%). Same data, same initial weights; the FP8 run
+/* docs/TRAINING.md "FP8 mixed precision": the FP8 loss curve stays within 0.5% of the FP32 one
+ * after warmup (mean over steps; each step within 1%). Same data, same initial weights; the FP8 run
  * must really differ (the mode is on) and learn. */
 static int test_fp8_training_stays_close_to_fp32(void) {
     dsv3_model *m = open_model(gen("tiny", "--seed 3"));

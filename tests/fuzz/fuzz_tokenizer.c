@@ -108,7 +108,7 @@ static dsv3_tokenizer *fixed_tokenizer(void) {
     size_t n = 0;
     memcpy(json, head, sizeof head - 1);
     n += sizeof head - 1;
-    for (unsigned b = 0; b < 256; b++) { /* spec/architecture.md §7.3 */
+    for (unsigned b = 0; b < 256; b++) { /* docs/ARCHITECTURE.md, "Tokenizer" */
         unsigned cp = b, k = 0;
         if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)) {
             for (unsigned x = 0; x < b; x++)

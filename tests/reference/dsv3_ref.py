@@ -5,10 +5,10 @@ Usage:
   /usr/bin/python3 tests/reference/dsv3_ref.py MODEL_DIR --ids 1,2,3 --out logits.npy
         [--mtp-out mtp.npy] [--stats] [--rope-f64]
 
-Written from the spec (shared/spec/architecture.md, HF semantics) only; numpy + stdlib.
+Written from the model description (now docs/ARCHITECTURE.md, HF semantics) only; numpy + stdlib.
 Every weight is decoded/dequantized to float64 and every activation is float64. The one
-deliberate exception is the RoPE table: the spec (4.7/4.8) defines inv_freq and the angle
-p * inv_freq in float32 (as HF does), so those two are float32 unless --rope-f64 is given;
+deliberate exception is the RoPE table: docs/ARCHITECTURE.md ("RoPE", "YaRN") defines inv_freq
+and the angle p * inv_freq in float32 (as HF does), so those two are float32 unless --rope-f64 is given;
 cos/sin of that angle are evaluated in float64.
 
 Outputs (float32 .npy): logits [T, vocab]; MTP logits [T-1, vocab] (row i predicts token i+2;
@@ -214,7 +214,7 @@ def yarn_mscale(f, m):
 
 
 class Rope:
-    """HF-style RoPE (permute to de-interleaved order, then rotate-half), spec 4.7/4.8."""
+    """HF-style RoPE (permute to de-interleaved order, then rotate-half); docs/ARCHITECTURE.md, "RoPE"."""
 
     def __init__(self, cfg, f64=False):
         d = cfg["qk_rope_head_dim"]
@@ -324,7 +324,7 @@ class Model:
         return (c.get("n_routed_experts") is not None and i >= c["first_k_dense_replace"]
                 and i % c["moe_layer_freq"] == 0)
 
-    # -- attention (naive MLA, spec 4.3/4.4), causal over the given sequence
+    # -- attention (naive MLA, docs/ARCHITECTURE.md "MLA"), causal over the given sequence
     def attention(self, i, x, pos):
         c = self.cfg
         pre = "model.layers.%d.self_attn." % i
@@ -366,7 +366,7 @@ class Model:
         return (silu(g) * u) @ self.W(pre + "down_proj.weight").T
 
     def route(self, s, bias):
-        """Expert selection per spec 5 steps 3-6 for one token. Returns sorted-by-choice indices."""
+        """Expert selection per docs/ARCHITECTURE.md "Routing" steps 3-5 for one token. Returns sorted-by-choice indices."""
         c = self.cfg
         E, G, KG, K = c["n_routed_experts"], c["n_group"], c["topk_group"], c["num_experts_per_tok"]
         g = E // G
@@ -458,7 +458,7 @@ class Model:
         return h, h @ self.W("lm_head.weight").T
 
     def mtp(self, ids, h):
-        """spec 6.1: row i (0..T-2) uses h_i (after model.norm) and token t_{i+1}; predicts t_{i+2}."""
+        """docs/ARCHITECTURE.md "MTP": row i (0..T-2) uses h_i (after model.norm) and token t_{i+1}; predicts t_{i+2}."""
         c = self.cfg
         L = c["num_hidden_layers"]
         pre = "model.layers.%d." % L
@@ -487,7 +487,7 @@ def main(argv=None):
     ap.add_argument("--route-out", default=None,
                     help="write the main model's routing record as JSON (format of `dsv3 route --json`)")
     ap.add_argument("--rope-f64", action="store_true",
-                    help="compute inv_freq and RoPE angles in float64 instead of float32 (spec: float32)")
+                    help="compute inv_freq and RoPE angles in float64 instead of float32 (the model: float32)")
     args = ap.parse_args(argv)
     ids = [int(t) for t in args.ids.replace(" ", "").split(",") if t != ""]
     m = Model(args.model_dir, rope_f64=args.rope_f64)

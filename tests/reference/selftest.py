@@ -9,7 +9,8 @@ Generates tiny checkpoints into a temporary directory and checks:
   * safetensors layout (8-byte aligned data start, offsets cover the data section, per-dtype alignment);
   * fp8 / bf16 dequantized weights vs the fp32 originals (per-element error bounds);
   * single-file vs 3-shard checkpoints give bit-identical reference outputs;
-  * the reference's naive MLA with HF-style RoPE == absorbed MLA with complex-pair RoPE (spec 4.5/4.7);
+  * the reference's naive MLA with HF-style RoPE == absorbed MLA with complex-pair RoPE
+    (docs/ARCHITECTURE.md "MLA", "RoPE");
   * routing vs an independent pure-Python implementation (including forced ties);
   * causality (prefix logits == leading rows of longer-run logits, main and MTP);
   * logits finite, O(1), varying by position; the routing bias changes the expert set for a
@@ -185,7 +186,7 @@ def test_dequant(d32, d8, d16):
 # ----------------------------------------------------------------------------- reference internals
 
 def absorbed_attention(m, i, x, pos):
-    """Absorbed MLA (spec 4.5) with complex-pair RoPE on interleaved dims (official form)."""
+    """Absorbed MLA (docs/ARCHITECTURE.md "MLA") with complex-pair RoPE on interleaved dims (official form)."""
     c = m.cfg
     pre = "model.layers.%d.self_attn." % i
     S = x.shape[0]
@@ -245,7 +246,7 @@ def test_attention_forms(d, T):
 
 
 def brute_route(s, bias, E, G, KG, K):
-    """Pure-Python routing (spec 5 steps 3-6) with explicit tie rules."""
+    """Pure-Python routing (docs/ARCHITECTURE.md "Routing" steps 3-5) with explicit tie rules."""
     b = [float(s[e]) + float(bias[e]) for e in range(E)]
     g = E // G
     gs = []

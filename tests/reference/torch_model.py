@@ -13,10 +13,10 @@ sequence of seq_len + 1 ids, so both programs train on the same batches. Each st
 with full precision; --json writes the same numbers as a list. --repeat-first trains every step
 on the first step's batch (benchmark with fewer dumped steps).
 
-Written from shared/spec/architecture.md (MLA with low-rank q/kv and the decoupled RoPE key,
-YaRN, sigmoid group-limited routing with a selection-only bias, shared experts, dense first
-layers, the MTP module fed [RMSNorm(embedding); RMSNorm(final-normed hidden state)] as
-architecture.md §6.1 and docs/TRAINING.md "MTP input" say) and docs/TRAINING.md "The
+Written from the model description, now docs/ARCHITECTURE.md (MLA with low-rank q/kv and the
+decoupled RoPE key, YaRN, sigmoid group-limited routing with a selection-only bias, shared
+experts, dense first layers, the MTP module fed [RMSNorm(embedding); RMSNorm(final-normed hidden state)] as
+docs/ARCHITECTURE.md "MTP" and docs/TRAINING.md "MTP input" say) and docs/TRAINING.md "The
 objective": loss = ce + lambda * mtp + alpha * balance, with
   ce      mean next-token cross-entropy over B*T positions,
   mtp     mean cross-entropy of the MTP module at positions 0..T-2 predicting token i+2,
@@ -26,9 +26,9 @@ objective": loss = ce + lambda * mtp + alpha * balance, with
 The optimizer is torch.optim.AdamW (betas 0.9/0.95, eps 1e-8, weight decay on matrices only),
 the global norm clipped with torch.nn.utils.clip_grad_norm_, the learning rate warmup + cosine
 as in docs/TRAINING.md, and after each step every router bias moves by
-gamma * sign(mean load - load_i) (spec/training.md §1.2; the bias only selects experts, it gets
-no gradient). The MTP embedding and head are the main ones when the checkpoint's copies are
-bit-identical or absent (docs/TRAINING.md "Shared MTP embedding and head").
+gamma * sign(mean load - load_i) (docs/ARCHITECTURE.md "Bias update and balance loss"; the bias
+only selects experts, it gets no gradient). The MTP embedding and head are the main ones when
+the checkpoint's copies are bit-identical or absent (docs/TRAINING.md "Shared MTP embedding and head").
 
 Weights are read from the safetensors files with numpy (F32, BF16 by a 16-bit shift, F16,
 F8_E4M3 with 128x128 weight_scale_inv blocks). Routing decides on the router logits rounded
@@ -177,8 +177,8 @@ class DeepSeekV3:
                 out.append((name, t))
         return out
 
-    # -- RoPE with YaRN (architecture.md §4.7/4.8): inv_freq and the angles in float32, cos/sin
-    # scaled by the attention factor; softmax scale times mscale(f, mscale_all_dim)^2.
+    # -- RoPE with YaRN (docs/ARCHITECTURE.md "RoPE", "YaRN"): inv_freq and the angles in float32,
+    # cos/sin scaled by the attention factor; softmax scale times mscale(f, mscale_all_dim)^2.
     def _rope(self, c):
         d, theta = self.dr, float(c.get("rope_theta", 10000.0))
         f32 = np.float32
@@ -269,7 +269,7 @@ class DeepSeekV3:
     def route(self, z, bias):
         """Expert choice (no gradient) from router logits z [n, E] rounded to float32:
         biased scores s + b, groups ranked by the sum of their two best, the topk_group best
-        groups kept, then the top K experts among them (architecture.md §5)."""
+        groups kept, then the top K experts among them (docs/ARCHITECTURE.md "Routing")."""
         with torch.no_grad():
             s = torch.sigmoid(z.detach().float()) + bias
             n, E = s.shape
@@ -424,7 +424,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         opt.step()
-        with torch.no_grad():  # spec/training.md §1.2: b_i += gamma * sign(mean load - load_i)
+        with torch.no_grad():  # "Bias update and balance loss": b_i += gamma * sign(mean load - load_i)
             for i, cnt in counts.items():
                 d = cnt.sum() - m.E * cnt
                 m.bias[i] += a.gamma * torch.sign(d).to(torch.float32)
