@@ -44,8 +44,8 @@ static attn_ws attn_slice(const attn_job *j, float *ws) {
  * scores against the keys (vec = q, matT = K^T), an output gradient's against the values
  * (dP), the probability-weighted value sum (vec = P row, matT = V, ld = dv), dq (dS row times
  * K) and, per key, dk and dv (a column of dS or P, kept transposed, times Q or dO). */
-static DSV3_ISA_FMA void vecmat_avx2(float *out, const float *vec, const float *matT,
-                                     int64_t ld, int64_t d, int64_t n) {
+static DSV3_ISA_FMA void vecmat_avx2(float *out, const float *vec, const float *matT, int64_t ld,
+                                     int64_t d, int64_t n) {
     int64_t t = 0;
     for (; t + 32 <= n; t += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -177,7 +177,6 @@ static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_j
         for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)acc[i];
     }
 }
-
 
 static DSV3_ISA_FMA void attn_fwd_f32_avx2(const attn_job *j, int64_t bh, float *ws) {
     attn_fwd_f32_body(j, bh, ws, 1);

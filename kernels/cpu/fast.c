@@ -65,7 +65,8 @@ static INL DSV3_ISA_F16C __m256 load8(dsv3_dtype dt, const void *base, size_t of
 
 /* 16 consecutive weights as two vectors (lo = 0..7, hi = 8..15), scaled like load8. FP8 loads
  * the 16 bytes once and splits them with two unpacks. */
-static INL DSV3_ISA_F16C void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo, __m256 *hi) {
+static INL DSV3_ISA_F16C void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo,
+                                     __m256 *hi) {
     if (dt == DSV3_DT_F8_E4M3) {
         const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)base + off));
         const __m128i z = _mm_setzero_si128(), m = _mm_set1_epi16((short)0xbfff);
@@ -110,7 +111,8 @@ static INL DSV3_ISA_F16C __m256 hsum8x8(const __m256 a[8]) {
 /* ---------------------------------------------------------------- GEMV (one token) ----- */
 
 /* One row's dot product, 128-column scale blocks, four accumulators per block. */
-static INL DSV3_ISA_F16C float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w, int64_t r) {
+static INL DSV3_ISA_F16C float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w,
+                                       int64_t r) {
     const int64_t C = w->cols;
     const size_t row = (size_t)(r * C);
     __m256 acc = _mm256_setzero_ps();
@@ -141,8 +143,8 @@ static INL DSV3_ISA_F16C float dot_row(dsv3_dtype dt, const float *x, const dsv3
  * in flight only with several independent streams, so the range is cut into four contiguous
  * quarters walked in lockstep (four long sequential streams the prefetchers follow; one stream
  * reached half the bandwidth, four interleaved neighbouring rows made streams too short). */
-static INL DSV3_ISA_F16C void gemv_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                              int64_t r0, int64_t r1) {
+static INL DSV3_ISA_F16C void gemv_rows(dsv3_dtype dt, float *out, const float *x,
+                                        const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, q = (r1 - r0) / 4;
     for (int64_t i = 0; i < q; i++) {
         int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
@@ -193,8 +195,8 @@ enum { BF16_XMAX = 8192 };
  * (32000x1024 in dsv3-bench-gemv) from 20.7-24.3 to 22.9-26.2 GB/s in alternating runs. */
 enum { BF16_PF = 512 };
 
-static INL DSV3_ISA_F16C void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                                   int64_t r1) {
+static INL DSV3_ISA_F16C void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w,
+                                             int64_t r0, int64_t r1) {
     const int64_t C = w->cols, q = (r1 - r0) / 4;
     _Alignas(32) float xs[BF16_XMAX];
     for (int64_t c = 0; c < C; c += 16)
@@ -266,7 +268,8 @@ enum { FP8_XMAX = 18432 }; /* DeepSeek-V3's widest input (the dense FFN's down_p
 enum { FP8_PF = 512 };
 
 /* xs[c..c+32) for columns c = 0, 32, .. < C32: the permutation above, times f[c / 128]. */
-static INL DSV3_ISA_F16C void fp8_permute_x(float *xs, const float *x, const float *f, int64_t C32) {
+static INL DSV3_ISA_F16C void fp8_permute_x(float *xs, const float *x, const float *f,
+                                            int64_t C32) {
     for (int64_t c = 0; c < C32; c += 32) {
         __m256 v[4];
 #pragma GCC unroll 4
@@ -284,7 +287,8 @@ static INL DSV3_ISA_F16C void fp8_permute_x(float *xs, const float *x, const flo
 }
 
 /* acc0/acc1 += the 32 weights at p against xs[0..32) (decode above). */
-static INL DSV3_ISA_F16C void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, __m256 *acc1) {
+static INL DSV3_ISA_F16C void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0,
+                                        __m256 *acc1) {
     const __m256i m = _mm256_set1_epi32((int)0x87F00000u);
     const __m256i v = _mm256_loadu_si256((const __m256i *)p);
     const __m256i a = _mm256_srai_epi16(v, 4);                          /* q3, q1 */
@@ -302,8 +306,8 @@ static INL DSV3_ISA_F16C void fp8_dot32(const uint8_t *p, const float *xs, __m25
 /* Rows [s, e) of one row block against the prepared xs: four quarters in lockstep (four
  * streams, as in gemv_rows), the leftover rows one at a time. sl = the last column block's
  * scale, for the scalar columns [C32, C). */
-static INL DSV3_ISA_F16C void fp8_segment(float *out, const float *x, const float *xs, const dsv3_weight *w,
-                                int64_t s, int64_t e, float sl) {
+static INL DSV3_ISA_F16C void fp8_segment(float *out, const float *x, const float *xs,
+                                          const dsv3_weight *w, int64_t s, int64_t e, float sl) {
     const int64_t C = w->cols, C32 = C / 32 * 32, q = (e - s) / 4;
     const uint8_t *W = (const uint8_t *)w->data;
     const float unscale = 0x1p56f; /* 2^120 (decode) / 2^64 (xs) */
@@ -345,8 +349,8 @@ static INL DSV3_ISA_F16C void fp8_segment(float *out, const float *x, const floa
 
 /* out[r] = W[r, :] . x for rows [r0, r1), cut where the view's rows cross a 128-row scale
  * block: each piece gets its own permuted, scaled copy of x (a stack array, C floats). */
-static DSV3_ISA_F16C void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                              int64_t r1) {
+static DSV3_ISA_F16C void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w,
+                                        int64_t r0, int64_t r1) {
     const int64_t C = w->cols, C32 = C / 32 * 32, nb = (C + 127) / 128;
     _Alignas(32) float xs[FP8_XMAX];
     float f[FP8_XMAX / 128];
@@ -374,7 +378,7 @@ static int fp8_bits_ok(void) {
  * batches), two rows per pass so each weight is decoded once for all tokens. The two rows come
  * from the two halves of the range: two long sequential streams (see gemv_rows). */
 static INL DSV3_ISA_F16C void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
-                                    const dsv3_weight *w, int64_t r0, int64_t r1) {
+                                              const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, half = (r1 - r0) / 2;
     /* Every loop over k (row) and j (token) is unrolled: NT is a constant at each call, so the
      * 2 x NT accumulators stay in registers instead of a stack array. */
@@ -435,13 +439,12 @@ static INL DSV3_ISA_F16C void gemv_multi_rows(dsv3_dtype dt, int NT, float *out,
         }
 }
 
-
 /* out[j][r] = W[r, :] . x[j] for exactly two tokens (the speculative verify): four rows from
  * the four quarters of the range per pass (four streams, like gemv_rows) x two tokens = eight
  * accumulators. FP8 weights are scaled as they are decoded (one multiply per 8 weights serves
  * both tokens) so the sums need no per-block fold, and the eight sums leave in one reduction. */
-static INL DSV3_ISA_F16C void gemv2_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                               int64_t r0, int64_t r1) {
+static INL DSV3_ISA_F16C void gemv2_rows(dsv3_dtype dt, float *out, const float *x,
+                                         const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4, C8 = C / 8 * 8;
     const float *x1 = x + C;
     for (int64_t i = 0; i < q; i++) {
@@ -487,8 +490,8 @@ static INL DSV3_ISA_F16C void gemv2_rows(dsv3_dtype dt, float *out, const float 
 /* gemv2_rows for BF16 with C a multiple of 16 (<= BF16_XMAX): the shuffle-free decode of
  * gemv_rows_bf16, both tokens' x split into even/odd columns; even and odd products of a row
  * and token go into one accumulator (eight in all). */
-static INL DSV3_ISA_F16C void gemv2_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                                    int64_t r1) {
+static INL DSV3_ISA_F16C void gemv2_rows_bf16(float *out, const float *x, const dsv3_weight *w,
+                                              int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4;
     _Alignas(32) float xs[2][BF16_XMAX];
     for (int j = 0; j < 2; j++)
@@ -546,7 +549,7 @@ static INL DSV3_ISA_F16C void transpose8(__m256 v[8]) {
 }
 
 static INL DSV3_ISA_F16C void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, int64_t r,
-                                 int64_t c0, int64_t len) {
+                                           int64_t c0, int64_t len) {
     /* Fast path: a full panel; 8x8 blocks decoded as rows, transposed in registers. */
     if (r + PANEL_R <= w->rows && len % 8 == 0) {
         for (int64_t kb = 0; kb < PANEL_R; kb += 8) {
@@ -586,7 +589,7 @@ static INL DSV3_ISA_F16C void decode_panel(dsv3_dtype dt, float *t, const dsv3_w
  * the first column span) and stored back once: passed in from the caller they were spilled to
  * the stack on every column, which held the kernel to a quarter of the FMA peak. */
 static INL DSV3_ISA_F16C void micro(int JN, float *o, int64_t os, const float *t, const float *x,
-                          int64_t xs, int64_t len, int first) {
+                                    int64_t xs, int64_t len, int first) {
     __m256 a0[TOK], a1[TOK];
 #pragma GCC unroll 6
     for (int j = 0; j < JN; j++) {
@@ -612,8 +615,8 @@ static INL DSV3_ISA_F16C void micro(int JN, float *o, int64_t os, const float *t
 /* Rows [r, r + 16) of out[n, R] = x W^T: each 256-column span of the panel is decoded once, then
  * every token group runs over it. Partial sums of earlier spans live in the output (full panels)
  * or in a 16-wide scratch row per token (the last, partial panel of a weight). */
-static DSV3_ISA_F16C void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                           int64_t n, int64_t r) {
+static DSV3_ISA_F16C void gemm_panel(dsv3_dtype dt, float *out, const float *x,
+                                     const dsv3_weight *w, int64_t n, int64_t r) {
     const int64_t R = w->rows, C = w->cols, nr = R - r < PANEL_R ? R - r : PANEL_R;
     _Alignas(32) float t[PANEL_C * PANEL_R];
     _Alignas(32) float part[TOK * PANEL_R]; /* partial panel: 16-wide rows for the kernel */
@@ -656,8 +659,8 @@ static DSV3_ISA_F16C void gemm_panel(dsv3_dtype dt, float *out, const float *x, 
 /* os[0 .. 8 * NV) = sum_r xs[r] W[r, c0 .. c0 + 8 * NV) for one token, NV (1, 2, 4, 8) a
  * constant so the accumulators stay in registers: with a run-time count they lived in a stack
  * array, a store and a reload per multiply-add (the demo's 32-wide latent took that path). */
-static INL DSV3_ISA_F16C void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs, const dsv3_weight *w,
-                               int64_t c0) {
+static INL DSV3_ISA_F16C void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs,
+                                         const dsv3_weight *w, int64_t c0) {
     const int64_t R = w->rows, C = w->cols;
     __m256 acc[8];
 #pragma GCC unroll 8
@@ -675,7 +678,8 @@ static INL DSV3_ISA_F16C void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const
 /* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
  * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c].
  * The whole vectors go in runs of 8, 4, 2 and 1; the last len % 8 columns are scalar. */
-static INL DSV3_ISA_F16C void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
+static INL DSV3_ISA_F16C void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0,
+                                         int64_t len) {
     const dsv3_weight *w = op->w;
     const int64_t R = w->rows, C = w->cols, full = len / 8;
     for (int64_t s = 0; s < op->n; s++) {
@@ -852,8 +856,8 @@ static DSV3_ISA_F16C void fast_silu_mul(float *g, const float *u, int64_t n) {
 /* out = g * (x / sqrt(mean(x^2) + eps)) per row (spec §4.2; out may be x). The sum of squares
  * runs in 32 float lanes: the reference's serial double sum waits ~4 cycles an element, and a
  * token of the demo takes 17 norms of 32..128 elements (~2 us of a ~80 us forward). */
-static DSV3_ISA_F16C void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
-                             float eps) {
+static DSV3_ISA_F16C void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n,
+                                       int64_t dim, float eps) {
     for (int64_t s = 0; s < n; s++) {
         const float *xs = x + s * dim;
         float *os = out + s * dim;

@@ -47,8 +47,8 @@ static INL DSV3_ISA_F16C void softmax(float *p, int64_t T) {
 /* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns]: NACC accumulators in registers. With
  * four or fewer (a latent of <= 32 columns, like the demo's) even and odd rows go into two sets:
  * one set would wait out the FMA latency on every row (4 cycles a row instead of ~2). */
-static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const float *c, int64_t T,
-                             int64_t rkv, int64_t k0) {
+static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const float *c,
+                                       int64_t T, int64_t rkv, int64_t k0) {
     __m256 acc[8], odd[8];
 #pragma GCC unroll 8
     for (int i = 0; i < NACC; i++) acc[i] = odd[i] = _mm256_setzero_ps();
@@ -87,8 +87,8 @@ static INL DSV3_ISA_F16C __m256 hsum8x8(const __m256 a[8]) {
 /* The 8 unscaled scores q_abs . c[t] + q_pe . k_pe[t] of one head for rows t = 0..7 of c/kpe:
  * the query is read in 32-float slices held in registers across the 8 rows, one accumulator per
  * row, and the 8 sums come out together (no horizontal add per score). */
-static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const float *c, const float *kpe,
-                              int64_t rkv, int64_t dr) {
+static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const float *c,
+                                        const float *kpe, int64_t rkv, int64_t dr) {
     __m256 acc[8];
     float tail[8] = {0};
 #pragma GCC unroll 8

@@ -104,8 +104,10 @@ typedef struct {
 /* The commonest strip: six full rows of a row-major double matrix (activations, gradients).
  * Four k at a time: each row's four doubles become four floats, a 4x4 transpose puts rows
  * 0..3 of each k together, rows 4 and 5 are interleaved — sequential reads and writes. */
-static DSV3_ISA_FMA void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs, int64_t K) {
-    const double *r0 = src, *r1 = src + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs, *r5 = r4 + rs;
+static DSV3_ISA_FMA void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs,
+                                              int64_t K) {
+    const double *r0 = src, *r1 = src + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs,
+                 *r5 = r4 + rs;
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) {
         __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd(r0 + k)), b = _mm256_cvtpd_ps(_mm256_loadu_pd(r1 + k));
@@ -127,7 +129,8 @@ static DSV3_ISA_FMA void pack_a_rows_f64_avx2(float *dst, const double *src, int
 }
 
 /* A transposed double matrix (dy^T of a weight gradient): six contiguous doubles per k. */
-static DSV3_ISA_FMA void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs, int64_t K) {
+static DSV3_ISA_FMA void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs,
+                                              int64_t K) {
     for (int64_t k = 0; k < K; k++) {
         const double *s = src + k * cs;
         float *o = dst + k * MR;
@@ -138,7 +141,8 @@ static DSV3_ISA_FMA void pack_a_cols_f64_avx2(float *dst, const double *src, int
 
 /* A row-major double matrix's full panel (the activations of a weight gradient): sixteen
  * contiguous doubles per k. */
-static DSV3_ISA_FMA void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs, int64_t K) {
+static DSV3_ISA_FMA void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs,
+                                              int64_t K) {
     for (int64_t k = 0; k < K; k++) {
         const double *s = src + k * rs;
         float *o = dst + k * NR;
@@ -251,7 +255,7 @@ static void kern_portable(const float *a, const float *b, int64_t K, float *t) {
 /* AVX2+FMA micro-kernel: 12 accumulators (6 rows x 2 vectors), per k two panel loads, six
  * broadcasts and twelve FMAs. Full tiles are written back here with vector code. */
 static DSV3_ISA_FMA void kern_avx2(const gemm_job *g, const float *a, const float *b, int64_t r0,
-                           int64_t c0, int64_t rows, int64_t cols) {
+                                   int64_t c0, int64_t rows, int64_t cols) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t k = 0; k < g->K; k++) {
