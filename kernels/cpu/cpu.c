@@ -198,9 +198,3 @@ static const dsv3_backend cpu_backend = {
 const dsv3_backend *dsv3_backend_cpu(void) {
     return &cpu_backend;
 }
-
-const dsv3_backend *dsv3_backend_by_name(const char *name) {
-    if (!strcmp(name, "ref") || !strcmp(name, "cpu")) return dsv3_backend_cpu();
-    if (!strcmp(name, "fast")) return dsv3_backend_fast();
-    return NULL;
-}

@@ -19,6 +19,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/pool.h"
 
@@ -40,7 +41,7 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
  * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block
  * scale they multiply by anyway (spec §3.2; NaN codes are not expected in weights and decode
  * as finite values here). */
-static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
+static INL DSV3_ISA_F16C __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
     case DSV3_DT_BF16: {
         __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + off));
@@ -64,7 +65,8 @@ static INL TGT __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
 
 /* 16 consecutive weights as two vectors (lo = 0..7, hi = 8..15), scaled like load8. FP8 loads
  * the 16 bytes once and splits them with two unpacks. */
-static INL TGT void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo, __m256 *hi) {
+static INL DSV3_ISA_F16C void load16(dsv3_dtype dt, const void *base, size_t off, __m256 *lo,
+                                     __m256 *hi) {
     if (dt == DSV3_DT_F8_E4M3) {
         const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)base + off));
         const __m128i z = _mm_setzero_si128(), m = _mm_set1_epi16((short)0xbfff);
@@ -91,7 +93,7 @@ static INL float scale_at(const dsv3_weight *w, int64_t r, int64_t c) {
     return w->scale_inv[((w->row0 + r) / 128) * ((w->cols + 127) / 128) + c / 128];
 }
 
-static INL TGT float hsum(__m256 v) {
+static INL DSV3_ISA_F16C float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -99,7 +101,7 @@ static INL TGT float hsum(__m256 v) {
 }
 
 /* r[k] = sum of the 8 lanes of a[k], k < 8 (horizontal adds, then the two 128-bit halves). */
-static INL TGT __m256 hsum8x8(const __m256 a[8]) {
+static INL DSV3_ISA_F16C __m256 hsum8x8(const __m256 a[8]) {
     const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
     const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
     const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
@@ -109,7 +111,8 @@ static INL TGT __m256 hsum8x8(const __m256 a[8]) {
 /* ---------------------------------------------------------------- GEMV (one token) ----- */
 
 /* One row's dot product, 128-column scale blocks, four accumulators per block. */
-static INL TGT float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w, int64_t r) {
+static INL DSV3_ISA_F16C float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w,
+                                       int64_t r) {
     const int64_t C = w->cols;
     const size_t row = (size_t)(r * C);
     __m256 acc = _mm256_setzero_ps();
@@ -140,8 +143,8 @@ static INL TGT float dot_row(dsv3_dtype dt, const float *x, const dsv3_weight *w
  * in flight only with several independent streams, so the range is cut into four contiguous
  * quarters walked in lockstep (four long sequential streams the prefetchers follow; one stream
  * reached half the bandwidth, four interleaved neighbouring rows made streams too short). */
-static INL TGT void gemv_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                              int64_t r0, int64_t r1) {
+static INL DSV3_ISA_F16C void gemv_rows(dsv3_dtype dt, float *out, const float *x,
+                                        const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, q = (r1 - r0) / 4;
     for (int64_t i = 0; i < q; i++) {
         int64_t rr[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
@@ -192,8 +195,8 @@ enum { BF16_XMAX = 8192 };
  * (32000x1024 in dsv3-bench-gemv) from 20.7-24.3 to 22.9-26.2 GB/s in alternating runs. */
 enum { BF16_PF = 512 };
 
-static INL TGT void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                                   int64_t r1) {
+static INL DSV3_ISA_F16C void gemv_rows_bf16(float *out, const float *x, const dsv3_weight *w,
+                                             int64_t r0, int64_t r1) {
     const int64_t C = w->cols, q = (r1 - r0) / 4;
     _Alignas(32) float xs[BF16_XMAX];
     for (int64_t c = 0; c < C; c += 16)
@@ -265,7 +268,8 @@ enum { FP8_XMAX = 18432 }; /* DeepSeek-V3's widest input (the dense FFN's down_p
 enum { FP8_PF = 512 };
 
 /* xs[c..c+32) for columns c = 0, 32, .. < C32: the permutation above, times f[c / 128]. */
-static INL TGT void fp8_permute_x(float *xs, const float *x, const float *f, int64_t C32) {
+static INL DSV3_ISA_F16C void fp8_permute_x(float *xs, const float *x, const float *f,
+                                            int64_t C32) {
     for (int64_t c = 0; c < C32; c += 32) {
         __m256 v[4];
 #pragma GCC unroll 4
@@ -283,7 +287,8 @@ static INL TGT void fp8_permute_x(float *xs, const float *x, const float *f, int
 }
 
 /* acc0/acc1 += the 32 weights at p against xs[0..32) (decode above). */
-static INL TGT void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, __m256 *acc1) {
+static INL DSV3_ISA_F16C void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0,
+                                        __m256 *acc1) {
     const __m256i m = _mm256_set1_epi32((int)0x87F00000u);
     const __m256i v = _mm256_loadu_si256((const __m256i *)p);
     const __m256i a = _mm256_srai_epi16(v, 4);                          /* q3, q1 */
@@ -301,8 +306,8 @@ static INL TGT void fp8_dot32(const uint8_t *p, const float *xs, __m256 *acc0, _
 /* Rows [s, e) of one row block against the prepared xs: four quarters in lockstep (four
  * streams, as in gemv_rows), the leftover rows one at a time. sl = the last column block's
  * scale, for the scalar columns [C32, C). */
-static INL TGT void fp8_segment(float *out, const float *x, const float *xs, const dsv3_weight *w,
-                                int64_t s, int64_t e, float sl) {
+static INL DSV3_ISA_F16C void fp8_segment(float *out, const float *x, const float *xs,
+                                          const dsv3_weight *w, int64_t s, int64_t e, float sl) {
     const int64_t C = w->cols, C32 = C / 32 * 32, q = (e - s) / 4;
     const uint8_t *W = (const uint8_t *)w->data;
     const float unscale = 0x1p56f; /* 2^120 (decode) / 2^64 (xs) */
@@ -344,8 +349,8 @@ static INL TGT void fp8_segment(float *out, const float *x, const float *xs, con
 
 /* out[r] = W[r, :] . x for rows [r0, r1), cut where the view's rows cross a 128-row scale
  * block: each piece gets its own permuted, scaled copy of x (a stack array, C floats). */
-static TGT void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                              int64_t r1) {
+static DSV3_ISA_F16C void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w,
+                                        int64_t r0, int64_t r1) {
     const int64_t C = w->cols, C32 = C / 32 * 32, nb = (C + 127) / 128;
     _Alignas(32) float xs[FP8_XMAX];
     float f[FP8_XMAX / 128];
@@ -366,14 +371,14 @@ static TGT void gemv_rows_fp8(float *out, const float *x, const dsv3_weight *w, 
  * read as zero (MXCSR.DAZ, set e.g. by -ffast-math start-up code). Checked per item, on the
  * thread that runs it: each thread has its own MXCSR. */
 static int fp8_bits_ok(void) {
-    return __builtin_cpu_is("amd") && !(_mm_getcsr() & 0x0040);
+    return dsv3_isa_amd() && !dsv3_isa_daz();
 }
 
 /* out[j][r] = W[r, :] . x[j] for NT tokens (2..4: speculative verification, small expert
  * batches), two rows per pass so each weight is decoded once for all tokens. The two rows come
  * from the two halves of the range: two long sequential streams (see gemv_rows). */
-static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
-                                    const dsv3_weight *w, int64_t r0, int64_t r1) {
+static INL DSV3_ISA_F16C void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const float *x,
+                                              const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, half = (r1 - r0) / 2;
     /* Every loop over k (row) and j (token) is unrolled: NT is a constant at each call, so the
      * 2 x NT accumulators stay in registers instead of a stack array. */
@@ -434,13 +439,12 @@ static INL TGT void gemv_multi_rows(dsv3_dtype dt, int NT, float *out, const flo
         }
 }
 
-
 /* out[j][r] = W[r, :] . x[j] for exactly two tokens (the speculative verify): four rows from
  * the four quarters of the range per pass (four streams, like gemv_rows) x two tokens = eight
  * accumulators. FP8 weights are scaled as they are decoded (one multiply per 8 weights serves
  * both tokens) so the sums need no per-block fold, and the eight sums leave in one reduction. */
-static INL TGT void gemv2_rows(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                               int64_t r0, int64_t r1) {
+static INL DSV3_ISA_F16C void gemv2_rows(dsv3_dtype dt, float *out, const float *x,
+                                         const dsv3_weight *w, int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4, C8 = C / 8 * 8;
     const float *x1 = x + C;
     for (int64_t i = 0; i < q; i++) {
@@ -486,8 +490,8 @@ static INL TGT void gemv2_rows(dsv3_dtype dt, float *out, const float *x, const 
 /* gemv2_rows for BF16 with C a multiple of 16 (<= BF16_XMAX): the shuffle-free decode of
  * gemv_rows_bf16, both tokens' x split into even/odd columns; even and odd products of a row
  * and token go into one accumulator (eight in all). */
-static INL TGT void gemv2_rows_bf16(float *out, const float *x, const dsv3_weight *w, int64_t r0,
-                                    int64_t r1) {
+static INL DSV3_ISA_F16C void gemv2_rows_bf16(float *out, const float *x, const dsv3_weight *w,
+                                              int64_t r0, int64_t r1) {
     const int64_t C = w->cols, R = w->rows, q = (r1 - r0) / 4;
     _Alignas(32) float xs[2][BF16_XMAX];
     for (int j = 0; j < 2; j++)
@@ -525,7 +529,7 @@ static INL TGT void gemv2_rows_bf16(float *out, const float *x, const dsv3_weigh
 
 /* Decodes rows [r, r + PANEL_R) x columns [c0, c0 + len) of W, scaled, into the transposed
  * tile t[len][PANEL_R] (rows past the weight's end are zero). */
-static INL TGT void transpose8(__m256 v[8]) {
+static INL DSV3_ISA_F16C void transpose8(__m256 v[8]) {
     __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
     __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
     __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
@@ -544,8 +548,8 @@ static INL TGT void transpose8(__m256 v[8]) {
     v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, int64_t r,
-                                 int64_t c0, int64_t len) {
+static INL DSV3_ISA_F16C void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, int64_t r,
+                                           int64_t c0, int64_t len) {
     /* Fast path: a full panel; 8x8 blocks decoded as rows, transposed in registers. */
     if (r + PANEL_R <= w->rows && len % 8 == 0) {
         for (int64_t kb = 0; kb < PANEL_R; kb += 8) {
@@ -584,8 +588,8 @@ static INL TGT void decode_panel(dsv3_dtype dt, float *t, const dsv3_weight *w, 
  * The accumulators are this function's own fully unrolled locals, loaded from o (or zeroed on
  * the first column span) and stored back once: passed in from the caller they were spilled to
  * the stack on every column, which held the kernel to a quarter of the FMA peak. */
-static INL TGT void micro(int JN, float *o, int64_t os, const float *t, const float *x,
-                          int64_t xs, int64_t len, int first) {
+static INL DSV3_ISA_F16C void micro(int JN, float *o, int64_t os, const float *t, const float *x,
+                                    int64_t xs, int64_t len, int first) {
     __m256 a0[TOK], a1[TOK];
 #pragma GCC unroll 6
     for (int j = 0; j < JN; j++) {
@@ -611,8 +615,8 @@ static INL TGT void micro(int JN, float *o, int64_t os, const float *t, const fl
 /* Rows [r, r + 16) of out[n, R] = x W^T: each 256-column span of the panel is decoded once, then
  * every token group runs over it. Partial sums of earlier spans live in the output (full panels)
  * or in a 16-wide scratch row per token (the last, partial panel of a weight). */
-static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3_weight *w,
-                           int64_t n, int64_t r) {
+static DSV3_ISA_F16C void gemm_panel(dsv3_dtype dt, float *out, const float *x,
+                                     const dsv3_weight *w, int64_t n, int64_t r) {
     const int64_t R = w->rows, C = w->cols, nr = R - r < PANEL_R ? R - r : PANEL_R;
     _Alignas(32) float t[PANEL_C * PANEL_R];
     _Alignas(32) float part[TOK * PANEL_R]; /* partial panel: 16-wide rows for the kernel */
@@ -655,8 +659,8 @@ static TGT void gemm_panel(dsv3_dtype dt, float *out, const float *x, const dsv3
 /* os[0 .. 8 * NV) = sum_r xs[r] W[r, c0 .. c0 + 8 * NV) for one token, NV (1, 2, 4, 8) a
  * constant so the accumulators stay in registers: with a run-time count they lived in a stack
  * array, a store and a reload per multiply-add (the demo's 32-wide latent took that path). */
-static INL TGT void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs, const dsv3_weight *w,
-                               int64_t c0) {
+static INL DSV3_ISA_F16C void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs,
+                                         const dsv3_weight *w, int64_t c0) {
     const int64_t R = w->rows, C = w->cols;
     __m256 acc[8];
 #pragma GCC unroll 8
@@ -674,7 +678,8 @@ static INL TGT void gemvt_vecs(dsv3_dtype dt, int NV, float *os, const float *xs
 /* out[s, c0:c0+len) = sum_r x[s, r] W[r, c0:c0+len) for every token s, len <= 64 inside one
  * 128-column scale block, so the block scale of row r is one number: (x[s, r] * s_r) * q[r, c].
  * The whole vectors go in runs of 8, 4, 2 and 1; the last len % 8 columns are scalar. */
-static INL TGT void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0, int64_t len) {
+static INL DSV3_ISA_F16C void gemvt_span(dsv3_dtype dt, const dsv3_matmul_op *op, int64_t c0,
+                                         int64_t len) {
     const dsv3_weight *w = op->w;
     const int64_t R = w->rows, C = w->cols, full = len / 8;
     for (int64_t s = 0; s < op->n; s++) {
@@ -702,7 +707,7 @@ enum { TSPAN = 64 }; /* columns per item of a transposed product */
 
 /* Item [a, b) of one product (rows; columns for a transposed one), by the kernel that suits its
  * token count. */
-static TGT void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
+static DSV3_ISA_F16C void run_item(const dsv3_matmul_op *op, int64_t a, int64_t b) {
     const dsv3_weight *w = op->w;
     const dsv3_dtype dt = w->dtype;
     if (op->trans) {
@@ -837,7 +842,7 @@ static void fast_matmul_t(float *out, const float *x, const dsv3_weight *w, int6
 }
 
 /* g = silu(g) * u = g / (1 + e^-g) * u (spec §4.10), eight at a time with the polynomial exp. */
-static TGT void fast_silu_mul(float *g, const float *u, int64_t n) {
+static DSV3_ISA_F16C void fast_silu_mul(float *g, const float *u, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -851,8 +856,8 @@ static TGT void fast_silu_mul(float *g, const float *u, int64_t n) {
 /* out = g * (x / sqrt(mean(x^2) + eps)) per row (spec §4.2; out may be x). The sum of squares
  * runs in 32 float lanes: the reference's serial double sum waits ~4 cycles an element, and a
  * token of the demo takes 17 norms of 32..128 elements (~2 us of a ~80 us forward). */
-static TGT void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
-                             float eps) {
+static DSV3_ISA_F16C void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n,
+                                       int64_t dim, float eps) {
     for (int64_t s = 0; s < n; s++) {
         const float *xs = x + s * dim;
         float *os = out + s * dim;
@@ -893,7 +898,7 @@ static const dsv3_backend fast_backend = {
 };
 
 const dsv3_backend *dsv3_backend_fast(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &fast_backend;
+    dsv3_isa_init();
+    if (dsv3_isa_fma()) return &fast_backend;
     return dsv3_backend_cpu();
 }

@@ -11,9 +11,10 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/simd_exp.h"
 
-static INL TGT float hsum8(__m256 v) {
+static INL DSV3_ISA_F16C float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -21,7 +22,7 @@ static INL TGT float hsum8(__m256 v) {
 }
 
 /* p[0..T) = softmax(p) in place. */
-static INL TGT void softmax(float *p, int64_t T) {
+static INL DSV3_ISA_F16C void softmax(float *p, int64_t T) {
     __m256 vm = _mm256_set1_ps(-INFINITY);
     int64_t t = 0;
     for (; t + 8 <= T; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(p + t));
@@ -46,8 +47,8 @@ static INL TGT void softmax(float *p, int64_t T) {
 /* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns]: NACC accumulators in registers. With
  * four or fewer (a latent of <= 32 columns, like the demo's) even and odd rows go into two sets:
  * one set would wait out the FMA latency on every row (4 cycles a row instead of ~2). */
-static INL TGT void sum_cols(int NACC, float *u, const float *p, const float *c, int64_t T,
-                             int64_t rkv, int64_t k0) {
+static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const float *c,
+                                       int64_t T, int64_t rkv, int64_t k0) {
     __m256 acc[8], odd[8];
 #pragma GCC unroll 8
     for (int i = 0; i < NACC; i++) acc[i] = odd[i] = _mm256_setzero_ps();
@@ -76,7 +77,7 @@ static INL TGT void sum_cols(int NACC, float *u, const float *p, const float *c,
 }
 
 /* r[k] = sum of the 8 lanes of a[k], k < 8 (horizontal adds, then the two 128-bit halves). */
-static INL TGT __m256 hsum8x8(const __m256 a[8]) {
+static INL DSV3_ISA_F16C __m256 hsum8x8(const __m256 a[8]) {
     const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
     const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
     const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
@@ -86,8 +87,8 @@ static INL TGT __m256 hsum8x8(const __m256 a[8]) {
 /* The 8 unscaled scores q_abs . c[t] + q_pe . k_pe[t] of one head for rows t = 0..7 of c/kpe:
  * the query is read in 32-float slices held in registers across the 8 rows, one accumulator per
  * row, and the 8 sums come out together (no horizontal add per score). */
-static INL TGT __m256 scores8(const float *qa, const float *qp, const float *c, const float *kpe,
-                              int64_t rkv, int64_t dr) {
+static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const float *c,
+                                        const float *kpe, int64_t rkv, int64_t dr) {
     __m256 acc[8];
     float tail[8] = {0};
 #pragma GCC unroll 8
@@ -119,7 +120,7 @@ static INL TGT __m256 scores8(const float *qa, const float *qp, const float *c, 
     return _mm256_add_ps(hsum8x8(acc), _mm256_loadu_ps(tail));
 }
 
-TGT void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, const float *qpe,
+DSV3_ISA_F16C void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, const float *qpe,
                               int64_t qpe_stride, const float *c, const float *kpe, int64_t nh,
                               int64_t T, int64_t rkv, int64_t dr, float scale) {
     /* scores: blocks of 8 cached rows, every head against them while they sit in L1 */

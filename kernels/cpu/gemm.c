@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/pool.h"
 
 enum {
@@ -36,8 +37,6 @@ enum {
 
 /* Below this many multiply-adds a pool dispatch costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 18)
-
-#define AVX2 __attribute__((target("avx2,fma")))
 
 static int64_t ceil_div(int64_t a, int64_t b) {
     return (a + b - 1) / b;
@@ -105,8 +104,10 @@ typedef struct {
 /* The commonest strip: six full rows of a row-major double matrix (activations, gradients).
  * Four k at a time: each row's four doubles become four floats, a 4x4 transpose puts rows
  * 0..3 of each k together, rows 4 and 5 are interleaved — sequential reads and writes. */
-static AVX2 void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs, int64_t K) {
-    const double *r0 = src, *r1 = src + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs, *r5 = r4 + rs;
+static DSV3_ISA_FMA void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs,
+                                              int64_t K) {
+    const double *r0 = src, *r1 = src + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs,
+                 *r5 = r4 + rs;
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) {
         __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd(r0 + k)), b = _mm256_cvtpd_ps(_mm256_loadu_pd(r1 + k));
@@ -128,7 +129,8 @@ static AVX2 void pack_a_rows_f64_avx2(float *dst, const double *src, int64_t rs,
 }
 
 /* A transposed double matrix (dy^T of a weight gradient): six contiguous doubles per k. */
-static AVX2 void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs, int64_t K) {
+static DSV3_ISA_FMA void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs,
+                                              int64_t K) {
     for (int64_t k = 0; k < K; k++) {
         const double *s = src + k * cs;
         float *o = dst + k * MR;
@@ -139,7 +141,8 @@ static AVX2 void pack_a_cols_f64_avx2(float *dst, const double *src, int64_t cs,
 
 /* A row-major double matrix's full panel (the activations of a weight gradient): sixteen
  * contiguous doubles per k. */
-static AVX2 void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs, int64_t K) {
+static DSV3_ISA_FMA void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs,
+                                              int64_t K) {
     for (int64_t k = 0; k < K; k++) {
         const double *s = src + k * rs;
         float *o = dst + k * NR;
@@ -155,7 +158,7 @@ static AVX2 void pack_b_rows_f64_avx2(float *dst, const double *src, int64_t rs,
 /* W^T for a forward product: panel columns are 16 rows of the float matrix W (row stride cs),
  * k runs along them. 8x8 blocks are transposed in registers so both reads and writes are
  * whole vectors. */
-static AVX2 void transpose8(__m256 r[8]) {
+static DSV3_ISA_FMA void transpose8(__m256 r[8]) {
     const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
     const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -170,7 +173,7 @@ static AVX2 void transpose8(__m256 r[8]) {
     r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-static AVX2 void pack_b_wt_f32_avx2(float *dst, const float *src, int64_t cs, int64_t K) {
+static DSV3_ISA_FMA void pack_b_wt_f32_avx2(float *dst, const float *src, int64_t cs, int64_t K) {
     int64_t k = 0;
     for (; k + 8 <= K; k += 8)
         for (int h = 0; h < 2; h++) {
@@ -251,8 +254,8 @@ static void kern_portable(const float *a, const float *b, int64_t K, float *t) {
 
 /* AVX2+FMA micro-kernel: 12 accumulators (6 rows x 2 vectors), per k two panel loads, six
  * broadcasts and twelve FMAs. Full tiles are written back here with vector code. */
-static AVX2 void kern_avx2(const gemm_job *g, const float *a, const float *b, int64_t r0,
-                           int64_t c0, int64_t rows, int64_t cols) {
+static DSV3_ISA_FMA void kern_avx2(const gemm_job *g, const float *a, const float *b, int64_t r0,
+                                   int64_t c0, int64_t rows, int64_t cols) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t k = 0; k < g->K; k++) {
@@ -362,7 +365,7 @@ void dsv3_gemm(void *C, int64_t ldc, dsv3_gemm_mode mode, dsv3_mview A, dsv3_mvi
             for (int64_t r = 0; r < M; r++) memset((double *)C + r * ldc, 0, (size_t)N * sizeof(double));
         return;
     }
-    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int avx2 = dsv3_isa_fma();
     const size_t csz = mode == DSV3_GEMM_ADD_F32 ? 4 : 8;
     for (int64_t n0 = 0; n0 < N; n0 += NC)
         for (int64_t k0 = 0; k0 < K; k0 += KC) {

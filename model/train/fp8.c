@@ -1,29 +1,17 @@
-/* fp8.c — E4M3 quantization and the three FP8 GEMMs of the training recipe (see fp8.h). */
+/* fp8.c — E4M3 quantization and the three FP8 GEMMs of the training recipe (see fp8.h); the
+ * GEMMs' row kernels are kernels/cpu/fp8_gemm.c, here they are split into items on the pool. */
 #include "model/train/fp8.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "kernels/cpu/fp8_gemm.h"
 #include "kernels/dtype.h"
 #include "kernels/pool.h"
 
 #define T DSV3_FP8_TILE
-/* Columns of the FP32 accumulator a thread keeps on its stack in Dgrad/Wgrad. */
-#define SLAB 256
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
-
-/* The GEMM loop bodies are compiled twice, for AVX2+FMA and for baseline x86-64, and chosen per
- * call from the CPU. Both give the same bits: the chunk sums are exact either way (fp8.h), and
- * the FP32 steps after them are written out operation by operation. */
-#define BODY static inline __attribute__((always_inline))
-#define TWICE(name, params, args)                                                                  \
-    static __attribute__((target("avx2,fma"))) void name##_avx2 params { name args; }             \
-    static void name##_base params { name args; }
-
-static int use_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 /* spec §6.2 on the FP32 bits: RNE of the 23-bit mantissa to 3 bits (a carry moves into the
  * exponent), subnormals on the 2^-9 grid, saturation to 0x7E (448). */
@@ -122,43 +110,6 @@ void dsv3_fp8_values(double *v, const uint8_t *q, int64_t n) {
     for (int64_t i = 0; i < n; i++) v[i] = (double)dsv3_e4m3_table[q[i]];
 }
 
-/* Fprop. Parallel over blocks of 4 output rows: each x chunk is read once for 4 weight rows.
- * The chunk sums are exact (fp8.h), so their vectorised order does not matter. */
-BODY void fprop_rows(double *y, const double *x, const float *sx, const double *W,
-                     const float *sW, int64_t n, int64_t in, int64_t out, int64_t rb) {
-    const int64_t nc = (in + T - 1) / T;
-    {
-        const int64_t r0 = rb * 4, nr = out - r0 < 4 ? out - r0 : 4;
-        const double *w[4];
-        for (int64_t j = 0; j < 4; j++) w[j] = W + (r0 + (j < nr ? j : 0)) * in;
-        const float *sw = sW + (r0 / T) * nc; /* 4 | 128: the 4 rows share a block row */
-        for (int64_t m = 0; m < n; m++) {
-            const double *xm = x + m * in;
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int64_t c = 0; c < nc; c++) {
-                const int64_t k0 = c * T, k1 = in - k0 < T ? in : k0 + T;
-                double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;
-#pragma omp simd reduction(+ : p0, p1, p2, p3)
-                for (int64_t k = k0; k < k1; k++) {
-                    const double xv = xm[k];
-                    p0 += xv * w[0][k];
-                    p1 += xv * w[1][k];
-                    p2 += xv * w[2][k];
-                    p3 += xv * w[3][k];
-                }
-                const float s = sx[m * nc + c] * sw[c];
-                acc[0] += (float)p0 * s;
-                acc[1] += (float)p1 * s;
-                acc[2] += (float)p2 * s;
-                acc[3] += (float)p3 * s;
-            }
-            for (int64_t j = 0; j < nr; j++) y[m * out + r0 + j] = (double)acc[j];
-        }
-    }
-}
-TWICE(fprop_rows, (double *y, const double *x, const float *sx, const double *W, const float *sW,
-                   int64_t n, int64_t in, int64_t out, int64_t rb), (y, x, sx, W, sW, n, in, out, rb))
-
 /* One GEMM's operands, for the pool items (kernels/pool.h). */
 typedef struct {
     double *y;
@@ -166,7 +117,6 @@ typedef struct {
     const double *a, *b;
     const float *sa, *sb;
     int64_t n, in, out;
-    int avx2;
 } gemm_job;
 
 /* Items 0..items-1 of fn on the pool when the product is big enough, else inline. */
@@ -176,109 +126,41 @@ static void run_items(int64_t items, dsv3_pool_fn fn, gemm_job *j) {
         for (int64_t i = 0; i < items; i++) fn(j, i, 0);
 }
 
+/* Fprop: parallel over blocks of 4 output rows. */
 static void fprop_item(void *ctx, int64_t rb, int tid) {
     (void)tid;
     const gemm_job *j = ctx;
-    if (j->avx2) fprop_rows_avx2(j->y, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, rb);
-    else fprop_rows_base(j->y, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, rb);
+    dsv3_fp8_fprop_rows(j->y, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, rb);
 }
 
 void dsv3_fp8_gemm_fprop(double *y, const double *x, const float *sx, const double *W,
                          const float *sW, int64_t n, int64_t in, int64_t out) {
-    gemm_job j = {.y = y, .a = x, .sa = sx, .b = W, .sb = sW, .n = n, .in = in, .out = out,
-                  .avx2 = use_avx2()};
+    gemm_job j = {.y = y, .a = x, .sa = sx, .b = W, .sb = sW, .n = n, .in = in, .out = out};
     run_items((out + 3) / 4, fprop_item, &j);
 }
 
-/* Dgrad. Parallel over tokens; for each token, SLAB columns of dx at a time: per chunk j of
- * out, p[k] = exact sum over r in j of dy[m, r] W[r, k], then acc[k] += (float)p[k] * scale. */
-BODY void dgrad_token(double *dx, const double *dy, const float *sdy, const double *W,
-                      const float *sW, int64_t in, int64_t out, int64_t m) {
-    const int64_t nj = (out + T - 1) / T, nk = (in + T - 1) / T;
-    {
-        const double *d = dy + m * out;
-        double p[SLAB];
-        float acc[SLAB];
-        for (int64_t k0 = 0; k0 < in; k0 += SLAB) {
-            const int64_t len = in - k0 < SLAB ? in - k0 : SLAB;
-            for (int64_t k = 0; k < len; k++) acc[k] = 0.0f;
-            for (int64_t j = 0; j < nj; j++) {
-                const int64_t r1 = out - j * T < T ? out : j * T + T;
-                for (int64_t k = 0; k < len; k++) p[k] = 0.0;
-                for (int64_t r = j * T; r < r1; r++) {
-                    const double dv = d[r];
-                    const double *wr = W + r * in + k0;
-#pragma omp simd
-                    for (int64_t k = 0; k < len; k++) p[k] += dv * wr[k];
-                }
-                const float sd = sdy[m * nj + j];
-                for (int64_t k = 0; k < len; k++)
-                    acc[k] += (float)p[k] * (sd * sW[j * nk + (k0 + k) / T]);
-            }
-            for (int64_t k = 0; k < len; k++) dx[m * in + k0 + k] += (double)acc[k];
-        }
-    }
-}
-TWICE(dgrad_token, (double *dx, const double *dy, const float *sdy, const double *W,
-                    const float *sW, int64_t in, int64_t out, int64_t m),
-      (dx, dy, sdy, W, sW, in, out, m))
-
+/* Dgrad: parallel over tokens. */
 static void dgrad_item(void *ctx, int64_t m, int tid) {
     (void)tid;
     const gemm_job *j = ctx;
-    if (j->avx2) dgrad_token_avx2(j->y, j->a, j->sa, j->b, j->sb, j->in, j->out, m);
-    else dgrad_token_base(j->y, j->a, j->sa, j->b, j->sb, j->in, j->out, m);
+    dsv3_fp8_dgrad_token(j->y, j->a, j->sa, j->b, j->sb, j->in, j->out, m);
 }
 
 void dsv3_fp8_gemm_dgrad(double *dx, const double *dy, const float *sdy, const double *W,
                          const float *sW, int64_t n, int64_t in, int64_t out) {
-    gemm_job j = {.y = dx, .a = dy, .sa = sdy, .b = W, .sb = sW, .n = n, .in = in, .out = out,
-                  .avx2 = use_avx2()};
+    gemm_job j = {.y = dx, .a = dy, .sa = sdy, .b = W, .sb = sW, .n = n, .in = in, .out = out};
     run_items(n, dgrad_item, &j);
 }
 
-/* Wgrad. Parallel over rows of dW; for each row, SLAB columns at a time: per 128-token tile t,
- * p[k] = exact sum over m in t of dy[m, r] x[m, k], then acc[k] += (float)p[k] * scale. */
-BODY void wgrad_row(float *dW, const double *dy, const float *sdy, const double *x,
-                    const float *sx, int64_t n, int64_t in, int64_t out, int64_t r) {
-    const int64_t nt = (n + T - 1) / T;
-    {
-        double p[SLAB];
-        float acc[SLAB];
-        for (int64_t k0 = 0; k0 < in; k0 += SLAB) {
-            const int64_t len = in - k0 < SLAB ? in - k0 : SLAB;
-            for (int64_t k = 0; k < len; k++) acc[k] = 0.0f;
-            for (int64_t t = 0; t < nt; t++) {
-                const int64_t m1 = n - t * T < T ? n : t * T + T;
-                for (int64_t k = 0; k < len; k++) p[k] = 0.0;
-                for (int64_t m = t * T; m < m1; m++) {
-                    const double dv = dy[m * out + r];
-                    const double *xm = x + m * in + k0;
-#pragma omp simd
-                    for (int64_t k = 0; k < len; k++) p[k] += dv * xm[k];
-                }
-                const float sd = sdy[t * out + r];
-                const float *sxt = sx + t * in + k0;
-                for (int64_t k = 0; k < len; k++) acc[k] += (float)p[k] * (sd * sxt[k]);
-            }
-            float *dw = dW + r * in + k0;
-            for (int64_t k = 0; k < len; k++) dw[k] += acc[k];
-        }
-    }
-}
-TWICE(wgrad_row, (float *dW, const double *dy, const float *sdy, const double *x, const float *sx,
-                  int64_t n, int64_t in, int64_t out, int64_t r), (dW, dy, sdy, x, sx, n, in, out, r))
-
+/* Wgrad: parallel over rows of dW. */
 static void wgrad_item(void *ctx, int64_t r, int tid) {
     (void)tid;
     const gemm_job *j = ctx;
-    if (j->avx2) wgrad_row_avx2(j->dW, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, r);
-    else wgrad_row_base(j->dW, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, r);
+    dsv3_fp8_wgrad_row(j->dW, j->a, j->sa, j->b, j->sb, j->n, j->in, j->out, r);
 }
 
 void dsv3_fp8_gemm_wgrad(float *dW, const double *dy, const float *sdy, const double *x,
                          const float *sx, int64_t n, int64_t in, int64_t out) {
-    gemm_job j = {.dW = dW, .a = dy, .sa = sdy, .b = x, .sb = sx, .n = n, .in = in, .out = out,
-                  .avx2 = use_avx2()};
+    gemm_job j = {.dW = dW, .a = dy, .sa = sdy, .b = x, .sb = sx, .n = n, .in = in, .out = out};
     run_items(out, wgrad_item, &j);
 }

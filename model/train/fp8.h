@@ -24,8 +24,9 @@
 
 #include <stdint.h>
 
-/* Tile and block edge of the recipe, and the largest finite E4M3 value. */
-#define DSV3_FP8_TILE 128
+#include "kernels/cpu/fp8_gemm.h" /* DSV3_FP8_TILE, the tile and block edge of the recipe */
+
+/* The largest finite E4M3 value. */
 #define DSV3_FP8_MAX 448.0f
 
 /* docs/ARCHITECTURE.md, "FP8 E4M3": FP32 -> E4M3FN code; NaN -> 0x7F with the sign,

@@ -8,13 +8,15 @@
  */
 #include "model/train/ops.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-#include "kernels/cpu/simd_exp.h"
-#include "kernels/pool.h"
+#include "kernels/cpu/attn_f32.h"
+#include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/linear_f64.h"
+#include "kernels/cpu/swiglu.h"
+#include "kernels/pool.h"
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
@@ -78,137 +80,16 @@ void dsv3_op_embed_backward(float *dtable, const double *dout, const int32_t *id
 
 /* ---------------------------------------------------------------- linear ---------------- */
 
-/* The matrix products dominate training time. On CPUs with AVX2+FMA the full 4-row / 4-token
- * blocks run register-blocked kernels (4 doubles per instruction, fused multiply-add, weights
- * widened from float in registers); edges and other CPUs run the portable loops below. The
- * choice depends only on the CPU, and every output element is still summed by one thread in
- * a fixed order, so results stay reproducible on a machine and independent of the thread
- * count (spec/training.md §10.2). */
-#define AVX2 __attribute__((target("avx2,fma")))
-
-static int use_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-/* Sum of the 4 lanes, in a fixed order. */
-static AVX2 inline double hsum(__m256d v) {
-    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
-
-/* y[s, r0..r0+3] for every token: 2 tokens x 4 rows per pass (8 accumulators), so each
- * widened weight vector serves two tokens. */
-static AVX2 void fwd4_avx2(double *y, const double *x, const float *W, int64_t n, int64_t in,
-                           int64_t out, int64_t r0) {
-    const float *w[4] = {W + r0 * in, W + (r0 + 1) * in, W + (r0 + 2) * in, W + (r0 + 3) * in};
-    const int64_t cv = in & ~(int64_t)3;
-    for (int64_t s = 0; s < n; s += 2) {
-        const int two = s + 1 < n;
-        const double *xa = x + s * in, *xb = two ? xa + in : xa;
-        __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (int64_t c = 0; c < cv; c += 4) {
-            const __m256d u = _mm256_loadu_pd(xa + c), v = _mm256_loadu_pd(xb + c);
-            const __m256d q0 = _mm256_cvtps_pd(_mm_loadu_ps(w[0] + c));
-            const __m256d q1 = _mm256_cvtps_pd(_mm_loadu_ps(w[1] + c));
-            const __m256d q2 = _mm256_cvtps_pd(_mm_loadu_ps(w[2] + c));
-            const __m256d q3 = _mm256_cvtps_pd(_mm_loadu_ps(w[3] + c));
-            a0 = _mm256_fmadd_pd(u, q0, a0), a1 = _mm256_fmadd_pd(u, q1, a1);
-            a2 = _mm256_fmadd_pd(u, q2, a2), a3 = _mm256_fmadd_pd(u, q3, a3);
-            b0 = _mm256_fmadd_pd(v, q0, b0), b1 = _mm256_fmadd_pd(v, q1, b1);
-            b2 = _mm256_fmadd_pd(v, q2, b2), b3 = _mm256_fmadd_pd(v, q3, b3);
-        }
-        double ra[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-        double rb[4] = {hsum(b0), hsum(b1), hsum(b2), hsum(b3)};
-        for (int64_t c = cv; c < in; c++)
-            for (int k = 0; k < 4; k++) ra[k] += xa[c] * (double)w[k][c], rb[k] += xb[c] * (double)w[k][c];
-        for (int k = 0; k < 4; k++) y[s * out + r0 + k] = ra[k];
-        if (two)
-            for (int k = 0; k < 4; k++) y[(s + 1) * out + r0 + k] = rb[k];
-    }
-}
-
-/* dx[s0..s0+3, :] += dy[s0..s0+3, :] W: 4 tokens x 8 columns per pass (8 accumulators) summed
- * over r in order, then added to dx once. */
-static AVX2 void dx4_avx2(double *dx, const double *dy, const float *W, int64_t in, int64_t out,
-                          int64_t s0) {
-    const double *d = dy + s0 * out;
-    double *x0 = dx + s0 * in;
-    const int64_t c8 = in & ~(int64_t)7;
-    for (int64_t c = 0; c < c8; c += 8) {
-        /* named accumulators: an array would live on the stack */
-        __m256d a00 = _mm256_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-                a30 = a00, a31 = a00;
-        for (int64_t r = 0; r < out; r++) {
-            const float *w = W + r * in + c;
-            const __m256d q0 = _mm256_cvtps_pd(_mm_loadu_ps(w)), q1 = _mm256_cvtps_pd(_mm_loadu_ps(w + 4));
-            const __m256d d0 = _mm256_broadcast_sd(d + r), d1 = _mm256_broadcast_sd(d + out + r);
-            const __m256d d2 = _mm256_broadcast_sd(d + 2 * out + r), d3 = _mm256_broadcast_sd(d + 3 * out + r);
-            a00 = _mm256_fmadd_pd(d0, q0, a00), a01 = _mm256_fmadd_pd(d0, q1, a01);
-            a10 = _mm256_fmadd_pd(d1, q0, a10), a11 = _mm256_fmadd_pd(d1, q1, a11);
-            a20 = _mm256_fmadd_pd(d2, q0, a20), a21 = _mm256_fmadd_pd(d2, q1, a21);
-            a30 = _mm256_fmadd_pd(d3, q0, a30), a31 = _mm256_fmadd_pd(d3, q1, a31);
-        }
-        const __m256d acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-        for (int k = 0; k < 4; k++) {
-            double *xk = x0 + k * in + c;
-            _mm256_storeu_pd(xk, _mm256_add_pd(_mm256_loadu_pd(xk), acc[k][0]));
-            _mm256_storeu_pd(xk + 4, _mm256_add_pd(_mm256_loadu_pd(xk + 4), acc[k][1]));
-        }
-    }
-    for (int64_t c = c8; c < in; c++)
-        for (int k = 0; k < 4; k++) {
-            double acc = 0.0;
-            for (int64_t r = 0; r < out; r++) acc += d[k * out + r] * (double)W[r * in + c];
-            x0[k * in + c] += acc;
-        }
-}
-
-/* dW[r0..r0+3, :] += dy^T x: 4 rows x 8 columns per pass summed over all tokens in order in
- * double, then added to the float gradient with one rounding (as add_f32). */
-static AVX2 void dw4_avx2(float *dW, const double *dy, const double *x, int64_t n, int64_t in,
-                          int64_t out, int64_t r0) {
-    const int64_t c8 = in & ~(int64_t)7;
-    for (int64_t c = 0; c < c8; c += 8) {
-        __m256d a00 = _mm256_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-                a30 = a00, a31 = a00;
-        for (int64_t s = 0; s < n; s++) {
-            const double *xs = x + s * in + c, *d = dy + s * out + r0;
-            const __m256d x0 = _mm256_loadu_pd(xs), x1 = _mm256_loadu_pd(xs + 4);
-            const __m256d d0 = _mm256_broadcast_sd(d), d1 = _mm256_broadcast_sd(d + 1);
-            const __m256d d2 = _mm256_broadcast_sd(d + 2), d3 = _mm256_broadcast_sd(d + 3);
-            a00 = _mm256_fmadd_pd(d0, x0, a00), a01 = _mm256_fmadd_pd(d0, x1, a01);
-            a10 = _mm256_fmadd_pd(d1, x0, a10), a11 = _mm256_fmadd_pd(d1, x1, a11);
-            a20 = _mm256_fmadd_pd(d2, x0, a20), a21 = _mm256_fmadd_pd(d2, x1, a21);
-            a30 = _mm256_fmadd_pd(d3, x0, a30), a31 = _mm256_fmadd_pd(d3, x1, a31);
-        }
-        const __m256d acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-        for (int k = 0; k < 4; k++) {
-            float *g = dW + (r0 + k) * in + c;
-            const __m256d g0 = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(g)), acc[k][0]);
-            const __m256d g1 = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(g + 4)), acc[k][1]);
-            _mm_storeu_ps(g, _mm256_cvtpd_ps(g0));
-            _mm_storeu_ps(g + 4, _mm256_cvtpd_ps(g1));
-        }
-    }
-    for (int64_t c = c8; c < in; c++)
-        for (int k = 0; k < 4; k++) {
-            double acc = 0.0;
-            for (int64_t s = 0; s < n; s++) acc += dy[s * out + r0 + k] * x[s * in + c];
-            add_f32(&dW[(r0 + k) * in + c], acc);
-        }
-}
-
 /* y[s, r] = sum_c x[s, c] W[r, c]. Parallel over blocks of 4 output rows: each x row is
  * loaded once for 4 weight rows. A row's sum runs over c in the same (vectorised) order
- * whichever thread computes it. */
-/* One parallel job of a linear: the operands, and whether the AVX2 kernels apply. */
+ * whichever thread computes it. The blocks' arithmetic is kernels/cpu/linear_f64.c's. */
+/* One parallel job of a linear: the operands. */
 typedef struct {
     double *y, *dx;
     float *dW;
     const double *x, *dy;
     const float *W;
     int64_t n, in, out;
-    int avx2;
 } lin_job;
 
 /* Runs items 0..n-1 of fn on the worker pool when the product is large enough (kernels/pool.h:
@@ -227,48 +108,12 @@ static void run_items(int64_t items, dsv3_pool_fn fn, lin_job *j) {
 static void fwd_item(void *ctx, int64_t rb, int tid) {
     (void)tid;
     const lin_job *j = ctx;
-    double *y = j->y;
-    const double *x = j->x;
-    const float *W = j->W;
-    const int64_t n = j->n, in = j->in, out = j->out;
-    const int64_t r0 = rb * 4;
-    if (j->avx2 && r0 + 4 <= out) {
-        fwd4_avx2(y, x, W, n, in, out, r0);
-        return;
-    }
-    if (r0 + 4 <= out) {
-        const float *w0 = W + r0 * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        for (int64_t s = 0; s < n; s++) {
-            const double *xs = x + s * in;
-            double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-            for (int64_t c = 0; c < in; c++) {
-                const double xv = xs[c];
-                a0 += xv * (double)w0[c];
-                a1 += xv * (double)w1[c];
-                a2 += xv * (double)w2[c];
-                a3 += xv * (double)w3[c];
-            }
-            double *ys = y + s * out + r0;
-            ys[0] = a0, ys[1] = a1, ys[2] = a2, ys[3] = a3;
-        }
-        return;
-    }
-    for (int64_t r = r0; r < out; r++) {
-        const float *w = W + r * in;
-        for (int64_t s = 0; s < n; s++) {
-            const double *xs = x + s * in;
-            double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t c = 0; c < in; c++) acc += xs[c] * (double)w[c];
-            y[s * out + r] = acc;
-        }
-    }
+    dsv3_linear_f64_forward_rows(j->y, j->x, j->W, j->n, j->in, j->out, rb * 4);
 }
 
 void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t n, int64_t in,
                             int64_t out) {
-    lin_job j = {.y = y, .x = x, .W = W, .n = n, .in = in, .out = out, .avx2 = use_avx2()};
+    lin_job j = {.y = y, .x = x, .W = W, .n = n, .in = in, .out = out};
     run_items((out + 3) / 4, fwd_item, &j);
 }
 
@@ -281,87 +126,19 @@ void dsv3_op_linear_forward(double *y, const double *x, const float *W, int64_t 
 static void dx_item(void *ctx, int64_t sb, int tid) {
     (void)tid;
     const lin_job *j = ctx;
-    double *dx = j->dx;
-    const double *dy = j->dy;
-    const float *W = j->W;
-    const int64_t n = j->n, in = j->in, out = j->out;
-    const int64_t s0 = sb * 4;
-    if (j->avx2 && s0 + 4 <= n) {
-        dx4_avx2(dx, dy, W, in, out, s0);
-        return;
-    }
-    if (s0 + 4 <= n) {
-        double *x0 = dx + s0 * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-        const double *d = dy + s0 * out;
-        for (int64_t r = 0; r < out; r++) {
-            const double d0 = d[r], d1 = d[out + r], d2 = d[2 * out + r], d3 = d[3 * out + r];
-            const float *w = W + r * in;
-#pragma omp simd
-            for (int64_t c = 0; c < in; c++) {
-                const double wv = (double)w[c];
-                x0[c] += d0 * wv;
-                x1[c] += d1 * wv;
-                x2[c] += d2 * wv;
-                x3[c] += d3 * wv;
-            }
-        }
-        return;
-    }
-    for (int64_t s = s0; s < n; s++) {
-        double *dxs = dx + s * in;
-        for (int64_t r = 0; r < out; r++) {
-            const double d = dy[s * out + r];
-            const float *w = W + r * in;
-#pragma omp simd
-            for (int64_t c = 0; c < in; c++) dxs[c] += d * (double)w[c];
-        }
-    }
+    dsv3_linear_f64_dx_tokens(j->dx, j->dy, j->W, j->n, j->in, j->out, sb * 4);
 }
 
 /* dW rows r0..r0+3 (fewer at the edge). */
 static void dw_item(void *ctx, int64_t rb, int tid) {
     (void)tid;
-    enum { SPAN = 128 };
     const lin_job *j = ctx;
-    float *dW = j->dW;
-    const double *dy = j->dy, *x = j->x;
-    const int64_t n = j->n, in = j->in, out = j->out;
-    const int64_t r0 = rb * 4, nr = out - r0 < 4 ? out - r0 : 4;
-    if (j->avx2 && nr == 4) {
-        dw4_avx2(dW, dy, x, n, in, out, r0);
-        return;
-    }
-    double acc[4][SPAN];
-    for (int64_t c0 = 0; c0 < in; c0 += SPAN) {
-        const int64_t len = in - c0 < SPAN ? in - c0 : SPAN;
-        memset(acc, 0, sizeof acc);
-        for (int64_t s = 0; s < n; s++) {
-            const double *xs = x + s * in + c0, *d = dy + s * out + r0;
-            if (nr == 4) {
-                const double d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-#pragma omp simd
-                for (int64_t j = 0; j < len; j++) {
-                    const double xv = xs[j];
-                    acc[0][j] += d0 * xv;
-                    acc[1][j] += d1 * xv;
-                    acc[2][j] += d2 * xv;
-                    acc[3][j] += d3 * xv;
-                }
-            } else {
-                for (int64_t k = 0; k < nr; k++)
-#pragma omp simd
-                    for (int64_t j = 0; j < len; j++) acc[k][j] += d[k] * xs[j];
-            }
-        }
-        for (int64_t k = 0; k < nr; k++)
-            for (int64_t j = 0; j < len; j++) add_f32(&dW[(r0 + k) * in + c0 + j], acc[k][j]);
-    }
+    dsv3_linear_f64_dw_rows(j->dW, j->dy, j->x, j->n, j->in, j->out, rb * 4);
 }
 
 void dsv3_op_linear_backward(double *dx, float *dW, const double *dy, const double *x,
                              const float *W, int64_t n, int64_t in, int64_t out) {
-    lin_job j = {.dx = dx, .dW = dW, .dy = dy, .x = x, .W = W, .n = n, .in = in, .out = out,
-                 .avx2 = use_avx2()};
+    lin_job j = {.dx = dx, .dW = dW, .dy = dy, .x = x, .W = W, .n = n, .in = in, .out = out};
     if (dx) run_items((n + 3) / 4, dx_item, &j);
     if (dW) run_items((out + 3) / 4, dw_item, &j);
 }
@@ -518,13 +295,8 @@ static double dot(const double *a, const double *b, int64_t n) {
  *   score[t1, t2] = q[t1] . k[t2] * scale for t2 <= t1 (causal), P = softmax over t2,
  *   o[t1] = sum_t2 P[t1, t2] v[t2].
  * Parallel over (b, h) pairs; each writes only its own rows. */
-/* One attention job: operands and sizes (items are (b, h) pairs). */
-typedef struct {
-    double *o, *P, *dq, *dk, *dv;
-    const double *q, *k, *v, *dout, *Pc;
-    int64_t T, nh, dqk, dv_, B;
-    double scale;
-} attn_job;
+/* One attention job: operands and sizes (items are (b, h) pairs; kernels/cpu/attn_f32.h). */
+typedef dsv3_attn_job attn_job;
 
 static void attn_fwd_item(void *ctx, int64_t bh, int tid) {
     (void)tid;
@@ -609,173 +381,8 @@ void dsv3_op_attention_backward(double *dq, double *dk, double *dv, const double
         for (int64_t bh = 0; bh < B * nh; bh++) attn_bwd_item(&j, bh, 0);
 }
 
-/* ---- float32 attention. Per thread: q [T, dqk], kT [dqk, T], kf [T, dqk], vf [T, dv],
- * vT [dv, T], go [T, dv], row [T], row2 [T], acc [max(dqk, dv)], PT and dST [T, T] (the
- * backward's probabilities and score gradients, transposed). */
 int64_t dsv3_op_attention_ws(int64_t T, int64_t dqk, int64_t dv) {
-    const int64_t w = dqk > dv ? dqk : dv;
-    return T * (3 * dqk + 3 * dv) + 2 * T * T + 2 * T + w + 64;
-}
-
-typedef struct {
-    float *qf, *kT, *kf, *vf, *vT, *go, *row, *row2, *acc, *PT, *dST;
-} attn_ws;
-
-static attn_ws attn_slice(const attn_job *j, float *ws, int tid) {
-    const int64_t T = j->T, dqk = j->dqk, dv = j->dv_;
-    float *p = ws + (int64_t)tid * dsv3_op_attention_ws(T, dqk, dv);
-    attn_ws w;
-    w.qf = p, p += T * dqk;
-    w.kT = p, p += T * dqk;
-    w.kf = p, p += T * dqk;
-    w.vf = p, p += T * dv;
-    w.vT = p, p += T * dv;
-    w.go = p, p += T * dv;
-    w.PT = p, p += T * T;
-    w.dST = p, p += T * T;
-    w.row = p, p += T;
-    w.row2 = p, p += T;
-    w.acc = p;
-    return w;
-}
-
-/* out[t] = sum_{i<d} vec[i] matT[i * ld + t] for t < n, a vector times a row-major matrix, 32
- * outputs at a time in four registers. It serves every product of the attention: a query's
- * scores against the keys (vec = q, matT = K^T), an output gradient's against the values
- * (dP), the probability-weighted value sum (vec = P row, matT = V, ld = dv), dq (dS row times
- * K) and, per key, dk and dv (a column of dS or P, kept transposed, times Q or dO). */
-static AVX2 void vecmat_avx2(float *out, const float *vec, const float *matT, int64_t ld,
-                             int64_t d, int64_t n) {
-    int64_t t = 0;
-    for (; t + 32 <= n; t += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t i = 0; i < d; i++) {
-            const __m256 x = _mm256_broadcast_ss(vec + i);
-            const float *r = matT + i * ld + t;
-            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r), a0);
-            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 8), a1);
-            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 16), a2);
-            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r + 24), a3);
-        }
-        _mm256_storeu_ps(out + t, a0), _mm256_storeu_ps(out + t + 8, a1);
-        _mm256_storeu_ps(out + t + 16, a2), _mm256_storeu_ps(out + t + 24, a3);
-    }
-    for (; t + 8 <= n; t += 8) {
-        __m256 a0 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < d; i++)
-            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(vec + i), _mm256_loadu_ps(matT + i * ld + t), a0);
-        _mm256_storeu_ps(out + t, a0);
-    }
-    for (; t < n; t++) {
-        float a = 0.0f;
-        for (int64_t i = 0; i < d; i++) a += vec[i] * matT[i * ld + t];
-        out[t] = a;
-    }
-}
-
-/* The portable version: the same sums, plain loops. */
-static void vecmat_plain(float *out, const float *vec, const float *matT, int64_t ld, int64_t d,
-                          int64_t n) {
-    for (int64_t t = 0; t < n; t++) out[t] = 0.0f;
-    for (int64_t i = 0; i < d; i++)
-        for (int64_t t = 0; t < n; t++) out[t] += vec[i] * matT[i * ld + t];
-}
-
-
-static inline __attribute__((always_inline)) void vecmat(int avx2, float *out, const float *vec,
-                                                        const float *matT, int64_t ld, int64_t d,
-                                                        int64_t n) {
-    if (avx2) vecmat_avx2(out, vec, matT, ld, d, n);
-    else vecmat_plain(out, vec, matT, ld, d, n);
-}
-
-/* Copies head h of sequence b of src [B*T, nh, d] (double) to float: dst[t * d + i], or with
- * transposed dst[i * T + t]. */
-static inline __attribute__((always_inline)) void gather_head(float *dst, const double *src,
-                                                              const attn_job *j, int64_t b,
-                                                              int64_t h, int64_t d, int transposed) {
-    const int64_t T = j->T, nh = j->nh;
-    for (int64_t t = 0; t < T; t++) {
-        const double *row = src + ((b * T + t) * nh + h) * d;
-        if (transposed)
-            for (int64_t i = 0; i < d; i++) dst[i * T + t] = (float)row[i];
-        else
-            for (int64_t i = 0; i < d; i++) dst[t * d + i] = (float)row[i];
-    }
-}
-
-/* Forward for one (b, h): scores of query t1 against keys 0..t1 as a vector loop over keys
- * (kT), softmax with one expf per score, o[t1] as a vector loop over the value dimension. */
-static inline __attribute__((always_inline)) void attn_fwd_f32_body(const attn_job *j, int64_t bh,
-                                                                    float *ws0, int tid, int avx2) {
-    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
-    const int64_t b = bh / nh, h = bh % nh;
-    const float scale = (float)j->scale;
-    attn_ws w = attn_slice(j, ws0, tid);
-    gather_head(w.qf, j->q, j, b, h, dqk, 0);
-    gather_head(w.kT, j->k, j, b, h, dqk, 1);
-    gather_head(w.vf, j->v, j, b, h, dv, 0);
-    float *s = w.row, *acc = w.acc;
-    for (int64_t t1 = 0; t1 < T; t1++) {
-        const int64_t n1 = t1 + 1;
-        vecmat(avx2, s, w.qf + t1 * dqk, w.kT, T, dqk, n1);
-        float mx = -INFINITY;
-        for (int64_t t2 = 0; t2 < n1; t2++) {
-            s[t2] *= scale;
-            mx = s[t2] > mx ? s[t2] : mx;
-        }
-        float sum = 0.0f;
-        for (int64_t t2 = 0; t2 < n1; t2++) sum += (s[t2] = expf(s[t2] - mx));
-        const float inv = 1.0f / sum;
-        double *prow = j->P + (bh * T + t1) * T;
-        for (int64_t t2 = 0; t2 < n1; t2++) prow[t2] = (double)(s[t2] *= inv);
-        for (int64_t t2 = n1; t2 < T; t2++) prow[t2] = 0.0;
-        vecmat(avx2, acc, s, w.vf, dv, n1, dv);
-        double *ot = j->o + ((b * T + t1) * nh + h) * dv;
-        for (int64_t i = 0; i < dv; i++) ot[i] = (double)acc[i];
-    }
-}
-
-/* Backward for one (b, h), the double version's equations: per query dP over keys (vT), dS
- * and dq[t1]; then per key dk[t2] and dv[t2] as register-accumulated sums over the queries
- * that saw it, from dS and P kept transposed. */
-static inline __attribute__((always_inline)) void attn_bwd_f32_body(const attn_job *j, int64_t bh,
-                                                                    float *ws0, int tid, int avx2) {
-    const int64_t T = j->T, nh = j->nh, dqk = j->dqk, dv = j->dv_;
-    const int64_t b = bh / nh, h = bh % nh;
-    const float scale = (float)j->scale;
-    attn_ws w = attn_slice(j, ws0, tid);
-    gather_head(w.qf, j->q, j, b, h, dqk, 0);
-    gather_head(w.kf, j->k, j, b, h, dqk, 0);
-    gather_head(w.vT, j->v, j, b, h, dv, 1);
-    gather_head(w.go, j->dout, j, b, h, dv, 0);
-    /* by query: dP, dS and dq[t1]; P and dS are kept transposed (PT[t2][t1], dST[t2][t1]) */
-    float *p = w.row, *dS = w.row2, *acc = w.acc;
-    for (int64_t t1 = 0; t1 < T; t1++) {
-        const int64_t n1 = t1 + 1;
-        const double *prow = j->Pc + (bh * T + t1) * T;
-        for (int64_t t2 = 0; t2 < n1; t2++) p[t2] = (float)prow[t2];
-        const float *g = w.go + t1 * dv;
-        vecmat(avx2, dS, g, w.vT, T, dv, n1); /* dP */
-        float sum = 0.0f;
-        for (int64_t t2 = 0; t2 < n1; t2++) sum += p[t2] * dS[t2];
-        for (int64_t t2 = 0; t2 < n1; t2++) {
-            dS[t2] = p[t2] * (dS[t2] - sum) * scale;
-            w.dST[t2 * T + t1] = dS[t2];
-            w.PT[t2 * T + t1] = p[t2];
-        }
-        vecmat(avx2, acc, dS, w.kf, dqk, n1, dqk); /* dq[t1] = sum_t2 dS k[t2] */
-        double *dqt = j->dq + ((b * T + t1) * nh + h) * dqk;
-        for (int64_t i = 0; i < dqk; i++) dqt[i] += (double)acc[i];
-    }
-    /* by key: dk[t2] = sum_{t1 >= t2} dS[t1][t2] q[t1], dv[t2] = sum_{t1 >= t2} P[t1][t2] do[t1] */
-    for (int64_t t2 = 0; t2 < T; t2++) {
-        const int64_t r = (b * T + t2) * nh + h, m = T - t2;
-        vecmat(avx2, acc, w.dST + t2 * T + t2, w.qf + t2 * dqk, dqk, m, dqk);
-        for (int64_t i = 0; i < dqk; i++) j->dk[r * dqk + i] += (double)acc[i];
-        vecmat(avx2, acc, w.PT + t2 * T + t2, w.go + t2 * dv, dv, m, dv);
-        for (int64_t i = 0; i < dv; i++) j->dv[r * dv + i] += (double)acc[i];
-    }
+    return dsv3_attn_f32_ws(T, dqk, dv);
 }
 
 /* An attention job with its float workspace. */
@@ -784,29 +391,19 @@ typedef struct {
     float *ws;
 } attn_f32_job;
 
-static AVX2 void attn_fwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_fwd_f32_body(j, bh, ws, tid, 1);
-}
-static void attn_fwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_fwd_f32_body(j, bh, ws, tid, 0);
-}
-static AVX2 void attn_bwd_f32_avx2(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_bwd_f32_body(j, bh, ws, tid, 1);
-}
-static void attn_bwd_f32_portable(const attn_job *j, int64_t bh, float *ws, int tid) {
-    attn_bwd_f32_body(j, bh, ws, tid, 0);
+/* This thread's slice of the workspace. */
+static float *attn_ws_of(const attn_f32_job *f, int tid) {
+    return f->ws + (int64_t)tid * dsv3_attn_f32_ws(f->j.T, f->j.dqk, f->j.dv_);
 }
 
 static void attn_fwd_f32_item(void *ctx, int64_t bh, int tid) {
     const attn_f32_job *f = ctx;
-    if (use_avx2()) attn_fwd_f32_avx2(&f->j, bh, f->ws, tid);
-    else attn_fwd_f32_portable(&f->j, bh, f->ws, tid);
+    dsv3_attn_f32_forward(&f->j, bh, attn_ws_of(f, tid));
 }
 
 static void attn_bwd_f32_item(void *ctx, int64_t bh, int tid) {
     const attn_f32_job *f = ctx;
-    if (use_avx2()) attn_bwd_f32_avx2(&f->j, bh, f->ws, tid);
-    else attn_bwd_f32_portable(&f->j, bh, f->ws, tid);
+    dsv3_attn_f32_backward(&f->j, bh, attn_ws_of(f, tid));
 }
 
 void dsv3_op_attention_forward_f32(double *o, double *P, const double *q, const double *k,
@@ -835,10 +432,11 @@ void dsv3_op_attention_backward_f32(double *dq, double *dk, double *dv, const do
 
 /* ---------------------------------------------------------------- SwiGLU ---------------- */
 
-/* spec/architecture.md §4.10: h = silu(a) * b, silu(a) = a * sigma(a). */
+/* spec/architecture.md §4.10: h = silu(a) * b; backward spec/training.md §9.2. The loops are
+ * kernels/cpu/swiglu.c's; here they are split into ranges on the pool. */
 static void swiglu_fwd_range(void *ctx, int64_t i0, int64_t i1) {
     const ew_job *j = ctx;
-    for (int64_t i = i0; i < i1; i++) j->y[i] = j->a[i] / (1.0 + exp(-j->a[i])) * j->b[i];
+    dsv3_swiglu_forward(j->y + i0, j->a + i0, j->b + i0, i1 - i0);
 }
 
 void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t n) {
@@ -846,14 +444,9 @@ void dsv3_op_swiglu_forward(double *h, const double *a, const double *b, int64_t
     par_range(n, 1, swiglu_fwd_range, &j);
 }
 
-/* spec/training.md §9.2: da = dh * b * sigma(a) * (1 + a (1 - sigma(a))); db = dh * silu(a). */
 static void swiglu_bwd_range(void *ctx, int64_t i0, int64_t i1) {
     const ew_job *j = ctx;
-    for (int64_t i = i0; i < i1; i++) {
-        const double a = j->a[i], sg = 1.0 / (1.0 + exp(-a));
-        j->da[i] += j->dy[i] * j->b[i] * sg * (1.0 + a * (1.0 - sg));
-        j->db[i] += j->dy[i] * a * sg;
-    }
+    dsv3_swiglu_backward(j->da + i0, j->db + i0, j->dy + i0, j->a + i0, j->b + i0, i1 - i0);
 }
 
 void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const double *a,
@@ -862,58 +455,14 @@ void dsv3_op_swiglu_backward(double *da, double *db, const double *dh, const dou
     par_range(n, 1, swiglu_bwd_range, &j);
 }
 
-/* The float32 path's SwiGLU: the same formulas eight elements at a time in float lanes with a
- * vectorised e^x (relative error ~1e-7), values kept in double. Tails (and CPUs without
- * AVX2/F16C) take the double code. */
-static TGT int64_t swiglu_fwd_f32_vec(const ew_job *j, int64_t i, int64_t i1) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= i1; i += 8) {
-        const __m256 a = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(j->a + i + 4)),
-                                         _mm256_cvtpd_ps(_mm256_loadu_pd(j->a + i)));
-        const __m256 b = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(j->b + i + 4)),
-                                         _mm256_cvtpd_ps(_mm256_loadu_pd(j->b + i)));
-        const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), a))));
-        const __m256 h = _mm256_mul_ps(_mm256_mul_ps(a, sg), b);
-        _mm256_storeu_pd(j->y + i, _mm256_cvtps_pd(_mm256_castps256_ps128(h)));
-        _mm256_storeu_pd(j->y + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(h, 1)));
-    }
-    return i;
-}
-
-static TGT int64_t swiglu_bwd_f32_vec(const ew_job *j, int64_t i, int64_t i1) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= i1; i += 8) {
-#define LD8(p) _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd((p) + i + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd((p) + i)))
-        const __m256 a = LD8(j->a), b = LD8(j->b), dh = LD8(j->dy);
-        const __m256 da0 = LD8(j->da), db0 = LD8(j->db);
-#undef LD8
-        const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), a))));
-        /* da += dh b sg (1 + a (1 - sg)); db += dh a sg */
-        const __m256 da = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dh, b), sg),
-                                        _mm256_add_ps(one, _mm256_mul_ps(a, _mm256_sub_ps(one, sg))));
-        const __m256 db = _mm256_mul_ps(_mm256_mul_ps(dh, a), sg);
-        const __m256 ra = _mm256_add_ps(da0, da), rb = _mm256_add_ps(db0, db);
-        _mm256_storeu_pd(j->da + i, _mm256_cvtps_pd(_mm256_castps256_ps128(ra)));
-        _mm256_storeu_pd(j->da + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ra, 1)));
-        _mm256_storeu_pd(j->db + i, _mm256_cvtps_pd(_mm256_castps256_ps128(rb)));
-        _mm256_storeu_pd(j->db + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(rb, 1)));
-    }
-    return i;
-}
-
-/* The CPU runs TGT code (exp8's target: AVX2, FMA, F16C). */
-static int has_tgt(void) {
-    return use_avx2() && __builtin_cpu_supports("f16c");
-}
-
 static void swiglu_fwd_f32_range(void *ctx, int64_t i0, int64_t i1) {
-    const int64_t i = has_tgt() ? swiglu_fwd_f32_vec(ctx, i0, i1) : i0;
-    swiglu_fwd_range(ctx, i, i1);
+    const ew_job *j = ctx;
+    dsv3_swiglu_forward_f32(j->y + i0, j->a + i0, j->b + i0, i1 - i0);
 }
 
 static void swiglu_bwd_f32_range(void *ctx, int64_t i0, int64_t i1) {
-    const int64_t i = has_tgt() ? swiglu_bwd_f32_vec(ctx, i0, i1) : i0;
-    swiglu_bwd_range(ctx, i, i1);
+    const ew_job *j = ctx;
+    dsv3_swiglu_backward_f32(j->da + i0, j->db + i0, j->dy + i0, j->a + i0, j->b + i0, i1 - i0);
 }
 
 void dsv3_op_swiglu_forward_f32(double *h, const double *a, const double *b, int64_t n) {
@@ -1044,23 +593,12 @@ static void ce_rows(int64_t n, int64_t V, dsv3_pool_fn fn, ce_job *j) {
         for (int64_t s = 0; s < n; s++) fn(j, s, 0);
 }
 
-/* loss = logsumexp(z) - z_y with the max subtracted (spec/training.md §9.6); probs = softmax,
- * one exp per logit. probs may alias logits. */
+/* loss = logsumexp(z) - z_y (spec/training.md §9.6), one row per item; the row is
+ * kernels/cpu/cross_entropy.c's. */
 static void ce_fwd_item(void *ctx, int64_t s, int tid) {
     (void)tid;
     const ce_job *j = ctx;
-    const int64_t V = j->V;
-    const int32_t y = j->targets[s];
-    const double *z = j->in + s * V;
-    double *p = j->out + s * V;
-    double mx = z[0];
-    for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-    const double zy = y >= 0 ? z[y] : 0.0; /* before probs overwrite z */
-    double sum = 0.0;
-    for (int64_t v = 0; v < V; v++) sum += (p[v] = exp(z[v] - mx));
-    j->loss[s] = y >= 0 ? mx + log(sum) - zy : 0.0;
-    const double inv = 1.0 / sum;
-    for (int64_t v = 0; v < V; v++) p[v] *= inv;
+    j->loss[s] = dsv3_ce_row(j->out + s * j->V, j->in + s * j->V, j->targets[s], j->V);
 }
 
 void dsv3_op_ce_forward(double *loss, double *probs, const double *logits, const int32_t *targets,
@@ -1069,40 +607,10 @@ void dsv3_op_ce_forward(double *loss, double *probs, const double *logits, const
     ce_rows(n, V, ce_fwd_item, &j);
 }
 
-/* The float32 path's cross-entropy: the same row computed with a vectorised e^x on floats
- * (kernels/cpu/simd_exp.h, relative error ~1e-7; arguments below -87 count as e^-87), eight
- * float partial sums added in double. On CPUs without AVX2 it is the double row. */
-static TGT void ce_fwd_f32_row(const ce_job *j, int64_t s) {
-    const int64_t V = j->V, V8 = V & ~(int64_t)7;
-    const int32_t y = j->targets[s];
-    const double *z = j->in + s * V;
-    double *p = j->out + s * V;
-    double mx = z[0];
-    for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-    const double zy = y >= 0 ? z[y] : 0.0;
-    const __m256d m4 = _mm256_set1_pd(mx);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t v = 0; v < V8; v += 8) {
-        const __m128 lo = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_loadu_pd(z + v), m4));
-        const __m128 hi = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_loadu_pd(z + v + 4), m4));
-        const __m256 e = exp8(_mm256_set_m128(hi, lo));
-        acc = _mm256_add_ps(acc, e);
-        _mm256_storeu_pd(p + v, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        _mm256_storeu_pd(p + v + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    float part[8];
-    _mm256_storeu_ps(part, acc);
-    double sum = 0.0;
-    for (int i = 0; i < 8; i++) sum += (double)part[i];
-    for (int64_t v = V8; v < V; v++) sum += (p[v] = (double)expf((float)(z[v] - mx)));
-    j->loss[s] = y >= 0 ? mx + log(sum) - zy : 0.0;
-    const double inv = 1.0 / sum;
-    for (int64_t v = 0; v < V; v++) p[v] *= inv;
-}
-
 static void ce_fwd_f32_item(void *ctx, int64_t s, int tid) {
-    if (has_tgt()) ce_fwd_f32_row(ctx, s);
-    else ce_fwd_item(ctx, s, tid);
+    (void)tid;
+    const ce_job *j = ctx;
+    j->loss[s] = dsv3_ce_row_f32(j->out + s * j->V, j->in + s * j->V, j->targets[s], j->V);
 }
 
 void dsv3_op_ce_forward_f32(double *loss, double *probs, const double *logits,

@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <immintrin.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 
 #include "model/base/clock.h"
+#include "kernels/cpu/adamw.h"
 #include "kernels/pool.h"
 #include "model/train/fp8.h"
 #include "model/run/safetensors.h"
@@ -230,36 +230,11 @@ enum { ADAM_CHUNK = 16384 };
 typedef struct {
     float *w, *m, *v;
     const float *g;
-    float b1, b2, eps, c1, c2, lr, gs, wd;
+    dsv3_adamw_step step;
+    float wd;
     const dsv3_trainable *tm; /* the tensor table: offsets ascend and tile the array */
     int64_t n;
 } adam_job;
-
-/* The loop below, eight elements at a time: the same operations in the same order, each
- * rounded on its own (no fused multiply-add; IEEE division and square root round the same in
- * vector and scalar form), so the weights are bit-identical to the scalar loop's. Returns
- * where the scalar loop must take over. */
-__attribute__((target("avx2"))) static int64_t adam_avx2(const adam_job *a, float wd, int64_t j,
-                                                         int64_t end) {
-    const __m256 b1 = _mm256_set1_ps(a->b1), b2 = _mm256_set1_ps(a->b2);
-    const __m256 nb1 = _mm256_set1_ps(1.0f - a->b1), nb2 = _mm256_set1_ps(1.0f - a->b2);
-    const __m256 c1 = _mm256_set1_ps(a->c1), c2 = _mm256_set1_ps(a->c2), gs = _mm256_set1_ps(a->gs);
-    const __m256 lr = _mm256_set1_ps(a->lr), eps = _mm256_set1_ps(a->eps), vwd = _mm256_set1_ps(wd);
-    for (; j + 8 <= end; j += 8) {
-        const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(a->g + j), gs);
-        const __m256 m = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(a->m + j)), _mm256_mul_ps(nb1, g));
-        const __m256 v = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(a->v + j)),
-                                       _mm256_mul_ps(_mm256_mul_ps(nb2, g), g));
-        _mm256_storeu_ps(a->m + j, m);
-        _mm256_storeu_ps(a->v + j, v);
-        const __m256 mh = _mm256_div_ps(m, c1), vh = _mm256_div_ps(v, c2);
-        const __m256 w = _mm256_loadu_ps(a->w + j);
-        const __m256 upd = _mm256_add_ps(_mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), eps)),
-                                         _mm256_mul_ps(vwd, w));
-        _mm256_storeu_ps(a->w + j, _mm256_sub_ps(w, _mm256_mul_ps(lr, upd)));
-    }
-    return j;
-}
 
 static void adam_item(void *ctx, int64_t item, int tid) {
     (void)tid;
@@ -272,19 +247,12 @@ static void adam_item(void *ctx, int64_t item, int tid) {
         if (dsv3_trainable_tensor_at(a->tm, mid)->offset <= j0) lo = mid;
         else hi = mid - 1;
     }
-    const int avx2 = __builtin_cpu_supports("avx2");
     for (int64_t ti = lo, j = j0; j < j1; ti++) {
         const dsv3_trainable_tensor *x = dsv3_trainable_tensor_at(a->tm, ti);
         const int64_t end = x->offset + x->numel < j1 ? x->offset + x->numel : j1;
-        const float wd = x->decay ? a->wd : 0.0f;
-        if (avx2) j = adam_avx2(a, wd, j, end);
-        for (; j < end; j++) {
-            const float gj = a->g[j] * a->gs;
-            a->m[j] = a->b1 * a->m[j] + (1.0f - a->b1) * gj;
-            a->v[j] = a->b2 * a->v[j] + (1.0f - a->b2) * gj * gj;
-            const float mh = a->m[j] / a->c1, vh = a->v[j] / a->c2;
-            a->w[j] -= a->lr * (mh / (sqrtf(vh) + a->eps) + wd * a->w[j]);
-        }
+        dsv3_adamw(a->w + j, a->m + j, a->v + j, a->g + j, end - j, &a->step,
+                   x->decay ? a->wd : 0.0f);
+        j = end;
     }
 }
 
@@ -298,9 +266,10 @@ static void adamw(dsv3_trainer *t, double lr, double gscale) {
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     const float c1 = (float)(1.0 - pow(o->beta1, (double)k)), c2 = (float)(1.0 - pow(o->beta2, (double)k));
     adam_job j = {.w = dsv3_trainable_params(t->tm), .g = dsv3_trainable_grads(t->tm), .m = t->adam_m,
-                  .v = t->adam_v, .b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2,
-                  .lr = (float)lr, .gs = (float)gscale, .wd = (float)o->weight_decay,
-                  .tm = t->tm, .n = t->n_params};
+                  .v = t->adam_v,
+                  .step = {.b1 = b1, .b2 = b2, .eps = eps, .c1 = c1, .c2 = c2, .lr = (float)lr,
+                           .gs = (float)gscale},
+                  .wd = (float)o->weight_decay, .tm = t->tm, .n = t->n_params};
     dsv3_pool_for((t->n_params + ADAM_CHUNK - 1) / ADAM_CHUNK, adam_item, &j);
 }
 
