@@ -2,7 +2,7 @@
  *
  * The model describes a weight with dsv3_weight (stored dtype, shape, mapped bytes, FP8 block
  * scales) and calls the operations of a dsv3_backend table. The backend converts weights to
- * float32 on the fly (spec/architecture.md §3.3): weights are never expanded in memory.
+ * float32 on the fly (docs/ARCHITECTURE.md, "FP8 block scaling"): weights are never expanded in memory.
  * kernels/cpu is always built and is the reference; other backends must agree with it within
  * the tolerance their tests state. Model code never branches on the backend or on dtype.
  * Thread rules: operations may use threads internally (kernels/pool.h); call them from one
@@ -24,7 +24,7 @@ typedef struct {
     int64_t rows, cols;     /* view shape */
     const void *data;       /* rows * cols elements */
     const float *scale_inv; /* F8_E4M3 only: the stored tensor's [ceil(R/128), ceil(cols/128)]
-                               multipliers (W = q * s, spec §3.3); NULL otherwise */
+                               multipliers (W = q * s, docs/ARCHITECTURE.md, "FP8 block scaling"); NULL otherwise */
     int64_t row0;           /* first row of the view inside the stored tensor */
 } dsv3_weight;
 
@@ -53,15 +53,15 @@ typedef struct dsv3_backend {
     void (*matmul_t)(float *out, const float *x, const dsv3_weight *w, int64_t n);
     /* out[cols] = row r of W in float32 (embedding lookup). */
     void (*row)(float *out, const dsv3_weight *w, int64_t r);
-    /* out[n, dim] = g * x / sqrt(mean(x^2) + eps), per row (spec §4.2). out may alias x. */
+    /* out[n, dim] = g * x / sqrt(mean(x^2) + eps), per row (docs/ARCHITECTURE.md, "RMSNorm"). out may alias x. */
     void (*rmsnorm)(float *out, const float *x, const float *g, int64_t n, int64_t dim, float eps);
     /* Rotates interleaved pairs (2k, 2k+1) of x[n, nvec, d] in place by angle pos[i] *
-     * inv_freq[k], with cos/sin multiplied by `factor` (YaRN attention factor, spec §4.7). */
+     * inv_freq[k], with cos/sin multiplied by `factor` (YaRN attention factor, docs/ARCHITECTURE.md, "YaRN"). */
     void (*rope)(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
                  const float *inv_freq, float factor);
-    /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU, spec §4.10). */
+    /* g[i] = silu(g[i]) * u[i] for i < n (docs/ARCHITECTURE.md, "SwiGLU"). */
     void (*silu_mul)(float *g, const float *u, int64_t n);
-    /* Absorbed MLA attention of one query over cached positions 0..T-1 for nh heads (spec §4.5):
+    /* Absorbed MLA attention of one query over cached positions 0..T-1 for nh heads (docs/ARCHITECTURE.md, "MLA"):
      *   p[h, t] = softmax_t((qabs[h] . c[t] + qpe[h] . kpe[t]) * scale),
      *   u[h] = sum_t p[h, t] c[t].
      * qabs [nh, rkv]; head h's RoPE query at qpe + h * qpe_stride (dr floats); c [T, rkv] and

@@ -1,6 +1,6 @@
 /* dtype.h — storage dtypes of checkpoint tensors and their exact conversion to float32.
  *
- * Owns the dtype names of the safetensors format (spec/architecture.md §3.1) and the scalar
+ * Owns the dtype names of the safetensors format (docs/ARCHITECTURE.md, "safetensors") and the scalar
  * decoders BF16/F16/F8_E4M3 -> F32 (all exact in float32). No state; thread-safe.
  */
 #ifndef DSV3_DTYPE_H
@@ -55,7 +55,7 @@ static inline uint16_t dsv3_f32_to_bf16(float f) {
 /* IEEE half -> F32 (exact, subnormals included). */
 float dsv3_f16_to_f32(uint16_t h);
 
-/* The 256-entry E4M3FN decode table (spec §3.2), exact in float32. */
+/* The 256-entry E4M3FN decode table (docs/ARCHITECTURE.md, "FP8 E4M3"), exact in float32. */
 extern const float dsv3_e4m3_table[256];
 
 #endif

@@ -51,7 +51,7 @@ static void decode_span(float *out, const dsv3_weight *w, int64_t r, int64_t c0,
         break;
     }
     case DSV3_DT_F8_E4M3: {
-        /* spec §3.3: W[i, j] = q[i, j] * S[i / 128, j / 128], with i the stored row. */
+        /* docs/ARCHITECTURE.md, "FP8 block scaling": W[i, j] = q[i, j] * S[i / 128, j / 128], with i the stored row. */
         const uint8_t *p = (const uint8_t *)w->data + off;
         const int64_t scols = (w->cols + 127) / 128;
         const float s = w->scale_inv[((w->row0 + r) / 128) * scols + c0 / 128];
@@ -117,7 +117,7 @@ void dsv3_cpu_matmul_t(float *out, const float *x, const dsv3_weight *w, int64_t
     }
 }
 
-/* spec §4.2: the mean of squares accumulates in double and is rounded once, so the norm does
+/* docs/ARCHITECTURE.md, "RMSNorm": the mean of squares accumulates in double and is rounded once, so the norm does
  * not depend on the summation order. */
 void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int64_t dim,
                         float eps) {
@@ -131,8 +131,8 @@ void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int
     }
 }
 
-/* spec §4.7, official layout: y[2k] = x[2k] cos - x[2k+1] sin, y[2k+1] = x[2k] sin + x[2k+1] cos,
- * angle = pos * inv_freq[k] with inv_freq in float32 (spec §4.8). */
+/* docs/ARCHITECTURE.md, "RoPE", interleaved layout: y[2k] = x[2k] cos - x[2k+1] sin, y[2k+1] = x[2k] sin + x[2k+1] cos,
+ * angle = pos * inv_freq[k] with inv_freq in float32 (docs/ARCHITECTURE.md, "YaRN"). */
 void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
                      const float *inv_freq, float factor) {
     for (int64_t s = 0; s < n; s++) {

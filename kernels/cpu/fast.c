@@ -39,7 +39,7 @@ enum { PANEL_R = 16, PANEL_C = 256, TOK = 6 };
  * E4M3 subnormal an FP32 denormal operand, which some cores handle with a microcode assist;
  * Zen 3 multiplies them at full speed (measured), and the one-token GEMV takes that cheaper
  * route there (gemv_rows_fp8). The 2^8 is not applied here: callers fold VS(dt) into the block
- * scale they multiply by anyway (spec §3.2; NaN codes are not expected in weights and decode
+ * scale they multiply by anyway (docs/ARCHITECTURE.md, "FP8 E4M3"; NaN codes are not expected in weights and decode
  * as finite values here). */
 static INL DSV3_ISA_F16C __m256 load8(dsv3_dtype dt, const void *base, size_t off) {
     switch (dt) {
@@ -841,7 +841,7 @@ static void fast_matmul_t(float *out, const float *x, const dsv3_weight *w, int6
     fast_matmul_many(&op, 1);
 }
 
-/* g = silu(g) * u = g / (1 + e^-g) * u (spec §4.10), eight at a time with the polynomial exp. */
+/* g = silu(g) * u = g / (1 + e^-g) * u (docs/ARCHITECTURE.md, "SwiGLU"), eight at a time with the polynomial exp. */
 static DSV3_ISA_F16C void fast_silu_mul(float *g, const float *u, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     int64_t i = 0;
@@ -853,7 +853,7 @@ static DSV3_ISA_F16C void fast_silu_mul(float *g, const float *u, int64_t n) {
     dsv3_cpu_silu_mul(g + i, u + i, n - i);
 }
 
-/* out = g * (x / sqrt(mean(x^2) + eps)) per row (spec §4.2; out may be x). The sum of squares
+/* out = g * (x / sqrt(mean(x^2) + eps)) per row (docs/ARCHITECTURE.md, "RMSNorm"; out may be x). The sum of squares
  * runs in 32 float lanes: the reference's serial double sum waits ~4 cycles an element, and a
  * token of the demo takes 17 norms of 32..128 elements (~2 us of a ~80 us forward). */
 static DSV3_ISA_F16C void fast_rmsnorm(float *out, const float *x, const float *g, int64_t n,

@@ -2,12 +2,12 @@
  * from strided views of double or float arrays.
  *
  * Why: the trainer keeps its activations in double (for the finite-difference checks of
- * spec/training.md §9.7), and a double product uses 4 lanes per AVX2 instruction. The float32
+ * docs/ARCHITECTURE.md, "Gradients"), and a double product uses 4 lanes per AVX2 instruction. The float32
  * compute path (dsv3_trainable_set_precision(tm, 32)) runs its products here instead: both operands
  * are converted to float once while being packed into panels (A in 6-row strips, B in 16-column
  * panels, as llm.c/BLIS-style kernels do), and a 6x16 register-blocked FMA micro-kernel sums
  * over k in order. Each output element is summed by one thread in a fixed order, so results do
- * not depend on the thread count (spec/training.md §10.2); they depend on the CPU (AVX2+FMA
+ * not depend on the thread count (docs/ARCHITECTURE.md, "Determinism"); they depend on the CPU (AVX2+FMA
  * kernel or the portable loop, chosen at run time).
  *
  * Large products run in blocks (at most 1536 x 2048 of A and 2048 x 2048 of B packed at a

@@ -13,7 +13,7 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
 
-/* spec §6.2 on the FP32 bits: RNE of the 23-bit mantissa to 3 bits (a carry moves into the
+/* docs/ARCHITECTURE.md, "FP8 E4M3", on the FP32 bits: RNE of the 23-bit mantissa to 3 bits (a carry moves into the
  * exponent), subnormals on the 2^-9 grid, saturation to 0x7E (448). */
 uint8_t dsv3_fp8_encode(float x) {
     uint32_t u;
@@ -33,7 +33,7 @@ uint8_t dsv3_fp8_encode(float x) {
     return sign | (uint8_t)code;
 }
 
-/* spec §6.3. The power-of-two form rounds the exponent up unless the mantissa is zero. */
+/* docs/ARCHITECTURE.md, "FP8 training". The power-of-two form rounds the exponent up unless the mantissa is zero. */
 float dsv3_fp8_scale(float amax, int pow2) {
     const float s = fmaxf(amax, 1e-4f) / DSV3_FP8_MAX;
     if (!pow2) return s;

@@ -4,7 +4,7 @@
  * Parallel work runs on the worker pool (kernels/pool.h), not in OpenMP regions: a trainer that
  * mixed both had two sets of threads spinning against each other on a 2-core machine.
  * Parallel loops split the outputs between threads and never the reductions, so results are
- * the same for any thread count (needed for bit-exact resume, spec/training.md §10.2).
+ * the same for any thread count (needed for bit-exact resume, docs/ARCHITECTURE.md, "Determinism").
  */
 #include "model/train/ops.h"
 
@@ -60,7 +60,7 @@ static void par_range(int64_t n, int64_t per_row, range_fn fn, void *ctx) {
 
 /* ---------------------------------------------------------------- embedding ------------- */
 
-/* out[s, :] = table[ids[s], :] (spec/architecture.md §4.1 step 1). */
+/* out[s, :] = table[ids[s], :] (docs/ARCHITECTURE.md, "Forward pass" step 1). */
 void dsv3_op_embed_forward(double *out, const int32_t *ids, const float *table, int64_t n,
                            int64_t H) {
     for (int64_t s = 0; s < n; s++) {
@@ -186,7 +186,7 @@ typedef struct {
     int norm;
 } ew_job;
 
-/* spec/architecture.md §4.2: y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps). */
+/* docs/ARCHITECTURE.md, "RMSNorm": y = g * x * rstd, rstd = 1/sqrt(mean(x^2) + eps). */
 static void rmsnorm_fwd_rows(void *ctx, int64_t r0, int64_t r1) {
     const ew_job *j = ctx;
     const int64_t dim = j->dim;
@@ -207,7 +207,7 @@ void dsv3_op_rmsnorm_forward(double *y, double *rstd, const double *x, const flo
     par_range(n, dim, rmsnorm_fwd_rows, &j);
 }
 
-/* spec/training.md §9.1 with xhat = x * rstd:
+/* docs/ARCHITECTURE.md, "Gradients", with xhat = x * rstd:
  *   dg += sum_tokens dy * xhat
  *   dx += rstd * (g*dy - xhat * mean(g*dy*xhat))
  * rstd is the forward's (recomputing it from x would give the same value). dx is split by
@@ -244,7 +244,7 @@ void dsv3_op_rmsnorm_backward(double *dx, float *dg, const double *dy, const dou
 
 /* ---------------------------------------------------------------- RoPE ------------------ */
 
-/* spec/architecture.md §4.7 (official interleaved layout) and §4.8 (inv_freq, YaRN applied):
+/* docs/ARCHITECTURE.md, "RoPE" (interleaved layout) and "YaRN" (inv_freq):
  *   y[2k] = f (x[2k] cos - x[2k+1] sin),  y[2k+1] = f (x[2k] sin + x[2k+1] cos),
  * angle = pos * inv_freq[k] formed in double as the inference kernel does. */
 static void rope_rows(void *ctx, int64_t r0, int64_t r1) {
@@ -275,7 +275,7 @@ void dsv3_op_rope_forward(double *x, int64_t n, int64_t nvec, int64_t stride, in
     rope_rotate(x, n, nvec, stride, d, pos, inv_freq, factor, 1.0);
 }
 
-/* spec/training.md §9.4: the transpose of a rotation is the rotation by -theta:
+/* docs/ARCHITECTURE.md, "Gradients": the transpose of a rotation is the rotation by -theta:
  * dx0 = f (dy0 cos + dy1 sin), dx1 = f (-dy0 sin + dy1 cos). */
 void dsv3_op_rope_backward(double *dx, int64_t n, int64_t nvec, int64_t stride, int64_t d,
                            const int64_t *pos, const float *inv_freq, double factor) {
@@ -291,7 +291,7 @@ static double dot(const double *a, const double *b, int64_t n) {
     return s;
 }
 
-/* spec/architecture.md §4.4 and §4.9, per sequence b and head h:
+/* docs/ARCHITECTURE.md, "MLA" (naive form, causal mask), per sequence b and head h:
  *   score[t1, t2] = q[t1] . k[t2] * scale for t2 <= t1 (causal), P = softmax over t2,
  *   o[t1] = sum_t2 P[t1, t2] v[t2].
  * Parallel over (b, h) pairs; each writes only its own rows. */
@@ -432,7 +432,7 @@ void dsv3_op_attention_backward_f32(double *dq, double *dk, double *dv, const do
 
 /* ---------------------------------------------------------------- SwiGLU ---------------- */
 
-/* spec/architecture.md §4.10: h = silu(a) * b; backward spec/training.md §9.2. The loops are
+/* docs/ARCHITECTURE.md, "SwiGLU": h = silu(a) * b; backward: "Gradients". The loops are
  * kernels/cpu/swiglu.c's; here they are split into ranges on the pool. */
 static void swiglu_fwd_range(void *ctx, int64_t i0, int64_t i1) {
     const ew_job *j = ctx;
@@ -478,7 +478,7 @@ void dsv3_op_swiglu_backward_f32(double *da, double *db, const double *dh, const
 
 /* ---------------------------------------------------------------- gating ---------------- */
 
-/* spec/training.md §1.1 (HF/V3): s = sigmoid(z) over all experts; for the chosen set S,
+/* docs/ARCHITECTURE.md, "Routing" (HF/V3): s = sigmoid(z) over all experts; for the chosen set S,
  * w_k = R * s_k / Z with Z = sum_{j in S} s_j + 1e-20 (the HF guard), or R * s_k without
  * normalisation. The choice itself (bias, groups, top-k) is made by the caller. */
 static void gate_fwd_rows(void *ctx, int64_t t0, int64_t t1) {
@@ -502,7 +502,7 @@ void dsv3_op_gate_forward(double *w, double *s, const double *z, const int32_t *
     par_range(n, E, gate_fwd_rows, &j);
 }
 
-/* spec/training.md §9.3 with c_k = dw_k:
+/* docs/ARCHITECTURE.md, "Gradients", with c_k = dw_k:
  *   ds_i = (R/Z) (c_i - sum_{j in S} (s_j/Z) c_j)  for i in S (R c_i without normalisation),
  *   ds_i = 0 for i not in S (main path); plus ds_extra (balance loss, every expert);
  *   dz_i += ds_i s_i (1 - s_i). */
@@ -540,7 +540,7 @@ void dsv3_op_gate_backward(double *dz, const double *dw, const double *ds_extra,
 
 /* ---------------------------------------------------------------- balance loss ---------- */
 
-/* spec/training.md §2: f_i = E/(K T) * #{t : i chosen at t} (the actual routing map, [ours]),
+/* docs/ARCHITECTURE.md, "Bias update and balance loss": f_i = E/(K T) * #{t : i chosen at t} (the actual routing map, our choice),
  * s'_{i,t} = s_{i,t} / (sum_j s_{j,t} + 1e-20) (Megatron's guard), P_i = mean_t s'_{i,t};
  * returns sum_i f_i P_i. */
 double dsv3_op_balance_forward(double *f, const double *s, const int32_t *idx, int64_t T,
@@ -563,7 +563,7 @@ double dsv3_op_balance_forward(double *f, const double *s, const int32_t *idx, i
 }
 
 /* With g_i = dL f_i / T (the gradient on s'_{i,t}; f is a constant):
- *   ds_{j,t} += (1/S_t) (g_j - sum_i s'_{i,t} g_i)   (spec/training.md §9.3). */
+ *   ds_{j,t} += (1/S_t) (g_j - sum_i s'_{i,t} g_i)   (docs/ARCHITECTURE.md, "Gradients"). */
 void dsv3_op_balance_backward(double *ds, const double *s, const double *f, double dL, int64_t T,
                               int64_t E) {
     const double gs = dL / (double)T;
@@ -593,7 +593,7 @@ static void ce_rows(int64_t n, int64_t V, dsv3_pool_fn fn, ce_job *j) {
         for (int64_t s = 0; s < n; s++) fn(j, s, 0);
 }
 
-/* loss = logsumexp(z) - z_y (spec/training.md §9.6), one row per item; the row is
+/* loss = logsumexp(z) - z_y (docs/ARCHITECTURE.md, "Gradients"), one row per item; the row is
  * kernels/cpu/cross_entropy.c's. */
 static void ce_fwd_item(void *ctx, int64_t s, int tid) {
     (void)tid;

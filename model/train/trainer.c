@@ -212,7 +212,7 @@ fail:
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-/* spec/training.md §4: linear warmup from 0 to lr over `warmup` steps, then cosine decay to
+/* docs/ARCHITECTURE.md, "Optimizer and schedule": linear warmup from 0 to lr over `warmup` steps, then cosine decay to
  * min_lr at total_steps, then min_lr. step counts from 1. */
 static double schedule(const dsv3_train_opts *o, int64_t step) {
     if (o->warmup > 0 && step <= o->warmup) return o->lr * (double)step / (double)o->warmup;
@@ -256,7 +256,7 @@ static void adam_item(void *ctx, int64_t item, int tid) {
     }
 }
 
-/* spec/training.md §4, decoupled AdamW per parameter, step k >= 1, g already clipped:
+/* docs/ARCHITECTURE.md, "Optimizer and schedule": decoupled AdamW per parameter, step k >= 1, g already clipped:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^k);  vhat = v/(1-b2^k)
  *   w = w - lr (mhat / (sqrt(vhat) + eps) + wd w)      (wd = 0 for norm gains)
  * in FP32 arithmetic (moments are FP32 here, not the recipe's BF16). */
@@ -273,7 +273,7 @@ static void adamw(dsv3_trainer *t, double lr, double gscale) {
     dsv3_pool_for((t->n_params + ADAM_CHUNK - 1) / ADAM_CHUNK, adam_item, &j);
 }
 
-/* spec/training.md §1.2: per MoE layer, b_i += gamma * sign(cbar - c_i) with cbar the mean
+/* docs/ARCHITECTURE.md, "Bias update and balance loss": per MoE layer, b_i += gamma * sign(cbar - c_i) with cbar the mean
  * load; the sign is taken on exact integers (sum - E c_i). Also the layer's maxvio. */
 static void update_bias(dsv3_trainer *t) {
     const int64_t E = dsv3_trainable_config(t->tm)->n_routed_experts;
@@ -393,7 +393,7 @@ static dsv3_status update(dsv3_trainer *t, dsv3_train_metrics *r, dsv3_err *err)
     for (int64_t i = 0; i < t->n_params; i++) ss += (double)g[i] * (double)g[i];
     const double norm = sqrt(ss);
     if (!isfinite(norm)) return fail_step(t, "the gradient norm", norm, err);
-    /* spec §4: scale = min(1, clip / (norm + 1e-6)) */
+    /* docs/ARCHITECTURE.md, "Optimizer and schedule": scale = min(1, clip / (norm + 1e-6)) */
     const double gscale = o->clip > 0 ? fmin(1.0, o->clip / (norm + 1e-6)) : 1.0;
     const double lr = schedule(o, t->step + 1);
     memcpy(t->good, dsv3_trainable_params(t->tm), (size_t)t->n_params * sizeof *t->good);
