@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "model/run/forward.h"
 #include "model/run/model.h"
@@ -56,9 +55,7 @@ int dsv3_cli_route(int argc, char **argv) {
     dsv3_model_set_backend(m, be);
     fputs(dsv3_model_warnings(m), stderr);
     const dsv3_config *c = dsv3_model_config(m);
-    char tpath[4200];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
-    if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&tok, dir, &err)) goto fail;
+    if (dsv3_tokenizer_open_dir(&tok, dir, &err)) goto fail;
     if (prompt) {
         size_t k = 0;
         if (!tok) {
