@@ -24,7 +24,6 @@
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
 #include "repl/cli/cli.h"
-#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 | --fim-prefix TEXT\n"
@@ -185,13 +184,8 @@ int dsv3_cli_generate(int argc, char **argv) {
         dsv3_errf(&err, DSV3_EINVAL, "-n: %lld new tokens requested, need at least 1", n_new);
         goto fail;
     }
-    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
-    if (!be) goto fail;
-    if (dsv3_model_open(&m, dir, &err)) goto fail;
-    dsv3_model_set_backend(m, be);
-    fputs(dsv3_model_warnings(m), stderr);
+    if (dsv3_cli_open_model(&m, &tok, dir, backend, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
-    if (dsv3_tokenizer_open_dir(&tok, dir, &err)) goto fail;
     if (fim) {
         if (!tok) {
             dsv3_errf(&err, DSV3_EINVAL, "--fim-prefix/--fim-suffix: %s has no tokenizer.json",
