@@ -73,7 +73,8 @@ char *dsv3_lua_api_help(const char *name) {
     const dsv3_lua_fn *f;
     if (!name || !*name) {
         dsv3_strbuf_printf(&b, "dsv3 API (help \"name\" for details):\n");
-        for (size_t i = 0; (f = dsv3_lua_api_at(i)); i++) dsv3_strbuf_printf(&b, "  %s\n", f->signature);
+        for (size_t i = 0; (f = dsv3_lua_api_at(i)); i++)
+            dsv3_strbuf_printf(&b, "  %s\n", f->signature);
     } else if ((f = dsv3_lua_api_find(name))) {
         dsv3_strbuf_printf(&b, "%s\n%s\n", f->signature, f->doc);
     } else {

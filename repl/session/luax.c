@@ -91,8 +91,7 @@ int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_
             dsv3_lua_error(L, &err);
         return dsv3_lua_own_ids(L, enc, *n);
     }
-    if (!lua_istable(L, idx))
-        luaL_typeerror(L, idx, "string or table of token ids");
+    if (!lua_istable(L, idx)) luaL_typeerror(L, idx, "string or table of token ids");
     size_t k = (size_t)lua_rawlen(L, idx);
     int32_t *ids = dsv3_lua_alloc(L, k * sizeof *ids);
     for (size_t i = 0; i < k; i++) {

@@ -231,7 +231,8 @@ static void open_modules(lua_State *L) {
     for (size_t m = 0; dsv3_lua_modules[m]; m++)
         if (dsv3_lua_modules[m]->open) dsv3_lua_modules[m]->open(L);
     for (size_t m = 0; dsv3_lua_modules[m]; m++)
-        for (const dsv3_lua_fn *f = dsv3_lua_modules[m]->fns; f->name; f++) lua_register(L, f->name, f->fn);
+        for (const dsv3_lua_fn *f = dsv3_lua_modules[m]->fns; f->name; f++)
+            lua_register(L, f->name, f->fn);
 }
 
 dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err) {
