@@ -21,6 +21,7 @@
 
 #include "jupyter/handlers.h"
 #include "jupyter/wire.h"
+#include "model/base/clock.h"
 
 enum {
     MAX_FRAMES = 256,         /* a message with more frames is dropped */
@@ -63,12 +64,6 @@ struct dsv3_jserver {
     int log_count;     /* drop lines logged in it */
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- logging -------------- */
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -84,7 +79,7 @@ static void klog(const char *fmt, ...) {
 /* A dropped message: logged, at most LOG_BURST lines per LOG_WINDOW_S. */
 static void log_drop(dsv3_jserver *srv, const char *channel, const char *why) {
     pthread_mutex_lock(&srv->log_lock);
-    double t = now_s();
+    double t = dsv3_now_s();
     if (t - srv->log_window > LOG_WINDOW_S) {
         if (srv->log_count > LOG_BURST)
             klog("(%d more dropped messages not logged)", srv->log_count - LOG_BURST);
@@ -233,7 +228,7 @@ static void flush_stream_locked(dsv3_jserver *srv, int all) {
     publish_locked(srv, "stream", b->parent, c);
     memmove(b->text, b->text + b->len - keep, keep);
     b->len = keep;
-    b->since = now_s();
+    b->since = dsv3_now_s();
     if (!keep) {
         cJSON_Delete(b->parent);
         b->parent = NULL;
@@ -252,7 +247,7 @@ static void stream_append_locked(dsv3_jserver *srv, const dsv3_wire_msg *req, co
         cJSON_Delete(b->parent);
         b->parent = cJSON_Duplicate(req->header, 1);
         snprintf(b->name, sizeof b->name, "%s", name);
-        b->since = now_s();
+        b->since = dsv3_now_s();
     }
     if (b->len + len > b->cap) {
         size_t nc = (b->len + len) * 2;
@@ -263,7 +258,7 @@ static void stream_append_locked(dsv3_jserver *srv, const dsv3_wire_msg *req, co
     }
     memcpy(b->text + b->len, text, len);
     b->len += len;
-    if (b->len >= STREAM_FLUSH_BYTES || now_s() - b->since >= STREAM_FLUSH_S)
+    if (b->len >= STREAM_FLUSH_BYTES || dsv3_now_s() - b->since >= STREAM_FLUSH_S)
         flush_stream_locked(srv, 0);
 }
 
@@ -479,7 +474,7 @@ static void *control_main(void *arg) {
         int rc = zmq_poll(&it, 1, CONTROL_POLL_MS);
         pthread_mutex_lock(&srv->iopub_lock); /* stream text stays at most STREAM_FLUSH_S old */
         drain_subscriptions_locked(srv);
-        if (srv->sb.len && now_s() - srv->sb.since >= STREAM_FLUSH_S) flush_stream_locked(srv, 0);
+        if (srv->sb.len && dsv3_now_s() - srv->sb.since >= STREAM_FLUSH_S) flush_stream_locked(srv, 0);
         pthread_mutex_unlock(&srv->iopub_lock);
         if (rc <= 0) continue;
         dsv3_wire_msg m;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "model/base/clock.h"
+#include "model/base/strbuf.h"
 #include "repl/session/session.h"
 
 /* The one mutable global: the SIGINT flag (a signal handler may only set it). */
@@ -124,21 +125,21 @@ static repl *the_repl; /* readline's callbacks carry no user data */
 
 static char *history_path(void) {
     const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    char dir[4096];
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/dsv3", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.local/state/dsv3", home);
+    dsv3_strbuf b = {0};
+    if (xdg && *xdg) dsv3_strbuf_printf(&b, "%s/dsv3", xdg);
+    else if (home && *home) dsv3_strbuf_printf(&b, "%s/.local/state/dsv3", home);
     else return NULL;
+    if (b.oom) return dsv3_strbuf_finish(&b); /* NULL */
     /* mkdir -p */
-    for (char *p = dir + 1; *p; p++)
+    for (char *p = b.s + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            mkdir(dir, 0700);
+            mkdir(b.s, 0700);
             *p = '/';
         }
-    mkdir(dir, 0700);
-    char *path = malloc(strlen(dir) + 16);
-    if (path) sprintf(path, "%s/history", dir);
-    return path;
+    mkdir(b.s, 0700);
+    dsv3_strbuf_puts(&b, "/history");
+    return dsv3_strbuf_finish(&b);
 }
 
 /* 1 if the n bytes at p are valid UTF-8 without NUL bytes: what a terminal can have typed. */
@@ -199,15 +200,17 @@ static void load_history(repl *r) {
  * half-written history. A failure warns and leaves no temp file behind. */
 static void save_history(repl *r) {
     if (!r->history) return;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", r->history, (long)getpid());
+    dsv3_strbuf tb = {0};
+    dsv3_strbuf_printf(&tb, "%s.tmp.%ld", r->history, (long)getpid());
+    char *tmp = dsv3_strbuf_finish(&tb);
     stifle_history(2000);
-    int e = write_history(tmp);
+    int e = tmp ? write_history(tmp) : ENOMEM;
     if (e == 0 && rename(tmp, r->history) != 0) e = errno;
     if (e) {
-        unlink(tmp);
+        if (tmp) unlink(tmp);
         fprintf(stderr, "dsv3: cannot save history to %s: %s\n", r->history, strerror(e));
     }
+    free(tmp);
 }
 
 static char **complete(const char *text, int start, int end) {

@@ -8,13 +8,11 @@
 # passed on (a test-name substring).
 # Prints "N passed, M failed"; exits 1 on failure, 77 (skip) without the binaries,
 # jupyter_client, nbclient, pyzmq or numpy.
-set -u
-
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${DSV3_BUILD:-build}
 BIN=${DSV3_BIN:-$BUILD/dsv3}
 KERNEL=$BUILD/dsv3-kernel
-PY=/usr/bin/python3
 for f in "$BIN" "$KERNEL"; do
     if [ ! -x "$f" ]; then
         echo "skip: $f is not built"
@@ -26,10 +24,8 @@ if ! "$PY" -c 'import jupyter_client, nbclient, nbformat, zmq, numpy' 2>/dev/nul
     exit 77
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/dsv3_jupyter_model.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-"$PY" scripts/gen_model.py "$TMP/tiny" --quiet || exit 1
+"$PY" scripts/gen_model.py "$work/tiny" --quiet || exit 1
 # Sanitizer builds: leaks at kernel exit are reported on stderr, not by the exit status that
 # nobody reads; keep them visible without failing the clients.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}exitcode=0
-"$PY" -Xfrozen_modules=off tests/test_jupyter.py "$(realpath "$BIN")" "$(realpath "$KERNEL")" "$TMP/tiny" "$@"
+"$PY" -Xfrozen_modules=off tests/test_jupyter.py "$(realpath "$BIN")" "$(realpath "$KERNEL")" "$work/tiny" "$@"

@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # The probe API end to end (tests/lua/probes_check.lua), then the exported JSON / SVG / .npy are
 # parsed by independent readers.
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 $PY -c 'import numpy' 2>/dev/null || { echo "skip: no numpy"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 $PY scripts/gen_model.py "$work/m" --quiet --seed 12 || exit 1
 "$BIN" run tests/lua/probes_check.lua "$work/m" "$work" || exit 1
 $PY - "$work" <<'PY'

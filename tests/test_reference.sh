@@ -2,14 +2,9 @@
 # Exactness: `dsv3 logits` (both MLA forms, reference and fast backends) against the independent float64 numpy reference
 # (tests/reference/dsv3_ref.py) on several checkpoint variants. Tolerance: max|a-b|/max|ref|
 # <= 1e-5 for logits and MTP logits (issue: runtime; docs/ARCHITECTURE.md, "The model").
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 TOL=${DSV3_REF_TOL:-1e-5}
 $PY -c 'import numpy' 2>/dev/null || { echo "skip: /usr/bin/python3 has no numpy"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
 
 ids_for() { # N SEED VOCAB -> comma-separated random ids
     $PY -c "import random,sys; r=random.Random($2); print(','.join(str(r.randrange($3)) for _ in range($1)))"
@@ -21,24 +16,24 @@ check() { # NAME GEN_ARGS... -- T
     while [ "$1" != "--" ]; do args+=("$1"); shift; done
     T=$2
     local d=$work/$name
-    $PY scripts/gen_model.py "$d" --quiet "${args[@]}" || { echo "FAIL $name: generator"; fail=$((fail+1)); return; }
+    $PY scripts/gen_model.py "$d" --quiet "${args[@]}" || { bad "$name: generator"; return; }
     local vocab
     vocab=$($PY -c "import json; print(json.load(open('$d/config.json'))['vocab_size'])")
     local ids
     ids=$(ids_for "$T" 7 "$vocab")
     $PY tests/reference/dsv3_ref.py "$d" --ids "$ids" --out "$d/ref.npy" --mtp-out "$d/refm.npy" \
-        || { echo "FAIL $name: reference"; fail=$((fail+1)); return; }
+        || { bad "$name: reference"; return; }
     for be in ref fast; do
     for form in absorbed naive; do
         local o=$d/$be-$form
         if ! "$BIN" logits "$d" --ids "$ids" --attn $form --backend $be --out "$o.npy" --mtp-out "${o}m.npy"; then
-            echo "FAIL $name/$be/$form: dsv3 logits exited non-zero"; fail=$((fail+1)); continue
+            bad "$name/$be/$form: dsv3 logits exited non-zero"; continue
         fi
         if $PY tests/reference/compare.py "$o.npy" "$d/ref.npy" --tol "$TOL" --name "$name/$be/$form logits" &&
            $PY tests/reference/compare.py "${o}m.npy" "$d/refm.npy" --tol "$TOL" --name "$name/$be/$form mtp"; then
-            pass=$((pass+1))
+            ok
         else
-            echo "FAIL $name/$be/$form"; fail=$((fail+1))
+            bad "$name/$be/$form"
         fi
     done
     done
@@ -53,5 +48,4 @@ check no_yarn     --dtype bf16 --no-yarn --seed 17 -- 40
 check q_proj      --dtype fp8 --q-lora-rank 0 --seed 19 -- 24
 check small_fp8   --preset small --dtype fp8 --seed 23 -- 48
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

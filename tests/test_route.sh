@@ -1,13 +1,8 @@
 #!/usr/bin/env bash
 # `dsv3 route --json` against the numpy reference's routing (selections exact, weights and
 # scores to 1e-5) on tiny checkpoints where the bias flips many choices.
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 $PY -c 'import numpy' 2>/dev/null || { echo "skip: no numpy"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-pass=0 fail=0
 for variant in "bf16 --dtype bf16 --seed 3" "fp8 --dtype fp8 --seed 9" "small --preset small --dtype bf16 --seed 4"; do
     set -- $variant
     name=$1; shift
@@ -15,7 +10,7 @@ for variant in "bf16 --dtype bf16 --seed 3" "fp8 --dtype fp8 --seed 9" "small --
     $PY scripts/gen_model.py "$d" --quiet --no-tokenizer "$@"
     ids=$($PY -c "import random; r=random.Random(5); print(','.join(str(r.randrange(1024)) for _ in range(40)))")
     $PY tests/reference/dsv3_ref.py "$d" --ids "$ids" --out "$d/ref.npy" --route-out "$d/ref.json" 2>/dev/null
-    "$BIN" route "$d" --ids "$ids" --json > "$d/dsv3.json" || { echo "FAIL $name: dsv3 route"; fail=$((fail+1)); continue; }
+    "$BIN" route "$d" --ids "$ids" --json > "$d/dsv3.json" || { bad "$name: dsv3 route"; continue; }
     if $PY - "$d/dsv3.json" "$d/ref.json" "$name" <<'PY'
 import json, sys
 a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2])); name = sys.argv[3]
@@ -33,7 +28,6 @@ assert worst <= 1e-5, "max rel diff %.3g" % worst
 assert flips > 0, "no token whose choice the bias changed: the test would not see a bias bug"
 print("%s: %d token-layers agree, max rel diff %.2g, bias changed %d of them" % (name, n, worst, flips))
 PY
-    then pass=$((pass+1)); else echo "FAIL $name"; fail=$((fail+1)); fi
+    then ok; else bad "$name"; fi
 done
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

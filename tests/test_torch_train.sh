@@ -7,13 +7,8 @@
 # from Lua train{} with precision = 64 (double compute; the same options give the same data).
 # The default float32 compute path (precision = 32) is held to 5e-6 against the same float64
 # numbers (float32 rounding of every product; measured <= 2.4e-7). Skipped (77) without torch or numpy.
-set -u
-BIN=${DSV3_BIN:-build/dsv3}
-PY=/usr/bin/python3
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+. "$(dirname "$0")/lib.sh"
 "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "skip: needs python3-torch and python3-numpy"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 $PY scripts/gen_model.py "$work/tiny" --quiet --seed 3 || { echo "gen_model failed"; exit 1; }
 data=examples/tokenizer_corpus.txt
 # alpha and gamma larger than the defaults so the balance loss and the bias update matter

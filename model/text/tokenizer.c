@@ -13,6 +13,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8 /* for the single_word check only */
 #include "model/text/tokenizer.h"
 
+#include "model/base/strbuf.h"
 #include "model/text/pretok.h"
 
 #include <cjson/cJSON.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     MAX_IDS = 1 << 21,     /* largest id + 1 we accept (V3: 128815); bounds the id table */
@@ -1065,6 +1067,18 @@ dsv3_status dsv3_tokenizer_open(dsv3_tokenizer **out, const char *path, dsv3_err
     free(cfg_path);
     *out = t;
     return st;
+}
+
+dsv3_status dsv3_tokenizer_open_dir(dsv3_tokenizer **out, const char *dir, dsv3_err *err) {
+    if (!out || !dir) return dsv3_errf(err, DSV3_EINVAL, "tokenizer: open: NULL argument");
+    *out = NULL;
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "%s/tokenizer.json", dir);
+    char *json_path = dsv3_strbuf_finish(&b);
+    if (!json_path) return dsv3_errf(err, DSV3_ENOMEM, "tokenizer: out of memory");
+    const int present = access(json_path, F_OK) == 0;
+    free(json_path);
+    return present ? dsv3_tokenizer_open(out, dir, err) : DSV3_OK;
 }
 
 void dsv3_tokenizer_close(dsv3_tokenizer *t) {

@@ -54,6 +54,12 @@ typedef struct dsv3_tokenizer dsv3_tokenizer;
  * model.vocab". */
 dsv3_status dsv3_tokenizer_open(dsv3_tokenizer **out, const char *path, dsv3_err *err);
 
+/* Opens the optional tokenizer of a model directory: when dir has no tokenizer.json, returns
+ * DSV3_OK with *out NULL; when it has one, exactly dsv3_tokenizer_open(out, dir, err) (so a bad
+ * tokenizer.json is an error with that call's message). DSV3_ENOMEM ("tokenizer: out of
+ * memory") if the path cannot be built; DSV3_EINVAL for NULL out or dir. */
+dsv3_status dsv3_tokenizer_open_dir(dsv3_tokenizer **out, const char *dir, dsv3_err *err);
+
 /* Same as dsv3_tokenizer_open, from memory: `json` (json_len bytes) is the tokenizer.json text,
  * `config_json` (config_len bytes) the tokenizer_config.json text or NULL for none. Neither needs
  * a terminating NUL; both are copied as needed and may be freed after the call. Messages name

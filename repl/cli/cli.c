@@ -2,9 +2,12 @@
 #include "repl/cli/cli.h"
 
 #include "kernels/backend.h"
+#include "model/run/model.h"
+#include "model/text/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +52,23 @@ const dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err) {
     const dsv3_backend *be = dsv3_backend_by_name(name);
     if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast or ref", name);
     return be;
+}
+
+dsv3_status dsv3_cli_open_model(dsv3_model **m, dsv3_tokenizer **tok, const char *dir,
+                                const char *backend, dsv3_err *err) {
+    *m = NULL;
+    if (tok) *tok = NULL;
+    const dsv3_backend *be = dsv3_cli_backend(backend, err);
+    if (!be) return DSV3_EINVAL;
+    dsv3_status st = dsv3_model_open(m, dir, err);
+    if (st) return st;
+    dsv3_model_set_backend(*m, be);
+    fputs(dsv3_model_warnings(*m), stderr);
+    if (tok && (st = dsv3_tokenizer_open_dir(tok, dir, err))) {
+        dsv3_model_close(*m);
+        *m = NULL;
+    }
+    return st;
 }
 
 double dsv3_cli_parse_num(const char *s, int *ok) {

@@ -11,6 +11,10 @@
 
 #include "model/base/status.h"
 
+struct dsv3_backend;
+struct dsv3_model;
+struct dsv3_tokenizer;
+
 int dsv3_cli_logits(int argc, char **argv);
 int dsv3_cli_generate(int argc, char **argv);
 int dsv3_cli_tokenize(int argc, char **argv);
@@ -25,6 +29,13 @@ dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_er
 /* The backend named by a --backend value ("fast" or "ref"); NULL (with a message in err) for
  * any other name. */
 const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
+
+/* Opens the model in dir with the kernels of a --backend value, prints its load warnings to
+ * stderr, and, when tok is not NULL, opens its optional tokenizer (*tok NULL when dir has no
+ * tokenizer.json). On failure nothing stays open (*m and *tok NULL) and err says why, in the
+ * words of dsv3_cli_backend, dsv3_model_open or dsv3_tokenizer_open_dir. */
+dsv3_status dsv3_cli_open_model(struct dsv3_model **m, struct dsv3_tokenizer **tok, const char *dir,
+                                const char *backend, dsv3_err *err);
 
 /* Parses a non-negative decimal integer option value; -1 on error. */
 long long dsv3_cli_parse_count(const char *s);

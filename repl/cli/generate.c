@@ -17,13 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/base/strbuf.h"
 #include "model/text/detok.h"
 #include "model/text/fim.h"
 #include "model/run/generate.h"
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
 #include "repl/cli/cli.h"
-#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 | --fim-prefix TEXT\n"
@@ -97,16 +97,23 @@ static dsv3_status write_stats(const char *path, const dsv3_gen_stats *st, dsv3_
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return dsv3_errf(err, DSV3_ENOMEM, "--stats: out of memory");
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    dsv3_strbuf tb = {0};
+    dsv3_strbuf_printf(&tb, "%s.tmp.%ld", path, (long)getpid());
+    char *tmp = dsv3_strbuf_finish(&tb);
+    if (!tmp) {
+        free(text);
+        return dsv3_errf(err, DSV3_ENOMEM, "--stats: out of memory");
+    }
     FILE *f = fopen(tmp, "w");
     int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
     ok = f && fclose(f) == 0 && ok;
     free(text);
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
+        free(tmp);
         return dsv3_errf(err, DSV3_EIO, "--stats: %s: cannot write", path);
     }
+    free(tmp);
     return DSV3_OK;
 }
 
@@ -177,15 +184,8 @@ int dsv3_cli_generate(int argc, char **argv) {
         dsv3_errf(&err, DSV3_EINVAL, "-n: %lld new tokens requested, need at least 1", n_new);
         goto fail;
     }
-    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
-    if (!be) goto fail;
-    if (dsv3_model_open(&m, dir, &err)) goto fail;
-    dsv3_model_set_backend(m, be);
-    fputs(dsv3_model_warnings(m), stderr);
+    if (dsv3_cli_open_model(&m, &tok, dir, backend, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
-    char tpath[4200];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
-    if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&tok, dir, &err)) goto fail;
     if (fim) {
         if (!tok) {
             dsv3_errf(&err, DSV3_EINVAL, "--fim-prefix/--fim-suffix: %s has no tokenizer.json",

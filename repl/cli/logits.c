@@ -14,7 +14,6 @@
 #include "model/base/npy.h"
 #include "model/run/mtp.h"
 #include "repl/cli/cli.h"
-#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 logits MODEL_DIR --ids 1,2,3 [--out logits.npy] [--mtp-out mtp.npy]\n"
@@ -71,12 +70,9 @@ int dsv3_cli_logits(int argc, char **argv) {
     dsv3_run *run = NULL;
     float *logits = NULL, *hidden = NULL, *mtp = NULL;
     int rc = 1;
-    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
-    if (!be) goto fail;
+    if (!dsv3_cli_backend(backend, &err)) goto fail;
     if (dsv3_cli_parse_ids(ids_s, &ids, &T, &err)) goto fail;
-    if (dsv3_model_open(&m, dir, &err)) goto fail;
-    dsv3_model_set_backend(m, be);
-    fputs(dsv3_model_warnings(m), stderr);
+    if (dsv3_cli_open_model(&m, NULL, dir, backend, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
     if (T > c->max_position_embeddings) {
         dsv3_errf(&err, DSV3_EINVAL, "--ids: %lld tokens exceed max_position_embeddings %lld",

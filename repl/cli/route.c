@@ -8,14 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "model/run/forward.h"
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
 #include "probes/routing.h"
 #include "repl/cli/cli.h"
-#include "kernels/backend.h"
 
 static const char usage[] =
     "usage: dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json] [--backend fast|ref]\n";
@@ -50,15 +48,8 @@ int dsv3_cli_route(int argc, char **argv) {
     int32_t *ids = NULL;
     int64_t n = 0;
     int rc = 1;
-    const dsv3_backend *be = dsv3_cli_backend(backend, &err);
-    if (!be) goto fail;
-    if (dsv3_model_open(&m, dir, &err)) goto fail;
-    dsv3_model_set_backend(m, be);
-    fputs(dsv3_model_warnings(m), stderr);
+    if (dsv3_cli_open_model(&m, &tok, dir, backend, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
-    char tpath[4200];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
-    if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&tok, dir, &err)) goto fail;
     if (prompt) {
         size_t k = 0;
         if (!tok) {

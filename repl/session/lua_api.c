@@ -3,15 +3,16 @@
  * Bindings return values (tables and userdata with a __tostring renderer) and never print,
  * except gen/chat, whose tokens stream to the host's output as they are produced. Arguments
  * are checked with luaL_check*; library errors become Lua errors in dsv3_lua_error. The table
- * dsv3_api at the end is the whole surface, with the help text of each function.
+ * fns at the end is this module's whole surface, with the help text of each function.
  */
 #define _GNU_SOURCE /* memmem */
+#include "repl/session/lua_api.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "model/run/mtp.h"
 #include "model/text/detok.h"
@@ -20,10 +21,8 @@
 #include "model/run/generate.h"
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
-#include "repl/session/lua_pipeline.h"
-#include "repl/session/session_internal.h"
+#include "repl/session/luax.h"
 
-#define MT_MODEL "dsv3.model"
 #define MT_LOGITS "dsv3.logits"
 #define MT_INFO "dsv3.info"
 #define MT_TOKENS "dsv3.tokens"
@@ -33,29 +32,12 @@
 
 
 static int model_gc(lua_State *L) {
-    lmodel *lm = luaL_checkudata(L, 1, MT_MODEL);
+    lmodel *lm = luaL_checkudata(L, 1, DSV3_LUA_MT_MODEL);
     dsv3_tokenizer_close(lm->tok);
     dsv3_model_close(lm->m);
     lm->m = NULL;
     lm->tok = NULL;
     return 0;
-}
-
-static lmodel *check_model(lua_State *L, int idx) {
-    lmodel *lm = luaL_checkudata(L, idx, MT_MODEL);
-    if (!lm->m) luaL_error(L, "model is closed");
-    return lm;
-}
-
-/* The model at idx if it is one, else the current model (error if none is loaded). */
-lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
-    if (luaL_testudata(L, idx, MT_MODEL)) return check_model(L, idx);
-    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
-    lmodel *lm = luaL_testudata(L, -1, MT_MODEL);
-    lua_pop(L, 1);
-    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"examples/demo\")");
-    if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
-    return lm;
 }
 
 static void human(char *buf, size_t n, double v) {
@@ -66,7 +48,7 @@ static void human(char *buf, size_t n, double v) {
 }
 
 static int model_tostring(lua_State *L) {
-    lmodel *lm = luaL_checkudata(L, 1, MT_MODEL);
+    lmodel *lm = luaL_checkudata(L, 1, DSV3_LUA_MT_MODEL);
     if (!lm->m) {
         lua_pushstring(L, "<closed model>");
         return 1;
@@ -102,12 +84,10 @@ static int l_load(lua_State *L) {
     dsv3_err err = {{0}};
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     memset(lm, 0, sizeof *lm);
-    luaL_setmetatable(L, MT_MODEL);
+    luaL_setmetatable(L, DSV3_LUA_MT_MODEL);
     if (dsv3_model_open_progress(&lm->m, dir, load_progress, dsv3_session_of(L), &err))
         return dsv3_lua_error(L, &err);
-    char tpath[4200];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
-    if (access(tpath, F_OK) == 0 && dsv3_tokenizer_open(&lm->tok, dir, &err)) {
+    if (dsv3_tokenizer_open_dir(&lm->tok, dir, &err)) {
         dsv3_model_close(lm->m);
         lm->m = NULL;
         return dsv3_lua_error(L, &err);
@@ -129,7 +109,7 @@ static int l_models(lua_State *L) {
 }
 
 static int l_use(lua_State *L) {
-    check_model(L, 1);
+    dsv3_lua_check_model(L, 1);
     lua_pushvalue(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.current");
     lua_pushvalue(L, 1);
@@ -137,11 +117,6 @@ static int l_use(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- info ----------------- */
-
-void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, k);
-}
 
 static int info_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -228,15 +203,8 @@ static int l_info(lua_State *L) {
 
 /* ---------------------------------------------------------------- tokens --------------- */
 
-static dsv3_tokenizer *need_tok(lua_State *L, lmodel *lm) {
-    if (!lm->tok)
-        luaL_error(L, "%s has no tokenizer.json: pass token ids (a table of integers) instead",
-                   dsv3_model_dir(lm->m));
-    return lm->tok;
-}
-
 /* Pushes a dsv3.tokens table {ids..., pieces = {...}}. */
-void dsv3_lua_push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) {
+static void push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) {
     lua_createtable(L, (int)n, 1);
     for (size_t i = 0; i < n; i++) {
         lua_pushinteger(L, ids[i]);
@@ -279,97 +247,6 @@ static int tokens_tostring(lua_State *L) {
     return dsv3_sbuf_push(L, &b);
 }
 
-void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b) {
-    dsv3_strbuf_puts(b, luaL_tolstring(L, -1, NULL));
-    lua_pop(L, 2);
-}
-
-int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
-    lua_pushlstring(L, b->s ? b->s : "", b->len);
-    free(b->s);
-    b->s = NULL;
-    return 1;
-}
-
-void *dsv3_lua_alloc(lua_State *L, size_t bytes) {
-    void *p = lua_newuserdatauv(L, bytes ? bytes : 1, 0);
-    memset(p, 0, bytes ? bytes : 1);
-    return p;
-}
-
-/* Moves malloc'd ids (from the tokenizer) into memory the GC owns (pushed on the stack), so
- * later errors cannot leak them. */
-static int32_t *gc_ids(lua_State *L, int32_t *ids, size_t n) {
-    int32_t *owned = dsv3_lua_alloc(L, n * sizeof *owned);
-    if (n) memcpy(owned, ids, n * sizeof *ids);
-    free(ids);
-    return owned;
-}
-
-/* Reads the ids of a table argument (or of text, through the tokenizer with BOS as the
- * tokenizer config says) into a buffer owned by a userdata pushed on the stack, so no error
- * path can leak it. Raises on bad input. */
-int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
-    const int64_t V = dsv3_model_config(lm->m)->vocab_size;
-    idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        size_t len;
-        const char *text = lua_tolstring(L, idx, &len);
-        int32_t *enc = NULL;
-        dsv3_err err = {{0}};
-        if (dsv3_tokenizer_encode(need_tok(L, lm), &enc, n, text, len, add_bos, &err))
-            dsv3_lua_error(L, &err);
-        return gc_ids(L, enc, *n);
-    }
-    if (!lua_istable(L, idx))
-        luaL_typeerror(L, idx, "string or table of token ids");
-    size_t k = (size_t)lua_rawlen(L, idx);
-    int32_t *ids = dsv3_lua_alloc(L, k * sizeof *ids);
-    for (size_t i = 0; i < k; i++) {
-        lua_rawgeti(L, idx, (lua_Integer)i + 1);
-        int isnum;
-        lua_Integer v = lua_tointegerx(L, -1, &isnum);
-        lua_pop(L, 1);
-        if (!isnum || v < 0 || v >= V)
-            luaL_error(L, "token id #%d is %s (expected an integer in [0, %d))", (int)i + 1,
-                       isnum ? "out of range" : "not an integer", (int)V);
-        ids[i] = (int32_t)v;
-    }
-    *n = k;
-    return ids;
-}
-
-int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
-    if (!lua_istable(L, t)) return def;
-    lua_getfield(L, t, k);
-    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) {
-    if (!lua_istable(L, t)) return def;
-    lua_getfield(L, t, k);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return def;
-    }
-    int ok;
-    lua_Number v = lua_tonumberx(L, -1, &ok);
-    lua_pop(L, 1);
-    if (!ok) luaL_error(L, "option '%s' must be a number", k);
-    return v;
-}
-
-const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k) {
-    if (!lua_istable(L, t)) return NULL;
-    lua_getfield(L, t, k);
-    const char *v = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
-    if (!v && !lua_isnil(L, -1)) luaL_error(L, "option '%s' must be a string", k);
-    lua_pop(L, 1); /* the string stays alive: it is referenced by the options table */
-    return v;
-}
-
 static int l_tokenize(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     size_t len;
@@ -378,10 +255,10 @@ static int l_tokenize(lua_State *L) {
     int32_t *ids = NULL;
     size_t n = 0;
     dsv3_err err = {{0}};
-    if (dsv3_tokenizer_encode(need_tok(L, lm), &ids, &n, text, len, bos, &err))
+    if (dsv3_tokenizer_encode(dsv3_lua_tokenizer(L, lm), &ids, &n, text, len, bos, &err))
         return dsv3_lua_error(L, &err);
-    int32_t *owned = gc_ids(L, ids, n);
-    dsv3_lua_push_tokens(L, lm, owned, n);
+    int32_t *owned = dsv3_lua_own_ids(L, ids, n);
+    push_tokens(L, lm, owned, n);
     return 1;
 }
 
@@ -393,7 +270,7 @@ static int l_detokenize(lua_State *L) {
     char *text = NULL;
     size_t len = 0;
     dsv3_err err = {{0}};
-    dsv3_status st = dsv3_tokenizer_decode(need_tok(L, lm), &text, &len, ids, n,
+    dsv3_status st = dsv3_tokenizer_decode(dsv3_lua_tokenizer(L, lm), &text, &len, ids, n,
                                            dsv3_lua_opt_bool(L, 2, "skip_special", 0), &err);
     if (st) return dsv3_lua_error(L, &err);
     lua_pushlstring(L, text, len);
@@ -747,7 +624,7 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         }
         free(text);
     }
-    dsv3_lua_push_tokens(L, lm, out, (size_t)n_out);
+    push_tokens(L, lm, out, (size_t)n_out);
     lua_setfield(L, -2, "ids");
     lua_newtable(L);
     dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
@@ -786,13 +663,13 @@ static int l_gen(lua_State *L) {
         char *text = NULL;
         size_t len = 0;
         dsv3_err err = {{0}};
-        if (dsv3_tokenizer_chat(need_tok(L, lm), &text, &len, msgs, k, 1, &err))
+        if (dsv3_tokenizer_chat(dsv3_lua_tokenizer(L, lm), &text, &len, msgs, k, 1, &err))
             return dsv3_lua_error(L, &err);
         ids = NULL;
         dsv3_status st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
         free(text);
         if (st) return dsv3_lua_error(L, &err);
-        ids = gc_ids(L, ids, n);
+        ids = dsv3_lua_own_ids(L, ids, n);
     } else {
         ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     }
@@ -809,7 +686,7 @@ static int l_fim(lua_State *L) {
     if (!prefix && !suffix)
         return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
     const lua_Number max_tokens = dsv3_lua_opt_num(L, 1, "max_tokens", 64);
-    dsv3_tokenizer *tok = need_tok(L, lm);
+    dsv3_tokenizer *tok = dsv3_lua_tokenizer(L, lm);
     const int bos = dsv3_lua_opt_bool(L, 1, "bos", dsv3_tokenizer_adds_bos(tok));
     if (!prefix) prefix = "";
     if (!suffix) suffix = "";
@@ -818,9 +695,9 @@ static int l_fim(lua_State *L) {
     dsv3_err err = {{0}};
     if (dsv3_fim_prompt(&ids, &n, tok, prefix, strlen(prefix), suffix, strlen(suffix), bos, &err))
         return dsv3_lua_error(L, &err);
-    ids = gc_ids(L, ids, n);
+    ids = dsv3_lua_own_ids(L, ids, n);
     run_generation(L, lm, ids, n, 1, max_tokens);
-    dsv3_lua_push_tokens(L, lm, ids, n);
+    push_tokens(L, lm, ids, n);
     lua_setfield(L, -2, "prompt");
     return 1;
 }
@@ -830,7 +707,7 @@ static int l_chat(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     const char *msg = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-    need_tok(L, lm);
+    dsv3_lua_tokenizer(L, lm);
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     const int hist = lua_gettop(L);
     const char *system = dsv3_lua_opt_str(L, 2, "system");
@@ -858,7 +735,7 @@ static int l_chat(lua_State *L) {
     st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
     free(text);
     if (st) return dsv3_lua_error(L, &err);
-    ids = gc_ids(L, ids, n);
+    ids = dsv3_lua_own_ids(L, ids, n);
     run_generation(L, lm, ids, n, 2, 64);
     /* Append the user turn and the reply (unless interrupted). */
     lua_getfield(L, -1, "interrupted");
@@ -930,28 +807,35 @@ static int l_backend(lua_State *L) {
     return 1;
 }
 
-static int l_help(lua_State *L) {
-    const char *name = NULL;
-    if (lua_type(L, 1) == LUA_TFUNCTION) {
-        /* help(gen): find the API entry of this function */
-        for (int i = 0; dsv3_api[i].name; i++) {
-            lua_getglobal(L, dsv3_api[i].name);
-            int same = lua_rawequal(L, -1, 1);
-            lua_pop(L, 1);
-            if (same) name = dsv3_api[i].name;
-        }
-    } else {
-        name = luaL_optstring(L, 1, NULL);
-    }
-    char *h = dsv3_session_help(dsv3_session_of(L), name);
-    lua_pushstring(L, h ? h : "");
-    free(h);
-    return 1;
-}
-
 /* ---------------------------------------------------------------- registration --------- */
 
-const dsv3_api_entry dsv3_api[] = {
+static void open_api(lua_State *L) {
+    static const luaL_Reg model_meta[] = {{"__gc", model_gc}, {"__close", model_gc},
+                                          {"__tostring", model_tostring}, {NULL, NULL}};
+    static const luaL_Reg model_methods[] = {{"info", l_info}, {NULL, NULL}};
+    static const luaL_Reg logits_meta[] = {{"__gc", logits_gc}, {"__tostring", logits_tostring},
+                                           {"__len", logits_len}, {NULL, NULL}};
+    static const luaL_Reg logits_methods[] = {{"top", logits_top}, {"mtp_top", logits_mtp_top},
+                                              {"at", logits_at}, {"row", logits_row},
+                                              {"shape", logits_shape}, {NULL, NULL}};
+    static const luaL_Reg info_meta[] = {{"__tostring", info_tostring}, {NULL, NULL}};
+    static const luaL_Reg tokens_meta[] = {{"__tostring", tokens_tostring}, {NULL, NULL}};
+    static const luaL_Reg gen_meta[] = {{"__tostring", gen_tostring}, {NULL, NULL}};
+    dsv3_lua_newmt(L, DSV3_LUA_MT_MODEL, model_meta, model_methods);
+    dsv3_lua_newmt(L, MT_LOGITS, logits_meta, logits_methods);
+    dsv3_lua_newmt(L, MT_INFO, info_meta, NULL);
+    dsv3_lua_newmt(L, MT_TOKENS, tokens_meta, NULL);
+    dsv3_lua_newmt(L, MT_GEN, gen_meta, NULL);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
+    /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
+    lua_getglobal(L, "load");
+    lua_setglobal(L, "lua_load");
+}
+
+static const dsv3_lua_fn fns[] = {
     {"load", l_load, "load(dir) -> model",
      "Opens a Hugging Face-format model directory (config.json, safetensors, optional\n"
      "tokenizer.json) and makes it the current model. Several models may be loaded."},
@@ -992,125 +876,7 @@ const dsv3_api_entry dsv3_api[] = {
     {"backend", l_backend, "backend([\"fast\" | \"ref\"]) -> name",
      "The kernels of the current model: \"fast\" (AVX2, weights decoded in registers; the\n"
      "default) or \"ref\" (the plain FP32 reference the exactness tests use)."},
-    {"help", l_help, "help([name]) -> text", "Help for an API function, or the list of all."},
-    {"train", dsv3_lua_train,
-     "train{steps=20, data=PATH | text=STRING [, lr, gamma, alpha, lambda, seq_len, batch, ...]} -> run",
-     "Hot-runs training steps on the current model (FP32 master weights, AdamW, next-token CE +\n"
-     "lambda MTP CE + alpha sequence balance loss, aux-loss-free bias update with speed gamma).\n"
-     "The first call creates the trainer (data, seq_len, batch, accum, seed); later calls continue\n"
-     "it and may change lr, gamma, alpha, lambda, warmup, total_steps and fp8 (true: the block\n"
-     "linears run the emulated FP8 recipe). In a notebook a loss/imbalance chart redraws itself\n"
-     "after every step. The weights are synced into\n"
-     "the model after each call (gen, route and bias() see them). run.steps holds per-step loss,\n"
-     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases.\n"
-     "fim_rate (0; the report's 0.1) rearranges that fraction of the documents of data into the\n"
-     "Fill-in-Middle PSM layout (run.fim_documents of run.documents)."},
-    {"train_eval", dsv3_lua_train_eval, "train_eval() -> metrics", "Loss on the held-out split."},
-    {"train_save", dsv3_lua_train_save, "train_save(dir) -> dir",
-     "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},
-    {"train_reset", dsv3_lua_train_reset, "train_reset()",
-     "Drops the trainer and puts the checkpoint's weights back into the model."},
-    {"grpo", dsv3_lua_grpo,
-     "grpo{task=\"add\"|\"copy\" | prompts={...} [, reward=fn, group=8, batch=2, steps=20, ...]} -> run",
-     "GRPO on the current model (spec/training.md §8): per step, batch prompts, group completions\n"
-     "each (max_tokens 16, temperature 1), rewards from reward(prompt, completion, answer) ->\n"
-     "number (default: the answer reward, 1 for a completion starting with the answer), group-\n"
-     "normalised advantages, the clipped token-level loss (eps 0.2) with a k3 KL penalty (beta 0.04)\n"
-     "to the frozen starting weights, AdamW (lr 2e-3, no weight decay; inner steps per batch 1).\n"
-     "prompts: strings or {prompt, answer}. Later calls with the same group, batch and max_tokens\n"
-     "continue the run; the model computes with its weights until grpo_reset(). run.steps: reward,\n"
-     "reward_std, reward_max, kl, length, loss, clip_frac, grad_norm, best (completion), seconds.\n"
-     "In a notebook a live plot of reward, KL and length updates each step (plot=false: none)."},
-    {"grpo_save", dsv3_lua_grpo_save, "grpo_save(dir) -> dir",
-     "Saves the GRPO policy as a model directory (loadable with load)."},
-    {"grpo_reset", dsv3_lua_grpo_reset, "grpo_reset()",
-     "Drops the GRPO run and puts the model's weights from before it back."},
-    {"schedule", dsv3_lua_schedule,
-     "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
-     "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
-     "the report's formula, peak activations, parameter copies; tostring gives the table and text\n"
-     "timelines, __svg the picture. f, b, w: forward, backward-for-input, backward-for-weights\n"
-     "time per chunk; a: all-to-all per chunk; fb: an overlapped F&B pair. s:rows(),\n"
-     "s:ops([method]), s:json(), s:svg(), s:timeline([unit [, color]])."},
-    /* probes (lua_probes.c) */
-    {"route", dsv3_lua_route, "route(text | ids) -> record",
-     "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
-     "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
-     "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
-     "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
-     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json(),\n"
-     "r:csv(), r:save(\"file.json\" | \"file.csv\")."},
-    {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
-     "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
-     "index e+1 holds expert e)."},
-    {"bias_set", dsv3_lua_bias_set, "bias_set(layer, expert | {values}, value)",
-     "Sets one expert's bias, or the whole vector, for this session (changes routing)."},
-    {"bias_add", dsv3_lua_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
-     "Adds to one expert's bias or to the whole vector."},
-    {"bias_reset", dsv3_lua_bias_reset, "bias_reset([layer])",
-     "Restores the checkpoint's bias (one layer, or all)."},
-    {"load_stats", dsv3_lua_load_stats, "load_stats({text, ...}) -> loads",
-     "Expert load per MoE layer over a batch of texts: counts, maxvio (max load / mean - 1) of\n"
-     "the batch and per sequence, and push (sign(mean - load): where the bias update would go)."},
-    {"effect", dsv3_lua_effect, "effect(text | ids, interventions) -> effect",
-     "Runs with and without interventions and compares next-token distributions: per position\n"
-     "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
-     "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
-     "force = {layer = L, experts = {...}, pos = p}."},
-    {"mtp_trace", dsv3_lua_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
-     "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
-     "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
-     ".histogram (of the draft's MTP probability, 10 bins)."},
-    {"capture", dsv3_lua_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
-     "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
-     "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
-     "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
-    {"lens", dsv3_lua_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
-     "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
-    {"attn", dsv3_lua_attn, "attn(text | ids, layer, head) -> tensor",
-     "Attention pattern [T, T] of one head (0-based) in one layer: row i is query i's\n"
-     "distribution over keys 0..i."},
     {NULL, NULL, NULL, NULL},
 };
 
-static void new_mt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
-    luaL_newmetatable(L, name);
-    luaL_setfuncs(L, meta, 0);
-    if (methods) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-}
-
-void dsv3_lua_open_api(lua_State *L, dsv3_session *s) {
-    (void)s;
-    static const luaL_Reg model_meta[] = {{"__gc", model_gc}, {"__close", model_gc},
-                                          {"__tostring", model_tostring}, {NULL, NULL}};
-    static const luaL_Reg model_methods[] = {{"info", l_info}, {NULL, NULL}};
-    static const luaL_Reg logits_meta[] = {{"__gc", logits_gc}, {"__tostring", logits_tostring},
-                                           {"__len", logits_len}, {NULL, NULL}};
-    static const luaL_Reg logits_methods[] = {{"top", logits_top}, {"mtp_top", logits_mtp_top},
-                                              {"at", logits_at}, {"row", logits_row},
-                                              {"shape", logits_shape}, {NULL, NULL}};
-    static const luaL_Reg info_meta[] = {{"__tostring", info_tostring}, {NULL, NULL}};
-    static const luaL_Reg tokens_meta[] = {{"__tostring", tokens_tostring}, {NULL, NULL}};
-    static const luaL_Reg gen_meta[] = {{"__tostring", gen_tostring}, {NULL, NULL}};
-    new_mt(L, MT_MODEL, model_meta, model_methods);
-    new_mt(L, MT_LOGITS, logits_meta, logits_methods);
-    new_mt(L, MT_INFO, info_meta, NULL);
-    new_mt(L, MT_TOKENS, tokens_meta, NULL);
-    new_mt(L, MT_GEN, gen_meta, NULL);
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.models");
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
-    dsv3_lua_open_probes(L);
-    dsv3_lua_open_train(L);
-    dsv3_lua_open_grpo(L);
-    /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
-    lua_getglobal(L, "load");
-    lua_setglobal(L, "lua_load");
-    for (int i = 0; dsv3_api[i].name; i++) lua_register(L, dsv3_api[i].name, dsv3_api[i].fn);
-}
+const dsv3_lua_module dsv3_lua_api_module = {"model", open_api, fns};

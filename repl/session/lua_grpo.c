@@ -10,6 +10,8 @@
  * length is updated in place after every step. Ctrl-C stops between steps (or inside one, before
  * its update) and keeps the weights of the last finished step.
  */
+#include "repl/session/lua_grpo.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
 #include "probes/render/render.h"
-#include "repl/session/session_internal.h"
+#include "repl/session/luax.h"
 
 #define MT_GRPO "dsv3.grpo"
 #define MT_GRPORUN "dsv3.grporun"
@@ -55,11 +57,6 @@ static lgrpo *current_grpo(lua_State *L, lmodel *lm) {
     lgrpo *lg = luaL_testudata(L, -1, MT_GRPO);
     lua_pop(L, 1);
     return lg && lg->g && lg->lm == lm ? lg : NULL;
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
 }
 
 /* ---------------------------------------------------------------- prompts -------------- */
@@ -218,19 +215,19 @@ static void read_opts(lua_State *L, int t, dsv3_grpo_opts *o) {
 static void push_step(lua_State *L, const dsv3_grpo_metrics *m, const reward_ctx *x) {
     lua_createtable(L, 0, 14);
     dsv3_lua_setint(L, "step", m->step);
-    set_num(L, "reward", m->reward_mean);
-    set_num(L, "reward_std", m->reward_std);
-    set_num(L, "reward_max", m->reward_max);
-    set_num(L, "kl", m->kl);
-    set_num(L, "length", m->length);
-    set_num(L, "loss", m->loss);
-    set_num(L, "clip_frac", m->clip_frac);
-    set_num(L, "grad_norm", m->grad_norm);
-    set_num(L, "zero_adv", m->zero_adv);
+    dsv3_lua_setnum(L, "reward", m->reward_mean);
+    dsv3_lua_setnum(L, "reward_std", m->reward_std);
+    dsv3_lua_setnum(L, "reward_max", m->reward_max);
+    dsv3_lua_setnum(L, "kl", m->kl);
+    dsv3_lua_setnum(L, "length", m->length);
+    dsv3_lua_setnum(L, "loss", m->loss);
+    dsv3_lua_setnum(L, "clip_frac", m->clip_frac);
+    dsv3_lua_setnum(L, "grad_norm", m->grad_norm);
+    dsv3_lua_setnum(L, "zero_adv", m->zero_adv);
     dsv3_lua_setint(L, "tokens", m->tokens);
-    set_num(L, "seconds", m->seconds);
-    set_num(L, "sample_seconds", m->sample_seconds);
-    set_num(L, "tokens_per_s", m->tokens_per_s);
+    dsv3_lua_setnum(L, "seconds", m->seconds);
+    dsv3_lua_setnum(L, "sample_seconds", m->sample_seconds);
+    dsv3_lua_setnum(L, "tokens_per_s", m->tokens_per_s);
     if (x->best_text) {
         lua_pushstring(L, x->best_text);
         lua_setfield(L, -2, "best");
@@ -519,24 +516,33 @@ static int grporun_svg(lua_State *L) {
     return 1;
 }
 
-void dsv3_lua_open_grpo(lua_State *L) {
+/* ---------------------------------------------------------------- registration --------- */
+
+static void open_grpo(lua_State *L) {
     static const luaL_Reg grpo_meta[] = {{"__gc", grpo_gc}, {NULL, NULL}};
     static const luaL_Reg run_meta[] = {
         {"__tostring", grporun_tostring}, {"__svg", grporun_svg}, {NULL, NULL}};
-    luaL_newmetatable(L, MT_GRPO);
-    luaL_setfuncs(L, grpo_meta, 0);
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_GRPORUN);
-    luaL_setfuncs(L, run_meta, 0);
-    lua_pop(L, 1);
+    dsv3_lua_newmt(L, MT_GRPO, grpo_meta, NULL);
+    dsv3_lua_newmt(L, MT_GRPORUN, run_meta, NULL);
 }
 
-int dsv3_lua_grpo(lua_State *L) {
-    return l_grpo(L);
-}
-int dsv3_lua_grpo_save(lua_State *L) {
-    return l_grpo_save(L);
-}
-int dsv3_lua_grpo_reset(lua_State *L) {
-    return l_grpo_reset(L);
-}
+static const dsv3_lua_fn fns[] = {
+    {"grpo", l_grpo,
+     "grpo{task=\"add\"|\"copy\" | prompts={...} [, reward=fn, group=8, batch=2, steps=20, ...]} -> run",
+     "GRPO on the current model (spec/training.md §8): per step, batch prompts, group completions\n"
+     "each (max_tokens 16, temperature 1), rewards from reward(prompt, completion, answer) ->\n"
+     "number (default: the answer reward, 1 for a completion starting with the answer), group-\n"
+     "normalised advantages, the clipped token-level loss (eps 0.2) with a k3 KL penalty (beta 0.04)\n"
+     "to the frozen starting weights, AdamW (lr 2e-3, no weight decay; inner steps per batch 1).\n"
+     "prompts: strings or {prompt, answer}. Later calls with the same group, batch and max_tokens\n"
+     "continue the run; the model computes with its weights until grpo_reset(). run.steps: reward,\n"
+     "reward_std, reward_max, kl, length, loss, clip_frac, grad_norm, best (completion), seconds.\n"
+     "In a notebook a live plot of reward, KL and length updates each step (plot=false: none)."},
+    {"grpo_save", l_grpo_save, "grpo_save(dir) -> dir",
+     "Saves the GRPO policy as a model directory (loadable with load)."},
+    {"grpo_reset", l_grpo_reset, "grpo_reset()",
+     "Drops the GRPO run and puts the model's weights from before it back."},
+    {NULL, NULL, NULL, NULL},
+};
+
+const dsv3_lua_module dsv3_lua_grpo_module = {"grpo", open_grpo, fns};

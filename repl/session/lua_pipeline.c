@@ -14,7 +14,7 @@
 
 #include "model/train/pipeline.h"
 #include "probes/render/pipeline.h"
-#include "repl/session/session_internal.h"
+#include "repl/session/luax.h"
 
 #define MT_SCHEDULE "dsv3.schedule"
 
@@ -44,11 +44,6 @@ static int opt_count(lua_State *L, const char *k) {
     if (v < 1 || v > (1 << 20) || v != floor(v))
         return luaL_error(L, "schedule: option '%s' must be an integer in 1..%d", k, 1 << 20);
     return (int)v;
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
 }
 
 /* ---------------------------------------------------------------- metamethods ---------- */
@@ -104,18 +99,18 @@ static int sched_rows(lua_State *L) {
         lua_createtable(L, 0, 8);
         lua_pushstring(L, dsv3_pipe_method_name(u->s[i].method));
         lua_setfield(L, -2, "method");
-        set_num(L, "bubble", sum.bubble);
-        set_num(L, "formula", sum.formula);
+        dsv3_lua_setnum(L, "bubble", sum.bubble);
+        dsv3_lua_setnum(L, "formula", sum.formula);
         lua_pushstring(L, dsv3_pipe_formula_text(u->s[i].method));
         lua_setfield(L, -2, "formula_text");
-        set_num(L, "makespan", sum.makespan);
+        dsv3_lua_setnum(L, "makespan", sum.makespan);
         dsv3_lua_setint(L, "peak_act", sum.peak_act);
         dsv3_lua_setint(L, "param_copies", sum.param_copies);
         lua_createtable(L, u->s[i].opts.pp, 0);
         for (int r = 0; r < u->s[i].opts.pp; r++) {
             lua_createtable(L, 0, 4);
-            set_num(L, "busy", rk[r].busy);
-            set_num(L, "bubble", rk[r].bubble);
+            dsv3_lua_setnum(L, "busy", rk[r].busy);
+            dsv3_lua_setnum(L, "bubble", rk[r].bubble);
             dsv3_lua_setint(L, "peak_act", rk[r].peak_act);
             dsv3_lua_setint(L, "param_copies", rk[r].param_copies);
             lua_rawseti(L, -2, r + 1);
@@ -148,8 +143,8 @@ static int sched_ops(lua_State *L) {
         dsv3_lua_setint(L, "mb", op->mb);
         dsv3_lua_setint(L, "dir", op->dir);
         dsv3_lua_setint(L, "stage", op->stage);
-        set_num(L, "start", op->start);
-        set_num(L, "finish", op->end);
+        dsv3_lua_setnum(L, "start", op->start);
+        dsv3_lua_setnum(L, "finish", op->end);
         if (op->pair >= 0) dsv3_lua_setint(L, "pair", op->pair + 1);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
     }
@@ -216,3 +211,18 @@ int dsv3_lua_schedule(lua_State *L) {
     }
     return 1;
 }
+
+/* ---------------------------------------------------------------- registration --------- */
+
+static const dsv3_lua_fn fns[] = {
+    {"schedule", dsv3_lua_schedule,
+     "schedule{pp=, micro= [, f=1, b=1, w=1, a=0, fb=, method=\"all\", color=false]} -> schedule",
+     "Pipeline schedules of one training step (1F1B, ZB1P, DualPipe): simulated bubble next to\n"
+     "the report's formula, peak activations, parameter copies; tostring gives the table and text\n"
+     "timelines, __svg the picture. f, b, w: forward, backward-for-input, backward-for-weights\n"
+     "time per chunk; a: all-to-all per chunk; fb: an overlapped F&B pair. s:rows(),\n"
+     "s:ops([method]), s:json(), s:svg(), s:timeline([unit [, color]])."},
+    {NULL, NULL, NULL, NULL},
+};
+
+const dsv3_lua_module dsv3_lua_pipeline_module = {"pipeline", dsv3_lua_open_pipeline, fns};

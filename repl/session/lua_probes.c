@@ -7,6 +7,8 @@
  * (bias_set/bias_add, effect's interventions).
  */
 #define _GNU_SOURCE
+#include "repl/session/lua_probes.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@
 #include "model/text/tokenizer.h"
 #include "probes/render/render.h"
 #include "probes/routing.h"
-#include "repl/session/session_internal.h"
+#include "repl/session/luax.h"
 
 #define MT_ROUTE "dsv3.route"
 #define MT_TENSOR "dsv3.tensor"
@@ -1188,7 +1190,7 @@ int dsv3_lua_attn(lua_State *L) {
 
 /* ---------------------------------------------------------------- registration --------- */
 
-void dsv3_lua_open_probes(lua_State *L) {
+static void open_probes(lua_State *L) {
     static const luaL_Reg route_meta[] = {{"__gc", route_gc}, {"__tostring", route_tostring},
                                           {"__len", route_len}, {"__svg", route_svg}, {NULL, NULL}};
     static const luaL_Reg route_methods[] = {{"token", route_token}, {"layer", route_layer},
@@ -1211,14 +1213,50 @@ void dsv3_lua_open_probes(lua_State *L) {
     } mts[] = {{MT_ROUTE, route_meta, route_methods}, {MT_TENSOR, tensor_meta, tensor_methods},
                {"dsv3.load", load_meta, NULL},       {"dsv3.effect", effect_meta, NULL},
                {"dsv3.trace", trace_meta, NULL},     {"dsv3.lens", lens_meta, NULL}};
-    for (size_t i = 0; i < sizeof mts / sizeof mts[0]; i++) {
-        luaL_newmetatable(L, mts[i].name);
-        luaL_setfuncs(L, mts[i].meta, 0);
-        if (mts[i].methods) {
-            lua_newtable(L);
-            luaL_setfuncs(L, mts[i].methods, 0);
-            lua_setfield(L, -2, "__index");
-        }
-        lua_pop(L, 1);
-    }
+    for (size_t i = 0; i < sizeof mts / sizeof mts[0]; i++)
+        dsv3_lua_newmt(L, mts[i].name, mts[i].meta, mts[i].methods);
 }
+
+/* The bindings above keep their exported dsv3_lua_* names; only this table uses them. */
+static const dsv3_lua_fn fns[] = {
+    {"route", dsv3_lua_route, "route(text | ids) -> record",
+     "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
+     "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
+     "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
+     "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
+     "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json(),\n"
+     "r:csv(), r:save(\"file.json\" | \"file.csv\")."},
+    {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
+     "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
+     "index e+1 holds expert e)."},
+    {"bias_set", dsv3_lua_bias_set, "bias_set(layer, expert | {values}, value)",
+     "Sets one expert's bias, or the whole vector, for this session (changes routing)."},
+    {"bias_add", dsv3_lua_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
+     "Adds to one expert's bias or to the whole vector."},
+    {"bias_reset", dsv3_lua_bias_reset, "bias_reset([layer])",
+     "Restores the checkpoint's bias (one layer, or all)."},
+    {"load_stats", dsv3_lua_load_stats, "load_stats({text, ...}) -> loads",
+     "Expert load per MoE layer over a batch of texts: counts, maxvio (max load / mean - 1) of\n"
+     "the batch and per sequence, and push (sign(mean - load): where the bias update would go)."},
+    {"effect", dsv3_lua_effect, "effect(text | ids, interventions) -> effect",
+     "Runs with and without interventions and compares next-token distributions: per position\n"
+     "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
+     "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
+     "force = {layer = L, experts = {...}, pos = p}."},
+    {"mtp_trace", dsv3_lua_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
+     "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
+     "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
+     ".histogram (of the draft's MTP probability, 10 bins)."},
+    {"capture", dsv3_lua_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
+     "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
+     "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
+     "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
+    {"lens", dsv3_lua_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
+     "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
+    {"attn", dsv3_lua_attn, "attn(text | ids, layer, head) -> tensor",
+     "Attention pattern [T, T] of one head (0-based) in one layer: row i is query i's\n"
+     "distribution over keys 0..i."},
+    {NULL, NULL, NULL, NULL},
+};
+
+const dsv3_lua_module dsv3_lua_probes_module = {"probes", open_probes, fns};

@@ -7,6 +7,8 @@
  * see them; train_reset() drops the trainer and puts the checkpoint's weights back. Ctrl-C
  * stops between steps and keeps the weights of the last finished step.
  */
+#include "repl/session/lua_train.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +19,7 @@
 #include "model/text/tokenizer.h"
 #include "model/train/trainer.h"
 #include "probes/render/render.h"
-#include "repl/session/session_internal.h"
+#include "repl/session/luax.h"
 
 #define MT_TRAINER "dsv3.trainer"
 #define MT_TRAINRUN "dsv3.trainrun"
@@ -43,24 +45,19 @@ static ltrainer *current_trainer(lua_State *L, lmodel *lm) {
     return lt && lt->t && lt->lm == lm ? lt : NULL;
 }
 
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static void push_metrics(lua_State *L, const dsv3_train_metrics *m) {
     lua_createtable(L, 0, 11);
     dsv3_lua_setint(L, "step", m->step);
-    set_num(L, "loss", m->loss);
-    set_num(L, "ce", m->ce);
-    set_num(L, "mtp", m->mtp);
-    set_num(L, "balance", m->balance);
-    set_num(L, "lr", m->lr);
-    set_num(L, "grad_norm", m->grad_norm);
-    set_num(L, "maxvio", m->maxvio);
+    dsv3_lua_setnum(L, "loss", m->loss);
+    dsv3_lua_setnum(L, "ce", m->ce);
+    dsv3_lua_setnum(L, "mtp", m->mtp);
+    dsv3_lua_setnum(L, "balance", m->balance);
+    dsv3_lua_setnum(L, "lr", m->lr);
+    dsv3_lua_setnum(L, "grad_norm", m->grad_norm);
+    dsv3_lua_setnum(L, "maxvio", m->maxvio);
     dsv3_lua_setint(L, "tokens", m->tokens);
-    set_num(L, "seconds", m->seconds);
-    set_num(L, "tokens_per_s", m->tokens_per_s);
+    dsv3_lua_setnum(L, "seconds", m->seconds);
+    dsv3_lua_setnum(L, "tokens_per_s", m->tokens_per_s);
 }
 
 /* Applies the tunable options of table t (lr, gamma, alpha, lambda, ...) to o. */
@@ -211,7 +208,7 @@ static int l_train(lua_State *L) {
         if (dsv3_trainer_layer(lt->t, i, &tl, &err)) continue;
         lua_createtable(L, 0, 4);
         dsv3_lua_setint(L, "layer", tl.layer);
-        set_num(L, "maxvio", tl.maxvio);
+        dsv3_lua_setnum(L, "maxvio", tl.maxvio);
         lua_createtable(L, (int)tl.n_experts, 0);
         for (int64_t e = 0; e < tl.n_experts; e++) {
             lua_pushinteger(L, tl.load[e]);
@@ -346,26 +343,34 @@ static int trainrun_svg(lua_State *L) {
     return 1;
 }
 
-void dsv3_lua_open_train(lua_State *L) {
+/* ---------------------------------------------------------------- registration --------- */
+
+static void open_train(lua_State *L) {
     static const luaL_Reg trainer_meta[] = {{"__gc", trainer_gc}, {NULL, NULL}};
     static const luaL_Reg run_meta[] = {{"__tostring", trainrun_tostring}, {"__svg", trainrun_svg}, {NULL, NULL}};
-    luaL_newmetatable(L, MT_TRAINER);
-    luaL_setfuncs(L, trainer_meta, 0);
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_TRAINRUN);
-    luaL_setfuncs(L, run_meta, 0);
-    lua_pop(L, 1);
+    dsv3_lua_newmt(L, MT_TRAINER, trainer_meta, NULL);
+    dsv3_lua_newmt(L, MT_TRAINRUN, run_meta, NULL);
 }
 
-int dsv3_lua_train(lua_State *L) {
-    return l_train(L);
-}
-int dsv3_lua_train_eval(lua_State *L) {
-    return l_train_eval(L);
-}
-int dsv3_lua_train_save(lua_State *L) {
-    return l_train_save(L);
-}
-int dsv3_lua_train_reset(lua_State *L) {
-    return l_train_reset(L);
-}
+static const dsv3_lua_fn fns[] = {
+    {"train", l_train,
+     "train{steps=20, data=PATH | text=STRING [, lr, gamma, alpha, lambda, seq_len, batch, ...]} -> run",
+     "Hot-runs training steps on the current model (FP32 master weights, AdamW, next-token CE +\n"
+     "lambda MTP CE + alpha sequence balance loss, aux-loss-free bias update with speed gamma).\n"
+     "The first call creates the trainer (data, seq_len, batch, accum, seed); later calls continue\n"
+     "it and may change lr, gamma, alpha, lambda, warmup, total_steps and fp8 (true: the block\n"
+     "linears run the emulated FP8 recipe). In a notebook a loss/imbalance chart redraws itself\n"
+     "after every step. The weights are synced into\n"
+     "the model after each call (gen, route and bias() see them). run.steps holds per-step loss,\n"
+     "ce, mtp, balance, lr, grad_norm, maxvio, tokens_per_s; run.layers the loads and biases.\n"
+     "fim_rate (0; the report's 0.1) rearranges that fraction of the documents of data into the\n"
+     "Fill-in-Middle PSM layout (run.fim_documents of run.documents)."},
+    {"train_eval", l_train_eval, "train_eval() -> metrics", "Loss on the held-out split."},
+    {"train_save", l_train_save, "train_save(dir) -> dir",
+     "Saves the trained model (safetensors + config + tokenizer) and the training state, atomically."},
+    {"train_reset", l_train_reset, "train_reset()",
+     "Drops the trainer and puts the checkpoint's weights back into the model."},
+    {NULL, NULL, NULL, NULL},
+};
+
+const dsv3_lua_module dsv3_lua_train_module = {"train", open_train, fns};

@@ -9,32 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/base/strbuf.h"
+#include "repl/session/lua_modules.h"
+#include "repl/session/luax.h"
 #include "repl/session/render.h"
 #include "repl/session/session_internal.h"
 
-static const char REG_KEY = 0;     /* registry key: address is unique */
 static const char RESULTS_KEY = 0; /* registry: {n=, values...} kept by dsv3_session_eval */
 static const char DISPLAY_KEY = 0; /* registry: number of display ids made up so far */
-
-dsv3_session *dsv3_session_of(lua_State *L) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
-    dsv3_session *s = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-void dsv3_session_write(dsv3_session *s, dsv3_stream st, const char *bytes, size_t len) {
-    if (s->io.write && len) s->io.write(s->io.ud, st, bytes, len);
-}
-
-int dsv3_session_interrupted(const dsv3_session *s) {
-    return s->io.interrupt && *s->io.interrupt;
-}
-
-int dsv3_lua_error(lua_State *L, const dsv3_err *err) {
-    return luaL_error(L, "%s", err->msg);
-}
 
 /* ---------------------------------------------------------------- print / hook --------- */
 
@@ -245,6 +226,15 @@ static void open_host_functions(lua_State *L, const dsv3_session_io *io) {
 
 /* ---------------------------------------------------------------- lifetime ------------- */
 
+/* Every module's open hook, then every module's functions as globals (lua_modules.h). */
+static void open_modules(lua_State *L) {
+    for (size_t m = 0; dsv3_lua_modules[m]; m++)
+        if (dsv3_lua_modules[m]->open) dsv3_lua_modules[m]->open(L);
+    for (size_t m = 0; dsv3_lua_modules[m]; m++)
+        for (const dsv3_lua_fn *f = dsv3_lua_modules[m]->fns; f->name; f++)
+            lua_register(L, f->name, f->fn);
+}
+
 dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3_err *err) {
     *out = NULL;
     dsv3_session *s = calloc(1, sizeof *s);
@@ -255,10 +245,9 @@ dsv3_status dsv3_session_new(dsv3_session **out, const dsv3_session_io *io, dsv3
         return dsv3_errf(err, DSV3_ENOMEM, "session: cannot create a Lua state");
     }
     luaL_openlibs(s->L);
-    lua_pushlightuserdata(s->L, s);
-    lua_rawsetp(s->L, LUA_REGISTRYINDEX, &REG_KEY);
+    dsv3_lua_bind_session(s->L, s);
     lua_register(s->L, "print", l_print);
-    dsv3_lua_open_api(s->L, s);
+    open_modules(s->L);
     open_host_functions(s->L, &s->io);
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT | (s->io.interrupt_on_call ? LUA_MASKCALL : 0), 1000);
     *out = s;
@@ -493,26 +482,13 @@ dsv3_exec_status dsv3_session_run_file(dsv3_session *s, const char *path, int ar
 /* ---------------------------------------------------------------- help ----------------- */
 
 const char *dsv3_session_api_name(size_t i) {
-    for (size_t k = 0; dsv3_api[k].name; k++)
-        if (k == i) return dsv3_api[k].name;
-    return NULL;
+    const dsv3_lua_fn *f = dsv3_lua_api_at(i);
+    return f ? f->name : NULL;
 }
 
 char *dsv3_session_help(dsv3_session *s, const char *name) {
     (void)s;
-    dsv3_strbuf b = {0};
-    if (!name || !*name) {
-        dsv3_strbuf_printf(&b, "dsv3 API (help \"name\" for details):\n");
-        for (int i = 0; dsv3_api[i].name; i++) dsv3_strbuf_printf(&b, "  %s\n", dsv3_api[i].signature);
-        return dsv3_strbuf_finish(&b);
-    }
-    for (int i = 0; dsv3_api[i].name; i++)
-        if (!strcmp(dsv3_api[i].name, name)) {
-            dsv3_strbuf_printf(&b, "%s\n%s\n", dsv3_api[i].signature, dsv3_api[i].doc);
-            return dsv3_strbuf_finish(&b);
-        }
-    dsv3_strbuf_printf(&b, "no help for '%s' (help() lists the API)\n", name);
-    return dsv3_strbuf_finish(&b);
+    return dsv3_lua_api_help(name);
 }
 
 static int is_ident(char c);
@@ -559,8 +535,7 @@ static int is_path(const char *name) {
 
 char *dsv3_session_describe(dsv3_session *s, const char *name) {
     if (!is_path(name)) return NULL;
-    for (int i = 0; dsv3_api[i].name; i++)
-        if (!strcmp(dsv3_api[i].name, name)) return dsv3_session_help(s, name);
+    if (dsv3_lua_api_find(name)) return dsv3_session_help(s, name);
     static const struct {
         const char *name, *doc;
         int display; /* 1: defined with io.display, 0: with io.input */

@@ -1,0 +1,175 @@
+/* luax.c — the Lua helper library of the binding modules (contract in luax.h).
+ *
+ * Sections: the session of a state -> models -> arguments -> values. Everything here is a helper
+ * for binding code; it registers no Lua function and includes no module.
+ */
+#include "repl/session/luax.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/run/model.h"
+#include "model/text/tokenizer.h"
+
+/* ---------------------------------------------------------------- the session ---------- */
+
+static const char SESSION_KEY = 0; /* registry key: its address is unique */
+
+void dsv3_lua_bind_session(lua_State *L, dsv3_session *s) {
+    lua_pushlightuserdata(L, s);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SESSION_KEY);
+}
+
+dsv3_session *dsv3_session_of(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SESSION_KEY);
+    dsv3_session *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+void dsv3_session_write(dsv3_session *s, dsv3_stream st, const char *bytes, size_t len) {
+    if (s->io.write && len) s->io.write(s->io.ud, st, bytes, len);
+}
+
+int dsv3_session_interrupted(const dsv3_session *s) {
+    return s->io.interrupt && *s->io.interrupt;
+}
+
+int dsv3_lua_error(lua_State *L, const dsv3_err *err) {
+    return luaL_error(L, "%s", err->msg);
+}
+
+/* ---------------------------------------------------------------- models --------------- */
+
+lmodel *dsv3_lua_check_model(lua_State *L, int idx) {
+    lmodel *lm = luaL_checkudata(L, idx, DSV3_LUA_MT_MODEL);
+    if (!lm->m) luaL_error(L, "model is closed");
+    return lm;
+}
+
+lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
+    if (luaL_testudata(L, idx, DSV3_LUA_MT_MODEL)) return dsv3_lua_check_model(L, idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
+    lmodel *lm = luaL_testudata(L, -1, DSV3_LUA_MT_MODEL);
+    lua_pop(L, 1);
+    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"examples/demo\")");
+    if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
+    return lm;
+}
+
+dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm) {
+    if (!lm->tok)
+        luaL_error(L, "%s has no tokenizer.json: pass token ids (a table of integers) instead",
+                   dsv3_model_dir(lm->m));
+    return lm->tok;
+}
+
+/* ---------------------------------------------------------------- arguments ------------ */
+
+void *dsv3_lua_alloc(lua_State *L, size_t bytes) {
+    void *p = lua_newuserdatauv(L, bytes ? bytes : 1, 0);
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+int32_t *dsv3_lua_own_ids(lua_State *L, int32_t *ids, size_t n) {
+    int32_t *owned = dsv3_lua_alloc(L, n * sizeof *owned);
+    if (n) memcpy(owned, ids, n * sizeof *ids);
+    free(ids);
+    return owned;
+}
+
+int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos) {
+    const int64_t V = dsv3_model_config(lm->m)->vocab_size;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t len;
+        const char *text = lua_tolstring(L, idx, &len);
+        int32_t *enc = NULL;
+        dsv3_err err = {{0}};
+        if (dsv3_tokenizer_encode(dsv3_lua_tokenizer(L, lm), &enc, n, text, len, add_bos, &err))
+            dsv3_lua_error(L, &err);
+        return dsv3_lua_own_ids(L, enc, *n);
+    }
+    if (!lua_istable(L, idx)) luaL_typeerror(L, idx, "string or table of token ids");
+    size_t k = (size_t)lua_rawlen(L, idx);
+    int32_t *ids = dsv3_lua_alloc(L, k * sizeof *ids);
+    for (size_t i = 0; i < k; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        int isnum;
+        lua_Integer v = lua_tointegerx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum || v < 0 || v >= V)
+            luaL_error(L, "token id #%d is %s (expected an integer in [0, %d))", (int)i + 1,
+                       isnum ? "out of range" : "not an integer", (int)V);
+        ids[i] = (int32_t)v;
+    }
+    *n = k;
+    return ids;
+}
+
+int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
+    if (!lua_istable(L, t)) return def;
+    lua_getfield(L, t, k);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+    if (!lua_istable(L, t)) return def;
+    lua_getfield(L, t, k);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int ok;
+    lua_Number v = lua_tonumberx(L, -1, &ok);
+    lua_pop(L, 1);
+    if (!ok) luaL_error(L, "option '%s' must be a number", k);
+    return v;
+}
+
+const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k) {
+    if (!lua_istable(L, t)) return NULL;
+    lua_getfield(L, t, k);
+    const char *v = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    if (!v && !lua_isnil(L, -1)) luaL_error(L, "option '%s' must be a string", k);
+    lua_pop(L, 1); /* the string stays alive: it is referenced by the options table */
+    return v;
+}
+
+/* ---------------------------------------------------------------- values --------------- */
+
+void dsv3_lua_setint(lua_State *L, const char *k, long long v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void dsv3_lua_setnum(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void dsv3_lua_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    if (methods) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
+void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b) {
+    dsv3_strbuf_puts(b, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
+}
+
+int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
+    lua_pushlstring(L, b->s ? b->s : "", b->len);
+    free(b->s);
+    b->s = NULL;
+    return 1;
+}
