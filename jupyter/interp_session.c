@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include "jupyter/interp_session.h"
 
-#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,8 +208,7 @@ dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatil
         free(js);
         return st;
     }
-    snprintf(js->version, sizeof js->version, "%s.%s.%s", LUA_VERSION_MAJOR, LUA_VERSION_MINOR,
-             LUA_VERSION_RELEASE);
+    snprintf(js->version, sizeof js->version, "%s", dsv3_session_language_version());
     snprintf(js->banner, sizeof js->banner,
              "dsv3 — a DeepSeek-V3 runtime you can look inside (Lua %s).\n"
              "load \"DIR\" a model, then info(), logits(text), gen(prompt); help() lists the API.",

@@ -486,6 +486,10 @@ const char *dsv3_session_api_name(size_t i) {
     return f ? f->name : NULL;
 }
 
+const char *dsv3_session_language_version(void) {
+    return LUA_VERSION_MAJOR "." LUA_VERSION_MINOR "." LUA_VERSION_RELEASE;
+}
+
 char *dsv3_session_help(dsv3_session *s, const char *name) {
     (void)s;
     return dsv3_lua_api_help(name);

@@ -122,4 +122,8 @@ char *dsv3_session_help(dsv3_session *s, const char *name);
 /* Name of API function i (0-based), NULL past the end; for front ends. */
 const char *dsv3_session_api_name(size_t i);
 
+/* The version of the session's language ("5.4.4"): what a Jupyter kernel reports as its
+ * language_info, without front ends including Lua's headers. */
+const char *dsv3_session_language_version(void);
+
 #endif
