@@ -6,8 +6,8 @@
 
 #include "probes/probe.h"
 
-static const char *const point_names[DSV3_POINT_COUNT] = {"resid_in", "attn_out", "ffn_out",
-                                                          "resid_out", "ckv", "hidden"};
+static const char *const point_names[DSV3_POINT_COUNT] = {"resid_in",  "attn_out", "ffn_out",
+                                                          "resid_out", "ckv",      "hidden"};
 
 const char *dsv3_capture_point_name(int p) {
     return p >= 0 && p < DSV3_POINT_COUNT ? point_names[p] : NULL;
@@ -15,20 +15,24 @@ const char *dsv3_capture_point_name(int p) {
 
 void dsv3_capture_fini(dsv3_capture *c) {
     if (!c) return;
-    for (int64_t i = 0; i < c->n; i++) free(c->t[i].v);
+    for (int64_t i = 0; i < c->n; i++)
+        free(c->t[i].v);
     free(c->t);
     memset(c, 0, sizeof *c);
 }
 
-const dsv3_capture_tensor *dsv3_capture_find(const dsv3_capture *c, dsv3_point point, int64_t layer) {
+const dsv3_capture_tensor *dsv3_capture_find(const dsv3_capture *c, dsv3_point point,
+                                             int64_t layer) {
     for (int64_t i = 0; i < c->n; i++)
-        if (c->t[i].point == point && (point == DSV3_POINT_HIDDEN || c->t[i].layer == layer)) return &c->t[i];
+        if (c->t[i].point == point && (point == DSV3_POINT_HIDDEN || c->t[i].layer == layer))
+            return &c->t[i];
     return NULL;
 }
 
 typedef struct {
     int64_t n_layers, T;
-    dsv3_capture_tensor **slots; /* [(n_layers + 1) * DSV3_POINT_COUNT]: row 0 = hidden (layer -1) */
+    dsv3_capture_tensor *
+        *slots; /* [(n_layers + 1) * DSV3_POINT_COUNT]: row 0 = hidden (layer -1) */
 } capture_ctx;
 
 /* The hook copies into tensors made before the forward; it never allocates. */
@@ -45,8 +49,8 @@ static void on_point(void *ud, dsv3_point p, int64_t layer, int64_t pos0, int64_
 /* Appends a zeroed [T, dim] tensor for (p, li) to out (room for it was made by the caller). */
 static dsv3_capture_tensor *add_tensor(dsv3_capture *out, dsv3_point p, int64_t li, int64_t dim) {
     dsv3_capture_tensor *t = &out->t[out->n];
-    *t = (dsv3_capture_tensor){.point = p, .layer = li, .dim = dim,
-                               .v = calloc((size_t)(out->T * dim), sizeof(float))};
+    *t = (dsv3_capture_tensor){
+        .point = p, .layer = li, .dim = dim, .v = calloc((size_t)(out->T * dim), sizeof(float))};
     if (!t->v) return NULL;
     out->n++;
     return t;
@@ -60,7 +64,8 @@ dsv3_status dsv3_capture_run(dsv3_capture *out, dsv3_model *m, const int32_t *id
     const int64_t NL = c->num_hidden_layers;
     unsigned char want[DSV3_POINT_COUNT] = {0};
     int any = 0;
-    for (int p = 0; p < DSV3_POINT_COUNT; p++) any |= want[p] = opts ? opts->points[p] : 0;
+    for (int p = 0; p < DSV3_POINT_COUNT; p++)
+        any |= want[p] = opts ? opts->points[p] : 0;
     if (!any) want[DSV3_POINT_RESID_OUT] = 1;
     const unsigned char *layers = opts ? opts->layers : NULL;
     out->T = T;
@@ -78,7 +83,8 @@ dsv3_status dsv3_capture_run(dsv3_capture *out, dsv3_model *m, const int32_t *id
             const int64_t dim = p == DSV3_POINT_CKV ? c->kv_lora_rank : c->hidden_size;
             dsv3_capture_tensor *t = add_tensor(out, (dsv3_point)p, li, dim);
             if (!t)
-                st = dsv3_errf(err, DSV3_ENOMEM, "out of memory for a %d x %d tensor", (int)T, (int)dim);
+                st = dsv3_errf(err, DSV3_ENOMEM, "out of memory for a %d x %d tensor", (int)T,
+                               (int)dim);
             cx.slots[(li + 1) * DSV3_POINT_COUNT + p] = t;
         }
     }

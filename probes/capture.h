@@ -48,7 +48,8 @@ dsv3_status dsv3_capture_run(dsv3_capture *out, dsv3_model *m, const int32_t *id
                              dsv3_err *err);
 
 /* The tensor of (point, layer) in c (layer ignored for DSV3_POINT_HIDDEN), or NULL. */
-const dsv3_capture_tensor *dsv3_capture_find(const dsv3_capture *c, dsv3_point point, int64_t layer);
+const dsv3_capture_tensor *dsv3_capture_find(const dsv3_capture *c, dsv3_point point,
+                                             int64_t layer);
 
 /* Frees every tensor still held and the list, and zeroes c; NULL is a no-op. */
 void dsv3_capture_fini(dsv3_capture *c);

@@ -16,7 +16,8 @@ void dsv3_effect_fini(dsv3_effect *e) {
 
 /* Logits of both passes: pass 0 as the model is, pass 1 with iv attached. */
 static dsv3_status two_passes(float *a, float *b, dsv3_model *m, const int32_t *ids, int64_t T,
-                              const dsv3_interventions *iv, const volatile int *cancel, dsv3_err *err) {
+                              const dsv3_interventions *iv, const volatile int *cancel,
+                              dsv3_err *err) {
     dsv3_status st = DSV3_OK;
     for (int pass = 0; pass < 2 && !st; pass++) {
         dsv3_run *r = NULL;
@@ -52,7 +53,7 @@ dsv3_status dsv3_effect_measure(dsv3_effect *out, dsv3_model *m, const int32_t *
     int64_t changed = 0;
     for (int64_t t = 0; t < T; t++) {
         /* KL(P || Q) = sum_v P(v) (log P(v) - log Q(v)), P the base and Q the intervened
-         * distribution (docs/ARCHITECTURE.md, "Routing": what an intervention costs). */
+         * next-token distribution: in nats, 0 when the intervention changes nothing. */
         dsv3_log_softmax(la, a + t * V, V);
         dsv3_log_softmax(lb, b + t * V, V);
         double kl = 0;

@@ -16,12 +16,12 @@
 #include "model/run/forward.h"
 
 typedef struct {
-    int64_t T;                   /* positions compared (= tokens) */
-    double *kl;                  /* [T] KL(base || intervened) of the next-token distribution, nats */
-    unsigned char *top1_changed; /* [T] 1 where the intervened argmax differs from the base one */
-    double mean_kl;              /* mean of kl over T */
-    double max_kl;               /* max of kl (0 when every KL is 0) */
-    double top1_changed_fraction;/* share of positions with top1_changed, in [0, 1] */
+    int64_t T;  /* positions compared (= tokens) */
+    double *kl; /* [T] KL(base || intervened) of the next-token distribution, nats */
+    unsigned char *top1_changed;  /* [T] 1 where the intervened argmax differs from the base one */
+    double mean_kl;               /* mean of kl over T */
+    double max_kl;                /* max of kl (0 when every KL is 0) */
+    double top1_changed_fraction; /* share of positions with top1_changed, in [0, 1] */
 } dsv3_effect;
 
 /* Fills *out for ids[0..T) over model m, the second forward with interventions iv (NULL: none,

@@ -33,7 +33,8 @@ dsv3_status dsv3_lens_compute(dsv3_lens *out, dsv3_model *m, const int32_t *ids,
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t NL = c->num_hidden_layers, H = c->hidden_size, V = c->vocab_size;
     dsv3_capture cap;
-    dsv3_status st = dsv3_capture_run(&cap, m, ids, T, NULL, cancel, err); /* resid_out, all blocks */
+    dsv3_status st =
+        dsv3_capture_run(&cap, m, ids, T, NULL, cancel, err); /* resid_out, all blocks */
     if (st) return st;
     if (pos < 0 || pos >= T) {
         dsv3_capture_fini(&cap);
@@ -42,10 +43,12 @@ dsv3_status dsv3_lens_compute(dsv3_lens *out, dsv3_model *m, const int32_t *ids,
     out->n_layers = NL;
     out->k = k < V ? k : V;
     out->pos = pos;
-    float *scratch = malloc((size_t)H * sizeof *scratch), *logits = malloc((size_t)V * sizeof *logits);
+    float *scratch = malloc((size_t)H * sizeof *scratch),
+          *logits = malloc((size_t)V * sizeof *logits);
     double *lp = malloc((size_t)V * sizeof *lp);
     out->top = malloc((size_t)(NL * out->k + 1) * sizeof *out->top);
-    if (!scratch || !logits || !lp || !out->top) st = dsv3_errf(err, DSV3_ENOMEM, "lens: out of memory");
+    if (!scratch || !logits || !lp || !out->top)
+        st = dsv3_errf(err, DSV3_ENOMEM, "lens: out of memory");
     for (int64_t li = 0; li < NL && !st; li++) {
         /* docs/ARCHITECTURE.md, "Logit lens": softmax(lm_head(norm(resid_out_l))) */
         const dsv3_capture_tensor *t = dsv3_capture_find(&cap, DSV3_POINT_RESID_OUT, li);

@@ -20,10 +20,10 @@ typedef struct {
 } dsv3_lens_entry;
 
 typedef struct {
-    int64_t n_layers;      /* blocks read (= num_hidden_layers) */
-    int64_t k;             /* entries per block: min(k asked, vocab_size) */
-    int64_t pos;           /* the position read, 0-based */
-    dsv3_lens_entry *top;  /* [n_layers, k]: row l = block l, most likely first (ties: lower id) */
+    int64_t n_layers;     /* blocks read (= num_hidden_layers) */
+    int64_t k;            /* entries per block: min(k asked, vocab_size) */
+    int64_t pos;          /* the position read, 0-based */
+    dsv3_lens_entry *top; /* [n_layers, k]: row l = block l, most likely first (ties: lower id) */
 } dsv3_lens;
 
 /* Fills *out for position pos (0-based, < T) of ids[0..T) over model m, with the k >= 1 most

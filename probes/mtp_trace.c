@@ -28,8 +28,9 @@ static void summarize(dsv3_mtp_trace *t, int64_t V) {
     for (int64_t i = 0; i < t->drafted; i++) {
         const dsv3_draft_event *e = &t->steps[i];
         t->accepted += e->accepted;
-        const int64_t b = (e->pos / DSV3_TRACE_BUCKET) < DSV3_TRACE_BUCKETS - 1 ? e->pos / DSV3_TRACE_BUCKET
-                                                                               : DSV3_TRACE_BUCKETS - 1;
+        const int64_t b = (e->pos / DSV3_TRACE_BUCKET) < DSV3_TRACE_BUCKETS - 1
+                              ? e->pos / DSV3_TRACE_BUCKET
+                              : DSV3_TRACE_BUCKETS - 1;
         t->pos_drafted[b]++;
         t->pos_accepted[b] += e->accepted;
         const int64_t band = (int64_t)e->draft * DSV3_TRACE_BANDS / V;
@@ -48,18 +49,24 @@ dsv3_status dsv3_mtp_trace_run(dsv3_mtp_trace *out, dsv3_model *m, const int32_t
                                dsv3_err *err) {
     memset(out, 0, sizeof *out);
     const dsv3_config *c = dsv3_model_config(m);
-    if (!dsv3_model_has_mtp(m)) return dsv3_errf(err, DSV3_EUNSUPPORTED, "mtp_trace: the model has no MTP layer");
+    if (!dsv3_model_has_mtp(m))
+        return dsv3_errf(err, DSV3_EUNSUPPORTED, "mtp_trace: the model has no MTP layer");
     const int64_t n_new = o->n_new;
     if (n_new < 1 || n + n_new + 1 > c->max_position_embeddings || n < 1)
-        return dsv3_errf(err, DSV3_EINVAL,
-                         "mtp_trace: need a prompt and 1 <= n with prompt + n < max_position_embeddings");
+        return dsv3_errf(
+            err, DSV3_EINVAL,
+            "mtp_trace: need a prompt and 1 <= n with prompt + n < max_position_embeddings");
     draft_log d = {.ev = malloc((size_t)n_new * sizeof *d.ev), .cap = n_new};
     int32_t *gen_out = malloc((size_t)n_new * sizeof *gen_out);
     dsv3_run *run = NULL;
     dsv3_run_opts ro = {.max_seq = n + n_new + 1, .max_chunk = n < 256 ? n + 1 : 256};
     dsv3_gen_opts go = {.max_new_tokens = n_new,
                         .sample = {.greedy = o->temperature <= 0, .temperature = o->temperature},
-                        .seed = o->seed, .use_mtp = 1, .eos_id = -1, .ud = &d, .on_draft = on_draft,
+                        .seed = o->seed,
+                        .use_mtp = 1,
+                        .eos_id = -1,
+                        .ud = &d,
+                        .on_draft = on_draft,
                         .cancel = cancel};
     int64_t n_out = 0;
     dsv3_gen_stats st = {0};

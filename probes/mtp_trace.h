@@ -4,7 +4,7 @@
  * every verified draft: its position, the drafted and the main model's tokens, the draft's
  * probability under both models and whether it was kept; then sums acceptance by position
  * bucket, by token-id band and by draft confidence. It owns that record and those sums; it does
- * not own drafting or verifying (docs/ARCHITECTURE.md, "MTP").
+ * not own drafting or verifying (docs/ARCHITECTURE.md, "MTP" and "Speculative decoding").
  * Thread rules: the model may be shared; the call uses one run of its own.
  */
 #ifndef DSV3_PROBES_MTP_TRACE_H
@@ -23,25 +23,25 @@ enum {
 };
 
 typedef struct {
-    int64_t n_new;           /* tokens to generate, >= 1 */
-    float temperature;       /* <= 0: greedy */
-    uint64_t seed;           /* sampling seed */
+    int64_t n_new;     /* tokens to generate, >= 1 */
+    float temperature; /* <= 0: greedy */
+    uint64_t seed;     /* sampling seed */
 } dsv3_mtp_trace_opts;
 
 typedef struct {
-    int64_t drafted;               /* verified drafts (= steps held) */
-    dsv3_draft_event *steps;       /* [drafted], in generation order */
-    int64_t accepted;              /* drafts kept */
-    double rate;                   /* accepted / drafted (0 with no draft) */
+    int64_t drafted;                          /* verified drafts (= steps held) */
+    dsv3_draft_event *steps;                  /* [drafted], in generation order */
+    int64_t accepted;                         /* drafts kept */
+    double rate;                              /* accepted / drafted (0 with no draft) */
     int64_t pos_drafted[DSV3_TRACE_BUCKETS];  /* drafts per position bucket (pos / BUCKET) */
     int64_t pos_accepted[DSV3_TRACE_BUCKETS]; /* of them kept */
     double band_rate[DSV3_TRACE_BANDS];       /* acceptance per token-id band of the draft
                                                  (a frequency proxy: BPE ids grow as merges get
                                                  rarer); NaN for a band with no draft */
     int64_t histogram[DSV3_TRACE_HIST];       /* drafts per q_draft bin (bin = q * HIST) */
-    int64_t tokens;                /* tokens generated */
-    int interrupted;               /* 1 if cancel stopped the generation (the record holds the
-                                      drafts verified until then) */
+    int64_t tokens;                           /* tokens generated */
+    int interrupted; /* 1 if cancel stopped the generation (the record holds the
+                        drafts verified until then) */
 } dsv3_mtp_trace;
 
 /* Fills *out for a generation of o->n_new tokens after prompt ids[0..n) with model m.

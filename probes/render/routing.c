@@ -10,8 +10,10 @@
 char *dsv3_render_route_text(const dsv3_routerec *r, const dsv3_route_labels *lab) {
     dsv3_strbuf b = {0};
     char line[256];
-    snprintf(line, sizeof line, "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
-             (long long)lab->T, (long long)lab->first_moe, (long long)lab->n_layers - 1);
+    snprintf(
+        line, sizeof line,
+        "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
+        (long long)lab->T, (long long)lab->first_moe, (long long)lab->n_layers - 1);
     dsv3_strbuf_puts(&b, line);
     for (int64_t p = 0; p < lab->T && p < 64; p++) {
         char cell[64];
@@ -41,10 +43,11 @@ char *dsv3_render_route_csv(const dsv3_routerec *r) {
         for (int64_t k = 0; k < r->K; k++) {
             const int32_t e = r->experts[i * r->K + k];
             char line[256];
-            snprintf(line, sizeof line, "%lld,%lld,%d,%lld,%d,%.9g,%.9g,%.9g,%d\n", (long long)r->layer[i],
-                     (long long)r->pos[i] + 1, r->token[i], (long long)k + 1, e,
-                     r->weights[i * r->K + k], e >= 0 ? r->scores[i * r->E + e] : 0.0,
-                     e >= 0 ? r->biased[i * r->E + e] : 0.0, changed);
+            snprintf(line, sizeof line, "%lld,%lld,%d,%lld,%d,%.9g,%.9g,%.9g,%d\n",
+                     (long long)r->layer[i], (long long)r->pos[i] + 1, r->token[i],
+                     (long long)k + 1, e, r->weights[i * r->K + k],
+                     e >= 0 ? r->scores[i * r->E + e] : 0.0, e >= 0 ? r->biased[i * r->E + e] : 0.0,
+                     changed);
             dsv3_strbuf_puts(&b, line);
         }
     }
@@ -55,7 +58,8 @@ char *dsv3_render_route_heatmap(const dsv3_routerec *r, const dsv3_route_labels 
                                 int svg) {
     const int64_t E = r->E, K = r->K;
     int64_t rows = 0;
-    for (int64_t i = 0; i < r->n; i++) rows += r->layer[i] == li;
+    for (int64_t i = 0; i < r->n; i++)
+        rows += r->layer[i] == li;
     if (!rows) return NULL;
     float *v = malloc((size_t)(rows * E) * sizeof *v);
     unsigned char *mark = calloc((size_t)(rows * E), 1);
@@ -75,9 +79,15 @@ char *dsv3_render_route_heatmap(const dsv3_routerec *r, const dsv3_route_labels 
         k++;
     }
     char title[96];
-    snprintf(title, sizeof title, "layer %lld: sigmoid scores, chosen experts outlined", (long long)li);
-    dsv3_heatmap hm = {.v = v, .mark = mark, .rows = rows, .cols = E, .row_labels = labels,
-                       .title = title, .col_axis = "expert"};
+    snprintf(title, sizeof title, "layer %lld: sigmoid scores, chosen experts outlined",
+             (long long)li);
+    dsv3_heatmap hm = {.v = v,
+                       .mark = mark,
+                       .rows = rows,
+                       .cols = E,
+                       .row_labels = labels,
+                       .title = title,
+                       .col_axis = "expert"};
     char *out = svg ? dsv3_render_heatmap_svg(&hm) : dsv3_render_heatmap_text(&hm);
     free(v), free(mark), free(labels);
     return out;

@@ -16,8 +16,8 @@
 typedef struct {
     int64_t T;                 /* tokens routed (positions 0..T-1) */
     const char *const *pieces; /* [T] the text of each token (entries may be NULL), or NULL */
-    int64_t n_layers;          /* main-model layers (records at layer n_layers are the MTP block's) */
-    int64_t first_moe;         /* first MoE layer */
+    int64_t n_layers;  /* main-model layers (records at layer n_layers are the MTP block's) */
+    int64_t first_moe; /* first MoE layer */
 } dsv3_route_labels;
 
 /* Text: a heading, then one row per token (the first 64, then " ..."), one column per
