@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "probes/probe.h"
+
 dsv3_status dsv3_routerec_init(dsv3_routerec *r, int64_t E, int64_t K, int64_t G, dsv3_err *err) {
     memset(r, 0, sizeof *r);
     if (E < 1 || K < 1 || G < 1) return dsv3_errf(err, DSV3_EINVAL, "routing: the model has no MoE layer");
@@ -73,6 +75,22 @@ dsv3_hooks dsv3_routerec_hooks(dsv3_routerec *r) {
     return (dsv3_hooks){.ud = r, .route = on_route, .attn_layer = -1, .attn_head = -1};
 }
 
+dsv3_status dsv3_routerec_collect(dsv3_routerec *r, dsv3_model *m, const int32_t *ids, int64_t n,
+                                  const volatile int *cancel, dsv3_err *err) {
+    const dsv3_config *c = dsv3_model_config(m);
+    /* one record per token and MoE layer, and room for the MTP block's should a caller run it */
+    dsv3_status st = dsv3_routerec_reserve(r, n * (c->num_hidden_layers - c->first_k_dense_replace + 1), err);
+    if (!st) st = dsv3_probe_check_len(m, n, err);
+    dsv3_run *run = NULL;
+    if (!st) st = dsv3_probe_run_new(&run, m, n, cancel, err);
+    if (st) return st;
+    dsv3_hooks h = dsv3_routerec_hooks(r);
+    dsv3_run_set_hooks(run, &h);
+    st = dsv3_forward_chunked(run, ids, n, NULL, NULL, err);
+    dsv3_run_free(run);
+    return st;
+}
+
 int dsv3_routerec_bias_changed(const dsv3_routerec *r, int64_t i) {
     const int32_t *a = r->experts + i * r->K, *b = r->nobias + i * r->K;
     for (int64_t k = 0; k < r->K; k++) {
@@ -95,6 +113,18 @@ int64_t dsv3_routerec_load(const dsv3_routerec *r, int64_t layer, int64_t *count
         }
     }
     return tokens;
+}
+
+void dsv3_routerec_cooc(const dsv3_routerec *r, int64_t layer, int64_t *m) {
+    const int64_t E = r->E, K = r->K;
+    memset(m, 0, (size_t)(E * E) * sizeof *m);
+    for (int64_t i = 0; i < r->n; i++) {
+        if (r->layer[i] != layer) continue;
+        const int32_t *ex = r->experts + i * K;
+        for (int64_t a = 0; a < K; a++)
+            for (int64_t b = 0; b < K; b++)
+                if (a != b && ex[a] >= 0 && ex[b] >= 0) m[ex[a] * E + ex[b]]++;
+    }
 }
 
 /* DeepSeek-V3 report §4.5 (MaxVio): max_i load_i / mean load - 1. */

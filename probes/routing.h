@@ -38,12 +38,24 @@ dsv3_status dsv3_routerec_reserve(dsv3_routerec *r, int64_t more, dsv3_err *err)
 /* Hooks whose route callback appends to r. */
 dsv3_hooks dsv3_routerec_hooks(dsv3_routerec *r);
 
+/* Routes ids[0..n) through the main model of m (not the MTP block) and appends one record per
+ * token and MoE layer to r, which must be initialised for m's E, K and G. Reserves the room
+ * first, then checks n (1..max_position_embeddings, "N tokens (need 1..P)"), then runs one
+ * forward; cancel (may be NULL) stops it with DSV3_EINTR. On failure r stays usable and holds
+ * what it held before plus the records of the layers routed before the failure. */
+dsv3_status dsv3_routerec_collect(dsv3_routerec *r, dsv3_model *m, const int32_t *ids, int64_t n,
+                                  const volatile int *cancel, dsv3_err *err);
+
 /* 1 if the bias changed record i's set of experts (order ignored). */
 int dsv3_routerec_bias_changed(const dsv3_routerec *r, int64_t i);
 
 /* Load of layer `layer` over the record: counts[E] tokens routed to each expert. Returns the
  * number of tokens seen at that layer. */
 int64_t dsv3_routerec_load(const dsv3_routerec *r, int64_t layer, int64_t *counts);
+
+/* Co-occurrence at layer `layer`: m[E, E] (row-major), m[a, b] = how many records chose both
+ * expert a and expert b (a != b; the diagonal stays 0). */
+void dsv3_routerec_cooc(const dsv3_routerec *r, int64_t layer, int64_t *m);
 
 /* The DeepSeek-V3 report's maximal violation: max load / mean load - 1 (0 for no tokens). */
 double dsv3_load_maxvio(const int64_t *counts, int64_t E);

@@ -12,6 +12,7 @@
 #include "model/run/forward.h"
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
+#include "probes/probe.h"
 #include "probes/routing.h"
 #include "repl/cli/cli.h"
 
@@ -43,7 +44,6 @@ int dsv3_cli_route(int argc, char **argv) {
     dsv3_err err = {{0}};
     dsv3_model *m = NULL;
     dsv3_tokenizer *tok = NULL;
-    dsv3_run *run = NULL;
     dsv3_routerec rec = {0};
     int32_t *ids = NULL;
     int64_t n = 0;
@@ -61,18 +61,10 @@ int dsv3_cli_route(int argc, char **argv) {
     } else if (dsv3_cli_parse_ids(ids_s, &ids, &n, &err)) {
         goto fail;
     }
-    if (n < 1 || n > c->max_position_embeddings) {
-        dsv3_errf(&err, DSV3_EINVAL, "%lld tokens (need 1..%lld)", (long long)n, (long long)c->max_position_embeddings);
+    if (dsv3_probe_check_len(m, n, &err) ||
+        dsv3_routerec_init(&rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err) ||
+        dsv3_routerec_collect(&rec, m, ids, n, NULL, &err))
         goto fail;
-    }
-    if (dsv3_routerec_init(&rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err) ||
-        dsv3_routerec_reserve(&rec, n * (c->num_hidden_layers - c->first_k_dense_replace), &err))
-        goto fail;
-    dsv3_run_opts o = {.max_seq = n, .max_chunk = n < 512 ? n : 512};
-    if (dsv3_run_new(&run, m, &o, &err)) goto fail;
-    dsv3_hooks h = dsv3_routerec_hooks(&rec);
-    dsv3_run_set_hooks(run, &h);
-    if (dsv3_forward_chunked(run, ids, n, NULL, NULL, &err)) goto fail;
     if (json) {
         char *s = dsv3_routerec_json(&rec, c->num_hidden_layers, tok ? piece_of : NULL, tok);
         if (!s) {
@@ -94,7 +86,6 @@ fail:
     if (rc) fprintf(stderr, "dsv3 route: %s\n", err.msg);
     dsv3_routerec_fini(&rec);
     free(ids);
-    dsv3_run_free(run);
     dsv3_tokenizer_close(tok);
     dsv3_model_close(m);
     return rc;

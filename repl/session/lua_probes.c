@@ -1,10 +1,11 @@
 /* lua_probes.c — the probe API of a session: routing records, router bias, expert load,
  * interventions, MTP acceptance, activations, logit lens, attention patterns.
  *
- * Each probe attaches hooks to a fresh run for one forward (or generation) and returns a value
- * with a text rendering (__tostring) and, where a picture helps, an SVG rendering (__svg) that
- * notebooks show. Nothing here changes the model's numbers except the calls that say so
- * (bias_set/bias_add, effect's interventions).
+ * The probes are C modules in probes/ (routing, effect, capture, lens, attention, mtp_trace) and
+ * their layouts are in probes/render/; these bindings read the Lua arguments, call them and push
+ * the result as a value with a text rendering (__tostring) and, where a picture helps, an SVG
+ * rendering (__svg) that notebooks show. Nothing here changes the model's numbers except the
+ * calls that say so (bias_set/bias_add, effect's interventions).
  */
 #define _GNU_SOURCE
 #include "repl/session/lua_probes.h"
@@ -21,7 +22,13 @@
 #include "model/run/model.h"
 #include "model/base/npy.h"
 #include "model/text/tokenizer.h"
+#include "probes/attention.h"
+#include "probes/capture.h"
+#include "probes/effect.h"
+#include "probes/lens.h"
+#include "probes/mtp_trace.h"
 #include "probes/render/render.h"
+#include "probes/render/routing.h"
 #include "probes/routing.h"
 #include "repl/session/luax.h"
 
@@ -43,20 +50,17 @@ static char *token_text(lmodel *lm, int32_t id) {
     return strdup("?");
 }
 
-/* A run sized for n tokens; raises on failure. */
-static dsv3_run *new_run(lua_State *L, lmodel *lm, int64_t n) {
-    dsv3_run *r = NULL;
-    dsv3_err err = {{0}};
-    const dsv3_config *c = dsv3_model_config(lm->m);
-    if (n < 1 || n > c->max_position_embeddings) {
-        luaL_error(L, "%d tokens (need 1..%d)", (int)n, (int)c->max_position_embeddings);
-    }
-    dsv3_run_opts o = {.max_seq = n, .max_chunk = n < 512 ? n : 512};
-    if (dsv3_run_new(&r, lm->m, &o, &err)) {
-        dsv3_lua_error(L, &err);
-    }
-    dsv3_run_set_cancel(r, dsv3_session_of(L)->io.interrupt);
-    return r;
+/* The session's interrupt flag, which every probe's forward watches. */
+static const volatile int *cancel_of(lua_State *L) {
+    return dsv3_session_of(L)->io.interrupt;
+}
+
+/* Pushes a malloc'd string and frees it; NULL (out of memory) raises. */
+static int push_owned_string(lua_State *L, char *text) {
+    if (!text) return luaL_error(L, "out of memory");
+    lua_pushstring(L, text);
+    free(text);
+    return 1;
 }
 
 static void push_int_array(lua_State *L, const int32_t *v, int64_t n) {
@@ -96,6 +100,15 @@ static int route_gc(lua_State *L) {
     return 0;
 }
 
+/* Pushes {row[experts[k]]...} over K chosen experts (0 for a missing expert, -1). */
+static void push_picked(lua_State *L, const float *row, const int32_t *experts, int64_t K) {
+    lua_createtable(L, (int)K, 0);
+    for (int64_t k = 0; k < K; k++) {
+        lua_pushnumber(L, experts[k] >= 0 ? row[experts[k]] : 0.0);
+        lua_rawseti(L, -2, k + 1);
+    }
+}
+
 /* Pushes record i as a table. */
 static void push_record(lua_State *L, const dsv3_routerec *rec, int64_t i) {
     const int64_t K = rec->K, E = rec->E;
@@ -107,19 +120,9 @@ static void push_record(lua_State *L, const dsv3_routerec *rec, int64_t i) {
     lua_setfield(L, -2, "experts");
     push_float_array(L, rec->weights + i * K, K);
     lua_setfield(L, -2, "weights");
-    lua_createtable(L, (int)K, 0);
-    for (int64_t k = 0; k < K; k++) {
-        int32_t e = rec->experts[i * K + k];
-        lua_pushnumber(L, e >= 0 ? rec->scores[i * E + e] : 0.0);
-        lua_rawseti(L, -2, k + 1);
-    }
+    push_picked(L, rec->scores + i * E, rec->experts + i * K, K);
     lua_setfield(L, -2, "scores");
-    lua_createtable(L, (int)K, 0);
-    for (int64_t k = 0; k < K; k++) {
-        int32_t e = rec->experts[i * K + k];
-        lua_pushnumber(L, e >= 0 ? rec->biased[i * E + e] : 0.0);
-        lua_rawseti(L, -2, k + 1);
-    }
+    push_picked(L, rec->biased + i * E, rec->experts + i * K, K);
     lua_setfield(L, -2, "biased");
     lua_newtable(L);
     for (int64_t g = 0, k = 1; g < rec->G; g++)
@@ -221,16 +224,10 @@ static int route_load(lua_State *L) {
 static int route_cooc(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     lua_Integer li = luaL_checkinteger(L, 2);
-    const int64_t E = r->rec.E, K = r->rec.K;
-    int64_t *m = calloc((size_t)(E * E), sizeof *m);
+    const int64_t E = r->rec.E;
+    int64_t *m = malloc((size_t)(E * E) * sizeof *m);
     if (!m) return luaL_error(L, "out of memory");
-    for (int64_t i = 0; i < r->rec.n; i++) {
-        if (r->rec.layer[i] != li) continue;
-        const int32_t *ex = r->rec.experts + i * K;
-        for (int64_t a = 0; a < K; a++)
-            for (int64_t b = 0; b < K; b++)
-                if (a != b && ex[a] >= 0 && ex[b] >= 0) m[ex[a] * E + ex[b]]++;
-    }
+    dsv3_routerec_cooc(&r->rec, li, m);
     lua_createtable(L, (int)E, 0);
     for (int64_t a = 0; a < E; a++) {
         lua_createtable(L, (int)E, 0);
@@ -276,21 +273,7 @@ static int route_json(lua_State *L) {
  * biased,bias_changed (pos 1-based like the Lua API). */
 static int route_csv(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    dsv3_strbuf b = {0};
-    dsv3_strbuf_puts(&b, "layer,pos,token,rank,expert,weight,score,biased,bias_changed\n");
-    for (int64_t i = 0; i < r->rec.n; i++) {
-        const int changed = dsv3_routerec_bias_changed(&r->rec, i);
-        for (int64_t k = 0; k < r->rec.K; k++) {
-            const int32_t e = r->rec.experts[i * r->rec.K + k];
-            char line[256];
-            snprintf(line, sizeof line, "%lld,%lld,%d,%lld,%d,%.9g,%.9g,%.9g,%d\n", (long long)r->rec.layer[i],
-                     (long long)r->rec.pos[i] + 1, r->rec.token[i], (long long)k + 1, e,
-                     r->rec.weights[i * r->rec.K + k], e >= 0 ? r->rec.scores[i * r->rec.E + e] : 0.0,
-                     e >= 0 ? r->rec.biased[i * r->rec.E + e] : 0.0, changed);
-            dsv3_strbuf_puts(&b, line);
-        }
-    }
-    return dsv3_sbuf_push(L, &b);
+    return push_owned_string(L, dsv3_render_route_csv(&r->rec));
 }
 
 /* r:save(path): .json or .csv by extension, written to a temp file and renamed (atomic). */
@@ -319,36 +302,10 @@ static int route_save(lua_State *L) {
     return 1;
 }
 
-/* Scores heatmap of one layer: tokens x experts (biased scores, chosen cells marked). */
-static char *route_heatmap(const lroute *r, int64_t li, int svg) {
-    const int64_t E = r->rec.E, K = r->rec.K;
-    int64_t rows = 0;
-    for (int64_t i = 0; i < r->rec.n; i++) rows += r->rec.layer[i] == li;
-    if (!rows) return NULL;
-    float *v = malloc((size_t)(rows * E) * sizeof *v);
-    unsigned char *mark = calloc((size_t)(rows * E), 1);
-    const char **labels = calloc((size_t)rows, sizeof *labels);
-    if (!v || !mark || !labels) {
-        free(v), free(mark), free(labels);
-        return NULL;
-    }
-    int64_t k = 0;
-    for (int64_t i = 0; i < r->rec.n; i++) {
-        if (r->rec.layer[i] != li) continue;
-        memcpy(v + k * E, r->rec.scores + i * E, (size_t)E * sizeof *v);
-        for (int64_t j = 0; j < K; j++)
-            if (r->rec.experts[i * K + j] >= 0) mark[k * E + r->rec.experts[i * K + j]] = 1;
-        int64_t p = r->rec.pos[i];
-        labels[k] = r->pieces && p < r->T ? r->pieces[p] : NULL;
-        k++;
-    }
-    char title[96];
-    snprintf(title, sizeof title, "layer %lld: sigmoid scores, chosen experts outlined", (long long)li);
-    dsv3_heatmap hm = {.v = v, .mark = mark, .rows = rows, .cols = E, .row_labels = labels,
-                       .title = title, .col_axis = "expert"};
-    char *out = svg ? dsv3_render_heatmap_svg(&hm) : dsv3_render_heatmap_text(&hm);
-    free(v), free(mark), free(labels);
-    return out;
+/* The token labels of r, for the renderers. */
+static dsv3_route_labels labels_of(const lroute *r) {
+    return (dsv3_route_labels){.T = r->T, .pieces = (const char *const *)r->pieces,
+                               .n_layers = r->n_layers, .first_moe = r->first_moe};
 }
 
 /* r:heatmap(L [, "svg"|"text"]) -> string. */
@@ -356,7 +313,8 @@ static int route_heatmap_m(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     lua_Integer li = luaL_optinteger(L, 2, r->first_moe);
     const char *fmt = luaL_optstring(L, 3, "text");
-    char *s = route_heatmap(r, li, !strcmp(fmt, "svg"));
+    const dsv3_route_labels lab = labels_of(r);
+    char *s = dsv3_render_route_heatmap(&r->rec, &lab, li, !strcmp(fmt, "svg"));
     if (!s) return luaL_error(L, "layer %d has no routing in this record", (int)li);
     lua_pushstring(L, s);
     free(s);
@@ -365,7 +323,8 @@ static int route_heatmap_m(lua_State *L) {
 
 static int route_svg(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    char *s = route_heatmap(r, r->first_moe, 1);
+    const dsv3_route_labels lab = labels_of(r);
+    char *s = dsv3_render_route_heatmap(&r->rec, &lab, r->first_moe, 1);
     lua_pushstring(L, s ? s : "");
     free(s);
     return 1;
@@ -375,29 +334,8 @@ static int route_svg(lua_State *L) {
  * the choice). */
 static int route_tostring(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
-    dsv3_strbuf b = {0};
-    char line[256];
-    snprintf(line, sizeof line, "routing of %lld tokens over MoE layers %lld..%lld ('*': the bias changed the choice)\n",
-             (long long)r->T, (long long)r->first_moe, (long long)r->n_layers - 1);
-    dsv3_strbuf_puts(&b, line);
-    for (int64_t p = 0; p < r->T && p < 64; p++) {
-        char lab[64];
-        dsv3_text_fit(lab, sizeof lab, r->pieces && r->pieces[p] ? r->pieces[p] : "", 12);
-        snprintf(line, sizeof line, "%4lld %s", (long long)p + 1, lab);
-        dsv3_strbuf_puts(&b, line);
-        for (int64_t i = 0; i < r->rec.n; i++) {
-            if (r->rec.pos[i] != p || r->rec.layer[i] >= r->n_layers) continue;
-            dsv3_strbuf_puts(&b, " |");
-            for (int64_t k = 0; k < r->rec.K; k++) {
-                snprintf(line, sizeof line, "%s%d", k ? "," : "", r->rec.experts[i * r->rec.K + k]);
-                dsv3_strbuf_puts(&b, line);
-            }
-            if (dsv3_routerec_bias_changed(&r->rec, i)) dsv3_strbuf_puts(&b, "*");
-        }
-        dsv3_strbuf_puts(&b, "\n");
-    }
-    if (r->T > 64) dsv3_strbuf_puts(&b, " ...\n");
-    return dsv3_sbuf_push(L, &b);
+    const dsv3_route_labels lab = labels_of(r);
+    return push_owned_string(L, dsv3_render_route_text(&r->rec, &lab));
 }
 
 static int route_len(lua_State *L) {
@@ -413,21 +351,14 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     memset(r, 0, sizeof *r);
     luaL_setmetatable(L, MT_ROUTE);
     dsv3_err err = {{0}};
-    if (dsv3_routerec_init(&r->rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err) ||
-        dsv3_routerec_reserve(&r->rec, n * (c->num_hidden_layers - c->first_k_dense_replace + 1), &err)) {
+    if (dsv3_routerec_init(&r->rec, c->n_routed_experts, c->num_experts_per_tok, c->n_group, &err))
         dsv3_lua_error(L, &err);
-    }
     r->T = n;
     r->n_layers = c->num_hidden_layers;
     r->first_moe = c->first_k_dense_replace;
     if (lm->tok && (r->pieces = calloc((size_t)n, sizeof *r->pieces)))
         for (int64_t i = 0; i < n; i++) r->pieces[i] = token_text(lm, ids[i]);
-    dsv3_run *run = new_run(L, lm, n);
-    dsv3_hooks h = dsv3_routerec_hooks(&r->rec);
-    dsv3_run_set_hooks(run, &h);
-    dsv3_status st = dsv3_forward_chunked(run, ids, n, NULL, NULL, &err);
-    dsv3_run_free(run);
-    if (st) dsv3_lua_error(L, &err);
+    if (dsv3_routerec_collect(&r->rec, lm->m, ids, n, cancel_of(L), &err)) dsv3_lua_error(L, &err);
     return r;
 }
 
@@ -654,14 +585,6 @@ static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventio
     lua_pop(L, 1);
 }
 
-static void log_softmax(const float *x, int64_t V, double *out) {
-    double mx = x[0], s = 0;
-    for (int64_t v = 1; v < V; v++) mx = fmax(mx, x[v]);
-    for (int64_t v = 0; v < V; v++) s += exp(x[v] - mx);
-    const double ls = log(s) + mx;
-    for (int64_t v = 0; v < V; v++) out[v] = x[v] - ls;
-}
-
 static int effect_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "mean_kl");
@@ -681,85 +604,39 @@ int dsv3_lua_effect(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
-    const int64_t V = dsv3_model_config(lm->m)->vocab_size, T = (int64_t)n;
+    const int64_t T = (int64_t)n;
     const dsv3_config *cf = dsv3_model_config(lm->m);
     const int64_t NLE = (cf->num_hidden_layers + 1) * cf->n_routed_experts;
     unsigned char *dis = dsv3_lua_alloc(L, (size_t)NLE);
     int32_t *forced = dsv3_lua_alloc(L, (size_t)((cf->num_hidden_layers + 1) * cf->num_experts_per_tok) * sizeof *forced);
     dsv3_interventions iv;
     read_interventions(L, 2, lm, &iv, &dis, &forced);
-    float *a = malloc((size_t)(T * V) * sizeof *a), *b = malloc((size_t)(T * V) * sizeof *b);
-    double *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    dsv3_effect e;
     dsv3_err err = {{0}};
-    dsv3_status st = a && b && la && lb ? DSV3_OK : dsv3_errf(&err, DSV3_ENOMEM, "effect: out of memory");
-    for (int pass = 0; pass < 2 && !st; pass++) {
-        dsv3_run_opts o = {.max_seq = T, .max_chunk = T < 512 ? T : 512};
-        dsv3_run *r = NULL;
-        st = dsv3_run_new(&r, lm->m, &o, &err);
-        if (st) break;
-        dsv3_run_set_cancel(r, dsv3_session_of(L)->io.interrupt);
-        if (pass) dsv3_run_set_interventions(r, &iv);
-        st = dsv3_forward_chunked(r, ids, T, pass ? b : a, NULL, &err);
-        dsv3_run_free(r);
-    }
-    if (st) {
-        free(a), free(b), free(la), free(lb);
-        return dsv3_lua_error(L, &err);
-    }
+    if (dsv3_effect_measure(&e, lm->m, ids, T, &iv, cancel_of(L), &err)) return dsv3_lua_error(L, &err);
     lua_createtable(L, 0, 5);
     lua_createtable(L, (int)T, 0);
     lua_createtable(L, (int)T, 0);
-    double sum = 0, mx = 0;
-    int64_t changed = 0;
     for (int64_t t = 0; t < T; t++) {
-        log_softmax(a + t * V, V, la);
-        log_softmax(b + t * V, V, lb);
-        double kl = 0;
-        int64_t ta = 0, tb = 0;
-        for (int64_t v = 0; v < V; v++) {
-            kl += exp(la[v]) * (la[v] - lb[v]);
-            if (a[t * V + v] > a[t * V + ta]) ta = v;
-            if (b[t * V + v] > b[t * V + tb]) tb = v;
-        }
-        sum += kl;
-        mx = fmax(mx, kl);
-        changed += ta != tb;
-        lua_pushnumber(L, kl);
+        lua_pushnumber(L, e.kl[t]);
         lua_rawseti(L, -3, t + 1);
-        lua_pushboolean(L, ta != tb);
+        lua_pushboolean(L, e.top1_changed[t]);
         lua_rawseti(L, -2, t + 1);
     }
     lua_setfield(L, -3, "top1_changed");
     lua_setfield(L, -2, "kl");
-    lua_pushnumber(L, sum / (double)T);
+    lua_pushnumber(L, e.mean_kl);
     lua_setfield(L, -2, "mean_kl");
-    lua_pushnumber(L, mx);
+    lua_pushnumber(L, e.max_kl);
     lua_setfield(L, -2, "max_kl");
-    lua_pushnumber(L, (double)changed / (double)T);
+    lua_pushnumber(L, e.top1_changed_fraction);
     lua_setfield(L, -2, "top1_changed_fraction");
-    free(a), free(b), free(la), free(lb);
+    dsv3_effect_fini(&e);
     luaL_setmetatable(L, "dsv3.effect");
     return 1;
 }
 
 /* ---------------------------------------------------------------- MTP acceptance ------- */
-
-typedef struct {
-    dsv3_draft_event *ev;
-    size_t n, cap;
-} draft_log;
-
-static void on_draft(void *ud, const dsv3_draft_event *ev) {
-    draft_log *d = ud;
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 64;
-        dsv3_draft_event *ne = realloc(d->ev, nc * sizeof *ne);
-        if (!ne) return;
-        d->ev = ne;
-        d->cap = nc;
-    }
-    d->ev[d->n++] = *ev;
-}
 
 static int trace_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -781,39 +658,19 @@ int dsv3_lua_mtp_trace(lua_State *L) {
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
-    const dsv3_config *c = dsv3_model_config(lm->m);
     dsv3_session *s = dsv3_session_of(L);
-    lua_Integer n_new = (lua_Integer)dsv3_lua_opt_num(L, 2, "n", 64);
-    float temp = (float)dsv3_lua_opt_num(L, 2, "temp", 0.0);
-    if (n_new < 1 || (int64_t)n + n_new + 1 > c->max_position_embeddings || n < 1) {
-        return luaL_error(L, "mtp_trace: need a prompt and 1 <= n with prompt + n < max_position_embeddings");
-    }
-    draft_log d = {0};
-    int32_t *out = malloc((size_t)n_new * sizeof *out);
-    dsv3_run *run = NULL;
+    dsv3_mtp_trace_opts o;
+    o.n_new = (int64_t)dsv3_lua_opt_num(L, 2, "n", 64);
+    o.temperature = (float)dsv3_lua_opt_num(L, 2, "temp", 0.0);
+    o.seed = (uint64_t)dsv3_lua_opt_num(L, 2, "seed", (lua_Number)s->seed);
+    dsv3_mtp_trace tr;
     dsv3_err err = {{0}};
-    dsv3_run_opts ro = {.max_seq = (int64_t)n + n_new + 1, .max_chunk = n < 256 ? (int64_t)n + 1 : 256};
-    dsv3_gen_opts go = {.max_new_tokens = n_new, .sample = {.greedy = temp <= 0, .temperature = temp},
-                        .seed = (uint64_t)dsv3_lua_opt_num(L, 2, "seed", (lua_Number)s->seed),
-                        .use_mtp = 1, .eos_id = -1, .ud = &d, .on_draft = on_draft,
-                        .cancel = s->io.interrupt};
-    int64_t n_out = 0;
-    dsv3_gen_stats st;
-    dsv3_status rc = out ? dsv3_run_new(&run, lm->m, &ro, &err) : DSV3_ENOMEM;
-    if (!rc) rc = dsv3_generate(run, ids, (int64_t)n, &go, out, &n_out, &st, &err);
-    dsv3_run_free(run);
-    free(out);
-    if (rc && rc != DSV3_EINTR) {
-        free(d.ev);
+    if (dsv3_mtp_trace_run(&tr, lm->m, ids, (int64_t)n, &o, s->io.interrupt, &err))
         return dsv3_lua_error(L, &err);
-    }
     lua_createtable(L, 0, 8);
-    lua_createtable(L, (int)d.n, 0);
-    int64_t acc = 0;
-    enum { BUCKET = 16, BANDS = 4, HIST = 10 };
-    int64_t pos_n[64] = {0}, pos_a[64] = {0}, band_n[BANDS] = {0}, band_a[BANDS] = {0}, hist[HIST] = {0};
-    for (size_t i = 0; i < d.n; i++) {
-        const dsv3_draft_event *e = &d.ev[i];
+    lua_createtable(L, (int)tr.drafted, 0);
+    for (int64_t i = 0; i < tr.drafted; i++) {
+        const dsv3_draft_event *e = &tr.steps[i];
         lua_createtable(L, 0, 6);
         dsv3_lua_setint(L, "pos", e->pos + 1);
         dsv3_lua_setint(L, "draft", e->draft);
@@ -825,43 +682,33 @@ int dsv3_lua_mtp_trace(lua_State *L) {
         lua_pushboolean(L, e->accepted);
         lua_setfield(L, -2, "accepted");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
-        acc += e->accepted;
-        int64_t b = (e->pos / BUCKET) < 63 ? e->pos / BUCKET : 63;
-        pos_n[b]++;
-        pos_a[b] += e->accepted;
-        /* token-id band: a proxy for frequency (BPE ids grow as merges get rarer) */
-        int64_t band = (int64_t)e->draft * BANDS / c->vocab_size;
-        band_n[band]++;
-        band_a[band] += e->accepted;
-        int hb = (int)(e->q_draft * HIST);
-        hist[hb < HIST ? hb : HIST - 1]++;
     }
     lua_setfield(L, -2, "steps");
-    dsv3_lua_setint(L, "drafted", (long long)d.n);
-    dsv3_lua_setint(L, "accepted", acc);
-    lua_pushnumber(L, d.n ? (double)acc / (double)d.n : 0.0);
+    dsv3_lua_setint(L, "drafted", (long long)tr.drafted);
+    dsv3_lua_setint(L, "accepted", tr.accepted);
+    lua_pushnumber(L, tr.rate);
     lua_setfield(L, -2, "rate");
     lua_newtable(L);
-    for (int b = 0; b < 64; b++)
-        if (pos_n[b]) {
-            lua_pushnumber(L, (double)pos_a[b] / (double)pos_n[b]);
-            lua_rawseti(L, -2, b * BUCKET + 1); /* key: first position of the bucket */
+    for (int b = 0; b < DSV3_TRACE_BUCKETS; b++)
+        if (tr.pos_drafted[b]) {
+            lua_pushnumber(L, (double)tr.pos_accepted[b] / (double)tr.pos_drafted[b]);
+            lua_rawseti(L, -2, b * DSV3_TRACE_BUCKET + 1); /* key: first position of the bucket */
         }
     lua_setfield(L, -2, "by_position");
-    lua_createtable(L, BANDS, 0);
-    for (int b = 0; b < BANDS; b++) {
-        lua_pushnumber(L, band_n[b] ? (double)band_a[b] / (double)band_n[b] : 0.0 / 0.0);
+    lua_createtable(L, DSV3_TRACE_BANDS, 0);
+    for (int b = 0; b < DSV3_TRACE_BANDS; b++) {
+        lua_pushnumber(L, tr.band_rate[b]);
         lua_rawseti(L, -2, b + 1);
     }
     lua_setfield(L, -2, "by_band");
-    lua_createtable(L, HIST, 0);
-    for (int b = 0; b < HIST; b++) {
-        lua_pushinteger(L, hist[b]);
+    lua_createtable(L, DSV3_TRACE_HIST, 0);
+    for (int b = 0; b < DSV3_TRACE_HIST; b++) {
+        lua_pushinteger(L, tr.histogram[b]);
         lua_rawseti(L, -2, b + 1);
     }
     lua_setfield(L, -2, "histogram");
-    dsv3_lua_setint(L, "tokens", st.tokens);
-    free(d.ev);
+    dsv3_lua_setint(L, "tokens", tr.tokens);
+    dsv3_mtp_trace_fini(&tr);
     luaL_setmetatable(L, "dsv3.trace");
     return 1;
 }
@@ -873,14 +720,13 @@ typedef struct {
     float *v;
 } ltensor;
 
-static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols) {
+/* Pushes a tensor that takes v ([rows, cols], malloc'd; freed by its __gc). */
+static void push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
     ltensor *t = lua_newuserdatauv(L, sizeof *t, 0);
     t->rows = rows;
     t->cols = cols;
-    t->v = calloc((size_t)(rows * cols), sizeof *t->v);
+    t->v = v;
     luaL_setmetatable(L, MT_TENSOR);
-    if (!t->v) luaL_error(L, "out of memory for a %d x %d tensor", (int)rows, (int)cols);
-    return t;
 }
 
 /* The tensor at idx; raises if its memory was released (a __gc called by hand). */
@@ -966,39 +812,23 @@ static int tensor_svg(lua_State *L) {
 
 /* ---------------------------------------------------------------- capture / lens / attn  */
 
-static const char *const point_names[DSV3_POINT_COUNT] = {"resid_in", "attn_out", "ffn_out",
-                                                          "resid_out", "ckv", "hidden"};
-
-typedef struct {
-    lua_State *L;
-    int table;          /* stack index of the result table */
-    int want[DSV3_POINT_COUNT];
-    int64_t T, n_layers;
-    ltensor **slots;    /* [(n_layers + 2) * POINT_COUNT] tensors, created on first sight */
-    const unsigned char *layers; /* [n_layers + 2] 1 = capture, NULL = all */
-} capture_ctx;
-
-/* The hook must not raise: tensors are created before the forward (see dsv3_lua_capture). */
-static void on_point(void *ud, dsv3_point p, int64_t layer, int64_t pos0, int64_t n, int64_t dim,
-                     const float *x) {
-    capture_ctx *c = ud;
-    int64_t slot = (layer + 1) * DSV3_POINT_COUNT + p; /* layer -1 (hidden) -> slot row 0 */
-    if (layer + 1 > c->n_layers + 1 || !c->slots[slot]) return;
-    ltensor *t = c->slots[slot];
-    if (t->cols != dim || pos0 + n > t->rows) return;
-    memcpy(t->v + pos0 * dim, x, (size_t)(n * dim) * sizeof(float));
-}
+/* Marks a call of capture from lens that only reads the text/ids argument (Lua code cannot make
+ * a light userdata, so no script can pass it). */
+static const char lens_ids_key = 0;
 
 /* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
  * tensor [T, dim], ...}; points: resid_in, attn_out, ffn_out, resid_out, ckv, hidden. */
 int dsv3_lua_capture(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
+    if (lua_touserdata(L, 2) == &lens_ids_key) { /* lens's argument, read here (see lens_ids) */
+        size_t n;
+        dsv3_lua_ids_arg(L, 1, lm, &n, 1);
+        lua_pushinteger(L, (lua_Integer)n);
+        return 2;
+    }
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-    const dsv3_config *c = dsv3_model_config(lm->m);
-    const int64_t NL = c->num_hidden_layers;
-    capture_ctx cx = {.L = L, .n_layers = NL};
-    unsigned char *layers = NULL;
-    int any = 0;
+    const int64_t NL = dsv3_model_config(lm->m)->num_hidden_layers;
+    dsv3_capture_opts opts = {.layers = NULL};
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "points");
         if (lua_istable(L, -1)) {
@@ -1007,7 +837,7 @@ int dsv3_lua_capture(lua_State *L) {
                 const char *nm = lua_tostring(L, -1);
                 int found = 0;
                 for (int p = 0; p < DSV3_POINT_COUNT; p++)
-                    if (nm && !strcmp(nm, point_names[p])) cx.want[p] = found = any = 1;
+                    if (nm && !strcmp(nm, dsv3_capture_point_name(p))) opts.points[p] = found = 1;
                 if (!found) return luaL_error(L, "capture: unknown point '%s' (resid_in, attn_out, ffn_out, resid_out, ckv, hidden)", nm ? nm : "?");
                 lua_pop(L, 1);
             }
@@ -1016,49 +846,51 @@ int dsv3_lua_capture(lua_State *L) {
         unsigned char *sel = dsv3_lua_alloc(L, (size_t)(NL + 2)); /* GC-owned */
         lua_getfield(L, 2, "layers");
         if (lua_istable(L, -1)) {
-            layers = sel;
+            opts.layers = sel;
             for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
                 lua_rawgeti(L, -1, k);
                 lua_Integer li = lua_tointeger(L, -1);
                 lua_pop(L, 1);
                 if (li < 0 || li > NL) return luaL_error(L, "capture: layer %d out of range 0..%d", (int)li, (int)NL);
-                layers[li] = 1;
+                sel[li] = 1;
             }
         }
         lua_pop(L, 1);
     }
-    if (!any) cx.want[DSV3_POINT_RESID_OUT] = 1;
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
-    cx.T = (int64_t)n;
-    cx.slots = dsv3_lua_alloc(L, (size_t)((NL + 2) * DSV3_POINT_COUNT) * sizeof *cx.slots);
+    dsv3_capture cap;
+    dsv3_err err = {{0}};
+    if (dsv3_capture_run(&cap, lm->m, ids, (int64_t)n, &opts, cancel_of(L), &err)) return dsv3_lua_error(L, &err);
     lua_newtable(L);
-    cx.table = lua_gettop(L);
-    /* Create every wanted tensor before the forward, so the hook only copies. */
-    for (int64_t li = -1; li <= NL; li++) {
-        const int is_hidden_row = li == -1;
-        if (!is_hidden_row && layers && !layers[li]) continue;
-        if (li == NL) continue; /* the MTP block is not run by capture */
-        for (int p = 0; p < DSV3_POINT_COUNT; p++) {
-            if (!cx.want[p] || (p == DSV3_POINT_HIDDEN) != is_hidden_row) continue;
-            int64_t dim = p == DSV3_POINT_CKV ? c->kv_lora_rank : c->hidden_size;
-            cx.slots[(li + 1) * DSV3_POINT_COUNT + p] = push_tensor(L, cx.T, dim);
-            if (is_hidden_row) lua_setfield(L, cx.table, point_names[p]);
-            else {
-                char key[64];
-                snprintf(key, sizeof key, "%s.%lld", point_names[p], (long long)li);
-                lua_setfield(L, cx.table, key);
-            }
+    for (int64_t i = 0; i < cap.n; i++) { /* each tensor's memory moves to its userdata */
+        dsv3_capture_tensor *t = &cap.t[i];
+        push_tensor(L, cap.T, t->dim, t->v);
+        t->v = NULL;
+        if (t->layer < 0) lua_setfield(L, -2, dsv3_capture_point_name(t->point));
+        else {
+            char key[64];
+            snprintf(key, sizeof key, "%s.%lld", dsv3_capture_point_name(t->point), (long long)t->layer);
+            lua_setfield(L, -2, key);
         }
     }
-    dsv3_run *run = new_run(L, lm, cx.T);
-    dsv3_hooks h = {.ud = &cx, .point = on_point, .attn_layer = -1, .attn_head = -1};
-    dsv3_run_set_hooks(run, &h);
-    dsv3_err err = {{0}};
-    dsv3_status st = dsv3_forward_chunked(run, ids, cx.T, NULL, NULL, &err);
-    dsv3_run_free(run);
-    if (st) return dsv3_lua_error(L, &err);
+    dsv3_capture_fini(&cap);
     return 1;
+}
+
+/* The ids of lens's first argument, read inside a call of capture: lens used to run capture
+ * through Lua, and a bad argument still reads "bad argument #1 to 'capture'" with capture in
+ * the traceback, as scripts and notebooks have always seen it. The ids stay on the stack. */
+static int32_t *lens_ids(lua_State *L, size_t *n) {
+    lua_pushcfunction(L, dsv3_lua_capture);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, (void *)&lens_ids_key);
+    if (lua_isnoneornil(L, 3)) lua_pushnil(L);
+    else lua_pushvalue(L, 3);
+    lua_call(L, 3, 2);
+    *n = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return lua_touserdata(L, -1);
 }
 
 /* lens(text | ids [, {k = 5, pos = -1}]) -> {{layer=, top={{id, prob, piece}...}}...}: the
@@ -1066,66 +898,38 @@ int dsv3_lua_capture(lua_State *L) {
 int dsv3_lua_lens(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-    const dsv3_config *c = dsv3_model_config(lm->m);
-    const int64_t NL = c->num_hidden_layers, H = c->hidden_size, V = c->vocab_size;
     int k = (int)dsv3_lua_opt_num(L, 2, "k", 5);
     lua_Integer pos = (lua_Integer)dsv3_lua_opt_num(L, 2, "pos", -1);
     if (k < 1) return luaL_error(L, "lens: k must be at least 1");
-    /* capture resid_out of every layer */
-    lua_pushcfunction(L, dsv3_lua_capture);
-    lua_pushvalue(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_createtable(L, 1, 0);
-    lua_pushstring(L, "resid_out");
-    lua_rawseti(L, -2, 1);
-    lua_setfield(L, -2, "points");
-    if (lua_isnoneornil(L, 3)) lua_pushnil(L);
-    else lua_pushvalue(L, 3);
-    lua_call(L, 3, 1);
-    const int cap = lua_gettop(L);
-    float *scratch = malloc((size_t)H * sizeof *scratch), *logits = malloc((size_t)V * sizeof *logits);
-    double *lp = malloc((size_t)V * sizeof *lp);
-    if (!scratch || !logits || !lp) {
-        free(scratch), free(logits), free(lp);
-        return luaL_error(L, "out of memory");
-    }
-    lua_createtable(L, (int)NL, 0);
-    for (int64_t li = 0; li < NL; li++) {
-        char key[64];
-        snprintf(key, sizeof key, "resid_out.%lld", (long long)li);
-        lua_getfield(L, cap, key);
-        ltensor *t = luaL_checkudata(L, -1, MT_TENSOR);
-        lua_Integer p = pos < 0 ? t->rows + 1 + pos : pos;
-        if (p < 1 || p > t->rows) {
-            free(scratch), free(logits), free(lp);
-            return luaL_error(L, "lens: pos out of range");
-        }
-        dsv3_model_lens(lm->m, t->v + (p - 1) * H, 1, scratch, logits);
-        lua_pop(L, 1);
-        log_softmax(logits, V, lp);
+    size_t n;
+    int32_t *ids = lens_ids(L, &n);
+    const lua_Integer p = pos < 0 ? (lua_Integer)n + 1 + pos : pos; /* 1-based, negative from the end */
+    dsv3_lens lens;
+    dsv3_err err = {{0}};
+    if (dsv3_lens_compute(&lens, lm->m, ids, (int64_t)n, p - 1, k, cancel_of(L), &err))
+        return dsv3_lua_error(L, &err);
+    lua_createtable(L, (int)lens.n_layers, 0);
+    for (int64_t li = 0; li < lens.n_layers; li++) {
         lua_createtable(L, 0, 2);
         dsv3_lua_setint(L, "layer", li);
         lua_createtable(L, k, 0);
-        for (int j = 0; j < k && j < V; j++) {
-            int64_t best = 0;
-            for (int64_t v = 1; v < V; v++)
-                if (lp[v] > lp[best]) best = v;
+        for (int64_t j = 0; j < lens.k; j++) {
+            const dsv3_lens_entry *e = &lens.top[li * lens.k + j];
             lua_createtable(L, 0, 3);
-            dsv3_lua_setint(L, "id", best);
-            lua_pushnumber(L, exp(lp[best]));
+            dsv3_lua_setint(L, "id", e->id);
+            lua_pushnumber(L, e->prob);
             lua_setfield(L, -2, "prob");
-            const char *pc = lm->tok ? dsv3_tokenizer_piece(lm->tok, (int32_t)best) : NULL;
+            const char *pc = lm->tok ? dsv3_tokenizer_piece(lm->tok, e->id) : NULL;
             if (pc) {
                 lua_pushstring(L, pc);
                 lua_setfield(L, -2, "piece");
             }
             lua_rawseti(L, -2, j + 1);
-            lp[best] = -INFINITY;
         }
         lua_setfield(L, -2, "top");
         lua_rawseti(L, -2, li + 1);
     }
-    free(scratch), free(logits), free(lp);
+    dsv3_lens_fini(&lens);
     luaL_setmetatable(L, "dsv3.lens");
     return 1;
 }
@@ -1158,16 +962,6 @@ static int lens_tostring(lua_State *L) {
     return dsv3_sbuf_push(L, &b);
 }
 
-typedef struct {
-    ltensor *t;
-} attn_ctx;
-
-static void on_attn(void *ud, int64_t layer, int64_t head, int64_t pos, int64_t T, const float *p) {
-    (void)layer, (void)head;
-    attn_ctx *a = ud;
-    if (pos < a->t->rows && T <= a->t->cols) memcpy(a->t->v + pos * a->t->cols, p, (size_t)T * sizeof *p);
-}
-
 /* attn(text | ids, layer, head) -> tensor [T, T]: row i = attention of query i over keys. */
 int dsv3_lua_attn(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 4);
@@ -1177,14 +971,11 @@ int dsv3_lua_attn(lua_State *L) {
     luaL_argcheck(L, h >= 0 && h < c->num_attention_heads, 3, "head out of range (0-based)");
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
-    attn_ctx a = {.t = push_tensor(L, (int64_t)n, (int64_t)n)};
-    dsv3_run *run = new_run(L, lm, (int64_t)n);
-    dsv3_hooks hk = {.ud = &a, .attn = on_attn, .attn_layer = li, .attn_head = h};
-    dsv3_run_set_hooks(run, &hk);
+    dsv3_attention a;
     dsv3_err err = {{0}};
-    dsv3_status st = dsv3_forward_chunked(run, ids, (int64_t)n, NULL, NULL, &err);
-    dsv3_run_free(run);
-    if (st) return dsv3_lua_error(L, &err);
+    if (dsv3_attention_pattern(&a, lm->m, ids, (int64_t)n, li, h, cancel_of(L), &err))
+        return dsv3_lua_error(L, &err);
+    push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
     return 1;
 }
 
