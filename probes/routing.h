@@ -1,6 +1,6 @@
 /* routing.h — the routing record: which experts each token went to, at each MoE layer, and why.
  *
- * A dsv3_routerec collects dsv3_route_event's from the forward pass's route hook (spec §5):
+ * A dsv3_routerec collects dsv3_route_event's from the forward pass's route hook (docs/ARCHITECTURE.md, "Routing"):
  * per token × layer the chosen experts, their combine weights, every expert's unbiased and
  * biased score, the kept groups, and the choice a zero bias would have made. Capacity is
  * reserved before a forward, so the hook never allocates; events past it are counted as

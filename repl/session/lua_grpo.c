@@ -529,7 +529,7 @@ static void open_grpo(lua_State *L) {
 static const dsv3_lua_fn fns[] = {
     {"grpo", l_grpo,
      "grpo{task=\"add\"|\"copy\" | prompts={...} [, reward=fn, group=8, batch=2, steps=20, ...]} -> run",
-     "GRPO on the current model (spec/training.md §8): per step, batch prompts, group completions\n"
+     "GRPO on the current model (docs/TRAINING.md, GRPO): per step, batch prompts, group completions\n"
      "each (max_tokens 16, temperature 1), rewards from reward(prompt, completion, answer) ->\n"
      "number (default: the answer reward, 1 for a completion starting with the answer), group-\n"
      "normalised advantages, the clipped token-level loss (eps 0.2) with a k3 KL penalty (beta 0.04)\n"

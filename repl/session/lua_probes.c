@@ -184,7 +184,7 @@ static void push_load(lua_State *L, const int64_t *counts, int64_t E, int64_t la
     lua_setfield(L, -2, "counts");
     lua_pushnumber(L, dsv3_load_maxvio(counts, E));
     lua_setfield(L, -2, "maxvio");
-    /* spec/training.md §1.2: b_i += gamma * sign(mean load - load_i) */
+    /* docs/ARCHITECTURE.md, "Bias update and balance loss": b_i += gamma * sign(mean load - load_i) */
     const double mean = (double)total / (double)E;
     lua_createtable(L, (int)E, 0);
     for (int64_t e = 0; e < E; e++) {
@@ -362,7 +362,7 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     return r;
 }
 
-int dsv3_lua_route(lua_State *L) {
+static int l_route(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
@@ -385,7 +385,7 @@ static float *bias_arg(lua_State *L, lmodel *lm, int idx) {
 }
 
 /* bias(layer [, expert]) -> vector table, or one value (experts 0-based like the checkpoint). */
-int dsv3_lua_bias(lua_State *L) {
+static int l_bias(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     float *b = bias_arg(L, lm, 1);
     const int64_t E = dsv3_model_config(lm->m)->n_routed_experts;
@@ -435,13 +435,13 @@ static int bias_edit(lua_State *L, int add) {
     return 0;
 }
 
-int dsv3_lua_bias_set(lua_State *L) {
+static int l_bias_set(lua_State *L) {
     return bias_edit(L, 0);
 }
-int dsv3_lua_bias_add(lua_State *L) {
+static int l_bias_add(lua_State *L) {
     return bias_edit(L, 1);
 }
-int dsv3_lua_bias_reset(lua_State *L) {
+static int l_bias_reset(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     lua_Integer li = luaL_optinteger(L, 1, -1);
     if (li >= 0) bias_arg(L, lm, 1);
@@ -484,7 +484,7 @@ static int load_tostring(lua_State *L) {
 
 /* load_stats({text1, text2, ...}) -> per layer: counts summed over the batch, maxvio of the
  * batch and the mean of the per-sequence maxvio, the bias-update push direction. */
-int dsv3_lua_load_stats(lua_State *L) {
+static int l_load_stats(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     luaL_checktype(L, 1, LUA_TTABLE);
     const dsv3_config *c = dsv3_model_config(lm->m);
@@ -599,7 +599,7 @@ static int effect_tostring(lua_State *L) {
 
 /* effect(text | ids, interventions) -> {kl = {per position}, top1_changed = {...}, mean_kl,
  * max_kl, top1_changed_fraction}. */
-int dsv3_lua_effect(lua_State *L) {
+static int l_effect(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t n;
@@ -652,7 +652,7 @@ static int trace_tostring(lua_State *L) {
 
 /* mtp_trace(prompt | ids [, gen opts]) -> {steps = {{pos, draft, q, p, main, accepted}...},
  * drafted, accepted, rate, by_position = {[bucket] = rate}, by_band = {...}, histogram}. */
-int dsv3_lua_mtp_trace(lua_State *L) {
+static int l_mtp_trace(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!dsv3_model_has_mtp(lm->m)) return luaL_error(L, "mtp_trace: the model has no MTP layer");
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -812,20 +812,10 @@ static int tensor_svg(lua_State *L) {
 
 /* ---------------------------------------------------------------- capture / lens / attn  */
 
-/* Marks a call of capture from lens that only reads the text/ids argument (Lua code cannot make
- * a light userdata, so no script can pass it). */
-static const char lens_ids_key = 0;
-
 /* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
  * tensor [T, dim], ...}; points: resid_in, attn_out, ffn_out, resid_out, ckv, hidden. */
-int dsv3_lua_capture(lua_State *L) {
+static int l_capture(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
-    if (lua_touserdata(L, 2) == &lens_ids_key) { /* lens's argument, read here (see lens_ids) */
-        size_t n;
-        dsv3_lua_ids_arg(L, 1, lm, &n, 1);
-        lua_pushinteger(L, (lua_Integer)n);
-        return 2;
-    }
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     const int64_t NL = dsv3_model_config(lm->m)->num_hidden_layers;
     dsv3_capture_opts opts = {.layers = NULL};
@@ -878,31 +868,16 @@ int dsv3_lua_capture(lua_State *L) {
     return 1;
 }
 
-/* The ids of lens's first argument, read inside a call of capture: lens used to run capture
- * through Lua, and a bad argument still reads "bad argument #1 to 'capture'" with capture in
- * the traceback, as scripts and notebooks have always seen it. The ids stay on the stack. */
-static int32_t *lens_ids(lua_State *L, size_t *n) {
-    lua_pushcfunction(L, dsv3_lua_capture);
-    lua_pushvalue(L, 1);
-    lua_pushlightuserdata(L, (void *)&lens_ids_key);
-    if (lua_isnoneornil(L, 3)) lua_pushnil(L);
-    else lua_pushvalue(L, 3);
-    lua_call(L, 3, 2);
-    *n = (size_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return lua_touserdata(L, -1);
-}
-
 /* lens(text | ids [, {k = 5, pos = -1}]) -> {{layer=, top={{id, prob, piece}...}}...}: the
  * final norm and lm_head applied to each layer's output residual (the logit lens). */
-int dsv3_lua_lens(lua_State *L) {
+static int l_lens(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     int k = (int)dsv3_lua_opt_num(L, 2, "k", 5);
     lua_Integer pos = (lua_Integer)dsv3_lua_opt_num(L, 2, "pos", -1);
     if (k < 1) return luaL_error(L, "lens: k must be at least 1");
     size_t n;
-    int32_t *ids = lens_ids(L, &n);
+    int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     const lua_Integer p = pos < 0 ? (lua_Integer)n + 1 + pos : pos; /* 1-based, negative from the end */
     dsv3_lens lens;
     dsv3_err err = {{0}};
@@ -963,7 +938,7 @@ static int lens_tostring(lua_State *L) {
 }
 
 /* attn(text | ids, layer, head) -> tensor [T, T]: row i = attention of query i over keys. */
-int dsv3_lua_attn(lua_State *L) {
+static int l_attn(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 4);
     const dsv3_config *c = dsv3_model_config(lm->m);
     lua_Integer li = luaL_checkinteger(L, 2), h = luaL_checkinteger(L, 3);
@@ -1010,41 +985,41 @@ static void open_probes(lua_State *L) {
 
 /* The bindings above keep their exported dsv3_lua_* names; only this table uses them. */
 static const dsv3_lua_fn fns[] = {
-    {"route", dsv3_lua_route, "route(text | ids) -> record",
+    {"route", l_route, "route(text | ids) -> record",
      "Routing record of one forward: per token and MoE layer the chosen experts (descending\n"
      "biased score), combine weights, unbiased/biased scores, kept groups and the zero-bias choice.\n"
      "r:token(pos) one token's path through all layers; r:layer(L) one layer's token table;\n"
      "r:load([L]) expert load + maxvio + bias push direction; r:cooc(L) co-occurrence;\n"
      "r:changed() fraction of choices the bias changed; r:heatmap(L [, \"svg\"]); r:json(),\n"
      "r:csv(), r:save(\"file.json\" | \"file.csv\")."},
-    {"bias", dsv3_lua_bias, "bias(layer [, expert]) -> {values} | value",
+    {"bias", l_bias, "bias(layer [, expert]) -> {values} | value",
      "The router bias e_score_correction_bias of a MoE layer (experts are 0-based; the table's\n"
      "index e+1 holds expert e)."},
-    {"bias_set", dsv3_lua_bias_set, "bias_set(layer, expert | {values}, value)",
+    {"bias_set", l_bias_set, "bias_set(layer, expert | {values}, value)",
      "Sets one expert's bias, or the whole vector, for this session (changes routing)."},
-    {"bias_add", dsv3_lua_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
+    {"bias_add", l_bias_add, "bias_add(layer, expert | {deltas} [, delta])",
      "Adds to one expert's bias or to the whole vector."},
-    {"bias_reset", dsv3_lua_bias_reset, "bias_reset([layer])",
+    {"bias_reset", l_bias_reset, "bias_reset([layer])",
      "Restores the checkpoint's bias (one layer, or all)."},
-    {"load_stats", dsv3_lua_load_stats, "load_stats({text, ...}) -> loads",
+    {"load_stats", l_load_stats, "load_stats({text, ...}) -> loads",
      "Expert load per MoE layer over a batch of texts: counts, maxvio (max load / mean - 1) of\n"
      "the batch and per sequence, and push (sign(mean - load): where the bias update would go)."},
-    {"effect", dsv3_lua_effect, "effect(text | ids, interventions) -> effect",
+    {"effect", l_effect, "effect(text | ids, interventions) -> effect",
      "Runs with and without interventions and compares next-token distributions: per position\n"
      "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
      "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
      "force = {layer = L, experts = {...}, pos = p}."},
-    {"mtp_trace", dsv3_lua_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
+    {"mtp_trace", l_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
      "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
      "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
      ".histogram (of the draft's MTP probability, 10 bins)."},
-    {"capture", dsv3_lua_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
+    {"capture", l_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
      "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
      "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
      "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
-    {"lens", dsv3_lua_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
+    {"lens", l_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
      "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
-    {"attn", dsv3_lua_attn, "attn(text | ids, layer, head) -> tensor",
+    {"attn", l_attn, "attn(text | ids, layer, head) -> tensor",
      "Attention pattern [T, T] of one head (0-based) in one layer: row i is query i's\n"
      "distribution over keys 0..i."},
     {NULL, NULL, NULL, NULL},
