@@ -7,11 +7,6 @@
 
 #include "kernels/cpu/isa.h"
 
-/* Adds a double into a float gradient with one rounding. */
-static inline void add_f32(float *g, double d) {
-    *g = (float)((double)*g + d);
-}
-
 /* ---------------------------------------------------------------- AVX2+FMA blocks ------- */
 
 /* Sum of the 4 lanes, in a fixed order. */
@@ -88,7 +83,7 @@ static DSV3_ISA_FMA void dx4_avx2(double *dx, const double *dy, const float *W, 
 }
 
 /* dW[r0..r0+3, :] += dy^T x: 4 rows x 8 columns per pass summed over all tokens in order in
- * double, then added to the float gradient with one rounding (as add_f32). */
+ * double, then added to the float gradient with one rounding (as dsv3_add_f32). */
 static DSV3_ISA_FMA void dw4_avx2(float *dW, const double *dy, const double *x, int64_t n,
                                   int64_t in, int64_t out, int64_t r0) {
     const int64_t c8 = in & ~(int64_t)7;
@@ -118,7 +113,7 @@ static DSV3_ISA_FMA void dw4_avx2(float *dW, const double *dy, const double *x, 
         for (int k = 0; k < 4; k++) {
             double acc = 0.0;
             for (int64_t s = 0; s < n; s++) acc += dy[s * out + r0 + k] * x[s * in + c];
-            add_f32(&dW[(r0 + k) * in + c], acc);
+            dsv3_add_f32(&dW[(r0 + k) * in + c], acc);
         }
 }
 
@@ -228,6 +223,6 @@ void dsv3_linear_f64_dw_rows(float *dW, const double *dy, const double *x, int64
             }
         }
         for (int64_t k = 0; k < nr; k++)
-            for (int64_t j = 0; j < len; j++) add_f32(&dW[(r0 + k) * in + c0 + j], acc[k][j]);
+            for (int64_t j = 0; j < len; j++) dsv3_add_f32(&dW[(r0 + k) * in + c0 + j], acc[k][j]);
     }
 }

@@ -16,6 +16,12 @@
 
 #include <stdint.h>
 
+/* Adds a double into a float gradient with one rounding: how every double sum of the trainer
+ * reaches a float32 gradient. */
+static inline void dsv3_add_f32(float *g, double d) {
+    *g = (float)((double)*g + d);
+}
+
 /* y[s, r] = sum_c x[s, c] W[r, c] for rows r0..r0+3 (fewer at the edge) and every token s.
  * Writes. */
 void dsv3_linear_f64_forward_rows(double *y, const double *x, const float *W, int64_t n,

@@ -21,11 +21,6 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PAR_MIN ((int64_t)1 << 20)
 
-/* Adds a double into a float gradient with one rounding. */
-static inline void add_f32(float *g, double d) {
-    *g = (float)((double)*g + d);
-}
-
 /* Elementwise ops (norms, RoPE, SwiGLU, gating) split their rows into ranges on the pool when
  * there are at least this many elements: on two threads a serial norm leaves the other core
  * spinning, and these ops are a fifth of a step. Each element is still computed by exactly the
@@ -74,7 +69,7 @@ void dsv3_op_embed_backward(float *dtable, const double *dout, const int32_t *id
                             int64_t H) {
     for (int64_t s = 0; s < n; s++) {
         float *row = dtable + (int64_t)ids[s] * H;
-        for (int64_t i = 0; i < H; i++) add_f32(&row[i], dout[s * H + i]);
+        for (int64_t i = 0; i < H; i++) dsv3_add_f32(&row[i], dout[s * H + i]);
     }
 }
 
@@ -231,7 +226,7 @@ static void rmsnorm_dg_cols(void *ctx, int64_t c0, int64_t c1) {
     for (int64_t i = c0; i < c1; i++) {
         double acc = 0.0;
         for (int64_t s = 0; s < n; s++) acc += j->dy[s * dim + i] * j->x[s * dim + i] * j->rs[s];
-        add_f32(&j->dg[i], acc);
+        dsv3_add_f32(&j->dg[i], acc);
     }
 }
 
