@@ -52,7 +52,7 @@ dsv3_status dsv3_lens_compute(dsv3_lens *out, dsv3_model *m, const int32_t *ids,
     for (int64_t li = 0; li < NL && !st; li++) {
         /* docs/ARCHITECTURE.md, "Logit lens": softmax(lm_head(norm(resid_out_l))) */
         const dsv3_capture_tensor *t = dsv3_capture_find(&cap, DSV3_POINT_RESID_OUT, li);
-        dsv3_model_lens(m, t->v + pos * H, 1, scratch, logits);
+        if ((st = dsv3_model_lens(m, t->v + pos * H, 1, scratch, logits, err))) break;
         dsv3_log_softmax(lp, logits, V);
         top_k(out->top + li * out->k, lp, V, out->k);
     }

@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     const double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
     if (!be) return 2;
-    dsv3_model_set_backend(m, be);
+    dsv3_model_set_backend(m, be, NULL);
     const dsv3_config *c = dsv3_model_config(m);
     int32_t *prompt = malloc((size_t)P * sizeof *prompt), *out = malloc((size_t)N * sizeof *out);
     srand(7);

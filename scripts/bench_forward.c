@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
     if (!be) return 2;
-    dsv3_model_set_backend(m, be);
+    dsv3_model_set_backend(m, be, NULL);
     const dsv3_config *c = dsv3_model_config(m);
     if (T < 1 || T > c->max_position_embeddings) T = 128;
     dsv3_run *run;

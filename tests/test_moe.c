@@ -163,9 +163,13 @@ static int test_ablating_no_expert_is_bit_exact_and_bias_round_trips(void) {
     CHECK(!run_logits(m, &zb, b, T), "forward");
     CHECK(memcmp(a, b, (size_t)(T * V) * 4) != 0, "zero_bias had no effect");
     /* editing the bias changes logits; reset restores them bit-exactly */
-    float *bias = dsv3_model_bias(m, c->first_k_dense_replace);
+    const float *bias = dsv3_model_bias(m, c->first_k_dense_replace);
     CHECK(bias && !dsv3_model_bias(m, 0), "bias access");
-    for (int64_t e = 0; e < E; e++) bias[e] += 0.3f * (float)(e % 3);
+    float *edited = malloc((size_t)E * sizeof *edited);
+    for (int64_t e = 0; e < E; e++) edited[e] = bias[e] + 0.3f * (float)(e % 3);
+    CHECK(!dsv3_model_set_bias(m, c->first_k_dense_replace, edited, NULL), "set_bias");
+    CHECK(dsv3_model_set_bias(m, 0, edited, NULL) == DSV3_EINVAL, "set_bias on a dense layer");
+    free(edited);
     CHECK(!run_logits(m, NULL, b, T) && memcmp(a, b, (size_t)(T * V) * 4) != 0, "bias edit had no effect");
     dsv3_model_bias_reset(m, -1);
     CHECK(!run_logits(m, NULL, b, T) && !memcmp(a, b, (size_t)(T * V) * 4), "bias reset not exact");

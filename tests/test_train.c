@@ -408,7 +408,7 @@ static int compare_with_inference(const char *dir, const dsv3_backend *be, doubl
                                   double *worst_mtp) {
     dsv3_model *m = open_model(dir);
     if (!m) return 1;
-    dsv3_model_set_backend(m, be);
+    dsv3_model_set_backend(m, be, NULL);
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t Tn = 24, Bn = 2, Vn = c->vocab_size, H = c->hidden_size;
     dsv3_trainable *tm;

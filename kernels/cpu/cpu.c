@@ -25,12 +25,6 @@ dsv3_weight dsv3_weight_rows(const dsv3_weight *w, int64_t r0, int64_t n) {
     return v;
 }
 
-float dsv3_dot_f32(const float *a, const float *b, int64_t n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 /* Decodes W[r, c0 : c0 + len) (view coordinates) into out[len]; len <= CHUNK and for FP8 the
  * span never crosses a 128-column block because c0 is a multiple of CHUNK. */
@@ -133,15 +127,15 @@ void dsv3_cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, int
 
 /* docs/ARCHITECTURE.md, "RoPE", interleaved layout: y[2k] = x[2k] cos - x[2k+1] sin, y[2k+1] = x[2k] sin + x[2k+1] cos,
  * angle = pos * inv_freq[k] with inv_freq in float32 (docs/ARCHITECTURE.md, "YaRN"). */
-void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *pos,
-                     const float *inv_freq, float factor) {
+void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, int64_t tok_stride,
+                   int64_t vec_stride, int64_t pos0, const float *inv_freq, float factor) {
     for (int64_t s = 0; s < n; s++) {
         for (int64_t k = 0; k < d / 2; k++) {
             /* The angle is formed in double so long positions lose no bits beyond inv_freq's. */
-            const double ang = (double)pos[s] * (double)inv_freq[k];
+            const double ang = (double)(pos0 + s) * (double)inv_freq[k];
             const float cs = (float)cos(ang) * factor, sn = (float)sin(ang) * factor;
             for (int64_t v = 0; v < nvec; v++) {
-                float *p = x + (s * nvec + v) * d + 2 * k;
+                float *p = x + s * tok_stride + v * vec_stride + 2 * k;
                 const float a = p[0], b = p[1];
                 p[0] = a * cs - b * sn;
                 p[1] = a * sn + b * cs;
@@ -152,16 +146,6 @@ void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, const int64_t *
 
 void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
-
-/* In-place softmax over p[0..n): max subtracted, libm expf, one division. */
-void dsv3_softmax_f32(float *p, int64_t n) {
-    float mx = p[0];
-    for (int64_t i = 1; i < n; i++) mx = p[i] > mx ? p[i] : mx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += (p[i] = expf(p[i] - mx));
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < n; i++) p[i] *= inv;
 }
 
 /* One head at a time: T dot products against the cache, softmax, weighted sum of the rows. */
@@ -183,16 +167,19 @@ void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe
     }
 }
 
+void dsv3_cpu_embed(float *out, const dsv3_weight *w, const int32_t *ids, int64_t n) {
+    for (int64_t s = 0; s < n; s++) dsv3_cpu_row(out + s * w->cols, w, ids[s]);
+}
+
 static const dsv3_backend cpu_backend = {
     .name = "cpu",
     .matmul = dsv3_cpu_matmul,
     .matmul_many = dsv3_cpu_matmul_many,
     .matmul_t = dsv3_cpu_matmul_t,
-    .row = dsv3_cpu_row,
     .rmsnorm = dsv3_cpu_rmsnorm,
-    .rope = dsv3_cpu_rope,
     .silu_mul = dsv3_cpu_silu_mul,
     .mla_attend = dsv3_cpu_mla_attend,
+    DSV3_CPU_COMMON_OPS,
 };
 
 const dsv3_backend *dsv3_backend_cpu(void) {

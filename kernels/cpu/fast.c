@@ -890,11 +890,10 @@ static const dsv3_backend fast_backend = {
     .matmul = fast_matmul,
     .matmul_many = fast_matmul_many,
     .matmul_t = fast_matmul_t,
-    .row = dsv3_cpu_row,
     .rmsnorm = fast_rmsnorm,
-    .rope = dsv3_cpu_rope,
     .silu_mul = fast_silu_mul,
     .mla_attend = dsv3_fast_mla_attend,
+    DSV3_CPU_COMMON_OPS,
 };
 
 const dsv3_backend *dsv3_backend_fast(void) {

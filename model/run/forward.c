@@ -15,27 +15,26 @@
 
 void dsv3_run_free(dsv3_run *r) {
     if (!r) return;
+    const dsv3_backend *be = r->be;
     if (r->cache)
         for (int64_t i = 0; i <= r->m->cfg.num_hidden_layers; i++) {
-            free(r->cache[i].c);
-            free(r->cache[i].kpe);
+            be->free(r->cache[i].c);
+            be->free(r->cache[i].kpe);
         }
     free(r->cache);
-    float *bufs[] = {r->x,      r->xn,     r->y,      r->qa,    r->q,  r->kva,
-                     r->o,      r->qabs,   r->u,      r->hin,   r->hout, r->kvfull,
-                     r->scores, r->ffn_g,  r->ffn_u,  r->xg,    r->yg, r->router,
-                     r->sel_w,  r->disp_w, r->cat};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(r->sel_idx);
-    free(r->exp_count);
-    free(r->disp_tok);
-    free(r->pos);
+    void *bufs[] = {r->x,       r->xn,      r->y,      r->qa,     r->q,      r->kva,
+                    r->o,       r->qabs,    r->u,      r->hin,    r->hout,   r->kvfull,
+                    r->scores,  r->ffn_g,   r->ffn_u,  r->moe.xg, r->moe.yg, r->router,
+                    r->sel_w,   r->cat,     r->sel_idx, r->ids,   r->logits, r->hidden,
+                    r->record,  r->iv_disabled, r->iv_forced, r->moe.disp_tok, r->moe.disp_w,
+                    r->moe.count};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
     free(r->ops);
-    free(r->head_w);
-    free(r->rec_scores);
-    free(r->rec_biased);
-    free(r->rec_groups);
-    free(r->rec_nobias);
+    free(r->host_record);
+    free(r->host_stage);
+    free(r->ev_idx);
+    free(r->ev_nobias);
+    free(r->ev_groups);
     free(r);
 }
 
@@ -57,61 +56,78 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     if (o.max_chunk > o.max_seq) o.max_chunk = o.max_seq;
     dsv3_run *r = calloc(1, sizeof *r);
     if (!r) return dsv3_errf(err, DSV3_ENOMEM, "run: out of memory");
+    const dsv3_backend *be = m->be;
     r->m = m;
+    r->be = be;
     r->max_seq = o.max_seq;
     r->max_chunk = o.max_chunk;
     r->attn = o.attn;
     r->nthreads = dsv3_pool_threads();
-    const int64_t S = o.max_seq, C = o.max_chunk, H = c->hidden_size;
+    const int64_t S = o.max_seq, C = o.max_chunk, H = c->hidden_size, V = c->vocab_size;
+    const int64_t L = c->num_hidden_layers;
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     const int64_t dr = c->qk_rope_head_dim, rkv = c->kv_lora_rank;
     const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
     const int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
+    const int64_t G = c->n_group > 0 ? c->n_group : 1;
+    const int64_t R = 2 * E + G + 3 * K; /* dsv3_route_record_floats */
     /* FFN scratch: a dense layer's [C, intermediate] or a MoE layer's routed slots [C*K,
      * moe_inter] followed by the shared expert's [C, moe_inter * n_shared]. */
     const int64_t ffn = max3(C * c->intermediate_size,
                              C * K * c->moe_intermediate_size + C * c->moe_intermediate_size * c->n_shared_experts,
                              1);
     int ok = 1;
-#define ALLOC(p, count) ok = ok && ((p) = calloc((size_t)(count), sizeof *(p))) != NULL
-    ALLOC(r->cache, c->num_hidden_layers + 1);
-    for (int64_t i = 0; ok && i <= c->num_hidden_layers; i++) {
-        if (i == c->num_hidden_layers && !m->has_mtp) break;
-        ALLOC(r->cache[i].c, S * rkv);
-        ALLOC(r->cache[i].kpe, S * dr);
+#define BALLOC(p, count) ok = ok && ((p) = be->alloc((size_t)(count) * sizeof *(p))) != NULL
+#define HALLOC(p, count) ok = ok && ((p) = calloc((size_t)(count), sizeof *(p))) != NULL
+    HALLOC(r->cache, L + 1);
+    for (int64_t i = 0; ok && i <= L; i++) {
+        if (i == L && !m->has_mtp) break;
+        BALLOC(r->cache[i].c, S * rkv);
+        BALLOC(r->cache[i].kpe, S * dr);
     }
-    ALLOC(r->x, C * H);
-    ALLOC(r->xn, C * H);
-    ALLOC(r->y, C * H);
-    ALLOC(r->qa, C * (c->q_lora_rank > 0 ? c->q_lora_rank : 1));
-    ALLOC(r->q, C * nh * (dn + dr));
-    ALLOC(r->kva, C * (rkv + dr));
-    ALLOC(r->o, C * nh * dv);
-    ALLOC(r->qabs, C * nh * rkv);
-    ALLOC(r->u, C * nh * rkv);
-    ALLOC(r->hin, C * nh * max3(dn, dv, rkv > dr ? rkv : dr));
-    ALLOC(r->hout, C * nh * dv);
-    if (o.attn == DSV3_ATTN_NAIVE) ALLOC(r->kvfull, S * nh * (dn + dv));
-    ALLOC(r->scores, (int64_t)r->nthreads * nh * S);
-    ALLOC(r->ffn_g, ffn);
-    ALLOC(r->ffn_u, ffn);
-    ALLOC(r->xg, C * K * H);
-    ALLOC(r->yg, (C * K + C) * H);
-    ALLOC(r->ops, 2 * (E + 1) > nh ? 2 * (E + 1) : nh);
-    ALLOC(r->head_w, nh);
-    ALLOC(r->router, C * E);
-    ALLOC(r->sel_idx, C * K);
-    ALLOC(r->sel_w, C * K);
-    ALLOC(r->exp_count, E + 1);
-    ALLOC(r->disp_tok, C * K);
-    ALLOC(r->disp_w, C * K);
-    ALLOC(r->cat, C * 2 * H);
-    ALLOC(r->pos, C);
-    ALLOC(r->rec_scores, E);
-    ALLOC(r->rec_biased, E);
-    ALLOC(r->rec_groups, c->n_group > 0 ? c->n_group : 1);
-    ALLOC(r->rec_nobias, K);
-#undef ALLOC
+    BALLOC(r->x, C * H);
+    BALLOC(r->xn, C * H);
+    BALLOC(r->y, C * H);
+    BALLOC(r->qa, C * (c->q_lora_rank > 0 ? c->q_lora_rank : 1));
+    BALLOC(r->q, C * nh * (dn + dr));
+    BALLOC(r->kva, C * (rkv + dr));
+    BALLOC(r->o, C * nh * dv);
+    BALLOC(r->qabs, C * nh * rkv);
+    BALLOC(r->u, C * nh * rkv);
+    BALLOC(r->hin, C * nh * max3(dn, dv, rkv));
+    BALLOC(r->hout, C * nh * dv);
+    if (o.attn == DSV3_ATTN_NAIVE) BALLOC(r->kvfull, S * nh * (dn + dv));
+    BALLOC(r->scores, (int64_t)r->nthreads * nh * S);
+    BALLOC(r->ffn_g, ffn);
+    BALLOC(r->ffn_u, ffn);
+    BALLOC(r->moe.xg, C * K * H);
+    BALLOC(r->moe.yg, (C * K + C) * H);
+    BALLOC(r->moe.disp_tok, C * K);
+    BALLOC(r->moe.disp_w, C * K);
+    BALLOC(r->moe.count, E + 1);
+    HALLOC(r->ops, 2 * (E + 1) > nh ? 2 * (E + 1) : nh);
+    BALLOC(r->router, C * E);
+    BALLOC(r->sel_idx, C * K);
+    BALLOC(r->sel_w, C * K);
+    BALLOC(r->cat, C * 2 * H);
+    BALLOC(r->ids, C);
+    BALLOC(r->record, C * R);
+    HALLOC(r->host_record, C * R);
+    HALLOC(r->ev_idx, K);
+    HALLOC(r->ev_nobias, K);
+    HALLOC(r->ev_groups, G);
+    if (!be->is_host) {
+        BALLOC(r->logits, C * V);
+        BALLOC(r->hidden, C * H);
+        BALLOC(r->iv_disabled, (L + 1) * E);
+        BALLOC(r->iv_forced, (L + 1) * K);
+        HALLOC(r->host_stage, C * max3(H, rkv, S));
+    }
+#undef BALLOC
+#undef HALLOC
+    r->moe.ffn_g = r->ffn_g;
+    r->moe.ffn_u = r->ffn_u;
+    r->moe.ops = r->ops;
     if (!ok) {
         dsv3_run_free(r);
         return dsv3_errf(err, DSV3_ENOMEM, "run: out of memory for max_seq %lld, max_chunk %lld",
@@ -147,7 +163,20 @@ void dsv3_run_set_hooks(dsv3_run *r, const dsv3_hooks *h) {
 }
 void dsv3_run_set_interventions(dsv3_run *r, const dsv3_interventions *iv) {
     r->has_iv = iv != NULL;
-    if (iv) r->iv = *iv;
+    if (!iv) return;
+    r->iv = *iv;
+    if (r->be->is_host) return;
+    /* The routing step reads the arrays on the backend: upload them once, here. */
+    const dsv3_config *c = &r->m->cfg;
+    const int64_t rows = c->num_hidden_layers + 1;
+    if (iv->disabled) {
+        r->be->upload(r->iv_disabled, iv->disabled, (size_t)(rows * c->n_routed_experts));
+        r->iv.disabled = r->iv_disabled;
+    }
+    if (iv->forced) {
+        r->be->upload(r->iv_forced, iv->forced, (size_t)(rows * c->num_experts_per_tok) * sizeof(int32_t));
+        r->iv.forced = r->iv_forced;
+    }
 }
 
 /* ---------------------------------------------------------------- forward -------------- */
@@ -173,54 +202,66 @@ int dsv3_cancelled(const dsv3_run *r) {
     return r->cancel && *r->cancel;
 }
 
-/* Reports an activation to the point hook, if one is attached. */
-void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n, int64_t dim,
-                  const float *x) {
-    if (dsv3_hooked(r) && r->hooks.point) r->hooks.point(r->hooks.ud, p, li, pos0, n, dim, x);
-}
-
 /* One decoder block (layer index li) over x[n, H] in place:
  * x += MLA(norm(x)); x += FFN(norm(x)). */
 void dsv3_block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
-                          float *x, int64_t n, int64_t pos0) {
-    const dsv3_model *m = r->m;
-    const int64_t H = m->cfg.hidden_size;
-    const float eps = (float)m->cfg.rms_norm_eps;
+                        float *x, int64_t n, int64_t pos0) {
+    const dsv3_backend *be = r->be;
+    const int64_t H = r->m->cfg.hidden_size;
+    const float eps = (float)r->m->cfg.rms_norm_eps;
     dsv3_report_point(r, DSV3_POINT_RESID_IN, li, pos0, n, H, x);
-    m->be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
+    be->rmsnorm(r->xn, x, L->attn_norm, n, H, eps);
     dsv3_mla_forward(r, L, li, kc, r->xn, r->y, n, pos0);
     dsv3_report_point(r, DSV3_POINT_ATTN_OUT, li, pos0, n, H, r->y);
-    /* (omp simd: without it the possible aliasing of x and y keeps -O2 from vectorising) */
-#pragma omp simd
-    for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
-    m->be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
+    be->add(x, r->y, n * H);
+    be->rmsnorm(r->xn, x, L->ffn_norm, n, H, eps);
     if (L->is_moe) dsv3_moe_forward_layer(r, L, li, r->xn, r->y, n, pos0);
     else dsv3_mlp_forward(r, &L->dense, r->xn, r->y, n);
     dsv3_report_point(r, DSV3_POINT_FFN_OUT, li, pos0, n, H, r->y);
-#pragma omp simd
-    for (int64_t i = 0; i < n * H; i++) x[i] += r->y[i];
+    be->add(x, r->y, n * H);
     dsv3_report_point(r, DSV3_POINT_RESID_OUT, li, pos0, n, H, x);
 }
 
-/* Final norm (into hidden, if wanted) and the head (into logits, if wanted). */
+/* Final norm (into hidden, if wanted) and the head (into logits, if wanted): host arrays,
+ * written by one download each (straight into them on host backends). */
 void dsv3_head_forward(dsv3_run *r, const float *x, const float *norm, const dsv3_weight *head,
-                         int64_t n, float *logits, int last_only, float *hidden) {
-    const dsv3_model *m = r->m;
-    const int64_t H = m->cfg.hidden_size;
-    m->be->rmsnorm(r->xn, x, norm, n, H, (float)m->cfg.rms_norm_eps);
-    if (hidden) memcpy(hidden, r->xn, (size_t)(n * H) * 4);
+                       int64_t n, float *logits, int last_only, float *hidden) {
+    const dsv3_backend *be = r->be;
+    const int64_t H = r->m->cfg.hidden_size, V = head->rows;
+    be->rmsnorm(r->xn, x, norm, n, H, (float)r->m->cfg.rms_norm_eps);
+    if (hidden) be->download(hidden, r->xn, (size_t)(n * H) * sizeof(float));
     if (!logits) return;
-    if (last_only) m->be->matmul(logits, r->xn + (n - 1) * H, head, 1);
-    else m->be->matmul(logits, r->xn, head, n);
+    const int64_t rows = last_only ? 1 : n;
+    float *out = be->is_host ? logits : r->logits;
+    be->matmul(out, r->xn + (n - rows) * H, head, rows);
+    if (!be->is_host) be->download(logits, r->logits, (size_t)(rows * V) * sizeof(float));
+}
+
+dsv3_status dsv3_run_sync_backend(dsv3_run *r, const char *what, dsv3_err *err) {
+    const dsv3_backend *now = r->m->be;
+    if (now == r->be) return DSV3_OK;
+    if (!now->is_host || !r->be->is_host)
+        return dsv3_errf(err, DSV3_EINVAL,
+                         "%s: the model's backend changed from %s to %s since this run was made "
+                         "(make a new run)", what, r->be->name, now->name);
+    r->be = now; /* host memory either way: the run's buffers serve the new kernels */
+    return DSV3_OK;
+}
+
+/* The ids of a chunk where the backend reads them. */
+const int32_t *dsv3_run_ids(dsv3_run *r, const int32_t *ids, int64_t n) {
+    if (r->be->is_host) return ids;
+    r->be->upload(r->ids, ids, (size_t)n * sizeof *ids);
+    return r->ids;
 }
 
 dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
                          int last_only, float *hidden, dsv3_err *err) {
     dsv3_status st = dsv3_check_chunk(r, ids, n, r->len, "forward", err);
-    if (st) return st;
+    if (st || (st = dsv3_run_sync_backend(r, "forward", err))) return st;
     const dsv3_model *m = r->m;
     const int64_t H = m->cfg.hidden_size, pos0 = r->len;
-    for (int64_t s = 0; s < n; s++) m->be->row(r->x + s * H, &m->embed, ids[s]);
+    r->be->embed(r->x, &m->embed, dsv3_run_ids(r, ids, n), n);
     r->cur_ids = ids;
     for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
         if (dsv3_cancelled(r)) return dsv3_errf(err, DSV3_EINTR, "forward: interrupted");

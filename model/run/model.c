@@ -93,7 +93,26 @@ static dsv3_status bind_weight(binder *b, dsv3_weight *w, int64_t rows, int64_t 
     }
 }
 
-/* Binds a 1-D vector [n] as a float32 heap copy (norm weights, router bias). */
+/* Registers a float vector: its host copy, and the field that will hold its backend address
+ * (the host copy until a non-host backend is bound). Takes ownership of host. */
+static dsv3_status add_vec(dsv3_model *m, float **field, float *host, int64_t n) {
+    if (m->nvecs == m->cap_vecs) {
+        const int64_t cap = m->cap_vecs ? 2 * m->cap_vecs : 64;
+        dsv3_model_vec *v = realloc(m->vecs, (size_t)cap * sizeof *v);
+        if (!v) {
+            free(host);
+            return DSV3_ENOMEM;
+        }
+        m->vecs = v;
+        m->cap_vecs = cap;
+    }
+    m->vecs[m->nvecs++] = (dsv3_model_vec){field, host, n};
+    *field = host;
+    return DSV3_OK;
+}
+
+/* Binds a 1-D vector [n] as a float32 copy (norm weights, router bias), registered with the
+ * model's vectors (see add_vec). */
 static dsv3_status bind_vec(binder *b, float **out, int64_t n, const char *name) {
     const dsv3_st_tensor *t;
     dsv3_status st;
@@ -103,10 +122,19 @@ static dsv3_status bind_vec(binder *b, float **out, int64_t n, const char *name)
         return dsv3_errf(b->err, DSV3_EDTYPE,
                          "safetensors: %s: tensor %s: dtype %s not supported for vectors (F32, BF16, F16)",
                          t->file, name, dsv3_dtype_name(t->dtype));
-    if (!(*out = malloc((size_t)n * sizeof(float))))
+    float *host = malloc((size_t)n * sizeof(float));
+    if (!host || add_vec(b->m, out, host, n))
         return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: tensor %s: out of memory", b->dir, name);
-    b->m->be->row(*out, &w, 0);
+    dsv3_backend_cpu()->row(host, &w, 0); /* decoded on the host, from the mapping */
     return DSV3_OK;
+}
+
+void dsv3_layer_head_views(const dsv3_config *c, dsv3_layer_w *L) {
+    const int64_t dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    for (int64_t h = 0; h < c->num_attention_heads; h++) {
+        L->uk[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv), dn);
+        L->uv[h] = dsv3_weight_rows(&L->kv_b, h * (dn + dv) + dn, dv);
+    }
 }
 
 static dsv3_status bind_mlp(binder *b, dsv3_mlp_w *w, int64_t width, const char *prefix) {
@@ -142,6 +170,10 @@ static dsv3_status bind_layer(binder *b, dsv3_layer_w *L, int64_t li, int is_moe
         (st = bind_weight(b, &L->kv_b, nh * (c->qk_nope_head_dim + c->v_head_dim), rkv, tname(b, "model.layers.%lld.self_attn.kv_b_proj.weight", i))) ||
         (st = bind_weight(b, &L->o, H, nh * c->v_head_dim, tname(b, "model.layers.%lld.self_attn.o_proj.weight", i))))
         return st;
+    if (!(L->uk = calloc((size_t)(2 * nh), sizeof *L->uk)))
+        return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: out of memory", b->dir);
+    L->uv = L->uk + nh;
+    dsv3_layer_head_views(c, L);
     L->is_moe = is_moe;
     char p[200];
     if (!is_moe) {
@@ -156,6 +188,7 @@ static dsv3_status bind_layer(binder *b, dsv3_layer_w *L, int64_t li, int is_moe
         !(L->experts = calloc((size_t)E, sizeof *L->experts)))
         return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: out of memory", b->dir);
     memcpy(L->bias_ckpt, L->bias, (size_t)E * sizeof(float));
+    L->bias_host = L->bias;
     for (int64_t e = 0; e < E; e++) {
         snprintf(p, sizeof p, "model.layers.%lld.mlp.experts.%lld", i, (long long)e);
         if ((st = bind_mlp(b, &L->experts[e], c->moe_intermediate_size, p))) return st;
@@ -214,13 +247,9 @@ static void warnf(dsv3_model *m, const char *fmt, ...) {
 /* ---------------------------------------------------------------- open / close --------- */
 
 static void free_layer(dsv3_layer_w *L) {
-    free(L->attn_norm);
-    free(L->ffn_norm);
-    free(L->q_a_norm);
-    free(L->kv_a_norm);
-    free(L->bias);
     free(L->bias_ckpt);
     free(L->experts);
+    free(L->uk);
 }
 
 void dsv3_model_close(dsv3_model *m) {
@@ -229,11 +258,9 @@ void dsv3_model_close(dsv3_model *m) {
         for (int64_t i = 0; i < m->cfg.num_hidden_layers; i++) free_layer(&m->layers[i]);
     free(m->layers);
     free_layer(&m->mtp.block);
-    free(m->mtp.enorm);
-    free(m->mtp.hnorm);
-    free(m->mtp.head_norm);
-    free(m->final_norm);
-    free(m->inv_freq);
+    if (m->arena) m->be->free(m->arena);
+    for (int64_t i = 0; i < m->nvecs; i++) free(m->vecs[i].host);
+    free(m->vecs);
     free(m->warnings);
     free(m->dir);
     dsv3_ckpt_close(m->ck);
@@ -293,11 +320,13 @@ dsv3_status dsv3_model_open_progress(dsv3_model **out, const char *dir, dsv3_pro
             warnf(m, "model: %s: tensor %s: not used by this config (ignored)", t->file, t->name);
     }
     if (unused > 10) warnf(m, "model: %s: ... %zu unused tensors in all", dir, unused);
-    if (!(m->inv_freq = malloc((size_t)(c->qk_rope_head_dim / 2) * sizeof(float)))) {
+    float *inv_freq = malloc((size_t)(c->qk_rope_head_dim / 2) * sizeof(float));
+    if (!inv_freq || add_vec(m, &m->inv_freq, inv_freq, c->qk_rope_head_dim / 2)) {
         st = dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of memory", dir);
         goto fail;
     }
     dsv3_config_rope_inv_freq(c, m->inv_freq);
+    m->route = dsv3_config_route_params(c);
     m->rope_factor = (float)dsv3_config_rope_attention_factor(c);
     m->softmax_scale = (float)dsv3_config_softmax_scale(c);
     if (!m->warnings && !(m->warnings = calloc(1, 1))) {
@@ -323,8 +352,36 @@ uint64_t dsv3_model_file_bytes(const dsv3_model *m) {
     return dsv3_ckpt_bytes(m->ck);
 }
 
-void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be) {
-    m->be = be ? be : dsv3_backend_cpu();
+/* Points every vector field at its host copy (host backends) or at its slice of arena. */
+static void point_vecs(dsv3_model *m, float *arena) {
+    int64_t off = 0;
+    for (int64_t i = 0; i < m->nvecs; i++) {
+        *m->vecs[i].field = arena ? arena + off : m->vecs[i].host;
+        off += m->vecs[i].n;
+    }
+}
+
+dsv3_status dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be, dsv3_err *err) {
+    if (!be) be = dsv3_backend_cpu();
+    if (be == m->be) return DSV3_OK;
+    float *arena = NULL;
+    if (!be->is_host) { /* one arena with every vector, uploaded in one go per vector */
+        int64_t total = 0;
+        for (int64_t i = 0; i < m->nvecs; i++) total += m->vecs[i].n;
+        if (!(arena = be->alloc((size_t)total * sizeof(float))))
+            return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of %s memory for %lld vector floats",
+                             m->dir, be->name, (long long)total);
+        int64_t off = 0;
+        for (int64_t i = 0; i < m->nvecs; i++) {
+            be->upload(arena + off, m->vecs[i].host, (size_t)m->vecs[i].n * sizeof(float));
+            off += m->vecs[i].n;
+        }
+    }
+    if (m->arena) m->be->free(m->arena);
+    m->arena = arena;
+    point_vecs(m, arena);
+    m->be = be;
+    return DSV3_OK;
 }
 
 const dsv3_backend *dsv3_model_backend(const dsv3_model *m) {
@@ -395,24 +452,56 @@ static dsv3_layer_w *layer_at(dsv3_model *m, int64_t li) {
     return NULL;
 }
 
-float *dsv3_model_bias(dsv3_model *m, int64_t li) {
+const float *dsv3_model_bias(const dsv3_model *m, int64_t li) {
+    const dsv3_layer_w *L = layer_at((dsv3_model *)m, li);
+    return L && L->is_moe ? L->bias_host : NULL;
+}
+
+/* Copies values into layer L's bias: the host copy, and the backend's when that is elsewhere. */
+static void put_bias(dsv3_model *m, dsv3_layer_w *L, const float *values) {
+    const size_t bytes = (size_t)m->cfg.n_routed_experts * sizeof(float);
+    if (values != L->bias_host) memcpy(L->bias_host, values, bytes);
+    if (L->bias != L->bias_host) m->be->upload(L->bias, L->bias_host, bytes);
+}
+
+dsv3_status dsv3_model_set_bias(dsv3_model *m, int64_t li, const float *values, dsv3_err *err) {
     dsv3_layer_w *L = layer_at(m, li);
-    return L && L->is_moe ? L->bias : NULL;
+    if (!L || !L->is_moe)
+        return dsv3_errf(err, DSV3_EINVAL, "bias: layer %lld is not a MoE layer", (long long)li);
+    put_bias(m, L, values);
+    return DSV3_OK;
 }
 
 void dsv3_model_bias_reset(dsv3_model *m, int64_t li) {
     for (int64_t i = 0; i <= m->cfg.num_hidden_layers; i++) {
         if (li >= 0 && i != li) continue;
         dsv3_layer_w *L = layer_at(m, i);
-        if (L && L->is_moe)
-            memcpy(L->bias, L->bias_ckpt, (size_t)m->cfg.n_routed_experts * sizeof(float));
+        if (L && L->is_moe) put_bias(m, L, L->bias_ckpt);
     }
 }
 
-void dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
-                     float *logits) {
-    m->be->rmsnorm(scratch, x, m->final_norm, n, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps);
-    m->be->matmul(logits, scratch, &m->lm_head, n);
+dsv3_status dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
+                            float *logits, dsv3_err *err) {
+    const dsv3_backend *be = m->be;
+    const int64_t H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    if (be->is_host) {
+        be->rmsnorm(scratch, x, m->final_norm, n, H, (float)m->cfg.rms_norm_eps);
+        be->matmul(logits, scratch, &m->lm_head, n);
+        return DSV3_OK;
+    }
+    float *dx = be->alloc((size_t)(n * H) * sizeof(float)), *dl = be->alloc((size_t)(n * V) * sizeof(float));
+    if (!dx || !dl) {
+        be->free(dx);
+        be->free(dl);
+        return dsv3_errf(err, DSV3_ENOMEM, "lens: out of %s memory", be->name);
+    }
+    be->upload(dx, x, (size_t)(n * H) * sizeof(float));
+    be->rmsnorm(dx, dx, m->final_norm, n, H, (float)m->cfg.rms_norm_eps);
+    be->matmul(dl, dx, &m->lm_head, n);
+    be->download(logits, dl, (size_t)(n * V) * sizeof(float));
+    be->free(dx);
+    be->free(dl);
+    return DSV3_OK;
 }
 
 static double wbytes(const dsv3_weight *w) {

@@ -3,8 +3,9 @@
  * dsv3_model owns the checkpoint mapping and the binding of every tensor the config implies
  * (docs/ARCHITECTURE.md, "Checkpoint tensors") to a typed weight. Big weights stay mapped in their
  * stored dtype (resident memory ≈ the bytes actually touched); only 1-D vectors (norm weights,
- * router bias) are copied to float32. The router bias copy is the one mutable part (probes edit
- * it). Thread rules: after open, read-only except the bias; share freely between runs.
+ * router bias, RoPE frequencies) are copied to float32, into the backend's memory. The router
+ * bias is the one mutable part (probes and training edit it through dsv3_model_set_bias).
+ * Thread rules: after open, read-only except the bias; share freely between runs.
  */
 #ifndef DSV3_MODEL_H
 #define DSV3_MODEL_H
@@ -42,8 +43,11 @@ const char *dsv3_model_warnings(const dsv3_model *m);
 uint64_t dsv3_model_file_bytes(const dsv3_model *m);
 
 /* Selects the backend used by forward passes (default: dsv3_backend_fast(); the reference is
- * dsv3_backend_cpu()). NULL selects the reference. */
-void dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be);
+ * dsv3_backend_cpu()). NULL selects the reference. A backend whose memory is not host memory
+ * gets the model's vectors (norm gains, RoPE frequencies, router biases) uploaded into one
+ * arena of its memory; DSV3_ENOMEM when that fails (the model keeps its backend). Runs made
+ * under a backend whose memory is elsewhere must be remade. */
+dsv3_status dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be, dsv3_err *err);
 const dsv3_backend *dsv3_model_backend(const dsv3_model *m);
 
 /* 1 if the checkpoint holds the MTP module (num_nextn_predict_layers = 1). */
@@ -75,17 +79,23 @@ void dsv3_model_param_counts(const dsv3_model *m, dsv3_param_counts *out);
 double dsv3_model_active_bytes(const dsv3_model *m);
 
 /* The router bias e_score_correction_bias of layer li (main layers 0..L-1, the MTP block at L):
- * [n_routed_experts] float32, mutable — edits change routing for every run of this model from
- * the next forward on. NULL if the layer is not a MoE layer (or out of range). */
-float *dsv3_model_bias(dsv3_model *m, int64_t li);
+ * [n_routed_experts] float32, a host copy valid until the next edit. NULL if the layer is not
+ * a MoE layer (or out of range). */
+const float *dsv3_model_bias(const dsv3_model *m, int64_t li);
+
+/* Sets layer li's bias to values[n_routed_experts]: every run of this model routes with it
+ * from the next forward on (the backend's copy is updated here). DSV3_EINVAL if li is not a
+ * MoE layer. */
+dsv3_status dsv3_model_set_bias(dsv3_model *m, int64_t li, const float *values, dsv3_err *err);
 
 /* Restores the checkpoint's bias of layer li, or of every layer when li < 0. */
 void dsv3_model_bias_reset(dsv3_model *m, int64_t li);
 
 /* Final norm + lm_head on x[n, H] (e.g. a layer's residual stream: the logit lens), into
- * logits[n, vocab]. scratch holds n * H floats. */
-void dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
-                     float *logits);
+ * logits[n, vocab]; all host arrays. scratch holds n * H floats. DSV3_ENOMEM only on backends
+ * whose memory is elsewhere (they need two temporary buffers). */
+dsv3_status dsv3_model_lens(const dsv3_model *m, const float *x, int64_t n, float *scratch,
+                            float *logits, dsv3_err *err);
 
 /* The model directory as opened. */
 const char *dsv3_model_dir(const dsv3_model *m);

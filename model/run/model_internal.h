@@ -10,14 +10,11 @@
 #include "model/run/safetensors.h"
 
 /* SwiGLU MLP: dense FFN, one routed expert or the shared expert (docs/ARCHITECTURE.md,
- * "SwiGLU"). */
-typedef struct {
-    dsv3_weight gate; /* [width, H] gate_proj */
-    dsv3_weight up;   /* [width, H] up_proj */
-    dsv3_weight down; /* [H, width] down_proj */
-} dsv3_mlp_w;
+ * "SwiGLU"): gate_proj [width, H], up_proj [width, H], down_proj [H, width]. */
+typedef dsv3_ffn_weights dsv3_mlp_w;
 
-/* One decoder block (main layers 0..L-1 and the MTP block). */
+/* One decoder block (main layers 0..L-1 and the MTP block). float vectors are backend memory
+ * (the model's vector arena; see dsv3_model.vecs); weights are mapped. */
 typedef struct {
     float *attn_norm;      /* [H] input_layernorm, f32 copy */
     float *ffn_norm;       /* [H] post_attention_layernorm, f32 copy */
@@ -29,11 +26,15 @@ typedef struct {
     float *kv_a_norm;      /* [kv_lora_rank] f32 copy */
     dsv3_weight kv_b;      /* [nh * (dn + dv), kv_lora_rank]: per head W_UK rows then W_UV rows */
     dsv3_weight o;         /* [H, nh * dv] o_proj */
+    dsv3_weight *uk, *uv;  /* [nh] views of kv_b: head h's W_UK rows [dn, rkv] and W_UV rows
+                              [dv, rkv], built once at load */
     /* FFN */
     int is_moe;            /* 1: MoE below; 0: dense */
     dsv3_mlp_w dense;      /* intermediate_size wide (dense layers) */
     dsv3_weight router;    /* [E, H] mlp.gate.weight */
-    float *bias;           /* [E] e_score_correction_bias, f32, mutable (probes edit it) */
+    float *bias;           /* [E] e_score_correction_bias (backend memory; edits go through
+                              dsv3_model_set_bias, which keeps bias_host and this in step) */
+    float *bias_host;      /* [E] host copy of the bias */
     float *bias_ckpt;      /* [E] the checkpoint's bias, for reset */
     dsv3_mlp_w *experts;   /* [E] routed experts, moe_intermediate_size wide */
     dsv3_mlp_w shared;     /* moe_intermediate_size * n_shared_experts wide (if any) */
@@ -50,10 +51,23 @@ typedef struct {
     dsv3_weight head;      /* [vocab, H] shared_head.head */
 } dsv3_mtp_w;
 
+/* A float vector of the model (norm gains, router bias, RoPE frequencies): its host copy and
+ * the field that holds its backend address (the host copy itself on host backends, a slice of
+ * the model's arena otherwise). */
+typedef struct {
+    float **field;
+    float *host;
+    int64_t n;
+} dsv3_model_vec;
+
 struct dsv3_model {
     dsv3_config cfg;
     dsv3_checkpoint *ck;       /* mapping of the weights */
     const dsv3_backend *be;    /* kernels in use */
+    dsv3_model_vec *vecs;      /* every float vector, in binding order */
+    int64_t nvecs, cap_vecs;
+    float *arena;              /* non-host backends: all vectors, in vecs order; NULL on host */
+    dsv3_route_params route;   /* the routing rule of the MoE layers */
     dsv3_weight embed;         /* [vocab, H] model.embed_tokens */
     dsv3_layer_w *layers;      /* [num_hidden_layers] */
     float *final_norm;         /* [H] model.norm */
@@ -75,8 +89,10 @@ typedef struct {
     float *kpe; /* [max_seq, qk_rope_head_dim] rotated shared RoPE key (interleaved pairs) */
 } dsv3_layer_cache;
 
+/* Run scratch lives in backend memory (r->be's alloc) unless marked "host". */
 struct dsv3_run {
     dsv3_model *m;
+    const dsv3_backend *be;       /* the model's backend when the run was made */
     int64_t max_seq, max_chunk;   /* capacities */
     int64_t len, mtp_len;         /* positions cached by the main model / the MTP block */
     dsv3_attn_form attn;
@@ -90,34 +106,38 @@ struct dsv3_run {
     float *kva;                   /* [c, kv_lora_rank + dr] */
     float *o;                     /* [c, nh * dv] attention output before o_proj */
     float *qabs, *u;              /* [c, nh, kv_lora_rank] absorbed query, attended latent */
-    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank, dr)] per-head inputs,
-                                     head-major (also the queries' RoPE parts, [c, nh, dr]) */
+    float *hin;                   /* [nh, c, max(dn, dv, kv_lora_rank)] per-head inputs,
+                                     head-major */
     float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
     float *scores;                /* [nthreads, nh, max_seq] attention probabilities */
     float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
                                      routed slots, then [c, moe_inter*n_shared] (the larger) */
-    float *xg;                    /* [c*K, H] tokens gathered by expert (dispatch slots) */
-    float *yg;                    /* [c*K + c, H] expert outputs per slot, then shared's */
-    dsv3_matmul_op *ops;          /* [max(2 * (E + 1), nh)] batched products of one layer */
-    dsv3_weight *head_w;          /* [nh] per-head views of kv_b (W_UK[h] or W_UV[h]) */
+    dsv3_moe_scratch moe;         /* moe_experts' scratch (ffn_g/ffn_u above, xg, yg, dispatch;
+                                     its ops array is host memory) */
+    dsv3_matmul_op *ops;          /* host: [max(2 * (E + 1), nh)] batched products of one layer */
     float *router;                /* [c, E] router logits */
     int32_t *sel_idx;             /* [c, K] chosen experts per token */
     float *sel_w;                 /* [c, K] their combine weights */
-    int64_t *exp_count;           /* [E + 1] tokens per expert, then offsets */
-    int32_t *disp_tok;            /* [c * K] token of each dispatch slot, grouped by expert */
-    float *disp_w;                /* [c * K] weight of each dispatch slot */
     float *cat;                   /* [c, 2H] MTP input [enorm(e) ; hnorm(h)] */
-    int64_t *pos;                 /* [c] RoPE positions of the chunk */
+    int32_t *ids;                 /* [c] token ids of the chunk (uploaded) */
+    float *logits;                /* non-host backends: [c, vocab] logits before download */
+    float *hidden;                /* non-host backends: [c, H] the MTP input h (uploaded) */
     /* probes */
     dsv3_hooks hooks;             /* copy of the attached hooks */
     int has_hooks;                /* any hook attached */
-    dsv3_interventions iv;        /* copy of the attached interventions */
+    dsv3_interventions iv;        /* copy of the attached interventions; on non-host backends
+                                     its arrays point at the uploaded copies below */
     int has_iv;
-    const int32_t *cur_ids;       /* [n] token ids of the chunk being run (for route events) */
-    float *rec_scores, *rec_biased; /* [E] routing record scratch */
-    unsigned char *rec_groups;    /* [n_group] */
-    int32_t *rec_nobias;          /* [K] */
+    unsigned char *iv_disabled;   /* non-host: [(L + 1) * E] uploaded iv.disabled */
+    int32_t *iv_forced;           /* non-host: [(L + 1) * K] uploaded iv.forced */
+    const int32_t *cur_ids;       /* host: [n] token ids of the chunk being run (route events) */
+    float *record;                /* [c, dsv3_route_record_floats] routing records */
+    float *host_record;           /* host: the same, downloaded for the route hook */
+    float *host_stage;            /* host, non-host backends: [c * max(H, rkv, max_seq)] a hooked
+                                     point or attention row, downloaded */
+    int32_t *ev_idx, *ev_nobias;  /* host: [K] one route event's ids */
+    unsigned char *ev_groups;     /* host: [n_group] */
 };
 
 /* DSV3_PROBES=0 (cmake -DDSV3_NO_PROBES=ON) compiles every hook test out of the forward pass:
@@ -142,6 +162,18 @@ void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *k
 /* docs/ARCHITECTURE.md, "SwiGLU": out[m, H] = SwiGLU MLP of x[m, H] (uses r->ffn_g / r->ffn_u). */
 void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *out, int64_t m);
 
+
+/* Rebuilds L's per-head views of kv_b (L->uk, L->uv) from L->kv_b: at load, and whenever
+ * kv_b is rebound (the trainer points the model at its parameters). */
+void dsv3_layer_head_views(const dsv3_config *c, dsv3_layer_w *L);
+
+/* The routing rule the config states, for the backend's moe_route. */
+static inline dsv3_route_params dsv3_config_route_params(const dsv3_config *c) {
+    return (dsv3_route_params){.experts = c->n_routed_experts, .groups = c->n_group,
+                               .topk_group = c->topk_group, .k = c->num_experts_per_tok,
+                               .norm_topk_prob = c->norm_topk_prob,
+                               .scaling = (float)c->routed_scaling_factor};
+}
 
 /* Options of one routing decision. */
 typedef struct {
@@ -170,6 +202,11 @@ int dsv3_cancelled(const dsv3_run *r);
 /* Reports an activation to the point hook, if one is attached. */
 void dsv3_report_point(dsv3_run *r, dsv3_point p, int64_t li, int64_t pos0, int64_t n,
                        int64_t dim, const float *x);
+/* DSV3_OK when the run can use the model's current backend (adopting it when both keep host
+ * memory); an error naming `what` otherwise. */
+dsv3_status dsv3_run_sync_backend(dsv3_run *r, const char *what, dsv3_err *err);
+/* ids[n] (host) where the backend reads them: uploaded into r->ids, or ids itself on host. */
+const int32_t *dsv3_run_ids(dsv3_run *r, const int32_t *ids, int64_t n);
 /* One decoder block (layer index li) over x[n, H] in place: x += MLA(norm(x)); x += FFN(norm(x)). */
 void dsv3_block_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                         float *x, int64_t n, int64_t pos0);

@@ -298,7 +298,7 @@ static dsv3_status reg_layer(dsv3_trainable *tm, const dsv3_model *m, tm_layer *
     }
     p->moe_index = g->moe_index = tm->n_moe;
     tm->moe_layer[tm->n_moe] = li;
-    memcpy(tm->bias + tm->n_moe * E, w->bias, (size_t)E * sizeof(float));
+    memcpy(tm->bias + tm->n_moe * E, w->bias_host, (size_t)E * sizeof(float));
     tm->n_moe++;
     return DSV3_OK;
 }
@@ -609,6 +609,10 @@ dsv3_status dsv3_trainable_new(dsv3_trainable **out, const dsv3_model *m, int64_
                         int64_t seq_len, dsv3_err *err) {
     *out = NULL;
     const dsv3_config *c = &m->cfg;
+    if (!m->be->is_host)
+        return dsv3_errf(err, DSV3_EUNSUPPORTED,
+                         "train: the model's backend '%s' keeps its memory off the host; training "
+                         "runs on a host backend (fast or ref)", m->be->name);
     if (seq_len < 2)
         return dsv3_errf(err, DSV3_EINVAL, "train: seq_len %lld: need at least 2 tokens",
                          (long long)seq_len);
@@ -1344,11 +1348,13 @@ static dsv3_status bind_model(const dsv3_trainable *tm, dsv3_model *m, const flo
         *sl->at = w ? view : sl->src;
         if (sl->alias_at) *sl->alias_at = w ? view : sl->alias_src;
     }
+    for (int64_t li = 0; li <= tm->cfg.num_hidden_layers; li++) /* views of the rebound kv_b */
+        if (li < tm->cfg.num_hidden_layers || m->has_mtp)
+            dsv3_layer_head_views(&m->cfg, li < tm->cfg.num_hidden_layers ? &m->layers[li] : &m->mtp.block);
     const int64_t E = tm->cfg.n_routed_experts;
     for (int64_t i = 0; i < tm->n_moe; i++) {
-        const int64_t li = tm->moe_layer[i];
-        dsv3_layer_w *L = li < tm->cfg.num_hidden_layers ? &m->layers[li] : &m->mtp.block;
-        memcpy(L->bias, bias + i * E, (size_t)E * sizeof(float));
+        dsv3_status st = dsv3_model_set_bias(m, tm->moe_layer[i], bias + i * E, err);
+        if (st) return st;
     }
     return DSV3_OK;
 }

@@ -50,7 +50,7 @@ long long dsv3_cli_parse_count(const char *s) {
 
 const dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err) {
     const dsv3_backend *be = dsv3_backend_by_name(name);
-    if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast or ref", name);
+    if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast, ref or devsim", name);
     return be;
 }
 
@@ -62,7 +62,11 @@ dsv3_status dsv3_cli_open_model(dsv3_model **m, dsv3_tokenizer **tok, const char
     if (!be) return DSV3_EINVAL;
     dsv3_status st = dsv3_model_open(m, dir, err);
     if (st) return st;
-    dsv3_model_set_backend(*m, be);
+    if ((st = dsv3_model_set_backend(*m, be, err))) {
+        dsv3_model_close(*m);
+        *m = NULL;
+        return st;
+    }
     fputs(dsv3_model_warnings(*m), stderr);
     if (tok && (st = dsv3_tokenizer_open_dir(tok, dir, err))) {
         dsv3_model_close(*m);

@@ -372,9 +372,9 @@ static int l_route(lua_State *L) {
 
 /* ---------------------------------------------------------------- bias ----------------- */
 
-static float *bias_arg(lua_State *L, lmodel *lm, int idx) {
+static const float *bias_arg(lua_State *L, lmodel *lm, int idx) {
     lua_Integer li = luaL_checkinteger(L, idx);
-    float *b = dsv3_model_bias(lm->m, li);
+    const float *b = dsv3_model_bias(lm->m, li);
     if (!b) {
         const dsv3_config *c = dsv3_model_config(lm->m);
         luaL_error(L, "layer %d has no router bias (MoE layers are %d..%d%s)", (int)li,
@@ -387,7 +387,7 @@ static float *bias_arg(lua_State *L, lmodel *lm, int idx) {
 /* bias(layer [, expert]) -> vector table, or one value (experts 0-based like the checkpoint). */
 static int l_bias(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
-    float *b = bias_arg(L, lm, 1);
+    const float *b = bias_arg(L, lm, 1);
     const int64_t E = dsv3_model_config(lm->m)->n_routed_experts;
     if (!lua_isnoneornil(L, 2)) {
         lua_Integer e = luaL_checkinteger(L, 2);
@@ -406,8 +406,13 @@ static int l_bias(lua_State *L) {
 /* Applies value (number or table of E numbers) to one expert or the whole vector. */
 static int bias_edit(lua_State *L, int add) {
     lmodel *lm = dsv3_lua_model_arg(L, 4);
-    float *b = bias_arg(L, lm, 1);
+    const float *b = bias_arg(L, lm, 1);
+    const int64_t li = luaL_checkinteger(L, 1);
     const int64_t E = dsv3_model_config(lm->m)->n_routed_experts;
+    /* The edited vector, built on the host and set as a whole (the backend's copy follows). */
+    float *nb = dsv3_lua_alloc(L, (size_t)E * sizeof *nb); /* GC-owned */
+    memcpy(nb, b, (size_t)E * sizeof *nb);
+    dsv3_err err = {{0}};
     if (lua_istable(L, 2)) { /* bias_set(layer, {v1, ..., vE}) */
         luaL_argcheck(L, (int64_t)lua_rawlen(L, 2) == E, 2, "table must hold one value per expert");
         float *tmp = malloc((size_t)E * sizeof *tmp);
@@ -423,15 +428,17 @@ static int bias_edit(lua_State *L, int add) {
             }
             tmp[e] = (float)v;
         }
-        for (int64_t e = 0; e < E; e++) b[e] = add ? b[e] + tmp[e] : tmp[e];
+        for (int64_t e = 0; e < E; e++) nb[e] = add ? b[e] + tmp[e] : tmp[e];
         free(tmp);
+        if (dsv3_model_set_bias(lm->m, li, nb, &err)) return dsv3_lua_error(L, &err);
         return 0;
     }
     lua_Integer e = luaL_checkinteger(L, 2);
     luaL_argcheck(L, e >= 0 && e < E, 2, "expert out of range");
     lua_Number v = luaL_checknumber(L, 3);
     luaL_argcheck(L, isfinite(v), 3, "value must be finite");
-    b[e] = add ? b[e] + (float)v : (float)v;
+    nb[e] = add ? b[e] + (float)v : (float)v;
+    if (dsv3_model_set_bias(lm->m, li, nb, &err)) return dsv3_lua_error(L, &err);
     return 0;
 }
 
