@@ -14,6 +14,7 @@ static const struct {
     {"ref", dsv3_backend_cpu},
     {"cpu", dsv3_backend_cpu},
     {"fast", dsv3_backend_fast},
+    {"devsim", dsv3_backend_devsim},
 };
 
 const dsv3_backend *dsv3_backend_by_name(const char *name) {

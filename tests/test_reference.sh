@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exactness: `dsv3 logits` (both MLA forms, reference and fast backends) against the independent float64 numpy reference
+# Exactness: `dsv3 logits` (both MLA forms, reference, fast and devsim backends) against the independent float64 numpy reference
 # (tests/reference/dsv3_ref.py) on several checkpoint variants. Tolerance: max|a-b|/max|ref|
 # <= 1e-5 for logits and MTP logits (issue: runtime; docs/ARCHITECTURE.md, "The model").
 . "$(dirname "$0")/lib.sh"
@@ -23,7 +23,7 @@ check() { # NAME GEN_ARGS... -- T
     ids=$(ids_for "$T" 7 "$vocab")
     $PY tests/reference/dsv3_ref.py "$d" --ids "$ids" --out "$d/ref.npy" --mtp-out "$d/refm.npy" \
         || { bad "$name: reference"; return; }
-    for be in ref fast; do
+    for be in ref fast devsim; do
     for form in absorbed naive; do
         local o=$d/$be-$form
         if ! "$BIN" logits "$d" --ids "$ids" --attn $form --backend $be --out "$o.npy" --mtp-out "${o}m.npy"; then
@@ -36,6 +36,10 @@ check() { # NAME GEN_ARGS... -- T
             bad "$name/$be/$form"
         fi
     done
+    done
+    # the simulated device runs the fast kernels: the same bytes
+    for f in absorbed.npy absorbedm.npy naive.npy naivem.npy; do
+        if cmp -s "$d/fast-$f" "$d/devsim-$f"; then ok; else bad "$name: devsim $f differs from fast"; fi
     done
 }
 

@@ -204,8 +204,11 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     }
     const volatile int *old_cancel = run->cancel;
     if (o->cancel) dsv3_run_set_cancel(run, o->cancel);
+    dsv3_transfer_stats d0, d1, d2;
+    run->be->stats(&d0);
     double t0 = dsv3_now_s();
     st = prefill(&g, prompt, n, err);
+    run->be->stats(&d1);
     s->prompt_tokens = n;
     s->prefill_seconds = dsv3_now_s() - t0;
     t0 = dsv3_now_s();
@@ -220,6 +223,12 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     }
     s->decode_seconds = dsv3_now_s() - t0;
     s->tokens = g.n_out;
+    run->be->stats(&d2);
+    s->device = (dsv3_transfer_stats){d2.uploads - d0.uploads, d2.downloads - d0.downloads,
+                                      d2.upload_bytes - d0.upload_bytes, d2.download_bytes - d0.download_bytes};
+    s->device_bytes_per_token =
+        g.n_out ? (double)(d2.upload_bytes - d1.upload_bytes + d2.download_bytes - d1.download_bytes) / (double)g.n_out
+                : 0.0;
     *n_out = g.n_out;
     dsv3_run_set_cancel(run, old_cancel);
 done:

@@ -50,6 +50,11 @@ typedef struct {
     int64_t accepted;        /* drafts accepted */
     double prefill_seconds;
     double decode_seconds;   /* from the first produced token to the last */
+    /* What crossed between host and backend memory during the call (zero on host backends,
+     * docs/ARCHITECTURE.md, "Backend memory"), and the bytes per produced token of the decode
+     * steps (after the prefill). */
+    dsv3_transfer_stats device;
+    double device_bytes_per_token;
 } dsv3_gen_stats;
 
 /* Generates after prompt[0..n) into out[0..max_new_tokens), *n_out tokens. The run must be

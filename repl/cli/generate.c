@@ -94,6 +94,11 @@ static dsv3_status write_stats(const char *path, const dsv3_gen_stats *st, dsv3_
     cJSON_AddNumberToObject(o, "decode_seconds", st->decode_seconds);
     cJSON_AddNumberToObject(o, "tokens_per_second",
                             st->decode_seconds > 0 ? (double)st->tokens / st->decode_seconds : 0.0);
+    cJSON_AddNumberToObject(o, "device_uploads", (double)st->device.uploads);
+    cJSON_AddNumberToObject(o, "device_downloads", (double)st->device.downloads);
+    cJSON_AddNumberToObject(o, "device_upload_bytes", (double)st->device.upload_bytes);
+    cJSON_AddNumberToObject(o, "device_download_bytes", (double)st->device.download_bytes);
+    cJSON_AddNumberToObject(o, "device_bytes_per_token", st->device_bytes_per_token);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return dsv3_errf(err, DSV3_ENOMEM, "--stats: out of memory");

@@ -641,6 +641,12 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     lua_setfield(L, -2, "prefill_seconds");
     lua_pushnumber(L, st.decode_seconds);
     lua_setfield(L, -2, "decode_seconds");
+    dsv3_lua_setint(L, "device_uploads", st.device.uploads);
+    dsv3_lua_setint(L, "device_downloads", st.device.downloads);
+    dsv3_lua_setint(L, "device_upload_bytes", st.device.upload_bytes);
+    dsv3_lua_setint(L, "device_download_bytes", st.device.download_bytes);
+    lua_pushnumber(L, st.device_bytes_per_token);
+    lua_setfield(L, -2, "device_bytes_per_token");
     lua_setfield(L, -2, "stats");
     lua_pushboolean(L, rc == DSV3_EINTR);
     lua_setfield(L, -2, "interrupted");

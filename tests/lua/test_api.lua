@@ -421,11 +421,20 @@ function T.backend_switches_kernels_with_the_same_logits()
     R.eq(backend("ref"), "ref")
     local b = logits(IDS):row(-1)
     R.eq(backend("fast"), "fast")
+    local f = logits(IDS):row(-1)
+    local rf = tostring(route(IDS))
+    -- the simulated device: the fast kernels behind unaddressable memory, the same bytes
+    R.eq(backend("devsim"), "devsim")
+    local d = logits(IDS):row(-1)
+    R.eq(tostring(route(IDS)), rf)
+    local g = gen(IDS, {n = 4, greedy = true, mtp = true})
+    R.ok(g.stats.device_uploads > 0 and g.stats.device_downloads > 0, "devsim counts transfers")
     backend(was)
     local mx, diff = 0, 0
     for v = 1, V do
         mx = math.max(mx, math.abs(b[v]))
         diff = math.max(diff, math.abs(a[v] - b[v]))
+        R.ok(d[v] == f[v], "devsim differs from fast at " .. v)
     end
     R.ok(diff <= 1e-4 * mx, "fast vs ref (max diff " .. diff .. ")")
     R.raises(nil, backend, "bogus")
