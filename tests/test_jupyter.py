@@ -210,6 +210,19 @@ def test_expression_gives_execute_result():
     check(result_data(msgs) == {"text/plain": "<b>&</b>"}, "a string is text only")
 
 
+def test_last_expression_after_statements_is_shown():
+    reply, msgs = execute(K.kc, 'r = route("hello world")\nr')
+    check(reply["content"]["status"] == "ok", "trailing expression: %s" % reply["content"])
+    check("image/svg+xml" in result_data(msgs), "r is shown after r = route(...)")
+    reply, msgs = execute(K.kc, "a = 20; a + 22")
+    check(result_data(msgs)["text/plain"] == "42", "a = 20; a + 22")
+    reply, msgs = execute(K.kc, "b = 1\nc = b + 1")
+    check(reply["content"]["status"] == "ok", "statements")
+    check(not [m for m in msgs if m["msg_type"] == "execute_result"], "statements show nothing")
+    r = reply_to(K.kc, K.kc.is_complete("x = 1\nx"))["content"]
+    check(r["status"] == "complete", "is_complete of a trailing expression: %s" % r)
+
+
 def test_print_goes_to_stream():
     reply, msgs = execute(K.kc, 'print("hi", 1)')
     streams = [m["content"] for m in msgs if m["msg_type"] == "stream"]
@@ -707,6 +720,7 @@ def test_nbclient_runs_grpo():
 
 SHARED = [
     test_kernel_info_on_shell_and_control, test_load_model, test_expression_gives_execute_result,
+    test_last_expression_after_statements_is_shown,
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,

@@ -198,6 +198,18 @@ def test_repl_prints_expression_results():
 
 
 @test
+def test_repl_shows_the_last_expression_after_statements():
+    r = Repl("models/tiny")
+    r.start()
+    eq(r.line("a = 1; a"), "1\n", "a statement then an expression on one line")
+    eq(r.line("b = a + 1; c = b * 2"), "", "statements only: nothing shown")
+    eq(r.line("bias_add(1, 0, 0.5); r2 = route('hi'); bias_reset(); r2:token(1)[1].pos"), "1\n",
+       "the README's bias_add ...; route ...; bias_reset(); r2 line shows r2")
+    eq(r.line("x = 2 -3"), "", "an expression continued after a statement is not cut off")
+    eq(r.eval("x"), "-1")
+
+
+@test
 def test_repl_continues_incomplete_chunk():
     r = Repl()
     r.start()
@@ -542,6 +554,14 @@ def test_pipe_error_runs_the_rest_and_exits_1():
     eq(rc, 1, "exit status")
     eq(out, "2\n2\n", "lines after the error ran")
     contains(err, "bad thing")
+
+
+@test
+def test_pipe_multiline_chunk_shows_its_last_expression():
+    rc, out, err = run_bin(stdin="t = {}\nfor i = 1, 3 do\n  t[i] = i * i\nend; t[3]\n")
+    eq((rc, out, err), (0, "9\n", ""))
+    rc, out, err = run_bin("-e", "x = 6\n-- a comment\nx * 7 -- shown\n-- trailing comment")
+    eq((rc, out), (0, "42\n"))
 
 
 @test
