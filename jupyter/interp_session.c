@@ -211,7 +211,8 @@ dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatil
     snprintf(js->version, sizeof js->version, "%s", dsv3_session_language_version());
     snprintf(js->banner, sizeof js->banner,
              "dsv3 — a DeepSeek-V3 runtime you can look inside (Lua %s).\n"
-             "load \"DIR\" a model, then info(), logits(text), gen(prompt); help() lists the API.",
+             "load() the bundled demo model (or load \"DIR\"), then info(), logits(text), gen(prompt);\n"
+             "help() lists the API.",
              js->version);
     *interp = (dsv3_jinterp){.self = js,
                              .execute = execute,

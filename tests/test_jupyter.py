@@ -716,6 +716,62 @@ def test_nbclient_runs_grpo():
     check(len(shown) == 2, "the run values render as SVG (%d)" % len(shown))
 
 
+def run_notebook(path, timeout=120):
+    """Executes the notebook at path as Jupyter does (the kernel's working directory is the
+    notebook's folder); returns it with its outputs."""
+    import nbclient
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="dsv3", timeout=timeout, startup_timeout=30,
+                                     resources={"metadata": {"path": os.path.dirname(path)}})
+    client.execute()
+    return nb
+
+
+def bad_outputs(nb):
+    """Error outputs and stderr text of every code cell, as (cell source, output) pairs."""
+    return [(c.source[:60], o) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")]
+
+
+def test_every_notebook_runs_from_its_folder_on_the_demo_model():
+    """Every examples/*.ipynb, as Jupyter runs it, with DSV3_MODEL unset: load() finds the
+    bundled demo model from the notebook's folder; no cell has an error or stderr output."""
+    env = {k: os.environ.pop(k, None) for k in ("DSV3_MODEL",)}
+    os.environ["DSV3_GRPO_STEPS"] = "2"
+    try:
+        books = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".ipynb"))
+        check(len(books) >= 3, "notebooks found: %s" % books)
+        for name in books:
+            nb = run_notebook(os.path.join(REPO, "examples", name))
+            bad = bad_outputs(nb)
+            check(not bad, "%s: %s" % (name, bad[:3]))
+            shown = "".join(json.dumps(o.get("data", {})) + o.get("text", "")
+                            for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+            check("examples/demo" in shown or name == "grpo.ipynb", "%s used the demo model" % name)
+    finally:
+        del os.environ["DSV3_GRPO_STEPS"]
+        for k, v in env.items():
+            if v is not None:
+                os.environ[k] = v
+
+
+def test_every_example_script_runs_from_root_and_from_examples():
+    """Every examples/*.lua run as `build/dsv3 run examples/X.lua` from the repository root and
+    as `dsv3 run X.lua` from examples/, on the default model: exit 0, nothing on stderr."""
+    env = dict(os.environ)
+    env.pop("DSV3_MODEL", None)
+    scripts = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".lua"))
+    check(len(scripts) >= 3, "scripts found: %s" % scripts)
+    for name in scripts:
+        for cwd, path in ((REPO, os.path.join("examples", name)), (os.path.join(REPO, "examples"), name)):
+            p = subprocess.run([DSV3, "run", path], cwd=cwd, env=env, capture_output=True, text=True,
+                               timeout=300)
+            check(p.returncode == 0 and p.stderr == "",
+                  "%s from %s: exit %d, stderr %r" % (name, cwd, p.returncode, p.stderr[-500:]))
+            check("examples/demo" in p.stdout, "%s from %s: the demo model" % (name, cwd))
+
+
 # ------------------------------------------------------------------ runner
 
 SHARED = [
@@ -732,7 +788,9 @@ SHARED = [
 ]
 OWN = [test_kernelspec_and_logos, test_shutdown_with_restart, test_clean_shutdown_by_manager,
        test_empty_key_means_no_signing, test_message_mode_kernelspec,
-       test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo]
+       test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo,
+       test_every_notebook_runs_from_its_folder_on_the_demo_model,
+       test_every_example_script_runs_from_root_and_from_examples]
 
 
 def run(fn, counts):

@@ -79,8 +79,22 @@ static void load_progress(void *ud, const char *what, int64_t done, int64_t tota
     dsv3_session_write(s, DSV3_STDERR, bar, (size_t)k);
 }
 
+/* The directory load() opens when given none: $DSV3_MODEL when set, else the bundled demo
+ * model of the source tree this binary was built from (DSV3_DEMO_DIR, set by CMake), so that
+ * load() works from the repository root, from examples/ and from a notebook's folder alike. */
+static const char *default_model_dir(lua_State *L) {
+    const char *env = getenv("DSV3_MODEL");
+    if (env && *env) return env;
+#ifdef DSV3_DEMO_DIR
+    return DSV3_DEMO_DIR;
+#else
+    luaL_error(L, "load: no directory given, DSV3_MODEL is unset and this build knows no demo model");
+    return NULL;
+#endif
+}
+
 static int l_load(lua_State *L) {
-    const char *dir = luaL_checkstring(L, 1);
+    const char *dir = lua_isnoneornil(L, 1) ? default_model_dir(L) : luaL_checkstring(L, 1);
     dsv3_err err = {{0}};
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     memset(lm, 0, sizeof *lm);
@@ -836,9 +850,11 @@ static void open_api(lua_State *L) {
 }
 
 static const dsv3_lua_fn fns[] = {
-    {"load", l_load, "load(dir) -> model",
+    {"load", l_load, "load([dir]) -> model",
      "Opens a Hugging Face-format model directory (config.json, safetensors, optional\n"
-     "tokenizer.json) and makes it the current model. Several models may be loaded."},
+     "tokenizer.json) and makes it the current model. Several models may be loaded.\n"
+     "Without dir: $DSV3_MODEL when set, else the bundled demo model examples/demo\n"
+     "(found from any working directory)."},
     {"models", l_models, "models() -> {model, ...}", "The models loaded in this session."},
     {"use", l_use, "use(model) -> model", "Makes a loaded model the current one."},
     {"info", l_info, "info([model]) -> info",

@@ -52,7 +52,7 @@ lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
     lmodel *lm = luaL_testudata(L, -1, DSV3_LUA_MT_MODEL);
     lua_pop(L, 1);
-    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"examples/demo\")");
+    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (load() opens the bundled demo model)");
     if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
     return lm;
 }
