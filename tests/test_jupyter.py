@@ -223,6 +223,24 @@ def test_last_expression_after_statements_is_shown():
     check(r["status"] == "complete", "is_complete of a trailing expression: %s" % r)
 
 
+def test_plain_tables_render_as_tables():
+    for code in ("r = route('hello world')\nr:token(2)", "r:layer(1)", "r:cooc(1)", "bias(1)",
+                 "capture('hi')", "r:changed()", "r:load(1).push", "info().params"):
+        reply, msgs = execute(K.kc, code)
+        check(reply["content"]["status"] == "ok", "%s: %s" % (code, reply["content"]))
+        d = result_data(msgs)
+        check("table: 0x" not in d["text/plain"], "%s text/plain: %r" % (code, d["text/plain"][:300]))
+        check("<table" in d.get("text/html", "") and "table: 0x" not in d["text/html"],
+              "%s text/html: %r" % (code, d.get("text/html", "")[:300]))
+        if code != "capture('hi')":
+            check("application/json" in d, "%s application/json" % code)
+    reply, msgs = execute(K.kc, "r:token(2)")
+    html = result_data(msgs)["text/html"]
+    check("<th style=\"text-align:left\">experts</th>" in html and "{" in html, "r:token(2) columns: %r" % html[:400])
+    reply, msgs = execute(K.kc, "io.write('x')")
+    check(not [m for m in msgs if m["msg_type"] == "execute_result"], "io.write shows no file value")
+
+
 def test_print_goes_to_stream():
     reply, msgs = execute(K.kc, 'print("hi", 1)')
     streams = [m["content"] for m in msgs if m["msg_type"] == "stream"]
@@ -776,7 +794,7 @@ def test_every_example_script_runs_from_root_and_from_examples():
 
 SHARED = [
     test_kernel_info_on_shell_and_control, test_load_model, test_expression_gives_execute_result,
-    test_last_expression_after_statements_is_shown,
+    test_last_expression_after_statements_is_shown, test_plain_tables_render_as_tables,
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,

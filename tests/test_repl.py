@@ -565,6 +565,30 @@ def test_pipe_multiline_chunk_shows_its_last_expression():
 
 
 @test
+def test_results_render_as_aligned_text_not_table_addresses():
+    exprs = ["r:token(2)", "r:layer(1)", "r:changed()", "r:cooc(1)", "bias(1)", 'capture("hi")',
+             'capture("hi")["resid_out.1"]:norms()', "r:load(1).push", "info().params",
+             'logits("hi"):top()', "{}", "{a = {b = 1}, 5}"]
+    args = ["models/tiny", "-e", "r = route('hello world')"]
+    for e in exprs:
+        args += ["-e", e]
+    rc, out, err = run_bin(*args)
+    eq((rc, err), (0, ""), "exit and stderr")
+    check("table: 0x" not in out, "no table addresses: %r" % out[:2000])
+    lines = out.split("\n")
+    check(re.match(r"#\s+bias_changed\s+biased\s+experts\s+", lines[0]), "r:token(2) header: %r" % lines[0])
+    check(re.match(r"1\s+(true|false)\s+\{[-0-9.e]+, ", lines[1]), "r:token(2) row: %r" % lines[1])
+    contains(out, "\n{}\n", "an empty table")
+    contains(out, "resid_out.1  tensor [", "capture() lists its tensors")
+    check(re.search(r"\nactive\s+\d+\n", out), "info().params as aligned key/value rows")
+    check(re.search(r"\n#\s+id\s+logit\s+prob\n1\s+\d+", out), "top-k as rows: %r" % out)
+    rc, out, err = run_bin("-e", "io.write('x')")
+    eq((rc, out), (0, "x"), "io.write's returned file is not shown")
+    rc, out, err = run_bin("-e", "print({})")
+    check(out.startswith("table: 0x"), "print keeps Lua's tostring")
+
+
+@test
 def test_pipe_multiline_and_incomplete_end():
     rc, out, err = run_bin(stdin="for i = 1, 2 do\nprint(i)\nend\n")
     eq((rc, out), (0, "1\n2\n"))

@@ -408,7 +408,9 @@ static int load_with_last_expression(lua_State *L, const char *code, size_t len,
             lua_pop(L, 1);
         }
         if (!ok) continue;
-        if (load3(L, code, p, " return ", suffix, ns, "\n;") == LUA_OK) return 1;
+        /* select(1, ...) passes every value on and keeps a last call from being a tail
+         * call, so an error inside it still shows the caller's frame in the traceback. */
+        if (load3(L, code, p, " return select(1, ", suffix, ns, "\n)") == LUA_OK) return 1;
         lua_pop(L, 1);
     }
     return 0;
@@ -437,18 +439,20 @@ static char *dupstr(const char *s, size_t n) {
     return p;
 }
 
-/* Protected renderer: tostring of every argument, tab-separated (a __tostring may fail). */
+/* Protected renderer: the text rendering of every argument, tab-separated (render.h; a
+ * __tostring may fail). */
 static int render_values(lua_State *L) {
     int n = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1) luaL_addchar(&b, '\t');
-        luaL_tolstring(L, i, NULL);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
+    if (!dsv3_render_push(L, 1, n, DSV3_RENDER_TEXT)) lua_pushliteral(L, "");
     return 1;
+}
+
+/* 1 if the values above base are all Lua files (what io.write returns): nothing to show. */
+static int only_files(lua_State *L, int base) {
+    int top = lua_gettop(L);
+    for (int i = base + 1; i <= top; i++)
+        if (!luaL_testudata(L, i, LUA_FILEHANDLE)) return 0;
+    return top > base;
 }
 
 /* render_values, after keeping the values in the registry for dsv3_session_render. */
@@ -476,6 +480,7 @@ static dsv3_exec_status call_chunk_keep(lua_State *L, int base, int nargs, int k
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base + 1);
     int st = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
+    if (st == LUA_OK && only_files(L, base + 1)) lua_settop(L, base + 1);
     if (st == LUA_OK) {
         /* render the results, also protected: [msgh, results...] -> [msgh, text] */
         lua_pushcfunction(L, keep ? keep_and_render : render_values);

@@ -59,9 +59,14 @@ function T.load_of_a_non_model_directory_names_it()
     R.contains(msg, "config.json")
     R.raises("/nonexistent/model/dir", load, "/nonexistent/model/dir")
     R.raises("Not a directory", load, arg[0])         -- a file
-    R.raises("bad argument #1 to 'load'", load)
     R.raises("bad argument #1 to 'load'", load, {})
     R.eq(info().dir, DIR, "a failed load keeps the current model")
+end
+
+function T.load_without_a_directory_opens_the_default_model()
+    local m = load()                                  -- $DSV3_MODEL, else the bundled demo model
+    R.contains(tostring(m), os.getenv("DSV3_MODEL") or "/examples/demo:")
+    R.eq(use(main), main)
 end
 
 function T.closed_model_raises_everywhere()
