@@ -662,6 +662,38 @@ def test_message_mode_kernelspec():
         k.stop()
 
 
+def test_stderr_reaches_the_notebook_in_order():
+    """io.stderr, Lua's C-level warnings and a child process's stderr become stderr stream
+    messages, in the order of the writes among stdout's; none of it reaches the kernel's own
+    stderr (its terminal)."""
+    log = open(os.path.join(TMP, "kernel-stderr.log"), "w+")
+    km = jupyter_client.KernelManager(kernel_name="dsv3")
+    km.start_kernel(stderr=log)
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        code = ('print("a") io.stderr:write("oops\\n") print("b") warn("@on") warn("careful")\n'
+                'io.write("c\\n") os.execute("echo child >&2") print("d")')
+        reply, msgs = execute(kc, code)
+        check(reply["content"]["status"] == "ok", "ran: %s" % reply["content"])
+        parts = [(m["content"]["name"], m["content"]["text"]) for m in msgs if m["msg_type"] == "stream"]
+        check(parts == [("stdout", "a\n"), ("stderr", "oops\n"), ("stdout", "b\n"),
+                        ("stderr", "Lua warning: careful\n"), ("stdout", "c\n"), ("stderr", "child\n"),
+                        ("stdout", "d\n")], "streams in order: %s" % parts)
+        reply, msgs = execute(kc, 'io.stderr:write("last words")')
+        parts = [(m["content"]["name"], m["content"]["text"]) for m in msgs if m["msg_type"] == "stream"]
+        check(parts == [("stderr", "last words")], "stderr at the end of a cell: %s" % parts)
+        check(not [m for m in msgs if m["msg_type"] == "execute_result"], "io.stderr:write shows no file")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    log.seek(0)
+    text = log.read()
+    check("oops" not in text and "careful" not in text and "child" not in text,
+          "nothing of a cell on the kernel's stderr: %r" % text[-500:])
+
+
 def test_kernelspec_and_logos():
     d = os.path.join(TMP, "share", "jupyter", "kernels", "dsv3")
     spec = json.load(open(os.path.join(d, "kernel.json")))
@@ -804,7 +836,7 @@ SHARED = [
     test_input_request, test_badly_signed_message_dropped, test_garbage_does_not_kill_kernel,
     test_heartbeat_and_control_while_busy,
 ]
-OWN = [test_kernelspec_and_logos, test_shutdown_with_restart, test_clean_shutdown_by_manager,
+OWN = [test_kernelspec_and_logos, test_stderr_reaches_the_notebook_in_order, test_shutdown_with_restart, test_clean_shutdown_by_manager,
        test_empty_key_means_no_signing, test_message_mode_kernelspec,
        test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo,
        test_every_notebook_runs_from_its_folder_on_the_demo_model,
