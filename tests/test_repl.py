@@ -63,7 +63,7 @@ def clean(text):
 class Repl:
     """One interactive dsv3 on a pty. Colour is off (NO_COLOR=1) unless color=True."""
 
-    def __init__(self, *args, color=False, state=None, env=None, timeout=10):
+    def __init__(self, *args, color=False, state=None, env=None, timeout=10, cwd=None):
         e = dict(os.environ)
         e.update(TERM="xterm", LC_ALL="C.UTF-8")
         e.pop("NO_COLOR", None)
@@ -76,7 +76,7 @@ class Repl:
             else:
                 e[k] = v
         self.log = []
-        self.c = pexpect.spawn(BIN, list(args), env=e, cwd=TMP, encoding="utf-8",
+        self.c = pexpect.spawn(BIN, list(args), env=e, cwd=cwd or TMP, encoding="utf-8",
                                codec_errors="replace", timeout=timeout, dimensions=(50, 400),
                                maxread=1 << 16)
         self.c.delaybeforesend = 0.01
@@ -207,6 +207,25 @@ def test_repl_shows_the_last_expression_after_statements():
        "the README's bias_add ...; route ...; bias_reset(); r2 line shows r2")
     eq(r.line("x = 2 -3"), "", "an expression continued after a statement is not cut off")
     eq(r.eval("x"), "-1")
+
+
+@test
+def test_readme_first_session_lines_do_what_they_say():
+    """Each line of README.md's "A first session", typed at the prompt of `dsv3 examples/demo`
+    started in the repository root (as scripts/run.sh does): no error, and each shows output."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = readme.split("## A first session", 1)[1].split("```")[1]
+    lines = [ln[len("dsv3> "):] for ln in block.split("\n") if ln.startswith("dsv3> ")]
+    check(len(lines) >= 10, "README lines: %r" % lines)
+    r = Repl("examples/demo", cwd=ROOT, timeout=120)
+    r.start()
+    for ln in lines:
+        out = r.line(ln)
+        check("stack traceback" not in out and "error" not in out.lower(), "%s: %r" % (ln, out[-800:]))
+        if not ln.startswith("r = "):
+            check(out.strip(), "%s shows something" % ln)
+        if ln.startswith("bias_add("):
+            contains(out, "routing of", "the bias line shows the route")
 
 
 @test
