@@ -1,13 +1,12 @@
 -- generate.lua — the options of gen() and chat(), one at a time.
 --
---   build/dsv3 run examples/generate.lua [MODEL_DIR]    (default: models/tiny)
+--   build/dsv3 run examples/generate.lua [MODEL_DIR]    (default: the bundled demo model)
 --
--- A random demo model writes gibberish; watch what each option changes, not the words.
+-- The demo model (examples/demo) knows only fortunes; watch what each option changes.
 -- At the `dsv3>` prompt, Ctrl-C stops a running generation between two tokens: gen() then
 -- returns what it has, with .interrupted = true.
 
-local dir = arg[1] or "models/tiny"
-load(dir)
+print(load(arg[1])) -- no argument: $DSV3_MODEL, else the bundled demo model, from any directory
 local prompt = "Once upon a time"
 
 local function section(title)

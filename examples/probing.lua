@@ -1,8 +1,7 @@
 -- examples/probing.lua — three questions researchers ask of a DeepSeek-V3-style MoE, answered
 -- with dsv3's probes.  Run:  build/dsv3 run examples/probing.lua [MODEL_DIR]
--- (default: the bundled demo model examples/demo, else models/tiny).
-local dir = arg[1] or (io.open("examples/demo/config.json") and "examples/demo" or "models/tiny")
-local m = load(dir)
+-- (default: $DSV3_MODEL, else the bundled demo model examples/demo; from any directory).
+local m = load(arg[1])
 local I = info()
 print(m)
 local first, last = I.dense_layers, I.layers - 1

@@ -1,13 +1,13 @@
 -- tour.lua — a first look at dsv3 from Lua: load a model, look inside, tokenize, read the
 -- logits, generate with and without multi-token prediction (MTP).
 --
---   build/dsv3 run examples/tour.lua [MODEL_DIR]        (default: models/tiny)
+--   build/dsv3 run examples/tour.lua [MODEL_DIR]        (default: the bundled demo model)
 --
--- Make the demo model first:  /usr/bin/python3 scripts/gen_model.py models/tiny
--- Its weights are random, so its text is gibberish: the numbers are what to look at. Every line
+-- The default is $DSV3_MODEL, else the bundled demo model examples/demo (a 3M-parameter model
+-- trained on fortunes), found from any working directory. Every line
 -- here also works typed at the `dsv3>` prompt, where values print themselves (no print needed).
 
-local dir = arg[1] or "models/tiny"
+local dir = arg[1] -- nil: load() picks the default
 
 local function section(title)
     print("\n== " .. title .. " " .. string.rep("=", math.max(3, 72 - #title)))

@@ -15,6 +15,7 @@ struct dsv3_jsession {
     dsv3_session *s;
     volatile int *flag;         /* the binary's interrupt flag */
     const dsv3_jpublisher *pub; /* the running execute's publisher, or NULL between cells */
+    dsv3_jcapture *errout;      /* the process's stderr, held while a cell runs; or NULL */
     char version[32];           /* Lua version, "5.4.6" */
     char banner[256];
 };
@@ -25,8 +26,18 @@ static const char *const result_mimes[] = {"text/plain", "text/html", "image/svg
 
 /* ---------------------------------------------------------------- session io ----------- */
 
+/* Publishes what the process wrote to its stderr since the last call: before each output of
+ * the cell, so that the stream keeps the order of the writes. */
+static void flush_errout(dsv3_jsession *js) {
+    char *bytes = NULL;
+    size_t n = dsv3_jcapture_take(js->errout, &bytes);
+    if (n && js->pub) js->pub->stream(js->pub->ud, "stderr", bytes, n);
+    free(bytes);
+}
+
 static void io_write(void *ud, dsv3_stream st, const char *bytes, size_t len) {
     dsv3_jsession *js = ud;
+    flush_errout(js);
     if (js->pub) js->pub->stream(js->pub->ud, st == DSV3_STDERR ? "stderr" : "stdout", bytes, len);
 }
 
@@ -48,6 +59,7 @@ static void bundle_add(cJSON *data, const char *mime, const char *text, size_t l
 static void io_display(void *ud, const dsv3_mime_bundle *b, const char *display_id, int update) {
     dsv3_jsession *js = ud;
     if (!js->pub) return;
+    flush_errout(js);
     cJSON *data = cJSON_CreateObject();
     for (size_t i = 0; i < b->n; i++)
         bundle_add(data, b->mime[i], b->data[i], b->len[i]);
@@ -108,6 +120,7 @@ static void execute(void *self, const char *code, size_t len, const dsv3_jexec_o
     dsv3_jsession *js = self;
     *js->flag = 0;
     js->pub = pub;
+    dsv3_jcapture_hold(js->errout, 1);
     char *res = NULL;
     dsv3_exec_status st = dsv3_session_eval(js->s, code, len, &res);
     int interrupted = *js->flag;
@@ -131,6 +144,8 @@ static void execute(void *self, const char *code, size_t len, const dsv3_jexec_o
                                                                              : "SyntaxError",
                   msg);
     }
+    flush_errout(js); /* before the result and the error, which the handlers publish */
+    dsv3_jcapture_hold(js->errout, 0);
     *js->flag = 0;
     js->pub = NULL;
     free(res);
@@ -190,11 +205,12 @@ static void interrupt(void *self) {
 /* ---------------------------------------------------------------- lifetime ------------- */
 
 dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatile int *flag,
-                              dsv3_err *err) {
+                              dsv3_jcapture *errout, dsv3_err *err) {
     *out = NULL;
     dsv3_jsession *js = calloc(1, sizeof *js);
     if (!js) return dsv3_errf(err, DSV3_ENOMEM, "kernel: out of memory");
     js->flag = flag;
+    js->errout = errout;
     dsv3_session_io io = {.write = io_write,
                           .ud = js,
                           .interrupt = (const volatile int *)flag,
@@ -211,7 +227,8 @@ dsv3_status dsv3_jsession_new(dsv3_jsession **out, dsv3_jinterp *interp, volatil
     snprintf(js->version, sizeof js->version, "%s", dsv3_session_language_version());
     snprintf(js->banner, sizeof js->banner,
              "dsv3 — a DeepSeek-V3 runtime you can look inside (Lua %s).\n"
-             "load \"DIR\" a model, then info(), logits(text), gen(prompt); help() lists the API.",
+             "load() the bundled demo model (or load \"DIR\"), then info(), logits(text), gen(prompt);\n"
+             "help() lists the API.",
              js->version);
     *interp = (dsv3_jinterp){.self = js,
                              .execute = execute,

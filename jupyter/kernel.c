@@ -2,13 +2,15 @@
  *
  * `dsv3-kernel -f CONNECTION_FILE` (as a kernelspec's argv starts it, see install.c). Owns
  * the process-wide pieces: the interrupt flag (the one mutable global, set by SIGINT and by
- * interrupt_request), signal dispositions, and the order of construction: connection file →
- * session interpreter → server → serve until shutdown_request.
+ * interrupt_request), signal dispositions, the capture of stderr (what a cell writes there goes
+ * to the notebook, capture.h), and the order of construction: connection file → stderr capture
+ * → session interpreter → server → serve until shutdown_request.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "jupyter/capture.h"
 #include "jupyter/interp_session.h"
 #include "jupyter/server.h"
 
@@ -56,16 +58,19 @@ int main(int argc, char **argv) {
     dsv3_jconnection conn;
     dsv3_jsession *js = NULL;
     dsv3_jserver *srv = NULL;
+    dsv3_jcapture *errout = NULL;
     dsv3_jinterp interp;
     int rc = 1, restart = 0;
     if (dsv3_jconnection_read(&conn, path, &err) == DSV3_OK &&
-        dsv3_jsession_new(&js, &interp, (volatile int *)&interrupted, &err) == DSV3_OK &&
+        dsv3_jcapture_open(&errout, 2, &err) == DSV3_OK &&
+        dsv3_jsession_new(&js, &interp, (volatile int *)&interrupted, errout, &err) == DSV3_OK &&
         dsv3_jserver_open(&srv, &conn, (const volatile int *)&interrupted, &err) == DSV3_OK &&
         dsv3_jserver_run(srv, &interp, &restart, &err) == DSV3_OK)
         rc = 0;
-    if (rc) fprintf(stderr, "dsv3-kernel: %s\n", err.msg);
     dsv3_jconnection_fini(&conn);
     dsv3_jserver_close(srv);
     dsv3_jsession_free(js);
+    dsv3_jcapture_close(errout);
+    if (rc) fprintf(stderr, "dsv3-kernel: %s\n", err.msg);
     return rc;
 }

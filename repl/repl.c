@@ -459,7 +459,7 @@ int dsv3_repl_main(int argc, char **argv) {
             snprintf(full, sizeof full,
                      "dsv3 — a DeepSeek-V3 runtime you can look inside. %s"
                      "Try:  gen \"Once upon a time\"    info()    help()    .help    (Ctrl-D quits)\n",
-                     banner[0] ? banner : "No model loaded: load \"DIR\".\n");
+                     banner[0] ? banner : "No model loaded: load \"DIR\", or load() for the bundled demo model.\n");
             rc = interactive(&r, full);
         } else {
             rc = piped(&r);

@@ -210,6 +210,37 @@ def test_expression_gives_execute_result():
     check(result_data(msgs) == {"text/plain": "<b>&</b>"}, "a string is text only")
 
 
+def test_last_expression_after_statements_is_shown():
+    reply, msgs = execute(K.kc, 'r = route("hello world")\nr')
+    check(reply["content"]["status"] == "ok", "trailing expression: %s" % reply["content"])
+    check("image/svg+xml" in result_data(msgs), "r is shown after r = route(...)")
+    reply, msgs = execute(K.kc, "a = 20; a + 22")
+    check(result_data(msgs)["text/plain"] == "42", "a = 20; a + 22")
+    reply, msgs = execute(K.kc, "b = 1\nc = b + 1")
+    check(reply["content"]["status"] == "ok", "statements")
+    check(not [m for m in msgs if m["msg_type"] == "execute_result"], "statements show nothing")
+    r = reply_to(K.kc, K.kc.is_complete("x = 1\nx"))["content"]
+    check(r["status"] == "complete", "is_complete of a trailing expression: %s" % r)
+
+
+def test_plain_tables_render_as_tables():
+    for code in ("r = route('hello world')\nr:token(2)", "r:layer(1)", "r:cooc(1)", "bias(1)",
+                 "capture('hi')", "r:changed()", "r:load(1).push", "info().params"):
+        reply, msgs = execute(K.kc, code)
+        check(reply["content"]["status"] == "ok", "%s: %s" % (code, reply["content"]))
+        d = result_data(msgs)
+        check("table: 0x" not in d["text/plain"], "%s text/plain: %r" % (code, d["text/plain"][:300]))
+        check("<table" in d.get("text/html", "") and "table: 0x" not in d["text/html"],
+              "%s text/html: %r" % (code, d.get("text/html", "")[:300]))
+        if code != "capture('hi')":
+            check("application/json" in d, "%s application/json" % code)
+    reply, msgs = execute(K.kc, "r:token(2)")
+    html = result_data(msgs)["text/html"]
+    check("<th style=\"text-align:left\">experts</th>" in html and "{" in html, "r:token(2) columns: %r" % html[:400])
+    reply, msgs = execute(K.kc, "io.write('x')")
+    check(not [m for m in msgs if m["msg_type"] == "execute_result"], "io.write shows no file value")
+
+
 def test_print_goes_to_stream():
     reply, msgs = execute(K.kc, 'print("hi", 1)')
     streams = [m["content"] for m in msgs if m["msg_type"] == "stream"]
@@ -631,6 +662,38 @@ def test_message_mode_kernelspec():
         k.stop()
 
 
+def test_stderr_reaches_the_notebook_in_order():
+    """io.stderr, Lua's C-level warnings and a child process's stderr become stderr stream
+    messages, in the order of the writes among stdout's; none of it reaches the kernel's own
+    stderr (its terminal)."""
+    log = open(os.path.join(TMP, "kernel-stderr.log"), "w+")
+    km = jupyter_client.KernelManager(kernel_name="dsv3")
+    km.start_kernel(stderr=log)
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        code = ('print("a") io.stderr:write("oops\\n") print("b") warn("@on") warn("careful")\n'
+                'io.write("c\\n") os.execute("echo child >&2") print("d")')
+        reply, msgs = execute(kc, code)
+        check(reply["content"]["status"] == "ok", "ran: %s" % reply["content"])
+        parts = [(m["content"]["name"], m["content"]["text"]) for m in msgs if m["msg_type"] == "stream"]
+        check(parts == [("stdout", "a\n"), ("stderr", "oops\n"), ("stdout", "b\n"),
+                        ("stderr", "Lua warning: careful\n"), ("stdout", "c\n"), ("stderr", "child\n"),
+                        ("stdout", "d\n")], "streams in order: %s" % parts)
+        reply, msgs = execute(kc, 'io.stderr:write("last words")')
+        parts = [(m["content"]["name"], m["content"]["text"]) for m in msgs if m["msg_type"] == "stream"]
+        check(parts == [("stderr", "last words")], "stderr at the end of a cell: %s" % parts)
+        check(not [m for m in msgs if m["msg_type"] == "execute_result"], "io.stderr:write shows no file")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    log.seek(0)
+    text = log.read()
+    check("oops" not in text and "careful" not in text and "child" not in text,
+          "nothing of a cell on the kernel's stderr: %r" % text[-500:])
+
+
 def test_kernelspec_and_logos():
     d = os.path.join(TMP, "share", "jupyter", "kernels", "dsv3")
     spec = json.load(open(os.path.join(d, "kernel.json")))
@@ -703,10 +766,67 @@ def test_nbclient_runs_grpo():
     check(len(shown) == 2, "the run values render as SVG (%d)" % len(shown))
 
 
+def run_notebook(path, timeout=120):
+    """Executes the notebook at path as Jupyter does (the kernel's working directory is the
+    notebook's folder); returns it with its outputs."""
+    import nbclient
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="dsv3", timeout=timeout, startup_timeout=30,
+                                     resources={"metadata": {"path": os.path.dirname(path)}})
+    client.execute()
+    return nb
+
+
+def bad_outputs(nb):
+    """Error outputs and stderr text of every code cell, as (cell source, output) pairs."""
+    return [(c.source[:60], o) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")]
+
+
+def test_every_notebook_runs_from_its_folder_on_the_demo_model():
+    """Every examples/*.ipynb, as Jupyter runs it, with DSV3_MODEL unset: load() finds the
+    bundled demo model from the notebook's folder; no cell has an error or stderr output."""
+    env = {k: os.environ.pop(k, None) for k in ("DSV3_MODEL",)}
+    os.environ["DSV3_GRPO_STEPS"] = "2"
+    try:
+        books = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".ipynb"))
+        check(len(books) >= 3, "notebooks found: %s" % books)
+        for name in books:
+            nb = run_notebook(os.path.join(REPO, "examples", name))
+            bad = bad_outputs(nb)
+            check(not bad, "%s: %s" % (name, bad[:3]))
+            shown = "".join(json.dumps(o.get("data", {})) + o.get("text", "")
+                            for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+            check("examples/demo" in shown or name == "grpo.ipynb", "%s used the demo model" % name)
+    finally:
+        del os.environ["DSV3_GRPO_STEPS"]
+        for k, v in env.items():
+            if v is not None:
+                os.environ[k] = v
+
+
+def test_every_example_script_runs_from_root_and_from_examples():
+    """Every examples/*.lua run as `build/dsv3 run examples/X.lua` from the repository root and
+    as `dsv3 run X.lua` from examples/, on the default model: exit 0, nothing on stderr."""
+    env = dict(os.environ)
+    env.pop("DSV3_MODEL", None)
+    scripts = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".lua"))
+    check(len(scripts) >= 3, "scripts found: %s" % scripts)
+    for name in scripts:
+        for cwd, path in ((REPO, os.path.join("examples", name)), (os.path.join(REPO, "examples"), name)):
+            p = subprocess.run([DSV3, "run", path], cwd=cwd, env=env, capture_output=True, text=True,
+                               timeout=300)
+            check(p.returncode == 0 and p.stderr == "",
+                  "%s from %s: exit %d, stderr %r" % (name, cwd, p.returncode, p.stderr[-500:]))
+            check("examples/demo" in p.stdout, "%s from %s: the demo model" % (name, cwd))
+
+
 # ------------------------------------------------------------------ runner
 
 SHARED = [
     test_kernel_info_on_shell_and_control, test_load_model, test_expression_gives_execute_result,
+    test_last_expression_after_statements_is_shown, test_plain_tables_render_as_tables,
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,
@@ -716,9 +836,11 @@ SHARED = [
     test_input_request, test_badly_signed_message_dropped, test_garbage_does_not_kill_kernel,
     test_heartbeat_and_control_while_busy,
 ]
-OWN = [test_kernelspec_and_logos, test_shutdown_with_restart, test_clean_shutdown_by_manager,
+OWN = [test_kernelspec_and_logos, test_stderr_reaches_the_notebook_in_order, test_shutdown_with_restart, test_clean_shutdown_by_manager,
        test_empty_key_means_no_signing, test_message_mode_kernelspec,
-       test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo]
+       test_jupyter_console, test_nbclient_runs_tour, test_nbclient_runs_grpo,
+       test_every_notebook_runs_from_its_folder_on_the_demo_model,
+       test_every_example_script_runs_from_root_and_from_examples]
 
 
 def run(fn, counts):

@@ -3,7 +3,7 @@
 #   1. tests/lua/test_api.lua (runner: tests/lua/runner.lua): every API function's happy path
 #      and values, argument errors, and the fuzz over every function help() lists;
 #   2. the examples, examples/tour.lua and examples/generate.lua, given the model directory and
-#      by their default path (models/tiny from the working directory);
+#      by their default (load(): $DSV3_MODEL, else the bundled demo model, from any directory);
 #   3. probes that need a process each, since the bug they look for is a crash: methods of a
 #      value whose __gc was called by hand, a 1 MiB string literal in a script;
 #   4. a Lua error that escapes a script: non-zero exit and a traceback, nothing else.
@@ -111,10 +111,14 @@ example examples/tour.lua "== 1. Load a model" "params:" "detokenize(tokenize(te
     "the 5 most likely next tokens" "tokens in" "same tokens as plain greedy:	true" "help()"
 example examples/generate.lua "identical:	true" "same seed, same text:	true" "reproduced:	true" \
     "greedy text unchanged by MTP:	true" "after chat_reset():	0	messages" "r.stats.tokens"
-(cd "$TMP" && "$BIN" run "$ROOT/examples/tour.lua" >"$TMP/out" 2>&1)
+(cd "$TMP" && env -u DSV3_MODEL "$BIN" run "$ROOT/examples/tour.lua" >"$TMP/out" 2>&1)
 rc=$?
-if [ "$rc" = 0 ] && grep -qa "<model models/tiny" "$TMP/out"; then ok "examples/tour.lua loads models/tiny by default"
+if [ "$rc" = 0 ] && grep -qa "<model $ROOT/examples/demo:" "$TMP/out"; then ok "examples/tour.lua loads the demo model by default"
 else bad "examples/tour.lua without arguments: exit $rc" "$TMP/out"; fi
+(cd "$TMP" && DSV3_MODEL=$MODEL "$BIN" run "$ROOT/examples/tour.lua" >"$TMP/out" 2>&1)
+rc=$?
+if [ "$rc" = 0 ] && grep -qa "<model $MODEL:" "$TMP/out"; then ok "examples/tour.lua loads \$DSV3_MODEL when set"
+else bad "examples/tour.lua with DSV3_MODEL: exit $rc" "$TMP/out"; fi
 
 # ------------------------------------------------------------------ 3. crash probes -----------
 # probe NAME CODE: `dsv3 MODEL -e CODE` must end with exit 0 or 1 (a Lua error), never a signal

@@ -63,7 +63,7 @@ def clean(text):
 class Repl:
     """One interactive dsv3 on a pty. Colour is off (NO_COLOR=1) unless color=True."""
 
-    def __init__(self, *args, color=False, state=None, env=None, timeout=10):
+    def __init__(self, *args, color=False, state=None, env=None, timeout=10, cwd=None):
         e = dict(os.environ)
         e.update(TERM="xterm", LC_ALL="C.UTF-8")
         e.pop("NO_COLOR", None)
@@ -76,7 +76,7 @@ class Repl:
             else:
                 e[k] = v
         self.log = []
-        self.c = pexpect.spawn(BIN, list(args), env=e, cwd=TMP, encoding="utf-8",
+        self.c = pexpect.spawn(BIN, list(args), env=e, cwd=cwd or TMP, encoding="utf-8",
                                codec_errors="replace", timeout=timeout, dimensions=(50, 400),
                                maxread=1 << 16)
         self.c.delaybeforesend = 0.01
@@ -195,6 +195,37 @@ def test_repl_prints_expression_results():
     eq(r.eval("info().layers"), "3")
     check(re.match(r"\d+ tokens: ", r.eval('tokenize("hello world")')), "tokens rendering")
     contains(r.line("info()"), "params:", "info() rendering")
+
+
+@test
+def test_repl_shows_the_last_expression_after_statements():
+    r = Repl("models/tiny")
+    r.start()
+    eq(r.line("a = 1; a"), "1\n", "a statement then an expression on one line")
+    eq(r.line("b = a + 1; c = b * 2"), "", "statements only: nothing shown")
+    eq(r.line("bias_add(1, 0, 0.5); r2 = route('hi'); bias_reset(); r2:token(1)[1].pos"), "1\n",
+       "the README's bias_add ...; route ...; bias_reset(); r2 line shows r2")
+    eq(r.line("x = 2 -3"), "", "an expression continued after a statement is not cut off")
+    eq(r.eval("x"), "-1")
+
+
+@test
+def test_readme_first_session_lines_do_what_they_say():
+    """Each line of README.md's "A first session", typed at the prompt of `dsv3 examples/demo`
+    started in the repository root (as scripts/run.sh does): no error, and each shows output."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = readme.split("## A first session", 1)[1].split("```")[1]
+    lines = [ln[len("dsv3> "):] for ln in block.split("\n") if ln.startswith("dsv3> ")]
+    check(len(lines) >= 10, "README lines: %r" % lines)
+    r = Repl("examples/demo", cwd=ROOT, timeout=120)
+    r.start()
+    for ln in lines:
+        out = r.line(ln)
+        check("stack traceback" not in out and "error" not in out.lower(), "%s: %r" % (ln, out[-800:]))
+        if not ln.startswith("r = "):
+            check(out.strip(), "%s shows something" % ln)
+        if ln.startswith("bias_add("):
+            contains(out, "routing of", "the bias line shows the route")
 
 
 @test
@@ -542,6 +573,38 @@ def test_pipe_error_runs_the_rest_and_exits_1():
     eq(rc, 1, "exit status")
     eq(out, "2\n2\n", "lines after the error ran")
     contains(err, "bad thing")
+
+
+@test
+def test_pipe_multiline_chunk_shows_its_last_expression():
+    rc, out, err = run_bin(stdin="t = {}\nfor i = 1, 3 do\n  t[i] = i * i\nend; t[3]\n")
+    eq((rc, out, err), (0, "9\n", ""))
+    rc, out, err = run_bin("-e", "x = 6\n-- a comment\nx * 7 -- shown\n-- trailing comment")
+    eq((rc, out), (0, "42\n"))
+
+
+@test
+def test_results_render_as_aligned_text_not_table_addresses():
+    exprs = ["r:token(2)", "r:layer(1)", "r:changed()", "r:cooc(1)", "bias(1)", 'capture("hi")',
+             'capture("hi")["resid_out.1"]:norms()', "r:load(1).push", "info().params",
+             'logits("hi"):top()', "{}", "{a = {b = 1}, 5}"]
+    args = ["models/tiny", "-e", "r = route('hello world')"]
+    for e in exprs:
+        args += ["-e", e]
+    rc, out, err = run_bin(*args)
+    eq((rc, err), (0, ""), "exit and stderr")
+    check("table: 0x" not in out, "no table addresses: %r" % out[:2000])
+    lines = out.split("\n")
+    check(re.match(r"#\s+bias_changed\s+biased\s+experts\s+", lines[0]), "r:token(2) header: %r" % lines[0])
+    check(re.match(r"1\s+(true|false)\s+\{[-0-9.e]+, ", lines[1]), "r:token(2) row: %r" % lines[1])
+    contains(out, "\n{}\n", "an empty table")
+    contains(out, "resid_out.1  tensor [", "capture() lists its tensors")
+    check(re.search(r"\nactive\s+\d+\n", out), "info().params as aligned key/value rows")
+    check(re.search(r"\n#\s+id\s+logit\s+prob\n1\s+\d+", out), "top-k as rows: %r" % out)
+    rc, out, err = run_bin("-e", "io.write('x')")
+    eq((rc, out), (0, "x"), "io.write's returned file is not shown")
+    rc, out, err = run_bin("-e", "print({})")
+    check(out.startswith("table: 0x"), "print keeps Lua's tostring")
 
 
 @test

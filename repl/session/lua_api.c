@@ -79,8 +79,22 @@ static void load_progress(void *ud, const char *what, int64_t done, int64_t tota
     dsv3_session_write(s, DSV3_STDERR, bar, (size_t)k);
 }
 
+/* The directory load() opens when given none: $DSV3_MODEL when set, else the bundled demo
+ * model of the source tree this binary was built from (DSV3_DEMO_DIR, set by CMake), so that
+ * load() works from the repository root, from examples/ and from a notebook's folder alike. */
+static const char *default_model_dir(lua_State *L) {
+    const char *env = getenv("DSV3_MODEL");
+    if (env && *env) return env;
+#ifdef DSV3_DEMO_DIR
+    return DSV3_DEMO_DIR;
+#else
+    luaL_error(L, "load: no directory given, DSV3_MODEL is unset and this build knows no demo model");
+    return NULL;
+#endif
+}
+
 static int l_load(lua_State *L) {
-    const char *dir = luaL_checkstring(L, 1);
+    const char *dir = lua_isnoneornil(L, 1) ? default_model_dir(L) : luaL_checkstring(L, 1);
     dsv3_err err = {{0}};
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     memset(lm, 0, sizeof *lm);
@@ -251,6 +265,8 @@ static int l_tokenize(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
+    static const char *const options[] = {"bos", NULL};
+    dsv3_lua_check_opts(L, 2, "tokenize", options);
     int bos = dsv3_lua_opt_bool(L, 2, "bos", 0);
     int32_t *ids = NULL;
     size_t n = 0;
@@ -265,6 +281,8 @@ static int l_tokenize(lua_State *L) {
 static int l_detokenize(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const options[] = {"skip_special", NULL};
+    dsv3_lua_check_opts(L, 2, "detokenize", options);
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 0);
     char *text = NULL;
@@ -415,6 +433,8 @@ static int logits_tostring(lua_State *L) {
 
 static int l_logits(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
+    static const char *const options[] = {"mtp", "attn", NULL};
+    dsv3_lua_check_opts(L, 2, "logits", options);
     const dsv3_config *c = dsv3_model_config(lm->m);
     size_t n;
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
@@ -536,6 +556,11 @@ static int gen_tostring(lua_State *L) {
     return 1;
 }
 
+/* The options of gen and chat; fim adds its own (see l_fim). */
+static const char *const gen_options[] = {"max_tokens|n", "temperature|temp", "greedy", "top_k",
+                                          "top_p", "seed", "mtp", "stop", "chat", "system",
+                                          "stream", NULL};
+
 /* gen core: ids at stack index `ids_idx` already resolved into (ids, n); options at opt;
  * n_def new tokens unless the options say n. */
 static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int opt,
@@ -543,8 +568,8 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     dsv3_session *s = dsv3_session_of(L);
     const dsv3_config *c = dsv3_model_config(lm->m);
     /* Every number is range-checked before it is converted (NaN and 1e300 included). */
-    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "n", n_def);
-    const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temp", 0.7);
+    const lua_Number n_num = dsv3_lua_opt_num(L, opt, "max_tokens|n", n_def);
+    const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temperature|temp", 0.7);
     const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
     const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
     lua_Number seed_num = (lua_Number)s->seed;
@@ -555,8 +580,9 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         if (has) seed_num = dsv3_lua_opt_num(L, opt, "seed", 0);
     }
     if (!(n_num >= 1 && n_num <= 1e9))
-        return luaL_error(L, "gen: option n must be at least 1 (and at most 1e9)");
-    if (!(t_num >= 0 && t_num <= 1e6)) return luaL_error(L, "gen: option temp must be in [0, 1e6]");
+        return luaL_error(L, "gen: option max_tokens (n) must be at least 1 (and at most 1e9)");
+    if (!(t_num >= 0 && t_num <= 1e6))
+        return luaL_error(L, "gen: option temperature (temp) must be in [0, 1e6]");
     if (!(k_num >= 0 && k_num <= 1e9)) return luaL_error(L, "gen: option top_k must be >= 0");
     if (!(p_num > 0 && p_num <= 1)) return luaL_error(L, "gen: option top_p must be in (0, 1]");
     if (!(seed_num >= 0 && seed_num < 9.2e18)) return luaL_error(L, "gen: option seed must be >= 0");
@@ -657,6 +683,7 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
 static int l_gen(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    dsv3_lua_check_opts(L, 2, "gen", gen_options);
     int32_t *ids;
     size_t n;
     if (dsv3_lua_opt_bool(L, 2, "chat", 0)) {
@@ -687,11 +714,14 @@ static int l_gen(lua_State *L) {
 static int l_fim(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
+    static const char *const fim_options[] = {"prefix", "suffix", "bos", "max_tokens|n",
+                                              "temperature|temp", "greedy", "top_k", "top_p",
+                                              "seed", "mtp", "stop", "stream", NULL};
+    dsv3_lua_check_opts(L, 1, "fim", fim_options);
     const char *prefix = dsv3_lua_opt_str(L, 1, "prefix");
     const char *suffix = dsv3_lua_opt_str(L, 1, "suffix");
     if (!prefix && !suffix)
         return luaL_error(L, "fim: give prefix = \"...\" and/or suffix = \"...\"");
-    const lua_Number max_tokens = dsv3_lua_opt_num(L, 1, "max_tokens", 64);
     dsv3_tokenizer *tok = dsv3_lua_tokenizer(L, lm);
     const int bos = dsv3_lua_opt_bool(L, 1, "bos", dsv3_tokenizer_adds_bos(tok));
     if (!prefix) prefix = "";
@@ -702,7 +732,7 @@ static int l_fim(lua_State *L) {
     if (dsv3_fim_prompt(&ids, &n, tok, prefix, strlen(prefix), suffix, strlen(suffix), bos, &err))
         return dsv3_lua_error(L, &err);
     ids = dsv3_lua_own_ids(L, ids, n);
-    run_generation(L, lm, ids, n, 1, max_tokens);
+    run_generation(L, lm, ids, n, 1, 64);
     push_tokens(L, lm, ids, n);
     lua_setfield(L, -2, "prompt");
     return 1;
@@ -713,6 +743,7 @@ static int l_chat(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     const char *msg = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    dsv3_lua_check_opts(L, 2, "chat", gen_options);
     dsv3_lua_tokenizer(L, lm);
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     const int hist = lua_gettop(L);
@@ -843,9 +874,11 @@ static void open_api(lua_State *L) {
 }
 
 static const dsv3_lua_fn fns[] = {
-    {"load", l_load, "load(dir) -> model",
+    {"load", l_load, "load([dir]) -> model",
      "Opens a Hugging Face-format model directory (config.json, safetensors, optional\n"
-     "tokenizer.json) and makes it the current model. Several models may be loaded."},
+     "tokenizer.json) and makes it the current model. Several models may be loaded.\n"
+     "Without dir: $DSV3_MODEL when set, else the bundled demo model examples/demo\n"
+     "(found from any working directory)."},
     {"models", l_models, "models() -> {model, ...}", "The models loaded in this session."},
     {"use", l_use, "use(model) -> model", "Makes a loaded model the current one."},
     {"info", l_info, "info([model]) -> info",
@@ -861,15 +894,16 @@ static const dsv3_lua_fn fns[] = {
      "#l; with mtp=true also l:mtp_top(pos, k) (MTP prediction of the token two ahead)."},
     {"gen", l_gen,
      "gen(prompt | ids [, opts]) -> result",
-     "Generates text, streaming tokens as they come. opts: n (64), temp (0.7), greedy,\n"
+     "Generates text, streaming tokens as they come. opts: max_tokens (64; alias n),\n"
+     "temperature (0.7; alias temp), greedy,\n"
      "top_k, top_p, seed (session seed, see seed()), mtp (speculative decoding with the MTP\n"
      "draft), stop (string), chat (wrap the prompt in the chat template), system, stream (true).\n"
      "The result has .text, .ids, .stats (tokens, drafted, accepted, acceptance_rate,\n"
      "tokens_per_second, ...) and .interrupted (Ctrl-C stops between tokens)."},
-    {"fim", l_fim, "fim{prefix=, suffix= [, max_tokens=64, greedy, temp, ...]} -> result",
+    {"fim", l_fim, "fim{prefix=, suffix= [, max_tokens=64, greedy, temperature, ...]} -> result",
      "Fill-in-Middle: generates the text between prefix and suffix from the PSM prompt\n"
      "[BOS] <｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜> until EOS or max_tokens.\n"
-     "Options as gen (temp, greedy, top_k, top_p, seed, stop, stream, mtp), plus bos (default:\n"
+     "Options as gen (temperature, greedy, top_k, top_p, seed, stop, stream, mtp), plus bos (default:\n"
      "as the tokenizer config adds it). result.text is the middle, result.prompt the prompt ids;\n"
      "an error when the tokenizer has no FIM tokens."},
     {"chat", l_chat, "chat(message [, opts]) -> result",

@@ -206,7 +206,7 @@ static void read_opts(lua_State *L, int t, dsv3_grpo_opts *o) {
     o->lr = dsv3_lua_opt_num(L, t, "lr", o->lr);
     o->beta = dsv3_lua_opt_num(L, t, "beta", o->beta);
     o->eps = dsv3_lua_opt_num(L, t, "eps", o->eps);
-    o->temperature = dsv3_lua_opt_num(L, t, "temperature", o->temperature);
+    o->temperature = dsv3_lua_opt_num(L, t, "temperature|temp", o->temperature);
     o->weight_decay = dsv3_lua_opt_num(L, t, "weight_decay", o->weight_decay);
     o->clip = dsv3_lua_opt_num(L, t, "clip", o->clip);
     o->inner = (int64_t)dsv3_lua_opt_num(L, t, "inner", (lua_Number)o->inner);
@@ -268,6 +268,11 @@ static void show(lua_State *L, int run, const char *id, int update) {
  * temperature, lr, beta, eps, inner, seed, weight_decay, clip, examples, quiet, plot} -> run */
 static int l_grpo(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const options[] = {
+        "task", "prompts", "reward", "steps", "group", "batch", "max_tokens|n",
+        "temperature|temp", "lr", "weight_decay", "clip", "beta", "eps", "inner", "seed",
+        "examples", "max_prompt", "quiet", "plot", NULL};
+    dsv3_lua_check_opts(L, 1, "grpo", options);
     lua_settop(L, 1);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     lua_settop(L, 1);
@@ -313,7 +318,7 @@ static int l_grpo(lua_State *L) {
     o.group = (int64_t)dsv3_lua_opt_num(L, 1, "group", 8);
     o.batch = (int64_t)dsv3_lua_opt_num(L, 1, "batch", 2);
     if (o.batch > n_prompts) o.batch = n_prompts;
-    o.max_tokens = (int64_t)dsv3_lua_opt_num(L, 1, "max_tokens", 16);
+    o.max_tokens = (int64_t)dsv3_lua_opt_num(L, 1, "max_tokens|n", 16);
     o.max_prompt = (int64_t)dsv3_lua_opt_num(L, 1, "max_prompt", (lua_Number)longest);
     o.seed = (uint64_t)dsv3_lua_opt_num(L, 1, "seed", 1);
     o.cancel = s->io.interrupt;

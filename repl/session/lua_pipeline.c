@@ -174,6 +174,9 @@ void dsv3_lua_open_pipeline(lua_State *L) {
 
 int dsv3_lua_schedule(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const options[] = {"pp", "micro", "f", "b", "w", "a", "fb", "method",
+                                          "color", NULL};
+    dsv3_lua_check_opts(L, 1, "schedule", options);
     dsv3_pipe_opts o = {0};
     o.pp = opt_count(L, "pp");
     o.micro = opt_count(L, "micro");

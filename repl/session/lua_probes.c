@@ -538,6 +538,8 @@ static void read_interventions(lua_State *L, int t, lmodel *lm, dsv3_interventio
                                unsigned char **dis, int32_t **forced) {
     const dsv3_config *c = dsv3_model_config(lm->m);
     const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok, NL = c->num_hidden_layers + 1;
+    static const char *const options[] = {"disable", "zero_bias", "drop_shared", "force", NULL};
+    dsv3_lua_check_opts(L, t, "effect", options);
     memset(iv, 0, sizeof *iv);
     iv->forced_pos = -1;
     iv->zero_bias = dsv3_lua_opt_bool(L, t, "zero_bias", 0);
@@ -667,8 +669,10 @@ static int l_mtp_trace(lua_State *L) {
     int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 1);
     dsv3_session *s = dsv3_session_of(L);
     dsv3_mtp_trace_opts o;
-    o.n_new = (int64_t)dsv3_lua_opt_num(L, 2, "n", 64);
-    o.temperature = (float)dsv3_lua_opt_num(L, 2, "temp", 0.0);
+    static const char *const options[] = {"max_tokens|n", "temperature|temp", "seed", NULL};
+    dsv3_lua_check_opts(L, 2, "mtp_trace", options);
+    o.n_new = (int64_t)dsv3_lua_opt_num(L, 2, "max_tokens|n", 64);
+    o.temperature = (float)dsv3_lua_opt_num(L, 2, "temperature|temp", 0.0);
     o.seed = (uint64_t)dsv3_lua_opt_num(L, 2, "seed", (lua_Number)s->seed);
     dsv3_mtp_trace tr;
     dsv3_err err = {{0}};
@@ -825,6 +829,8 @@ static int l_capture(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     const int64_t NL = dsv3_model_config(lm->m)->num_hidden_layers;
+    static const char *const options[] = {"points", "layers", NULL};
+    dsv3_lua_check_opts(L, 2, "capture", options);
     dsv3_capture_opts opts = {.layers = NULL};
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "points");
@@ -880,6 +886,8 @@ static int l_capture(lua_State *L) {
 static int l_lens(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 3);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const options[] = {"k", "pos", NULL};
+    dsv3_lua_check_opts(L, 2, "lens", options);
     int k = (int)dsv3_lua_opt_num(L, 2, "k", 5);
     lua_Integer pos = (lua_Integer)dsv3_lua_opt_num(L, 2, "pos", -1);
     if (k < 1) return luaL_error(L, "lens: k must be at least 1");
@@ -1016,7 +1024,7 @@ static const dsv3_lua_fn fns[] = {
      "KL(base || intervened) and whether the top-1 token changed. interventions: disable =\n"
      "{e, ...} (all layers) or {[layer] = {e, ...}}, zero_bias = true, drop_shared = true,\n"
      "force = {layer = L, experts = {...}, pos = p}."},
-    {"mtp_trace", l_mtp_trace, "mtp_trace(prompt | ids [, {n=64, temp=0, seed}]) -> trace",
+    {"mtp_trace", l_mtp_trace, "mtp_trace(prompt | ids [, {max_tokens=64, temperature=0, seed}]) -> trace",
      "Generates with MTP speculative decoding and records every draft: .steps (pos, draft, q, p,\n"
      "main, accepted), .rate, .by_position (per 16 positions), .by_band (token-id quartiles),\n"
      ".histogram (of the draft's MTP probability, 10 bins)."},

@@ -140,6 +140,11 @@ static void progress_line(dsv3_session *s, const dsv3_train_metrics *m) {
  * accum, warmup, total_steps, seed, heldout, fim_rate, quiet} -> run */
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const options[] = {
+        "steps", "data",      "text",   "seq_len", "batch", "accum",        "seed",
+        "heldout", "fim_rate", "lr",    "gamma",   "alpha", "lambda",       "clip",
+        "weight_decay", "warmup", "total_steps", "fp8", "precision", "quiet", NULL};
+    dsv3_lua_check_opts(L, 1, "train", options);
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     dsv3_session *s = dsv3_session_of(L);
     const lua_Number steps_n = dsv3_lua_opt_num(L, 1, "steps", 20);

@@ -5,6 +5,7 @@
  */
 #include "repl/session/luax.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,7 @@ lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
     lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
     lmodel *lm = luaL_testudata(L, -1, DSV3_LUA_MT_MODEL);
     lua_pop(L, 1);
-    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (try load \"examples/demo\")");
+    if (!lm) luaL_error(L, "no model loaded: load \"DIR\" first (load() opens the bundled demo model)");
     if (!lm->m) luaL_error(L, "the current model is closed: load \"DIR\" or use(another)");
     return lm;
 }
@@ -108,9 +109,41 @@ int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_
     return ids;
 }
 
+/* Pushes the option k of the table at t: k is a name or "name|alias|..." (the same option
+ * under its old names); nil when none is set. Raises when two of the names are set. Writes
+ * the name that was set (or k's first) into name, for messages. */
+static void push_opt(lua_State *L, int t, const char *k, char *name, size_t size) {
+    t = lua_absindex(L, t);
+    lua_pushnil(L);
+    const char *first = NULL;
+    size_t first_len = 0;
+    for (const char *p = k; *p;) {
+        const char *e = strchr(p, '|');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        lua_pushlstring(L, p, n);
+        if (lua_rawget(L, t) != LUA_TNIL) {
+            if (first) {
+                lua_pushlstring(L, first, first_len);
+                lua_pushlstring(L, p, n);
+                luaL_error(L, "options '%s' and '%s' are the same option: give one",
+                           lua_tostring(L, -2), lua_tostring(L, -1));
+            }
+            first = p;
+            first_len = n;
+            lua_replace(L, -2);
+        } else {
+            lua_pop(L, 1);
+        }
+        p += n + (e != NULL);
+    }
+    if (!first) first = k, first_len = strcspn(k, "|");
+    snprintf(name, size, "%.*s", (int)(first_len < size ? first_len : size - 1), first);
+}
+
 int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
     if (!lua_istable(L, t)) return def;
-    lua_getfield(L, t, k);
+    char name[64];
+    push_opt(L, t, k, name, sizeof name);
     int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
@@ -118,7 +151,8 @@ int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def) {
 
 lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) {
     if (!lua_istable(L, t)) return def;
-    lua_getfield(L, t, k);
+    char name[64];
+    push_opt(L, t, k, name, sizeof name);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return def;
@@ -126,17 +160,62 @@ lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def) 
     int ok;
     lua_Number v = lua_tonumberx(L, -1, &ok);
     lua_pop(L, 1);
-    if (!ok) luaL_error(L, "option '%s' must be a number", k);
+    if (!ok) luaL_error(L, "option '%s' must be a number", name);
     return v;
 }
 
 const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k) {
     if (!lua_istable(L, t)) return NULL;
-    lua_getfield(L, t, k);
+    char name[64];
+    push_opt(L, t, k, name, sizeof name);
     const char *v = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
-    if (!v && !lua_isnil(L, -1)) luaL_error(L, "option '%s' must be a string", k);
+    if (!v && !lua_isnil(L, -1)) luaL_error(L, "option '%s' must be a string", name);
     lua_pop(L, 1); /* the string stays alive: it is referenced by the options table */
     return v;
+}
+
+void dsv3_lua_check_opts(lua_State *L, int t, const char *fname, const char *const *valid) {
+    if (!lua_istable(L, t)) return;
+    t = lua_absindex(L, t);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t kl;
+            const char *key = lua_tolstring(L, -1, &kl);
+            for (size_t i = 0; valid[i] && !known; i++)
+                for (const char *p = valid[i]; *p && !known;) {
+                    size_t n = strcspn(p, "|");
+                    known = n == kl && !memcmp(p, key, n);
+                    p += n + (p[n] == '|');
+                }
+        }
+        if (known) continue;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t i = 0; valid[i]; i++) {
+            if (i) luaL_addstring(&b, ", ");
+            size_t n = strcspn(valid[i], "|");
+            luaL_addlstring(&b, valid[i], n);
+            if (valid[i][n]) {
+                luaL_addstring(&b, " (or ");
+                for (const char *p = valid[i] + n + 1; *p;) {
+                    size_t m = strcspn(p, "|");
+                    if (p != valid[i] + n + 1) luaL_addstring(&b, ", ");
+                    luaL_addlstring(&b, p, m);
+                    p += m + (p[m] == '|');
+                }
+                luaL_addstring(&b, ")");
+            }
+        }
+        luaL_pushresult(&b);
+        if (lua_type(L, -2) == LUA_TSTRING)
+            luaL_error(L, "%s: unknown option '%s' (valid: %s)", fname, lua_tostring(L, -2),
+                       lua_tostring(L, -1));
+        luaL_error(L, "%s: options are named, not %s keys (valid: %s)", fname, luaL_typename(L, -2),
+                   lua_tostring(L, -1));
+    }
 }
 
 /* ---------------------------------------------------------------- values --------------- */

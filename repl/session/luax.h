@@ -89,10 +89,16 @@ int32_t *dsv3_lua_own_ids(lua_State *L, int32_t *ids, size_t n);
  * Raises on bad input. */
 int32_t *dsv3_lua_ids_arg(lua_State *L, int idx, lmodel *lm, size_t *n, int add_bos);
 /* Options table readers (t = stack index of the table, may be none/nil: then def / NULL).
- * Raise when the option has the wrong type. */
+ * k is the option's name, or "name|alias..." for an option also known by older names
+ * ("max_tokens|n"): the first name set is read, and two set at once raise. Raise when the
+ * option has the wrong type. */
 int dsv3_lua_opt_bool(lua_State *L, int t, const char *k, int def);
 lua_Number dsv3_lua_opt_num(lua_State *L, int t, const char *k, lua_Number def);
 const char *dsv3_lua_opt_str(lua_State *L, int t, const char *k);
+/* Raises "fname: unknown option 'k' (valid: a, b (or c), ...)" when the options table at t
+ * (none/nil: nothing to check) has a key that is none of valid's names (NULL-terminated, each
+ * "name" or "name|alias..."), or a key that is not a string. */
+void dsv3_lua_check_opts(lua_State *L, int t, const char *fname, const char *const *valid);
 
 /* ---------------------------------------------------------------- values --------------- */
 

@@ -202,11 +202,23 @@ static void add_number(lua_State *L, sbuf *b, int idx) {
         addf(L, b, "%.4g", (double)lua_tonumber(L, idx));
 }
 
+static void add_summary(lua_State *L, sbuf *b, int idx, lua_Integer items);
+
+/* A value as an HTML table cell: numbers as add_number, tables and values of other modules
+ * as their one-line summary. */
 static void add_cell(lua_State *L, sbuf *b, int idx) {
-    if (lua_type(L, idx) == LUA_TNUMBER)
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER) {
         add_number(L, b, idx);
-    else
+    } else if (is_scalar(t) || t == LUA_TNIL) {
         add_value(L, b, idx, DSV3_RENDER_HTML);
+    } else {
+        idx = lua_absindex(L, idx);
+        sbuf *tmp = sbuf_push(L);
+        add_summary(L, tmp, idx, 8);
+        add_escaped(L, b, tmp->p ? tmp->p : "", tmp->n, DSV3_RENDER_HTML);
+        lua_pop(L, 1);
+    }
 }
 
 static void add_human(lua_State *L, sbuf *b, double v) {
@@ -285,6 +297,371 @@ static int is_record(lua_State *L, int idx) {
         n++;
     }
     return n > 0;
+}
+
+/* ---------------------------------------------------------------- plain tables --------- */
+
+/* What the API returns as plain Lua tables (r:token(2), bias(1), capture(...), norms(), ...)
+ * is shown as a grid of one-line cells: arrays of records as rows under their field names,
+ * arrays of arrays of numbers as a matrix, records as key/value rows, and anything nested
+ * deeper summarised in its cell ("{16 items}"). Text aligns the grid in columns, HTML makes
+ * a table of it; both go through the same grid, so they show the same thing. */
+
+enum { CELL_ITEMS = 8, LINE_ITEMS = 32, CELL_BYTES = 60 };
+
+static int is_plain(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TTABLE && !has_any_mt(L, idx);
+}
+
+/* 1 if the value at idx is a plain table with keys but no array part 1..n. */
+static int is_map(lua_State *L, int idx) {
+    if (!is_plain(L, idx)) return 0;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) return 0;
+    lua_pop(L, 2);
+    return array_len(L, idx) == 0;
+}
+
+/* A number as text: integers exactly, floats with 4 significant digits. */
+static void add_num(lua_State *L, sbuf *b, int idx) {
+    if (lua_isinteger(L, idx))
+        addf(L, b, "%lld", (long long)lua_tointeger(L, idx));
+    else
+        addf(L, b, "%.4g", (double)lua_tonumber(L, idx));
+}
+
+/* 1 if every entry 1..n of the array at idx is a scalar (number, string, boolean). */
+static int all_scalars(lua_State *L, int idx, lua_Integer n) {
+    for (lua_Integer i = 1; i <= n; i++) {
+        int t = lua_rawgeti(L, idx, i);
+        lua_pop(L, 1);
+        if (!is_scalar(t)) return 0;
+    }
+    return 1;
+}
+
+/* The value at idx in one line: scalars as they are (floats at 4 digits), short arrays of
+ * scalars inline ("{6, 7, 15, 14}"), other tables by their size, values of other modules by
+ * the first line of their text, cut to CELL_BYTES. */
+static void add_summary(lua_State *L, sbuf *b, int idx, lua_Integer items) {
+    idx = lua_absindex(L, idx);
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER) {
+        add_num(L, b, idx);
+    } else if (t == LUA_TTABLE && !has_any_mt(L, idx)) {
+        lua_Integer n = array_len(L, idx);
+        if (n > 0 && all_scalars(L, idx, n)) {
+            adds(L, b, "{");
+            for (lua_Integer i = 1; i <= n && i <= items; i++) {
+                if (i > 1) adds(L, b, ", ");
+                lua_rawgeti(L, idx, i);
+                add_summary(L, b, -1, 0);
+                lua_pop(L, 1);
+            }
+            if (n > items) addf(L, b, ", … %lld items", (long long)n);
+            adds(L, b, "}");
+        } else if (n > 0) {
+            addf(L, b, "{%lld items}", (long long)n);
+        } else {
+            int k = 0;
+            lua_pushnil(L);
+            while (lua_next(L, idx)) lua_pop(L, 1), k++;
+            if (k) addf(L, b, "{%d field%s}", k, k == 1 ? "" : "s");
+            else adds(L, b, "{}");
+        }
+    } else {
+        size_t n;
+        const char *s = luaL_tolstring(L, idx, &n);
+        const char *nl = memchr(s, '\n', n);
+        size_t cut = nl ? (size_t)(nl - s) : n;
+        if (cut > CELL_BYTES) {
+            cut = CELL_BYTES;
+            while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--; /* whole characters */
+        }
+        add(L, b, s, cut);
+        if (cut < n) adds(L, b, " …");
+        lua_pop(L, 1);
+    }
+}
+
+/* Appends the summary of the value at idx as a new string to the array at row. */
+static void grid_cell(lua_State *L, int row, int idx) {
+    idx = lua_absindex(L, idx);
+    sbuf *b = sbuf_push(L);
+    add_summary(L, b, idx, CELL_ITEMS);
+    lua_pushlstring(L, b->p ? b->p : "", b->n);
+    lua_rawseti(L, row, (lua_Integer)lua_rawlen(L, row) + 1);
+    lua_pop(L, 1);
+}
+
+static void grid_text_cell(lua_State *L, int row, const char *s) {
+    lua_pushstring(L, s);
+    lua_rawseti(L, row, (lua_Integer)lua_rawlen(L, row) + 1);
+}
+
+/* Pushes the keys of the table at idx, sorted by their text, as an array. */
+static void push_sorted_keys(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    int keys = lua_gettop(L), n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, ++n);
+    }
+    for (int i = 2; i <= n; i++) /* insertion sort; integer keys numerically, before strings */
+        for (int j = i; j > 1; j--) {
+            lua_rawgeti(L, keys, j - 1);
+            lua_rawgeti(L, keys, j);
+            int swap;
+            if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TNUMBER)
+                swap = lua_compare(L, -1, -2, LUA_OPLT);
+            else if (lua_type(L, -2) == LUA_TNUMBER || lua_type(L, -1) == LUA_TNUMBER)
+                swap = lua_type(L, -2) != LUA_TNUMBER;
+            else {
+                const char *x = luaL_tolstring(L, -2, NULL), *y = luaL_tolstring(L, -2, NULL);
+                swap = strcmp(x, y) > 0;
+                lua_pop(L, 2);
+            }
+            if (!swap) {
+                lua_pop(L, 2);
+                break;
+            }
+            lua_rawseti(L, keys, j - 1);
+            lua_rawseti(L, keys, j);
+        }
+}
+
+/* Pushes the grid of the plain table at idx: {rows..., head = 1 (row 1 is a header),
+ * more = rows left out}, every cell a string, the first column the row's index or key. */
+static void push_grid(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    int g = lua_gettop(L);
+    lua_Integer n = array_len(L, idx), shown = n < MAX_ROWS ? n : MAX_ROWS;
+    int records = n > 0, matrix = n > 0;
+    lua_Integer width = 0;
+    for (lua_Integer i = 1; i <= n && (records || matrix); i++) {
+        lua_rawgeti(L, idx, i);
+        lua_Integer m = is_plain(L, -1) ? array_len(L, -1) : 0;
+        records = records && m == 0 && is_map(L, -1);
+        matrix = matrix && m > 0 && m <= MAX_COLS && all_scalars(L, lua_gettop(L), m);
+        if (m > width) width = m;
+        lua_pop(L, 1);
+    }
+    if (records) { /* columns: the union of the records' keys */
+        lua_newtable(L);
+        int set = lua_gettop(L);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                lua_pop(L, 1);
+                lua_pushvalue(L, -1);
+                lua_pushboolean(L, 1);
+                lua_rawset(L, set);
+            }
+            lua_pop(L, 1);
+        }
+        push_sorted_keys(L, set);
+        int cols = lua_gettop(L);
+        lua_Integer nc = (lua_Integer)lua_rawlen(L, cols);
+        if (nc > MAX_COLS) nc = MAX_COLS;
+        lua_newtable(L);
+        grid_text_cell(L, lua_gettop(L), "#");
+        for (lua_Integer c = 1; c <= nc; c++) {
+            lua_rawgeti(L, cols, c);
+            grid_cell(L, cols + 1, -1);
+            lua_pop(L, 1);
+        }
+        lua_rawseti(L, g, 1);
+        for (lua_Integer i = 1; i <= shown; i++) {
+            lua_newtable(L);
+            int row = lua_gettop(L);
+            lua_pushinteger(L, i);
+            grid_cell(L, row, -1);
+            lua_pop(L, 1);
+            lua_rawgeti(L, idx, i);
+            for (lua_Integer c = 1; c <= nc; c++) {
+                lua_rawgeti(L, cols, c);
+                lua_rawget(L, -2);
+                if (lua_isnil(L, -1)) grid_text_cell(L, row, "");
+                else grid_cell(L, row, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            lua_rawseti(L, g, i + 1);
+        }
+        lua_pop(L, 2);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, g, "head");
+    } else if (matrix) { /* rows of numbers under their column index */
+        lua_newtable(L);
+        grid_text_cell(L, lua_gettop(L), "");
+        for (lua_Integer c = 1; c <= width; c++) {
+            lua_pushinteger(L, c);
+            grid_cell(L, g + 1, -1);
+            lua_pop(L, 1);
+        }
+        lua_rawseti(L, g, 1);
+        for (lua_Integer i = 1; i <= shown; i++) {
+            lua_newtable(L);
+            int row = lua_gettop(L);
+            lua_pushinteger(L, i);
+            grid_cell(L, row, -1);
+            lua_pop(L, 1);
+            lua_rawgeti(L, idx, i);
+            for (lua_Integer c = 1; c <= width; c++) {
+                lua_rawgeti(L, -1, c);
+                if (lua_isnil(L, -1)) grid_text_cell(L, row, "");
+                else grid_cell(L, row, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            lua_rawseti(L, g, i + 1);
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, g, "head");
+    } else { /* key (or index) and value */
+        push_sorted_keys(L, idx);
+        int keys = lua_gettop(L);
+        lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
+        shown = nk < MAX_ROWS ? nk : MAX_ROWS;
+        n = nk;
+        for (lua_Integer i = 1; i <= shown; i++) {
+            lua_newtable(L);
+            int row = lua_gettop(L);
+            lua_rawgeti(L, keys, i);
+            grid_cell(L, row, -1);
+            lua_rawget(L, idx);
+            grid_cell(L, row, -1);
+            lua_pop(L, 1);
+            lua_rawseti(L, g, i);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushinteger(L, n - shown);
+    lua_setfield(L, g, "more");
+}
+
+/* Display width of UTF-8 text: its code points. */
+static size_t text_width(const char *s, size_t n) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) w += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return w;
+}
+
+static int looks_numeric(const char *s) {
+    if (*s == '-') s++;
+    return (*s >= '0' && *s <= '9') || (*s == '.' && s[1] >= '0' && s[1] <= '9');
+}
+
+/* The plain table at idx as text: an array of scalars on one line ("{1, 2, 3}", the first
+ * LINE_ITEMS), anything else as its grid in aligned columns. */
+static void plain_text(lua_State *L, sbuf *b, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_Integer n = array_len(L, idx);
+    if (n > 0 && all_scalars(L, idx, n)) {
+        add_summary(L, b, idx, LINE_ITEMS);
+        return;
+    }
+    if (n == 0) {
+        lua_pushnil(L);
+        if (!lua_next(L, idx)) {
+            adds(L, b, "{}");
+            return;
+        }
+        lua_pop(L, 2);
+    }
+    push_grid(L, idx);
+    int g = lua_gettop(L);
+    lua_Integer rows = (lua_Integer)lua_rawlen(L, g);
+    size_t width[MAX_COLS + 2] = {0};
+    for (lua_Integer r = 1; r <= rows; r++) {
+        lua_rawgeti(L, g, r);
+        lua_Integer nc = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer c = 1; c <= nc && c <= MAX_COLS + 1; c++) {
+            size_t len;
+            lua_rawgeti(L, -1, c);
+            const char *s = lua_tolstring(L, -1, &len);
+            size_t w = text_width(s, len);
+            if (w > width[c]) width[c] = w;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    for (lua_Integer r = 1; r <= rows; r++) {
+        lua_rawgeti(L, g, r);
+        lua_Integer nc = (lua_Integer)lua_rawlen(L, -1);
+        size_t pending = 0; /* spaces owed before the next cell (no trailing blanks) */
+        for (lua_Integer c = 1; c <= nc && c <= MAX_COLS + 1; c++) {
+            size_t len;
+            lua_rawgeti(L, -1, c);
+            const char *s = lua_tolstring(L, -1, &len);
+            size_t pad = width[c] - text_width(s, len);
+            int right = c > 1 && looks_numeric(s);
+            if (right) pending += pad;
+            for (size_t k = 0; k < pending; k++) add(L, b, " ", 1);
+            add(L, b, s, len);
+            pending = (right ? 0 : pad) + 2;
+            lua_pop(L, 1);
+        }
+        if (r < rows) add(L, b, "\n", 1);
+        lua_pop(L, 1);
+    }
+    lua_Integer more = int_field(L, g, "more");
+    if (more > 0) addf(L, b, "\n… %lld more", (long long)more);
+    lua_pop(L, 1);
+}
+
+/* The plain table at idx as an HTML table of its grid (an array of scalars: one row). */
+static void plain_html(lua_State *L, sbuf *b, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_Integer n = array_len(L, idx);
+    if (n > 0 && n <= LINE_ITEMS && all_scalars(L, idx, n)) {
+        adds(L, b, "<table class=\"dsv3-array\"><tr>");
+        for (lua_Integer i = 1; i <= n; i++) addf(L, b, "<th>%lld</th>", (long long)i);
+        adds(L, b, "</tr><tr>");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            adds(L, b, "<td>");
+            add_cell(L, b, -1);
+            adds(L, b, "</td>");
+            lua_pop(L, 1);
+        }
+        adds(L, b, "</tr></table>");
+        return;
+    }
+    push_grid(L, idx);
+    int g = lua_gettop(L);
+    lua_getfield(L, g, "head");
+    int head = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_Integer rows = (lua_Integer)lua_rawlen(L, g);
+    adds(L, b, "<table class=\"dsv3-rows\">");
+    for (lua_Integer r = 1; r <= rows; r++) {
+        lua_rawgeti(L, g, r);
+        lua_Integer nc = (lua_Integer)lua_rawlen(L, -1);
+        adds(L, b, "<tr>");
+        for (lua_Integer c = 1; c <= nc; c++) {
+            size_t len;
+            lua_rawgeti(L, -1, c);
+            const char *s = lua_tolstring(L, -1, &len);
+            int th = (head && r == 1) || c == 1;
+            adds(L, b, th ? "<th style=\"text-align:left\">" : "<td>");
+            add_escaped(L, b, s, len, DSV3_RENDER_HTML);
+            adds(L, b, th ? "</th>" : "</td>");
+            lua_pop(L, 1);
+        }
+        adds(L, b, "</tr>");
+        lua_pop(L, 1);
+    }
+    lua_Integer more = int_field(L, g, "more");
+    if (more > 0) addf(L, b, "<tr><td colspan=\"%d\">… %lld more</td></tr>", MAX_COLS + 1, (long long)more);
+    adds(L, b, "</table>");
+    lua_pop(L, 1);
 }
 
 /* ---------------------------------------------------------------- HTML ----------------- */
@@ -572,8 +949,8 @@ static int html(lua_State *L, sbuf *b, int idx) {
         return 0; /* another kind of value: its __tostring renders it */
     else if (is_record(L, idx))
         record_html(L, b, idx);
-    else
-        return records_html(L, b, idx);
+    else if (!records_html(L, b, idx))
+        plain_html(L, b, idx);
     return 1;
 }
 
@@ -727,6 +1104,10 @@ int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
     if (form == DSV3_RENDER_TEXT) {
         for (int i = 0; i < n; i++) {
             if (i) add(L, b, "\t", 1);
+            if (is_plain(L, first + i)) {
+                plain_text(L, b, first + i);
+                continue;
+            }
             size_t len;
             const char *str = luaL_tolstring(L, first + i, &len);
             add(L, b, str, len);

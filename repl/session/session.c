@@ -283,6 +283,153 @@ static int incomplete(lua_State *L, int status) {
     return lmsg >= lmark && strcmp(msg + lmsg - lmark, mark) == 0;
 }
 
+/* ---------------------------------------------------------------- compile -------------- */
+
+/* A cell is compiled the way IPython runs one: "return <code>" first (the whole chunk is an
+ * expression), else the chunk as statements, and then, when its last statement is an
+ * expression (a name, a field, a call, arithmetic), that expression's values are returned, so
+ * `r = route(p)\nr` and `a = 1; a` show their last value. The last statement starts after a
+ * newline or a ';' outside strings and comments; the split is taken only when the part before
+ * it compiles on its own, so a statement continued on the next line (`x = a\n- b`) is never
+ * cut. */
+
+enum { SPLIT_MAX = 64 }; /* split points tried, from the end */
+
+/* Index after the long bracket opening at code[i] ("[[", "[==["), or 0; *level its '='s. */
+static size_t long_open(const char *code, size_t len, size_t i, size_t *level) {
+    size_t j = i + 1, k = 0;
+    while (j < len && code[j] == '=') j++, k++;
+    if (j < len && code[j] == '[') {
+        *level = k;
+        return j + 1;
+    }
+    return 0;
+}
+
+/* Index after the long bracket closing "]=*]" of the given level from i (len if unclosed). */
+static size_t long_close(const char *code, size_t len, size_t i, size_t level) {
+    for (; i < len; i++) {
+        if (code[i] != ']') continue;
+        size_t j = i + 1, k = 0;
+        while (j < len && code[j] == '=') j++, k++;
+        if (k == level && j < len && code[j] == ']') return j + 1;
+    }
+    return len;
+}
+
+/* Index of the first byte of code at or after i that is not blank or in a comment. */
+static size_t skip_blank(const char *code, size_t len, size_t i) {
+    while (i < len) {
+        char c = code[i];
+        size_t level, after;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+            i++;
+        } else if (c == '-' && i + 1 < len && code[i + 1] == '-') {
+            if (i + 2 < len && code[i + 2] == '[' && (after = long_open(code, len, i + 2, &level)))
+                i = long_close(code, len, after, level);
+            else
+                while (i < len && code[i] != '\n') i++;
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Fills at[] with the starts of possible statements (after '\n' or ';' outside strings and
+ * comments), the last SPLIT_MAX of them, in order; returns how many. */
+static size_t split_points(const char *code, size_t len, size_t *at) {
+    size_t n = 0, total = 0;
+    for (size_t i = 0; i < len;) {
+        char c = code[i];
+        size_t level, after;
+        if (c == '-' && i + 1 < len && code[i + 1] == '-') {
+            if (i + 2 < len && code[i + 2] == '[' && (after = long_open(code, len, i + 2, &level)))
+                i = long_close(code, len, after, level);
+            else
+                while (i < len && code[i] != '\n') i++;
+        } else if (c == '[' && (after = long_open(code, len, i, &level))) {
+            i = long_close(code, len, after, level);
+        } else if (c == '"' || c == '\'') {
+            for (i++; i < len && code[i] != c && code[i] != '\n'; i++)
+                if (code[i] == '\\' && i + 1 < len) i++;
+            i++;
+        } else {
+            i++;
+            if (c == '\n' || c == ';') at[total++ % SPLIT_MAX] = i, n++;
+        }
+    }
+    if (n > SPLIT_MAX) { /* the ring holds the last SPLIT_MAX; put them in order */
+        size_t tmp[SPLIT_MAX], first = total % SPLIT_MAX;
+        for (size_t k = 0; k < SPLIT_MAX; k++) tmp[k] = at[(first + k) % SPLIT_MAX];
+        memcpy(at, tmp, sizeof tmp);
+        n = SPLIT_MAX;
+    }
+    return n;
+}
+
+/* Compiles the concatenation of up to three pieces; leaves the function or the error. */
+static int load3(lua_State *L, const char *a, size_t na, const char *b, const char *c, size_t nc,
+                 const char *d) {
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    luaL_addlstring(&buf, a, na);
+    luaL_addstring(&buf, b);
+    luaL_addlstring(&buf, c, nc);
+    luaL_addstring(&buf, d);
+    luaL_pushresult(&buf);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    int st = luaL_loadbuffer(L, s, n, "=input");
+    lua_remove(L, -2);
+    return st;
+}
+
+/* Tries "statements; return <last expression>". whole_ok: the chunk compiled as statements.
+ * Pushes the function and returns 1, or pushes nothing and returns 0. */
+static int load_with_last_expression(lua_State *L, const char *code, size_t len, int whole_ok) {
+    size_t at[SPLIT_MAX];
+    size_t n = split_points(code, len, at);
+    for (size_t k = n; k-- > 0;) {
+        size_t p = at[k], t = skip_blank(code, len, p);
+        if (t >= len) continue;                 /* nothing but blanks and comments after p */
+        if (whole_ok && code[t] == '(') continue; /* `a\n(f)(x)` is one call in Lua */
+        const char *suffix = code + p;
+        size_t ns = len - p;
+        if (load3(L, "", 0, "return ", suffix, ns, "\n;") != LUA_OK) { /* not an expression */
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 1);
+        int ok = luaL_loadbuffer(L, code, p, "=input") == LUA_OK; /* the statements before */
+        lua_pop(L, 1);
+        if (ok && whole_ok) { /* and the last one is a statement of its own */
+            ok = load3(L, code, p, ";", suffix, ns, "") == LUA_OK;
+            lua_pop(L, 1);
+        }
+        if (!ok) continue;
+        /* select(1, ...) passes every value on and keeps a last call from being a tail
+         * call, so an error inside it still shows the caller's frame in the traceback. */
+        if (load3(L, code, p, " return select(1, ", suffix, ns, "\n)") == LUA_OK) return 1;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* Compiles a cell (see above): pushes the function and returns LUA_OK, or pushes the error
+ * message of the chunk as statements and returns its status. */
+static int load_cell(lua_State *L, const char *code, size_t len) {
+    if (load3(L, "", 0, "return ", code, len, ";") == LUA_OK) return LUA_OK;
+    lua_pop(L, 1);
+    int st = luaL_loadbuffer(L, code, len, "=input");
+    if (st != LUA_OK && st != LUA_ERRSYNTAX) return st;
+    if (load_with_last_expression(L, code, len, st == LUA_OK)) {
+        lua_remove(L, -2);
+        return LUA_OK;
+    }
+    return st;
+}
+
 static char *dupstr(const char *s, size_t n) {
     char *p = malloc(n + 1);
     if (p) {
@@ -292,18 +439,20 @@ static char *dupstr(const char *s, size_t n) {
     return p;
 }
 
-/* Protected renderer: tostring of every argument, tab-separated (a __tostring may fail). */
+/* Protected renderer: the text rendering of every argument, tab-separated (render.h; a
+ * __tostring may fail). */
 static int render_values(lua_State *L) {
     int n = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1) luaL_addchar(&b, '\t');
-        luaL_tolstring(L, i, NULL);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
+    if (!dsv3_render_push(L, 1, n, DSV3_RENDER_TEXT)) lua_pushliteral(L, "");
     return 1;
+}
+
+/* 1 if the values above base are all Lua files (what io.write returns): nothing to show. */
+static int only_files(lua_State *L, int base) {
+    int top = lua_gettop(L);
+    for (int i = base + 1; i <= top; i++)
+        if (!luaL_testudata(L, i, LUA_FILEHANDLE)) return 0;
+    return top > base;
 }
 
 /* render_values, after keeping the values in the registry for dsv3_session_render. */
@@ -331,6 +480,7 @@ static dsv3_exec_status call_chunk_keep(lua_State *L, int base, int nargs, int k
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base + 1);
     int st = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
+    if (st == LUA_OK && only_files(L, base + 1)) lua_settop(L, base + 1);
     if (st == LUA_OK) {
         /* render the results, also protected: [msgh, results...] -> [msgh, text] */
         lua_pushcfunction(L, keep ? keep_and_render : render_values);
@@ -354,28 +504,14 @@ static dsv3_exec_status exec_chunk(dsv3_session *s, const char *code, size_t len
                                    char **result) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
-    /* Expression first: "return <code>;" (lua.c's addreturn). */
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "return ");
-    luaL_addlstring(&b, code, len);
-    luaL_addchar(&b, ';');
-    luaL_pushresult(&b);
-    size_t rlen;
-    const char *ret = lua_tolstring(L, -1, &rlen);
-    int st = luaL_loadbuffer(L, ret, rlen, "=input");
-    lua_remove(L, -2);
+    int st = load_cell(L, code, len);
     if (st != LUA_OK) {
-        lua_pop(L, 1);
-        st = luaL_loadbuffer(L, code, len, "=input");
-        if (st != LUA_OK) {
-            dsv3_exec_status es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
-            size_t n;
-            const char *msg = lua_tolstring(L, -1, &n);
-            *result = dupstr(msg ? msg : "", msg ? n : 0);
-            lua_settop(L, base);
-            return es;
-        }
+        dsv3_exec_status es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
+        size_t n;
+        const char *msg = lua_tolstring(L, -1, &n);
+        *result = dupstr(msg ? msg : "", msg ? n : 0);
+        lua_settop(L, base);
+        return es;
     }
     return call_chunk_keep(L, base, 0, keep, result);
 }
@@ -394,20 +530,10 @@ dsv3_exec_status dsv3_session_eval(dsv3_session *s, const char *code, size_t len
 dsv3_exec_status dsv3_session_check(dsv3_session *s, const char *code, size_t len) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "return ");
-    luaL_addlstring(&b, code, len);
-    luaL_addchar(&b, ';');
-    luaL_pushresult(&b);
-    size_t rlen;
-    const char *ret = lua_tolstring(L, -1, &rlen);
-    dsv3_exec_status es = DSV3_EXEC_OK;
-    if (luaL_loadbuffer(L, ret, rlen, "=input") != LUA_OK) {
-        lua_settop(L, base);
-        int st = luaL_loadbuffer(L, code, len, "=input");
-        if (st != LUA_OK) es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
-    }
+    int st = load_cell(L, code, len);
+    dsv3_exec_status es = st == LUA_OK ? DSV3_EXEC_OK
+                          : incomplete(L, st) ? DSV3_EXEC_INCOMPLETE
+                                              : DSV3_EXEC_ERROR;
     lua_settop(L, base);
     return es;
 }

@@ -70,8 +70,11 @@ typedef enum {
 } dsv3_exec_status;
 
 /* Runs a chunk of Lua. Like the standalone `lua`, "1+1" is first tried as an expression
- * (`return 1+1`) so its value is shown without print. *result is malloc'd (caller frees); it is
- * the text rendering of the returned values, separated by tabs, or the error text. */
+ * (`return 1+1`) so its value is shown without print. Otherwise it runs as statements and, as
+ * in IPython, when its last statement is an expression (`r = route(p)\nr`, `a = 1; a`, a
+ * call) the values of that expression are returned; the statement before it must compile on
+ * its own, so `x = a\n-b` stays one assignment. *result is malloc'd (caller frees); it is the
+ * text rendering of the returned values, separated by tabs, or the error text. */
 dsv3_exec_status dsv3_session_exec(dsv3_session *s, const char *code, size_t len, char **result);
 
 /* Runs a chunk exactly as dsv3_session_exec does, and also keeps the values it returned (in

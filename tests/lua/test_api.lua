@@ -59,9 +59,14 @@ function T.load_of_a_non_model_directory_names_it()
     R.contains(msg, "config.json")
     R.raises("/nonexistent/model/dir", load, "/nonexistent/model/dir")
     R.raises("Not a directory", load, arg[0])         -- a file
-    R.raises("bad argument #1 to 'load'", load)
     R.raises("bad argument #1 to 'load'", load, {})
     R.eq(info().dir, DIR, "a failed load keeps the current model")
+end
+
+function T.load_without_a_directory_opens_the_default_model()
+    local m = load()                                  -- $DSV3_MODEL, else the bundled demo model
+    R.contains(tostring(m), os.getenv("DSV3_MODEL") or "/examples/demo:")
+    R.eq(use(main), main)
 end
 
 function T.closed_model_raises_everywhere()
@@ -379,6 +384,34 @@ function T.gen_rejects_bad_options()
     R.raises("bad argument #2 to 'gen'", gen, PROMPT, 5)
     R.raises("string or table", gen, 5)
     R.raises("bad argument #1 to 'gen'", gen, {1}, q{chat = true})
+end
+
+function T.unknown_options_are_errors_that_list_the_valid_ones()
+    local msg = R.raises("gen: unknown option 'temprature'", gen, PROMPT, q{temprature = 0.1})
+    R.contains(msg, "temperature (or temp)")
+    R.contains(msg, "max_tokens (or n)")
+    R.raises("logits: unknown option 'mpt' (valid: mtp, attn)", logits, IDS, {mpt = true})
+    R.raises("logits: options are named", logits, IDS, {true})
+    R.raises("tokenize: unknown option 'bso'", tokenize, "hi", {bso = true})
+    R.raises("lens: unknown option 'layer'", lens, IDS, {layer = 1})
+    R.raises("capture: unknown option 'point'", capture, IDS, {point = {"ckv"}})
+    R.raises("effect: unknown option 'disabled'", effect, IDS, {disabled = {0}})
+    R.raises("train: unknown option 'step'", train, {step = 1})
+    R.raises("grpo: unknown option 'steps_'", grpo, {steps_ = 1})
+    R.raises("schedule: unknown option 'stages'", schedule, {pp = 2, micro = 4, stages = 2})
+end
+
+function T.options_have_one_name_and_keep_the_old_ones_as_aliases()
+    local a = gen(IDS, q{max_tokens = 3, temperature = 0})
+    local b = gen(IDS, q{n = 3, temp = 0})
+    R.eq(a.stats.tokens, 3, "max_tokens")
+    R.same(b.ids, a.ids, "n and temp are the same options")
+    local hot = gen(IDS, q{max_tokens = 8, temperature = 50, seed = 3})
+    local hot_old = gen(IDS, q{n = 8, temp = 50, seed = 3})
+    R.same(hot.ids, hot_old.ids, "temperature is used (not silently the default)")
+    R.raises("options 'temperature' and 'temp' are the same option", gen, IDS,
+             q{temperature = 1, temp = 1})
+    R.raises("option 'temperature' must be a number", gen, IDS, q{temperature = "hot"})
 end
 
 -- ------------------------------------------------------------------------------ chat
