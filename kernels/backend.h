@@ -129,12 +129,14 @@ struct dsv3_backend {
     /* Absorbed MLA attention of one query over cached positions 0..T-1 for nh heads (docs/ARCHITECTURE.md, "MLA"):
      *   p[h, t] = softmax_t((qabs[h] . c[t] + qpe[h] . kpe[t]) * scale),
      *   u[h] = sum_t p[h, t] c[t].
-     * qabs [nh, rkv]; head h's RoPE query at qpe + h * qpe_stride (dr floats); c [T, rkv] and
-     * kpe [T, dr] the latent cache; p [nh, T] receives the probabilities; u [nh, rkv]. All heads
-     * of a query share c, so a backend can read each cached row once for all of them. */
+     * qabs [nh, rkv]; head h's RoPE query at qpe + h * qpe_stride (dr floats); c[t] (rkv floats)
+     * and kpe[t] (dr floats) the latent cache rows at c + t * cs and kpe + t * cs (the cache
+     * keeps [c | k_pe] per position, cs = rkv + dr); p [nh, T] receives the probabilities; u
+     * [nh, rkv]. All heads of a query share c, so a backend can read each cached row once for
+     * all of them. */
     void (*mla_attend)(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
-                       const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
-                       int64_t dr, float scale);
+                       const float *c, const float *kpe, int64_t cs, int64_t nh, int64_t T,
+                       int64_t rkv, int64_t dr, float scale);
     /* ---- data movement ---- */
     /* out[s] = row ids[s] of W in float32, s < n (the embedding lookup; ids in backend memory). */
     void (*embed)(float *out, const dsv3_weight *w, const int32_t *ids, int64_t n);
@@ -146,9 +148,9 @@ struct dsv3_backend {
     /* ---- coarse model steps (they take the backend they run on, for its products) ---- */
     /* The latent cache rows of positions pos0..pos0+n-1 from kva [n, rkv + dr]
      * (docs/ARCHITECTURE.md, "Latent cache"): c[pos] = rmsnorm(kva[:rkv]) with `norm` and eps,
-     * kpe[pos] = kva[rkv:] rotated at pos. c [max_seq, rkv], kpe [max_seq, dr]. */
-    void (*mla_store)(const dsv3_backend *be, float *c, float *kpe, const float *kva, int64_t n,
-                      int64_t pos0, const float *norm, float eps, int64_t rkv, int64_t dr,
+     * kpe[pos] = kva[rkv:] rotated at pos; row pos of c at c + pos * cs, of kpe at kpe + pos * cs. */
+    void (*mla_store)(const dsv3_backend *be, float *c, float *kpe, int64_t cs, const float *kva,
+                      int64_t n, int64_t pos0, const float *norm, float eps, int64_t rkv, int64_t dr,
                       const float *inv_freq, float factor);
     /* Absorbed attention of a causal chunk (docs/ARCHITECTURE.md, "MLA"): query s (s < n, at
      * position pos0 + s) attends to cached positions 0..pos0+s. qabs [n, nh, rkv]; the RoPE part
@@ -156,14 +158,15 @@ struct dsv3_backend {
      * scratch holds threads * nh * scratch_stride floats (scratch_stride >= pos0 + n). */
     void (*mla_attend_chunk)(const dsv3_backend *be, float *u, float *scratch,
                              int64_t scratch_stride, const float *qabs, const float *qpe,
-                             int64_t qpe_stride, const float *c, const float *kpe, int64_t nh,
-                             int64_t n, int64_t pos0, int64_t rkv, int64_t dr, float scale);
+                             int64_t qpe_stride, const float *c, const float *kpe, int64_t cs,
+                             int64_t nh, int64_t n, int64_t pos0, int64_t rkv, int64_t dr,
+                             float scale);
     /* Naive attention of a causal chunk over expanded keys/values: kvfull [pos0 + n, nh *
      * (dn + dv)] (per head [k_nope | v]), q [n, nh, dn + dr] (per head [q_nope | q_pe]), kpe
-     * [pos0 + n, dr]; o [n, nh, dv]. scratch as for mla_attend_chunk, nh = 1. With only >= 0
+     * rows at kpe + t * cs; o [n, nh, dv]. scratch as for mla_attend_chunk, nh = 1. With only >= 0
      * just the pair only = s * nh + h runs, and its probabilities are left in scratch[0..T). */
     void (*mla_naive)(const dsv3_backend *be, float *o, float *scratch, int64_t scratch_stride,
-                      const float *q, const float *kvfull, const float *kpe, int64_t nh,
+                      const float *q, const float *kvfull, const float *kpe, int64_t cs, int64_t nh,
                       int64_t dn, int64_t dv, int64_t dr, int64_t n, int64_t pos0, float scale,
                       int64_t only);
     /* Routing of n tokens from router logits [n, E] (docs/ARCHITECTURE.md, "Routing"): idx

@@ -135,20 +135,21 @@ static int check_many(void) {
     return ok;
 }
 
-/* mla_attend: probabilities and attended latents of one query over T cached rows, nh heads,
- * widths that are and are not multiples of the vector width. */
+/* mla_attend: probabilities and attended latents of one query over T cached rows ([c | k_pe]
+ * per row, as the latent cache keeps them), nh heads, widths that are and are not multiples of
+ * the vector width. */
 static int check_attend(int64_t nh, int64_t T, int64_t rkv, int64_t dr) {
     const int64_t qs = dr + 3; /* RoPE queries at a stride, as inside the q projection */
     float *qa = malloc((size_t)(nh * rkv) * 4), *qp = malloc((size_t)(nh * qs) * 4);
-    float *c = malloc((size_t)(T * rkv) * 4), *k = malloc((size_t)(T * dr + 1) * 4);
+    const int64_t cs = rkv + dr;
+    float *cache = malloc((size_t)(T * cs + 1) * 4), *c = cache, *k = cache + rkv;
     float *pa = malloc((size_t)(nh * T) * 4), *pb = malloc((size_t)(nh * T) * 4);
     float *ua = malloc((size_t)(nh * rkv) * 4), *ub = malloc((size_t)(nh * rkv) * 4);
     for (int64_t i = 0; i < nh * rkv; i++) qa[i] = 2.0f * unif();
     for (int64_t i = 0; i < nh * qs; i++) qp[i] = 2.0f * unif();
-    for (int64_t i = 0; i < T * rkv; i++) c[i] = unif();
-    for (int64_t i = 0; i < T * dr; i++) k[i] = unif();
-    dsv3_backend_cpu()->mla_attend(ua, pa, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
-    dsv3_backend_fast()->mla_attend(ub, pb, qa, qp, qs, c, k, nh, T, rkv, dr, 0.3f);
+    for (int64_t i = 0; i < T * cs; i++) cache[i] = unif();
+    dsv3_backend_cpu()->mla_attend(ua, pa, qa, qp, qs, c, k, cs, nh, T, rkv, dr, 0.3f);
+    dsv3_backend_fast()->mla_attend(ub, pb, qa, qp, qs, c, k, cs, nh, T, rkv, dr, 0.3f);
     double dp = 0, du = 0, mu = 0;
     for (int64_t i = 0; i < nh * T; i++) dp = fmax(dp, fabs((double)pa[i] - pb[i]));
     for (int64_t i = 0; i < nh * rkv; i++) {
@@ -158,7 +159,7 @@ static int check_attend(int64_t nh, int64_t T, int64_t rkv, int64_t dr) {
     const int ok = dp <= 1e-5 && du / (mu > 0 ? mu : 1) <= 1e-5;
     if (!ok) printf("  FAIL mla_attend nh=%lld T=%lld rkv=%lld dr=%lld: |dp| %.3g, rel du %.3g\n", (long long)nh,
                     (long long)T, (long long)rkv, (long long)dr, dp, du / mu);
-    free(qa), free(qp), free(c), free(k), free(pa), free(pb), free(ua), free(ub);
+    free(qa), free(qp), free(cache), free(pa), free(pb), free(ua), free(ub);
     return ok;
 }
 

@@ -150,17 +150,17 @@ void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n) {
 
 /* One head at a time: T dot products against the cache, softmax, weighted sum of the rows. */
 void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
-                         const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
-                         int64_t dr, float scale) {
+                         const float *c, const float *kpe, int64_t cs, int64_t nh, int64_t T,
+                         int64_t rkv, int64_t dr, float scale) {
     for (int64_t h = 0; h < nh; h++) {
         float *ph = p + h * T, *uh = u + h * rkv;
         const float *qa = qabs + h * rkv, *qp = qpe + h * qpe_stride;
         for (int64_t t = 0; t < T; t++)
-            ph[t] = (dsv3_dot_f32(qa, c + t * rkv, rkv) + dsv3_dot_f32(qp, kpe + t * dr, dr)) * scale;
+            ph[t] = (dsv3_dot_f32(qa, c + t * cs, rkv) + dsv3_dot_f32(qp, kpe + t * cs, dr)) * scale;
         dsv3_softmax_f32(ph, T);
         memset(uh, 0, (size_t)rkv * 4);
         for (int64_t t = 0; t < T; t++) {
-            const float pt = ph[t], *ct = c + t * rkv;
+            const float pt = ph[t], *ct = c + t * cs;
 #pragma omp simd
             for (int64_t i = 0; i < rkv; i++) uh[i] += pt * ct[i];
         }

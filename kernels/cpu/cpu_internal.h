@@ -16,8 +16,8 @@ void dsv3_cpu_rope(float *x, int64_t n, int64_t nvec, int64_t d, int64_t tok_str
                    int64_t vec_stride, int64_t pos0, const float *inv_freq, float factor);
 void dsv3_cpu_silu_mul(float *g, const float *u, int64_t n);
 void dsv3_cpu_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
-                         const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
-                         int64_t dr, float scale);
+                         const float *c, const float *kpe, int64_t cs, int64_t nh, int64_t T,
+                         int64_t rkv, int64_t dr, float scale);
 
 /* Host memory (kernels/cpu/host_memory.c): what every CPU backend's memory functions are. */
 void *dsv3_host_alloc(size_t bytes);
@@ -30,17 +30,18 @@ void dsv3_cpu_copy2d(float *dst, int64_t dst_stride, const float *src, int64_t s
                      int64_t rows, int64_t width);
 
 /* The coarse steps (kernels/cpu/mla_steps.c, moe_steps.c), over the backend `be` they run on. */
-void dsv3_cpu_mla_store(const dsv3_backend *be, float *c, float *kpe, const float *kva, int64_t n,
+void dsv3_cpu_mla_store(const dsv3_backend *be, float *c, float *kpe, int64_t cs, const float *kva, int64_t n,
                         int64_t pos0, const float *norm, float eps, int64_t rkv, int64_t dr,
                         const float *inv_freq, float factor);
 void dsv3_cpu_mla_attend_chunk(const dsv3_backend *be, float *u, float *scratch,
                                int64_t scratch_stride, const float *qabs, const float *qpe,
-                               int64_t qpe_stride, const float *c, const float *kpe, int64_t nh,
-                               int64_t n, int64_t pos0, int64_t rkv, int64_t dr, float scale);
+                               int64_t qpe_stride, const float *c, const float *kpe, int64_t cs,
+                               int64_t nh, int64_t n, int64_t pos0, int64_t rkv, int64_t dr,
+                               float scale);
 void dsv3_cpu_mla_naive(const dsv3_backend *be, float *o, float *scratch, int64_t scratch_stride,
-                        const float *q, const float *kvfull, const float *kpe, int64_t nh,
-                        int64_t dn, int64_t dv, int64_t dr, int64_t n, int64_t pos0, float scale,
-                        int64_t only);
+                        const float *q, const float *kvfull, const float *kpe, int64_t cs,
+                        int64_t nh, int64_t dn, int64_t dv, int64_t dr, int64_t n, int64_t pos0,
+                        float scale, int64_t only);
 void dsv3_cpu_moe_route(const dsv3_backend *be, int32_t *idx, float *w, float *record,
                         const float *logits, int64_t n, int64_t pos0, const dsv3_route_params *p,
                         const float *bias, const unsigned char *disabled, const int32_t *forced,
@@ -61,7 +62,7 @@ void dsv3_cpu_moe_experts(const dsv3_backend *be, float *out, const float *xn, c
 
 /* The optimised backend's attention (kernels/cpu/fast_attn.c; AVX2/FMA, callers check). */
 void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
-                          const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv,
-                          int64_t dr, float scale);
+                          const float *c, const float *kpe, int64_t cs, int64_t nh, int64_t T,
+                          int64_t rkv, int64_t dr, float scale);
 
 #endif

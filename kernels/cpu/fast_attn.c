@@ -44,11 +44,11 @@ static INL DSV3_ISA_F16C void softmax(float *p, int64_t T) {
     for (; t < T; t++) p[t] *= 1.0f / sum;
 }
 
-/* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns]: NACC accumulators in registers. With
+/* u[k0 .. k0 + 8 * NACC) = sum_t p[t] c[t, same columns] (row t at c + t * cs): NACC accumulators in registers. With
  * four or fewer (a latent of <= 32 columns, like the demo's) even and odd rows go into two sets:
  * one set would wait out the FMA latency on every row (4 cycles a row instead of ~2). */
 static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const float *c,
-                                       int64_t T, int64_t rkv, int64_t k0) {
+                                       int64_t T, int64_t cs, int64_t k0) {
     __m256 acc[8], odd[8];
 #pragma GCC unroll 8
     for (int i = 0; i < NACC; i++) acc[i] = odd[i] = _mm256_setzero_ps();
@@ -56,7 +56,7 @@ static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const
     if (NACC <= 4) {
         for (; t + 2 <= T; t += 2) {
             const __m256 p0 = _mm256_set1_ps(p[t]), p1 = _mm256_set1_ps(p[t + 1]);
-            const float *c0 = c + t * rkv + k0, *c1 = c0 + rkv;
+            const float *c0 = c + t * cs + k0, *c1 = c0 + cs;
 #pragma GCC unroll 8
             for (int i = 0; i < NACC; i++) {
                 acc[i] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(c0 + 8 * i), acc[i]);
@@ -68,7 +68,7 @@ static INL DSV3_ISA_F16C void sum_cols(int NACC, float *u, const float *p, const
     }
     for (; t < T; t++) {
         const __m256 pv = _mm256_set1_ps(p[t]);
-        const float *ct = c + t * rkv + k0;
+        const float *ct = c + t * cs + k0;
 #pragma GCC unroll 8
         for (int i = 0; i < NACC; i++) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(ct + 8 * i), acc[i]);
     }
@@ -84,11 +84,12 @@ static INL DSV3_ISA_F16C __m256 hsum8x8(const __m256 a[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/* The 8 unscaled scores q_abs . c[t] + q_pe . k_pe[t] of one head for rows t = 0..7 of c/kpe:
+/* The 8 unscaled scores q_abs . c[t] + q_pe . k_pe[t] of one head for rows t = 0..7 of c/kpe
+ * (row t at c + t * cs, kpe + t * cs):
  * the query is read in 32-float slices held in registers across the 8 rows, one accumulator per
  * row, and the 8 sums come out together (no horizontal add per score). */
 static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const float *c,
-                                        const float *kpe, int64_t rkv, int64_t dr) {
+                                        const float *kpe, int64_t cs, int64_t rkv, int64_t dr) {
     __m256 acc[8];
     float tail[8] = {0};
 #pragma GCC unroll 8
@@ -102,7 +103,7 @@ static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const 
             const __m256 q2 = _mm256_loadu_ps(q + k + 16), q3 = _mm256_loadu_ps(q + k + 24);
 #pragma GCC unroll 8
             for (int t = 0; t < 8; t++) {
-                const float *mt = m + t * w + k;
+                const float *mt = m + t * cs + k;
                 __m256 a = _mm256_fmadd_ps(q0, _mm256_loadu_ps(mt), acc[t]);
                 a = _mm256_fmadd_ps(q1, _mm256_loadu_ps(mt + 8), a);
                 a = _mm256_fmadd_ps(q2, _mm256_loadu_ps(mt + 16), a);
@@ -112,27 +113,27 @@ static INL DSV3_ISA_F16C __m256 scores8(const float *qa, const float *qp, const 
         for (; k < w8; k += 8) {
             const __m256 q0 = _mm256_loadu_ps(q + k);
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(m + t * w + k), acc[t]);
+            for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(m + t * cs + k), acc[t]);
         }
         for (; k < w; k++)
-            for (int t = 0; t < 8; t++) tail[t] += q[k] * m[t * w + k];
+            for (int t = 0; t < 8; t++) tail[t] += q[k] * m[t * cs + k];
     }
     return _mm256_add_ps(hsum8x8(acc), _mm256_loadu_ps(tail));
 }
 
 DSV3_ISA_F16C void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, const float *qpe,
-                              int64_t qpe_stride, const float *c, const float *kpe, int64_t nh,
-                              int64_t T, int64_t rkv, int64_t dr, float scale) {
+                              int64_t qpe_stride, const float *c, const float *kpe, int64_t cs,
+                              int64_t nh, int64_t T, int64_t rkv, int64_t dr, float scale) {
     /* scores: blocks of 8 cached rows, every head against them while they sit in L1 */
     const int64_t T8 = T / 8 * 8;
     for (int64_t t0 = 0; t0 < T8; t0 += 8)
         for (int64_t h = 0; h < nh; h++)
             _mm256_storeu_ps(p + h * T + t0,
-                             _mm256_mul_ps(scores8(qabs + h * rkv, qpe + h * qpe_stride, c + t0 * rkv,
-                                                   kpe + t0 * dr, rkv, dr),
+                             _mm256_mul_ps(scores8(qabs + h * rkv, qpe + h * qpe_stride, c + t0 * cs,
+                                                   kpe + t0 * cs, cs, rkv, dr),
                                            _mm256_set1_ps(scale)));
     for (int64_t t = T8; t < T; t++) {
-        const float *ct = c + t * rkv, *kt = kpe + t * dr;
+        const float *ct = c + t * cs, *kt = kpe + t * cs;
         for (int64_t h = 0; h < nh; h++) {
             const float *qa = qabs + h * rkv, *qp = qpe + h * qpe_stride;
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -153,12 +154,12 @@ DSV3_ISA_F16C void dsv3_fast_mla_attend(float *u, float *p, const float *qabs, c
         float *ph = p + h * T, *uh = u + h * rkv;
         softmax(ph, T);
         int64_t k0 = 0;
-        for (; k0 + 64 <= rkv; k0 += 64) sum_cols(8, uh, ph, c, T, rkv, k0);
-        if (k0 + 32 <= rkv) sum_cols(4, uh, ph, c, T, rkv, k0), k0 += 32;
-        for (; k0 + 8 <= rkv; k0 += 8) sum_cols(1, uh, ph, c, T, rkv, k0);
+        for (; k0 + 64 <= rkv; k0 += 64) sum_cols(8, uh, ph, c, T, cs, k0);
+        if (k0 + 32 <= rkv) sum_cols(4, uh, ph, c, T, cs, k0), k0 += 32;
+        for (; k0 + 8 <= rkv; k0 += 8) sum_cols(1, uh, ph, c, T, cs, k0);
         for (; k0 < rkv; k0++) {
             float a = 0.0f;
-            for (int64_t t = 0; t < T; t++) a += ph[t] * c[t * rkv + k0];
+            for (int64_t t = 0; t < T; t++) a += ph[t] * c[t * cs + k0];
             uh[k0] = a;
         }
     }

@@ -196,10 +196,10 @@ static void d_silu_mul(float *g, const float *u, int64_t n) {
 }
 
 static void d_mla_attend(float *u, float *p, const float *qabs, const float *qpe, int64_t qpe_stride,
-                         const float *c, const float *kpe, int64_t nh, int64_t T, int64_t rkv, int64_t dr,
-                         float scale) {
+                         const float *c, const float *kpe, int64_t cs, int64_t nh, int64_t T, int64_t rkv,
+                         int64_t dr, float scale) {
     K()->mla_attend(RW(u, "mla_attend"), RW(p, "mla_attend"), RW(qabs, "mla_attend"), RW(qpe, "mla_attend"),
-                    qpe_stride, RW(c, "mla_attend"), RW(kpe, "mla_attend"), nh, T, rkv, dr, scale);
+                    qpe_stride, RW(c, "mla_attend"), RW(kpe, "mla_attend"), cs, nh, T, rkv, dr, scale);
 }
 
 static void d_embed(float *out, const dsv3_weight *w, const int32_t *ids, int64_t n) {
@@ -215,31 +215,32 @@ static void d_copy2d(float *dst, int64_t dst_stride, const float *src, int64_t s
     K()->copy2d(RW(dst, "copy2d"), dst_stride, RW(src, "copy2d"), src_stride, rows, width);
 }
 
-static void d_mla_store(const dsv3_backend *be, float *c, float *kpe, const float *kva, int64_t n,
-                        int64_t pos0, const float *norm, float eps, int64_t rkv, int64_t dr,
+static void d_mla_store(const dsv3_backend *be, float *c, float *kpe, int64_t cs, const float *kva,
+                        int64_t n, int64_t pos0, const float *norm, float eps, int64_t rkv, int64_t dr,
                         const float *inv_freq, float factor) {
     (void)be;
-    K()->mla_store(K(), RW(c, "mla_store"), RW(kpe, "mla_store"), RW(kva, "mla_store"), n, pos0,
+    K()->mla_store(K(), RW(c, "mla_store"), RW(kpe, "mla_store"), cs, RW(kva, "mla_store"), n, pos0,
                    RW(norm, "mla_store"), eps, rkv, dr, RW(inv_freq, "mla_store"), factor);
 }
 
 static void d_mla_attend_chunk(const dsv3_backend *be, float *u, float *scratch, int64_t scratch_stride,
                                const float *qabs, const float *qpe, int64_t qpe_stride, const float *c,
-                               const float *kpe, int64_t nh, int64_t n, int64_t pos0, int64_t rkv,
-                               int64_t dr, float scale) {
+                               const float *kpe, int64_t cs, int64_t nh, int64_t n, int64_t pos0,
+                               int64_t rkv, int64_t dr, float scale) {
     (void)be;
     K()->mla_attend_chunk(K(), RW(u, "mla_attend_chunk"), RW(scratch, "mla_attend_chunk"), scratch_stride,
                           RW(qabs, "mla_attend_chunk"), RW(qpe, "mla_attend_chunk"), qpe_stride,
-                          RW(c, "mla_attend_chunk"), RW(kpe, "mla_attend_chunk"), nh, n, pos0, rkv, dr,
-                          scale);
+                          RW(c, "mla_attend_chunk"), RW(kpe, "mla_attend_chunk"), cs, nh, n, pos0, rkv,
+                          dr, scale);
 }
 
 static void d_mla_naive(const dsv3_backend *be, float *o, float *scratch, int64_t scratch_stride,
-                        const float *q, const float *kvfull, const float *kpe, int64_t nh, int64_t dn,
-                        int64_t dv, int64_t dr, int64_t n, int64_t pos0, float scale, int64_t only) {
+                        const float *q, const float *kvfull, const float *kpe, int64_t cs, int64_t nh,
+                        int64_t dn, int64_t dv, int64_t dr, int64_t n, int64_t pos0, float scale,
+                        int64_t only) {
     (void)be;
     K()->mla_naive(K(), RW(o, "mla_naive"), RW(scratch, "mla_naive"), scratch_stride, RW(q, "mla_naive"),
-                   RW(kvfull, "mla_naive"), RW(kpe, "mla_naive"), nh, dn, dv, dr, n, pos0, scale, only);
+                   RW(kvfull, "mla_naive"), RW(kpe, "mla_naive"), cs, nh, dn, dv, dr, n, pos0, scale, only);
 }
 
 static void d_moe_route(const dsv3_backend *be, int32_t *idx, float *w, float *record, const float *logits,

@@ -18,12 +18,11 @@ void dsv3_run_free(dsv3_run *r) {
     const dsv3_backend *be = r->be;
     if (r->cache)
         for (int64_t i = 0; i <= r->m->cfg.num_hidden_layers; i++) {
-            be->free(r->cache[i].c);
-            be->free(r->cache[i].kpe);
+            be->free(r->cache[i].ckv);
         }
     free(r->cache);
     void *bufs[] = {r->x,       r->xn,      r->y,      r->qa,     r->q,      r->kva,
-                    r->o,       r->qabs,    r->u,      r->hin,    r->hout,   r->kvfull,
+                    r->o,       r->qabs,    r->u,      r->hin,    r->hout,   r->kvfull, r->cnaive,
                     r->scores,  r->ffn_g,   r->ffn_u,  r->moe.xg, r->moe.yg, r->router,
                     r->sel_w,   r->cat,     r->sel_idx, r->ids,   r->logits, r->hidden,
                     r->record,  r->iv_disabled, r->iv_forced, r->moe.disp_tok, r->moe.disp_w,
@@ -82,8 +81,10 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     HALLOC(r->cache, L + 1);
     for (int64_t i = 0; ok && i <= L; i++) {
         if (i == L && !m->has_mtp) break;
-        BALLOC(r->cache[i].c, S * rkv);
-        BALLOC(r->cache[i].kpe, S * dr);
+        BALLOC(r->cache[i].ckv, S * (rkv + dr));
+        r->cache[i].c = r->cache[i].ckv;
+        r->cache[i].kpe = r->cache[i].ckv ? r->cache[i].ckv + rkv : NULL;
+        r->cache[i].stride = rkv + dr;
     }
     BALLOC(r->x, C * H);
     BALLOC(r->xn, C * H);
@@ -96,7 +97,10 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     BALLOC(r->u, C * nh * rkv);
     BALLOC(r->hin, C * nh * max3(dn, dv, rkv));
     BALLOC(r->hout, C * nh * dv);
-    if (o.attn == DSV3_ATTN_NAIVE) BALLOC(r->kvfull, S * nh * (dn + dv));
+    if (o.attn == DSV3_ATTN_NAIVE) {
+        BALLOC(r->kvfull, S * nh * (dn + dv));
+        BALLOC(r->cnaive, S * rkv);
+    }
     BALLOC(r->scores, (int64_t)r->nthreads * nh * S);
     BALLOC(r->ffn_g, ffn);
     BALLOC(r->ffn_u, ffn);

@@ -15,7 +15,7 @@ void dsv3_mla_cache_only(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *k
                          int64_t n, int64_t pos0) {
     const dsv3_model *m = r->m;
     r->be->matmul(r->kva, xn, &L->kv_a, n);
-    r->be->mla_store(r->be, kc->c, kc->kpe, r->kva, n, pos0, L->kv_a_norm, LATENT_EPS,
+    r->be->mla_store(r->be, kc->c, kc->kpe, kc->stride, r->kva, n, pos0, L->kv_a_norm, LATENT_EPS,
                      m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, m->inv_freq, m->rope_factor);
 }
 
@@ -36,8 +36,8 @@ static void project(dsv3_run *r, const dsv3_layer_w *L, dsv3_layer_cache *kc, co
         be->rmsnorm(r->qa, r->qa, L->q_a_norm, n, c->q_lora_rank, LATENT_EPS);
         be->matmul(r->q, r->qa, &L->q_b, n);
     }
-    be->mla_store(be, kc->c, kc->kpe, r->kva, n, pos0, L->kv_a_norm, LATENT_EPS, c->kv_lora_rank,
-                  dr, m->inv_freq, m->rope_factor);
+    be->mla_store(be, kc->c, kc->kpe, kc->stride, r->kva, n, pos0, L->kv_a_norm, LATENT_EPS,
+                  c->kv_lora_rank, dr, m->inv_freq, m->rope_factor);
     /* RoPE on the last dr dims of every head's query: one call rotates all heads of a token
      * with one cos/sin evaluation per frequency. */
     be->rope(r->q + dn, n, nh, dr, nh * dq, dq, pos0, m->inv_freq, m->rope_factor);
@@ -71,8 +71,8 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
     for (int64_t h = 0; h < nh; h++) ops[h] = (dsv3_matmul_op){qout + h * n * rkv, r->hin + h * n * dn, &L->uk[h], n, 1};
     be->matmul_many(ops, nh);
     if (n > 1) head_major(be, r->qabs, r->u, n, nh, rkv, rkv, 1);
-    be->mla_attend_chunk(be, r->u, r->scores, r->max_seq, r->qabs, r->q + dn, dq, kc->c, kc->kpe, nh,
-                         n, pos0, rkv, dr, m->softmax_scale);
+    be->mla_attend_chunk(be, r->u, r->scores, r->max_seq, r->qabs, r->q + dn, dq, kc->c, kc->kpe,
+                         kc->stride, nh, n, pos0, rkv, dr, m->softmax_scale);
     /* o[s, h] = W_UV[h] u[s, h], all heads as one batch (head-major again when n > 1: u is
      * gathered into hin, and the outputs land in hout). */
     const float *uin = r->u;
@@ -91,8 +91,12 @@ static void attend_absorbed(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer
 static void attend_naive(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cache *kc,
                          int64_t n, int64_t pos0, int64_t only) {
     const dsv3_config *c = &r->m->cfg;
-    if (only < 0) r->be->matmul(r->kvfull, kc->c, &L->kv_b, pos0 + n);
-    r->be->mla_naive(r->be, r->o, r->scores, r->max_seq, r->q, r->kvfull, kc->kpe,
+    const int64_t rkv = c->kv_lora_rank;
+    if (only < 0) { /* the cached c packed, then expanded by kv_b for every position */
+        r->be->copy2d(r->cnaive, rkv, kc->c, kc->stride, pos0 + n, rkv);
+        r->be->matmul(r->kvfull, r->cnaive, &L->kv_b, pos0 + n);
+    }
+    r->be->mla_naive(r->be, r->o, r->scores, r->max_seq, r->q, r->kvfull, kc->kpe, kc->stride,
                      c->num_attention_heads, c->qk_nope_head_dim, c->v_head_dim, c->qk_rope_head_dim,
                      n, pos0, r->m->softmax_scale, only);
 }
@@ -112,7 +116,7 @@ static void report_attn(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cac
         if (r->attn == DSV3_ATTN_NAIVE) attend_naive(r, L, kc, n, pos0, sh);
         else
             r->be->mla_attend(r->hin, r->scores, r->qabs + sh * rkv, r->q + sh * dq + dn, dq, kc->c,
-                              kc->kpe, 1, T, rkv, c->qk_rope_head_dim, r->m->softmax_scale);
+                              kc->kpe, kc->stride, 1, T, rkv, c->qk_rope_head_dim, r->m->softmax_scale);
         const float *p = r->scores;
         if (!r->be->is_host) {
             r->be->download(r->host_stage, r->scores, (size_t)T * sizeof(float));
@@ -125,9 +129,11 @@ static void report_attn(dsv3_run *r, const dsv3_layer_w *L, const dsv3_layer_cac
 void dsv3_mla_forward(dsv3_run *r, const dsv3_layer_w *L, int64_t li, dsv3_layer_cache *kc,
                       const float *xn, float *out, int64_t n, int64_t pos0) {
     project(r, L, kc, xn, n, pos0);
-    if (dsv3_hooked(r) && r->hooks.point)
-        dsv3_report_point(r, DSV3_POINT_CKV, li, pos0, n, r->m->cfg.kv_lora_rank,
-                          kc->c + pos0 * r->m->cfg.kv_lora_rank);
+    if (dsv3_hooked(r) && r->hooks.point) { /* the new c rows, packed (hin is free until attention) */
+        const int64_t rkv = r->m->cfg.kv_lora_rank;
+        r->be->copy2d(r->hin, rkv, kc->c + pos0 * kc->stride, kc->stride, n, rkv);
+        dsv3_report_point(r, DSV3_POINT_CKV, li, pos0, n, rkv, r->hin);
+    }
     if (r->attn == DSV3_ATTN_NAIVE) attend_naive(r, L, kc, n, pos0, -1);
     else attend_absorbed(r, L, kc, n, pos0);
     report_attn(r, L, kc, li, n, pos0);

@@ -83,10 +83,14 @@ struct dsv3_model {
 
 /* ---------------------------------------------------------------- run state ----------- */
 
-/* One layer's latent cache (docs/ARCHITECTURE.md, "Latent cache"): what MLA keeps per position. */
+/* One layer's latent cache (docs/ARCHITECTURE.md, "Latent cache"): what MLA keeps per position,
+ * one array [max_seq, kv_lora_rank + qk_rope_head_dim] whose rows are [c | k_pe]: the
+ * normalised latent kv_a_layernorm(latent), then the rotated shared RoPE key. */
 typedef struct {
-    float *c;   /* [max_seq, kv_lora_rank] kv_a_layernorm(latent) */
-    float *kpe; /* [max_seq, qk_rope_head_dim] rotated shared RoPE key (interleaved pairs) */
+    float *ckv; /* the array (backend memory) */
+    float *c;   /* = ckv: row t's c at c + t * stride */
+    float *kpe; /* = ckv + kv_lora_rank: row t's k_pe at kpe + t * stride */
+    int64_t stride; /* kv_lora_rank + qk_rope_head_dim */
 } dsv3_layer_cache;
 
 /* Run scratch lives in backend memory (r->be's alloc) unless marked "host". */
@@ -110,6 +114,7 @@ struct dsv3_run {
                                      head-major */
     float *hout;                  /* [nh, c, dv] per-head outputs of W_UV, head-major */
     float *kvfull;                /* naive form only: [max_seq, nh * (dn + dv)] */
+    float *cnaive;                /* naive form only: [max_seq, kv_lora_rank] the cached c, packed */
     float *scores;                /* [nthreads, nh, max_seq] attention probabilities */
     float *ffn_g, *ffn_u;         /* dense: [c, intermediate]; MoE: [c*K, moe_inter] for the
                                      routed slots, then [c, moe_inter*n_shared] (the larger) */
