@@ -1,6 +1,6 @@
 /* bench_decode.c — decode speed against the memory-bandwidth roofline.
  *
- * usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref]
+ * usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim]
  *                          [--mtp 0|1]
  * Greedy decoding of N tokens after a P-token prompt, plain and (unless --mtp 0) with MTP
  * speculative decoding, R times each; prints min/median/max tokens/s, ms/token, the bandwidth measured in the same
@@ -30,7 +30,7 @@ static int cmpd(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref] [--mtp 0|1]\n");
+        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim] [--mtp 0|1]\n");
         return 2;
     }
     int64_t N = 64, P = 16;

@@ -1,7 +1,7 @@
 /* bench_forward.c — prefill throughput and peak memory of the FP32 forward.
  *
  * usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]
- *                           [--backend fast|ref]
+ *                           [--backend fast|ref|devsim]
  * Prints one CSV row (with a header): the model dir, stored dtype bytes, threads, tokens per
  * prefill, best seconds over R reps, min/median/max tokens/s over the reps, and peak RSS. Not a
  * test: run it by hand or from scripts/bench-prefill and record the figures in docs/PERF.md.
