@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/base/file.h"
+
 /* ---------------------------------------------------------------- key readers ---------- */
 
 typedef struct {
@@ -310,7 +312,9 @@ done:
 }
 
 dsv3_status dsv3_config_load(dsv3_config *cfg, const char *path, dsv3_err *err) {
-    FILE *f = fopen(path, "rb");
+    const char *what;
+    FILE *f = dsv3_file_fopen_regular(path, &what);
+    if (!f && what) return dsv3_errf(err, DSV3_EIO, "config: %s: %s", path, what);
     if (!f) return dsv3_errf(err, DSV3_EIO, "config: %s: cannot open: %m", path);
     char *buf = NULL;
     size_t cap = 0, n = 0;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/base/file.h"
 #include "model/base/strbuf.h"
 
 /* ---------------------------------------------------------------- encoders ------------- */
@@ -99,8 +100,9 @@ dsv3_status dsv3_tckpt_write_text(const char *dst, const char *text, size_t len,
 }
 
 dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, strerror(errno));
+    const char *what;
+    FILE *in = dsv3_file_fopen_regular(src, &what);
+    if (!in) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, what ? what : strerror(errno));
     atomic_file a;
     dsv3_status st = atomic_open(&a, dst, err);
     if (st) {
@@ -488,8 +490,9 @@ const char *dsv3_tckpt_meta_get(const dsv3_tckpt_meta *m, const char *key) {
 
 dsv3_status dsv3_tckpt_meta_read(dsv3_tckpt_meta *m, const char *path, dsv3_err *err) {
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "rb");
-    if (!f) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, strerror(errno));
+    const char *what;
+    FILE *f = dsv3_file_fopen_regular(path, &what);
+    if (!f) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, what ? what : strerror(errno));
     unsigned char len8[8];
     uint64_t hl = 0;
     dsv3_status st = DSV3_OK;
