@@ -148,7 +148,8 @@ static dsv3_jh_result bad_execute(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "ename", "BadRequest");
         cJSON_AddStringToObject(e, "evalue", evalue);
-        cJSON_AddItemToObject(e, "traceback", cJSON_CreateStringArray((const char *const[]){evalue}, 1));
+        cJSON_AddItemToObject(e, "traceback",
+                              cJSON_CreateStringArray((const char *const[]){evalue}, 1));
         k->t.send(k->t.ud, DSV3_JCH_IOPUB, req, "error", e, NULL);
     }
     cJSON *reply = cJSON_CreateObject();
@@ -156,7 +157,8 @@ static dsv3_jh_result bad_execute(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_
     cJSON_AddNumberToObject(reply, "execution_count", (double)k->execution_count);
     cJSON_AddStringToObject(reply, "ename", "BadRequest");
     cJSON_AddStringToObject(reply, "evalue", evalue);
-    cJSON_AddItemToObject(reply, "traceback", cJSON_CreateStringArray((const char *const[]){evalue}, 1));
+    cJSON_AddItemToObject(reply, "traceback",
+                          cJSON_CreateStringArray((const char *const[]){evalue}, 1));
     cJSON_AddObjectToObject(reply, "user_expressions");
     cJSON_AddArrayToObject(reply, "payload");
     cJSON *meta = cJSON_CreateObject();

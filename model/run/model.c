@@ -84,7 +84,8 @@ static dsv3_status bind_weight(binder *b, dsv3_weight *w, int64_t rows, int64_t 
             return dsv3_errf(b->err, DSV3_EDTYPE, "safetensors: %s: tensor %s: dtype %s, expected F32",
                              s->file, sname, dsv3_dtype_name(s->dtype));
         if ((st = check_shape(b, s, 2, (rows + 127) / 128, (cols + 127) / 128)) ||
-            (st = dsv3_scan_require_finite(s->data, s->numel, s->file, sname, "FP8 block scales", b->err)))
+            (st = dsv3_scan_require_finite(s->data, s->numel, s->file, sname, "FP8 block scales",
+                                           b->err)))
             return st;
         w->scale_inv = s->data;
         return DSV3_OK;

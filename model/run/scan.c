@@ -35,15 +35,42 @@ static double value_at(const dsv3_st_tensor *t, int64_t i) {
         return dsv3_f16_to_f32((uint16_t)(p[i] << 8));
     }
     case DSV3_DT_BOOL:
-    case DSV3_DT_U8: return p[i];
-    case DSV3_DT_I8: return (int8_t)p[i];
-    case DSV3_DT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case DSV3_DT_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case DSV3_DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    case DSV3_DT_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    case DSV3_DT_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
-    case DSV3_DT_U64: { uint64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
-    default: return 0.0;
+    case DSV3_DT_U8:
+        return p[i];
+    case DSV3_DT_I8:
+        return (int8_t)p[i];
+    case DSV3_DT_I16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    case DSV3_DT_U16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    case DSV3_DT_I32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    case DSV3_DT_U32: {
+        uint32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    case DSV3_DT_I64: {
+        int64_t v;
+        memcpy(&v, p + 8 * i, 8);
+        return (double)v;
+    }
+    case DSV3_DT_U64: {
+        uint64_t v;
+        memcpy(&v, p + 8 * i, 8);
+        return (double)v;
+    }
+    default:
+        return 0.0;
     }
 }
 
@@ -74,7 +101,12 @@ dsv3_status dsv3_scan_require_finite(const float *x, int64_t n, const char *file
                                      const char *what, dsv3_err *err) {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return dsv3_errf(err, DSV3_EFORMAT, "model: %s: tensor %s: value %lld of %lld is %s (%s must be finite)",
-                             file, name, (long long)i, (long long)n, isnan(x[i]) ? "nan" : x[i] > 0 ? "inf" : "-inf", what);
+            return dsv3_errf(err, DSV3_EFORMAT,
+                             "model: %s: tensor %s: value %lld of %lld is %s (%s must be finite)",
+                             file, name, (long long)i, (long long)n,
+                             isnan(x[i]) ? "nan"
+                             : x[i] > 0  ? "inf"
+                                         : "-inf",
+                             what);
     return DSV3_OK;
 }

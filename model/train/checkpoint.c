@@ -102,7 +102,8 @@ dsv3_status dsv3_tckpt_write_text(const char *dst, const char *text, size_t len,
 dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err) {
     const char *what;
     FILE *in = dsv3_file_fopen_regular(src, &what);
-    if (!in) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, what ? what : strerror(errno));
+    if (!in)
+        return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, what ? what : strerror(errno));
     atomic_file a;
     dsv3_status st = atomic_open(&a, dst, err);
     if (st) {
@@ -146,7 +147,8 @@ static void remove_tree(const char *path) {
             char sub[PATH_MAX];
             while ((de = readdir(dp))) {
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-                if (snprintf(sub, sizeof sub, "%s/%s", path, de->d_name) >= (int)sizeof sub) continue;
+                if (snprintf(sub, sizeof sub, "%s/%s", path, de->d_name) >= (int)sizeof sub)
+                    continue;
                 remove_tree(sub);
             }
             closedir(dp);
@@ -226,7 +228,8 @@ dsv3_status dsv3_tckpt_dir_begin(dsv3_tckpt_dir *d, const char *dst, dsv3_err *e
     struct stat sb;
     if (lstat(d->dst, &sb) == 0) {
         if (S_ISLNK(sb.st_mode) || !strcmp(d->dst, ".") || !strcmp(d->dst, "..") ||
-            (len >= 2 && !strcmp(d->dst + len - 2, "/.")) || (len >= 3 && !strcmp(d->dst + len - 3, "/.."))) {
+            (len >= 2 && !strcmp(d->dst + len - 2, "/.")) ||
+            (len >= 3 && !strcmp(d->dst + len - 3, "/.."))) {
             char real[PATH_MAX];
             if (!realpath(d->dst, real))
                 return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
@@ -255,8 +258,9 @@ dsv3_status dsv3_tckpt_dir_begin(dsv3_tckpt_dir *d, const char *dst, dsv3_err *e
                                "checkpoint: %s holds %s, %s; a checkpoint save replaces the "
                                "directory as a whole and keeps only regular files: choose another "
                                "directory", dst, de->d_name,
-                               S_ISDIR(sb.st_mode) ? "a directory" : S_ISLNK(sb.st_mode) ? "a symbolic link"
-                                                                  : "a special file");
+                               S_ISDIR(sb.st_mode)   ? "a directory"
+                               : S_ISLNK(sb.st_mode) ? "a symbolic link"
+                                                     : "a special file");
         }
         closedir(dp);
         if (st) return st;
@@ -285,8 +289,8 @@ void dsv3_tckpt_dir_abort(dsv3_tckpt_dir *d) {
 static dsv3_status carry_over(const dsv3_tckpt_dir *d, const char *const *ours, size_t n_ours,
                               dsv3_err *err) {
     DIR *dp = opendir(d->dst);
-    if (!dp) return errno == ENOENT ? DSV3_OK
-                                    : dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
+    if (!dp && errno == ENOENT) return DSV3_OK;
+    if (!dp) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
     struct dirent *de;
     char from[PATH_MAX], to[PATH_MAX];
     dsv3_status st = DSV3_OK;
@@ -492,7 +496,8 @@ dsv3_status dsv3_tckpt_meta_read(dsv3_tckpt_meta *m, const char *path, dsv3_err 
     memset(m, 0, sizeof *m);
     const char *what;
     FILE *f = dsv3_file_fopen_regular(path, &what);
-    if (!f) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, what ? what : strerror(errno));
+    if (!f)
+        return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, what ? what : strerror(errno));
     unsigned char len8[8];
     uint64_t hl = 0;
     dsv3_status st = DSV3_OK;

@@ -52,7 +52,8 @@ static int ends_with(const char *s, const char *suffix) {
 static void progress(int64_t done, int64_t total) {
     char bar[31];
     const int fill = total ? (int)(done * 30 / total) : 30;
-    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
     bar[30] = 0;
     fprintf(stderr, "\rchecking [%s] %lld/%lld tensors%s", bar, (long long)done, (long long)total,
             done == total ? "\n" : "");
@@ -70,9 +71,11 @@ static void scan_all(report *r, const dsv3_checkpoint *ck, int show) {
         if (s.nonfinite) {
             r->bad_tensors++;
             r->nonfinite += s.nonfinite;
-            add_problem(r, t->name, "%s: %lld non-finite values (%lld NaN, %lld infinite) of %lld, "
-                        "the first at flat index %lld", t->file, (long long)s.nonfinite,
-                        (long long)s.nan, (long long)(s.nonfinite - s.nan), (long long)t->numel,
+            add_problem(r, t->name,
+                        "%s: %lld non-finite values (%lld NaN, %lld infinite) of %lld, "
+                        "the first at flat index %lld",
+                        t->file, (long long)s.nonfinite, (long long)s.nan,
+                        (long long)(s.nonfinite - s.nan), (long long)t->numel,
                         (long long)s.first_bad);
         }
         if (ends_with(t->name, "_scale_inv") && t->numel > s.nonfinite) {
@@ -89,8 +92,10 @@ int dsv3_cli_check(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
         else {
             fprintf(stderr, "dsv3 check: unknown option '%s'\n%s", argv[i], usage);
             return 2;
@@ -106,7 +111,8 @@ int dsv3_cli_check(int argc, char **argv) {
     dsv3_strbuf cpath = {0};
     dsv3_strbuf_printf(&cpath, "%s/config.json", dir);
     char *cp = dsv3_strbuf_finish(&cpath);
-    dsv3_status st = cp ? dsv3_config_load(&cfg, cp, &err) : dsv3_errf(&err, DSV3_ENOMEM, "out of memory");
+    dsv3_status st =
+        cp ? dsv3_config_load(&cfg, cp, &err) : dsv3_errf(&err, DSV3_ENOMEM, "out of memory");
     free(cp);
     if (!st) st = dsv3_ckpt_open(&ck, dir, &err);
     if (st) {
@@ -124,7 +130,8 @@ int dsv3_cli_check(int argc, char **argv) {
         int dup = 0; /* a non-finite tensor the scan already named */
         for (const cJSON *p = r.problems->child; p && !dup; p = p->next) {
             const cJSON *tn = cJSON_GetObjectItemCaseSensitive(p, "tensor");
-            dup = cJSON_IsString(tn) && strstr(err.msg, tn->valuestring) && strstr(err.msg, "finite");
+            dup =
+                cJSON_IsString(tn) && strstr(err.msg, tn->valuestring) && strstr(err.msg, "finite");
         }
         if (!dup) add_problem(&r, NULL, "%s", err.msg);
     } else {
@@ -170,7 +177,8 @@ int dsv3_cli_check(int argc, char **argv) {
             printf("  FP8 block scales: %lld tensors, scale_inv in [%g, %g]\n", (long long)r.scales,
                    r.scale_min, r.scale_max);
         printf("  shapes and dtypes vs config.json: %s\n", shapes);
-        for (const cJSON *w = warnings->child; w; w = w->next) printf("  warning: %s\n", w->valuestring);
+        for (const cJSON *w = warnings->child; w; w = w->next)
+            printf("  warning: %s\n", w->valuestring);
         for (const cJSON *p = r.problems->child; p; p = p->next) {
             const cJSON *tn = cJSON_GetObjectItemCaseSensitive(p, "tensor");
             printf("  problem: %s%s%s\n", cJSON_IsString(tn) ? tn->valuestring : "",
@@ -184,7 +192,8 @@ int dsv3_cli_check(int argc, char **argv) {
     dsv3_ckpt_close(ck);
     if (n_problems) {
         fflush(stdout);
-        fprintf(stderr, "dsv3 check: %s: %d problem%s\n", dir, n_problems, n_problems == 1 ? "" : "s");
+        fprintf(stderr, "dsv3 check: %s: %d problem%s\n", dir, n_problems,
+                n_problems == 1 ? "" : "s");
         return 1;
     }
     return 0;
