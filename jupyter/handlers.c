@@ -9,6 +9,7 @@
 #include "jupyter/handlers.h"
 
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,9 +136,42 @@ static void add_history(dsv3_jkernel *k, long count, const char *code) {
     if (c) k->history[k->n_history++] = (history_entry){count, c};
 }
 
+/* An execute_request without a string `code`: nothing runs, the count stays, and the reply
+ * (and, unless silent, an iopub error) names the field. */
+static dsv3_jh_result bad_execute(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_wire_msg *req,
+                                  const cJSON *code) {
+    char evalue[160];
+    snprintf(evalue, sizeof evalue, "execute_request: content.code is %s (expected a string)",
+             !code ? "missing" : cJSON_IsNumber(code) ? "a number" : cJSON_IsNull(code) ? "null"
+             : cJSON_IsBool(code) ? "a boolean" : cJSON_IsArray(code) ? "an array" : "an object");
+    if (!get_bool(req->content, "silent", 0)) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "ename", "BadRequest");
+        cJSON_AddStringToObject(e, "evalue", evalue);
+        cJSON_AddItemToObject(e, "traceback",
+                              cJSON_CreateStringArray((const char *const[]){evalue}, 1));
+        k->t.send(k->t.ud, DSV3_JCH_IOPUB, req, "error", e, NULL);
+    }
+    cJSON *reply = cJSON_CreateObject();
+    cJSON_AddStringToObject(reply, "status", "error");
+    cJSON_AddNumberToObject(reply, "execution_count", (double)k->execution_count);
+    cJSON_AddStringToObject(reply, "ename", "BadRequest");
+    cJSON_AddStringToObject(reply, "evalue", evalue);
+    cJSON_AddItemToObject(reply, "traceback",
+                          cJSON_CreateStringArray((const char *const[]){evalue}, 1));
+    cJSON_AddObjectToObject(reply, "user_expressions");
+    cJSON_AddArrayToObject(reply, "payload");
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "status", "error");
+    k->t.send(k->t.ud, ch, req, "execute_reply", reply, meta);
+    return DSV3_JH_DONE;
+}
+
 static dsv3_jh_result on_execute(dsv3_jkernel *k, dsv3_jchannel ch, const dsv3_wire_msg *req) {
     const cJSON *c = req->content;
-    const char *code = get_str(c, "code", "");
+    const cJSON *code_item = cJSON_GetObjectItemCaseSensitive(c, "code");
+    if (!cJSON_IsString(code_item)) return bad_execute(k, ch, req, code_item);
+    const char *code = code_item->valuestring;
     int silent = get_bool(c, "silent", 0);
     int store = get_bool(c, "store_history", !silent) && !silent;
     int stop_on_error = get_bool(c, "stop_on_error", 1);

@@ -22,6 +22,7 @@ static const subcommand commands[] = {
     {"schedule", dsv3_cli_schedule, "pipeline schedules: 1F1B, ZB1P, DualPipe bubbles and timelines"},
     {"train", dsv3_cli_train, "train on text (AdamW, MTP, bias balancing; save/resume)"},
     {"grpo", dsv3_cli_grpo, "GRPO: sample groups, score with a reward, clipped policy step + KL"},
+    {"check", dsv3_cli_check, "scan every tensor: non-finite values, FP8 scales, shapes vs config"},
 };
 
 static void usage(FILE *to) {

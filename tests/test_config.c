@@ -433,6 +433,26 @@ static int test_config_rejects_garbage_after_json(void) {
     return ok;
 }
 
+/* A key given twice is ambiguous (cJSON would read the first, Python the last): refused naming
+ * the key, at the top level and inside rope_scaling; the same key in two objects is fine. */
+static int test_config_rejects_duplicate_keys(void) {
+    char buf[4096];
+    dsv3_config c;
+    dsv3_err err = {{0}};
+    build(buf, sizeof buf, v3, NV3, NULL, 0);
+    buf[strlen(buf) - 1] = 0;
+    strcat(buf, ",\"hidden_size\":1024}");
+    int ok = expect_err(dsv3_config_parse(&c, buf, strlen(buf), WHERE, &err), &err, DSV3_EFORMAT,
+                        "key 'hidden_size' appears more than once");
+    const edit e = {"rope_scaling", "{\"type\":\"yarn\",\"factor\":40,\"factor\":4,"
+                                    "\"original_max_position_embeddings\":4096}"};
+    ok &= expect_err(parse_v3(&c, &e, 1, &err), &err, DSV3_EFORMAT,
+                     "key 'rope_scaling.factor' appears more than once");
+    const edit e2 = {"extra", "{\"vocab_size\":1,\"hidden_size\":2}"};
+    ok &= expect_err(parse_v3(&c, &e2, 1, &err), &err, DSV3_OK, NULL);
+    return ok;
+}
+
 /* ---------------------------------------------------------------- defaults ------------- */
 
 /* Only the required keys; everything else must take DeepseekV3Config's defaults. */
@@ -610,6 +630,7 @@ static const dsv3_test tests[] = {
     {"test_config_rejects_wrong_types", test_config_rejects_wrong_types},
     {"test_config_rejects_invalid_json", test_config_rejects_invalid_json},
     {"test_config_rejects_garbage_after_json", test_config_rejects_garbage_after_json},
+    {"test_config_rejects_duplicate_keys", test_config_rejects_duplicate_keys},
     {"test_config_applies_hf_defaults", test_config_applies_hf_defaults},
     {"test_config_applies_hf_moe_defaults", test_config_applies_hf_moe_defaults},
     {"test_config_q_lora_rank_null_selects_q_proj", test_config_q_lora_rank_null_selects_q_proj},

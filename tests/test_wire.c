@@ -319,6 +319,7 @@ static int test_wire_codepoint_offsets(void) {
 typedef struct {
     int interrupts;
     long last_count;
+    int n_exec; /* execute calls */
 } mock;
 
 static void mock_execute(void *self, const char *code, size_t len, const dsv3_jexec_opts *o,
@@ -326,6 +327,7 @@ static void mock_execute(void *self, const char *code, size_t len, const dsv3_je
     mock *mk = self;
     (void)len;
     mk->last_count = o->execution_count;
+    mk->n_exec++;
     if (!strcmp(code, "fail")) {
         out->ok = 0;
         out->ename = strdup("LuaError");
@@ -551,6 +553,28 @@ static int test_handlers_error_asks_to_abort_queue(void) {
     return ok;
 }
 
+/* An execute_request whose code is missing or not a string: an error naming the field, nothing
+ * run, the count unchanged, the queue kept. */
+static int test_handlers_execute_without_string_code_is_an_error(void) {
+    fixture f;
+    fixture_init(&f);
+    int ok = 1;
+    const char *bad[] = {"{}", "{\"code\":42}", "{\"code\":null}", "{\"code\":[\"ok\"]}"};
+    const char *what[] = {"is missing", "is a number", "is null", "is an array"};
+    for (int i = 0; i < 4; i++) {
+        const int before = f.log.n;
+        ok &= check(run(&f, DSV3_JCH_SHELL, "execute_request", bad[i]) == DSV3_JH_DONE, "done");
+        ok &= check(f.log.n == before + 2, "an iopub error and the reply");
+        ok &= sent(&f, before, DSV3_JCH_IOPUB, "error", what[i]);
+        ok &= sent(&f, before + 1, DSV3_JCH_SHELL, "execute_reply", "\"status\":\"error\"");
+        ok &= sent(&f, before + 1, DSV3_JCH_SHELL, "execute_reply", "content.code");
+    }
+    ok &= check(dsv3_jkernel_execution_count(f.k) == 0, "nothing counted");
+    ok &= check(f.mk.n_exec == 0, "nothing executed");
+    fixture_fini(&f);
+    return ok;
+}
+
 static int test_handlers_input_follows_allow_stdin(void) {
     fixture f;
     fixture_init(&f);
@@ -671,6 +695,8 @@ static const dsv3_test tests[] = {
     {"test_handlers_inspect_and_is_complete", test_handlers_inspect_and_is_complete},
     {"test_handlers_channel_rules", test_handlers_channel_rules},
     {"test_handlers_history_and_comms", test_handlers_history_and_comms},
+    {"test_handlers_execute_without_string_code_is_an_error",
+     test_handlers_execute_without_string_code_is_an_error},
 };
 
 int main(int argc, char **argv) {

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/base/file.h"
+
 /* ---------------------------------------------------------------- key readers ---------- */
 
 typedef struct {
@@ -222,6 +224,39 @@ static dsv3_status validate(reader *r, const dsv3_config *c) {
 
 /* ---------------------------------------------------------------- parse ---------------- */
 
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key that appears twice in o or in an object below it (the file is ambiguous: cJSON reads the
+ * first, Python the last). Writes its dotted path to key and returns 1; 0 when none; -1 when
+ * out of memory. */
+static int duplicate_key(const cJSON *o, const char *prefix, char *key, size_t cap) {
+    size_t n = 0;
+    for (const cJSON *it = o->child; it; it = it->next) n++;
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    if (!names) return -1;
+    size_t k = 0;
+    for (const cJSON *it = o->child; it; it = it->next)
+        if (it->string) names[k++] = it->string;
+    qsort(names, k, sizeof *names, by_name);
+    for (size_t i = 1; i < k; i++)
+        if (!strcmp(names[i - 1], names[i])) {
+            snprintf(key, cap, "%s%s", prefix, names[i]);
+            free(names);
+            return 1;
+        }
+    free(names);
+    for (const cJSON *it = o->child; it; it = it->next) {
+        if (!cJSON_IsObject(it) && !cJSON_IsArray(it)) continue;
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s%s.", prefix, it->string ? it->string : "[]");
+        const int r = duplicate_key(it, sub, key, cap);
+        if (r) return r;
+    }
+    return 0;
+}
+
 dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, const char *where,
                               dsv3_err *err) {
     memset(c, 0, sizeof *c);
@@ -244,6 +279,17 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
                            where, (long)(p - json));
             goto done;
         }
+    {
+        char key[512];
+        const int dup = duplicate_key(root, "", key, sizeof key);
+        if (dup) {
+            st = dup < 0 ? dsv3_errf(err, DSV3_ENOMEM, "config: %s: out of memory", where)
+                         : dsv3_errf(err, DSV3_EFORMAT,
+                                     "config: %s: key '%s' appears more than once (the file is "
+                                     "ambiguous)", where, key);
+            goto done;
+        }
+    }
     const int64_t BIG = (int64_t)1 << 40, DIM = (int64_t)1 << 24;
     int64_t eos = 1;
 #define INT(key, req, def, lo, hi, dst)                                                            \
@@ -310,7 +356,9 @@ done:
 }
 
 dsv3_status dsv3_config_load(dsv3_config *cfg, const char *path, dsv3_err *err) {
-    FILE *f = fopen(path, "rb");
+    const char *what;
+    FILE *f = dsv3_file_fopen_regular(path, &what);
+    if (!f && what) return dsv3_errf(err, DSV3_EIO, "config: %s: %s", path, what);
     if (!f) return dsv3_errf(err, DSV3_EIO, "config: %s: cannot open: %m", path);
     char *buf = NULL;
     size_t cap = 0, n = 0;

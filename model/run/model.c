@@ -5,6 +5,7 @@
  * tensor that is missing, mis-shaped or of an unsupported dtype is an error naming file and tensor.
  */
 #include "model/run/model_internal.h"
+#include "model/run/scan.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,7 +83,10 @@ static dsv3_status bind_weight(binder *b, dsv3_weight *w, int64_t rows, int64_t 
         if (s->dtype != DSV3_DT_F32)
             return dsv3_errf(b->err, DSV3_EDTYPE, "safetensors: %s: tensor %s: dtype %s, expected F32",
                              s->file, sname, dsv3_dtype_name(s->dtype));
-        if ((st = check_shape(b, s, 2, (rows + 127) / 128, (cols + 127) / 128))) return st;
+        if ((st = check_shape(b, s, 2, (rows + 127) / 128, (cols + 127) / 128)) ||
+            (st = dsv3_scan_require_finite(s->data, s->numel, s->file, sname, "FP8 block scales",
+                                           b->err)))
+            return st;
         w->scale_inv = s->data;
         return DSV3_OK;
     }
@@ -126,7 +130,7 @@ static dsv3_status bind_vec(binder *b, float **out, int64_t n, const char *name)
     if (!host || add_vec(b->m, out, host, n))
         return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: tensor %s: out of memory", b->dir, name);
     dsv3_backend_cpu()->row(host, &w, 0); /* decoded on the host, from the mapping */
-    return DSV3_OK;
+    return dsv3_scan_require_finite(host, n, t->file, name, "norm gains and router biases", b->err);
 }
 
 void dsv3_layer_head_views(const dsv3_config *c, dsv3_layer_w *L) {

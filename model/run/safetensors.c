@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/base/file.h"
+
 /* Headers larger than this are refused before parsing (the reference library uses 100 MB). */
 #define MAX_HEADER ((uint64_t)100 << 20)
 
@@ -279,10 +281,12 @@ dsv3_status dsv3_st_open_memory(dsv3_st_file **out, const void *bytes, size_t le
 
 dsv3_status dsv3_st_open(dsv3_st_file **out, const char *path, dsv3_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const char *what;
+    int fd = dsv3_file_open_regular(path, &what);
+    if (fd < 0 && what) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: %s", path, what);
     if (fd < 0) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         close(fd);
         return dsv3_errf(err, DSV3_EIO, "safetensors: %s: not a regular file", path);
     }
@@ -360,8 +364,10 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+/* The whole file (regular files only, under 64 MiB), or NULL with *what saying why when the
+ * path is not a regular file. */
+static char *slurp(const char *path, size_t *len, const char **what) {
+    FILE *f = dsv3_file_fopen_regular(path, what);
     if (!f) return NULL;
     char *buf = NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
@@ -399,7 +405,9 @@ static int by_shard(const void *a, const void *b) {
 static dsv3_status open_index(dsv3_checkpoint *ck, const char *dir, const char *ipath,
                               dsv3_progress_fn fn, void *ud, dsv3_err *err) {
     size_t len = 0;
-    char *text = slurp(ipath, &len);
+    const char *what;
+    char *text = slurp(ipath, &len, &what);
+    if (!text && what) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: %s", ipath, what);
     if (!text) return dsv3_errf(err, DSV3_EIO, "safetensors: %s: cannot read", ipath);
     const char *json_end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &json_end, 0);

@@ -13,6 +13,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8 /* for the single_word check only */
 #include "model/text/tokenizer.h"
 
+#include "model/base/file.h"
 #include "model/base/strbuf.h"
 #include "model/text/pretok.h"
 
@@ -1003,9 +1004,11 @@ static dsv3_status read_file(const char *path, char **data, size_t *len, int *er
     *data = NULL;
     *len = 0;
     *errno_out = 0;
-    FILE *f = fopen(path, "rb");
+    const char *what;
+    FILE *f = dsv3_file_fopen_regular(path, &what);
     if (!f) {
         *errno_out = errno;
+        if (what) return dsv3_errf(err, DSV3_EIO, "tokenizer: %s: %s", path, what);
         return dsv3_errf(err, DSV3_EIO, "tokenizer: %s: %s", path, strerror(errno));
     }
     buf b = {0};

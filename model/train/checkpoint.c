@@ -1,16 +1,22 @@
 /* checkpoint.c — atomic safetensors writing, FP8/F16 encoders, metadata reading (see
  * checkpoint.h). Layout per docs/ARCHITECTURE.md, "safetensors". */
+#define _GNU_SOURCE /* renameat2 */
 #include "model/train/checkpoint.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/base/file.h"
 #include "model/base/strbuf.h"
 
 /* ---------------------------------------------------------------- encoders ------------- */
@@ -94,8 +100,10 @@ dsv3_status dsv3_tckpt_write_text(const char *dst, const char *text, size_t len,
 }
 
 dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, strerror(errno));
+    const char *what;
+    FILE *in = dsv3_file_fopen_regular(src, &what);
+    if (!in)
+        return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", src, what ? what : strerror(errno));
     atomic_file a;
     dsv3_status st = atomic_open(&a, dst, err);
     if (st) {
@@ -114,6 +122,249 @@ dsv3_status dsv3_tckpt_copy_file(const char *dst, const char *src, dsv3_err *err
         return st;
     }
     return atomic_commit(&a, err);
+}
+
+/* ---------------------------------------------------------------- checkpoint directories */
+
+/* fsync of a directory, best effort: some filesystems refuse it. */
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* Removes path and, for a directory, everything below it; symbolic links are removed, never
+ * followed. */
+static void remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *dp = opendir(path);
+        if (dp) {
+            struct dirent *de;
+            char sub[PATH_MAX];
+            while ((de = readdir(dp))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+                if (snprintf(sub, sizeof sub, "%s/%s", path, de->d_name) >= (int)sizeof sub)
+                    continue;
+                remove_tree(sub);
+            }
+            closedir(dp);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* A name ending in ".tmp.<digits>": a temp file of an older dsv3 killed mid-write. */
+static int is_old_tmp(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    if (!t) return 0;
+    while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+    t += 5;
+    if (!*t) return 0;
+    for (; *t; t++)
+        if (*t < '0' || *t > '9') return 0;
+    return 1;
+}
+
+/* If name is "<base><tag><pid>" with tag ".dsv3-new." or ".dsv3-old.", the pid (else 0) and
+ * which tag (1 new, 2 old). */
+static long leftover_pid(const char *name, const char *base, int *kind) {
+    const size_t bl = strlen(base);
+    if (strncmp(name, base, bl)) return 0;
+    const char *t = name + bl;
+    if (!strncmp(t, ".dsv3-new.", 10)) *kind = 1;
+    else if (!strncmp(t, ".dsv3-old.", 10)) *kind = 2;
+    else return 0;
+    t += 10;
+    if (!*t) return 0;
+    long pid = 0;
+    for (; *t; t++) {
+        if (*t < '0' || *t > '9' || pid > 1L << 40) return 0;
+        pid = pid * 10 + (*t - '0');
+    }
+    return pid;
+}
+
+static int process_alive(long pid) {
+    if (pid == (long)getpid()) return 0; /* ours: a save of this process that failed */
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/* Removes the siblings that killed saves to parent/base left behind. An old checkpoint moved
+ * aside (the two-rename fallback) whose place is empty goes back to its place first. */
+static void clean_leftovers(const char *parent, const char *base, const char *dst) {
+    DIR *dp = opendir(parent);
+    if (!dp) return;
+    struct dirent *de;
+    char p[PATH_MAX];
+    while ((de = readdir(dp))) {
+        int kind = 0;
+        const long pid = leftover_pid(de->d_name, base, &kind);
+        if (pid <= 0 || process_alive(pid)) continue;
+        if (snprintf(p, sizeof p, "%s/%s", parent, de->d_name) >= (int)sizeof p) continue;
+        struct stat sb;
+        if (kind == 2 && lstat(dst, &sb) != 0 && errno == ENOENT && rename(p, dst) == 0) {
+            sync_dir(parent);
+            continue;
+        }
+        remove_tree(p);
+    }
+    closedir(dp);
+}
+
+dsv3_status dsv3_tckpt_dir_begin(dsv3_tckpt_dir *d, const char *dst, dsv3_err *err) {
+    memset(d, 0, sizeof *d);
+    size_t len = strlen(dst);
+    while (len > 1 && dst[len - 1] == '/') len--;
+    if (len == 0 || len >= sizeof d->dst)
+        return dsv3_errf(err, DSV3_EINVAL, "checkpoint: \"%s\": not a usable directory name", dst);
+    memcpy(d->dst, dst, len);
+    d->dst[len] = 0;
+    struct stat sb;
+    if (lstat(d->dst, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode) || !strcmp(d->dst, ".") || !strcmp(d->dst, "..") ||
+            (len >= 2 && !strcmp(d->dst + len - 2, "/.")) ||
+            (len >= 3 && !strcmp(d->dst + len - 3, "/.."))) {
+            char real[PATH_MAX];
+            if (!realpath(d->dst, real))
+                return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
+            if (strlen(real) >= sizeof d->dst)
+                return dsv3_errf(err, DSV3_EINVAL, "checkpoint: %s: path too long", dst);
+            memcpy(d->dst, real, strlen(real) + 1);
+        }
+        if (stat(d->dst, &sb) != 0)
+            return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
+        if (!S_ISDIR(sb.st_mode))
+            return dsv3_errf(err, DSV3_EINVAL, "checkpoint: %s: not a directory", dst);
+        if (!strcmp(d->dst, "/"))
+            return dsv3_errf(err, DSV3_EINVAL, "checkpoint: /: cannot replace the root directory");
+        d->dst_exists = 1;
+        /* everything in it must be a file a replacement can carry over */
+        DIR *dp = opendir(d->dst);
+        if (!dp) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
+        struct dirent *de;
+        char p[PATH_MAX + 300];
+        dsv3_status st = DSV3_OK;
+        while (!st && (de = readdir(dp))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", d->dst, de->d_name);
+            if (lstat(p, &sb) == 0 && !S_ISREG(sb.st_mode) && !is_old_tmp(de->d_name))
+                st = dsv3_errf(err, DSV3_EINVAL,
+                               "checkpoint: %s holds %s, %s; a checkpoint save replaces the "
+                               "directory as a whole and keeps only regular files: choose another "
+                               "directory", dst, de->d_name,
+                               S_ISDIR(sb.st_mode)   ? "a directory"
+                               : S_ISLNK(sb.st_mode) ? "a symbolic link"
+                                                     : "a special file");
+        }
+        closedir(dp);
+        if (st) return st;
+    }
+    /* parent and base name */
+    char parent[PATH_MAX];
+    const char *slash = strrchr(d->dst, '/');
+    const char *base = slash ? slash + 1 : d->dst;
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else if (slash == d->dst) snprintf(parent, sizeof parent, "/");
+    else snprintf(parent, sizeof parent, "%.*s", (int)(slash - d->dst), d->dst);
+    clean_leftovers(parent, base, d->dst);
+    d->dst_exists = lstat(d->dst, &sb) == 0;
+    snprintf(d->path, sizeof d->path, "%s.dsv3-new.%ld", d->dst, (long)getpid());
+    if (mkdir(d->path, 0755) != 0)
+        return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->path, strerror(errno));
+    return DSV3_OK;
+}
+
+void dsv3_tckpt_dir_abort(dsv3_tckpt_dir *d) {
+    if (d->path[0]) remove_tree(d->path);
+    d->path[0] = 0;
+}
+
+/* Hard-links (else copies) the old directory's regular files that the new one lacks. */
+static dsv3_status carry_over(const dsv3_tckpt_dir *d, const char *const *ours, size_t n_ours,
+                              dsv3_err *err) {
+    DIR *dp = opendir(d->dst);
+    if (!dp && errno == ENOENT) return DSV3_OK;
+    if (!dp) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", d->dst, strerror(errno));
+    struct dirent *de;
+    char from[PATH_MAX], to[PATH_MAX];
+    dsv3_status st = DSV3_OK;
+    while (!st && (de = readdir(dp))) {
+        int skip = is_old_tmp(de->d_name);
+        for (size_t i = 0; i < n_ours && !skip; i++) skip = !strcmp(de->d_name, ours[i]);
+        struct stat sb;
+        if (skip || snprintf(from, sizeof from, "%s/%s", d->dst, de->d_name) >= (int)sizeof from ||
+            snprintf(to, sizeof to, "%s/%s", d->path, de->d_name) >= (int)sizeof to ||
+            lstat(from, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if (link(from, to) != 0) st = dsv3_tckpt_copy_file(to, from, err);
+    }
+    closedir(dp);
+    return st;
+}
+
+dsv3_status dsv3_tckpt_dir_commit(dsv3_tckpt_dir *d, const char *const *ours, size_t n_ours,
+                                  dsv3_err *err) {
+    dsv3_status st = d->dst_exists ? carry_over(d, ours, n_ours, err) : DSV3_OK;
+    if (st) {
+        dsv3_tckpt_dir_abort(d);
+        return st;
+    }
+    sync_dir(d->path);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", d->dst);
+    char *slash = strrchr(parent, '/');
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else if (slash == parent) slash[1] = 0;
+    else *slash = 0;
+    struct stat sb;
+    if (lstat(d->dst, &sb) != 0) {
+        /* nothing there: the new directory takes the place (never over one made meanwhile) */
+        int rc = renameat2(AT_FDCWD, d->path, AT_FDCWD, d->dst, RENAME_NOREPLACE);
+        if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) rc = rename(d->path, d->dst);
+        if (rc != 0) {
+            st = dsv3_errf(err, DSV3_EIO, "checkpoint: %s: rename: %s", d->dst, strerror(errno));
+            dsv3_tckpt_dir_abort(d);
+            return st;
+        }
+        d->path[0] = 0;
+        sync_dir(parent);
+        return DSV3_OK;
+    }
+    if (renameat2(AT_FDCWD, d->path, AT_FDCWD, d->dst, RENAME_EXCHANGE) == 0) {
+        sync_dir(parent);
+        dsv3_tckpt_dir_abort(d); /* d->path now holds the old checkpoint */
+        return DSV3_OK;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+        st = dsv3_errf(err, DSV3_EIO, "checkpoint: %s: rename: %s", d->dst, strerror(errno));
+        dsv3_tckpt_dir_abort(d);
+        return st;
+    }
+    /* no atomic exchange here: move the old aside, the new in (a kill between the two leaves
+     * the old at <dst>.dsv3-old.<pid>, which the next save puts back) */
+    char old[PATH_MAX + 32];
+    snprintf(old, sizeof old, "%s.dsv3-old.%ld", d->dst, (long)getpid());
+    if (rename(d->dst, old) != 0) {
+        st = dsv3_errf(err, DSV3_EIO, "checkpoint: %s: rename: %s", d->dst, strerror(errno));
+        dsv3_tckpt_dir_abort(d);
+        return st;
+    }
+    if (rename(d->path, d->dst) != 0) {
+        st = dsv3_errf(err, DSV3_EIO, "checkpoint: %s: rename: %s", d->dst, strerror(errno));
+        (void)rename(old, d->dst);
+        dsv3_tckpt_dir_abort(d);
+        return st;
+    }
+    d->path[0] = 0;
+    sync_dir(parent);
+    remove_tree(old);
+    return DSV3_OK;
 }
 
 /* ---------------------------------------------------------------- safetensors writer --- */
@@ -243,8 +494,10 @@ const char *dsv3_tckpt_meta_get(const dsv3_tckpt_meta *m, const char *key) {
 
 dsv3_status dsv3_tckpt_meta_read(dsv3_tckpt_meta *m, const char *path, dsv3_err *err) {
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "rb");
-    if (!f) return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, strerror(errno));
+    const char *what;
+    FILE *f = dsv3_file_fopen_regular(path, &what);
+    if (!f)
+        return dsv3_errf(err, DSV3_EIO, "checkpoint: %s: %s", path, what ? what : strerror(errno));
     unsigned char len8[8];
     uint64_t hl = 0;
     dsv3_status st = DSV3_OK;

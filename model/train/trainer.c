@@ -684,8 +684,6 @@ done:
 }
 
 dsv3_status dsv3_trainer_save(dsv3_trainer *t, const char *dir, dsv3_err *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return dsv3_errf(err, DSV3_EIO, "train: save: %s: %s", dir, strerror(errno));
     struct stat sb;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
@@ -693,9 +691,19 @@ dsv3_status dsv3_trainer_save(dsv3_trainer *t, const char *dir, dsv3_err *err) {
         return dsv3_errf(err, DSV3_EINVAL,
                          "train: save: %s holds a sharded checkpoint (model.safetensors.index.json); "
                          "choose another directory", dir);
-    dsv3_status st;
-    if ((st = save_model(t, dir, err)) || (st = save_side_files(t, dir, err))) return st;
-    return t->failed ? DSV3_OK : save_state(t, dir, err);
+    /* the whole directory is written as a sibling and swapped in (checkpoint.h) */
+    dsv3_tckpt_dir d;
+    dsv3_status st = dsv3_tckpt_dir_begin(&d, dir, err);
+    if (st) return st;
+    if ((st = save_model(t, d.path, err)) || (st = save_side_files(t, d.path, err)) ||
+        (!t->failed && (st = save_state(t, d.path, err)))) {
+        dsv3_tckpt_dir_abort(&d);
+        return st;
+    }
+    /* a failed trainer writes no state, and an older one would not match these weights */
+    static const char *const ours[] = {"model.safetensors", "config.json", "tokenizer.json",
+                                       "tokenizer_config.json", "train_state.safetensors"};
+    return dsv3_tckpt_dir_commit(&d, ours, sizeof ours / sizeof *ours, err);
 }
 
 /* ---------------------------------------------------------------- resume --------------- */

@@ -171,10 +171,14 @@ dsv3_status dsv3_trainer_eval(dsv3_trainer *t, dsv3_train_metrics *metrics, dsv3
  * F32, the current router biases as e_score_correction_bias, tied MTP copies under both
  * names), config.json and the tokenizer files copied from the model directory, and
  * train_state.safetensors (FP32 master weights, AdamW moments, biases, step, data position,
- * seed) that dsv3_trainer_resume reads. Each file is replaced atomically; the state is written
- * last. dsv3_model_open can open dir. After a failed step only the model files are written
- * (the last good weights) and DSV3_OK is returned. Errors: DSV3_EIO, DSV3_EINVAL (dir holds a
- * sharded checkpoint index), DSV3_ENOMEM. */
+ * seed) that dsv3_trainer_resume reads. The directory is replaced as a whole
+ * (dsv3_tckpt_dir_begin/commit, checkpoint.h): a kill at any moment leaves dir exactly the
+ * previous checkpoint or the new one, other regular files in dir are kept, and what killed saves
+ * left beside dir is removed. dsv3_model_open can open dir. After a failed step only the model
+ * files are written (the last good weights; an older training state is not kept, since it would
+ * not match them) and DSV3_OK is returned. Errors: DSV3_EIO, DSV3_EINVAL (dir holds a sharded
+ * checkpoint index, is not a directory, or holds a subdirectory, link or special file),
+ * DSV3_ENOMEM; on error dir is left as it was. */
 dsv3_status dsv3_trainer_save(dsv3_trainer *t, const char *dir, dsv3_err *err);
 
 /* Loads a training state: path is a directory holding train_state.safetensors, or that file.

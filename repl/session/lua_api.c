@@ -40,6 +40,16 @@ static int model_gc(lua_State *L) {
     return 0;
 }
 
+/* close(m) and the end of a <close> variable: frees the model now, unless a training or GRPO run
+ * computes with it (their memory points into it). Closing twice is a no-op. */
+static int l_close(lua_State *L) {
+    lmodel *lm = luaL_checkudata(L, 1, DSV3_LUA_MT_MODEL);
+    if (lm->users > 0)
+        return luaL_error(L, "close: the session's train{} or grpo{} run uses this model; "
+                             "train_reset() or grpo_reset() first");
+    return model_gc(L);
+}
+
 static void human(char *buf, size_t n, double v) {
     if (v >= 1e9) snprintf(buf, n, "%.2fB", v / 1e9);
     else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
@@ -93,9 +103,38 @@ static const char *default_model_dir(lua_State *L) {
 #endif
 }
 
+/* Appends the model on top of the stack to the registry's weak list, squeezing out the holes
+ * that collected models left. */
+static void list_model(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, DSV3_LUA_REG_MODELS);
+    lua_getfield(L, -1, "n");
+    const lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_Integer k = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, -1, i) == LUA_TUSERDATA && ((lmodel *)lua_touserdata(L, -1))->m) {
+            lua_rawseti(L, -2, ++k);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    for (lua_Integer i = k + 1; i <= n; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, ++k);
+    lua_pushinteger(L, k);
+    lua_setfield(L, -2, "n");
+    lua_pop(L, 1);
+}
+
 static int l_load(lua_State *L) {
     const char *dir = lua_isnoneornil(L, 1) ? default_model_dir(L) : luaL_checkstring(L, 1);
     dsv3_err err = {{0}};
+    /* the GC does not see a model's mapped and malloc'd memory: close the unreferenced ones
+     * before mapping another */
+    lua_gc(L, LUA_GCCOLLECT);
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     memset(lm, 0, sizeof *lm);
     luaL_setmetatable(L, DSV3_LUA_MT_MODEL);
@@ -110,15 +149,24 @@ static int l_load(lua_State *L) {
     if (*w) dsv3_session_write(dsv3_session_of(L), DSV3_STDERR, w, strlen(w));
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.current");
-    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.models");
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 1);
+    list_model(L);
     return 1;
 }
 
+/* A new list of the open models in load order. */
 static int l_models(lua_State *L) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    lua_getfield(L, LUA_REGISTRYINDEX, DSV3_LUA_REG_MODELS);
+    lua_getfield(L, -1, "n");
+    const lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_Integer k = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, -2, i) == LUA_TUSERDATA && ((lmodel *)lua_touserdata(L, -1))->m)
+            lua_rawseti(L, -2, ++k);
+        else
+            lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -848,7 +896,7 @@ static int l_backend(lua_State *L) {
 /* ---------------------------------------------------------------- registration --------- */
 
 static void open_api(lua_State *L) {
-    static const luaL_Reg model_meta[] = {{"__gc", model_gc}, {"__close", model_gc},
+    static const luaL_Reg model_meta[] = {{"__gc", model_gc}, {"__close", l_close},
                                           {"__tostring", model_tostring}, {NULL, NULL}};
     static const luaL_Reg model_methods[] = {{"info", l_info}, {NULL, NULL}};
     static const luaL_Reg logits_meta[] = {{"__gc", logits_gc}, {"__tostring", logits_tostring},
@@ -864,8 +912,12 @@ static void open_api(lua_State *L) {
     dsv3_lua_newmt(L, MT_INFO, info_meta, NULL);
     dsv3_lua_newmt(L, MT_TOKENS, tokens_meta, NULL);
     dsv3_lua_newmt(L, MT_GEN, gen_meta, NULL);
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.models");
+    lua_newtable(L); /* weak values: the list does not keep a model alive */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, DSV3_LUA_REG_MODELS);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "dsv3.chat");
     /* load() is the model loader here; Lua's own chunk loader stays reachable as lua_load. */
@@ -879,7 +931,12 @@ static const dsv3_lua_fn fns[] = {
      "tokenizer.json) and makes it the current model. Several models may be loaded.\n"
      "Without dir: $DSV3_MODEL when set, else the bundled demo model examples/demo\n"
      "(found from any working directory)."},
-    {"models", l_models, "models() -> {model, ...}", "The models loaded in this session."},
+    {"models", l_models, "models() -> {model, ...}",
+     "The open models of this session, in load order. The session keeps no model alive: one\n"
+     "that nothing refers to (a variable, the current model, a run) is closed by the GC."},
+    {"close", l_close, "close(model)",
+     "Frees the model now (weights, tokenizer); using it afterwards raises \"model is closed\".\n"
+     "Refused while the session's train{} or grpo{} run computes with it."},
     {"use", l_use, "use(model) -> model", "Makes a loaded model the current one."},
     {"info", l_info, "info([model]) -> info",
      "Config summary, parameter counts per component (total and active per token), file size,\n"

@@ -39,6 +39,7 @@ typedef struct {
 
 static int grpo_gc(lua_State *L) {
     lgrpo *lg = luaL_checkudata(L, 1, MT_GRPO);
+    if (lg->g) lg->lm->users--;
     dsv3_grpo_free(lg->g); /* puts the model's weights back */
     lg->g = NULL;
     return 0;
@@ -339,10 +340,11 @@ static int l_grpo(lua_State *L) {
         memset(lg, 0, sizeof *lg);
         lg->lm = lm;
         luaL_setmetatable(L, MT_GRPO);
-        lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current"); /* keep the model alive */
+        dsv3_lua_push_model(L, lm); /* keep the model alive */
         lua_setiuservalue(L, -2, 1);
         dsv3_err err = {{0}};
         if (dsv3_grpo_new(&lg->g, lm->m, &o, &err)) return dsv3_lua_error(L, &err);
+        lm->users++;
         lg->group = o.group;
         lg->batch = o.batch;
         lg->max_tokens = o.max_tokens;

@@ -32,6 +32,7 @@ typedef struct {
 
 static int trainer_gc(lua_State *L) {
     ltrainer *lt = luaL_checkudata(L, 1, MT_TRAINER);
+    if (lt->t) lt->lm->users--;
     dsv3_trainer_free(lt->t); /* also puts the model's own weights back */
     lt->t = NULL;
     return 0;
@@ -116,11 +117,11 @@ static ltrainer *new_trainer(lua_State *L, lmodel *lm, int t) {
     lt->t = NULL;
     lt->lm = lm;
     luaL_setmetatable(L, MT_TRAINER);
-    dsv3_lua_model_arg(L, 3); /* keep the model alive as long as the trainer */
-    lua_getfield(L, LUA_REGISTRYINDEX, "dsv3.current");
+    dsv3_lua_push_model(L, lm); /* keep the model alive as long as the trainer */
     lua_setiuservalue(L, -2, 1);
     dsv3_err err = {{0}};
     if (dsv3_trainer_new(&lt->t, lm->m, &o, &err)) dsv3_lua_error(L, &err);
+    lm->users++;
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, REG_TRAINER);
     lua_pop(L, 1);

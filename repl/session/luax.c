@@ -58,6 +58,21 @@ lmodel *dsv3_lua_model_arg(lua_State *L, int idx) {
     return lm;
 }
 
+void dsv3_lua_push_model(lua_State *L, const lmodel *lm) {
+    lua_getfield(L, LUA_REGISTRYINDEX, DSV3_LUA_REG_MODELS);
+    lua_getfield(L, -1, "n");
+    const lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, -1, i) == LUA_TUSERDATA && lua_touserdata(L, -1) == lm && lm->m) {
+            lua_remove(L, -2);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    luaL_error(L, "model is closed");
+}
+
 dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm) {
     if (!lm->tok)
         luaL_error(L, "%s has no tokenizer.json: pass token ids (a table of integers) instead",

@@ -63,16 +63,24 @@ struct dsv3_tokenizer;
 /* The metatable of a loaded model; lua_api.c registers it and creates the values. */
 #define DSV3_LUA_MT_MODEL "dsv3.model"
 
+/* The registry's list of loaded models: weak values (the session does not keep a model alive),
+ * in load order, with holes where a model was collected; field n is the highest index used. */
+#define DSV3_LUA_REG_MODELS "dsv3.models"
+
 /* A loaded model as Lua sees it (userdata DSV3_LUA_MT_MODEL). */
 typedef struct {
     struct dsv3_model *m;       /* NULL once closed */
     struct dsv3_tokenizer *tok; /* NULL when the directory has no tokenizer.json */
+    int users;                  /* trainer and GRPO runs computing with it: close() refuses */
 } lmodel;
 
 /* The model at stack index idx; raises if it is not one or is closed. */
 lmodel *dsv3_lua_check_model(lua_State *L, int idx);
 /* The model at stack index idx if it is one, else the current model; raises if none. */
 lmodel *dsv3_lua_model_arg(lua_State *L, int idx);
+/* Pushes the userdata of the loaded, open model lm (to keep it alive, e.g. as a uservalue);
+ * raises "model is closed" if it is not in the session's list. */
+void dsv3_lua_push_model(lua_State *L, const lmodel *lm);
 /* The model's tokenizer; raises "DIR has no tokenizer.json: pass token ids ..." without one. */
 struct dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm);
 
