@@ -1,7 +1,8 @@
 /* test_devsim.c — backend memory (docs/ARCHITECTURE.md, "Backend memory") proven with the
  * simulated device: devsim computes the same bytes as fast on every checkpoint variant (logits,
  * MTP logits, both attention forms, generation with and without MTP, routing records), a
- * probe-free decode step moves exactly the ids up and the logits down, each probe adds one
+ * probe-free decode step moves exactly the ids up and the logits down, the probes (capture,
+ * lens, effect, attention) give fast's bytes too, each probe adds one
  * download per recorded point, bias edits reach the device, devsim memory cannot be touched
  * from the host (the child that tries dies of SIGSEGV), a host pointer handed to a devsim
  * operation aborts, training refuses devsim, and a run outlives no backend switch. */
@@ -16,6 +17,10 @@
 #include "model/run/generate.h"
 #include "model/run/mtp.h"
 #include "model/train/trainable.h"
+#include "probes/attention.h"
+#include "probes/capture.h"
+#include "probes/effect.h"
+#include "probes/lens.h"
 
 static const int64_t T = 20;
 
@@ -336,7 +341,62 @@ static int test_training_and_stale_runs_refuse_devsim(void) {
     return 0;
 }
 
+/* capture (every point), lens, effect (an expert disabled everywhere) and one attention head on
+ * backend be, flattened in that order. */
+static int probes_of(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, flat *f) {
+    dsv3_err err;
+    if (dsv3_model_set_backend(m, be, &err)) return 1;
+    const dsv3_config *c = dsv3_model_config(m);
+    *f = (flat){0};
+    dsv3_capture cap;
+    dsv3_capture_opts co = {.layers = NULL};
+    for (int p = 0; p < DSV3_POINT_COUNT; p++) co.points[p] = 1;
+    if (dsv3_capture_run(&cap, m, ids, T, &co, NULL, &err)) return printf("  %s\n", err.msg), 1;
+    for (int64_t i = 0; i < cap.n; i++) put(f, cap.t[i].v, (size_t)(T * cap.t[i].dim) * 4);
+    dsv3_capture_fini(&cap);
+    dsv3_lens lens;
+    if (dsv3_lens_compute(&lens, m, ids, T, T - 1, 5, NULL, &err)) return printf("  %s\n", err.msg), 1;
+    for (int64_t i = 0; i < lens.n_layers * lens.k; i++) {
+        float v[2] = {(float)lens.top[i].id, (float)lens.top[i].prob};
+        put(f, v, sizeof v);
+    }
+    dsv3_lens_fini(&lens);
+    const int64_t E = c->n_routed_experts;
+    unsigned char *off = calloc((size_t)((c->num_hidden_layers + 1) * E), 1);
+    for (int64_t l = 0; l <= c->num_hidden_layers; l++) off[l * E + 1] = 1;
+    dsv3_interventions iv = {.disabled = off, .forced_pos = -1};
+    dsv3_effect ef;
+    const dsv3_status st = dsv3_effect_measure(&ef, m, ids, T, &iv, NULL, &err);
+    free(off);
+    if (st) return printf("  %s\n", err.msg), 1;
+    for (int64_t t = 0; t < T; t++) {
+        float v[2] = {(float)ef.kl[t], ef.top1_changed[t]};
+        put(f, v, sizeof v);
+    }
+    dsv3_effect_fini(&ef);
+    dsv3_attention at;
+    if (dsv3_attention_pattern(&at, m, ids, T, 1, 0, NULL, &err)) return printf("  %s\n", err.msg), 1;
+    put(f, at.p, (size_t)(T * T) * 4);
+    dsv3_attention_fini(&at);
+    return 0;
+}
+
+static int test_devsim_probes_equal_fast(void) {
+    dsv3_model *m = open_model(gen("fp8_ragged", "--dtype fp8 --seed 5"));
+    CHECK(m, "model");
+    int32_t ids[T];
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)(test_u64() % (uint64_t)dsv3_model_config(m)->vocab_size);
+    flat a, b;
+    CHECK(!probes_of(m, dsv3_backend_fast(), ids, &a) && !probes_of(m, dsv3_backend_devsim(), ids, &b), "probes");
+    CHECK(a.n > 0 && a.n == b.n && !memcmp(a.v, b.v, (size_t)a.n * 4),
+          "capture/lens/effect/attention on devsim differ from fast");
+    free(a.v), free(b.v);
+    dsv3_model_close(m);
+    return 0;
+}
+
 static const dsv3_test tests[] = {
+    {"test_devsim_probes_equal_fast", test_devsim_probes_equal_fast},
     {"test_devsim_equals_fast_on_every_variant", test_devsim_equals_fast_on_every_variant},
     {"test_devsim_transfers_of_a_decode_step", test_devsim_transfers_of_a_decode_step},
     {"test_devsim_bias_edit_routes_as_fast", test_devsim_bias_edit_routes_as_fast},
