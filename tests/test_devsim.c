@@ -236,6 +236,30 @@ static int test_devsim_transfers_of_a_decode_step(void) {
           (long long)(1 + 5 * L + 1));
     CHECK(d.download_bytes == (V + 4 * L * 2 * H + L * 2 * c->kv_lora_rank + 2 * H) * 4, "point probe bytes %lld",
           (long long)d.download_bytes);
+    /* MTP speculative decoding: the hidden states stay on the device — every download is a
+     * logits row set (one per forward and MTP pass, one for the prefill), uploads are ids */
+    {
+        dsv3_run *r;
+        dsv3_err err;
+        dsv3_run_opts ro = {.max_seq = 64};
+        CHECK(!dsv3_run_new(&r, m, &ro, &err), "%s", err.msg);
+        const int32_t prompt[6] = {3, 1, 4, 1, 5, 9};
+        int32_t out[16];
+        int64_t n_out;
+        dsv3_gen_opts g = {.max_new_tokens = 16, .use_mtp = 1, .eos_id = -1};
+        g.sample.greedy = 1;
+        dsv3_gen_stats st;
+        CHECK(!dsv3_generate(r, prompt, 6, &g, out, &n_out, &st, &err), "%s", err.msg);
+        dsv3_run_free(r);
+        printf("  MTP generation: %lld up (%lld B), %lld down, %lld forwards + %lld MTP passes\n",
+               (long long)st.device.uploads, (long long)st.device.upload_bytes, (long long)st.device.downloads,
+               (long long)st.forward_passes, (long long)st.mtp_passes);
+        CHECK(st.device.downloads == 1 + st.forward_passes + st.mtp_passes, "MTP: %lld downloads",
+              (long long)st.device.downloads);
+        CHECK(st.device.upload_bytes <= 4 * (2 * 6 + 4 * (st.forward_passes + st.mtp_passes)) &&
+                  st.device.upload_bytes < H * 4,
+              "MTP: %lld bytes uploaded: more than ids", (long long)st.device.upload_bytes);
+    }
     /* attention probabilities of one head: one download per query */
     sum = 0;
     h = (dsv3_hooks){.ud = &sum, .attn = on_attn, .attn_layer = 1, .attn_head = 0};

@@ -24,7 +24,7 @@ void dsv3_run_free(dsv3_run *r) {
     void *bufs[] = {r->x,       r->xn,      r->y,      r->qa,     r->q,      r->kva,
                     r->o,       r->qabs,    r->u,      r->hin,    r->hout,   r->kvfull, r->cnaive,
                     r->scores,  r->ffn_g,   r->ffn_u,  r->moe.xg, r->moe.yg, r->router,
-                    r->sel_w,   r->cat,     r->sel_idx, r->ids,   r->logits, r->hidden,
+                    r->sel_w,   r->cat,     r->sel_idx, r->ids,   r->logits, r->hidden, r->kept,
                     r->record,  r->iv_disabled, r->iv_forced, r->moe.disp_tok, r->moe.disp_w,
                     r->moe.count};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
@@ -116,6 +116,7 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     BALLOC(r->cat, C * 2 * H);
     BALLOC(r->ids, C);
     BALLOC(r->record, C * R);
+    if (m->has_mtp) BALLOC(r->kept, C * H);
     HALLOC(r->host_record, C * R);
     HALLOC(r->ev_idx, K);
     HALLOC(r->ev_nobias, K);
@@ -157,6 +158,10 @@ void dsv3_run_truncate(dsv3_run *r, int64_t len) {
     if (len < 0) len = 0;
     if (len < r->len) r->len = len;
     if (len < r->mtp_len) r->mtp_len = len;
+}
+void dsv3_run_keep_hidden(dsv3_run *r, int on) {
+    r->keep_hidden = on && r->kept;
+    r->kept_rows = 0;
 }
 void dsv3_run_set_cancel(dsv3_run *r, const volatile int *flag) {
     r->cancel = flag;
@@ -273,6 +278,10 @@ dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logi
     }
     dsv3_head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
     dsv3_report_point(r, DSV3_POINT_HIDDEN, -1, pos0, n, H, r->xn);
+    if (r->keep_hidden) { /* for the MTP module's next calls, without a trip to the host */
+        r->be->copy2d(r->kept, H, r->xn, H, n, H);
+        r->kept_rows = n;
+    }
     r->len = pos0 + n;
     return DSV3_OK;
 }

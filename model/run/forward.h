@@ -43,6 +43,10 @@ void dsv3_run_truncate(dsv3_run *r, int64_t len);
 int64_t dsv3_run_max_seq(const dsv3_run *r);
 int64_t dsv3_run_max_chunk(const dsv3_run *r);
 
+/* With on = 1 every later dsv3_forward also keeps its final-normed hidden states [n, H] in the
+ * run, in backend memory, for dsv3_forward_mtp_kept (model/run/mtp.h); 0 stops it. */
+void dsv3_run_keep_hidden(dsv3_run *r, int on);
+
 /* Cancellation: when *flag becomes non-zero a running forward stops at the next layer boundary
  * and returns DSV3_EINTR, leaving the caches at their length before the call. NULL disables. */
 void dsv3_run_set_cancel(dsv3_run *r, const volatile int *flag);

@@ -29,8 +29,9 @@ typedef struct {
     float *p1, *p2;    /* [V] a 1-token forward's logits, [2, V] the verify's (no copies) */
     float *q;          /* [V] MTP draft logits */
     float *pp, *qq;    /* [V] sampling distributions of p and q */
-    float *h;          /* [2, H] hidden states of the last forward */
-    int pending;       /* the MTP row (h[0], pending_id) is owed (see the invariant) */
+    int64_t hrow;      /* the MTP input h of the next draft is row hrow + pending of the hidden
+                          states the last forward kept in the run (they stay on the backend) */
+    int pending;       /* the MTP row (kept row hrow, pending_id) is owed (see the invariant) */
     int32_t pending_id;
     int32_t *order;    /* [V] sampling scratch */
     int32_t *out;
@@ -62,21 +63,17 @@ static int32_t pick(gen *g, const float *logits, float *probs) {
 static dsv3_status prefill(gen *g, const int32_t *prompt, int64_t n, dsv3_err *err) {
     dsv3_run *r = g->run;
     const int64_t chunk = dsv3_run_max_chunk(r);
-    float *hid = NULL;
-    if (g->o->use_mtp && !(hid = malloc((size_t)(chunk * g->H) * sizeof *hid)))
-        return dsv3_errf(err, DSV3_ENOMEM, "generate: out of memory");
     dsv3_status st = DSV3_OK;
     for (int64_t at = 0; at < n && !st; at += chunk) {
         const int64_t m = n - at < chunk ? n - at : chunk;
-        st = dsv3_forward(r, prompt + at, m, g->p, 1, hid, err);
-        if (st || !hid) continue;
+        st = dsv3_forward(r, prompt + at, m, g->p, 1, NULL, err);
+        if (st || !g->o->use_mtp) continue;
         /* MTP rows i = at .. at+m-1 need t_{i+1}; the prompt's last row waits for the first
          * produced token (the invariant keeps MTP one position behind). */
         const int64_t rows = at + m < n ? m : m - 1;
-        if (rows > 0) st = dsv3_forward_mtp_cache(r, prompt + at + 1, hid, rows, err);
-        memcpy(g->h, hid + (m - 1) * g->H, (size_t)g->H * sizeof(float));
+        if (rows > 0) st = dsv3_forward_mtp_cache_kept(r, prompt + at + 1, 0, rows, err);
+        g->hrow = m - 1;
     }
-    free(hid);
     return st;
 }
 
@@ -100,8 +97,8 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
     /* Draft d for t_{n+2} from (h_n, t_{n+1}) at MTP position n, after the owed row
      * (h_{n-1}, t_n) at position n-1 if any — only its cache entries: nobody reads its logits. */
     dsv3_status st = DSV3_OK;
-    if (g->pending && (st = dsv3_forward_mtp_cache(r, &g->pending_id, g->h, 1, err))) return st;
-    st = dsv3_forward_mtp(r, &t1, g->h + g->pending * g->H, 1, g->q, 1, err);
+    if (g->pending && (st = dsv3_forward_mtp_cache_kept(r, &g->pending_id, g->hrow, 1, err))) return st;
+    st = dsv3_forward_mtp_kept(r, &t1, g->hrow + g->pending, 1, g->q, 1, err);
     g->pending = 0;
     if (st) return st;
     s->mtp_passes++;
@@ -109,13 +106,15 @@ static dsv3_status step_mtp(gen *g, int32_t *forced, dsv3_gen_stats *s, dsv3_err
         /* No room for a draft: a plain forward keeps the caches at the invariant. */
         s->forward_passes++;
         g->p = g->p1;
-        return dsv3_forward(r, &t1, 1, g->p, 1, g->h, err);
+        g->hrow = 0;
+        return dsv3_forward(r, &t1, 1, g->p, 1, NULL, err);
     }
     const int32_t d = pick(g, g->q, g->qq);
     const int32_t pair[2] = {t1, d};
     float *logits2 = g->p2; /* [2, V]: p_{n+1} then p_{n+2} */
-    st = dsv3_forward(r, pair, 2, logits2, 0, g->h, err);
+    st = dsv3_forward(r, pair, 2, logits2, 0, NULL, err);
     if (st) return st;
+    g->hrow = 0; /* kept rows: h_{n+1}, h_{n+2} */
     s->forward_passes++;
     s->drafted++;
     float *pn1 = logits2, *pn2 = logits2 + V;
@@ -195,15 +194,16 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
     g.q = malloc((size_t)g.V * sizeof(float));
     g.pp = malloc((size_t)g.V * sizeof(float));
     g.qq = malloc((size_t)g.V * sizeof(float));
-    g.h = malloc((size_t)(2 * g.H) * sizeof(float));
     g.order = malloc((size_t)g.V * sizeof(int32_t));
     dsv3_status st = DSV3_OK;
-    if (!g.p1 || !g.p2 || !g.q || !g.pp || !g.qq || !g.h || !g.order) {
+    if (!g.p1 || !g.p2 || !g.q || !g.pp || !g.qq || !g.order) {
         st = dsv3_errf(err, DSV3_ENOMEM, "generate: out of memory");
         goto done;
     }
     const volatile int *old_cancel = run->cancel;
+    const int old_keep = run->keep_hidden;
     if (o->cancel) dsv3_run_set_cancel(run, o->cancel);
+    if (o->use_mtp) dsv3_run_keep_hidden(run, 1); /* the MTP input stays on the backend */
     dsv3_transfer_stats d0, d1, d2;
     run->be->stats(&d0);
     double t0 = dsv3_now_s();
@@ -231,13 +231,13 @@ dsv3_status dsv3_generate(dsv3_run *run, const int32_t *prompt, int64_t n,
                 : 0.0;
     *n_out = g.n_out;
     dsv3_run_set_cancel(run, old_cancel);
+    dsv3_run_keep_hidden(run, old_keep);
 done:
     free(g.p1);
     free(g.p2);
     free(g.q);
     free(g.pp);
     free(g.qq);
-    free(g.h);
     free(g.order);
     return st;
 }

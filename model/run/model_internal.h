@@ -128,6 +128,10 @@ struct dsv3_run {
     int32_t *ids;                 /* [c] token ids of the chunk (uploaded) */
     float *logits;                /* non-host backends: [c, vocab] logits before download */
     float *hidden;                /* non-host backends: [c, H] the MTP input h (uploaded) */
+    float *kept;                  /* models with MTP: [c, H] the last forward's final-normed
+                                     hidden states, when keep_hidden (dsv3_forward_mtp_kept) */
+    int keep_hidden;
+    int64_t kept_rows;            /* rows of kept from the last forward (0: none) */
     /* probes */
     dsv3_hooks hooks;             /* copy of the attached hooks */
     int has_hooks;                /* any hook attached */

@@ -24,4 +24,13 @@ dsv3_status dsv3_forward_mtp(dsv3_run *r, const int32_t *next_ids, const float *
 dsv3_status dsv3_forward_mtp_cache(dsv3_run *r, const int32_t *next_ids, const float *hidden,
                                    int64_t n, dsv3_err *err);
 
+/* The same two, taking the hidden states from the run instead of the host: rows row0..row0+n-1
+ * of the final-normed hidden states the last dsv3_forward kept (dsv3_run_keep_hidden). Nothing
+ * crosses between host and backend but the ids — what speculative decoding uses. DSV3_EINVAL
+ * when the run keeps no hidden states or the rows lie beyond the last forward's tokens. */
+dsv3_status dsv3_forward_mtp_kept(dsv3_run *r, const int32_t *next_ids, int64_t row0, int64_t n,
+                                  float *logits, int last_only, dsv3_err *err);
+dsv3_status dsv3_forward_mtp_cache_kept(dsv3_run *r, const int32_t *next_ids, int64_t row0,
+                                        int64_t n, dsv3_err *err);
+
 #endif
