@@ -9,29 +9,6 @@
 $PY scripts/gen_model.py "$work/fp8" --quiet --seed 3 --dtype fp8 || { echo "gen_model failed"; exit 1; }
 $PY scripts/gen_model.py "$work/bf16" --quiet --seed 3 || { echo "gen_model failed"; exit 1; }
 
-# poison SRC DST TENSOR VALUE(nan|inf|-1): a copy of SRC with element 3 (0 for small tensors) of
-# TENSOR set to VALUE in its dtype
-poison() {
-    rm -rf "$2" && cp -r "$1" "$2"
-    $PY - "$2/model.safetensors" "$3" "$4" <<'PYEOF'
-import json, struct, sys
-path, name, what = sys.argv[1:]
-b = bytearray(open(path, "rb").read())
-n = struct.unpack("<Q", b[:8])[0]
-t = json.loads(b[8:8 + n])[name]
-x = {"nan": float("nan"), "inf": float("inf"), "-1": -1.0}[what]
-size = {"F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1}[t["dtype"]]
-numel = 1
-for d in t["shape"]: numel *= d
-at = 8 + n + t["data_offsets"][0] + size * (3 if numel > 3 else 0)
-if t["dtype"] == "F32": b[at:at + 4] = struct.pack("<f", x)
-elif t["dtype"] == "BF16": b[at:at + 2] = struct.pack("<f", x)[2:]
-elif t["dtype"] == "F16": b[at:at + 2] = struct.pack("<e", x)
-else: b[at] = 0x7F                     # E4M3 has no infinity: its NaN code
-open(path, "wb").write(bytes(b))
-PYEOF
-}
-
 # a clean checkpoint: exit 0, "ok", JSON ok
 for m in fp8 bf16; do
     if "$BIN" check "$work/$m" > "$work/out" 2> "$work/err" && tail -1 "$work/out" | grep -qx ok &&

@@ -5,11 +5,13 @@
  * → dense FFN or MoE → residual, then the final norm and the head. The MTP module reuses the same
  * decoder block on its own input and cache.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/pool.h"
 #include "model/run/model_internal.h"
+#include "model/run/scan.h"
 
 /* ---------------------------------------------------------------- run lifetime --------- */
 
@@ -264,12 +266,10 @@ const int32_t *dsv3_run_ids(dsv3_run *r, const int32_t *ids, int64_t n) {
     return r->ids;
 }
 
-dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
-                         int last_only, float *hidden, dsv3_err *err) {
-    dsv3_status st = dsv3_check_chunk(r, ids, n, r->len, "forward", err);
-    if (st || (st = dsv3_run_sync_backend(r, "forward", err))) return st;
+/* The main model over ids at positions pos0.. (the body of dsv3_forward, without its checks). */
+static dsv3_status forward_body(dsv3_run *r, const int32_t *ids, int64_t n, int64_t pos0, float *logits,
+                                int last_only, float *hidden, dsv3_err *err) {
     const dsv3_model *m = r->m;
-    const int64_t H = m->cfg.hidden_size, pos0 = r->len;
     r->be->embed(r->x, &m->embed, dsv3_run_ids(r, ids, n), n);
     r->cur_ids = ids;
     for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
@@ -277,7 +277,64 @@ dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logi
         dsv3_block_forward(r, &m->layers[l], l, &r->cache[l], r->x, n, pos0);
     }
     dsv3_head_forward(r, r->x, m->final_norm, &m->lm_head, n, logits, last_only, hidden);
-    dsv3_report_point(r, DSV3_POINT_HIDDEN, -1, pos0, n, H, r->xn);
+    dsv3_report_point(r, DSV3_POINT_HIDDEN, -1, pos0, n, m->cfg.hidden_size, r->xn);
+    return DSV3_OK;
+}
+
+/* The first non-finite value a diagnostic re-run meets (see nonfinite_error). */
+typedef struct {
+    int found;
+    dsv3_point point;
+    int64_t layer, pos;
+} first_bad;
+
+static void find_bad(void *ud, dsv3_point p, int64_t layer, int64_t pos0, int64_t n, int64_t dim,
+                     const float *x) {
+    first_bad *f = ud;
+    if (f->found) return;
+    for (int64_t i = 0; i < n * dim; i++)
+        if (!isfinite(x[i])) {
+            *f = (first_bad){1, p, layer, pos0 + i / dim};
+            return;
+        }
+}
+
+/* Logits came out non-finite: runs the chunk again with a hook on every point to name the first
+ * layer and component where a non-finite value appeared, then leaves the caches at pos0. */
+static dsv3_status nonfinite_error(dsv3_run *r, const int32_t *ids, int64_t n, int64_t pos0,
+                                   dsv3_err *err) {
+    static const char *const names[] = {"its input (resid_in)", "attention output (attn_out)",
+                                        "FFN/MoE output (ffn_out)", "output (resid_out)",
+                                        "latent cache (ckv)", "final norm (hidden)"};
+    const dsv3_hooks saved = r->hooks;
+    const int had = r->has_hooks;
+    first_bad f = {0};
+    r->hooks = (dsv3_hooks){.ud = &f, .point = find_bad};
+    r->has_hooks = 1;
+    dsv3_status st = forward_body(r, ids, n, pos0, NULL, 0, NULL, err);
+    r->hooks = saved;
+    r->has_hooks = had;
+    r->len = pos0;
+    if (st) return st;
+    if (!f.found || f.point == DSV3_POINT_HIDDEN)
+        return dsv3_errf(err, DSV3_EFORMAT, "forward: non-finite logits at position %lld (the lm_head "
+                         "or final norm; every layer's output was finite)", (long long)(f.found ? f.pos : pos0));
+    return dsv3_errf(err, DSV3_EFORMAT,
+                     "forward: non-finite values first in layer %lld, %s, at position %lld (a NaN or "
+                     "infinity in that layer's weights? `dsv3 check` scans every tensor)",
+                     (long long)f.layer, names[f.point], (long long)f.pos);
+}
+
+dsv3_status dsv3_forward(dsv3_run *r, const int32_t *ids, int64_t n, float *logits,
+                         int last_only, float *hidden, dsv3_err *err) {
+    dsv3_status st = dsv3_check_chunk(r, ids, n, r->len, "forward", err);
+    if (st || (st = dsv3_run_sync_backend(r, "forward", err))) return st;
+    const int64_t H = r->m->cfg.hidden_size, pos0 = r->len;
+    if ((st = forward_body(r, ids, n, pos0, logits, last_only, hidden, err))) return st;
+    /* Non-finite numbers never pass silently: the logits (host memory) are checked, a cost of
+     * one pass over vocab floats per row; the rare failure pays for a diagnostic re-run. */
+    if (logits && dsv3_scan_any_nonfinite(logits, (last_only ? 1 : n) * r->m->cfg.vocab_size))
+        return nonfinite_error(r, ids, n, pos0, err);
     if (r->keep_hidden) { /* for the MTP module's next calls, without a trip to the host */
         r->be->copy2d(r->kept, H, r->xn, H, n, H);
         r->kept_rows = n;

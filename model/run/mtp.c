@@ -1,5 +1,6 @@
 /* mtp.c — the MTP module of a run (see mtp.h). */
 #include "model/run/mtp.h"
+#include "model/run/scan.h"
 #include "model/run/model_internal.h"
 
 /* "MTP": z = eh_proj([enorm(E[t_{i+1}]) ; hnorm(h_i)]) for rows 0..n-1 into r->x (the
@@ -39,6 +40,9 @@ static dsv3_status mtp_forward(dsv3_run *r, const int32_t *next_ids, const float
     dsv3_block_forward(r, &t->block, m->cfg.num_hidden_layers, &r->cache[m->cfg.num_hidden_layers],
                        r->x, n, pos0);
     dsv3_head_forward(r, r->x, t->head_norm, &t->head, n, logits, last_only, NULL);
+    if (logits && dsv3_scan_any_nonfinite(logits, (last_only ? 1 : n) * m->cfg.vocab_size))
+        return dsv3_errf(err, DSV3_EFORMAT, "forward_mtp: non-finite logits from the MTP module "
+                         "(layer %lld; `dsv3 check` scans every tensor)", (long long)m->cfg.num_hidden_layers);
     r->mtp_len = pos0 + n;
     return DSV3_OK;
 }

@@ -110,3 +110,10 @@ dsv3_status dsv3_scan_require_finite(const float *x, int64_t n, const char *file
                              what);
     return DSV3_OK;
 }
+
+int dsv3_scan_any_nonfinite(const float *x, int64_t n) {
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return bad;
+}

@@ -26,6 +26,9 @@ typedef struct {
 /* Scans every value of t in its stored dtype. */
 void dsv3_scan_tensor(dsv3_scan_stats *s, const dsv3_st_tensor *t);
 
+/* 1 if some of the n float32 values x is NaN or infinite (the forward's check of its logits). */
+int dsv3_scan_any_nonfinite(const float *x, int64_t n);
+
 /* DSV3_OK if the n float32 values x are finite, else DSV3_EFORMAT with the message
  * "model: FILE: tensor NAME: value I of N is nan (WHAT must be finite)". */
 dsv3_status dsv3_scan_require_finite(const float *x, int64_t n, const char *file, const char *name,
