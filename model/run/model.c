@@ -364,6 +364,14 @@ uint64_t dsv3_model_file_bytes(const dsv3_model *m) {
     return dsv3_ckpt_bytes(m->ck);
 }
 
+void dsv3_model_dtype_bytes(const dsv3_model *m, uint64_t *bytes) {
+    memset(bytes, 0, DSV3_DT_COUNT * sizeof *bytes);
+    for (size_t i = 0; i < dsv3_ckpt_count(m->ck); i++) {
+        const dsv3_st_tensor *t = dsv3_ckpt_at(m->ck, i);
+        bytes[t->dtype] += t->nbytes;
+    }
+}
+
 /* Points every vector field at its host copy (host backends) or at its slice of arena. */
 static void point_vecs(dsv3_model *m, float *arena) {
     int64_t off = 0;

@@ -23,6 +23,7 @@ int dsv3_cli_schedule(int argc, char **argv);
 int dsv3_cli_train(int argc, char **argv);
 int dsv3_cli_grpo(int argc, char **argv);
 int dsv3_cli_check(int argc, char **argv);
+int dsv3_cli_info(int argc, char **argv);
 
 /* Parses "1,2,3" into a malloc'd array (*ids, *n). Errors name the bad item. */
 dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_err *err);
