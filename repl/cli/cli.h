@@ -39,6 +39,10 @@ const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
 dsv3_status dsv3_cli_open_model(struct dsv3_model **m, struct dsv3_tokenizer **tok, const char *dir,
                                 const char *backend, dsv3_err *err);
 
+/* 1 when dir holds a tiktoken.model (Kimi-K2 / Moonlight's tokenizer, not supported), for
+ * messages about a missing tokenizer.json. */
+int dsv3_cli_has_tiktoken(const char *dir);
+
 /* Parses a non-negative decimal integer option value; -1 on error. */
 long long dsv3_cli_parse_count(const char *s);
 /* A finite decimal number; *ok is 0 (and the result meaningless) for NULL, "", trailing
