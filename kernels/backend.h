@@ -47,6 +47,21 @@ typedef struct {
     dsv3_weight down; /* [H, width] */
 } dsv3_ffn_weights;
 
+/* How a router turns logits into scores (config.json `scoring_func`; docs/ARCHITECTURE.md,
+ * "Family"). */
+typedef enum {
+    DSV3_SCORE_SIGMOID = 0, /* s_e = sigmoid(z_e) (DeepSeek-V3, Kimi-K2, Moonlight) */
+    DSV3_SCORE_SOFTMAX = 1  /* s = softmax(z) over the E experts (DeepSeek-V2) */
+} dsv3_score_func;
+
+/* How the top-K experts are chosen (config.json `topk_method`; docs/ARCHITECTURE.md, "Routing",
+ * "Family"). */
+typedef enum {
+    DSV3_TOPK_NOAUX_TC = 0,  /* groups ranked by the sum of their two best biased scores (V3) */
+    DSV3_TOPK_GREEDY = 1,    /* top-K over all experts; every group kept (V2-Lite) */
+    DSV3_TOPK_GROUP_LIMITED = 2 /* "group_limited_greedy": groups ranked by their best score (V2) */
+} dsv3_topk_method;
+
 /* The routing rule of a MoE layer (docs/ARCHITECTURE.md, "Routing"). */
 typedef struct {
     int64_t experts;        /* E, at most DSV3_ROUTE_MAX_EXPERTS */
@@ -54,12 +69,14 @@ typedef struct {
     int64_t topk_group;     /* groups kept */
     int64_t k;              /* experts per token, at most DSV3_ROUTE_MAX_K */
     int norm_topk_prob;     /* normalise the chosen weights to sum 1 */
-    float scaling;          /* routed_scaling_factor */
+    float scaling;          /* multiplies the (normalised) weights: routed_scaling_factor */
+    dsv3_score_func scoring; /* sigmoid or softmax scores */
+    dsv3_topk_method method; /* the group score and whether groups limit the choice */
 } dsv3_route_params;
 #define DSV3_ROUTE_MAX_EXPERTS 4096
 #define DSV3_ROUTE_MAX_K 256
 
-/* Floats per token of a routing record (moe_route's `record`): scores [E] (unbiased sigmoid),
+/* Floats per token of a routing record (moe_route's `record`): scores [E] (unbiased sigmoid or softmax),
  * biased [E] (what chose), groups [G] (1 = kept), experts [K], weights [K], experts_nobias [K]
  * (the choice with a zero bias) — ids as exact floats (< 2^24). */
 static inline int64_t dsv3_route_record_floats(const dsv3_route_params *p) {

@@ -23,6 +23,7 @@ static const subcommand commands[] = {
     {"train", dsv3_cli_train, "train on text (AdamW, MTP, bias balancing; save/resume)"},
     {"grpo", dsv3_cli_grpo, "GRPO: sample groups, score with a reward, clipped policy step + KL"},
     {"check", dsv3_cli_check, "scan every tensor: non-finite values, FP8 scales, shapes vs config"},
+    {"info", dsv3_cli_info, "what a checkpoint is: variant, routing, parameter counts, dtype mix"},
 };
 
 static void usage(FILE *to) {

@@ -4,7 +4,7 @@
 Usage:
   /usr/bin/python3 scripts/gen_model.py OUT_DIR [--preset tiny|small|bench] [--seed N]
         [--dtype bf16|fp32|fp8] [--shards N] [--no-yarn] [--q-lora-rank N]
-        [--vocab N] [--layers N] [--no-mtp]
+        [--vocab N] [--layers N] [--no-mtp] [--family v3|v2|v2-lite|kimi|moonlight] [--sparse]
 
 Writes OUT_DIR/config.json and OUT_DIR/model.safetensors (or, with --shards N > 1,
 model-0000K-of-0000N.safetensors + model.safetensors.index.json).
@@ -50,6 +50,53 @@ PRESETS = {
         v_head_dim=64, n_routed_experts=64, n_group=8, topk_group=4, num_experts_per_tok=6,
         n_shared_experts=2, routed_scaling_factor=2.5, yarn_factor=40,
         yarn_orig=4096),
+    # the full DeepSeek-V3 (671B) layout: real dimensions; with --sparse --dtype fp8 --shards 163
+    # it writes the released shard layout as sparse files (headers only, data reads as zeros)
+    "v3-671b": dict(
+        vocab_size=129280, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
+        num_hidden_layers=61, first_k_dense_replace=3, num_attention_heads=128,
+        q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128, n_routed_experts=256, n_group=8, topk_group=4, num_experts_per_tok=8,
+        n_shared_experts=1, routed_scaling_factor=2.5, yarn_factor=40,
+        yarn_orig=4096),
+    # Kimi-K2's layout (1T; use with --family kimi): 384 experts, 64 heads, 163,840-token vocab
+    "kimi-k2-1t": dict(
+        vocab_size=163840, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
+        num_hidden_layers=61, first_k_dense_replace=1, num_attention_heads=64,
+        q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128, n_routed_experts=384, n_group=1, topk_group=1, num_experts_per_tok=8,
+        n_shared_experts=1, routed_scaling_factor=2.827, yarn_factor=32,
+        yarn_orig=4096),
+}
+
+# Variants of the family (docs/ARCHITECTURE.md, "Family"): the config keys each released
+# checkpoint states, applied to a preset's (scaled-down) dimensions. "mtp": whether the release
+# has the MTP layer; "bias": whether its MoE layers carry e_score_correction_bias.
+FAMILIES = {
+    "v3": dict(cfg={}, mtp=True, bias=True),
+    # DeepSeek-V2 / V2.5 / Coder-V2: softmax scores, the group's best score ranks it, 8 groups
+    # of which 3 are kept (scaled: 4 groups, 3 kept), unnormalised weights times 16
+    "v2": dict(cfg=dict(model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"],
+                        scoring_func="softmax", topk_method="group_limited_greedy",
+                        norm_topk_prob=False, routed_scaling_factor=16.0, topk_group=3,
+                        n_shared_experts=2, mscale=0.707),
+               mtp=False, bias=False),
+    # DeepSeek-V2-Lite / Coder-V2-Lite: greedy over all experts, one group, plain q_proj
+    "v2-lite": dict(cfg=dict(model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"],
+                             scoring_func="softmax", topk_method="greedy", norm_topk_prob=False,
+                             routed_scaling_factor=1.0, n_group=1, topk_group=1, q_lora_rank=None,
+                             n_shared_experts=2, mscale=0.707),
+                    mtp=False, bias=False),
+    # Kimi-K2: one group, another scaling factor, rope_theta 50000, equal YaRN betas, no MTP
+    "kimi": dict(cfg=dict(model_type="kimi_k2", n_group=1, topk_group=1,
+                          routed_scaling_factor=2.827, first_k_dense_replace=1, rope_theta=50000.0,
+                          beta_fast=1.0, beta_slow=1.0),
+                 mtp=False, bias=True),
+    # Moonlight-16B-A3B: plain q_proj, one group, no YaRN, rms_norm_eps 1e-5, no MTP
+    "moonlight": dict(cfg=dict(n_group=1, topk_group=1, routed_scaling_factor=2.446,
+                               first_k_dense_replace=1, q_lora_rank=None, n_shared_experts=2,
+                               rope_theta=50000.0, no_yarn=True, rms_norm_eps=1e-05),
+                      mtp=False, bias=True),
 }
 
 FP8_MAX = 448.0
@@ -129,6 +176,16 @@ def quantize_fp8(w):
 # ----------------------------------------------------------------------------- model layout
 
 def build_config(p, args):
+    fam = FAMILIES[args.family]["cfg"]
+    p = dict(p)
+    for k in ("n_group", "topk_group", "routed_scaling_factor", "first_k_dense_replace",
+              "n_shared_experts"):
+        if k in fam:
+            p[k] = fam[k]
+    if "q_lora_rank" in fam and args.q_lora_rank is None:
+        args.q_lora_rank = 0
+    if fam.get("no_yarn"):
+        args.no_yarn = True
     H = p["hidden_size"]
     layers = args.layers if args.layers is not None else p["num_hidden_layers"]
     vocab = args.vocab if args.vocab is not None else p["vocab_size"]
@@ -137,7 +194,8 @@ def build_config(p, args):
     factor, orig = p["yarn_factor"], p["yarn_orig"]
     rope_scaling = None if args.no_yarn else {
         "type": "yarn", "factor": factor, "original_max_position_embeddings": orig,
-        "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0,
+        "beta_fast": fam.get("beta_fast", 32), "beta_slow": fam.get("beta_slow", 1),
+        "mscale": fam.get("mscale", 1.0), "mscale_all_dim": fam.get("mscale", 1.0),
     }
     cfg = {
         "architectures": ["DeepseekV3ForCausalLM"],
@@ -190,6 +248,15 @@ def build_config(p, args):
         "use_cache": True,
         "transformers_version": "4.46.3",
     }
+    for k in ("model_type", "architectures", "scoring_func", "topk_method", "norm_topk_prob",
+              "rope_theta", "rms_norm_eps", "bos_token_id", "eos_token_id"):
+        if k in fam:
+            cfg[k] = fam[k]
+    if not FAMILIES[args.family]["mtp"]:
+        cfg["num_nextn_predict_layers"] = 0
+    if fam.get("model_type") == "deepseek_v2":  # V2 configs have no MTP key at all
+        del cfg["num_nextn_predict_layers"]
+        cfg["auto_map"] = {k: v.replace("V3", "V2") for k, v in cfg["auto_map"].items()}
     if args.dtype == "fp8":
         cfg["quantization_config"] = {
             "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
@@ -236,7 +303,8 @@ def tensor_list(cfg):
             add(pre + "mlp.down_proj.weight", [H, I], "lin")
         else:
             add(pre + "mlp.gate.weight", [E, H], "gate")
-            add(pre + "mlp.gate.e_score_correction_bias", [E], "bias")
+            if cfg.get("topk_method", "noaux_tc") == "noaux_tc":
+                add(pre + "mlp.gate.e_score_correction_bias", [E], "bias")
             for j in range(E):
                 add(pre + "mlp.experts.%d.gate_proj.weight" % j, [mi, H], "lin")
                 add(pre + "mlp.experts.%d.up_proj.weight" % j, [mi, H], "lin")
@@ -249,7 +317,7 @@ def tensor_list(cfg):
     add("model.embed_tokens.weight", [V, H], "embed")
     for i in range(L):
         block(i)
-    if cfg["num_nextn_predict_layers"]:
+    if cfg.get("num_nextn_predict_layers"):
         pre = "model.layers.%d." % L
         add(pre + "embed_tokens.weight", [V, H], "embed", key="model.embed_tokens.weight")
         add(pre + "enorm.weight", [H], "norm")
@@ -311,7 +379,7 @@ def nbytes(entry):
     return int(np.prod(shape)) * DT_SIZE[dt]
 
 
-def write_shard(path, entries, seed):
+def write_shard(path, entries, seed, sparse=False):
     """Write one safetensors file.
 
     Data layout follows the Python safetensors library: entries ordered by element size
@@ -335,6 +403,8 @@ def write_shard(path, entries, seed):
         f.write(len(hjson).to_bytes(8, "little"))
         f.write(hjson)
         f.truncate(base + off)
+        if sparse:  # the data stays a hole: zeros, no disk blocks
+            return off
 
         def put(name, data):
             f.seek(base + offs[name])
@@ -367,6 +437,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Generate a random DeepSeek-V3 HF checkpoint.")
     ap.add_argument("out_dir")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="v3",
+                    help="the released variant whose config keys and tensors to write "
+                         "(docs/ARCHITECTURE.md, \"Family\")")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["bf16", "fp32", "fp8"], default="bf16")
     ap.add_argument("--shards", type=int, default=1)
@@ -377,6 +450,9 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--no-mtp", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--sparse", action="store_true",
+                    help="write only the headers: tensor data are holes (zeros) of sparse files, "
+                         "so the full 671B layout costs a few MB of disk")
     ap.add_argument("--no-tokenizer", action="store_true",
                     help="do not write tokenizer.json (written by default when vocab >= 512)")
     args = ap.parse_args(argv)
@@ -405,7 +481,7 @@ def main(argv=None):
     nsh = min(args.shards, len(groups))
     if nsh == 1:
         entries = [e for g in groups for e in g]
-        write_shard(os.path.join(args.out_dir, "model.safetensors"), entries, args.seed)
+        write_shard(os.path.join(args.out_dir, "model.safetensors"), entries, args.seed, args.sparse)
         files = ["model.safetensors"]
     else:
         # contiguous partition of groups by cumulative byte size, every shard non-empty
@@ -423,9 +499,11 @@ def main(argv=None):
         files = []
         weight_map = {}
         for k, part in enumerate(parts):
-            fn = "model-%05d-of-%05d.safetensors" % (k + 1, nsh)
+            # the released V3 names its shards model-00001-of-000163.safetensors
+            fn = ("model-%05d-of-%06d.safetensors" if args.preset == "v3-671b"
+                  else "model-%05d-of-%05d.safetensors") % (k + 1, nsh)
             entries = [e for g in part for e in g]
-            write_shard(os.path.join(args.out_dir, fn), entries, args.seed)
+            write_shard(os.path.join(args.out_dir, fn), entries, args.seed, args.sparse)
             for e in entries:
                 weight_map[e[0]] = fn
             files.append(fn)

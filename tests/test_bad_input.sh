@@ -186,8 +186,12 @@ prepare contra base config-set n_group 3
 bad "config.json n_group not dividing n_routed_experts" "$TMP/contra" 1,2,3 "n_group"
 prepare kvheads base config-set num_key_value_heads 2
 bad "config.json num_key_value_heads != num_attention_heads" "$TMP/kvheads" 1,2,3 "num_key_value_heads"
-prepare softmax base config-set scoring_func '"softmax"'
-bad "config.json scoring_func softmax" "$TMP/softmax" 1,2,3 "scoring_func"
+prepare sparsemax base config-set scoring_func '"sparsemax"'
+bad "config.json scoring_func sparsemax" "$TMP/sparsemax" 1,2,3 "scoring_func"
+prepare llama base config-set model_type '"llama"'
+bad "config.json model_type llama" "$TMP/llama" 1,2,3 "model_type;llama"
+prepare aux base config-set topk_method '"aux_tc"'
+bad "config.json topk_method aux_tc" "$TMP/aux" 1,2,3 "topk_method;aux_tc"
 prepare cfgjson base config-truncate
 bad "config.json invalid JSON" "$TMP/cfgjson" 1,2,3 "config.json;JSON"
 prepare cfgbig base config-set hidden_size 256

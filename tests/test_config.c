@@ -325,12 +325,196 @@ static int test_config_rejects_dense_layers_beyond_depth(void) {
     return ok;
 }
 
-static int test_config_rejects_softmax_scoring(void) {
-    int ok = expect_v3_edit("scoring_func", "\"softmax\"", DSV3_EUNSUPPORTED, "scoring_func");
-    ok &= expect_v3_edit("topk_method", "\"greedy\"", DSV3_EUNSUPPORTED, "topk_method");
+static int test_config_rejects_unsupported_values_naming_the_key(void) {
+    int ok = expect_v3_edit("scoring_func", "\"sparsemax\"", DSV3_EUNSUPPORTED, "scoring_func");
+    ok &= expect_v3_edit("topk_method", "\"aux_tc\"", DSV3_EUNSUPPORTED, "topk_method");
+    ok &= expect_v3_edit("topk_method", "\"gready\"", DSV3_EUNSUPPORTED, "\"gready\"");
+    ok &= expect_v3_edit("model_type", "\"llama\"", DSV3_EUNSUPPORTED, "model_type");
+    ok &= expect_v3_edit("model_type", "\"deepseek_v4\"", DSV3_EUNSUPPORTED, "\"deepseek_v4\"");
+    ok &= expect_v3_edit("scoring_func", "1", DSV3_EINVAL, "scoring_func");
     ok &= expect_v3_edit("hidden_act", "\"gelu\"", DSV3_EUNSUPPORTED, "hidden_act");
     ok &= expect_v3_edit("moe_layer_freq", "2", DSV3_EUNSUPPORTED, "moe_layer_freq");
     ok &= expect_v3_edit("tie_word_embeddings", "true", DSV3_EUNSUPPORTED, "tie_word_embeddings");
+    ok &= expect_v3_edit("quantization_config",
+                         "{\"quant_method\":\"fp8\",\"fmt\":\"e4m3\",\"scale_fmt\":\"e8m0\"}",
+                         DSV3_EUNSUPPORTED, "scale_fmt");
+    return ok;
+}
+
+/* ---------------------------------------------------------------- the family ----------- */
+
+/* config.json of the released checkpoints (docs/ARCHITECTURE.md, "Family"), as downloaded. */
+static const kv v2[] = { /* DeepSeek-V2 / V2.5 / Coder-V2 (236B) */
+    {"architectures", "[\"DeepseekV2ForCausalLM\"]"}, {"model_type", "\"deepseek_v2\""},
+    {"vocab_size", "102400"}, {"hidden_size", "5120"}, {"intermediate_size", "12288"},
+    {"moe_intermediate_size", "1536"}, {"num_hidden_layers", "60"},
+    {"num_attention_heads", "128"}, {"num_key_value_heads", "128"}, {"n_shared_experts", "2"},
+    {"n_routed_experts", "160"}, {"num_experts_per_tok", "6"}, {"n_group", "8"},
+    {"topk_group", "3"}, {"routed_scaling_factor", "16.0"}, {"scoring_func", "\"softmax\""},
+    {"topk_method", "\"group_limited_greedy\""}, {"norm_topk_prob", "false"},
+    {"first_k_dense_replace", "1"}, {"moe_layer_freq", "1"}, {"q_lora_rank", "1536"},
+    {"kv_lora_rank", "512"}, {"qk_nope_head_dim", "128"}, {"qk_rope_head_dim", "64"},
+    {"v_head_dim", "128"}, {"hidden_act", "\"silu\""}, {"rope_theta", "10000"},
+    {"rope_scaling", "{\"beta_fast\":32,\"beta_slow\":1,\"factor\":40,\"mscale\":0.707,"
+                     "\"mscale_all_dim\":0.707,\"original_max_position_embeddings\":4096,"
+                     "\"type\":\"yarn\"}"},
+    {"max_position_embeddings", "163840"}, {"rms_norm_eps", "1e-06"},
+    {"tie_word_embeddings", "false"}, {"bos_token_id", "100000"}, {"eos_token_id", "100001"},
+    {"aux_loss_alpha", "0.001"}, {"seq_aux", "true"}, {"torch_dtype", "\"bfloat16\""},
+};
+static const kv v2_lite[] = { /* DeepSeek-V2-Lite / Coder-V2-Lite (16B) */
+    {"architectures", "[\"DeepseekV2ForCausalLM\"]"}, {"model_type", "\"deepseek_v2\""},
+    {"vocab_size", "102400"}, {"hidden_size", "2048"}, {"intermediate_size", "10944"},
+    {"moe_intermediate_size", "1408"}, {"num_hidden_layers", "27"},
+    {"num_attention_heads", "16"}, {"num_key_value_heads", "16"}, {"n_shared_experts", "2"},
+    {"n_routed_experts", "64"}, {"num_experts_per_tok", "6"}, {"n_group", "1"},
+    {"topk_group", "1"}, {"routed_scaling_factor", "1.0"}, {"scoring_func", "\"softmax\""},
+    {"topk_method", "\"greedy\""}, {"norm_topk_prob", "false"},
+    {"first_k_dense_replace", "1"}, {"moe_layer_freq", "1"}, {"q_lora_rank", "null"},
+    {"kv_lora_rank", "512"}, {"qk_nope_head_dim", "128"}, {"qk_rope_head_dim", "64"},
+    {"v_head_dim", "128"}, {"hidden_act", "\"silu\""}, {"rope_theta", "10000"},
+    {"rope_scaling", "{\"beta_fast\":32,\"beta_slow\":1,\"factor\":40,\"mscale\":0.707,"
+                     "\"mscale_all_dim\":0.707,\"original_max_position_embeddings\":4096,"
+                     "\"type\":\"yarn\"}"},
+    {"max_position_embeddings", "163840"}, {"rms_norm_eps", "1e-06"},
+    {"tie_word_embeddings", "false"}, {"bos_token_id", "100000"}, {"eos_token_id", "100001"},
+};
+static const kv kimi_k2[] = { /* Kimi-K2 (1T): one group, 384 experts, no MTP layer */
+    {"architectures", "[\"DeepseekV3ForCausalLM\"]"}, {"model_type", "\"kimi_k2\""},
+    {"vocab_size", "163840"}, {"hidden_size", "7168"}, {"intermediate_size", "18432"},
+    {"moe_intermediate_size", "2048"}, {"num_hidden_layers", "61"},
+    {"num_attention_heads", "64"}, {"num_key_value_heads", "64"}, {"n_shared_experts", "1"},
+    {"n_routed_experts", "384"}, {"num_experts_per_tok", "8"}, {"n_group", "1"},
+    {"topk_group", "1"}, {"routed_scaling_factor", "2.827"}, {"scoring_func", "\"sigmoid\""},
+    {"topk_method", "\"noaux_tc\""}, {"norm_topk_prob", "true"},
+    {"first_k_dense_replace", "1"}, {"moe_layer_freq", "1"}, {"q_lora_rank", "1536"},
+    {"kv_lora_rank", "512"}, {"qk_nope_head_dim", "128"}, {"qk_rope_head_dim", "64"},
+    {"v_head_dim", "128"}, {"hidden_act", "\"silu\""}, {"rope_theta", "50000.0"},
+    {"rope_scaling", "{\"beta_fast\":1.0,\"beta_slow\":1.0,\"factor\":32.0,\"mscale\":1.0,"
+                     "\"mscale_all_dim\":1.0,\"original_max_position_embeddings\":4096,"
+                     "\"type\":\"yarn\"}"},
+    {"max_position_embeddings", "131072"}, {"rms_norm_eps", "1e-06"},
+    {"tie_word_embeddings", "false"}, {"num_nextn_predict_layers", "0"},
+    {"quantization_config", "{\"activation_scheme\":\"dynamic\",\"fmt\":\"e4m3\","
+                            "\"quant_method\":\"fp8\",\"weight_block_size\":[128,128]}"},
+    {"bos_token_id", "163584"}, {"eos_token_id", "163585"},
+};
+static const kv moonlight[] = { /* Moonlight-16B-A3B: plain q_proj, 64 experts, one group */
+    {"architectures", "[\"DeepseekV3ForCausalLM\"]"}, {"model_type", "\"deepseek_v3\""},
+    {"vocab_size", "163840"}, {"hidden_size", "2048"}, {"intermediate_size", "11264"},
+    {"moe_intermediate_size", "1408"}, {"num_hidden_layers", "27"},
+    {"num_attention_heads", "16"}, {"num_key_value_heads", "16"}, {"n_shared_experts", "2"},
+    {"n_routed_experts", "64"}, {"num_experts_per_tok", "6"}, {"n_group", "1"},
+    {"topk_group", "1"}, {"routed_scaling_factor", "2.446"}, {"scoring_func", "\"sigmoid\""},
+    {"topk_method", "\"noaux_tc\""}, {"norm_topk_prob", "true"},
+    {"first_k_dense_replace", "1"}, {"moe_layer_freq", "1"}, {"q_lora_rank", "null"},
+    {"kv_lora_rank", "512"}, {"qk_nope_head_dim", "128"}, {"qk_rope_head_dim", "64"},
+    {"v_head_dim", "128"}, {"hidden_act", "\"silu\""}, {"rope_theta", "50000.0"},
+    {"rope_scaling", "null"}, {"max_position_embeddings", "8192"}, {"rms_norm_eps", "1e-05"},
+    {"tie_word_embeddings", "false"}, {"bos_token_id", "163584"}, {"eos_token_id", "163585"},
+};
+
+static dsv3_status parse_table(dsv3_config *c, const kv *t, size_t n, const edit *e, size_t ne,
+                               dsv3_err *err) {
+    char buf[4096];
+    build(buf, sizeof buf, t, n, e, ne);
+    return dsv3_config_parse(c, buf, strlen(buf), WHERE, err);
+}
+#define PARSE(c, t, e, ne, err) parse_table(c, t, sizeof t / sizeof t[0], e, ne, err)
+
+/* The routing rule each variant states: V2 softmax + group max (8 groups, 3 kept), unnormalised
+ * and scaled by 16; V2-Lite greedy, scaled by 1; Kimi-K2 and Moonlight one group, normalised,
+ * scaled by 2.827 / 2.446, no MTP; Moonlight a plain q_proj. */
+static int test_config_parses_family_configs(void) {
+    dsv3_config c;
+    dsv3_err err = {{0}};
+    int ok = expect_err(PARSE(&c, v2, NULL, 0, &err), &err, DSV3_OK, NULL);
+    dsv3_route_params p = dsv3_config_route_params(&c);
+    ok &= check_int(c.family, DSV3_FAMILY_V2, "V2 family");
+    ok &= check_int(p.scoring, DSV3_SCORE_SOFTMAX, "V2 scoring");
+    ok &= check_int(p.method, DSV3_TOPK_GROUP_LIMITED, "V2 topk_method");
+    ok &= check_int(p.groups * 10 + p.topk_group, 83, "V2 groups 8, kept 3");
+    ok &= check_int(p.norm_topk_prob, 0, "V2 no normalisation");
+    ok &= check_num(p.scaling, 16.0, 0, "V2 scaling");
+    ok &= check_int(dsv3_config_has_router_bias(&c), 0, "V2 has no router bias");
+    ok &= check_int(c.num_nextn_predict_layers, 0, "V2 no MTP");
+    ok &= check_num(dsv3_config_rope_attention_factor(&c), 1.0, 0, "V2 attention factor");
+    ok &= expect_err(PARSE(&c, v2_lite, NULL, 0, &err), &err, DSV3_OK, NULL);
+    p = dsv3_config_route_params(&c);
+    ok &= check_int(p.method, DSV3_TOPK_GREEDY, "V2-Lite greedy");
+    ok &= check_int(c.q_lora_rank, 0, "V2-Lite q_proj");
+    ok &= check_num(p.scaling, 1.0, 0, "V2-Lite scaling");
+    ok &= check_int(c.n_shared_experts, 2, "V2-Lite shared experts");
+    /* norm_topk_prob true in a V2 config: normalised and not scaled (HF DeepseekV2 MoEGate) */
+    const edit norm = {"norm_topk_prob", "true"};
+    ok &= expect_err(PARSE(&c, v2, &norm, 1, &err), &err, DSV3_OK, NULL);
+    p = dsv3_config_route_params(&c);
+    ok &= check_int(p.norm_topk_prob, 1, "V2 norm_topk_prob true");
+    ok &= check_num(p.scaling, 1.0, 0, "V2 normalised weights are not scaled");
+    ok &= expect_err(PARSE(&c, kimi_k2, NULL, 0, &err), &err, DSV3_OK, NULL);
+    p = dsv3_config_route_params(&c);
+    ok &= check_int(c.family, DSV3_FAMILY_V3, "Kimi-K2 family");
+    ok &= check_int(p.groups * 10 + p.topk_group, 11, "Kimi-K2 one group");
+    ok &= check_int(p.experts, 384, "Kimi-K2 experts");
+    ok &= check_int(p.norm_topk_prob, 1, "Kimi-K2 normalised");
+    ok &= check_num(p.scaling, 2.827, 1e-7, "Kimi-K2 scaling");
+    ok &= check_int(dsv3_config_has_router_bias(&c), 1, "Kimi-K2 router bias");
+    ok &= check_int(c.num_nextn_predict_layers, 0, "Kimi-K2 no MTP");
+    ok &= check_int(c.fp8_block, 1, "Kimi-K2 FP8");
+    ok &= check_num(c.rope_beta_fast, 1.0, 0, "Kimi-K2 beta_fast 1 = beta_slow");
+    ok &= expect_err(PARSE(&c, moonlight, NULL, 0, &err), &err, DSV3_OK, NULL);
+    p = dsv3_config_route_params(&c);
+    ok &= check_int(c.q_lora_rank, 0, "Moonlight q_proj");
+    ok &= check_int(p.method, DSV3_TOPK_NOAUX_TC, "Moonlight noaux_tc");
+    ok &= check_num(p.scaling, 2.446, 1e-7, "Moonlight scaling");
+    ok &= check_int(c.first_k_dense_replace, 1, "Moonlight one dense layer");
+    ok &= check_int(c.rope_yarn, 0, "Moonlight no YaRN");
+    ok &= check_int(c.fp8_block, 0, "Moonlight BF16");
+    /* a BF16 re-export of V3: no quantization_config */
+    const edit bf16 = {"quantization_config", NULL};
+    ok &= expect_err(parse_v3(&c, &bf16, 1, &err), &err, DSV3_OK, NULL);
+    ok &= check_int(c.fp8_block, 0, "V3 BF16 re-export");
+    /* V3.1: scale_fmt ue8m0 */
+    const edit v31 = {"quantization_config",
+                      "{\"activation_scheme\":\"dynamic\",\"fmt\":\"e4m3\",\"quant_method\":"
+                      "\"fp8\",\"weight_block_size\":[128,128],\"scale_fmt\":\"ue8m0\"}"};
+    ok &= expect_err(parse_v3(&c, &v31, 1, &err), &err, DSV3_OK, NULL);
+    ok &= check_int(c.scale_fmt_ue8m0 * 10 + c.fp8_block, 11, "V3.1 ue8m0 scales");
+    return ok;
+}
+
+/* Absent keys of a deepseek_v2 config take DeepseekV2Config's defaults, a V3 config's
+ * DeepseekV3Config's (test_config_applies_hf_moe_defaults). */
+static int test_config_applies_v2_defaults(void) {
+    static const edit drop[] = {
+        {"n_shared_experts", NULL},    {"n_group", NULL},        {"topk_group", NULL},
+        {"routed_scaling_factor", NULL}, {"scoring_func", NULL}, {"topk_method", NULL},
+        {"norm_topk_prob", NULL},      {"first_k_dense_replace", NULL},
+    };
+    dsv3_config c;
+    dsv3_err err = {{0}};
+    int ok = expect_err(PARSE(&c, v2, drop, sizeof drop / sizeof drop[0], &err), &err, DSV3_OK,
+                        NULL);
+    ok &= check_int(c.n_shared_experts, 0, "n_shared_experts");
+    ok &= check_int(c.n_group * 10 + c.topk_group, 11, "n_group / topk_group");
+    ok &= check_num(c.routed_scaling_factor, 1.0, 0, "routed_scaling_factor");
+    ok &= check_int(c.scoring_func, DSV3_SCORE_SOFTMAX, "scoring_func");
+    ok &= check_int(c.topk_method, DSV3_TOPK_GREEDY, "topk_method");
+    ok &= check_int(c.norm_topk_prob, 0, "norm_topk_prob");
+    ok &= check_int(c.first_k_dense_replace, 0, "first_k_dense_replace");
+    /* without model_type: DeepSeek-V3 */
+    const edit none = {"model_type", NULL};
+    ok &= expect_err(parse_v3(&c, &none, 1, &err), &err, DSV3_OK, NULL);
+    ok &= check(c.family == DSV3_FAMILY_V3 && !strcmp(c.model_type, "deepseek_v3"),
+                "absent model_type is deepseek_v3");
+    /* group_limited_greedy keeps groups of one expert (the group max needs no pair) */
+    const edit one[] = {{"n_group", "160"}, {"topk_group", "6"}};
+    ok &= expect_err(PARSE(&c, v2, one, 2, &err), &err, DSV3_OK, NULL);
+    /* greedy may take up to all experts whatever topk_group says */
+    const edit greedy[] = {{"topk_method", "\"greedy\""}, {"num_experts_per_tok", "100"}};
+    ok &= expect_err(PARSE(&c, v2, greedy, 2, &err), &err, DSV3_OK, NULL);
+    const edit too_many[] = {{"topk_method", "\"greedy\""}, {"num_experts_per_tok", "161"}};
+    ok &= expect_err(PARSE(&c, v2, too_many, 2, &err), &err, DSV3_EINVAL, "num_experts_per_tok");
     return ok;
 }
 
@@ -623,7 +807,10 @@ static const dsv3_test tests[] = {
     {"test_config_rejects_odd_rope_dim", test_config_rejects_odd_rope_dim},
     {"test_config_rejects_dense_layers_beyond_depth",
      test_config_rejects_dense_layers_beyond_depth},
-    {"test_config_rejects_softmax_scoring", test_config_rejects_softmax_scoring},
+    {"test_config_rejects_unsupported_values_naming_the_key",
+     test_config_rejects_unsupported_values_naming_the_key},
+    {"test_config_parses_family_configs", test_config_parses_family_configs},
+    {"test_config_applies_v2_defaults", test_config_applies_v2_defaults},
     {"test_config_rejects_unsupported_rope_and_quant",
      test_config_rejects_unsupported_rope_and_quant},
     {"test_config_rejects_out_of_range_values", test_config_rejects_out_of_range_values},

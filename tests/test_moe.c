@@ -99,6 +99,60 @@ static int test_moe_disabled_and_forced(void) {
     return 0;
 }
 
+/* DeepSeek-V2 routing ("Family"): softmax scores; group_limited_greedy ranks a group by its best
+ * score (not the top-2 sum); greedy ignores groups; weights unnormalised, times 16. The scores
+ * p are exact softmax outputs of logits log p. */
+static int test_moe_v2_softmax_group_max_and_greedy(void) {
+    dsv3_config c = small_cfg();
+    c.family = DSV3_FAMILY_V2;
+    c.scoring_func = DSV3_SCORE_SOFTMAX;
+    c.topk_method = DSV3_TOPK_GROUP_LIMITED;
+    c.norm_topk_prob = 0;
+    c.routed_scaling_factor = 16.0;
+    const float p[8] = {0.30f, 0.01f, 0.15f, 0.14f, 0.20f, 0.01f, 0.10f, 0.09f};
+    float lg[8], scores[8];
+    for (int e = 0; e < 8; e++) lg[e] = logf(p[e]) + 3.0f; /* softmax is shift-invariant */
+    int32_t idx[2];
+    float w[2];
+    unsigned char groups[4];
+    dsv3_route_opts o = {.scores_out = scores, .groups_out = groups};
+    /* group max: g0 0.30, g2 0.20, g1 0.15 (the top-2 sum would keep g1: 0.29 > 0.21) */
+    dsv3_moe_route(&c, &o, lg, idx, w);
+    CHECK(groups[0] && !groups[1] && groups[2] && !groups[3], "group max kept %d%d%d%d", groups[0],
+          groups[1], groups[2], groups[3]);
+    CHECK(idx[0] == 0 && idx[1] == 4, "group_limited_greedy chose %d %d", idx[0], idx[1]);
+    CHECK(fabsf(w[0] - 16.0f * 0.30f) < 1e-5f && fabsf(w[1] - 16.0f * 0.20f) < 1e-5f,
+          "weights %g %g (unnormalised, x16)", w[0], w[1]);
+    float sum = 0;
+    for (int e = 0; e < 8; e++) sum += scores[e];
+    CHECK(fabsf(sum - 1.0f) < 1e-6f && fabsf(scores[2] - 0.15f) < 1e-6f, "softmax scores");
+    /* the same rule under noaux_tc keeps g0 and g1 (top-2 sums) */
+    c.topk_method = DSV3_TOPK_NOAUX_TC;
+    dsv3_moe_route(&c, &o, lg, idx, w);
+    CHECK(idx[0] == 0 && idx[1] == 2, "noaux_tc chose %d %d", idx[0], idx[1]);
+    /* one group kept: group_limited_greedy stays in g0, greedy does not look at groups */
+    c.topk_group = 1;
+    c.topk_method = DSV3_TOPK_GROUP_LIMITED;
+    dsv3_moe_route(&c, &o, lg, idx, w);
+    CHECK(idx[0] == 0 && idx[1] == 1, "group_limited_greedy (1 group) chose %d %d", idx[0], idx[1]);
+    c.topk_method = DSV3_TOPK_GREEDY;
+    dsv3_moe_route(&c, &o, lg, idx, w);
+    CHECK(idx[0] == 0 && idx[1] == 4, "greedy chose %d %d", idx[0], idx[1]);
+    CHECK(groups[0] && groups[1] && groups[2] && groups[3], "greedy keeps every group");
+    /* norm_topk_prob in a V2 config: normalised, not scaled */
+    c.norm_topk_prob = 1;
+    dsv3_moe_route(&c, &o, lg, idx, w);
+    CHECK(fabsf(w[0] - 0.30f / 0.50f) < 1e-5f, "V2 normalised weight %g", w[0]);
+    /* a zero bias routes exactly as no bias (models without e_score_correction_bias) */
+    const float zero[8] = {0};
+    int32_t idx0[2];
+    float w0[2];
+    dsv3_route_opts z = {.bias = zero};
+    dsv3_moe_route(&c, &z, lg, idx0, w0);
+    CHECK(idx0[0] == idx[0] && idx0[1] == idx[1] && !memcmp(w0, w, sizeof w), "zero bias differs");
+    return 0;
+}
+
 static int test_load_stats_hand_case(void) {
     dsv3_routerec r;
     dsv3_err err;
@@ -185,6 +239,7 @@ static const dsv3_test tests[] = {
     {"test_moe_ties_go_to_lower_index", test_moe_ties_go_to_lower_index},
     {"test_moe_dropped_groups_are_minus_inf", test_moe_dropped_groups_are_minus_inf},
     {"test_moe_disabled_and_forced", test_moe_disabled_and_forced},
+    {"test_moe_v2_softmax_group_max_and_greedy", test_moe_v2_softmax_group_max_and_greedy},
     {"test_load_stats_hand_case", test_load_stats_hand_case},
     {"test_ablating_no_expert_is_bit_exact_and_bias_round_trips", test_ablating_no_expert_is_bit_exact_and_bias_round_trips},
 };

@@ -1,8 +1,9 @@
 /* route.h — the routing rule of one token, on the CPU (docs/ARCHITECTURE.md, "Routing").
  *
- * Owns the arithmetic of DeepSeek-V3's choice for one token: sigmoid scores, the bias for the
- * choice only, group scores (sum of the two best biased scores of a group), the kept groups,
- * top-K over kept experts, weights from the unbiased scores, normalised and scaled. The CPU
+ * Owns the arithmetic of the family's choice for one token: sigmoid (V3) or softmax (V2) scores,
+ * the bias for the choice only, group scores (sum of the two best biased scores of a group for
+ * noaux_tc, the best one for group_limited_greedy, none for greedy), the kept groups, top-K over
+ * kept experts, weights from the unbiased scores, normalised and scaled as the params say. The CPU
  * backends' moe_route runs it per token; the trainer calls it through dsv3_moe_route
  * (model/run/moe.c). Does not own interventions' bookkeeping (which layer, which position).
  * Thread rules: no state.

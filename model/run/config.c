@@ -1,7 +1,8 @@
 /* config.c — config.json → dsv3_config (docs/ARCHITECTURE.md, "config.json").
  *
  * Shape-defining keys are required (a checkpoint without them cannot be read safely); the
- * rest take the defaults of Hugging Face's DeepseekV3Config. Every value is range-checked
+ * rest take the defaults of Hugging Face's DeepseekV3Config (DeepseekV2Config when model_type is
+ * deepseek_v2; docs/ARCHITECTURE.md, "Family"). Every value is range-checked
  * here, so the loader and the forward pass may trust a config that passed.
  */
 #include "model/run/config.h"
@@ -91,6 +92,59 @@ static dsv3_status check_str(reader *r, const char *key, const char *accepted) {
     return DSV3_OK;
 }
 
+/* String key whose value is one of names[0..n) (absent or null: def). Writes the index. */
+static dsv3_status get_choice(reader *r, const char *key, const char *const *names, int n, int def,
+                              int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, key);
+    *out = def;
+    if (!v || cJSON_IsNull(v)) return DSV3_OK;
+    if (!cJSON_IsString(v))
+        return dsv3_errf(r->err, DSV3_EINVAL, "config: %s: key '%s': expected a string", r->where,
+                         key);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v->valuestring, names[i])) {
+            *out = i;
+            return DSV3_OK;
+        }
+    char list[256];
+    size_t at = 0;
+    for (int i = 0; i < n && at < sizeof list; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
+    return dsv3_errf(r->err, DSV3_EUNSUPPORTED,
+                     "config: %s: key '%s': value \"%s\" not supported (dsv3 implements %s)",
+                     r->where, key, v->valuestring, list);
+}
+
+/* ---------------------------------------------------------------- family --------------- */
+
+/* config.json spellings, in enum order. */
+static const char *const SCORING_NAMES[] = {"sigmoid", "softmax"};
+static const char *const TOPK_NAMES[] = {"noaux_tc", "greedy", "group_limited_greedy"};
+/* model_type values and their family; "kimi_k2" is how some Kimi-K2 uploads name the V3 math. */
+static const char *const MODEL_TYPES[] = {"deepseek_v3", "deepseek_v2", "kimi_k2"};
+static const dsv3_family MODEL_FAMILY[] = {DSV3_FAMILY_V3, DSV3_FAMILY_V2, DSV3_FAMILY_V3};
+
+const char *dsv3_config_scoring_name(dsv3_score_func f) {
+    return (unsigned)f < 2 ? SCORING_NAMES[f] : "?";
+}
+
+const char *dsv3_config_topk_method_name(dsv3_topk_method m) {
+    return (unsigned)m < 3 ? TOPK_NAMES[m] : "?";
+}
+
+dsv3_route_params dsv3_config_route_params(const dsv3_config *c) {
+    dsv3_route_params p = {.experts = c->n_routed_experts, .groups = c->n_group,
+                           .topk_group = c->topk_group, .k = c->num_experts_per_tok,
+                           .norm_topk_prob = c->norm_topk_prob,
+                           .scaling = (float)c->routed_scaling_factor,
+                           .scoring = c->scoring_func, .method = c->topk_method};
+    if (c->family == DSV3_FAMILY_V2) { /* HF DeepseekV2 MoEGate: normalise or scale, not both */
+        p.norm_topk_prob = c->norm_topk_prob && c->num_experts_per_tok > 1;
+        if (p.norm_topk_prob) p.scaling = 1.0f;
+    }
+    return p;
+}
+
 /* ---------------------------------------------------------------- rope_scaling / quant --- */
 
 static dsv3_status parse_rope_scaling(reader *r, dsv3_config *c) {
@@ -133,9 +187,10 @@ static dsv3_status parse_rope_scaling(reader *r, dsv3_config *c) {
     if ((st = get_num(r, rs, "beta_slow", 1, 1e-9, 1e9, &c->rope_beta_slow))) return st;
     if ((st = get_num(r, rs, "mscale", 1, 0, 1e6, &c->rope_mscale))) return st;
     if ((st = get_num(r, rs, "mscale_all_dim", 0, 0, 1e6, &c->rope_mscale_all_dim))) return st;
-    if (c->rope_beta_fast <= c->rope_beta_slow)
+    /* equal betas (Kimi-K2: 1 and 1) leave a one-pair ramp, as HF's correction range does */
+    if (c->rope_beta_fast < c->rope_beta_slow)
         return dsv3_errf(r->err, DSV3_EINVAL,
-                         "config: %s: key 'rope_scaling.beta_fast': %g must exceed beta_slow %g",
+                         "config: %s: key 'rope_scaling.beta_fast': %g is below beta_slow %g",
                          r->where, c->rope_beta_fast, c->rope_beta_slow);
     return DSV3_OK;
 }
@@ -157,6 +212,12 @@ static dsv3_status parse_quant(reader *r, dsv3_config *c) {
         return dsv3_errf(r->err, DSV3_EUNSUPPORTED,
                          "config: %s: key 'quantization_config.fmt': only \"e4m3\" is supported",
                          r->where);
+    const cJSON *sf = cJSON_GetObjectItemCaseSensitive(q, "scale_fmt");
+    if (sf && !cJSON_IsNull(sf) && (!cJSON_IsString(sf) || strcmp(sf->valuestring, "ue8m0") != 0))
+        return dsv3_errf(r->err, DSV3_EUNSUPPORTED,
+                         "config: %s: key 'quantization_config.scale_fmt': only \"ue8m0\" is supported",
+                         r->where);
+    c->scale_fmt_ue8m0 = sf && cJSON_IsString(sf);
     const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
     if (bs) {
         if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 ||
@@ -191,7 +252,16 @@ static dsv3_status validate(reader *r, const dsv3_config *c) {
         return dsv3_errf(r->err, DSV3_EUNSUPPORTED, "config: %s: key 'moe_layer_freq': %lld (only 1 is supported)",
                          w, (long long)c->moe_layer_freq);
     int has_moe = c->first_k_dense_replace < c->num_hidden_layers || c->num_nextn_predict_layers > 0;
-    if (has_moe) {
+    if (has_moe && c->topk_method == DSV3_TOPK_GREEDY) { /* groups play no part */
+        if (c->n_routed_experts < 1 || c->n_group < 1 || c->n_routed_experts % c->n_group != 0)
+            return dsv3_errf(r->err, DSV3_EINVAL,
+                             "config: %s: key 'n_group': n_routed_experts %lld is not divisible by n_group %lld",
+                             w, (long long)c->n_routed_experts, (long long)c->n_group);
+        if (c->num_experts_per_tok < 1 || c->num_experts_per_tok > c->n_routed_experts)
+            return dsv3_errf(r->err, DSV3_EINVAL,
+                             "config: %s: key 'num_experts_per_tok': %lld must be in [1, n_routed_experts=%lld]",
+                             w, (long long)c->num_experts_per_tok, (long long)c->n_routed_experts);
+    } else if (has_moe) {
         if (c->n_routed_experts < 1)
             return dsv3_errf(r->err, DSV3_EINVAL, "config: %s: key 'n_routed_experts': %lld, MoE layers need at least 1",
                              w, (long long)c->n_routed_experts);
@@ -199,7 +269,8 @@ static dsv3_status validate(reader *r, const dsv3_config *c) {
             return dsv3_errf(r->err, DSV3_EINVAL,
                              "config: %s: key 'n_group': n_routed_experts %lld is not divisible by n_group %lld",
                              w, (long long)c->n_routed_experts, (long long)c->n_group);
-        if (c->n_group > 1 && c->n_routed_experts / c->n_group < 2)
+        if (c->topk_method == DSV3_TOPK_NOAUX_TC && c->n_group > 1 &&
+            c->n_routed_experts / c->n_group < 2)
             return dsv3_errf(r->err, DSV3_EINVAL,
                              "config: %s: key 'n_group': %lld groups leave fewer than 2 experts per group (group score is a top-2 sum)",
                              w, (long long)c->n_group);
@@ -292,6 +363,14 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
     }
     const int64_t BIG = (int64_t)1 << 40, DIM = (int64_t)1 << 24;
     int64_t eos = 1;
+    int mt;
+    if ((st = get_choice(&r, "model_type", MODEL_TYPES, 3, 0, &mt))) goto done;
+    c->family = MODEL_FAMILY[mt];
+    snprintf(c->model_type, sizeof c->model_type, "%s", MODEL_TYPES[mt]);
+    /* Absent keys take the defaults of the family's HF config class (DeepseekV2Config:
+     * first_k_dense_replace 0, no shared expert, one group, routed_scaling_factor 1, no
+     * normalisation, softmax scores, greedy choice). */
+    const int v2 = c->family == DSV3_FAMILY_V2;
 #define INT(key, req, def, lo, hi, dst)                                                            \
     if ((st = get_int(&r, key, req, def, lo, hi, dst))) goto done
     INT("vocab_size", 1, 0, 1, (int64_t)1 << 31, &c->vocab_size);
@@ -304,7 +383,7 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
     INT("qk_nope_head_dim", 1, 0, 0, DIM, &c->qk_nope_head_dim);
     INT("qk_rope_head_dim", 1, 0, 2, DIM, &c->qk_rope_head_dim);
     INT("v_head_dim", 1, 0, 1, DIM, &c->v_head_dim);
-    INT("first_k_dense_replace", 0, 3, 0, 4096, &c->first_k_dense_replace);
+    INT("first_k_dense_replace", 0, v2 ? 0 : 3, 0, 4096, &c->first_k_dense_replace);
     INT("moe_layer_freq", 0, 1, 1, 4096, &c->moe_layer_freq);
     INT("num_nextn_predict_layers", 0, 0, 0, 1, &c->num_nextn_predict_layers);
     INT("max_position_embeddings", 0, 4096, 1, BIG, &c->max_position_embeddings);
@@ -323,11 +402,12 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
     INT("n_routed_experts", moe_req, 0, 0, DSV3_MAX_EXPERTS, &c->n_routed_experts);
     INT("moe_intermediate_size", moe_req, 0, moe_req ? 1 : 0, DIM, &c->moe_intermediate_size);
     INT("num_experts_per_tok", moe_req, 0, 0, DSV3_MAX_TOPK, &c->num_experts_per_tok);
-    INT("n_shared_experts", 0, 1, 0, 1024, &c->n_shared_experts);
-    INT("n_group", 0, 8, 1, 1 << 20, &c->n_group);
-    INT("topk_group", 0, 4, 1, 1 << 20, &c->topk_group);
+    INT("n_shared_experts", 0, v2 ? 0 : 1, 0, 1024, &c->n_shared_experts);
+    INT("n_group", 0, v2 ? 1 : 8, 1, 1 << 20, &c->n_group);
+    INT("topk_group", 0, v2 ? 1 : 4, 1, 1 << 20, &c->topk_group);
 #undef INT
-    if ((st = get_num(&r, root, "routed_scaling_factor", 2.5, 0, 1e6, &c->routed_scaling_factor)))
+    if ((st = get_num(&r, root, "routed_scaling_factor", v2 ? 1.0 : 2.5, 0, 1e6,
+                      &c->routed_scaling_factor)))
         goto done;
     if ((st = get_num(&r, root, "rope_theta", 10000.0, 1e-9, 1e30, &c->rope_theta))) goto done;
     if (c->rope_theta <= 1.0) {
@@ -336,7 +416,7 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
         goto done;
     }
     if ((st = get_num(&r, root, "rms_norm_eps", 1e-6, 0, 1, &c->rms_norm_eps))) goto done;
-    if ((st = get_bool(&r, "norm_topk_prob", 1, &c->norm_topk_prob))) goto done;
+    if ((st = get_bool(&r, "norm_topk_prob", !v2, &c->norm_topk_prob))) goto done;
     if ((st = get_bool(&r, "tie_word_embeddings", 0, &c->tie_word_embeddings))) goto done;
     if (c->tie_word_embeddings) {
         st = dsv3_errf(err, DSV3_EUNSUPPORTED,
@@ -344,8 +424,11 @@ dsv3_status dsv3_config_parse(dsv3_config *c, const char *json, size_t len, cons
                        where);
         goto done;
     }
-    if ((st = check_str(&r, "scoring_func", "sigmoid"))) goto done;
-    if ((st = check_str(&r, "topk_method", "noaux_tc"))) goto done;
+    int choice;
+    if ((st = get_choice(&r, "scoring_func", SCORING_NAMES, 2, v2, &choice))) goto done;
+    c->scoring_func = (dsv3_score_func)choice;
+    if ((st = get_choice(&r, "topk_method", TOPK_NAMES, 3, v2 ? 1 : 0, &choice))) goto done;
+    c->topk_method = (dsv3_topk_method)choice;
     if ((st = check_str(&r, "hidden_act", "silu"))) goto done;
     if ((st = parse_rope_scaling(&r, c))) goto done;
     if ((st = parse_quant(&r, c))) goto done;

@@ -10,13 +10,25 @@
 
 #include <stdint.h>
 
+#include "kernels/backend.h"
 #include "model/base/status.h"
+
+/* The architecture family a config names (`model_type`; docs/ARCHITECTURE.md, "Family"). */
+typedef enum {
+    DSV3_FAMILY_V3 = 0, /* "deepseek_v3" (V3, R1, V3.1, Kimi-K2, Moonlight), also "kimi_k2" */
+    DSV3_FAMILY_V2 = 1  /* "deepseek_v2" (V2, V2.5, V2-Lite, Coder-V2): V2 defaults and scaling */
+} dsv3_family;
 
 /* Limits of this implementation (checked at parse time). */
 #define DSV3_MAX_EXPERTS 4096
 #define DSV3_MAX_TOPK 256
 
 typedef struct {
+    dsv3_family family;            /* from model_type (absent = deepseek_v3) */
+    char model_type[32];           /* model_type as written ("deepseek_v3" when absent) */
+    dsv3_score_func scoring_func;  /* sigmoid (V3 default) or softmax (V2 default) */
+    dsv3_topk_method topk_method;  /* noaux_tc (V3 default), greedy (V2 default) or
+                                      group_limited_greedy */
     int64_t vocab_size;            /* rows of embed_tokens / lm_head */
     int64_t hidden_size;           /* H */
     int64_t intermediate_size;     /* dense FFN width (layers < first_k_dense_replace) */
@@ -53,6 +65,8 @@ typedef struct {
     int64_t bos_token_id;          /* -1 if absent */
     int64_t eos_token_id;          /* -1 if absent */
     int fp8_block;                 /* 1 when quantization_config is fp8 with 128x128 blocks */
+    int scale_fmt_ue8m0;           /* 1 when quantization_config.scale_fmt is "ue8m0" (V3.1:
+                                      power-of-two scales, same dequantization) */
 } dsv3_config;
 
 /* Parses config JSON text (len bytes, need not be NUL-terminated). `where` names the source in
@@ -63,6 +77,23 @@ dsv3_status dsv3_config_parse(dsv3_config *cfg, const char *json, size_t len, co
 
 /* Reads and parses the file at path (see dsv3_config_parse). */
 dsv3_status dsv3_config_load(dsv3_config *cfg, const char *path, dsv3_err *err);
+
+/* 1 when the MoE layers carry e_score_correction_bias (topk_method noaux_tc); other methods
+ * route without one (the model then keeps a zero bias that interventions may edit). */
+static inline int dsv3_config_has_router_bias(const dsv3_config *c) {
+    return c->topk_method == DSV3_TOPK_NOAUX_TC;
+}
+
+/* "sigmoid" / "softmax" and "noaux_tc" / "greedy" / "group_limited_greedy", as config.json
+ * spells them. */
+const char *dsv3_config_scoring_name(dsv3_score_func f);
+const char *dsv3_config_topk_method_name(dsv3_topk_method m);
+
+/* The routing rule the config states (docs/ARCHITECTURE.md, "Routing", "Family"). DeepSeek-V2
+ * (HF) normalises the top-k weights only when K > 1 and norm_topk_prob, and multiplies by
+ * routed_scaling_factor only the weights it does not normalise; V3 normalises when
+ * norm_topk_prob and always scales. */
+dsv3_route_params dsv3_config_route_params(const dsv3_config *c);
 
 /* Derived sizes (docs/ARCHITECTURE.md, "config.json"). */
 static inline int64_t dsv3_config_qk_head_dim(const dsv3_config *c) {

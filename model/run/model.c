@@ -185,9 +185,17 @@ static dsv3_status bind_layer(binder *b, dsv3_layer_w *L, int64_t li, int is_moe
         return bind_mlp(b, &L->dense, c->intermediate_size, p);
     }
     const int64_t E = c->n_routed_experts;
-    if ((st = bind_weight(b, &L->router, E, H, tname(b, "model.layers.%lld.mlp.gate.weight", i))) ||
-        (st = bind_vec(b, &L->bias, E, tname(b, "model.layers.%lld.mlp.gate.e_score_correction_bias", i))))
+    if ((st = bind_weight(b, &L->router, E, H, tname(b, "model.layers.%lld.mlp.gate.weight", i))))
         return st;
+    if (dsv3_config_has_router_bias(c)) {
+        if ((st = bind_vec(b, &L->bias, E, tname(b, "model.layers.%lld.mlp.gate.e_score_correction_bias", i))))
+            return st;
+    } else { /* greedy / group_limited_greedy routers have no bias: a zero one (s + 0 = s) that
+              * interventions may still edit */
+        float *zero = calloc((size_t)E, sizeof(float));
+        if (!zero || add_vec(b->m, &L->bias, zero, E))
+            return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: out of memory", b->dir);
+    }
     if (!(L->bias_ckpt = malloc((size_t)E * sizeof(float))) ||
         !(L->experts = calloc((size_t)E, sizeof *L->experts)))
         return dsv3_errf(b->err, DSV3_ENOMEM, "model: %s: out of memory", b->dir);
@@ -356,6 +364,14 @@ uint64_t dsv3_model_file_bytes(const dsv3_model *m) {
     return dsv3_ckpt_bytes(m->ck);
 }
 
+void dsv3_model_dtype_bytes(const dsv3_model *m, uint64_t *bytes) {
+    memset(bytes, 0, DSV3_DT_COUNT * sizeof *bytes);
+    for (size_t i = 0; i < dsv3_ckpt_count(m->ck); i++) {
+        const dsv3_st_tensor *t = dsv3_ckpt_at(m->ck, i);
+        bytes[t->dtype] += t->nbytes;
+    }
+}
+
 /* Points every vector field at its host copy (host backends) or at its slice of arena. */
 static void point_vecs(dsv3_model *m, float *arena) {
     int64_t off = 0;
@@ -420,7 +436,7 @@ static void count_block(const dsv3_config *c, const dsv3_layer_w *L, dsv3_param_
         p->dense_ffn += mlp_numel(&L->dense);
         return;
     }
-    p->router += numel(&L->router) + c->n_routed_experts;
+    p->router += numel(&L->router) + (dsv3_config_has_router_bias(c) ? c->n_routed_experts : 0);
     for (int64_t e = 0; e < c->n_routed_experts; e++) p->routed_experts += mlp_numel(&L->experts[e]);
     p->shared_experts += mlp_numel(&L->shared);
 }

@@ -42,6 +42,11 @@ const char *dsv3_model_warnings(const dsv3_model *m);
 /* Bytes of the mapped checkpoint files. */
 uint64_t dsv3_model_file_bytes(const dsv3_model *m);
 
+/* The dtype mix of the checkpoint: bytes[dt] (DSV3_DT_COUNT entries, overwritten) = bytes of
+ * the tensors stored in dtype dt, every tensor counted (FP8 scales, unused tensors); reads only
+ * the headers. */
+void dsv3_model_dtype_bytes(const dsv3_model *m, uint64_t *bytes);
+
 /* Selects the backend used by forward passes (default: dsv3_backend_fast(); the reference is
  * dsv3_backend_cpu()). NULL selects the reference. A backend whose memory is not host memory
  * gets the model's vectors (norm gains, RoPE frequencies, router biases) uploaded into one

@@ -176,14 +176,6 @@ void dsv3_mlp_forward(dsv3_run *r, const dsv3_mlp_w *w, const float *x, float *o
  * kv_b is rebound (the trainer points the model at its parameters). */
 void dsv3_layer_head_views(const dsv3_config *c, dsv3_layer_w *L);
 
-/* The routing rule the config states, for the backend's moe_route. */
-static inline dsv3_route_params dsv3_config_route_params(const dsv3_config *c) {
-    return (dsv3_route_params){.experts = c->n_routed_experts, .groups = c->n_group,
-                               .topk_group = c->topk_group, .k = c->num_experts_per_tok,
-                               .norm_topk_prob = c->norm_topk_prob,
-                               .scaling = (float)c->routed_scaling_factor};
-}
-
 /* Options of one routing decision. */
 typedef struct {
     const float *bias;             /* [E] or NULL (zero bias) */

@@ -1054,6 +1054,21 @@ dsv3_status dsv3_tokenizer_open(dsv3_tokenizer **out, const char *path, dsv3_err
         int dir_len = slash ? (int)(slash - path + 1) : 0;
         snprintf(cfg_path, plen + 32, "%.*stokenizer_config.json", dir_len, path);
     }
+    if (S_ISDIR(sb.st_mode) && access(json_path, F_OK) != 0) {
+        /* Kimi-K2 and Moonlight ship tiktoken.model (base64 ranks) and a split pattern in
+         * their Python tokenizer code instead of tokenizer.json (docs/ARCHITECTURE.md,
+         * "Family") */
+        snprintf(cfg_path, plen + 32, "%s/tiktoken.model", path);
+        const int tiktoken = access(cfg_path, F_OK) == 0;
+        free(json_path);
+        free(cfg_path);
+        if (tiktoken)
+            return dsv3_errf(err, DSV3_EUNSUPPORTED,
+                             "tokenizer: %s/tiktoken.model: the tiktoken format (Kimi-K2, "
+                             "Moonlight) is not supported; dsv3 reads tokenizer.json (byte-level "
+                             "BPE) — pass token ids instead", path);
+        return dsv3_errf(err, DSV3_EIO, "tokenizer: %s/tokenizer.json: %s", path, strerror(ENOENT));
+    }
     char *json = NULL, *cfg = NULL;
     size_t json_len = 0, cfg_len = 0;
     int e;

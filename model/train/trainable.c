@@ -613,6 +613,15 @@ dsv3_status dsv3_trainable_new(dsv3_trainable **out, const dsv3_model *m, int64_
         return dsv3_errf(err, DSV3_EUNSUPPORTED,
                          "train: the model's backend '%s' keeps its memory off the host; training "
                          "runs on a host backend (fast or ref)", m->be->name);
+    if (c->family != DSV3_FAMILY_V3 || c->scoring_func != DSV3_SCORE_SIGMOID ||
+        c->topk_method != DSV3_TOPK_NOAUX_TC)
+        return dsv3_errf(err, DSV3_EUNSUPPORTED,
+                         "train: routing of model_type %s with scoring_func \"%s\" and topk_method "
+                         "\"%s\" is not implemented in the trainer (its router gradients and bias "
+                         "update are those of sigmoid scores with noaux_tc, the DeepSeek-V3 family); "
+                         "inference and probes support it",
+                         c->model_type, dsv3_config_scoring_name(c->scoring_func),
+                         dsv3_config_topk_method_name(c->topk_method));
     if (seq_len < 2)
         return dsv3_errf(err, DSV3_EINVAL, "train: seq_len %lld: need at least 2 tokens",
                          (long long)seq_len);

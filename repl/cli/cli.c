@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_err *err) {
     *ids = NULL;
@@ -38,6 +39,12 @@ dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_er
     *ids = out;
     *n = k;
     return DSV3_OK;
+}
+
+int dsv3_cli_has_tiktoken(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tiktoken.model", dir);
+    return access(path, F_OK) == 0;
 }
 
 long long dsv3_cli_parse_count(const char *s) {

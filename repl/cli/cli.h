@@ -23,6 +23,7 @@ int dsv3_cli_schedule(int argc, char **argv);
 int dsv3_cli_train(int argc, char **argv);
 int dsv3_cli_grpo(int argc, char **argv);
 int dsv3_cli_check(int argc, char **argv);
+int dsv3_cli_info(int argc, char **argv);
 
 /* Parses "1,2,3" into a malloc'd array (*ids, *n). Errors name the bad item. */
 dsv3_status dsv3_cli_parse_ids(const char *s, int32_t **ids, int64_t *n, dsv3_err *err);
@@ -37,6 +38,10 @@ const struct dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err);
  * words of dsv3_cli_backend, dsv3_model_open or dsv3_tokenizer_open_dir. */
 dsv3_status dsv3_cli_open_model(struct dsv3_model **m, struct dsv3_tokenizer **tok, const char *dir,
                                 const char *backend, dsv3_err *err);
+
+/* 1 when dir holds a tiktoken.model (Kimi-K2 / Moonlight's tokenizer, not supported), for
+ * messages about a missing tokenizer.json. */
+int dsv3_cli_has_tiktoken(const char *dir);
 
 /* Parses a non-negative decimal integer option value; -1 on error. */
 long long dsv3_cli_parse_count(const char *s);

@@ -205,7 +205,8 @@ int dsv3_cli_generate(int argc, char **argv) {
         n = (int64_t)nids;
     } else if (prompt || chat) {
         if (!tok) {
-            dsv3_errf(&err, DSV3_EINVAL, "--prompt/--chat: %s has no tokenizer.json (use --ids)", dir);
+            dsv3_errf(&err, DSV3_EINVAL, "--prompt/--chat: %s has no tokenizer.json (use --ids)%s", dir,
+                      dsv3_cli_has_tiktoken(dir) ? "; its tiktoken.model format is not supported" : "");
             goto fail;
         }
         size_t nids = 0;

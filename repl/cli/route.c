@@ -53,7 +53,8 @@ int dsv3_cli_route(int argc, char **argv) {
     if (prompt) {
         size_t k = 0;
         if (!tok) {
-            dsv3_errf(&err, DSV3_EINVAL, "--prompt: %s has no tokenizer.json (use --ids)", dir);
+            dsv3_errf(&err, DSV3_EINVAL, "--prompt: %s has no tokenizer.json (use --ids)%s", dir,
+                      dsv3_cli_has_tiktoken(dir) ? "; its tiktoken.model format is not supported" : "");
             goto fail;
         }
         if (dsv3_tokenizer_encode(tok, &ids, &k, prompt, strlen(prompt), 1, &err)) goto fail;

@@ -183,7 +183,8 @@ static int l_use(lua_State *L) {
 static int info_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     dsv3_strbuf b = {0};
-    static const char *const keys[] = {"dir", "vocab_size", "hidden_size", "layers", "dense_layers",
+    static const char *const keys[] = {"dir", "model_type", "scoring_func", "topk_method",
+                                       "vocab_size", "hidden_size", "layers", "dense_layers",
                                        "moe_layers", "heads", "q_lora_rank", "kv_lora_rank",
                                        "routed_experts", "experts_per_token", "groups",
                                        "topk_group", "shared_experts", "mtp", "file_bytes", NULL};
@@ -220,6 +221,14 @@ static int l_info(lua_State *L) {
     lua_newtable(L);
     lua_pushstring(L, dsv3_model_dir(lm->m));
     lua_setfield(L, -2, "dir");
+    lua_pushstring(L, c->model_type); /* the family (docs/ARCHITECTURE.md, "Family") */
+    lua_setfield(L, -2, "model_type");
+    lua_pushstring(L, dsv3_config_scoring_name(c->scoring_func));
+    lua_setfield(L, -2, "scoring_func");
+    lua_pushstring(L, dsv3_config_topk_method_name(c->topk_method));
+    lua_setfield(L, -2, "topk_method");
+    lua_pushnumber(L, c->routed_scaling_factor);
+    lua_setfield(L, -2, "routed_scaling_factor");
     dsv3_lua_setint(L, "vocab_size", c->vocab_size);
     dsv3_lua_setint(L, "hidden_size", c->hidden_size);
     dsv3_lua_setint(L, "layers", c->num_hidden_layers);

@@ -177,17 +177,36 @@ HF_DEFAULTS = dict(
 )
 
 
+# DeepseekV2Config's defaults where they differ from V3's (DeepSeek-V2 family, model_type
+# "deepseek_v2"): no MTP, no shared expert, one group, softmax scores, greedy choice, no
+# normalisation, routed_scaling_factor 1, no dense layers.
+HF_V2_DEFAULTS = dict(
+    n_shared_experts=None, n_group=1, topk_group=1, routed_scaling_factor=1.0,
+    first_k_dense_replace=0, norm_topk_prob=False, scoring_func="softmax", topk_method="greedy",
+    num_nextn_predict_layers=0,
+)
+
+
 def load_config(model_dir):
     with open(os.path.join(model_dir, "config.json")) as f:
         raw = json.load(f)
-    cfg = dict(HF_DEFAULTS)
+    family = raw.get("model_type") or "deepseek_v3"
+    if family not in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+        raise ValueError("model_type %r is not a DeepSeek-V3/V2 family model" % family)
+    defaults = dict(HF_DEFAULTS)
+    if family == "deepseek_v2":
+        defaults.update(HF_V2_DEFAULTS)
+    cfg = dict(defaults)
     cfg.update({k: v for k, v in raw.items()})
-    for k in HF_DEFAULTS:  # explicit nulls keep their meaning only for these
+    cfg["family"] = "v2" if family == "deepseek_v2" else "v3"
+    for k in defaults:  # explicit nulls keep their meaning only for these
         if cfg.get(k) is None and k not in ("q_lora_rank", "rope_scaling", "n_routed_experts",
                                              "n_shared_experts"):
-            cfg[k] = HF_DEFAULTS[k]
-    if cfg.get("scoring_func") != "sigmoid":
-        raise ValueError("only scoring_func sigmoid (V3) is implemented")
+            cfg[k] = defaults[k]
+    if cfg.get("scoring_func") not in ("sigmoid", "softmax"):
+        raise ValueError("scoring_func %r is not implemented" % cfg.get("scoring_func"))
+    if cfg.get("topk_method") not in ("noaux_tc", "greedy", "group_limited_greedy"):
+        raise ValueError("topk_method %r is not implemented" % cfg.get("topk_method"))
     if cfg.get("hidden_act") != "silu":
         raise ValueError("only hidden_act silu is implemented")
     return cfg
@@ -366,14 +385,22 @@ class Model:
         return (silu(g) * u) @ self.W(pre + "down_proj.weight").T
 
     def route(self, s, bias):
-        """Expert selection per docs/ARCHITECTURE.md "Routing" steps 3-5 for one token. Returns sorted-by-choice indices."""
+        """Expert selection per docs/ARCHITECTURE.md "Routing" steps 3-5 for one token. Returns sorted-by-choice indices.
+
+        topk_method noaux_tc: a group's score is the sum of its two best biased scores;
+        group_limited_greedy (V2): its best score; greedy (V2-Lite): every group is kept."""
         c = self.cfg
         E, G, KG, K = c["n_routed_experts"], c["n_group"], c["topk_group"], c["num_experts_per_tok"]
+        method = c["topk_method"]
+        if method == "greedy":
+            G, KG = 1, 1
         g = E // G
         b = s + bias
         bg = b.reshape(G, g)
-        top2 = -np.sort(-bg, axis=1)[:, :2]
-        gs = top2.sum(axis=1)
+        if method == "noaux_tc":
+            gs = (-np.sort(-bg, axis=1)[:, :2]).sum(axis=1)
+        else:
+            gs = bg.max(axis=1)
         gord = np.argsort(-gs, kind="stable")                     # ties -> lower group index
         keep = gord[:KG]
         gmask = np.zeros(G, dtype=bool)
@@ -392,9 +419,16 @@ class Model:
         c = self.cfg
         pre = "model.layers.%d.mlp." % i
         logits = x @ self.W(pre + "gate.weight").T                # [S, E]
-        s = sigmoid(logits)
+        if c["scoring_func"] == "softmax":                         # DeepSeek-V2
+            z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            s = z / z.sum(axis=-1, keepdims=True)
+        else:
+            s = sigmoid(logits)
         bname = pre + "gate.e_score_correction_bias"
-        bias = self.W(bname) if bname in self.ck else np.zeros(c["n_routed_experts"])
+        if c["topk_method"] == "noaux_tc" and bname in self.ck:
+            bias = self.W(bname)
+        else:  # V2's routers have no bias
+            bias = np.zeros(c["n_routed_experts"])
         S = x.shape[0]
         K = c["num_experts_per_tok"]
         idx = np.zeros((S, K), dtype=np.int64)
@@ -410,9 +444,16 @@ class Model:
                       file=sys.stderr)
             idx[t] = sel
             w = s[t][sel]
-            if c.get("norm_topk_prob", True):
-                w = w / (w.sum() + 1e-20)
-            wts[t] = w * c["routed_scaling_factor"]
+            if c["family"] == "v2":
+                # HF DeepseekV2 MoEGate: normalise (K > 1 and norm_topk_prob) or scale, not both
+                if K > 1 and c["norm_topk_prob"]:
+                    wts[t] = w / (w.sum() + 1e-20)
+                else:
+                    wts[t] = w * c["routed_scaling_factor"]
+            else:
+                if c.get("norm_topk_prob", True):
+                    w = w / (w.sum() + 1e-20)
+                wts[t] = w * c["routed_scaling_factor"]
             sel0, _ = self.route(s[t], np.zeros_like(bias))
             if set(sel.tolist()) != set(sel0.tolist()):
                 changed += 1
