@@ -23,9 +23,6 @@
 #include "model/run/generate.h"
 #include "model/run/mtp.h"
 
-static const int64_t T = 20;
-static const double LOGIT_TOL = 1e-4;  /* max |cuda - fast| / max(1, max |fast|) */
-static const double ROUTE_TOL = 1e-5;  /* scores and weights, absolute (they are in [0, 1] x scaling) */
 
 /* Runs cmd; its exit status, with its stderr in err (one read). */
 static int run_cmd(const char *cmd, char *err, size_t len) {
@@ -139,6 +136,10 @@ static int test_cuda_without_a_device_says_so(void) {
 
 /* ---------------------------------------------------------------- with a GPU ----------- */
 #ifdef DSV3_HAVE_CUDA
+
+static const int64_t T = 20;
+static const double LOGIT_TOL = 1e-4;  /* max |cuda - fast| / max(1, max |fast|) */
+static const double ROUTE_TOL = 1e-5;  /* scores and weights, absolute (they are in [0, 1] x scaling) */
 
 static int forward_all(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, dsv3_attn_form form,
                        float *logits, float *mtp) {
