@@ -15,10 +15,21 @@ static const struct {
     {"cpu", dsv3_backend_cpu},
     {"fast", dsv3_backend_fast},
     {"devsim", dsv3_backend_devsim},
+#ifdef DSV3_HAVE_CUDA
+    {"cuda", dsv3_backend_cuda},
+#endif
 };
 
 const dsv3_backend *dsv3_backend_by_name(const char *name) {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
         if (!strcmp(name, backends[i].name)) return backends[i].get();
     return NULL;
+}
+
+const char *dsv3_backend_names(void) {
+#ifdef DSV3_HAVE_CUDA
+    return "fast, ref, devsim, cuda";
+#else
+    return "fast, ref, devsim";
+#endif
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "kernels/dtype.h"
+#include "model/base/status.h"
 
 /* A 2-D weight W [rows, cols] (= [out, in]; y = x W^T), row-major, in its stored dtype.
  * A weight may be a view of rows [row0, row0 + rows) of a stored tensor: `data` then points at
@@ -123,6 +124,15 @@ struct dsv3_backend {
     void (*download)(void *dst, const void *src, size_t bytes);
     /* Counters since the process started. */
     void (*stats)(dsv3_transfer_stats *out);
+    /* Weights (NULL on backends that read the host mapping itself): bind makes the stored bytes
+     * [host, host + bytes) usable by the products, e.g. a device backend copies them once and
+     * from then on resolves every dsv3_weight (data and scale_inv) inside the range to its copy;
+     * unbind(host) drops the range bound at host. A model binds every range holding its tensors
+     * when it is bound to the backend and unbinds them when it leaves it or closes
+     * (dsv3_model_set_backend). Ranges never overlap. bind fails with one line in err (no
+     * device, too little device memory: how much is needed). */
+    dsv3_status (*bind)(const void *host, size_t bytes, dsv3_err *err);
+    void (*unbind)(const void *host);
     /* ---- products ---- */
     /* out[n, rows] = x[n, cols] W^T. FP32 accumulation. out must not alias x. */
     void (*matmul)(float *out, const float *x, const dsv3_weight *w, int64_t n);
@@ -216,8 +226,18 @@ const dsv3_backend *dsv3_backend_fast(void);
  * cannot address, with transfer counters — proves model code never touches backend memory. */
 const dsv3_backend *dsv3_backend_devsim(void);
 
-/* A backend by name: "ref" (or "cpu"), "fast" and "devsim"; NULL for an unknown name. */
+/* The CUDA backend (kernels/cuda; only in builds with CUDA, where DSV3_HAVE_CUDA is defined):
+ * device memory, weights bound to device copies, CUDA kernels and cuBLAS. The table exists
+ * without a device; binding a model to it then fails with one line. */
+const dsv3_backend *dsv3_backend_cuda(void);
+
+/* A backend by name: "ref" (or "cpu"), "fast", "devsim" and, in builds with CUDA, "cuda"; NULL
+ * for an unknown name. */
 const dsv3_backend *dsv3_backend_by_name(const char *name);
+
+/* The names dsv3_backend_by_name knows, for messages: "fast, ref, devsim" (", cuda" added in
+ * builds with CUDA). */
+const char *dsv3_backend_names(void);
 
 /* Dot product of two float32 vectors of length n, as the CPU backend computes it. */
 float dsv3_dot_f32(const float *a, const float *b, int64_t n);

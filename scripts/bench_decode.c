@@ -1,6 +1,6 @@
 /* bench_decode.c — decode speed against the memory-bandwidth roofline.
  *
- * usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim]
+ * usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim|cuda]
  *                          [--mtp 0|1]
  * Greedy decoding of N tokens after a P-token prompt, plain and (unless --mtp 0) with MTP
  * speculative decoding, R times each; prints min/median/max tokens/s, ms/token, the bandwidth measured in the same
@@ -30,7 +30,7 @@ static int cmpd(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim] [--mtp 0|1]\n");
+        fprintf(stderr, "usage: dsv3-bench-decode MODEL_DIR [--tokens N] [--prompt P] [--reps R] [--backend fast|ref|devsim|cuda] [--mtp 0|1]\n");
         return 2;
     }
     int64_t N = 64, P = 16;
@@ -53,8 +53,14 @@ int main(int argc, char **argv) {
     }
     const double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
-    if (!be) return 2;
-    dsv3_model_set_backend(m, be, NULL);
+    if (!be) {
+        fprintf(stderr, "bench: --backend: '%s' is not one of %s\n", backend, dsv3_backend_names());
+        return 2;
+    }
+    if (dsv3_model_set_backend(m, be, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
     const dsv3_config *c = dsv3_model_config(m);
     int32_t *prompt = malloc((size_t)P * sizeof *prompt), *out = malloc((size_t)N * sizeof *out);
     srand(7);

@@ -1,7 +1,7 @@
 /* bench_forward.c — prefill throughput and peak memory of the FP32 forward.
  *
  * usage: dsv3-bench-forward MODEL_DIR [--tokens N] [--reps R] [--attn absorbed|naive]
- *                           [--backend fast|ref|devsim]
+ *                           [--backend fast|ref|devsim|cuda]
  * Prints one CSV row (with a header): the model dir, stored dtype bytes, threads, tokens per
  * prefill, best seconds over R reps, min/median/max tokens/s over the reps, and peak RSS. Not a
  * test: run it by hand or from scripts/bench-prefill and record the figures in docs/PERF.md.
@@ -44,8 +44,14 @@ int main(int argc, char **argv) {
     }
     double t_open = dsv3_now_s() - t0;
     const dsv3_backend *be = dsv3_backend_by_name(backend);
-    if (!be) return 2;
-    dsv3_model_set_backend(m, be, NULL);
+    if (!be) {
+        fprintf(stderr, "bench: --backend: '%s' is not one of %s\n", backend, dsv3_backend_names());
+        return 2;
+    }
+    if (dsv3_model_set_backend(m, be, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
     const dsv3_config *c = dsv3_model_config(m);
     if (T < 1 || T > c->max_position_embeddings) T = 128;
     dsv3_run *run;

@@ -264,6 +264,37 @@ static void free_layer(dsv3_layer_w *L) {
     free(L->uk);
 }
 
+/* ---------------------------------------------------------------- weight binding ------ */
+/* Backends with bind (docs/ARCHITECTURE.md, "Backend memory") get every host range holding the
+ * checkpoint's tensors once, when the model is bound to them; the list is kept to unbind them. */
+
+typedef struct {
+    const dsv3_backend *be;
+    const void **bound;
+    size_t n, cap;
+    dsv3_err *err;
+    dsv3_status st;
+} binding;
+
+static void unbind_weights(const dsv3_backend *be, const void **bound, size_t n) {
+    if (be->unbind)
+        for (size_t i = 0; i < n; i++) be->unbind(bound[i]);
+}
+
+static int bind_range(void *ud, const void *p, size_t bytes) {
+    binding *b = ud;
+    if (b->n == b->cap) {
+        const size_t cap = b->cap ? 2 * b->cap : 16;
+        const void **nb = realloc(b->bound, cap * sizeof *nb);
+        if (!nb) return (b->st = dsv3_errf(b->err, DSV3_ENOMEM, "model: out of memory")), 1;
+        b->bound = nb;
+        b->cap = cap;
+    }
+    if ((b->st = b->be->bind(p, bytes, b->err))) return 1;
+    b->bound[b->n++] = p;
+    return 0;
+}
+
 void dsv3_model_close(dsv3_model *m) {
     if (!m) return;
     if (m->layers)
@@ -271,6 +302,8 @@ void dsv3_model_close(dsv3_model *m) {
     free(m->layers);
     free_layer(&m->mtp.block);
     if (m->arena) m->be->free(m->arena);
+    unbind_weights(m->be, m->bound, m->nbound);
+    free(m->bound);
     for (int64_t i = 0; i < m->nvecs; i++) free(m->vecs[i].host);
     free(m->vecs);
     free(m->warnings);
@@ -384,13 +417,24 @@ static void point_vecs(dsv3_model *m, float *arena) {
 dsv3_status dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be, dsv3_err *err) {
     if (!be) be = dsv3_backend_cpu();
     if (be == m->be) return DSV3_OK;
+    dsv3_err local;
+    if (!err) err = &local;
+    binding b = {.be = be, .err = err};
+    if (be->bind && dsv3_ckpt_ranges(m->ck, bind_range, &b)) { /* weights first: no device, no memory */
+        unbind_weights(be, b.bound, b.n);
+        free(b.bound);
+        return b.st;
+    }
     float *arena = NULL;
     if (!be->is_host) { /* one arena with every vector, uploaded in one go per vector */
         int64_t total = 0;
         for (int64_t i = 0; i < m->nvecs; i++) total += m->vecs[i].n;
-        if (!(arena = be->alloc((size_t)total * sizeof(float))))
+        if (!(arena = be->alloc((size_t)total * sizeof(float)))) {
+            unbind_weights(be, b.bound, b.n);
+            free(b.bound);
             return dsv3_errf(err, DSV3_ENOMEM, "model: %s: out of %s memory for %lld vector floats",
                              m->dir, be->name, (long long)total);
+        }
         int64_t off = 0;
         for (int64_t i = 0; i < m->nvecs; i++) {
             be->upload(arena + off, m->vecs[i].host, (size_t)m->vecs[i].n * sizeof(float));
@@ -398,6 +442,11 @@ dsv3_status dsv3_model_set_backend(dsv3_model *m, const dsv3_backend *be, dsv3_e
         }
     }
     if (m->arena) m->be->free(m->arena);
+    unbind_weights(m->be, m->bound, m->nbound);
+    free(m->bound);
+    m->bound = b.bound;
+    m->nbound = b.n;
+    m->cap_bound = b.cap;
     m->arena = arena;
     point_vecs(m, arena);
     m->be = be;

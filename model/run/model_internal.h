@@ -67,6 +67,8 @@ struct dsv3_model {
     dsv3_model_vec *vecs;      /* every float vector, in binding order */
     int64_t nvecs, cap_vecs;
     float *arena;              /* non-host backends: all vectors, in vecs order; NULL on host */
+    const void **bound;        /* ranges bound to be (backends with bind: dsv3_ckpt_ranges) */
+    size_t nbound, cap_bound;
     dsv3_route_params route;   /* the routing rule of the MoE layers */
     dsv3_weight embed;         /* [vocab, H] model.embed_tokens */
     dsv3_layer_w *layers;      /* [num_hidden_layers] */

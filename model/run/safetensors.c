@@ -562,3 +562,19 @@ int dsv3_ckpt_unused(const dsv3_checkpoint *ck, size_t i) {
 uint64_t dsv3_ckpt_bytes(const dsv3_checkpoint *ck) {
     return ck->bytes;
 }
+
+int dsv3_ckpt_ranges(const dsv3_checkpoint *ck, int (*fn)(void *ud, const void *p, size_t bytes),
+                     void *ud) {
+    for (size_t i = 0; i < ck->nfiles; i++) {
+        const dsv3_st_file *f = ck->files[i];
+        const char *lo = f->map, *hi = lo ? lo + f->map_len : NULL;
+        int rc;
+        if (lo && (rc = fn(ud, lo, f->map_len))) return rc;
+        for (size_t j = 0; j < f->n; j++) {
+            const char *d = f->t[j].data;
+            if (!f->t[j].nbytes || (lo && d >= lo && d < hi)) continue;
+            if ((rc = fn(ud, d, f->t[j].nbytes))) return rc;
+        }
+    }
+    return 0;
+}

@@ -79,4 +79,11 @@ int dsv3_ckpt_unused(const dsv3_checkpoint *ck, size_t i);
 /* Total bytes of all mapped files. */
 uint64_t dsv3_ckpt_bytes(const dsv3_checkpoint *ck);
 
+/* Calls fn for every host range holding tensor bytes: each file's mapping, and each tensor kept
+ * outside it (an aligned heap copy, or a tensor of a memory image); empty tensors are skipped.
+ * The ranges do not overlap. Stops at the first nonzero return of fn and returns it (0 when
+ * every range was visited). */
+int dsv3_ckpt_ranges(const dsv3_checkpoint *ck, int (*fn)(void *ud, const void *p, size_t bytes),
+                     void *ud);
+
 #endif

@@ -57,7 +57,7 @@ long long dsv3_cli_parse_count(const char *s) {
 
 const dsv3_backend *dsv3_cli_backend(const char *name, dsv3_err *err) {
     const dsv3_backend *be = dsv3_backend_by_name(name);
-    if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not fast, ref or devsim", name);
+    if (!be) dsv3_errf(err, DSV3_EINVAL, "--backend: '%s' is not one of %s", name, dsv3_backend_names());
     return be;
 }
 

@@ -29,7 +29,7 @@ static const char usage[] =
     "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 | --fim-prefix TEXT\n"
     "                     --fim-suffix TEXT) [-n N] [--temp T] [--top-k K]\n"
     "                     [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]\n"
-    "                     [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref|devsim]\n";
+    "                     [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref|devsim|cuda]\n";
 
 static volatile int interrupted;
 static void on_sigint(int sig) {

@@ -17,7 +17,7 @@
 
 static const char usage[] =
     "usage: dsv3 logits MODEL_DIR --ids 1,2,3 [--out logits.npy] [--mtp-out mtp.npy]\n"
-    "                   [--attn absorbed|naive] [--backend fast|ref|devsim]\n";
+    "                   [--attn absorbed|naive] [--backend fast|ref|devsim|cuda]\n";
 
 static void print_top5(const float *row, int64_t V, int64_t pos, int32_t id) {
     int64_t best[5] = {-1, -1, -1, -1, -1};

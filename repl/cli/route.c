@@ -17,7 +17,7 @@
 #include "repl/cli/cli.h"
 
 static const char usage[] =
-    "usage: dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json] [--backend fast|ref|devsim]\n";
+    "usage: dsv3 route MODEL_DIR (--prompt TEXT | --ids 1,2,3) [--json] [--backend fast|ref|devsim|cuda]\n";
 
 static const char *piece_of(const void *ud, int32_t id) {
     return dsv3_tokenizer_piece(ud, id);

@@ -887,13 +887,14 @@ static int l_seed(lua_State *L) {
     return 1;
 }
 
-/* backend([name]) -> name: the kernels of the current model ("fast", "ref" or "devsim"). */
+/* backend([name]) -> name: the kernels of the current model ("fast", "ref", "devsim" or, in
+ * builds with CUDA, "cuda"). */
 static int l_backend(lua_State *L) {
     lmodel *lm = dsv3_lua_model_arg(L, 2);
     if (!lua_isnoneornil(L, 1)) {
         const char *name = luaL_checkstring(L, 1);
         const dsv3_backend *be = dsv3_backend_by_name(name);
-        if (!be) return luaL_error(L, "backend: '%s' is not \"fast\", \"ref\" or \"devsim\"", name);
+        if (!be) return luaL_error(L, "backend: '%s' is not one of %s", name, dsv3_backend_names());
         dsv3_err err = {{0}};
         if (dsv3_model_set_backend(lm->m, be, &err)) return dsv3_lua_error(L, &err);
     }
