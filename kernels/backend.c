@@ -30,6 +30,6 @@ const char *dsv3_backend_names(void) {
 #ifdef DSV3_HAVE_CUDA
     return "fast, ref, devsim, cuda";
 #else
-    return "fast, ref, devsim";
+    return "fast, ref, devsim (this build has no cuda: configure with -DDSV3_CUDA=ON)";
 #endif
 }

@@ -235,8 +235,8 @@ const dsv3_backend *dsv3_backend_cuda(void);
  * for an unknown name. */
 const dsv3_backend *dsv3_backend_by_name(const char *name);
 
-/* The names dsv3_backend_by_name knows, for messages: "fast, ref, devsim" (", cuda" added in
- * builds with CUDA). */
+/* The names dsv3_backend_by_name knows, for messages: "fast, ref, devsim, cuda" in builds with
+ * CUDA; without it "fast, ref, devsim" and how to get cuda. */
 const char *dsv3_backend_names(void);
 
 /* Dot product of two float32 vectors of length n, as the CPU backend computes it. */
