@@ -153,10 +153,12 @@ int32_t *dsv3_py_ids(dsv3_py_model *self, PyObject *obj, int add_bos, int64_t *n
         int32_t *ids = malloc(sizeof *ids);
         return ids ? ids : (int32_t *)PyErr_NoMemory();
     }
-    /* Safe casting only: floats and strings are refused, not truncated. */
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_INT64, 0, 1, NPY_ARRAY_IN_ARRAY);
+    /* Integers only: floats, bools and strings are refused, not truncated. */
+    PyArrayObject *a = (PyArrayObject *)PyArray_FromAny(obj, NULL, 0, 1, NPY_ARRAY_IN_ARRAY, NULL);
+    if (a && !PyArray_ISINTEGER(a)) Py_CLEAR(a);
+    else if (a) Py_SETREF(a, (PyArrayObject *)PyArray_FROMANY((PyObject *)a, NPY_INT64, 0, 1, NPY_ARRAY_IN_ARRAY));
     if (!a) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError, "expected str or a 1-D sequence of integer token ids, got %s",
                          Py_TYPE(obj)->tp_name);
