@@ -15,6 +15,13 @@ case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 export DSV3_BIN=$BIN
 export PYDEVD_DISABLE_FILE_VALIDATION=1 # ipykernel's debugger notes on stderr
 unset DSV3_MODEL
+# An ASan build's module needs the sanitizer runtimes first in the interpreter (preloaded), and
+# the interpreter's own memory at exit is not ours to report (no leak check in these processes).
+if ldd "$so" | grep -q libasan; then
+    export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+    export DSV3_TEST_SANITIZED=1
+fi
 
 # 1. the API against the CLI and Lua
 $PY scripts/gen_model.py "$work/small" --quiet --preset small --seed 4

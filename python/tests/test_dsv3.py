@@ -29,6 +29,10 @@ BIN = os.path.abspath(os.environ.get("DSV3_BIN", os.path.join(ROOT, "build", "ds
 DEMO = os.path.join(ROOT, "examples", "demo")
 TMP = tempfile.mkdtemp(prefix="dsv3-pytest-")
 PROMPT = "The quick brown fox jumps over the lazy dog."
+# Under ASan (tests/test_python.sh preloads it for an ASan build's module) forwards are ~10x
+# slower and freed memory waits in the sanitizer's quarantine: shorter inputs, no RSS bound.
+SANITIZED = os.environ.get("DSV3_TEST_SANITIZED") == "1"
+LONG = 512 if SANITIZED else 2048
 
 
 def cli(*args, check=True):
@@ -405,7 +409,7 @@ def test_sigint_inside_generation_raises_and_keeps_the_model():
 
 def test_sigint_stops_a_long_forward_between_layers():
     m = model(small())
-    ids = np.arange(2048) % 2000
+    ids = np.arange(LONG) % 2000
     t = time.perf_counter()
     m.effect(ids, disable=[1])
     full = time.perf_counter() - t
@@ -424,7 +428,7 @@ def test_sigint_stops_a_long_forward_between_layers():
 
 def test_gil_released_during_forward():
     m = model(small())
-    ids = np.arange(2048) % 2000
+    ids = np.arange(LONG) % 2000
     stamps, run = [], [True]
 
     def tick():
@@ -483,11 +487,15 @@ def test_thousand_calls_keep_rss_and_refcounts_flat():
     grown = rss_kb() - before
     assert sys.getrefcount(ids) == rc_ids and sys.getrefcount(m) == rc_m
     print("rss over 1000 calls: %+d kB" % grown)
-    assert grown < 2048, "RSS grew by %d kB over 1000 calls" % grown
     before = rss_kb()
-    for _ in range(200):
+    n = 20 if SANITIZED else 200
+    for _ in range(n):
         dsv3.load().close()
-    assert rss_kb() - before < 2048, "load/close cycles grew RSS"
+    cycles = rss_kb() - before
+    print("rss over %d load/close cycles: %+d kB" % (n, cycles))
+    if not SANITIZED:  # ASan's quarantine keeps freed memory resident
+        assert grown < 2048, "RSS grew by %d kB over 1000 calls" % grown
+        assert cycles < 2048, "load/close cycles grew RSS by %d kB" % cycles
 
 
 def main():
