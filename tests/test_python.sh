@@ -10,7 +10,8 @@ B=${DSV3_BUILD:-build}
 so=$(ls "$B"/python/dsv3.*.so 2>/dev/null | head -1)
 [ -n "$so" ] || { echo "skip: no $B/python/dsv3.*.so (python3-dev and python3-numpy are needed)"; exit 77; }
 $PY -c 'import numpy' 2>/dev/null || { echo "skip: no numpy"; exit 77; }
-export PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH}
+case $B in /*) ;; *) B=$PWD/$B ;; esac
+export PYTHONPATH=$B/python${PYTHONPATH:+:$PYTHONPATH}
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 export DSV3_BIN=$BIN
 export PYDEVD_DISABLE_FILE_VALIDATION=1 # ipykernel's debugger notes on stderr
