@@ -2,7 +2,7 @@
 """layers.py — checks that the folders of dsv3 are layers (docs/ARCHITECTURE.md, "Layers").
 
 Usage: layers.py ROOT [OBJECT_DIR...]
-  ROOT        the source tree (model/, kernels/, probes/, repl/, jupyter/ under it)
+  ROOT        the source tree (model/, kernels/, probes/, repl/, jupyter/, python/ under it)
   OBJECT_DIR  folders searched for the library's and front ends' .o files (e.g. the CMake
               build's CMakeFiles/dsv3.dir); with none, the link check is skipped.
 
@@ -37,6 +37,7 @@ LAYERS = [
     ("main", lambda p: p == "repl/main.c"),
     ("repl", lambda p: p.startswith("repl/")),
     ("jupyter", lambda p: p.startswith("jupyter/")),
+    ("python", lambda p: p.startswith("python/")),
 ]
 
 PRIVATE_RUN = "model/run/model_internal.h"  # the run layer's own struct layouts
@@ -71,6 +72,7 @@ RULES = {
     "repl": [under("repl/repl"), exact("repl/session/session.h"), under("model/base/")],
     "main": [lambda h: True],
     "jupyter": [under("jupyter/"), exact("repl/session/session.h"), under("model/base/")],
+    "python": [under("python/"), under("probes/"), exact("kernels/backend.h")] + MODEL,
 }
 WHY = {
     "base": "model/base/ depends on nothing",
@@ -85,6 +87,8 @@ WHY = {
     "repl": "the terminal REPL depends on the session's public header and model/base/ only",
     "main": "",
     "jupyter": "jupyter/ depends on the session's public header and model/base/ only",
+    "python": "python/ depends on model/'s public headers, probes/ and kernels/backend.h only "
+              "(never the session, Lua, the REPL or jupyter/)",
 }
 # System headers a layer must not see: front-end libraries stay in their front end.
 FORBIDDEN_SYS = {
@@ -92,6 +96,7 @@ FORBIDDEN_SYS = {
     "cli": ["lua.h", "lauxlib.h", "lualib.h", "lua.hpp", "readline/", "zmq.h"],
     "jupyter": ["readline/", "lua.h", "lauxlib.h", "lualib.h"],
     "repl": ["zmq.h", "lua.h", "lauxlib.h", "lualib.h"],
+    "python": ["readline/", "zmq.h", "sodium.h", "lua.h", "lauxlib.h", "lualib.h"],
 }
 for name in ("base", "text", "run", "train", "kernels", "probes", "render"):
     FORBIDDEN_SYS[name] = ["readline/", "zmq.h", "sodium.h", "lua.h", "lauxlib.h", "lualib.h"]
@@ -110,7 +115,7 @@ def layer_of(path):
 
 def sources(root):
     out = []
-    for top in ("model", "kernels", "probes", "repl", "jupyter"):
+    for top in ("model", "kernels", "probes", "repl", "jupyter", "python"):
         for d, _, files in os.walk(os.path.join(root, top)):
             for f in files:
                 if f.endswith((".c", ".h", ".cu", ".cuh")):

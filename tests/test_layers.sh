@@ -10,6 +10,8 @@ for t in dsv3 dsv3session dsv3_cli dsv3_kernel; do
     [ -d "$B/CMakeFiles/$t.dir" ] && objdirs+=("$B/CMakeFiles/$t.dir")
 done
 [ ${#objdirs[@]} -eq 4 ] || { echo "skip: no objects under $B/CMakeFiles (build first)"; exit 77; }
+# the Python module, when this build has one (python3-dev and numpy present)
+[ -d "$B/CMakeFiles/dsv3_python.dir" ] && objdirs+=("$B/CMakeFiles/dsv3_python.dir")
 
 # 1. the tree holds
 if $PY tests/layers.py . "${objdirs[@]}" > "$work/out"; then ok; else bad "the tree breaks the layer rules"; cat "$work/out"; fi
@@ -18,7 +20,7 @@ if $PY tests/layers.py . "${objdirs[@]}" > "$work/out"; then ok; else bad "the t
 # copy and wants layers.py to fail naming NEEDLE.
 fresh() {
     rm -rf "$work/t"; mkdir -p "$work/t"
-    cp -r model kernels probes repl jupyter "$work/t/"
+    cp -r model kernels probes repl jupyter python "$work/t/"
 }
 expect() { # expect NAME NEEDLE [OBJDIR]
     if $PY tests/layers.py "$work/t" ${3:+"$3"} > "$work/out"; then bad "$1: not found"
@@ -46,6 +48,12 @@ plant "cli sees the session" repl/cli/route.c '#include "repl/session/session.h"
 plant "jupyter sees the session's insides" jupyter/server.c '#include "repl/session/session_internal.h"' \
     "jupyter/ depends on the session's public header"
 plant "repl sees the cli" repl/repl.c '#include "repl/cli/cli.h"' 'the terminal REPL depends on'
+plant "python sees the session" python/pyx.c '#include "repl/session/session.h"' \
+    'python/ depends on'
+plant "python sees jupyter" python/py_model.c '#include "jupyter/wire.h"' 'never the session, Lua'
+plant "python sees run internals" python/py_probes.c '#include "model/run/model_internal.h"' \
+    'python/py_probes.c:'
+plant "python sees Lua" python/dsv3module.c '#include <lua.h>' 'not in the python layer'
 plant "relative include" model/base/npy.c '#include "status.h"' 'write includes from the repository root'
 plant "intrinsics outside kernels" model/run/mla.c '#include <immintrin.h>' "kernels/'s business"
 plant "CPU test outside kernels" model/train/data.c 'static int f(void) { return __builtin_cpu_supports("avx2"); }' \
