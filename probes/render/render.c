@@ -34,7 +34,13 @@ void dsv3_text_fit(char *dst, size_t cap, const char *s, int width) {
         int ok = 1;
         for (int k = 1; k < len; k++) ok &= (p[k] & 0xC0) == 0x80;
         if (!ok) len = 1;
-        if (o + (size_t)len + 1 >= cap) break;
+        if (o + (size_t)len + 4 >= cap) break;
+        if (cols == width - 1 && p[len]) { /* more follows: the last column says so */
+            memcpy(dst + o, "\xE2\x80\xA6", 3);  /* U+2026 */
+            o += 3;
+            cols++;
+            break;
+        }
         if (len == 1 && (*p < 0x20 || *p >= 0x80)) dst[o++] = '?';
         else {
             memcpy(dst + o, p, (size_t)len);

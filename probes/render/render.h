@@ -46,7 +46,8 @@ char *dsv3_render_lines_svg(const dsv3_series *s, int ns, int64_t n, const char 
                             const char *x_axis);
 
 /* Writes s into dst (cap bytes) cut to at most `width` code points and padded with spaces to
- * exactly `width` columns (one column per code point; a cut never splits a UTF-8 sequence;
+ * exactly `width` columns (one column per code point; a cut never splits a UTF-8 sequence and
+ * ends in '…';
  * control characters print as '?'). */
 void dsv3_text_fit(char *dst, size_t cap, const char *s, int width);
 

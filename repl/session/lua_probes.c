@@ -41,15 +41,6 @@ static const char *piece_of(const void *ud, int32_t id) {
     return ud ? dsv3_tokenizer_piece(ud, id) : NULL;
 }
 
-/* The text a token stands for (its bytes, UTF-8-repaired), malloc'd; "?" on failure. */
-static char *token_text(lmodel *lm, int32_t id) {
-    char *text = NULL;
-    size_t len = 0;
-    dsv3_err err;
-    if (lm->tok && dsv3_tokenizer_decode(lm->tok, &text, &len, &id, 1, 0, &err) == DSV3_OK) return text;
-    return strdup("?");
-}
-
 /* The session's interrupt flag, which every probe's forward watches. */
 static const volatile int *cancel_of(lua_State *L) {
     return dsv3_session_of(L)->io.interrupt;
@@ -356,8 +347,8 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     r->T = n;
     r->n_layers = c->num_hidden_layers;
     r->first_moe = c->first_k_dense_replace;
-    if (lm->tok && (r->pieces = calloc((size_t)n, sizeof *r->pieces)))
-        for (int64_t i = 0; i < n; i++) r->pieces[i] = token_text(lm, ids[i]);
+    if ((r->pieces = calloc((size_t)n, sizeof *r->pieces)))
+        for (int64_t i = 0; i < n; i++) r->pieces[i] = dsv3_lua_label(L, lm, ids[i]);
     if (dsv3_routerec_collect(&r->rec, lm->m, ids, n, cancel_of(L), &err)) dsv3_lua_error(L, &err);
     return r;
 }
@@ -652,11 +643,28 @@ static int trace_tostring(lua_State *L) {
     lua_getfield(L, 1, "drafted");
     lua_getfield(L, 1, "accepted");
     lua_getfield(L, 1, "rate");
-    char buf[256];
-    snprintf(buf, sizeof buf, "MTP drafts: %lld, accepted %lld (%.1f%%); see .steps, .by_position, .by_band, .histogram",
-             (long long)lua_tointeger(L, -3), (long long)lua_tointeger(L, -2), 100.0 * lua_tonumber(L, -1));
-    lua_pushstring(L, buf);
-    return 1;
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "MTP drafts: %lld, accepted %lld (%.1f%%); see .steps, .by_position, .by_band, .histogram",
+                       (long long)lua_tointeger(L, -3), (long long)lua_tointeger(L, -2), 100.0 * lua_tonumber(L, -1));
+    lua_pop(L, 3);
+    /* the first drafts: "draft ✓" when the main model agreed, else "draft ✗ main" */
+    lua_getfield(L, 1, "steps");
+    const lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    for (lua_Integer i = 1; i <= n && i <= 24; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "pos");
+        lua_getfield(L, -2, "draft_text");
+        lua_getfield(L, -3, "main_text");
+        lua_getfield(L, -4, "accepted");
+        dsv3_strbuf_printf(&b, "%s pos %lld: %s ", i == 1 ? "\n" : ";", (long long)lua_tointeger(L, -4),
+                           lua_isstring(L, -3) ? lua_tostring(L, -3) : "?");
+        if (lua_toboolean(L, -1)) dsv3_strbuf_puts(&b, "✓");
+        else dsv3_strbuf_printf(&b, "✗ %s", lua_isstring(L, -2) ? lua_tostring(L, -2) : "?");
+        lua_pop(L, 5);
+    }
+    if (n > 24) dsv3_strbuf_printf(&b, "; ... %lld more", (long long)(n - 24));
+    lua_pop(L, 1);
+    return dsv3_sbuf_push(L, &b);
 }
 
 /* mtp_trace(prompt | ids [, gen opts]) -> {steps = {{pos, draft, q, p, main, accepted}...},
@@ -692,6 +700,10 @@ static int l_mtp_trace(lua_State *L) {
         lua_setfield(L, -2, "p");
         lua_pushboolean(L, e->accepted);
         lua_setfield(L, -2, "accepted");
+        dsv3_lua_push_label(L, lm, e->draft);
+        lua_setfield(L, -2, "draft_text");
+        dsv3_lua_push_label(L, lm, e->main);
+        lua_setfield(L, -2, "main_text");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "steps");
@@ -913,6 +925,10 @@ static int l_lens(lua_State *L) {
             if (pc) {
                 lua_pushstring(L, pc);
                 lua_setfield(L, -2, "piece");
+                char *t = dsv3_tokenizer_label(lm->tok, e->id);
+                lua_pushstring(L, t ? t : "?");
+                free(t);
+                lua_setfield(L, -2, "text");
             }
             lua_rawseti(L, -2, j + 1);
         }
@@ -940,9 +956,12 @@ static int lens_tostring(lua_State *L) {
             lua_rawgeti(L, -1, j);
             lua_getfield(L, -1, "id");
             lua_getfield(L, -2, "prob");
-            lua_getfield(L, -3, "piece");
-            snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
-                     lua_isstring(L, -1) ? "/" : "", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
+            lua_getfield(L, -3, "text");
+            if (lua_isstring(L, -1) && !dsv3_session_of(L)->show_ids)
+                snprintf(line, sizeof line, " %s (%.3f)", lua_tostring(L, -1), lua_tonumber(L, -2));
+            else
+                snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
+                         lua_isstring(L, -1) ? "/" : "#", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
             dsv3_strbuf_puts(&b, line);
             lua_pop(L, 4);
         }

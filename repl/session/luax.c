@@ -80,6 +80,23 @@ dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm) {
     return lm->tok;
 }
 
+char *dsv3_lua_label(lua_State *L, const lmodel *lm, int32_t id) {
+    const dsv3_session *s = dsv3_session_of(L);
+    char *text = lm && lm->tok ? dsv3_tokenizer_label(lm->tok, id) : NULL;
+    dsv3_strbuf b = {0};
+    if (text) dsv3_strbuf_puts(&b, text);
+    if (!text || (s && s->show_ids)) dsv3_strbuf_printf(&b, "%s%ld", text ? "/" : "#", (long)id);
+    free(text);
+    return dsv3_strbuf_finish(&b);
+}
+
+void dsv3_lua_push_label(lua_State *L, const lmodel *lm, int32_t id) {
+    char *t = dsv3_lua_label(L, lm, id);
+    if (!t) luaL_error(L, "out of memory");
+    lua_pushstring(L, t);
+    free(t);
+}
+
 /* ---------------------------------------------------------------- arguments ------------ */
 
 void *dsv3_lua_alloc(lua_State *L, size_t bytes) {

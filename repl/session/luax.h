@@ -84,6 +84,14 @@ void dsv3_lua_push_model(lua_State *L, const lmodel *lm);
 /* The model's tokenizer; raises "DIR has no tokenizer.json: pass token ids ..." without one. */
 struct dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm);
 
+/* Pushes the label of token id as tables and figures show it: the tokenizer's readable label
+ * (dsv3_tokenizer_label: "␣world", "↵", "<bos>"), followed by "/id" when the session shows ids
+ * (show_ids(true)); "#id" without a tokenizer. */
+void dsv3_lua_push_label(lua_State *L, const lmodel *lm, int32_t id);
+
+/* The same as a malloc'd string (NULL when out of memory). */
+char *dsv3_lua_label(lua_State *L, const lmodel *lm, int32_t id);
+
 /* ---------------------------------------------------------------- arguments ------------ */
 
 /* Zeroed memory owned by a userdata pushed on the stack (freed by the GC, so an error raised
