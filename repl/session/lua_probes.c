@@ -299,7 +299,7 @@ static dsv3_route_labels labels_of(const lroute *r) {
                                .n_layers = r->n_layers, .first_moe = r->first_moe};
 }
 
-/* r:heatmap(L [, "svg"|"text"]) -> string. */
+/* r:heatmap(L [, "svg"|"text"]) -> string (text) | figure (svg). */
 static int route_heatmap_m(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     lua_Integer li = luaL_optinteger(L, 2, r->first_moe);
@@ -307,7 +307,10 @@ static int route_heatmap_m(lua_State *L) {
     const dsv3_route_labels lab = labels_of(r);
     char *s = dsv3_render_route_heatmap(&r->rec, &lab, li, !strcmp(fmt, "svg"));
     if (!s) return luaL_error(L, "layer %d has no routing in this record", (int)li);
-    lua_pushstring(L, s);
+    if (strcmp(fmt, "svg")) return push_owned_string(L, s);
+    char title[64];
+    snprintf(title, sizeof title, "routing heatmap, layer %lld", (long long)li);
+    dsv3_lua_push_figure(L, s, title);
     free(s);
     return 1;
 }
@@ -315,7 +318,7 @@ static int route_heatmap_m(lua_State *L) {
 static int route_svg(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     const dsv3_route_labels lab = labels_of(r);
-    char *s = dsv3_render_route_heatmap(&r->rec, &lab, r->first_moe, 1);
+    char *s = dsv3_render_route_svg(&r->rec, &lab);
     lua_pushstring(L, s ? s : "");
     free(s);
     return 1;
@@ -741,15 +744,26 @@ static int l_mtp_trace(lua_State *L) {
 typedef struct {
     int64_t rows, cols;
     float *v;
+    char *title;       /* what the figure says it shows, or NULL ("tensor") */
+    char **row_labels; /* [rows] token labels, or NULL */
+    char **col_labels; /* [cols] token labels, or NULL */
 } ltensor;
 
 /* Pushes a tensor that takes v ([rows, cols], malloc'd; freed by its __gc). */
-static void push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
+static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
     ltensor *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
     t->rows = rows;
     t->cols = cols;
     t->v = v;
     luaL_setmetatable(L, MT_TENSOR);
+    return t;
+}
+
+static void free_labels(char **l, int64_t n) {
+    if (l)
+        for (int64_t i = 0; i < n; i++) free(l[i]);
+    free(l);
 }
 
 /* The tensor at idx; raises if its memory was released (a __gc called by hand). */
@@ -763,6 +777,11 @@ static int tensor_gc(lua_State *L) {
     ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
     free(t->v);
     t->v = NULL;
+    free(t->title);
+    t->title = NULL;
+    free_labels(t->row_labels, t->rows);
+    free_labels(t->col_labels, t->cols);
+    t->row_labels = t->col_labels = NULL;
     return 0;
 }
 
@@ -826,13 +845,19 @@ static int tensor_tostring(lua_State *L) {
 
 static int tensor_svg(lua_State *L) {
     ltensor *t = check_tensor(L, 1);
-    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
-    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmap_svg(&hm) : NULL;
+    char title[160];
+    snprintf(title, sizeof title, "%s [%lld x %lld]", t->title ? t->title : "tensor", (long long)t->rows,
+             (long long)t->cols);
+    const int tok = t->row_labels != NULL;
+    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols,
+                       .row_labels = (const char *const *)t->row_labels,
+                       .col_labels = (const char *const *)t->col_labels,
+                       .row_axis = tok ? "query" : "row", .col_axis = tok ? "key" : "column"};
+    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmaps_svg(&hm, 1, title) : NULL;
     lua_pushstring(L, s ? s : "");
     free(s);
     return 1;
 }
-
 /* ---------------------------------------------------------------- capture / lens / attn  */
 
 /* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
@@ -984,7 +1009,17 @@ static int l_attn(lua_State *L) {
     dsv3_err err = {{0}};
     if (dsv3_attention_pattern(&a, lm->m, ids, (int64_t)n, li, h, cancel_of(L), &err))
         return dsv3_lua_error(L, &err);
-    push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
+    ltensor *t = push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
+    char title[128];
+    snprintf(title, sizeof title, "attention, layer %lld head %lld (rows: queries, columns: keys)",
+             (long long)li, (long long)h);
+    t->title = strdup(title);
+    t->row_labels = calloc((size_t)a.T, sizeof *t->row_labels);
+    t->col_labels = calloc((size_t)a.T, sizeof *t->col_labels);
+    for (int64_t i = 0; i < a.T && t->row_labels && t->col_labels; i++) {
+        t->row_labels[i] = dsv3_lua_label(L, lm, ids[i]);
+        t->col_labels[i] = dsv3_lua_label(L, lm, ids[i]);
+    }
     return 1;
 }
 

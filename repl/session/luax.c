@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
@@ -283,4 +284,63 @@ int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
     free(b->s);
     b->s = NULL;
     return 1;
+}
+
+/* ---------------------------------------------------------------- figures -------------- */
+
+static int figure_svg(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "svg");
+    return 1;
+}
+
+static int figure_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "title");
+    lua_getfield(L, 1, "svg");
+    const char *svg = lua_tostring(L, -1);
+    int w = 0, h = 0;
+    const char *p = svg ? strstr(svg, "width=\"") : NULL;
+    if (p) w = atoi(p + 7);
+    p = svg ? strstr(svg, "height=\"") : NULL;
+    if (p) h = atoi(p + 8);
+    lua_pushfstring(L, "<figure %s: SVG %dx%d; .svg is its source, :save(path) writes it>",
+                    lua_isstring(L, -2) ? lua_tostring(L, -2) : "", w, h);
+    return 1;
+}
+
+static int figure_save(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *path = luaL_checkstring(L, 2);
+    lua_getfield(L, 1, "svg");
+    size_t n;
+    const char *svg = luaL_checklstring(L, -1, &n);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(svg, 1, n, f) == n;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok) return luaL_error(L, "save: cannot write %s", path);
+    lua_pushstring(L, path);
+    return 1;
+}
+
+void dsv3_lua_push_figure(lua_State *L, const char *svg, const char *title) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, svg);
+    lua_setfield(L, -2, "svg");
+    lua_pushstring(L, title ? title : "");
+    lua_setfield(L, -2, "title");
+    if (luaL_newmetatable(L, DSV3_LUA_MT_FIGURE)) {
+        static const luaL_Reg meta[] = {{"__svg", figure_svg}, {"__tostring", figure_tostring}, {NULL, NULL}};
+        static const luaL_Reg methods[] = {{"save", figure_save}, {NULL, NULL}};
+        luaL_setfuncs(L, meta, 0);
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+}
+
+const char *dsv3_lua_display_id(lua_State *L, const char *what) {
+    dsv3_session *s = dsv3_session_of(L);
+    const unsigned long long k = s ? ++s->displays : 0;
+    return lua_pushfstring(L, "dsv3-%s%s%d-%d", what ? what : "", what ? "-" : "", (int)getpid(), (int)k);
 }

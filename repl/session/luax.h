@@ -125,6 +125,17 @@ void dsv3_lua_setnum(lua_State *L, const char *k, double v);
  * table of methods. Leaves the stack as it was. */
 void dsv3_lua_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
+/* Figures: a value {svg = SOURCE, title = TEXT} (metatable DSV3_LUA_MT_FIGURE, made on first
+ * use here: luax's one value type) that notebooks show as the picture (__svg, and text/html
+ * with the SVG inline), the REPL as one line naming it, and fig:save(path) writes to a file.
+ * Pushes a new figure of the SVG text svg. */
+/* Pushes a display id no other display of this process or of an earlier kernel has had:
+ * "dsv3-PID-N" (N counts up for the session), prefix "dsv3-grpo-..." etc. when given. */
+const char *dsv3_lua_display_id(lua_State *L, const char *what);
+
+#define DSV3_LUA_MT_FIGURE "dsv3.figure"
+void dsv3_lua_push_figure(lua_State *L, const char *svg, const char *title);
+
 /* Renderers that also use the Lua stack (luaL_Buffer forbids that) build text in a dsv3_strbuf
  * (model/base/strbuf.h). Adds tostring of the value on top of the stack and pops it: */
 void dsv3_sbuf_addtop(lua_State *L, dsv3_strbuf *b);

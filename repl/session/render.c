@@ -1119,6 +1119,15 @@ int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
     luaL_checkstack(L, 2 * MAX_DEPTH + 20, "render: nesting too deep");
     static const char *const meta[DSV3_RENDER_FORMS] = {NULL, "__html", "__svg", "__json"};
     if (meta[form] && call_meta(L, first, meta[form])) return 1;
+    if (form == DSV3_RENDER_HTML && call_meta(L, first, "__svg")) {
+        /* a figure's HTML is its SVG inline: shown where image/svg+xml is not (exported HTML,
+         * front ends that prefer text/html) */
+        lua_pushliteral(L, "<div class=\"dsv3-figure\">");
+        lua_insert(L, -2);
+        lua_pushliteral(L, "</div>");
+        lua_concat(L, 3);
+        return 1;
+    }
     int t = lua_type(L, first);
     if (form == DSV3_RENDER_SVG || (form == DSV3_RENDER_JSON && t != LUA_TTABLE) ||
         (form == DSV3_RENDER_HTML && t != LUA_TTABLE && !has_mt(L, first, MT_LOGITS)))

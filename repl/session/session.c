@@ -15,7 +15,6 @@
 #include "repl/session/session_internal.h"
 
 static const char RESULTS_KEY = 0; /* registry: {n=, values...} kept by dsv3_session_eval */
-static const char DISPLAY_KEY = 0; /* registry: number of display ids made up so far */
 
 /* ---------------------------------------------------------------- print / hook --------- */
 
@@ -84,14 +83,7 @@ static int l_display(lua_State *L) {
         id = lua_tostring(L, -1); /* stays on the stack */
         if (update && !id) return luaL_error(L, "display: update=true needs the id of an earlier display");
     }
-    if (!id) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
-        lua_Integer k = lua_tointeger(L, -1) + 1;
-        lua_pop(L, 1);
-        lua_pushinteger(L, k);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
-        id = lua_pushfstring(L, "dsv3-%d", (int)k);
-    }
+    if (!id) id = dsv3_lua_display_id(L, NULL);
     dsv3_mime_bundle b = {0};
     for (int f = 0; f < DSV3_RENDER_FORMS && b.n < DSV3_MIME_MAX; f++)
         if (dsv3_render_push(L, 1, 1, (dsv3_render_form)f)) {
