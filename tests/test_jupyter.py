@@ -320,6 +320,28 @@ def test_display_ids_are_unique_per_run():
     check(len(ids) == 2 and ids[0] != ids[1], "each run its own chart: %s" % ids)
 
 
+def test_outputs_are_not_shown_twice():
+    reply, msgs = execute(K.kc, 'gen("hello", {max_tokens = 6, greedy = true})')
+    streamed = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    d = result_data(msgs)
+    text = streamed.strip()
+    check(text and text not in d.get("text/html", ""), "streamed text not repeated in Out: %r / %r"
+          % (streamed, d.get("text/html", "")[:200]))
+    check("tokens" in d.get("text/plain", ""), "Out keeps the stats: %s" % d)
+    reply, msgs = execute(K.kc, 'display(info())')
+    check(types(msgs).count("display_data") == 1 and "execute_result" not in types(msgs),
+          "display() as the last line shows the value once, not its id: %s" % types(msgs))
+    reply, msgs = execute(K.kc, 'id = display(1)')
+    reply, msgs = execute(K.kc, 'id')
+    check("dsv3-" in result_data(msgs).get("text/plain", ""), "the id is still there when asked for")
+    code = ('tr = train{steps = 2, text = string.rep("the cat sat on the mat. ", 40), seq_len = 16, batch = 2}\n'
+            'tr')
+    reply, msgs = execute(K.kc, code)
+    execute(K.kc, 'train_reset()')
+    check(reply["content"]["status"] == "ok", "train: %s" % reply["content"])
+    check("execute_result" not in types(msgs), "train{} chart shown once: %s" % types(msgs))
+
+
 def test_iopub_order():
     msg_id = K.kc.execute('print("a")\nreturn 7')
     reply = reply_to(K.kc, msg_id)
@@ -814,7 +836,10 @@ def test_nbclient_runs_grpo():
     check(lines.count("step ") >= 2 and "reward" in lines, "step lines: %r" % lines)
     shown = [o for c in code for o in c.outputs if o.output_type == "execute_result"
              and "image/svg+xml" in o.get("data", {}) and "GRPO" in o["data"]["image/svg+xml"]]
-    check(len(shown) == 2, "the run values render as SVG (%d)" % len(shown))
+    check(len(shown) == 1, "the run value renders as SVG where no live chart showed it (%d)" % len(shown))
+    last = code[-2]  # r2 = grpo{...} return r2: its live chart, not the chart again as Out
+    kinds = [o.output_type for o in last.outputs if o.output_type != "stream"]
+    check(kinds == ["display_data"], "r2's chart once: %s" % kinds)
 
 
 def run_notebook(path, timeout=120):
@@ -879,7 +904,7 @@ SHARED = [
     test_kernel_info_on_shell_and_control, test_load_model, test_expression_gives_execute_result,
     test_last_expression_after_statements_is_shown, test_plain_tables_render_as_tables,
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
-    test_figures_are_readable, test_display_ids_are_unique_per_run,
+    test_figures_are_readable, test_display_ids_are_unique_per_run, test_outputs_are_not_shown_twice,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,
     test_history, test_comm_info, test_display_and_update_in_place, test_training_chart_updates_in_place,

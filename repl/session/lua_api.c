@@ -736,6 +736,10 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     }
     push_tokens(L, lm, out, (size_t)n_out);
     lua_setfield(L, -2, "ids");
+    if (stream) { /* the text is on the output already: its HTML shows only the numbers */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "streamed");
+    }
     lua_newtable(L);
     dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
     dsv3_lua_setint(L, "tokens", st.tokens);

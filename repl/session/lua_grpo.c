@@ -369,7 +369,10 @@ static int l_grpo(lua_State *L) {
     char id[64]; /* never one of an earlier run's charts (a run after grpo_reset() included) */
     snprintf(id, sizeof id, "%s", dsv3_lua_display_id(L, "grpo"));
     lua_pop(L, 1);
-    if (live) show(L, run, id, 0);
+    if (live) {
+        show(L, run, id, 0);
+        dsv3_lua_mark_shown(L, run); /* its chart is on screen: not shown again as the result */
+    }
     int64_t *pick = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pick); /* 6 */
     const int32_t **pp = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pp);
     int64_t *pl = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pl);

@@ -344,3 +344,38 @@ const char *dsv3_lua_display_id(lua_State *L, const char *what) {
     const unsigned long long k = s ? ++s->displays : 0;
     return lua_pushfstring(L, "dsv3-%s%s%d-%d", what ? what : "", what ? "-" : "", (int)getpid(), (int)k);
 }
+
+/* ---------------------------------------------------------------- shown values --------- */
+
+static const char SHOWN_KEY = 0; /* registry: {[value] = true} of the running chunk */
+
+void dsv3_lua_mark_shown(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+int dsv3_lua_was_shown(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (lua_isnil(L, idx) || lua_rawgetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY) != LUA_TTABLE) {
+        if (!lua_isnil(L, idx)) lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    const int shown = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return shown;
+}
+
+void dsv3_lua_clear_shown(lua_State *L) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY);
+}

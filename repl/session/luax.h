@@ -133,6 +133,15 @@ void dsv3_lua_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const 
  * "dsv3-PID-N" (N counts up for the session), prefix "dsv3-grpo-..." etc. when given. */
 const char *dsv3_lua_display_id(lua_State *L, const char *what);
 
+/* Marks the value at idx as shown by display() during the running chunk: a chunk whose only
+ * value is one shown this way (display's id, a train{} or grpo{} run whose chart was live)
+ * does not show it again as its result. The set is emptied when a chunk starts. */
+void dsv3_lua_mark_shown(lua_State *L, int idx);
+/* 1 if the value at idx was marked during the running chunk. */
+int dsv3_lua_was_shown(lua_State *L, int idx);
+/* Empties the set (the session, before each chunk). */
+void dsv3_lua_clear_shown(lua_State *L);
+
 #define DSV3_LUA_MT_FIGURE "dsv3.figure"
 void dsv3_lua_push_figure(lua_State *L, const char *svg, const char *title);
 

@@ -768,8 +768,11 @@ static void tokens_html(lua_State *L, sbuf *b, int idx) {
 }
 
 static void gen_html(lua_State *L, sbuf *b, int idx) {
+    lua_getfield(L, idx, "streamed");
+    const int streamed = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, idx, "text");
-    if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_type(L, -1) == LUA_TSTRING && !streamed) { /* streamed text is shown once */
         adds(L, b, "<pre class=\"dsv3-gen\">");
         add_value(L, b, -1, DSV3_RENDER_HTML);
         adds(L, b, "</pre>");

@@ -93,6 +93,7 @@ static int l_display(lua_State *L) {
         }
     s->io.display(s->io.ud, &b, id, update);
     lua_pushstring(L, id);
+    dsv3_lua_mark_shown(L, -1); /* `display(x)` as a cell's last line shows x once, not its id */
     return 1;
 }
 
@@ -449,6 +450,7 @@ static int only_files(lua_State *L, int base) {
 
 /* render_values, after keeping the values in the registry for dsv3_session_render. */
 static int keep_and_render(lua_State *L) {
+    if (lua_gettop(L) == 1 && dsv3_lua_was_shown(L, 1)) lua_settop(L, 0); /* shown already */
     int n = lua_gettop(L);
     lua_createtable(L, n, 1);
     for (int i = 1; i <= n; i++) {
@@ -496,6 +498,7 @@ static dsv3_exec_status exec_chunk(dsv3_session *s, const char *code, size_t len
                                    char **result) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
+    dsv3_lua_clear_shown(L);
     int st = load_cell(L, code, len);
     if (st != LUA_OK) {
         dsv3_exec_status es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
@@ -522,6 +525,7 @@ dsv3_exec_status dsv3_session_eval(dsv3_session *s, const char *code, size_t len
 dsv3_exec_status dsv3_session_check(dsv3_session *s, const char *code, size_t len) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
+    dsv3_lua_clear_shown(L);
     int st = load_cell(L, code, len);
     dsv3_exec_status es = st == LUA_OK ? DSV3_EXEC_OK
                           : incomplete(L, st) ? DSV3_EXEC_INCOMPLETE
