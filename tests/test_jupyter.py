@@ -420,6 +420,12 @@ def test_inspect():
     check(r["found"] and "function" in r["data"]["text/plain"], "string.format: %s" % r)
     r = reply_to(K.kc, K.kc.inspect("display", 3))["content"]
     check(r["found"] and "update" in r["data"]["text/plain"], "display: %s" % r)
+    code = 'gen("hello", {max_tokens = 4, '
+    r = reply_to(K.kc, K.kc.inspect(code, len(code)))["content"]
+    check(r["found"] and "gen(prompt" in r["data"]["text/plain"], "Shift-Tab inside gen(...): %s" % r)
+    code = 'x = route("a b")'
+    r = reply_to(K.kc, K.kc.inspect(code, len(code) - 3))["content"]
+    check(r["found"] and "route(" in r["data"]["text/plain"], "Shift-Tab inside a string argument: %s" % r)
     r = reply_to(K.kc, K.kc.inspect("no_such_name", 3))["content"]
     check(r["status"] == "ok" and not r["found"] and r["data"] == {}, "unknown: %s" % r)
 
