@@ -180,8 +180,8 @@ static int name_before(const char *code, size_t end, size_t *a) {
 }
 
 /* The position of the '(' of the innermost call still open at cursor (strings skipped
- * roughly: quotes toggle), or (size_t)-1. */
-static size_t open_call(const char *code, size_t cursor) {
+ * roughly: quotes toggle), or (size_t)-1; *in_string: whether cursor is inside a string. */
+static size_t open_call(const char *code, size_t cursor, int *in_string) {
     int depth = 0;
     char quote = 0;
     size_t stack[64];
@@ -194,6 +194,7 @@ static size_t open_call(const char *code, size_t cursor) {
         else if (c == '(' && depth < 64) stack[depth++] = i;
         else if (c == ')' && depth > 0) depth--;
     }
+    *in_string = quote != 0;
     return depth > 0 ? stack[depth - 1] : (size_t)-1;
 }
 
@@ -210,15 +211,16 @@ static char *inspect(void *self, const char *code, size_t cursor, int detail_lev
     while (a < b && (code[a] == '.' || code[a] == ':'))
         a++;
     char *text = NULL;
-    if (a < b) {
+    int in_string = 0;
+    const size_t paren = open_call(code, cursor > n ? n : cursor, &in_string);
+    if (a < b && !in_string) { /* a word inside a string literal is no name */
         char *name = strndup(code + a, b - a);
         if (!name) return NULL;
         text = dsv3_session_describe(js->s, name);
         free(name);
     }
     /* Shift-Tab inside a call's parentheses: the help of the function being called */
-    const size_t paren = text ? (size_t)-1 : open_call(code, cursor > n ? n : cursor);
-    if (paren != (size_t)-1 && name_before(code, paren, &a)) {
+    if (!text && paren != (size_t)-1 && name_before(code, paren, &a)) {
         char *name = strndup(code + a, paren - a);
         if (name) {
             char *sp = strchr(name, ' ');
