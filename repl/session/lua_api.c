@@ -656,12 +656,14 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temperature|temp", 0.7);
     const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
     const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
-    lua_Number seed_num = (lua_Number)s->seed;
+    lua_Number seed_num = 0; /* an explicit seed; else the session's, taken as it is */
+    int has_seed = 0;
     if (lua_istable(L, opt)) {
         lua_getfield(L, opt, "seed");
         int has = !lua_isnil(L, -1);
         lua_pop(L, 1);
         if (has) seed_num = dsv3_lua_opt_num(L, opt, "seed", 0);
+        has_seed = has;
     }
     if (!(n_num >= 1 && n_num <= 1e9))
         return luaL_error(L, "gen: option max_tokens (n) must be at least 1 (and at most 1e9)");
@@ -669,10 +671,11 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         return luaL_error(L, "gen: option temperature (temp) must be in [0, 1e6]");
     if (!(k_num >= 0 && k_num <= 1e9)) return luaL_error(L, "gen: option top_k must be >= 0");
     if (!(p_num > 0 && p_num <= 1)) return luaL_error(L, "gen: option top_p must be in (0, 1]");
-    if (!(seed_num >= 0 && seed_num < 9.2e18)) return luaL_error(L, "gen: option seed must be >= 0");
+    if (has_seed && !(seed_num >= 0 && seed_num < 9.2e18))
+        return luaL_error(L, "gen: option seed must be >= 0");
     const lua_Integer n_new = (lua_Integer)n_num, top_k = (lua_Integer)k_num;
     const float temp = (float)t_num, top_p = (float)p_num;
-    const lua_Integer seed = (lua_Integer)seed_num;
+    const unsigned long long seed = has_seed ? (unsigned long long)seed_num : s->seed;
     int explicit_seed = 0;
     if (lua_istable(L, opt)) {
         lua_getfield(L, opt, "seed");
@@ -692,7 +695,7 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     }
     /* Each unseeded sampled call advances the session seed, so the next one differs; an explicit
      * seed option reproduces a call and leaves the session seed alone. */
-    if (!greedy && !explicit_seed) s->seed++;
+    if (!greedy && !explicit_seed) s->seed = (s->seed + 1) & 0x7FFFFFFFFFFFFFFFull; /* seed() reads it */
     int32_t *out = dsv3_lua_alloc(L, (size_t)n_new * sizeof *out);
     dsv3_err err = {{0}};
     dsv3_run *run = NULL;

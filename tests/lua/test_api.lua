@@ -498,6 +498,18 @@ function T.help_lists_every_api_function()
     R.contains(h, "dsv3 API")
 end
 
+function T.session_seed_wraps_and_never_breaks_gen()
+    local was = seed()
+    seed(math.maxinteger)
+    local ok, err = pcall(gen, IDS, q{n = 2})           -- sampled: advances the seed
+    R.ok(ok, err)
+    R.eq(seed(), 0, "the seed wraps to 0")
+    seed(math.maxinteger)
+    ok, err = pcall(gen, IDS, q{n = 2, greedy = true})
+    R.ok(ok, err)
+    seed(was)
+end
+
 -- ------------------------------------------------------------------------------ token labels
 
 function T.token_text_makes_whitespace_visible()
