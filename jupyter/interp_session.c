@@ -165,6 +165,39 @@ static int name_char(char c) {
 }
 
 /* The dotted name around the cursor ("string.format" in "x = string.for|mat(1)"). */
+/* The name ending at code[end) ("gen", "r:heatmap"), as [*a, end); 0 when there is none. */
+static int name_before(const char *code, size_t end, size_t *a) {
+    size_t k = end;
+    while (k > 0 && code[k - 1] == ' ')
+        k--;
+    end = k;
+    while (k > 0 && name_char(code[k - 1]))
+        k--;
+    while (k < end && (code[k] == '.' || code[k] == ':'))
+        k++;
+    *a = k;
+    return k < end;
+}
+
+/* The position of the '(' of the innermost call still open at cursor (strings skipped
+ * roughly: quotes toggle), or (size_t)-1; *in_string: whether cursor is inside a string. */
+static size_t open_call(const char *code, size_t cursor, int *in_string) {
+    int depth = 0;
+    char quote = 0;
+    size_t stack[64];
+    for (size_t i = 0; i < cursor && code[i]; i++) {
+        const char c = code[i];
+        if (quote) {
+            if (c == '\\' && i + 1 < cursor) i++;
+            else if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') quote = c;
+        else if (c == '(' && depth < 64) stack[depth++] = i;
+        else if (c == ')' && depth > 0) depth--;
+    }
+    *in_string = quote != 0;
+    return depth > 0 ? stack[depth - 1] : (size_t)-1;
+}
+
 static char *inspect(void *self, const char *code, size_t cursor, int detail_level) {
     dsv3_jsession *js = self;
     (void)detail_level;
@@ -177,11 +210,25 @@ static char *inspect(void *self, const char *code, size_t cursor, int detail_lev
         b--;
     while (a < b && (code[a] == '.' || code[a] == ':'))
         a++;
-    if (a == b) return NULL;
-    char *name = strndup(code + a, b - a);
-    if (!name) return NULL;
-    char *text = dsv3_session_describe(js->s, name);
-    free(name);
+    char *text = NULL;
+    int in_string = 0;
+    const size_t paren = open_call(code, cursor > n ? n : cursor, &in_string);
+    if (a < b && !in_string) { /* a word inside a string literal is no name */
+        char *name = strndup(code + a, b - a);
+        if (!name) return NULL;
+        text = dsv3_session_describe(js->s, name);
+        free(name);
+    }
+    /* Shift-Tab inside a call's parentheses: the help of the function being called */
+    if (!text && paren != (size_t)-1 && name_before(code, paren, &a)) {
+        char *name = strndup(code + a, paren - a);
+        if (name) {
+            char *sp = strchr(name, ' ');
+            if (sp) *sp = 0;
+            text = dsv3_session_describe(js->s, name);
+        }
+        free(name);
+    }
     return text;
 }
 

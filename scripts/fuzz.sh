@@ -6,7 +6,7 @@
 #   TARGET   fuzz_safetensors, fuzz_config, fuzz_tokenizer, ... (default: every tests/fuzz/fuzz_*.c)
 #
 # Each target is compiled with clang -fsanitize=fuzzer,address,undefined directly from the
-# library sources it needs (model/base/status.c model/base/file.c model/run/config.c model/run/safetensors.c kernels/dtype.c,
+# library sources it needs (model/base/status.c model/base/file.c model/base/utf8.c model/run/config.c model/run/safetensors.c kernels/dtype.c,
 # -lcjson -lm) into $DSV3_FUZZ_DIR (default build-fuzz/), and run over a fresh COPY of its seed
 # corpus tests/fuzz/corpus_<name>/ (the repository corpus is never modified) with the
 # dictionary tests/fuzz/<name>.dict. Crash inputs are written as $DSV3_FUZZ_DIR/<target>-crash-*
@@ -25,7 +25,7 @@ fi
 CC=${CC:-clang}
 OUT=${DSV3_FUZZ_DIR:-build-fuzz}
 LIB_SOURCES=(model/base/status.c model/base/file.c model/run/config.c model/run/safetensors.c kernels/dtype.c
-    model/text/tokenizer.c model/text/pretok.c model/text/chat.c model/base/strbuf.c)
+    model/text/tokenizer.c model/text/pretok.c model/text/chat.c model/base/strbuf.c model/base/utf8.c)
 LIBS=(-lcjson -lpcre2-8 -lm)
 
 # Sources and libraries a target needs beyond the parsers above.

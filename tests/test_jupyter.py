@@ -14,6 +14,7 @@ nbclient running examples/tour.ipynb.
 Usage: test_jupyter.py DSV3_BIN KERNEL_BIN MODEL_DIR [NAME_SUBSTRING]
 Prints one PASS/FAIL line per test and "N passed, M failed"; exit 1 on failure.
 """
+import re
 import hashlib
 import hmac
 import json
@@ -269,6 +270,78 @@ def test_probe_values_render_as_svg():
           "a value with __svg gets image/svg+xml: %s" % list(d))
 
 
+def svg_width(svg):
+    return int(re.search(r'<svg[^>]* width="(\d+)"', svg).group(1))
+
+
+def test_figures_are_readable():
+    """Routing: every MoE layer as a panel, token labels as text (no byte-BPE glyphs), expert
+    ticks, a colour bar, hover titles with the decision; the width fits the content; text/html
+    carries the same SVG inline; r:heatmap(L, "svg") is a figure value; attention has token
+    labels on both axes and a real title."""
+    reply, msgs = execute(K.kc, 'r = route("hello world\\n 12")\nr')
+    d = result_data(msgs)
+    svg = d.get("image/svg+xml", "")
+    check(svg.count("font-weight=\"bold\">layer ") >= 2, "one panel per MoE layer: %r" % svg[:300])
+    check("␣world" in svg or "␣" in svg, "token labels readable")
+    check("Ġ" not in svg and "Ċ" not in svg, "no byte-level glyphs")
+    check("&lt;bos&gt;" in svg, "BOS label")
+    check("linearGradient" in svg, "colour bar")
+    check(re.search(r"<title>layer \d+, pos \d+ .*expert \d+ \(group \d+.*\): score [0-9.]+, biased [-0-9.]+; "
+                    r"(chosen #\d, weight [0-9.]+|not chosen)</title>", svg), "hover titles with the decision")
+    check(">15</text>" in svg or ">8</text>" in svg, "expert ticks")
+    w = svg_width(svg)
+    xs = [int(x) for x in re.findall(r'<rect x="(\d+)"', svg)]
+    title = re.search(r'<text x="4" y="15" font-size="12">([^<]*)</text>', svg).group(1)
+    check(max(xs) < w <= max(max(xs) + 200, 8 * len(title) + 20),
+          "width %d fits the content (last cell at %d, title %d chars)" % (w, max(xs), len(title)))
+    html = d.get("text/html", "")
+    check("<svg" in html and "dsv3-figure" in html, "text/html rendition with the SVG inline")
+    reply, msgs = execute(K.kc, 'r:heatmap(2, "svg")')
+    d = result_data(msgs)
+    check("image/svg+xml" in d and d["text/plain"].startswith("<figure"), "heatmap(L, 'svg') is a figure: %s" % d["text/plain"][:80])
+    reply, msgs = execute(K.kc, 'attn("The capital of France", 1, 0)')
+    svg = result_data(msgs).get("image/svg+xml", "")
+    check("attention, layer 1 head 0" in svg, "attention title: %r" % svg[:300])
+    check(svg.count("rotate(-60)") >= 4, "key labels on the top axis")
+    check('text-anchor="end">&lt;bos&gt;' in svg, "query labels on the left axis")
+
+
+def test_display_ids_are_unique_per_run():
+    code = 'a = display(1)\nb = display(2)\nreturn a ~= b and a:match("^dsv3%-%d+%-%d+$") ~= nil'
+    reply, msgs = execute(K.kc, code)
+    check(result_data(msgs).get("text/plain") == "true", "fresh ids: %s" % result_data(msgs))
+    ids = []
+    for _ in range(2):  # a second GRPO run after grpo_reset() must not update the first one's chart
+        reply, msgs = execute(K.kc, 'grpo{task = "add", steps = 1, max_tokens = 4, group = 2, batch = 1,'
+                                    ' quiet = true}\ngrpo_reset()')
+        check(reply["content"]["status"] == "ok", "grpo: %s" % reply["content"])
+        ids += [m["content"]["transient"]["display_id"] for m in msgs if m["msg_type"] == "display_data"]
+    check(len(ids) == 2 and ids[0] != ids[1], "each run its own chart: %s" % ids)
+
+
+def test_outputs_are_not_shown_twice():
+    reply, msgs = execute(K.kc, 'gen("hello", {max_tokens = 6, greedy = true})')
+    streamed = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    d = result_data(msgs)
+    text = streamed.strip()
+    check(text and text not in d.get("text/html", ""), "streamed text not repeated in Out: %r / %r"
+          % (streamed, d.get("text/html", "")[:200]))
+    check("tokens" in d.get("text/plain", ""), "Out keeps the stats: %s" % d)
+    reply, msgs = execute(K.kc, 'display(info())')
+    check(types(msgs).count("display_data") == 1 and "execute_result" not in types(msgs),
+          "display() as the last line shows the value once, not its id: %s" % types(msgs))
+    reply, msgs = execute(K.kc, 'id = display(1)')
+    reply, msgs = execute(K.kc, 'id')
+    check("dsv3-" in result_data(msgs).get("text/plain", ""), "the id is still there when asked for")
+    code = ('tr = train{steps = 2, text = string.rep("the cat sat on the mat. ", 40), seq_len = 16, batch = 2}\n'
+            'tr')
+    reply, msgs = execute(K.kc, code)
+    execute(K.kc, 'train_reset()')
+    check(reply["content"]["status"] == "ok", "train: %s" % reply["content"])
+    check("execute_result" not in types(msgs), "train{} chart shown once: %s" % types(msgs))
+
+
 def test_iopub_order():
     msg_id = K.kc.execute('print("a")\nreturn 7')
     reply = reply_to(K.kc, msg_id)
@@ -347,6 +420,12 @@ def test_inspect():
     check(r["found"] and "function" in r["data"]["text/plain"], "string.format: %s" % r)
     r = reply_to(K.kc, K.kc.inspect("display", 3))["content"]
     check(r["found"] and "update" in r["data"]["text/plain"], "display: %s" % r)
+    code = 'gen("hello", {max_tokens = 4, '
+    r = reply_to(K.kc, K.kc.inspect(code, len(code)))["content"]
+    check(r["found"] and "gen(prompt" in r["data"]["text/plain"], "Shift-Tab inside gen(...): %s" % r)
+    code = 'x = route("a b")'
+    r = reply_to(K.kc, K.kc.inspect(code, len(code) - 3))["content"]
+    check(r["found"] and "route(" in r["data"]["text/plain"], "Shift-Tab inside a string argument: %s" % r)
     r = reply_to(K.kc, K.kc.inspect("no_such_name", 3))["content"]
     check(r["status"] == "ok" and not r["found"] and r["data"] == {}, "unknown: %s" % r)
 
@@ -763,7 +842,10 @@ def test_nbclient_runs_grpo():
     check(lines.count("step ") >= 2 and "reward" in lines, "step lines: %r" % lines)
     shown = [o for c in code for o in c.outputs if o.output_type == "execute_result"
              and "image/svg+xml" in o.get("data", {}) and "GRPO" in o["data"]["image/svg+xml"]]
-    check(len(shown) == 2, "the run values render as SVG (%d)" % len(shown))
+    check(len(shown) == 1, "the run value renders as SVG where no live chart showed it (%d)" % len(shown))
+    last = code[-2]  # r2 = grpo{...} return r2: its live chart, not the chart again as Out
+    kinds = [o.output_type for o in last.outputs if o.output_type != "stream"]
+    check(kinds == ["display_data"], "r2's chart once: %s" % kinds)
 
 
 def run_notebook(path, timeout=120):
@@ -828,6 +910,7 @@ SHARED = [
     test_kernel_info_on_shell_and_control, test_load_model, test_expression_gives_execute_result,
     test_last_expression_after_statements_is_shown, test_plain_tables_render_as_tables,
     test_print_goes_to_stream, test_io_write_and_read_use_the_notebook, test_probe_values_render_as_svg,
+    test_figures_are_readable, test_display_ids_are_unique_per_run, test_outputs_are_not_shown_twice,
     test_iopub_order, test_execution_count_increments, test_error_has_traceback,
     test_stop_on_error_aborts_queued, test_complete_in_code_points, test_inspect, test_is_complete,
     test_history, test_comm_info, test_display_and_update_in_place, test_training_chart_updates_in_place,

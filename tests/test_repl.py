@@ -600,7 +600,7 @@ def test_results_render_as_aligned_text_not_table_addresses():
     contains(out, "\n{}\n", "an empty table")
     contains(out, "resid_out.1  tensor [", "capture() lists its tensors")
     check(re.search(r"\nactive\s+\d+\n", out), "info().params as aligned key/value rows")
-    check(re.search(r"\n#\s+id\s+logit\s+prob\n1\s+\d+", out), "top-k as rows: %r" % out)
+    check(re.search(r"\n#\s+id\s+logit\s+prob\s+text\n1\s+\d+", out), "top-k as rows: %r" % out)
     rc, out, err = run_bin("-e", "io.write('x')")
     eq((rc, out), (0, "x"), "io.write's returned file is not shown")
     rc, out, err = run_bin("-e", "print({})")

@@ -1,6 +1,7 @@
-/* utf8.h — UTF-8 validation shared by the renderers and the Jupyter wire layer.
+/* utf8.h — UTF-8 validation shared by the renderers and the Jupyter wire layer, and the
+ * visible form of a token's text (utf8.c).
  *
- * Header-only, no state. Valid means RFC 3629: no overlong forms, no UTF-16 surrogates, nothing
+ * No state. Valid means RFC 3629: no overlong forms, no UTF-16 surrogates, nothing
  * past U+10FFFF. (The tokenizer's decoder replaces invalid input by maximal subparts and the
  * streaming detokenizer waits for incomplete sequences: their own rules, in their own files.)
  */
@@ -26,5 +27,11 @@ static inline size_t dsv3_utf8_seq_len(const unsigned char *s, size_t n) {
     if (c == 0xF4 && s[1] >= 0x90) return 0; /* past U+10FFFF */
     return len;
 }
+
+/* The text of s[0..n) as a reader should see it in a table or a figure: a space is '␣', a
+ * newline '↵', a tab '⇥', a carriage return '␍', other control bytes and bytes that are not
+ * valid UTF-8 (a token may hold part of a character) are written "\xNN"; everything else is
+ * copied. An empty input gives "∅". Returns a malloc'd string, NULL when out of memory. */
+char *dsv3_utf8_visible(const char *s, size_t n);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "model/base/file.h"
 #include "model/base/strbuf.h"
+#include "model/base/utf8.h"
 #include "model/text/pretok.h"
 
 #include <cjson/cJSON.h>
@@ -1136,6 +1137,15 @@ const char *dsv3_tokenizer_token_bytes(const dsv3_tokenizer *t, int32_t id, size
     const tok_entry *e = entry(t, id);
     *len = e ? e->bytes_len : 0;
     return e ? t->arena.p + e->bytes : NULL;
+}
+
+char *dsv3_tokenizer_label(const dsv3_tokenizer *t, int32_t id) {
+    const tok_entry *e = entry(t, id);
+    if (!e) return NULL;
+    if (id == t->bos_id) return strdup("<bos>");
+    if (id == t->eos_id) return strdup("<eos>");
+    if (e->special) return strdup(t->arena.p + e->piece);
+    return dsv3_utf8_visible(t->arena.p + e->bytes, e->bytes_len);
 }
 
 int32_t dsv3_tokenizer_token_id(const dsv3_tokenizer *t, const char *piece) {

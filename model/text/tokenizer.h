@@ -117,6 +117,12 @@ const char *dsv3_tokenizer_piece(const dsv3_tokenizer *tok, int32_t id);
  * NUL-terminated); NULL (and *len 0) if id has no token. len may not be NULL. */
 const char *dsv3_tokenizer_token_bytes(const dsv3_tokenizer *tok, int32_t id, size_t *len);
 
+/* A short readable label of token `id` for tables and figures: its bytes in the visible form of
+ * dsv3_utf8_visible (" world" -> "␣world", "\n" -> "↵", a partial UTF-8 byte -> "\xE4"), the
+ * BOS and EOS tokens as "<bos>" and "<eos>", other special tokens as their content. Malloc'd;
+ * NULL if id has no token (or out of memory). */
+char *dsv3_tokenizer_label(const dsv3_tokenizer *tok, int32_t id);
+
 /* The id of the token whose string (as dsv3_tokenizer_piece gives it) is `piece`, looking in the
  * added tokens first, then the model vocab, e.g. dsv3_tokenizer_token_id(tok, "<｜User｜>").
  * -1 if there is none or an argument is NULL. */

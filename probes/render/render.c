@@ -34,7 +34,13 @@ void dsv3_text_fit(char *dst, size_t cap, const char *s, int width) {
         int ok = 1;
         for (int k = 1; k < len; k++) ok &= (p[k] & 0xC0) == 0x80;
         if (!ok) len = 1;
-        if (o + (size_t)len + 1 >= cap) break;
+        if (o + (size_t)len + 4 >= cap) break;
+        if (cols == width - 1 && p[len]) { /* more follows: the last column says so */
+            memcpy(dst + o, "\xE2\x80\xA6", 3);  /* U+2026 */
+            o += 3;
+            cols++;
+            break;
+        }
         if (len == 1 && (*p < 0x20 || *p >= 0x80)) dst[o++] = '?';
         else {
             memcpy(dst + o, p, (size_t)len);
@@ -83,41 +89,180 @@ char *dsv3_render_heatmap_text(const dsv3_heatmap *h) {
     return dsv3_strbuf_finish(&b);
 }
 
-char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
-    float lo, hi;
-    range(h->v, h->rows * h->cols, &lo, &hi);
-    const int cell = h->cols > 64 || h->rows > 64 ? 6 : 12, left = 110, top = 34;
-    const int W = left + (int)h->cols * cell + 20, Hh = top + (int)h->rows * cell + 30;
-    dsv3_strbuf b = {0};
-    dsv3_strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"monospace\" font-size=\"10\">", W, Hh);
-    if (h->title) {
-        char *t = dsv3_xml_escape(h->title);
-        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"14\">%s (%.3g .. %.3g)</text>", t ? t : "", lo, hi);
-        free(t);
+int dsv3_svg_text_px(const char *s) {
+    double w = 0;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if ((*p & 0xC0) == 0x80) continue;
+        unsigned cp = *p;
+        if (*p >= 0xE0 && p[1] && p[2]) cp = ((*p & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+        else if (*p >= 0xF0) cp = 0x20000;
+        const int wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) ||
+                         (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+                         (cp >= 0xFF00 && cp <= 0xFF60) || cp >= 0x20000;
+        w += wide ? 12.2 : 6.1;
     }
-    for (int64_t r = 0; r < h->rows; r++) {
-        const char *lab = h->row_labels && h->row_labels[r] ? h->row_labels[r] : "";
-        char *t = dsv3_xml_escape(lab);
-        dsv3_strbuf_printf(&b, "<text x=\"4\" y=\"%d\">%lld %s</text>", top + (int)r * cell + cell - 2, (long long)r + 1, t ? t : "");
-        free(t);
+    return (int)(w + 0.999);
+}
+
+/* The ramp's colour of f in [0, 1]: white to blue. */
+static void ramp_rgb(float f, int *R, int *G) {
+    *R = (int)(255 - 200 * f);
+    *G = (int)(255 - 150 * f);
+}
+
+static void put_escaped(dsv3_strbuf *b, const char *s) {
+    char *t = dsv3_xml_escape(s ? s : "");
+    dsv3_strbuf_puts(b, t ? t : "");
+    free(t);
+}
+
+/* Sizes shared by the panels of one figure. */
+typedef struct {
+    int cell, label_w, head_h, panel_w, panel_h;
+} hm_layout;
+
+/* Draws panel h with its top-left cell at (x, y); row labels right-aligned at x - 4 when
+ * labels is set. */
+static void hm_panel(dsv3_strbuf *b, const dsv3_heatmap *h, const hm_layout *ly, int x, int y,
+                     float lo, float hi, int labels) {
+    const int cell = ly->cell;
+    const int64_t cells = h->rows * h->cols;
+    if (h->title) {
+        dsv3_strbuf_printf(b, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">", x,
+                           y - ly->head_h + 12);
+        put_escaped(b, h->title);
+        dsv3_strbuf_puts(b, "</text>");
+    }
+    if (h->col_labels) /* rotated labels above the columns */
         for (int64_t c = 0; c < h->cols; c++) {
-            float x = h->v[r * h->cols + c];
-            if (!isfinite(x)) continue;
-            float f = (x - lo) / (hi - lo);
-            int R = (int)(255 - 200 * f), G = (int)(255 - 150 * f);
-            int mk = h->mark && h->mark[r * h->cols + c];
-            dsv3_strbuf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"%s/>",
-                left + (int)c * cell, top + (int)r * cell, cell, cell, R, G,
-                mk ? " stroke=\"#d00\" stroke-width=\"1.5\"" : "");
+            const int cx = x + (int)c * cell + cell / 2 + 3;
+            dsv3_strbuf_printf(b, "<text transform=\"translate(%d,%d) rotate(-60)\">", cx, y - 3);
+            put_escaped(b, h->col_labels[c] ? h->col_labels[c] : "");
+            dsv3_strbuf_puts(b, "</text>");
+        }
+    for (int64_t r = 0; r < h->rows; r++) {
+        if (labels) {
+            dsv3_strbuf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", x - 4,
+                               y + (int)r * cell + cell - 2);
+            put_escaped(b, h->row_labels && h->row_labels[r] ? h->row_labels[r] : "");
+            dsv3_strbuf_puts(b, "</text>");
+        }
+        for (int64_t c = 0; c < h->cols; c++) {
+            const float v = h->v[r * h->cols + c];
+            if (!isfinite(v)) continue;
+            int R, G;
+            ramp_rgb((v - lo) / (hi - lo), &R, &G);
+            const int mk = h->mark && h->mark[r * h->cols + c];
+            dsv3_strbuf_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"%s>",
+                               x + (int)c * cell, y + (int)r * cell, cell, cell, R, G,
+                               mk ? " stroke=\"#d00\" stroke-width=\"1.5\"" : "");
+            if (cells <= 40000 || mk) {
+                char tip[512];
+                if (h->tip) h->tip(h->tip_ud, r, c, tip, sizeof tip);
+                else snprintf(tip, sizeof tip, "%s %lld, %s %lld: %.4g",
+                              h->row_axis ? h->row_axis : "row", (long long)r + 1,
+                              h->col_axis ? h->col_axis : "column", (long long)c, v);
+                dsv3_strbuf_puts(b, "<title>");
+                put_escaped(b, tip);
+                dsv3_strbuf_puts(b, "</title>");
+            }
+            dsv3_strbuf_puts(b, "</rect>");
         }
     }
-    if (h->col_axis) {
-        char *t = dsv3_xml_escape(h->col_axis);
-        dsv3_strbuf_printf(&b, "<text x=\"%d\" y=\"%d\">%s 0..%lld</text>", left, Hh - 8, t ? t : "", (long long)h->cols - 1);
-        free(t);
+    /* numbered ticks below the columns: every column when they fit, else every 8th */
+    const int step = h->cols * 1 <= 32 && cell >= 12 ? 1 : h->cols <= 64 ? 4 : 8;
+    const int yb = y + (int)h->rows * cell;
+    for (int64_t c = 0; c < h->cols; c += step) {
+        const int cx = x + (int)c * cell + cell / 2;
+        dsv3_strbuf_printf(b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>", cx, yb,
+                           cx, yb + 3);
+        if (!h->col_labels)
+            dsv3_strbuf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"8\">%lld</text>",
+                               cx, yb + 12, (long long)c);
     }
-    dsv3_strbuf_printf(&b, "</svg>");
+    if (h->col_axis)
+        dsv3_strbuf_printf(b, "<text x=\"%d\" y=\"%d\" fill=\"#555\">", x, yb + 24),
+            put_escaped(b, h->col_axis), dsv3_strbuf_puts(b, "</text>");
+}
+
+char *dsv3_render_heatmaps_svg(const dsv3_heatmap *h, int n, const char *title) {
+    if (n < 1) return NULL;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        float a, c;
+        range(h[i].v, h[i].rows * h[i].cols, &a, &c);
+        lo = a < lo ? a : lo;
+        hi = c > hi ? c : hi;
+    }
+    int64_t cols = 0;
+    hm_layout ly = {0};
+    ly.cell = 12;
+    for (int i = 0; i < n; i++) {
+        cols = h[i].cols > cols ? h[i].cols : cols;
+        if (h[i].cols > 64 || h[i].rows > 64) ly.cell = h[i].cols > 160 ? 4 : 6;
+    }
+    for (int64_t r = 0; r < h[0].rows; r++) {
+        const int w = dsv3_svg_text_px(h[0].row_labels ? h[0].row_labels[r] : NULL);
+        ly.label_w = w > ly.label_w ? w : ly.label_w;
+    }
+    ly.label_w += 10;
+    int col_lab_h = 0, title_w = 0;
+    for (int i = 0; i < n; i++) {
+        if (h[i].col_labels)
+            for (int64_t c = 0; c < h[i].cols; c++) {
+                const int w = (int)(dsv3_svg_text_px(h[i].col_labels[c]) * 0.87) + 6;
+                col_lab_h = w > col_lab_h ? w : col_lab_h;
+            }
+        const int w = dsv3_svg_text_px(h[i].title);
+        title_w = w > title_w ? w : title_w;
+    }
+    ly.head_h = (title_w ? 18 : 4) + col_lab_h;
+    ly.panel_w = (int)cols * ly.cell;
+    if (title_w > ly.panel_w) ly.panel_w = title_w;
+    ly.panel_w += 16;
+    ly.panel_h = ly.head_h + (int)h[0].rows * ly.cell + 30;
+    const int per_line = (1200 - ly.label_w) / ly.panel_w > 1 ? (1200 - ly.label_w) / ly.panel_w : 1;
+    const int lines = (n + per_line - 1) / per_line, across = n < per_line ? n : per_line;
+    const int top = title ? 22 : 4, bar_h = 34;
+    int W = ly.label_w + across * ly.panel_w + 8;
+    const int tw = dsv3_svg_text_px(title) * 6 / 5 + 16; /* the title is 12 px */
+    if (tw > W) W = tw;
+    if (W < 260) W = 260;
+    const int H = top + lines * ly.panel_h + bar_h;
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                       "viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\" "
+                       "font-size=\"10\"><rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>",
+                       W, H, W, H);
+    if (title) {
+        dsv3_strbuf_puts(&b, "<text x=\"4\" y=\"15\" font-size=\"12\">");
+        put_escaped(&b, title);
+        dsv3_strbuf_puts(&b, "</text>");
+    }
+    for (int i = 0; i < n; i++) {
+        const int line = i / per_line, k = i % per_line;
+        hm_panel(&b, &h[i], &ly, ly.label_w + k * ly.panel_w, top + line * ly.panel_h + ly.head_h, lo,
+                 hi, k == 0);
+    }
+    /* the colour bar */
+    char lo_s[32];
+    snprintf(lo_s, sizeof lo_s, "%.3g", lo);
+    const int by = H - bar_h + 8, bx = 8 + dsv3_svg_text_px(lo_s) + 4, bw = 160;
+    dsv3_strbuf_printf(&b, "<defs><linearGradient id=\"dsv3ramp\"><stop offset=\"0\" stop-color=\"rgb(255,255,255)\"/>"
+                       "<stop offset=\"1\" stop-color=\"rgb(55,105,255)\"/></linearGradient></defs>"
+                       "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"10\" fill=\"url(#dsv3ramp)\" stroke=\"#888\"/>"
+                       "<text x=\"8\" y=\"%d\">%s</text><text x=\"%d\" y=\"%d\">%.3g</text>",
+                       bx, by, bw, by + 9, lo_s, bx + bw + 4, by + 9, hi);
+    if (h[0].mark)
+        dsv3_strbuf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"none\" stroke=\"#d00\" "
+                           "stroke-width=\"1.5\"/><text x=\"%d\" y=\"%d\">chosen</text>",
+                           bx + bw + 60, by, bx + bw + 74, by + 9);
+    dsv3_strbuf_puts(&b, "</svg>");
     return dsv3_strbuf_finish(&b);
+}
+
+char *dsv3_render_heatmap_svg(const dsv3_heatmap *h) {
+    return dsv3_render_heatmaps_svg(h, 1, NULL);
 }
 
 char *dsv3_render_bars_svg(const double *v, int64_t n, const char *title, const char *x_axis) {

@@ -34,4 +34,11 @@ char *dsv3_render_route_csv(const dsv3_routerec *r);
 char *dsv3_render_route_heatmap(const dsv3_routerec *r, const dsv3_route_labels *lab, int64_t layer,
                                 int svg);
 
+/* SVG of every main-model MoE layer as small multiples (tokens x experts, the unbiased sigmoid
+ * scores, chosen cells outlined, one colour bar); each cell's hover title holds the decision:
+ * layer, position and token, expert and its group (", dropped" when the group was not kept),
+ * score, biased score, and the rank and combine weight when chosen. NULL when no layer has
+ * a record (or out of memory). */
+char *dsv3_render_route_svg(const dsv3_routerec *r, const dsv3_route_labels *lab);
+
 #endif

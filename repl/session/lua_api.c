@@ -289,6 +289,14 @@ static void push_tokens(lua_State *L, lmodel *lm, const int32_t *ids, size_t n) 
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         lua_setfield(L, -2, "pieces");
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            char *t = dsv3_tokenizer_label(lm->tok, ids[i]);
+            lua_pushstring(L, t ? t : "?");
+            free(t);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "text");
     }
     luaL_setmetatable(L, MT_TOKENS);
 }
@@ -299,7 +307,11 @@ static int tokens_tostring(lua_State *L) {
     dsv3_strbuf b = {0};
     lua_pushfstring(L, "%d tokens:", (int)n);
     dsv3_sbuf_addtop(L, &b);
-    lua_getfield(L, 1, "pieces");
+    lua_getfield(L, 1, "text"); /* readable labels; older tables have only pieces */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "pieces");
+    }
     int has_pieces = lua_istable(L, -1);
     for (lua_Integer i = 1; i <= n && i <= 200; i++) {
         lua_rawgeti(L, 1, i);
@@ -373,6 +385,14 @@ static int logits_gc(lua_State *L) {
 }
 
 /* The logits at idx; raises if its memory was released (a __gc called by hand). */
+/* The model a logits value was computed with (its user value), or NULL once closed. */
+static const lmodel *logits_model(lua_State *L, int idx) {
+    lua_getiuservalue(L, idx, 1);
+    const lmodel *lm = luaL_testudata(L, -1, DSV3_LUA_MT_MODEL);
+    lua_pop(L, 1);
+    return lm && lm->m ? lm : NULL;
+}
+
 static llogits *check_logits(lua_State *L, int idx) {
     llogits *lg = luaL_checkudata(L, idx, MT_LOGITS);
     if (!lg->logits) luaL_error(L, "logits value is released");
@@ -387,8 +407,9 @@ static int64_t pos_arg(lua_State *L, int idx, int64_t T) {
     return (int64_t)p - 1;
 }
 
-/* Pushes {{id=, logit=, prob=}, ...} for the k largest of row[V]. */
-static void push_top(lua_State *L, const float *row, int64_t V, int k) {
+/* Pushes {{id=, text=, logit=, prob=}, ...} for the k largest of row[V]; text (the token's
+ * readable label) only when lm has a tokenizer. */
+static void push_top(lua_State *L, const float *row, int64_t V, int k, const lmodel *lm) {
     double mx = row[0], sum = 0;
     for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
     for (int64_t v = 0; v < V; v++) sum += exp(row[v] - mx);
@@ -401,6 +422,12 @@ static void push_top(lua_State *L, const float *row, int64_t V, int k) {
         taken[best] = 1;
         lua_createtable(L, 0, 3);
         dsv3_lua_setint(L, "id", best);
+        if (lm && lm->tok) {
+            char *t = dsv3_tokenizer_label(lm->tok, (int32_t)best);
+            lua_pushstring(L, t ? t : "?");
+            free(t);
+            lua_setfield(L, -2, "text");
+        }
         lua_pushnumber(L, row[best]);
         lua_setfield(L, -2, "logit");
         lua_pushnumber(L, exp(row[best] - mx) / sum);
@@ -415,7 +442,7 @@ static int logits_top(lua_State *L) {
     int64_t p = pos_arg(L, 2, lg->T);
     lua_Integer k = luaL_optinteger(L, 3, 5);
     luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
-    push_top(L, lg->logits + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
+    push_top(L, lg->logits + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V), logits_model(L, 1));
     return 1;
 }
 
@@ -425,7 +452,7 @@ static int logits_mtp_top(lua_State *L) {
     int64_t p = pos_arg(L, 2, lg->T - 1);
     lua_Integer k = luaL_optinteger(L, 3, 5);
     luaL_argcheck(L, k >= 1, 3, "k must be at least 1");
-    push_top(L, lg->mtp + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V));
+    push_top(L, lg->mtp + p * lg->V, lg->V, (int)(k < lg->V ? k : lg->V), logits_model(L, 1));
     return 1;
 }
 
@@ -464,21 +491,28 @@ static int logits_len(lua_State *L) {
 
 static int logits_tostring(lua_State *L) {
     llogits *lg = check_logits(L, 1);
+    const lmodel *lm = logits_model(L, 1);
     dsv3_strbuf b = {0};
     lua_pushfstring(L, "logits [%d x %d]%s; top-5 next tokens:\n", (int)lg->T, (int)lg->V,
                     lg->mtp ? " (+ MTP)" : "");
     dsv3_sbuf_addtop(L, &b);
     int64_t from = lg->T > 8 ? lg->T - 8 : 0;
     for (int64_t t = from; t < lg->T; t++) {
-        push_top(L, lg->logits + t * lg->V, lg->V, 5);
-        lua_pushfstring(L, "  pos %d (id %d):", (int)t + 1, (int)lg->ids[t]);
+        push_top(L, lg->logits + t * lg->V, lg->V, 5, lm);
+        lua_pushfstring(L, "  pos %d ", (int)t + 1);
         dsv3_sbuf_addtop(L, &b);
+        dsv3_lua_push_label(L, lm, lg->ids[t]);
+        dsv3_sbuf_addtop(L, &b);
+        dsv3_strbuf_puts(&b, " ->");
         for (int k = 1; k <= 5 && k <= lg->V; k++) {
             lua_rawgeti(L, -1, k);
             lua_getfield(L, -1, "id");
             lua_getfield(L, -2, "prob");
             char buf[64];
-            snprintf(buf, sizeof buf, " %lld (%.3f)", (long long)lua_tointeger(L, -2), lua_tonumber(L, -1));
+            snprintf(buf, sizeof buf, " (%.3f)", lua_tonumber(L, -1));
+            dsv3_strbuf_puts(&b, " ");
+            dsv3_lua_push_label(L, lm, (int32_t)lua_tointeger(L, -2));
+            dsv3_sbuf_addtop(L, &b);
             lua_pop(L, 3);
             dsv3_strbuf_puts(&b, buf);
         }
@@ -506,9 +540,11 @@ static int l_logits(lua_State *L) {
     if (attn && strcmp(attn, "naive") && strcmp(attn, "absorbed")) {
         return luaL_error(L, "logits: option attn must be \"absorbed\" or \"naive\"");
     }
-    llogits *lg = lua_newuserdatauv(L, sizeof *lg, 0);
+    llogits *lg = lua_newuserdatauv(L, sizeof *lg, 1);
     memset(lg, 0, sizeof *lg);
     luaL_setmetatable(L, MT_LOGITS);
+    dsv3_lua_push_model(L, lm); /* for token labels; keeps the model open while l lives */
+    lua_setiuservalue(L, -2, 1);
     lg->ids = malloc((n ? n : 1) * sizeof *lg->ids); /* kept for rendering; freed by __gc */
     if (!lg->ids) return luaL_error(L, "logits: out of memory");
     memcpy(lg->ids, ids, n * sizeof *ids);
@@ -629,12 +665,14 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     const lua_Number t_num = dsv3_lua_opt_num(L, opt, "temperature|temp", 0.7);
     const lua_Number k_num = dsv3_lua_opt_num(L, opt, "top_k", 0);
     const lua_Number p_num = dsv3_lua_opt_num(L, opt, "top_p", 1.0);
-    lua_Number seed_num = (lua_Number)s->seed;
+    lua_Number seed_num = 0; /* an explicit seed; else the session's, taken as it is */
+    int has_seed = 0;
     if (lua_istable(L, opt)) {
         lua_getfield(L, opt, "seed");
         int has = !lua_isnil(L, -1);
         lua_pop(L, 1);
         if (has) seed_num = dsv3_lua_opt_num(L, opt, "seed", 0);
+        has_seed = has;
     }
     if (!(n_num >= 1 && n_num <= 1e9))
         return luaL_error(L, "gen: option max_tokens (n) must be at least 1 (and at most 1e9)");
@@ -642,10 +680,11 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
         return luaL_error(L, "gen: option temperature (temp) must be in [0, 1e6]");
     if (!(k_num >= 0 && k_num <= 1e9)) return luaL_error(L, "gen: option top_k must be >= 0");
     if (!(p_num > 0 && p_num <= 1)) return luaL_error(L, "gen: option top_p must be in (0, 1]");
-    if (!(seed_num >= 0 && seed_num < 9.2e18)) return luaL_error(L, "gen: option seed must be >= 0");
+    if (has_seed && !(seed_num >= 0 && seed_num < 9.2e18))
+        return luaL_error(L, "gen: option seed must be >= 0");
     const lua_Integer n_new = (lua_Integer)n_num, top_k = (lua_Integer)k_num;
     const float temp = (float)t_num, top_p = (float)p_num;
-    const lua_Integer seed = (lua_Integer)seed_num;
+    const unsigned long long seed = has_seed ? (unsigned long long)seed_num : s->seed;
     int explicit_seed = 0;
     if (lua_istable(L, opt)) {
         lua_getfield(L, opt, "seed");
@@ -665,7 +704,7 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     }
     /* Each unseeded sampled call advances the session seed, so the next one differs; an explicit
      * seed option reproduces a call and leaves the session seed alone. */
-    if (!greedy && !explicit_seed) s->seed++;
+    if (!greedy && !explicit_seed) s->seed = (s->seed + 1) & 0x7FFFFFFFFFFFFFFFull; /* seed() reads it */
     int32_t *out = dsv3_lua_alloc(L, (size_t)n_new * sizeof *out);
     dsv3_err err = {{0}};
     dsv3_run *run = NULL;
@@ -709,6 +748,10 @@ static int run_generation(lua_State *L, lmodel *lm, int32_t *ids, size_t n, int 
     }
     push_tokens(L, lm, out, (size_t)n_out);
     lua_setfield(L, -2, "ids");
+    if (stream) { /* the text is on the output already: its HTML shows only the numbers */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "streamed");
+    }
     lua_newtable(L);
     dsv3_lua_setint(L, "prompt_tokens", st.prompt_tokens);
     dsv3_lua_setint(L, "tokens", st.tokens);
@@ -887,6 +930,36 @@ static int l_seed(lua_State *L) {
     return 1;
 }
 
+/* show_ids([on]) -> on: whether token labels carry their ids. */
+static int l_show_ids(lua_State *L) {
+    dsv3_session *s = dsv3_session_of(L);
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        s->show_ids = lua_toboolean(L, 1);
+    }
+    lua_pushboolean(L, s->show_ids);
+    return 1;
+}
+
+/* token_text(id | ids [, model]) -> label | {labels}: readable token labels. */
+static int l_token_text(lua_State *L) {
+    lmodel *lm = dsv3_lua_model_arg(L, 2);
+    if (lua_istable(L, 1)) {
+        size_t n;
+        int32_t *ids = dsv3_lua_ids_arg(L, 1, lm, &n, 0);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            dsv3_lua_push_label(L, lm, ids[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return 1;
+    }
+    lua_Integer id = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, id >= 0 && id < dsv3_model_config(lm->m)->vocab_size, 1, "token id out of range");
+    dsv3_lua_push_label(L, lm, (int32_t)id);
+    return 1;
+}
+
 /* backend([name]) -> name: the kernels of the current model ("fast", "ref", "devsim" or, in
  * builds with CUDA, "cuda"). */
 static int l_backend(lua_State *L) {
@@ -955,6 +1028,13 @@ static const dsv3_lua_fn fns[] = {
      "Token ids of text (a table of ids with .pieces), exactly as the HF tokenizer gives them."},
     {"detokenize", l_detokenize, "detokenize(ids [, {skip_special=false}]) -> string",
      "Text of a table of token ids."},
+    {"token_text", l_token_text, "token_text(id | ids) -> label | {labels}",
+     "Readable labels of tokens as tables and figures show them: the decoded text with a\n"
+     "space as U+2423, a newline as U+21B5, a tab as U+21E5, other control and partial UTF-8\n"
+     "bytes as \\xNN, BOS/EOS as <bos>/<eos> (and \"/id\" after each with show_ids(true))."},
+    {"show_ids", l_show_ids, "show_ids([on]) -> on",
+     "Whether token labels in tables, figures and traces carry their ids (\"␣world/704\");\n"
+     "off by default. In notebooks the id is also the tooltip of a label."},
     {"logits", l_logits, "logits(text | ids [, {mtp=false, attn=\"absorbed\"}]) -> logits",
      "Exact FP32 forward from position 0. Text is tokenized with BOS. The result holds [T, vocab]\n"
      "logits: l:top(pos, k) (pos 1-based, -1 = last), l:at(pos, id), l:row(pos), l:shape(),\n"

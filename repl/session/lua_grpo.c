@@ -365,10 +365,14 @@ static int l_grpo(lua_State *L) {
     lua_createtable(L, (int)steps, 0); /* 5 */
     lua_pushvalue(L, -1);
     lua_setfield(L, run, "steps");
-    char id[64];
-    snprintf(id, sizeof id, "dsv3-grpo-%lld", (long long)lg->steps);
     const int live = plot && s->io.display;
-    if (live) show(L, run, id, 0);
+    char id[64]; /* never one of an earlier run's charts (a run after grpo_reset() included) */
+    snprintf(id, sizeof id, "%s", dsv3_lua_display_id(L, "grpo"));
+    lua_pop(L, 1);
+    if (live) {
+        show(L, run, id, 0);
+        dsv3_lua_mark_shown(L, run); /* its chart is on screen: not shown again as the result */
+    }
     int64_t *pick = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pick); /* 6 */
     const int32_t **pp = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pp);
     int64_t *pl = dsv3_lua_alloc(L, (size_t)lg->batch * sizeof *pl);

@@ -41,15 +41,6 @@ static const char *piece_of(const void *ud, int32_t id) {
     return ud ? dsv3_tokenizer_piece(ud, id) : NULL;
 }
 
-/* The text a token stands for (its bytes, UTF-8-repaired), malloc'd; "?" on failure. */
-static char *token_text(lmodel *lm, int32_t id) {
-    char *text = NULL;
-    size_t len = 0;
-    dsv3_err err;
-    if (lm->tok && dsv3_tokenizer_decode(lm->tok, &text, &len, &id, 1, 0, &err) == DSV3_OK) return text;
-    return strdup("?");
-}
-
 /* The session's interrupt flag, which every probe's forward watches. */
 static const volatile int *cancel_of(lua_State *L) {
     return dsv3_session_of(L)->io.interrupt;
@@ -308,7 +299,7 @@ static dsv3_route_labels labels_of(const lroute *r) {
                                .n_layers = r->n_layers, .first_moe = r->first_moe};
 }
 
-/* r:heatmap(L [, "svg"|"text"]) -> string. */
+/* r:heatmap(L [, "svg"|"text"]) -> string (text) | figure (svg). */
 static int route_heatmap_m(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     lua_Integer li = luaL_optinteger(L, 2, r->first_moe);
@@ -316,7 +307,10 @@ static int route_heatmap_m(lua_State *L) {
     const dsv3_route_labels lab = labels_of(r);
     char *s = dsv3_render_route_heatmap(&r->rec, &lab, li, !strcmp(fmt, "svg"));
     if (!s) return luaL_error(L, "layer %d has no routing in this record", (int)li);
-    lua_pushstring(L, s);
+    if (strcmp(fmt, "svg")) return push_owned_string(L, s);
+    char title[64];
+    snprintf(title, sizeof title, "routing heatmap, layer %lld", (long long)li);
+    dsv3_lua_push_figure(L, s, title);
     free(s);
     return 1;
 }
@@ -324,7 +318,7 @@ static int route_heatmap_m(lua_State *L) {
 static int route_svg(lua_State *L) {
     lroute *r = luaL_checkudata(L, 1, MT_ROUTE);
     const dsv3_route_labels lab = labels_of(r);
-    char *s = dsv3_render_route_heatmap(&r->rec, &lab, r->first_moe, 1);
+    char *s = dsv3_render_route_svg(&r->rec, &lab);
     lua_pushstring(L, s ? s : "");
     free(s);
     return 1;
@@ -356,8 +350,8 @@ static lroute *do_route(lua_State *L, lmodel *lm, int32_t *ids, int64_t n) {
     r->T = n;
     r->n_layers = c->num_hidden_layers;
     r->first_moe = c->first_k_dense_replace;
-    if (lm->tok && (r->pieces = calloc((size_t)n, sizeof *r->pieces)))
-        for (int64_t i = 0; i < n; i++) r->pieces[i] = token_text(lm, ids[i]);
+    if ((r->pieces = calloc((size_t)n, sizeof *r->pieces)))
+        for (int64_t i = 0; i < n; i++) r->pieces[i] = dsv3_lua_label(L, lm, ids[i]);
     if (dsv3_routerec_collect(&r->rec, lm->m, ids, n, cancel_of(L), &err)) dsv3_lua_error(L, &err);
     return r;
 }
@@ -652,11 +646,28 @@ static int trace_tostring(lua_State *L) {
     lua_getfield(L, 1, "drafted");
     lua_getfield(L, 1, "accepted");
     lua_getfield(L, 1, "rate");
-    char buf[256];
-    snprintf(buf, sizeof buf, "MTP drafts: %lld, accepted %lld (%.1f%%); see .steps, .by_position, .by_band, .histogram",
-             (long long)lua_tointeger(L, -3), (long long)lua_tointeger(L, -2), 100.0 * lua_tonumber(L, -1));
-    lua_pushstring(L, buf);
-    return 1;
+    dsv3_strbuf b = {0};
+    dsv3_strbuf_printf(&b, "MTP drafts: %lld, accepted %lld (%.1f%%); see .steps, .by_position, .by_band, .histogram",
+                       (long long)lua_tointeger(L, -3), (long long)lua_tointeger(L, -2), 100.0 * lua_tonumber(L, -1));
+    lua_pop(L, 3);
+    /* the first drafts: "draft ✓" when the main model agreed, else "draft ✗ main" */
+    lua_getfield(L, 1, "steps");
+    const lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    for (lua_Integer i = 1; i <= n && i <= 24; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "pos");
+        lua_getfield(L, -2, "draft_text");
+        lua_getfield(L, -3, "main_text");
+        lua_getfield(L, -4, "accepted");
+        dsv3_strbuf_printf(&b, "%s pos %lld: %s ", i == 1 ? "\n" : ";", (long long)lua_tointeger(L, -4),
+                           lua_isstring(L, -3) ? lua_tostring(L, -3) : "?");
+        if (lua_toboolean(L, -1)) dsv3_strbuf_puts(&b, "✓");
+        else dsv3_strbuf_printf(&b, "✗ %s", lua_isstring(L, -2) ? lua_tostring(L, -2) : "?");
+        lua_pop(L, 5);
+    }
+    if (n > 24) dsv3_strbuf_printf(&b, "; ... %lld more", (long long)(n - 24));
+    lua_pop(L, 1);
+    return dsv3_sbuf_push(L, &b);
 }
 
 /* mtp_trace(prompt | ids [, gen opts]) -> {steps = {{pos, draft, q, p, main, accepted}...},
@@ -692,6 +703,10 @@ static int l_mtp_trace(lua_State *L) {
         lua_setfield(L, -2, "p");
         lua_pushboolean(L, e->accepted);
         lua_setfield(L, -2, "accepted");
+        dsv3_lua_push_label(L, lm, e->draft);
+        lua_setfield(L, -2, "draft_text");
+        dsv3_lua_push_label(L, lm, e->main);
+        lua_setfield(L, -2, "main_text");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "steps");
@@ -729,15 +744,26 @@ static int l_mtp_trace(lua_State *L) {
 typedef struct {
     int64_t rows, cols;
     float *v;
+    char *title;       /* what the figure says it shows, or NULL ("tensor") */
+    char **row_labels; /* [rows] token labels, or NULL */
+    char **col_labels; /* [cols] token labels, or NULL */
 } ltensor;
 
 /* Pushes a tensor that takes v ([rows, cols], malloc'd; freed by its __gc). */
-static void push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
+static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
     ltensor *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
     t->rows = rows;
     t->cols = cols;
     t->v = v;
     luaL_setmetatable(L, MT_TENSOR);
+    return t;
+}
+
+static void free_labels(char **l, int64_t n) {
+    if (l)
+        for (int64_t i = 0; i < n; i++) free(l[i]);
+    free(l);
 }
 
 /* The tensor at idx; raises if its memory was released (a __gc called by hand). */
@@ -751,6 +777,11 @@ static int tensor_gc(lua_State *L) {
     ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
     free(t->v);
     t->v = NULL;
+    free(t->title);
+    t->title = NULL;
+    free_labels(t->row_labels, t->rows);
+    free_labels(t->col_labels, t->cols);
+    t->row_labels = t->col_labels = NULL;
     return 0;
 }
 
@@ -814,13 +845,19 @@ static int tensor_tostring(lua_State *L) {
 
 static int tensor_svg(lua_State *L) {
     ltensor *t = check_tensor(L, 1);
-    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
-    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmap_svg(&hm) : NULL;
+    char title[160];
+    snprintf(title, sizeof title, "%s [%lld x %lld]", t->title ? t->title : "tensor", (long long)t->rows,
+             (long long)t->cols);
+    const int tok = t->row_labels != NULL;
+    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols,
+                       .row_labels = (const char *const *)t->row_labels,
+                       .col_labels = (const char *const *)t->col_labels,
+                       .row_axis = tok ? "query" : "row", .col_axis = tok ? "key" : "column"};
+    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmaps_svg(&hm, 1, title) : NULL;
     lua_pushstring(L, s ? s : "");
     free(s);
     return 1;
 }
-
 /* ---------------------------------------------------------------- capture / lens / attn  */
 
 /* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
@@ -913,6 +950,10 @@ static int l_lens(lua_State *L) {
             if (pc) {
                 lua_pushstring(L, pc);
                 lua_setfield(L, -2, "piece");
+                char *t = dsv3_tokenizer_label(lm->tok, e->id);
+                lua_pushstring(L, t ? t : "?");
+                free(t);
+                lua_setfield(L, -2, "text");
             }
             lua_rawseti(L, -2, j + 1);
         }
@@ -940,9 +981,12 @@ static int lens_tostring(lua_State *L) {
             lua_rawgeti(L, -1, j);
             lua_getfield(L, -1, "id");
             lua_getfield(L, -2, "prob");
-            lua_getfield(L, -3, "piece");
-            snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
-                     lua_isstring(L, -1) ? "/" : "", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
+            lua_getfield(L, -3, "text");
+            if (lua_isstring(L, -1) && !dsv3_session_of(L)->show_ids)
+                snprintf(line, sizeof line, " %s (%.3f)", lua_tostring(L, -1), lua_tonumber(L, -2));
+            else
+                snprintf(line, sizeof line, " %s%s%lld (%.3f)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
+                         lua_isstring(L, -1) ? "/" : "#", (long long)lua_tointeger(L, -3), lua_tonumber(L, -2));
             dsv3_strbuf_puts(&b, line);
             lua_pop(L, 4);
         }
@@ -965,7 +1009,17 @@ static int l_attn(lua_State *L) {
     dsv3_err err = {{0}};
     if (dsv3_attention_pattern(&a, lm->m, ids, (int64_t)n, li, h, cancel_of(L), &err))
         return dsv3_lua_error(L, &err);
-    push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
+    ltensor *t = push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
+    char title[128];
+    snprintf(title, sizeof title, "attention, layer %lld head %lld (rows: queries, columns: keys)",
+             (long long)li, (long long)h);
+    t->title = strdup(title);
+    t->row_labels = calloc((size_t)a.T, sizeof *t->row_labels);
+    t->col_labels = calloc((size_t)a.T, sizeof *t->col_labels);
+    for (int64_t i = 0; i < a.T && t->row_labels && t->col_labels; i++) {
+        t->row_labels[i] = dsv3_lua_label(L, lm, ids[i]);
+        t->col_labels[i] = dsv3_lua_label(L, lm, ids[i]);
+    }
     return 1;
 }
 

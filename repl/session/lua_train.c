@@ -199,6 +199,7 @@ static int l_train(lua_State *L) {
         if (lua_pcall(L, first ? 1 : 2, 1, 0) == LUA_OK && first) lua_replace(L, live + 2);
         else lua_pop(L, 1); /* a failing display costs the chart, not the training */
     }
+    if (live && !lua_isnil(L, live + 2)) dsv3_lua_mark_shown(L, res); /* the live chart is it */
     lua_setfield(L, res, "steps");
     lua_settop(L, res);
     dsv3_err serr = {{0}};

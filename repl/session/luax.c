@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/run/model.h"
 #include "model/text/tokenizer.h"
@@ -78,6 +79,23 @@ dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm) {
         luaL_error(L, "%s has no tokenizer.json: pass token ids (a table of integers) instead",
                    dsv3_model_dir(lm->m));
     return lm->tok;
+}
+
+char *dsv3_lua_label(lua_State *L, const lmodel *lm, int32_t id) {
+    const dsv3_session *s = dsv3_session_of(L);
+    char *text = lm && lm->tok ? dsv3_tokenizer_label(lm->tok, id) : NULL;
+    dsv3_strbuf b = {0};
+    if (text) dsv3_strbuf_puts(&b, text);
+    if (!text || (s && s->show_ids)) dsv3_strbuf_printf(&b, "%s%ld", text ? "/" : "#", (long)id);
+    free(text);
+    return dsv3_strbuf_finish(&b);
+}
+
+void dsv3_lua_push_label(lua_State *L, const lmodel *lm, int32_t id) {
+    char *t = dsv3_lua_label(L, lm, id);
+    if (!t) luaL_error(L, "out of memory");
+    lua_pushstring(L, t);
+    free(t);
 }
 
 /* ---------------------------------------------------------------- arguments ------------ */
@@ -266,4 +284,98 @@ int dsv3_sbuf_push(lua_State *L, dsv3_strbuf *b) {
     free(b->s);
     b->s = NULL;
     return 1;
+}
+
+/* ---------------------------------------------------------------- figures -------------- */
+
+static int figure_svg(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "svg");
+    return 1;
+}
+
+static int figure_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "title");
+    lua_getfield(L, 1, "svg");
+    const char *svg = lua_tostring(L, -1);
+    int w = 0, h = 0;
+    const char *p = svg ? strstr(svg, "width=\"") : NULL;
+    if (p) w = atoi(p + 7);
+    p = svg ? strstr(svg, "height=\"") : NULL;
+    if (p) h = atoi(p + 8);
+    lua_pushfstring(L, "<figure %s: SVG %dx%d; .svg is its source, :save(path) writes it>",
+                    lua_isstring(L, -2) ? lua_tostring(L, -2) : "", w, h);
+    return 1;
+}
+
+static int figure_save(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *path = luaL_checkstring(L, 2);
+    lua_getfield(L, 1, "svg");
+    size_t n;
+    const char *svg = luaL_checklstring(L, -1, &n);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(svg, 1, n, f) == n;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok) return luaL_error(L, "save: cannot write %s", path);
+    lua_pushstring(L, path);
+    return 1;
+}
+
+void dsv3_lua_push_figure(lua_State *L, const char *svg, const char *title) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, svg);
+    lua_setfield(L, -2, "svg");
+    lua_pushstring(L, title ? title : "");
+    lua_setfield(L, -2, "title");
+    if (luaL_newmetatable(L, DSV3_LUA_MT_FIGURE)) {
+        static const luaL_Reg meta[] = {{"__svg", figure_svg}, {"__tostring", figure_tostring}, {NULL, NULL}};
+        static const luaL_Reg methods[] = {{"save", figure_save}, {NULL, NULL}};
+        luaL_setfuncs(L, meta, 0);
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+}
+
+const char *dsv3_lua_display_id(lua_State *L, const char *what) {
+    dsv3_session *s = dsv3_session_of(L);
+    const unsigned long long k = s ? ++s->displays : 0;
+    return lua_pushfstring(L, "dsv3-%s%s%d-%d", what ? what : "", what ? "-" : "", (int)getpid(), (int)k);
+}
+
+/* ---------------------------------------------------------------- shown values --------- */
+
+static const char SHOWN_KEY = 0; /* registry: {[value] = true} of the running chunk */
+
+void dsv3_lua_mark_shown(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+int dsv3_lua_was_shown(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (lua_isnil(L, idx) || lua_rawgetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY) != LUA_TTABLE) {
+        if (!lua_isnil(L, idx)) lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    const int shown = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return shown;
+}
+
+void dsv3_lua_clear_shown(lua_State *L) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SHOWN_KEY);
 }

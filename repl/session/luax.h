@@ -84,6 +84,14 @@ void dsv3_lua_push_model(lua_State *L, const lmodel *lm);
 /* The model's tokenizer; raises "DIR has no tokenizer.json: pass token ids ..." without one. */
 struct dsv3_tokenizer *dsv3_lua_tokenizer(lua_State *L, lmodel *lm);
 
+/* Pushes the label of token id as tables and figures show it: the tokenizer's readable label
+ * (dsv3_tokenizer_label: "␣world", "↵", "<bos>"), followed by "/id" when the session shows ids
+ * (show_ids(true)); "#id" without a tokenizer. */
+void dsv3_lua_push_label(lua_State *L, const lmodel *lm, int32_t id);
+
+/* The same as a malloc'd string (NULL when out of memory). */
+char *dsv3_lua_label(lua_State *L, const lmodel *lm, int32_t id);
+
 /* ---------------------------------------------------------------- arguments ------------ */
 
 /* Zeroed memory owned by a userdata pushed on the stack (freed by the GC, so an error raised
@@ -116,6 +124,26 @@ void dsv3_lua_setnum(lua_State *L, const char *k, double v);
 /* Registers metatable name with the functions meta and, when methods is not NULL, an __index
  * table of methods. Leaves the stack as it was. */
 void dsv3_lua_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
+/* Figures: a value {svg = SOURCE, title = TEXT} (metatable DSV3_LUA_MT_FIGURE, made on first
+ * use here: luax's one value type) that notebooks show as the picture (__svg, and text/html
+ * with the SVG inline), the REPL as one line naming it, and fig:save(path) writes to a file.
+ * Pushes a new figure of the SVG text svg. */
+/* Pushes a display id no other display of this process or of an earlier kernel has had:
+ * "dsv3-PID-N" (N counts up for the session), prefix "dsv3-grpo-..." etc. when given. */
+const char *dsv3_lua_display_id(lua_State *L, const char *what);
+
+/* Marks the value at idx as shown by display() during the running chunk: a chunk whose only
+ * value is one shown this way (display's id, a train{} or grpo{} run whose chart was live)
+ * does not show it again as its result. The set is emptied when a chunk starts. */
+void dsv3_lua_mark_shown(lua_State *L, int idx);
+/* 1 if the value at idx was marked during the running chunk. */
+int dsv3_lua_was_shown(lua_State *L, int idx);
+/* Empties the set (the session, before each chunk). */
+void dsv3_lua_clear_shown(lua_State *L);
+
+#define DSV3_LUA_MT_FIGURE "dsv3.figure"
+void dsv3_lua_push_figure(lua_State *L, const char *svg, const char *title);
 
 /* Renderers that also use the Lua stack (luaL_Buffer forbids that) build text in a dsv3_strbuf
  * (model/base/strbuf.h). Adds tostring of the value on top of the stack and pops it: */

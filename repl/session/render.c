@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model/base/utf8.h"
+#include "repl/session/luax.h"
 
 /* Metatables of the values made by lua_api.c (its MT_* names). */
 #define MT_INFO "dsv3.info"
@@ -734,12 +735,16 @@ static void info_html(lua_State *L, sbuf *b, int idx) {
 
 static void tokens_html(lua_State *L, sbuf *b, int idx) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    lua_getfield(L, idx, "pieces");
+    lua_getfield(L, idx, "text"); /* readable labels; older tables have only pieces */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, idx, "pieces");
+    }
     int pieces = lua_istable(L, -1);
     addf(L, b,
          "<table class=\"dsv3-tokens\"><caption>%lld "
          "tokens</caption><tr><th>#</th><th>id</th>%s</tr>",
-         (long long)n, pieces ? "<th>piece</th>" : "");
+         (long long)n, pieces ? "<th>text</th>" : "");
     for (lua_Integer i = 1; i <= n && i <= MAX_TOKENS_SHOWN; i++) {
         lua_rawgeti(L, idx, i);
         addf(L, b, "<tr><td>%lld</td><td>", (long long)i);
@@ -763,8 +768,11 @@ static void tokens_html(lua_State *L, sbuf *b, int idx) {
 }
 
 static void gen_html(lua_State *L, sbuf *b, int idx) {
+    lua_getfield(L, idx, "streamed");
+    const int streamed = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, idx, "text");
-    if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_type(L, -1) == LUA_TSTRING && !streamed) { /* streamed text is shown once */
         adds(L, b, "<pre class=\"dsv3-gen\">");
         add_value(L, b, -1, DSV3_RENDER_HTML);
         adds(L, b, "</pre>");
@@ -809,13 +817,33 @@ static void call_method(lua_State *L, int idx, const char *name, int nargs, cons
     lua_call(L, nargs + 1, nres);
 }
 
-/* A top-k table {{id=, logit=, prob=}, ...} as table cells "id (p)". */
+/* A token as an HTML cell body: its readable label (the `text` field of the table at idx, or
+ * the id when there is none) in <code>, the id in a tooltip, and after the label too when the
+ * session shows ids (show_ids). */
+static void token_cell(lua_State *L, sbuf *b, int idx) {
+    const lua_Integer id = int_field(L, idx, "id");
+    lua_getfield(L, idx, "text");
+    addf(L, b, "<code title=\"id %lld\">", (long long)id);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *t = lua_tolstring(L, -1, &n);
+        add_escaped(L, b, t, n, DSV3_RENDER_HTML);
+        if (dsv3_session_of(L) && dsv3_session_of(L)->show_ids) addf(L, b, "/%lld", (long long)id);
+    } else {
+        addf(L, b, "%lld", (long long)id);
+    }
+    adds(L, b, "</code>");
+    lua_pop(L, 1);
+}
+
+/* A top-k table {{id=, text=, logit=, prob=}, ...} as table cells "text (p)". */
 static void top_cells(lua_State *L, sbuf *b, int top) {
     lua_Integer k = (lua_Integer)lua_rawlen(L, top);
     for (lua_Integer i = 1; i <= k; i++) {
         lua_rawgeti(L, top, i);
-        addf(L, b, "<td>%lld <small>(%.3f)</small></td>", (long long)int_field(L, -1, "id"),
-             (double)num_field(L, -1, "prob"));
+        adds(L, b, "<td>");
+        token_cell(L, b, lua_gettop(L));
+        addf(L, b, " <small>(%.3f)</small></td>", (double)num_field(L, -1, "prob"));
         lua_pop(L, 1);
     }
 }
@@ -825,7 +853,7 @@ static void logits_html(lua_State *L, sbuf *b, int idx) {
     lua_Integer T = lua_tointeger(L, -2), V = lua_tointeger(L, -1);
     lua_pop(L, 2);
     addf(L, b,
-         "<table class=\"dsv3-logits\"><caption>logits [%lld × %lld], top-5 next tokens: id "
+         "<table class=\"dsv3-logits\"><caption>logits [%lld × %lld], top-5 next tokens "
          "(prob)</caption>"
          "<tr><th>pos</th><th>1</th><th>2</th><th>3</th><th>4</th><th>5</th></tr>",
          (long long)T, (long long)V);
@@ -1094,6 +1122,15 @@ int dsv3_render_push(lua_State *L, int first, int n, dsv3_render_form form) {
     luaL_checkstack(L, 2 * MAX_DEPTH + 20, "render: nesting too deep");
     static const char *const meta[DSV3_RENDER_FORMS] = {NULL, "__html", "__svg", "__json"};
     if (meta[form] && call_meta(L, first, meta[form])) return 1;
+    if (form == DSV3_RENDER_HTML && call_meta(L, first, "__svg")) {
+        /* a figure's HTML is its SVG inline: shown where image/svg+xml is not (exported HTML,
+         * front ends that prefer text/html) */
+        lua_pushliteral(L, "<div class=\"dsv3-figure\">");
+        lua_insert(L, -2);
+        lua_pushliteral(L, "</div>");
+        lua_concat(L, 3);
+        return 1;
+    }
     int t = lua_type(L, first);
     if (form == DSV3_RENDER_SVG || (form == DSV3_RENDER_JSON && t != LUA_TTABLE) ||
         (form == DSV3_RENDER_HTML && t != LUA_TTABLE && !has_mt(L, first, MT_LOGITS)))

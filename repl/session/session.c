@@ -15,7 +15,6 @@
 #include "repl/session/session_internal.h"
 
 static const char RESULTS_KEY = 0; /* registry: {n=, values...} kept by dsv3_session_eval */
-static const char DISPLAY_KEY = 0; /* registry: number of display ids made up so far */
 
 /* ---------------------------------------------------------------- print / hook --------- */
 
@@ -84,14 +83,7 @@ static int l_display(lua_State *L) {
         id = lua_tostring(L, -1); /* stays on the stack */
         if (update && !id) return luaL_error(L, "display: update=true needs the id of an earlier display");
     }
-    if (!id) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
-        lua_Integer k = lua_tointeger(L, -1) + 1;
-        lua_pop(L, 1);
-        lua_pushinteger(L, k);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &DISPLAY_KEY);
-        id = lua_pushfstring(L, "dsv3-%d", (int)k);
-    }
+    if (!id) id = dsv3_lua_display_id(L, NULL);
     dsv3_mime_bundle b = {0};
     for (int f = 0; f < DSV3_RENDER_FORMS && b.n < DSV3_MIME_MAX; f++)
         if (dsv3_render_push(L, 1, 1, (dsv3_render_form)f)) {
@@ -101,6 +93,7 @@ static int l_display(lua_State *L) {
         }
     s->io.display(s->io.ud, &b, id, update);
     lua_pushstring(L, id);
+    dsv3_lua_mark_shown(L, -1); /* `display(x)` as a cell's last line shows x once, not its id */
     return 1;
 }
 
@@ -457,6 +450,7 @@ static int only_files(lua_State *L, int base) {
 
 /* render_values, after keeping the values in the registry for dsv3_session_render. */
 static int keep_and_render(lua_State *L) {
+    if (lua_gettop(L) == 1 && dsv3_lua_was_shown(L, 1)) lua_settop(L, 0); /* shown already */
     int n = lua_gettop(L);
     lua_createtable(L, n, 1);
     for (int i = 1; i <= n; i++) {
@@ -504,6 +498,7 @@ static dsv3_exec_status exec_chunk(dsv3_session *s, const char *code, size_t len
                                    char **result) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
+    dsv3_lua_clear_shown(L);
     int st = load_cell(L, code, len);
     if (st != LUA_OK) {
         dsv3_exec_status es = incomplete(L, st) ? DSV3_EXEC_INCOMPLETE : DSV3_EXEC_ERROR;
@@ -530,6 +525,7 @@ dsv3_exec_status dsv3_session_eval(dsv3_session *s, const char *code, size_t len
 dsv3_exec_status dsv3_session_check(dsv3_session *s, const char *code, size_t len) {
     lua_State *L = s->L;
     const int base = lua_gettop(L);
+    dsv3_lua_clear_shown(L);
     int st = load_cell(L, code, len);
     dsv3_exec_status es = st == LUA_OK ? DSV3_EXEC_OK
                           : incomplete(L, st) ? DSV3_EXEC_INCOMPLETE

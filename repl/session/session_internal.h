@@ -16,6 +16,8 @@ struct dsv3_session {
     lua_State *L;
     dsv3_session_io io;      /* the host's callbacks, copied at dsv3_session_new */
     unsigned long long seed; /* default RNG seed for gen(); seed() changes it */
+    unsigned long long displays; /* display ids made up so far (dsv3_lua_display_id) */
+    int show_ids;            /* token labels carry their ids ("␣world/704"); show_ids() sets it */
 };
 
 #endif

@@ -31,7 +31,7 @@ T["route covers every token and MoE layer"] = function()
   local rows = 0
   for _ in r:csv():gmatch("\n") do rows = rows + 1 end
   assert(rows == 1 + #ids * info_.moe_layers * info_.experts_per_token, "csv rows " .. rows)
-  write(out .. "/heatmap.svg", r:heatmap(first_moe, "svg"))
+  write(out .. "/heatmap.svg", r:heatmap(first_moe, "svg").svg)  -- a figure value
 end
 
 T["load counts add up and push points toward the mean"] = function()

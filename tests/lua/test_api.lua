@@ -498,6 +498,72 @@ function T.help_lists_every_api_function()
     R.contains(h, "dsv3 API")
 end
 
+function T.session_seed_wraps_and_never_breaks_gen()
+    local was = seed()
+    seed(math.maxinteger)
+    local ok, err = pcall(gen, IDS, q{n = 2})           -- sampled: advances the seed
+    R.ok(ok, err)
+    R.eq(seed(), 0, "the seed wraps to 0")
+    seed(math.maxinteger)
+    ok, err = pcall(gen, IDS, q{n = 2, greedy = true})
+    R.ok(ok, err)
+    seed(was)
+end
+
+-- ------------------------------------------------------------------------------ token labels
+
+function T.token_text_makes_whitespace_visible()
+    local t = tokenize("a b\n\tc", {bos = true})
+    local labels = token_text(t)
+    R.eq(labels[1], "<bos>", "BOS label")
+    local all = table.concat(labels, "")
+    R.contains(all, "␣", "space shown")
+    R.contains(all, "↵", "newline shown")
+    R.contains(all, "⇥", "tab shown")
+    R.ok(not all:find("Ġ") and not all:find("Ċ"), "no byte-level glyphs: " .. all)
+    R.eq(token_text(t[1]), "<bos>")
+    R.same(t.text, labels, "tokens carry the labels as .text")
+    R.ok(tostring(t):find("␣", 1, true), "tokens render labels: " .. tostring(t))
+    R.raises("token id out of range", token_text, V)
+end
+
+function T.partial_utf8_token_shown_as_bytes()
+    for id = 0, V - 1 do     -- a byte token above 0x7F decodes to a partial character
+        local tx = token_text(id)
+        if tx:match("^\\x[89A-F]%x$") then return end
+    end
+    R.ok(false, "no token shows as \\xNN")
+end
+
+function T.show_ids_appends_ids()
+    R.eq(show_ids(), false, "off by default")
+    local t = tokenize(" hello")
+    R.eq(show_ids(true), true)
+    local ok, s = pcall(token_text, t[1])
+    show_ids(false)
+    R.ok(ok, s)
+    R.eq(s, token_text(t[1]) .. "/" .. t[1], "id appended")
+end
+
+function T.logits_lens_trace_and_route_show_labels()
+    local p = "hello world\n 12"
+    local l = logits(p)
+    local s = tostring(l)
+    R.contains(s, "␣", "logits text")
+    R.ok(not s:find("(id ", 1, true), "no bare ids: " .. s)
+    R.ok(type(l:top(-1)[1].text) == "string", "top entries have text")
+    local ls = tostring(lens(p, {k = 3}))
+    R.ok(not ls:find("Ġ") and not ls:find("Ċ"), "lens labels: " .. ls)
+    R.ok(type(lens(p)[1].top[1].text) == "string", "lens entries have text")
+    local tr = mtp_trace(p, {max_tokens = 6})
+    R.ok(type(tr.steps[1].draft_text) == "string", "trace steps have draft_text")
+    R.contains(tostring(tr), "pos ", "trace lists drafts")
+    local r = route(p)
+    R.contains(tostring(r), "<bos>", "route text BOS label")
+    R.contains(tostring(r), "␣", "route text")
+    R.contains(r:heatmap(1), "␣", "heatmap text")
+end
+
 -- ------------------------------------------------------------------------------ known bugs
 
 T.logits_top_clamps_k_to_the_vocabulary = R.known_bug(
