@@ -18,10 +18,9 @@
 #include "tests/runner.h"
 #include "tests/models.h"
 
+#include "tests/backends.h"
+
 #include "kernels/cuda/cuda.h"
-#include "model/run/forward.h"
-#include "model/run/generate.h"
-#include "model/run/mtp.h"
 
 
 /* Runs cmd; its exit status, with its stderr in err (one read). */
@@ -138,27 +137,8 @@ static int test_cuda_without_a_device_says_so(void) {
 /* ---------------------------------------------------------------- with a GPU ----------- */
 #ifdef DSV3_HAVE_CUDA
 
-static const int64_t T = 20;
 static const double LOGIT_TOL = 1e-4;  /* max |cuda - fast| / max(1, max |fast|) */
 static const double ROUTE_TOL = 1e-5;  /* scores and weights, absolute (they are in [0, 1] x scaling) */
-
-static int forward_all(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, dsv3_attn_form form,
-                       float *logits, float *mtp) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return printf("  %s\n", err.msg), 1;
-    const dsv3_config *c = dsv3_model_config(m);
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = T + 1, .attn = form};
-    if (dsv3_run_new(&r, m, &o, &err)) return printf("  %s\n", err.msg), 1;
-    float *hidden = malloc((size_t)(T * c->hidden_size) * sizeof *hidden);
-    int bad = dsv3_forward(r, ids, T, logits, 0, hidden, &err) != DSV3_OK;
-    if (!bad && mtp && dsv3_model_has_mtp(m))
-        bad = dsv3_forward_mtp(r, ids + 1, hidden, T - 1, mtp, 0, &err) != DSV3_OK;
-    if (bad) printf("  %s\n", err.msg);
-    free(hidden);
-    dsv3_run_free(r);
-    return bad;
-}
 
 /* max |a - b| / max(1, max |b|). */
 static double logit_err(const float *a, const float *b, int64_t n) {
@@ -170,96 +150,11 @@ static double logit_err(const float *a, const float *b, int64_t n) {
     return d / mx;
 }
 
-/* Every routing event of a forward: the discrete parts (layer, pos, token, groups kept,
- * experts, zero-bias experts) and the scores (scores, biased, weights) apart. */
-typedef struct {
-    int32_t *d;
-    float *f;
-    int64_t nd, nf, capd, capf, E, G, K;
-} route_log;
-static void put_d(route_log *l, int32_t v) {
-    if (l->nd == l->capd) l->d = realloc(l->d, (size_t)(l->capd = 2 * l->capd + 64) * 4);
-    l->d[l->nd++] = v;
-}
-static void put_f(route_log *l, const float *p, int64_t k) {
-    for (int64_t i = 0; i < k; i++) {
-        if (l->nf == l->capf) l->f = realloc(l->f, (size_t)(l->capf = 2 * l->capf + 64) * 4);
-        l->f[l->nf++] = p[i];
-    }
-}
-static void on_route(void *ud, const dsv3_route_event *ev) {
-    route_log *l = ud;
-    put_d(l, (int32_t)ev->layer);
-    put_d(l, (int32_t)ev->pos);
-    put_d(l, (int32_t)ev->token);
-    for (int64_t g = 0; g < l->G; g++) put_d(l, ev->group_kept[g]);
-    for (int64_t k = 0; k < l->K; k++) put_d(l, ev->experts[k]);
-    for (int64_t k = 0; k < l->K; k++) put_d(l, ev->experts_nobias[k]);
-    put_f(l, ev->scores, l->E);
-    put_f(l, ev->biased, l->E);
-    put_f(l, ev->weights, l->K);
-}
-
-static int routes_of(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, route_log *l) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return printf("  %s\n", err.msg), 1;
-    const dsv3_config *c = dsv3_model_config(m);
-    *l = (route_log){.E = c->n_routed_experts, .G = c->n_group, .K = c->num_experts_per_tok};
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = T + 1};
-    if (dsv3_run_new(&r, m, &o, &err)) return 1;
-    dsv3_hooks h = {.ud = l, .route = on_route};
-    dsv3_run_set_hooks(r, &h);
-    float *lg = malloc((size_t)(T * c->vocab_size) * 4);
-    const int bad = dsv3_forward(r, ids, T, lg, 0, NULL, &err) != DSV3_OK;
-    free(lg);
-    dsv3_run_free(r);
-    return bad;
-}
-
-/* Same experts, groups and order; scores within ROUTE_TOL (-inf where disabled on both). */
-static int routes_agree(const route_log *a, const route_log *b, double *worst) {
-    if (a->nd == 0 || a->nd != b->nd || a->nf != b->nf || memcmp(a->d, b->d, (size_t)a->nd * 4)) return 0;
-    *worst = 0;
-    for (int64_t i = 0; i < a->nf; i++) {
-        if (isinf(a->f[i]) || isinf(b->f[i])) {
-            if (a->f[i] != b->f[i]) return 0;
-            continue;
-        }
-        *worst = fmax(*worst, fabs((double)a->f[i] - b->f[i]));
-    }
-    return *worst <= ROUTE_TOL;
-}
-
-static int gen_ids(dsv3_model *m, const dsv3_backend *be, const int32_t *prompt, int mtp, int32_t *out,
-                   int64_t *n_out) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return printf("  %s\n", err.msg), 1;
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = 64};
-    if (dsv3_run_new(&r, m, &o, &err)) return 1;
-    dsv3_gen_opts g = {.max_new_tokens = 16, .seed = 7, .use_mtp = mtp, .eos_id = -1};
-    g.sample.greedy = 1;
-    const int bad = dsv3_generate(r, prompt, 6, &g, out, n_out, NULL, &err) != DSV3_OK;
-    if (bad) printf("  %s\n", err.msg);
-    dsv3_run_free(r);
-    return bad;
-}
-
 static int test_cuda_agrees_with_fast_on_every_variant(void) {
-    const struct {
-        const char *name, *args;
-    } variants[] = {
-        {"bf16", "--dtype bf16 --seed 2"},
-        {"fp8_ragged", "--dtype fp8 --seed 5"},
-        {"sharded", "--dtype bf16 --shards 3 --seed 11"},
-        {"q_proj", "--dtype fp8 --q-lora-rank 0 --seed 19"},
-        {"no_mtp", "--dtype fp32 --no-mtp --seed 3"},
-    };
     const dsv3_backend *fast = dsv3_backend_fast(), *cu = dsv3_backend_cuda();
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        dsv3_model *m = open_model(gen(variants[i].name, variants[i].args));
-        CHECK(m, "%s: model", variants[i].name);
+    for (size_t i = 0; i < N_BACKEND_VARIANTS; i++) {
+        dsv3_model *m = open_model(gen(backend_variants[i].name, backend_variants[i].args));
+        CHECK(m, "%s: model", backend_variants[i].name);
         const int64_t V = dsv3_model_config(m)->vocab_size;
         int32_t ids[T];
         for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)(test_u64() % (uint64_t)V);
@@ -268,28 +163,28 @@ static int test_cuda_agrees_with_fast_on_every_variant(void) {
             float *a = calloc((size_t)(T * V), 4), *b = calloc((size_t)(T * V), 4);
             float *am = calloc((size_t)(T * V), 4), *bm = calloc((size_t)(T * V), 4);
             CHECK(!forward_all(m, fast, ids, af, a, am) && !forward_all(m, cu, ids, af, b, bm), "%s: forward",
-                  variants[i].name);
+                  backend_variants[i].name);
             const double e = logit_err(b, a, T * V), em = logit_err(bm, am, (T - 1) * V);
-            printf("  %s/%s: logits %.2e, MTP logits %.2e (relative to the largest)\n", variants[i].name,
+            printf("  %s/%s: logits %.2e, MTP logits %.2e (relative to the largest)\n", backend_variants[i].name,
                    form ? "naive" : "absorbed", e, em);
-            CHECK(e <= LOGIT_TOL && em <= LOGIT_TOL, "%s/%s: cuda logits off by %.3e, MTP %.3e", variants[i].name,
+            CHECK(e <= LOGIT_TOL && em <= LOGIT_TOL, "%s/%s: cuda logits off by %.3e, MTP %.3e", backend_variants[i].name,
                   form ? "naive" : "absorbed", e, em);
             free(a), free(b), free(am), free(bm);
         }
         route_log rf, rc;
         double worst = 0;
-        CHECK(!routes_of(m, fast, ids, &rf) && !routes_of(m, cu, ids, &rc), "%s: routes", variants[i].name);
-        CHECK(routes_agree(&rf, &rc, &worst), "%s: cuda routing records differ from fast (scores off by %.3e)",
-              variants[i].name, worst);
-        free(rf.d), free(rf.f), free(rc.d), free(rc.f);
+        CHECK(!routes_of(m, fast, ids, &rf) && !routes_of(m, cu, ids, &rc), "%s: routes", backend_variants[i].name);
+        CHECK(routes_agree(&rf, &rc, ROUTE_TOL, &worst), "%s: cuda routing records differ from fast (scores off by %.3e)",
+              backend_variants[i].name, worst);
+        route_log_free(&rf), route_log_free(&rc);
         for (int mtp = 0; mtp < 2; mtp++) {
             if (mtp && !dsv3_model_has_mtp(m)) continue;
             int32_t x[16], y[16];
             int64_t nx, ny;
-            CHECK(!gen_ids(m, fast, ids, mtp, x, &nx) && !gen_ids(m, cu, ids, mtp, y, &ny), "%s: generate",
-                  variants[i].name);
+            CHECK(!gen_ids(m, fast, ids, mtp, 1, x, &nx) && !gen_ids(m, cu, ids, mtp, 1, y, &ny), "%s: generate",
+                  backend_variants[i].name);
             CHECK(nx == ny && !memcmp(x, y, (size_t)nx * 4), "%s: cuda greedy ids (mtp %d) differ from fast",
-                  variants[i].name, mtp);
+                  backend_variants[i].name, mtp);
         }
         dsv3_model_close(m);
     }
@@ -346,8 +241,8 @@ static int test_cuda_bias_edit_routes_as_fast(void) {
     route_log ra, rb;
     double worst = 0;
     CHECK(!routes_of(a, dsv3_backend_fast(), ids, &ra) && !routes_of(b, dsv3_backend_cuda(), ids, &rb), "routes");
-    CHECK(routes_agree(&ra, &rb, &worst), "after the edit cuda routes differently from fast");
-    free(edit), free(ra.d), free(ra.f), free(rb.d), free(rb.f);
+    CHECK(routes_agree(&ra, &rb, ROUTE_TOL, &worst), "after the edit cuda routes differently from fast");
+    free(edit), route_log_free(&ra), route_log_free(&rb);
     dsv3_model_close(a);
     dsv3_model_close(b);
     return 0;

@@ -12,6 +12,7 @@
 
 #include "tests/runner.h"
 #include "tests/models.h"
+#include "tests/backends.h"
 
 #include "model/run/forward.h"
 #include "model/run/generate.h"
@@ -22,28 +23,7 @@
 #include "probes/effect.h"
 #include "probes/lens.h"
 
-static const int64_t T = 20;
-
-/* Logits [T, V], MTP logits [T - 1, V] (if any), both forms, of ids under backend be. */
-static int forward_all(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, dsv3_attn_form form,
-                       float *logits, float *mtp) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return printf("  %s\n", err.msg), 1;
-    const dsv3_config *c = dsv3_model_config(m);
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = T + 1, .attn = form};
-    if (dsv3_run_new(&r, m, &o, &err)) return printf("  %s\n", err.msg), 1;
-    float *hidden = malloc((size_t)(T * c->hidden_size) * sizeof *hidden);
-    int bad = dsv3_forward(r, ids, T, logits, 0, hidden, &err) != DSV3_OK;
-    if (!bad && mtp && dsv3_model_has_mtp(m))
-        bad = dsv3_forward_mtp(r, ids + 1, hidden, T - 1, mtp, 0, &err) != DSV3_OK;
-    if (bad) printf("  %s\n", err.msg);
-    free(hidden);
-    dsv3_run_free(r);
-    return bad;
-}
-
-/* Every routing event of a forward, flattened (for a byte comparison). */
+/* Floats appended to one array (for a byte comparison of probe results). */
 typedef struct {
     float *v;
     int64_t n, cap;
@@ -57,72 +37,11 @@ static void put(flat *f, const void *p, size_t bytes) {
     memcpy(f->v + f->n, p, bytes);
     f->n += k;
 }
-typedef struct {
-    flat f;
-    int64_t E, G, K;
-} route_log;
-static void on_route(void *ud, const dsv3_route_event *ev) {
-    route_log *l = ud;
-    float head[3] = {(float)ev->layer, (float)ev->pos, (float)ev->token};
-    put(&l->f, head, sizeof head);
-    put(&l->f, ev->scores, (size_t)l->E * 4);
-    put(&l->f, ev->biased, (size_t)l->E * 4);
-    for (int64_t g = 0; g < l->G; g++) {
-        float k = ev->group_kept[g];
-        put(&l->f, &k, 4);
-    }
-    put(&l->f, ev->experts, (size_t)l->K * 4);
-    put(&l->f, ev->weights, (size_t)l->K * 4);
-    put(&l->f, ev->experts_nobias, (size_t)l->K * 4);
-}
-
-static int routes_of(dsv3_model *m, const dsv3_backend *be, const int32_t *ids, route_log *l) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return 1;
-    const dsv3_config *c = dsv3_model_config(m);
-    *l = (route_log){.E = c->n_routed_experts, .G = c->n_group, .K = c->num_experts_per_tok};
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = T + 1};
-    if (dsv3_run_new(&r, m, &o, &err)) return 1;
-    dsv3_hooks h = {.ud = l, .route = on_route};
-    dsv3_run_set_hooks(r, &h);
-    float *lg = malloc((size_t)(T * c->vocab_size) * 4);
-    int bad = dsv3_forward(r, ids, T, lg, 0, NULL, &err) != DSV3_OK;
-    free(lg);
-    dsv3_run_free(r);
-    return bad;
-}
-
-static int gen_ids(dsv3_model *m, const dsv3_backend *be, const int32_t *prompt, int mtp, int greedy,
-                   int32_t *out, int64_t *n_out) {
-    dsv3_err err;
-    if (dsv3_model_set_backend(m, be, &err)) return 1;
-    dsv3_run *r;
-    dsv3_run_opts o = {.max_seq = 64};
-    if (dsv3_run_new(&r, m, &o, &err)) return 1;
-    dsv3_gen_opts g = {.max_new_tokens = 16, .seed = 7, .use_mtp = mtp, .eos_id = -1};
-    g.sample.greedy = greedy;
-    g.sample.temperature = 0.9f;
-    int bad = dsv3_generate(r, prompt, 6, &g, out, n_out, NULL, &err) != DSV3_OK;
-    if (bad) printf("  %s\n", err.msg);
-    dsv3_run_free(r);
-    return bad;
-}
-
 static int test_devsim_equals_fast_on_every_variant(void) {
-    const struct {
-        const char *name, *args;
-    } variants[] = {
-        {"bf16", "--dtype bf16 --seed 2"},
-        {"fp8_ragged", "--dtype fp8 --seed 5"},
-        {"sharded", "--dtype bf16 --shards 3 --seed 11"},
-        {"q_proj", "--dtype fp8 --q-lora-rank 0 --seed 19"},
-        {"no_mtp", "--dtype fp32 --no-mtp --seed 3"},
-    };
     const dsv3_backend *fast = dsv3_backend_fast(), *dev = dsv3_backend_devsim();
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        dsv3_model *m = open_model(gen(variants[i].name, variants[i].args));
-        CHECK(m, "%s: model", variants[i].name);
+    for (size_t i = 0; i < N_BACKEND_VARIANTS; i++) {
+        dsv3_model *m = open_model(gen(backend_variants[i].name, backend_variants[i].args));
+        CHECK(m, "%s: model", backend_variants[i].name);
         const dsv3_config *c = dsv3_model_config(m);
         const int64_t V = c->vocab_size;
         int32_t ids[T];
@@ -132,27 +51,28 @@ static int test_devsim_equals_fast_on_every_variant(void) {
             float *a = calloc((size_t)(T * V), 4), *b = calloc((size_t)(T * V), 4);
             float *am = calloc((size_t)(T * V), 4), *bm = calloc((size_t)(T * V), 4);
             CHECK(!forward_all(m, fast, ids, af, a, am) && !forward_all(m, dev, ids, af, b, bm), "%s: forward",
-                  variants[i].name);
-            CHECK(!memcmp(a, b, (size_t)(T * V) * 4), "%s/%s: devsim logits differ from fast", variants[i].name,
+                  backend_variants[i].name);
+            CHECK(!memcmp(a, b, (size_t)(T * V) * 4), "%s/%s: devsim logits differ from fast", backend_variants[i].name,
                   form ? "naive" : "absorbed");
             CHECK(!memcmp(am, bm, (size_t)(T * V) * 4), "%s/%s: devsim MTP logits differ from fast",
-                  variants[i].name, form ? "naive" : "absorbed");
+                  backend_variants[i].name, form ? "naive" : "absorbed");
             free(a), free(b), free(am), free(bm);
         }
         route_log rf, rd;
-        CHECK(!routes_of(m, fast, ids, &rf) && !routes_of(m, dev, ids, &rd), "%s: routes", variants[i].name);
-        CHECK(rf.f.n > 0 && rf.f.n == rd.f.n && !memcmp(rf.f.v, rd.f.v, (size_t)rf.f.n * 4),
-              "%s: devsim routing records differ from fast", variants[i].name);
-        free(rf.f.v), free(rd.f.v);
+        CHECK(!routes_of(m, fast, ids, &rf) && !routes_of(m, dev, ids, &rd), "%s: routes", backend_variants[i].name);
+        double worst;
+        CHECK(routes_agree(&rf, &rd, 0.0, &worst), "%s: devsim routing records differ from fast",
+              backend_variants[i].name);
+        route_log_free(&rf), route_log_free(&rd);
         for (int mode = 0; mode < 4; mode++) {
             const int mtp = mode & 1, greedy = !(mode & 2);
             if (mtp && !dsv3_model_has_mtp(m)) continue;
             int32_t x[16], y[16];
             int64_t nx, ny;
             CHECK(!gen_ids(m, fast, ids, mtp, greedy, x, &nx) && !gen_ids(m, dev, ids, mtp, greedy, y, &ny),
-                  "%s: generate", variants[i].name);
+                  "%s: generate", backend_variants[i].name);
             CHECK(nx == ny && !memcmp(x, y, (size_t)nx * 4), "%s: devsim generation (mtp %d, greedy %d) differs",
-                  variants[i].name, mtp, greedy);
+                  backend_variants[i].name, mtp, greedy);
         }
         dsv3_model_close(m);
     }
@@ -284,13 +204,14 @@ static int test_devsim_bias_edit_routes_as_fast(void) {
     for (int64_t e = 0; e < E; e++) edit[e] = dsv3_model_bias(a, li)[e] + (e == 1 ? 2.0f : 0.0f);
     CHECK(!dsv3_model_set_bias(a, li, edit, NULL) && !dsv3_model_set_bias(b, li, edit, NULL), "set_bias");
     CHECK(!routes_of(a, dsv3_backend_fast(), ids, &ra) && !routes_of(b, dsv3_backend_devsim(), ids, &rb), "routes");
-    CHECK(ra.f.n == rb.f.n && !memcmp(ra.f.v, rb.f.v, (size_t)ra.f.n * 4), "after the edit devsim routes differently from fast");
-    CHECK(r0.f.n != rb.f.n || memcmp(r0.f.v, rb.f.v, (size_t)r0.f.n * 4), "the bias edit did not reach devsim");
+    double worst;
+    CHECK(routes_agree(&ra, &rb, 0.0, &worst), "after the edit devsim routes differently from fast");
+    CHECK(!routes_agree(&r0, &rb, 0.0, &worst), "the bias edit did not reach devsim");
     dsv3_model_bias_reset(b, -1);
     route_log rr;
     CHECK(!routes_of(b, dsv3_backend_devsim(), ids, &rr), "routes");
-    CHECK(rr.f.n == r0.f.n && !memcmp(rr.f.v, r0.f.v, (size_t)r0.f.n * 4), "bias_reset did not reach devsim");
-    free(edit), free(r0.f.v), free(ra.f.v), free(rb.f.v), free(rr.f.v);
+    CHECK(routes_agree(&rr, &r0, 0.0, &worst), "bias_reset did not reach devsim");
+    free(edit), route_log_free(&r0), route_log_free(&ra), route_log_free(&rb), route_log_free(&rr);
     dsv3_model_close(a);
     dsv3_model_close(b);
     return 0;
