@@ -119,24 +119,11 @@ def train(text, n_merges, alphabet):
 
 
 def chat_template():
-    # A Jinja rendering of the format model/text/tokenizer.h documents (DeepSeek-V3, no tool calls).
-    return (
-        "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}"
-        "{% endif %}{% set ns = namespace(sp='', first=true, tool=false, out_first=true) %}"
-        "{% for m in messages %}{% if m['role'] == 'system' %}{% if not ns.first %}"
-        "{% set ns.sp = ns.sp + '\n\n' %}{% endif %}{% set ns.sp = ns.sp + m['content'] %}"
-        "{% set ns.first = false %}{% endif %}{% endfor %}{{ bos_token }}{{ ns.sp }}"
-        "{% for m in messages %}{% if m['role'] == 'user' %}{% set ns.tool = false %}"
-        "{{ '<｜User｜>' + m['content'] }}{% elif m['role'] == 'assistant' %}"
-        "{% if ns.tool %}{{ '<｜tool▁outputs▁end｜>' + m['content'] + '<｜end▁of▁sentence｜>' }}"
-        "{% else %}{{ '<｜Assistant｜>' + m['content'] + '<｜end▁of▁sentence｜>' }}{% endif %}"
-        "{% set ns.tool = false %}{% elif m['role'] == 'tool' %}{% set ns.tool = true %}"
-        "{% if ns.out_first %}{{ '<｜tool▁outputs▁begin｜>' }}{% set ns.out_first = false %}"
-        "{% else %}{{ '\n' }}{% endif %}{{ '<｜tool▁output▁begin｜>' + m['content'] + "
-        "'<｜tool▁output▁end｜>' }}{% endif %}{% endfor %}{% if ns.tool %}"
-        "{{ '<｜tool▁outputs▁end｜>' }}{% elif add_generation_prompt %}{{ '<｜Assistant｜>' }}"
-        "{% endif %}"
-    )
+    # DeepSeek-V3's own template (model/text/templates/deepseek-v3.jinja, byte for byte), so that
+    # dsv3 recognises it (model/text/chat.h); an abridged rendering would be refused as unknown.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "model/text/templates/deepseek-v3.jinja"), encoding="utf-8") as f:
+        return f.read()
 
 
 def main():

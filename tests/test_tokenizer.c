@@ -7,6 +7,7 @@
  */
 #include "model/text/tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,6 +603,134 @@ static int test_tokenizer_chat_uses_config_bos(void) {
     return 0;
 }
 
+/* Writes text to path (NULL: removes it). */
+static void put_file(const char *path, const char *text) {
+    if (!text) {
+        unlink(path);
+        return;
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A tokenizer_config.json (k_config's keys) whose chat_template is `tmpl` (NULL: none). */
+static char *config_with_template(const char *tmpl) {
+    cJSON *c = cJSON_Parse(k_config);
+    if (tmpl) cJSON_AddStringToObject(c, "chat_template", tmpl);
+    char *s = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+/* Opens dir and renders one user turn "Hi" with think; NULL on failure (message in err). */
+static char *chat_hi(const char *dir, int think, int *kind, dsv3_status *st, dsv3_err *err) {
+    dsv3_tokenizer *tok = NULL;
+    char *text = NULL;
+    *st = dsv3_tokenizer_open(&tok, dir, err);
+    if (*st) return NULL;
+    *kind = dsv3_tokenizer_chat_kind(tok);
+    dsv3_chat_msg hi[] = {{"user", "Hi"}};
+    *st = dsv3_tokenizer_chat_think(tok, think, &text, NULL, hi, 1, 1, err);
+    dsv3_tokenizer_close(tok);
+    return text;
+}
+
+static int test_tokenizer_chat_template_recognised_or_refused(void) {
+    char dir[] = "/tmp/dsv3_test_chat_tmpl.XXXXXX";
+    EXPECT(mkdtemp(dir) != NULL);
+    char path[256], cfg[256], jin[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    snprintf(jin, sizeof jin, "%s/chat_template.jinja", dir);
+    char *json = build_json(&(tok_spec){.merges = k_merges}, NULL);
+    put_file(path, json);
+    free(json);
+    dsv3_err err = {{0}};
+    dsv3_status st;
+    int kind = -9;
+    char *text, *c;
+#define BOS_S "<｜begin▁of▁sentence｜>"
+    /* each known template, from the config */
+    static const struct {
+        int kind, think;
+        const char *want;
+    } known[] = {
+        {DSV3_CHAT_V3, -1, BOS_S "<｜User｜>Hi<｜Assistant｜>"},
+        {DSV3_CHAT_R1, -1, BOS_S "<｜User｜>Hi<｜Assistant｜><think>\n"},
+        {DSV3_CHAT_R1, 1, BOS_S "<｜User｜>Hi<｜Assistant｜><think>\n"},
+        {DSV3_CHAT_V31, -1, BOS_S "<｜User｜>Hi<｜Assistant｜></think>"},
+        {DSV3_CHAT_V31, 0, BOS_S "<｜User｜>Hi<｜Assistant｜></think>"},
+        {DSV3_CHAT_V31, 1, BOS_S "<｜User｜>Hi<｜Assistant｜><think>"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        put_file(cfg, c = config_with_template(dsv3_chat_template_text(known[i].kind, NULL)));
+        free(c);
+        text = chat_hi(dir, known[i].think, &kind, &st, &err);
+        EXPECT(st == DSV3_OK && kind == known[i].kind);
+        if (!text || strcmp(text, known[i].want) != 0) {
+            fprintf(stderr, "  %s think %d: got \"%s\"\n", dsv3_chat_kind_name(known[i].kind),
+                    known[i].think, text ? text : err.msg);
+            dsv3_test_failed_checks++;
+        }
+        free(text);
+    }
+    /* no thinking switch: R1 always thinks, V3 never */
+    put_file(cfg, c = config_with_template(dsv3_chat_template_text(DSV3_CHAT_R1, NULL)));
+    free(c);
+    EXPECT(chat_hi(dir, 0, &kind, &st, &err) == NULL && st == DSV3_EINVAL);
+    EXPECT(strstr(err.msg, "deepseek-r1 template has no thinking switch") != NULL);
+    /* a list of named templates: the "default" one */
+    cJSON *cj = cJSON_Parse(k_config), *list = cJSON_AddArrayToObject(cj, "chat_template"),
+          *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", "default");
+    cJSON_AddStringToObject(e, "template", dsv3_chat_template_text(DSV3_CHAT_V31, NULL));
+    cJSON_AddItemToArray(list, e);
+    put_file(cfg, c = cJSON_PrintUnformatted(cj));
+    free(c);
+    cJSON_Delete(cj);
+    text = chat_hi(dir, 1, &kind, &st, &err);
+    EXPECT(st == DSV3_OK && kind == DSV3_CHAT_V31);
+    free(text);
+    /* one byte off: refused at chat time, naming the file; the tokenizer still loads */
+    size_t n;
+    const char *v3 = dsv3_chat_template_text(DSV3_CHAT_V3, &n);
+    char *off = malloc(n + 2);
+    memcpy(off, v3, n);
+    memcpy(off + n, " ", 2);
+    put_file(cfg, c = config_with_template(off));
+    free(c);
+    EXPECT(chat_hi(dir, -1, &kind, &st, &err) == NULL && st == DSV3_EUNSUPPORTED && kind == -2);
+    EXPECT(strstr(err.msg, cfg) != NULL && strstr(err.msg, "is not one dsv3 knows") != NULL);
+    /* chat_template.jinja beside a config without chat_template: recognised or refused */
+    put_file(cfg, k_config);
+    put_file(jin, dsv3_chat_template_text(DSV3_CHAT_R1, NULL));
+    text = chat_hi(dir, -1, &kind, &st, &err);
+    EXPECT(st == DSV3_OK && kind == DSV3_CHAT_R1);
+    free(text);
+    put_file(jin, off);
+    EXPECT(chat_hi(dir, -1, &kind, &st, &err) == NULL && st == DSV3_EUNSUPPORTED);
+    EXPECT(strstr(err.msg, jin) != NULL);
+    free(off);
+    /* no template at all: the V3 format, and a warning naming the config */
+    put_file(jin, NULL);
+    dsv3_tokenizer *tok = NULL;
+    EXPECT(dsv3_tokenizer_open(&tok, dir, &err) == DSV3_OK);
+    EXPECT(dsv3_tokenizer_chat_kind(tok) == -1);
+    const char *w = dsv3_tokenizer_chat_warning(tok);
+    EXPECT(w && strstr(w, cfg) && strstr(w, "no chat_template; chatting in the DeepSeek-V3 format"));
+    dsv3_tokenizer_close(tok);
+    text = chat_hi(dir, -1, &kind, &st, &err);
+    EXPECT(text && strcmp(text, BOS_S "<｜User｜>Hi<｜Assistant｜>") == 0);
+    free(text);
+#undef BOS_S
+    put_file(cfg, NULL);
+    put_file(path, NULL);
+    rmdir(dir);
+    return 0;
+}
+
 static int test_tokenizer_lookups(void) {
     dsv3_tokenizer *tok = load_default();
     EXPECT(tok != NULL);
@@ -835,6 +964,8 @@ static const dsv3_test tests[] = {
     {"test_tokenizer_decode_inverts_encode", test_tokenizer_decode_inverts_encode},
     {"test_tokenizer_add_special_follows_config", test_tokenizer_add_special_follows_config},
     {"test_tokenizer_chat_uses_config_bos", test_tokenizer_chat_uses_config_bos},
+    {"test_tokenizer_chat_template_recognised_or_refused",
+     test_tokenizer_chat_template_recognised_or_refused},
     {"test_tokenizer_lookups", test_tokenizer_lookups},
     {"test_tokenizer_rejects_malformed_json", test_tokenizer_rejects_malformed_json},
     {"test_tokenizer_rejects_merge_with_unknown_token",

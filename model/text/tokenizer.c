@@ -398,7 +398,30 @@ struct dsv3_tokenizer {
 
     bool add_bos, add_eos;  /* tokenizer_config.json add_bos_token / add_eos_token */
     int32_t bos_id, eos_id; /* config bos_token / eos_token ids, or -1 */
+    int chat_kind;          /* DSV3_CHAT_*, CHAT_NONE (no chat_template) or CHAT_UNKNOWN */
+    char chat_note[400];    /* CHAT_NONE: the warning; CHAT_UNKNOWN: the refusal */
 };
+
+enum { CHAT_NONE = -1, CHAT_UNKNOWN = -2 };
+
+/* Records the template text found in src (a tokenizer_config.json chat_template or a
+ * chat_template.jinja file): a known kind, or the refusal naming src. */
+static void set_chat_template(dsv3_tokenizer *t, const char *tmpl, size_t len, const char *src,
+                              const char *why) {
+    t->chat_kind = tmpl ? dsv3_chat_identify(tmpl, len) : -1;
+    if (t->chat_kind >= 0) return;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, to tell templates apart in reports */
+    for (size_t i = 0; tmpl && i < len; i++) h = (h ^ (unsigned char)tmpl[i]) * 1099511628211ull;
+    t->chat_kind = CHAT_UNKNOWN;
+    if (why)
+        snprintf(t->chat_note, sizeof t->chat_note, "chat: %.200s: chat_template %s", src, why);
+    else
+        snprintf(t->chat_note, sizeof t->chat_note,
+                 "chat: %.200s: the chat_template (%zu bytes, FNV-1a %016llx) is not one dsv3 "
+                 "knows (deepseek-v3, deepseek-r1, deepseek-v3.1 exactly); refusing to guess its "
+                 "format",
+                 src, len, (unsigned long long)h);
+}
 
 /* ------------------------------------------------------------------------------------------------
  * Loading: JSON -> tables
@@ -885,6 +908,23 @@ static dsv3_status load_config(const loader *L, const char *json, size_t len) {
         st = lerr(L, DSV3_EFORMAT, "add_bos_token: true but there is no bos_token");
     if (!st && L->t->add_eos && L->t->eos_id < 0)
         st = lerr(L, DSV3_EFORMAT, "add_eos_token: true but there is no eos_token");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    if (!st && cJSON_IsArray(ct)) { /* [{"name": "default", "template": "..."}, ...] */
+        const cJSON *c, *pick = NULL;
+        cJSON_ArrayForEach(c, ct) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(c, "name");
+            if (cJSON_IsString(nm) && strcmp(nm->valuestring, "default") == 0)
+                pick = cJSON_GetObjectItemCaseSensitive(c, "template");
+        }
+        if (cJSON_IsString(pick))
+            set_chat_template(L->t, pick->valuestring, strlen(pick->valuestring), L->src, NULL);
+        else
+            set_chat_template(L->t, NULL, 0, L->src, "is a list without a \"default\" template");
+    } else if (!st && cJSON_IsString(ct)) {
+        set_chat_template(L->t, ct->valuestring, strlen(ct->valuestring), L->src, NULL);
+    } else if (!st && !json_is_null(ct)) {
+        set_chat_template(L->t, NULL, 0, L->src, "is neither a string nor a list");
+    }
     cJSON_Delete(cfg);
     return st;
 }
@@ -969,6 +1009,10 @@ static dsv3_status load(dsv3_tokenizer **out, const char *json, size_t json_len,
     dsv3_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return dsv3_errf(err, DSV3_ENOMEM, "tokenizer: out of memory");
     t->bos_id = t->eos_id = t->unk_id = -1;
+    t->chat_kind = CHAT_NONE;
+    snprintf(t->chat_note, sizeof t->chat_note,
+             "warning: %.200s has no chat_template; chatting in the DeepSeek-V3 format",
+             cfg_src ? cfg_src : "the tokenizer");
     if (dsv3_pretok_new(&t->pretok, err)) {
         free(t);
         return DSV3_ENOMEM;
@@ -1082,6 +1126,16 @@ dsv3_status dsv3_tokenizer_open(dsv3_tokenizer **out, const char *path, dsv3_err
     if (!st) st = load(&t, json, json_len, json_path, cfg, cfg_len, cfg_path, err);
     free(json);
     free(cfg);
+    cfg = NULL;
+    if (!st && t->chat_kind == CHAT_NONE) { /* newer exports: chat_template.jinja beside it */
+        char *slash = strrchr(cfg_path, '/');
+        size_t dir_len = slash ? (size_t)(slash - cfg_path + 1) : 0;
+        snprintf(cfg_path + dir_len, plen + 32 - dir_len, "chat_template.jinja");
+        dsv3_err ignored = {{0}};
+        if (read_file(cfg_path, &cfg, &cfg_len, &e, &ignored) == DSV3_OK)
+            set_chat_template(t, cfg, cfg_len, cfg_path, NULL);
+        free(cfg);
+    }
     free(json_path);
     free(cfg_path);
     *out = t;
@@ -1563,14 +1617,27 @@ nomem:
  * Chat format: model/text/chat.c renders it; the tokenizer supplies the BOS string.
  * ---------------------------------------------------------------------------------------------- */
 
+int dsv3_tokenizer_chat_kind(const dsv3_tokenizer *t) { return t ? t->chat_kind : CHAT_NONE; }
+
+const char *dsv3_tokenizer_chat_warning(const dsv3_tokenizer *t) {
+    return t && t->chat_kind == CHAT_NONE ? t->chat_note : NULL;
+}
+
+dsv3_status dsv3_tokenizer_chat_think(const dsv3_tokenizer *t, int think, char **text,
+                                      size_t *len, const dsv3_chat_msg *msgs, size_t n_msgs,
+                                      int add_generation_prompt, dsv3_err *err) {
+    if (text) *text = NULL;
+    if (len) *len = 0;
+    if (!t) return dsv3_errf(err, DSV3_EINVAL, "tokenizer: chat: NULL argument");
+    if (t->chat_kind == CHAT_UNKNOWN) return dsv3_errf(err, DSV3_EUNSUPPORTED, "%s", t->chat_note);
+    const char *bos = t->bos_id >= 0 ? dsv3_tokenizer_piece(t, t->bos_id) : "";
+    const int kind = t->chat_kind >= 0 ? t->chat_kind : DSV3_CHAT_V3;
+    return dsv3_chat_render_kind(kind, think, text, len, bos, msgs, n_msgs, add_generation_prompt,
+                                 err);
+}
+
 dsv3_status dsv3_tokenizer_chat(const dsv3_tokenizer *t, char **text, size_t *len,
                                 const dsv3_chat_msg *msgs, size_t n_msgs, int add_generation_prompt,
                                 dsv3_err *err) {
-    if (!t) {
-        if (text) *text = NULL;
-        if (len) *len = 0;
-        return dsv3_errf(err, DSV3_EINVAL, "tokenizer: chat: NULL argument");
-    }
-    const char *bos = t->bos_id >= 0 ? dsv3_tokenizer_piece(t, t->bos_id) : "";
-    return dsv3_chat_render(text, len, bos, msgs, n_msgs, add_generation_prompt, err);
+    return dsv3_tokenizer_chat_think(t, -1, text, len, msgs, n_msgs, add_generation_prompt, err);
 }

@@ -25,7 +25,9 @@
  *     rejected, as is an id that the model vocab gives to a different string.
  * tokenizer_config.json keys read: add_bos_token, add_eos_token (booleans, false when absent),
  * bos_token, eos_token (a string or an object with "content"; must name a token). The
- * chat_template is not interpreted.
+ * chat_template (a string, or a list whose "default" entry is used; else chat_template.jinja
+ * beside the config) is recognised among the known templates (model/text/chat.h), never
+ * interpreted: an unknown one makes chat refuse, naming the file.
  *
  * Ids are int32_t in [0, dsv3_tokenizer_vocab_size). Ids may have gaps (unused ids).
  *
@@ -141,9 +143,27 @@ int32_t dsv3_tokenizer_eos_id(const dsv3_tokenizer *tok);
  * the way a plain prompt would. */
 int dsv3_tokenizer_adds_bos(const dsv3_tokenizer *tok);
 
-/* Renders msgs in the DeepSeek-V3 chat format: dsv3_chat_render (model/text/chat.h, which documents
- * the exact output) with the config's bos_token content as the BOS string ("" without one).
- * Ownership, statuses and NULL rules are dsv3_chat_render's; tok NULL is DSV3_EINVAL. */
+/* The checkpoint's chat template: a dsv3_chat_kind (model/text/chat.h), -1 when it has none
+ * (chat then uses the DeepSeek-V3 format and dsv3_tokenizer_chat_warning says so), -2 when it is
+ * not a known template (chat is refused). */
+int dsv3_tokenizer_chat_kind(const dsv3_tokenizer *tok);
+
+/* When the checkpoint has no chat template: one line (no newline) for the user, e.g.
+ * "warning: DIR/tokenizer_config.json has no chat_template; chatting in the DeepSeek-V3 format";
+ * else NULL. */
+const char *dsv3_tokenizer_chat_warning(const dsv3_tokenizer *tok);
+
+/* Renders msgs as the checkpoint's template does: dsv3_chat_render_kind (model/text/chat.h, which
+ * documents the exact output and the think values) with the config's bos_token content as the
+ * BOS string ("" without one); the DeepSeek-V3 format when there is no template. An unknown
+ * template is DSV3_EUNSUPPORTED, naming the file, e.g. "chat: DIR/tokenizer_config.json: the
+ * chat_template (N bytes, FNV-1a H) is not one dsv3 knows (...)". Ownership, statuses and NULL
+ * rules are dsv3_chat_render's; tok NULL is DSV3_EINVAL. */
+dsv3_status dsv3_tokenizer_chat_think(const dsv3_tokenizer *tok, int think, char **text,
+                                      size_t *len, const dsv3_chat_msg *msgs, size_t n_msgs,
+                                      int add_generation_prompt, dsv3_err *err);
+
+/* dsv3_tokenizer_chat_think with think -1 (the template's default). */
 dsv3_status dsv3_tokenizer_chat(const dsv3_tokenizer *tok, char **text, size_t *len,
                                 const dsv3_chat_msg *msgs, size_t n_msgs, int add_generation_prompt,
                                 dsv3_err *err);

@@ -1,14 +1,17 @@
 /* generate.c — `dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 |
  *   --fim-prefix TEXT --fim-suffix TEXT) [-n N] [--temp T]
  *   [--top-k K] [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]
- *   [--stop STR] [--print-ids] [--stats FILE.json]`
+ *   [--think | --no-think] [--stop STR] [--print-ids] [--stats FILE.json]`
  *
  * Streams the generated text to stdout as tokens are produced (or, with --print-ids or a model
  * without tokenizer.json, the new ids space-separated on one line). With --fim-prefix and
  * --fim-suffix (either may be left out: an empty part) the prompt is the Fill-in-Middle one,
  * [BOS] <｜fim▁begin｜> prefix <｜fim▁hole｜> suffix <｜fim▁end｜> (model/text/fim.h; BOS as for
  * --prompt), and what is generated, up to EOS or -n tokens, is the middle. Ctrl-C stops generation
- * between tokens; what was produced is kept and the exit status is 130.
+ * between tokens; what was produced is kept and the exit status is 130. --chat renders the
+ * prompt with the checkpoint's chat template (model/text/chat.h: DeepSeek-V3, R1 or V3.1,
+ * recognised exactly; an unknown one is refused; none: the V3 format and a warning on stderr);
+ * --think / --no-think switch thinking where the template has a switch (V3.1).
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -29,7 +32,7 @@ static const char usage[] =
     "usage: dsv3 generate MODEL_DIR (--prompt TEXT | --ids 1,2,3 | --fim-prefix TEXT\n"
     "                     --fim-suffix TEXT) [-n N] [--temp T] [--top-k K]\n"
     "                     [--top-p P] [--seed S] [--greedy] [--mtp] [--chat] [--system TEXT]\n"
-    "                     [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref|devsim|cuda]\n";
+    "                     [--think | --no-think] [--stop STR] [--print-ids] [--stats FILE.json] [--backend fast|ref|devsim|cuda]\n";
 
 static volatile int interrupted;
 static void on_sigint(int sig) {
@@ -133,13 +136,15 @@ int dsv3_cli_generate(int argc, char **argv) {
                *stop = NULL, *backend = "fast", *fim_prefix = NULL, *fim_suffix = NULL;
     long long n_new = 64, seed = 0, top_k = 0;
     float temp = 1.0f, top_p = 1.0f;
-    int greedy = 0, mtp = 0, chat = 0, print_ids = 0;
+    int greedy = 0, mtp = 0, chat = 0, print_ids = 0, think = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!strcmp(a, "--greedy")) greedy = 1;
         else if (!strcmp(a, "--mtp")) mtp = 1;
         else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--think")) think = 1;
+        else if (!strcmp(a, "--no-think")) think = 0;
         else if (!strcmp(a, "--print-ids")) print_ids = 1;
         else if (!v && a[0] == '-') bad = 1;
         else if (!strcmp(a, "--prompt")) prompt = argv[++i];
@@ -169,6 +174,10 @@ int dsv3_cli_generate(int argc, char **argv) {
                 "dsv3 generate: MODEL_DIR and exactly one of --prompt / --ids / --fim-prefix and "
                 "--fim-suffix are required\n%s",
                 usage);
+        return 2;
+    }
+    if (think >= 0 && !chat) {
+        fprintf(stderr, "dsv3 generate: --think/--no-think need --chat\n%s", usage);
         return 2;
     }
     if (fim && chat) {
@@ -217,7 +226,10 @@ int dsv3_cli_generate(int argc, char **argv) {
             size_t k = 0;
             if (system) msgs[k++] = (dsv3_chat_msg){"system", system};
             msgs[k++] = (dsv3_chat_msg){"user", prompt ? prompt : ""};
-            if (dsv3_tokenizer_chat(tok, &rendered, &tlen, msgs, k, 1, &err)) goto fail;
+            if (dsv3_tokenizer_chat_think(tok, think, &rendered, &tlen, msgs, k, 1, &err))
+                goto fail;
+            const char *w = dsv3_tokenizer_chat_warning(tok);
+            if (w) fprintf(stderr, "dsv3 generate: %s\n", w);
             text = rendered;
         }
         if (!chat && tlen == 0) {

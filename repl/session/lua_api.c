@@ -652,7 +652,27 @@ static int gen_tostring(lua_State *L) {
 /* The options of gen and chat; fim adds its own (see l_fim). */
 static const char *const gen_options[] = {"max_tokens|n", "temperature|temp", "greedy", "top_k",
                                           "top_p", "seed", "mtp", "stop", "chat", "system",
-                                          "stream", NULL};
+                                          "think", "stream", NULL};
+
+/* Renders msgs with the model's chat template (think: the "think" option at opt, -1 when
+ * absent); writes the no-template warning to the session's stderr. Raises on errors. */
+static void chat_render(lua_State *L, lmodel *lm, int opt, const dsv3_chat_msg *msgs, size_t k,
+                        char **text, size_t *len, dsv3_err *err) {
+    int think = -1;
+    if (!lua_isnoneornil(L, opt)) {
+        lua_getfield(L, opt, "think");
+        if (!lua_isnil(L, -1)) think = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    dsv3_tokenizer *tok = dsv3_lua_tokenizer(L, lm);
+    dsv3_status st = dsv3_tokenizer_chat_think(tok, think, text, len, msgs, k, 1, err);
+    if (st) return;
+    const char *w = dsv3_tokenizer_chat_warning(tok);
+    if (w) {
+        dsv3_session_write(dsv3_session_of(L), DSV3_STDERR, w, strlen(w));
+        dsv3_session_write(dsv3_session_of(L), DSV3_STDERR, "\n", 1);
+    }
+}
 
 /* gen core: ids at stack index `ids_idx` already resolved into (ids, n); options at opt;
  * n_def new tokens unless the options say n. */
@@ -796,8 +816,8 @@ static int l_gen(lua_State *L) {
         char *text = NULL;
         size_t len = 0;
         dsv3_err err = {{0}};
-        if (dsv3_tokenizer_chat(dsv3_lua_tokenizer(L, lm), &text, &len, msgs, k, 1, &err))
-            return dsv3_lua_error(L, &err);
+        chat_render(L, lm, 2, msgs, k, &text, &len, &err);
+        if (!text) return dsv3_lua_error(L, &err);
         ids = NULL;
         dsv3_status st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
         free(text);
@@ -864,9 +884,10 @@ static int l_chat(lua_State *L) {
     char *text = NULL;
     size_t len = 0;
     dsv3_err err = {{0}};
-    dsv3_status st = dsv3_tokenizer_chat(lm->tok, &text, &len, msgs, k, 1, &err);
+    chat_render(L, lm, 2, msgs, k, &text, &len, &err);
     free(msgs);
-    if (st) return dsv3_lua_error(L, &err);
+    if (!text) return dsv3_lua_error(L, &err);
+    dsv3_status st;
     int32_t *ids = NULL;
     size_t n = 0;
     st = dsv3_tokenizer_encode(lm->tok, &ids, &n, text, len, 0, &err);
@@ -1054,8 +1075,10 @@ static const dsv3_lua_fn fns[] = {
      "as the tokenizer config adds it). result.text is the middle, result.prompt the prompt ids;\n"
      "an error when the tokenizer has no FIM tokens."},
     {"chat", l_chat, "chat(message [, opts]) -> result",
-     "One turn of a conversation kept in the session (chat template with BOS, <｜User｜>,\n"
-     "<｜Assistant｜>); opts as gen, plus system. chat_reset() starts over."},
+     "One turn of a conversation kept in the session, rendered with the checkpoint's chat\n"
+     "template (DeepSeek-V3, R1 or V3.1; an unknown one is refused); opts as gen, plus system and\n"
+     "think (true/false: thinking on/off where the template has the switch, V3.1).\n"
+     "chat_reset() starts over."},
     {"chat_reset", l_chat_reset, "chat_reset()", "Forgets the conversation of chat()."},
     {"chat_history", l_chat_history, "chat_history() -> {{role=, content=}, ...}",
      "The conversation so far."},
