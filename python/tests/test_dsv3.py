@@ -212,8 +212,6 @@ def test_bias_edit_changes_routing_and_reset_restores():
     assert b.dtype == np.float32 and b.shape == (16,)
     lua_b = [float(x) for x in lua('for _, v in ipairs(bias(1, nil, load())) do io.write(string.format("%.9g ", v)) end').split()]
     assert np.array_equal(b, np.array(lua_b, dtype=np.float32))
-    b[:] = 99  # a copy: the model is not changed through it
-    assert m.bias(1)[0] != 99
     m.bias_add(1, 3, 5.0)
     assert m.bias(1)[3] == np.float32(np.float32(lua_b[3]) + np.float32(5.0))
     after = m.route(PROMPT)
@@ -227,6 +225,49 @@ def test_bias_edit_changes_routing_and_reset_restores():
     assert m.bias(1)[2] == np.float32(0.25)
     m.bias_reset(1)
     assert np.array_equal(m.bias(1), np.array(lua_b, dtype=np.float32))
+
+
+def test_bias_view_is_writable_and_pushed_at_the_next_forward():
+    m = dsv3.load(DEMO)
+    before = m.route(PROMPT)
+    v = m.bias(1)
+    ckpt = v.copy()
+    assert v.flags.writeable and m.bias(1) is v  # one view per layer
+    v[3] += 5.0  # an edit in place: the next forward routes with it
+    after = m.route(PROMPT)
+    assert (after["experts"][0] == 3).any(axis=-1).all(), "expert 3 favoured at every token of layer 1"
+    assert np.allclose(after["biased"][0] - after["scores"][0], v, atol=1e-5)  # the view is what chose
+    m.bias_add(1, 0, 1.0)  # builds on the view's values
+    assert v[0] == np.float32(ckpt[0] + np.float32(1.0)) and v[3] == np.float32(ckpt[3] + np.float32(5.0))
+    v[3] = ckpt[3]  # an edit not yet pushed is what bias_add builds on too
+    m.bias_add(1, 0, -1.0)
+    assert v[3] == ckpt[3] and np.allclose(v, ckpt, atol=1e-6)
+    v[:] = 0
+    m.route(PROMPT)
+    m.bias_reset()  # the view shows the checkpoint's values again
+    assert np.array_equal(v, ckpt)
+    assert np.array_equal(m.route(PROMPT)["experts"], before["experts"])
+    v[5] = np.nan  # refused at the next call, which then computes nothing
+    raises(ValueError, "bias(1)[5] is not a finite number", m.route, PROMPT)
+    v[5] = ckpt[5]
+    m.bias_set(2, np.zeros(16))
+    w = m.bias(2)
+    assert not w.any()
+    m.bias_reset(2)
+    assert w.any()
+    m.close()  # detached: read-only, holding the last values, never the freed model's memory
+    assert not v.flags.writeable and np.array_equal(v, ckpt)
+    try:
+        v[0] = 1.0
+        raise AssertionError("a closed model's bias view was writable")
+    except ValueError:
+        pass
+    raises(ValueError, "model is closed", m.bias, 1)
+    # the same after the model object is gone without close()
+    m = dsv3.load(DEMO)
+    v = m.bias(3)
+    del m
+    assert not v.flags.writeable and v.shape == (16,)
 
 
 def test_load_stats_sums_route():

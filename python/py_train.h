@@ -1,0 +1,15 @@
+/* py_train.h — training from Python (python/py_train.c): m.train(...), m.train_eval(),
+ * m.train_save(dir), m.train_reset(), m.grpo(...), m.grpo_save(dir), m.grpo_reset(), over the C
+ * trainer (model/train/trainer.h) and GRPO run (model/train/grpo.h) with the option names of
+ * Lua's train{} and grpo{} (docs/PYTHON.md, "Training"). Every function needs the GIL.
+ */
+#ifndef DSV3_PY_TRAIN_H
+#define DSV3_PY_TRAIN_H
+
+#include "python/pyx.h"
+
+/* Frees the model's trainer and GRPO run, if any (which puts the model's own weights back).
+ * Called with the model's lock held, or with no call running (close, dealloc). */
+void dsv3_py_train_free(dsv3_py_model *self);
+
+#endif
