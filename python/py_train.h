@@ -12,4 +12,11 @@
  * Called with the model's lock held, or with no call running (close, dealloc). */
 void dsv3_py_train_free(dsv3_py_model *self);
 
+/* m.train(**options) -> dict of arrays; m.train_eval() -> dict; m.train_save(dir) -> dir;
+ * m.train_reset(). */
+PyObject *dsv3_py_train(dsv3_py_model *self, PyObject *args, PyObject *kw);
+PyObject *dsv3_py_train_eval(dsv3_py_model *self, PyObject *unused);
+PyObject *dsv3_py_train_save(dsv3_py_model *self, PyObject *dir);
+PyObject *dsv3_py_train_reset(dsv3_py_model *self, PyObject *unused);
+
 #endif

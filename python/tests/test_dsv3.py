@@ -504,6 +504,89 @@ def test_two_models_in_two_threads():
 
 # ---------------------------------------------------------------- memory ------------------
 
+# ---------------------------------------------------------------- training -----------------
+
+def train_model():
+    d = os.path.join(TMP, "train-fp32")
+    if not os.path.exists(os.path.join(d, "config.json")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_model.py"), d, "--quiet",
+                        "--seed", "5", "--dtype", "fp32"], check=True)
+    data = os.path.join(TMP, "train-data.txt")
+    if not os.path.exists(data):
+        with open(data, "w") as f:
+            f.write("the cat sat on the mat. " * 300)
+    return d, data
+
+
+def cli_train_losses(out):
+    rows = [l.split() for l in out.splitlines() if l.startswith("step ")]
+    return [float(r[r.index("loss") + 1]) for r in rows], [float(r[r.index("maxvio") + 1]) for r in rows]
+
+
+def test_train_equals_cli_train_and_saves_the_same_bytes():
+    d, data = train_model()
+    out = cli("train", d, "--data", data, "--steps", "4", "--seq-len", "32", "--batch", "2", "--lr", "3e-3",
+              "--seed", "7", "--gamma", "0.01", "--save", os.path.join(TMP, "cli-trained")).stdout
+    cli_loss, cli_maxvio = cli_train_losses(out)
+    m = dsv3.load(d)
+    L1 = m.info()["dense_layers"]
+    v = m.bias(L1)
+    ckpt = v.copy()
+    r = m.train(data=data, steps=4, total_steps=4, seq_len=32, batch=2, lr=3e-3, seed=7, gamma=0.01, quiet=True)
+    assert r["loss"].dtype == np.float64 and r["loss"].shape == (4,)
+    assert ["%.4f" % x for x in r["loss"]] == ["%.4f" % x for x in cli_loss]
+    assert ["%.3f" % x for x in r["maxvio"]] == ["%.3f" % x for x in cli_maxvio]
+    assert list(r["step"]) == [1, 2, 3, 4] and r["total_steps_done"] == 4 and not r["interrupted"]
+    Lm, E = len(r["layers"]), m.info()["routed_experts"]
+    assert r["layers"][0] == L1 and r["load"].shape == (4, Lm, E) and r["bias"].shape == (4, Lm, E)
+    assert (r["load"].sum(axis=2) == r["load"][0].sum(axis=1)).all()  # every step routes the same tokens
+    moved = np.abs(r["bias"][0, 0] - ckpt)  # the first update: each expert by +-gamma or not at all
+    assert (np.isclose(moved, 0.01, atol=1e-6) | (moved < 1e-9)).all() and moved.any()
+    assert np.array_equal(v, r["bias"][-1, 0]), "the bias view shows the trained bias"
+    saved = os.path.join(TMP, "py-trained")
+    assert m.train_save(saved) == saved
+    for f in ("model.safetensors", "train_state.safetensors"):
+        with open(os.path.join(saved, f), "rb") as a, open(os.path.join(TMP, "cli-trained", f), "rb") as b:
+            assert a.read() == b.read(), f + " differs from dsv3 train --save"
+    ev = m.train_eval()
+    assert ev["tokens"] > 0 and np.isfinite(ev["loss"])
+    trained = m.logits("the cat")
+    r2 = m.train(steps=1, lr=1e-3, quiet=True)  # continues the same trainer
+    assert list(r2["step"]) == [5]
+    raises(TypeError, "train (continuing", m.train, steps=1, seq_len=16)
+    m.train_reset()
+    assert np.array_equal(v, ckpt), "train_reset gives the checkpoint's bias back"
+    assert not np.array_equal(m.logits("the cat"), trained)
+    raises(ValueError, "train_eval: no trainer yet", m.train_eval)
+    raises(ValueError, "train: give data", m.train, steps=1)
+    raises(TypeError, "unexpected keyword argument 'dta'", m.train, steps=1, dta=data)
+    raises(ValueError, "train: steps must be in 1..1e7", m.train, steps=0, text="x")
+    m.close()
+
+
+def test_train_on_text_and_ctrl_c_between_steps_keeps_the_model():
+    d, _ = train_model()
+    m = dsv3.load(d)
+    r = m.train(text="the cat sat on the mat. " * 200, steps=6, seq_len=32, batch=2, lr=3e-3, gamma=0, **{"lambda": 0.5}, quiet=True)
+    assert r["loss"][-1] < r["loss"][0]
+    before = r["total_steps_done"]
+    timer = threading.Timer(0.4, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        m.train(steps=100000, quiet=True)
+        raise AssertionError("no KeyboardInterrupt")
+    except KeyboardInterrupt as e:
+        res = e.result
+    finally:
+        timer.cancel()
+    assert res["interrupted"] and res["total_steps_done"] == before + len(res["loss"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert m.logits("the cat").shape[0] >= 2  # the model computes (with the last finished step's weights)
+    r3 = m.train(steps=1, quiet=True)
+    assert list(r3["step"]) == [res["total_steps_done"] + 1]
+    m.close()  # frees the trainer first, then the model
+
+
 def rss_kb():
     with open("/proc/self/status") as f:
         for line in f:
