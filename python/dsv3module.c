@@ -85,6 +85,16 @@ static PyMethodDef model_methods[] = {
      "train_save(dir) -> dir: the trained model (safetensors, config, tokenizer) and training state."},
     {"train_reset", (PyCFunction)dsv3_py_train_reset, METH_NOARGS,
      "train_reset(): drops the trainer; the model gets the checkpoint's weights back."},
+    {"grpo", KW(dsv3_py_grpo),
+     "grpo(*, task=\"add\"|\"copy\" | prompts=[str | (prompt, answer) | {prompt, answer}],\n"
+     "reward=callable(prompt, completion, answer) -> number, steps=20, group=8, batch=2,\n"
+     "max_tokens=16 (or n), temperature (or temp)=1, lr=2e-3, beta, eps, inner, seed, weight_decay,\n"
+     "clip, examples, max_prompt, quiet) -> dict: reward, reward_std, reward_max, kl, length, loss,\n"
+     "clip_frac, grad_norm, zero_adv, ... float64 [steps], best (list[str]). Lua's grpo{}."},
+    {"grpo_save", (PyCFunction)dsv3_py_grpo_save, METH_O,
+     "grpo_save(dir) -> dir: the current policy as a model directory."},
+    {"grpo_reset", (PyCFunction)dsv3_py_grpo_reset, METH_NOARGS,
+     "grpo_reset(): drops the GRPO run; the model gets its weights back."},
     {"close", (PyCFunction)dsv3_py_close, METH_NOARGS,
      "close(): frees the model now; using it afterwards raises ValueError."},
     {"__enter__", (PyCFunction)dsv3_py_enter, METH_NOARGS, NULL},

@@ -92,6 +92,7 @@ PyObject *dsv3_py_model_open(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->n_bias_views = 0;
     self->trainer = NULL;
     self->grpo = NULL;
+    self->grpo_group = self->grpo_batch = self->grpo_max_tokens = self->grpo_max_prompt = self->grpo_steps = 0;
     self->bias_views = calloc((size_t)dsv3_model_config(m)->num_hidden_layers + 1, sizeof *self->bias_views);
     self->lock = PyThread_allocate_lock();
     if (!self->lock || !self->bias_views) {

@@ -479,3 +479,416 @@ PyObject *dsv3_py_train_reset(dsv3_py_model *self, PyObject *unused) {
     if (self->trainer && dsv3_py_run(self, reset_work, &c) < 0) return NULL;
     Py_RETURN_NONE;
 }
+
+/* ---------------------------------------------------------------- grpo ----------------- */
+
+PyObject *dsv3_py_grpo_save(dsv3_py_model *self, PyObject *arg) {
+    return save(self, arg, 1);
+}
+
+PyObject *dsv3_py_grpo_reset(dsv3_py_model *self, PyObject *unused) {
+    if (!dsv3_py_model_of(self)) return NULL;
+    reset_ctx c = {.self = self, .grpo = 1};
+    if (self->grpo && dsv3_py_run(self, reset_work, &c) < 0) return NULL;
+    self->grpo_steps = 0;
+    Py_RETURN_NONE;
+}
+
+/* The prompt list: texts (str), answers (str or None) and token ids (with BOS, as Lua's). */
+typedef struct {
+    int64_t n;
+    PyObject *text, *answer; /* lists [n] */
+    int32_t **ids;
+    int64_t *len;
+    const dsv3_grpo_task *task;
+} prompt_set;
+
+static void prompts_free(prompt_set *ps) {
+    for (int64_t i = 0; ps->ids && i < ps->n; i++) free(ps->ids[i]);
+    free(ps->ids);
+    free(ps->len);
+    Py_XDECREF(ps->text);
+    Py_XDECREF(ps->answer);
+}
+
+static int prompts_read(dsv3_py_model *self, PyObject *prompts, const char *task, int64_t examples, prompt_set *ps) {
+    memset(ps, 0, sizeof *ps);
+    if ((prompts != NULL) == (task != NULL)) {
+        PyErr_SetString(PyExc_ValueError, "grpo: give prompts = [...] or task = \"add\" | \"copy\" (one of them)");
+        return -1;
+    }
+    if (task && !(ps->task = dsv3_grpo_task_find(task))) {
+        PyErr_Format(PyExc_ValueError, "grpo: unknown task '%s' (built-in: add, copy)", task);
+        return -1;
+    }
+    PyObject *seq = NULL;
+    if (prompts) {
+        if (PyUnicode_Check(prompts) || !(seq = PySequence_Fast(prompts, "grpo: prompts must be a list"))) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "grpo: prompts must be a list");
+            return -1;
+        }
+        ps->n = PySequence_Fast_GET_SIZE(seq);
+        if (ps->n < 1) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "grpo: prompts is empty");
+            return -1;
+        }
+    } else {
+        if (examples < 1 || examples > 1000000) {
+            PyErr_SetString(PyExc_ValueError, "grpo: examples must be in 1..1e6");
+            return -1;
+        }
+        ps->n = examples;
+    }
+    ps->text = PyList_New((Py_ssize_t)ps->n);
+    ps->answer = PyList_New((Py_ssize_t)ps->n);
+    ps->ids = calloc((size_t)ps->n, sizeof *ps->ids);
+    ps->len = calloc((size_t)ps->n, sizeof *ps->len);
+    if (!ps->text || !ps->answer || !ps->ids || !ps->len) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto fail;
+    }
+    for (int64_t i = 0; i < ps->n; i++) {
+        PyObject *t = NULL, *a = NULL;
+        if (ps->task) {
+            char p[128], an[64];
+            ps->task->example((uint64_t)i, p, sizeof p, an, sizeof an);
+            t = PyUnicode_FromString(p);
+            a = PyUnicode_FromString(an);
+            if (!t || !a) {
+                Py_XDECREF(t), Py_XDECREF(a);
+                goto fail;
+            }
+        } else {
+            PyObject *e = PySequence_Fast_GET_ITEM(seq, i);
+            if (PyUnicode_Check(e)) {
+                t = Py_NewRef(e);
+                a = Py_NewRef(Py_None);
+            } else if (PyDict_Check(e)) {
+                t = PyDict_GetItemString(e, "prompt");
+                a = PyDict_GetItemString(e, "answer");
+                Py_XINCREF(t);
+                a = Py_NewRef(a ? a : Py_None);
+            } else if (PyTuple_Check(e) || PyList_Check(e)) {
+                Py_ssize_t k = PySequence_Size(e);
+                t = k >= 1 ? PySequence_GetItem(e, 0) : NULL;
+                a = k >= 2 ? PySequence_GetItem(e, 1) : Py_NewRef(Py_None);
+            }
+            if (!t || !PyUnicode_Check(t) || !a || !(a == Py_None || PyUnicode_Check(a))) {
+                Py_XDECREF(t), Py_XDECREF(a);
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_TypeError, "grpo: prompts[%lld] must be a str, a (prompt, answer) pair of "
+                                 "str or {\"prompt\": str, \"answer\": str}", (long long)i);
+                goto fail;
+            }
+        }
+        PyList_SET_ITEM(ps->text, (Py_ssize_t)i, t);
+        PyList_SET_ITEM(ps->answer, (Py_ssize_t)i, a);
+        if (!(ps->ids[i] = dsv3_py_ids(self, t, 1, &ps->len[i]))) goto fail;
+        if (ps->len[i] < 1) {
+            PyErr_Format(PyExc_ValueError, "grpo: prompts[%lld] has no tokens", (long long)i);
+            goto fail;
+        }
+    }
+    Py_XDECREF(seq);
+    return 0;
+fail:
+    Py_XDECREF(seq);
+    prompts_free(ps);
+    memset(ps, 0, sizeof *ps);
+    return -1;
+}
+
+typedef struct {
+    dsv3_py_model *self;
+    prompt_set *ps;
+    PyObject *reward;     /* callable(prompt, completion, answer) -> number, or NULL */
+    int64_t *pick;        /* [batch] prompt indices of this step */
+    const int32_t **pp;
+    int64_t *pl;
+    PyObject *exc_t, *exc_v, *exc_tb; /* the reward callable's exception */
+    double best;
+    PyObject *best_text;  /* the step's best completion */
+    int64_t best_prompt;
+    dsv3_grpo_metrics m;
+} grpo_ctx;
+
+/* The reward of one completion: with the GIL taken back, decode it and score it with the Python
+ * callable (or the task's / the answer reward). */
+static dsv3_status py_reward(void *ud, int64_t p, const int32_t *c, int64_t n, double *r, dsv3_err *err) {
+    grpo_ctx *x = ud;
+    char *text = NULL;
+    size_t len = 0;
+    dsv3_status st = dsv3_tokenizer_decode(x->self->tok, &text, &len, c, (size_t)n, 1, err);
+    if (st) return st;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    PyObject *ctext = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "replace");
+    const int64_t i = x->pick[p];
+    PyObject *answer = PyList_GET_ITEM(x->ps->answer, (Py_ssize_t)i);
+    if (!ctext) {
+        st = DSV3_ENOMEM;
+    } else if (x->reward) {
+        PyObject *v = PyObject_CallFunctionObjArgs(x->reward, PyList_GET_ITEM(x->ps->text, (Py_ssize_t)i), ctext,
+                                                   answer, NULL);
+        double d = v ? PyFloat_AsDouble(v) : -1;
+        if (v && d == -1 && PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "grpo: reward function returned a %s (expected a number)", Py_TYPE(v)->tp_name);
+        }
+        Py_XDECREF(v);
+        if (PyErr_Occurred()) {
+            PyErr_Fetch(&x->exc_t, &x->exc_v, &x->exc_tb);
+            st = dsv3_errf(err, DSV3_EINVAL, "grpo: reward function raised");
+        } else {
+            *r = d;
+        }
+    } else {
+        const char *a = answer == Py_None ? "" : PyUnicode_AsUTF8(answer);
+        if (!a) {
+            PyErr_Clear();
+            a = "";
+        }
+        *r = x->ps->task ? x->ps->task->reward(a, text) : dsv3_grpo_answer_reward(a, text);
+    }
+    if (!st && (!x->best_text || *r > x->best)) {
+        Py_XSETREF(x->best_text, Py_NewRef(ctext));
+        x->best = *r;
+        x->best_prompt = i;
+    }
+    Py_XDECREF(ctext);
+    PyGILState_Release(gs);
+    free(text);
+    return st;
+}
+
+static dsv3_status grpo_step_work(void *ud, dsv3_model *m, const volatile int *cancel, dsv3_err *err) {
+    grpo_ctx *x = ud;
+    dsv3_grpo *g = x->self->grpo;
+    if (!g) return dsv3_errf(err, DSV3_EINVAL, "grpo: the run was reset meanwhile");
+    dsv3_grpo_opts_of(g)->cancel = cancel;
+    dsv3_status st = dsv3_grpo_step(g, x->pp, x->pl, x->self->grpo_batch, py_reward, x, &x->m, err);
+    dsv3_grpo_opts_of(g)->cancel = NULL;
+    return st;
+}
+
+typedef struct {
+    dsv3_py_model *self;
+    dsv3_grpo_opts o;
+} grpo_new_ctx;
+
+static dsv3_status grpo_new_work(void *ud, dsv3_model *m, const volatile int *cancel, dsv3_err *err) {
+    grpo_new_ctx *c = ud;
+    return dsv3_grpo_new(&c->self->grpo, m, &c->o, err);
+}
+
+static int grpo_tunables(PyObject *kw, dsv3_grpo_opts *o) {
+    return opt_num(kw, "lr", &o->lr) || opt_num(kw, "beta", &o->beta) || opt_num(kw, "eps", &o->eps) ||
+                   opt_num(kw, "temperature", &o->temperature) || opt_num(kw, "temp", &o->temperature) ||
+                   opt_num(kw, "weight_decay", &o->weight_decay) || opt_num(kw, "clip", &o->clip) ||
+                   opt_int(kw, "inner", &o->inner)
+               ? -1
+               : 0;
+}
+
+static PyObject *grpo_result(dsv3_py_model *self, const dsv3_grpo_metrics *ms, PyObject *best, PyObject *best_prompt,
+                             int64_t n, const char *task, int interrupted) {
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    double *col = malloc((size_t)(n ? n : 1) * sizeof *col);
+    if (!col) {
+        Py_DECREF(d);
+        return PyErr_NoMemory();
+    }
+    int bad = 0;
+#define COL(key, field)                                                                              \
+    do {                                                                                             \
+        for (int64_t i = 0; i < n; i++) col[i] = (double)ms[i].field;                                \
+        bad |= dsv3_py_set(d, key, f64(col, (npy_intp)n));                                           \
+    } while (0)
+    COL("reward", reward_mean);
+    COL("reward_std", reward_std);
+    COL("reward_max", reward_max);
+    COL("kl", kl);
+    COL("length", length);
+    COL("loss", loss);
+    COL("clip_frac", clip_frac);
+    COL("grad_norm", grad_norm);
+    COL("zero_adv", zero_adv);
+    COL("seconds", seconds);
+    COL("sample_seconds", sample_seconds);
+    COL("tokens_per_s", tokens_per_s);
+#undef COL
+    free(col);
+    npy_intp nn = (npy_intp)n;
+    PyObject *step = PyArray_EMPTY(1, &nn, NPY_INT64, 0), *tok = PyArray_EMPTY(1, &nn, NPY_INT64, 0);
+    if (step && tok)
+        for (int64_t i = 0; i < n; i++) {
+            ((int64_t *)PyArray_DATA((PyArrayObject *)step))[i] = ms[i].step;
+            ((int64_t *)PyArray_DATA((PyArrayObject *)tok))[i] = ms[i].tokens;
+        }
+    bad |= dsv3_py_set(d, "step", step);
+    bad |= dsv3_py_set(d, "tokens", tok);
+    bad |= dsv3_py_set(d, "best", Py_NewRef(best));
+    bad |= dsv3_py_set(d, "best_prompt", Py_NewRef(best_prompt));
+    bad |= dsv3_py_set(d, "task", PyUnicode_FromString(task));
+    bad |= dsv3_py_set(d, "group", PyLong_FromLongLong(self->grpo_group));
+    bad |= dsv3_py_set(d, "interrupted", PyBool_FromLong(interrupted));
+    bad |= dsv3_py_set(d, "total_steps", PyLong_FromLongLong(self->grpo_steps));
+    if (bad) Py_CLEAR(d);
+    return d;
+}
+
+PyObject *dsv3_py_grpo(dsv3_py_model *self, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args)) {
+        PyErr_SetString(PyExc_TypeError, "grpo() takes keyword arguments only (task= or prompts=, steps=, ...)");
+        return NULL;
+    }
+    if (!dsv3_py_model_of(self)) return NULL;
+    PyObject *kw = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!kw) return NULL;
+    PyObject *keep = NULL, *res = NULL, *best = NULL, *best_prompt = NULL, *reward = NULL, *prompts = NULL;
+    prompt_set ps = {0};
+    dsv3_grpo_metrics *ms = NULL;
+    int64_t *pick = NULL, *pl = NULL;
+    const int32_t **pp = NULL;
+    double steps_d = 20;
+    int quiet = 0, plot = 1;
+    int64_t examples = 64, group = 8, batch = 2, max_tokens = 16, max_prompt = -1, seed = 1;
+    const char *task = NULL;
+    if (opt_num(kw, "steps", &steps_d) < 0 || opt_bool(kw, "quiet", &quiet) < 0 || opt_bool(kw, "plot", &plot) < 0 ||
+        opt_str(kw, "task", &task, &keep) < 0 || opt_int(kw, "examples", &examples) < 0 ||
+        opt_int(kw, "group", &group) < 0 || opt_int(kw, "batch", &batch) < 0 ||
+        opt_int(kw, "max_tokens", &max_tokens) < 0 || opt_int(kw, "n", &max_tokens) < 0 ||
+        opt_int(kw, "max_prompt", &max_prompt) < 0 || opt_int(kw, "seed", &seed) < 0)
+        goto done;
+    dsv3_grpo_opts o;
+    dsv3_grpo_opts_init(&o);
+    o.lr = 2e-3; /* Lua's grpo{} default */
+    if (grpo_tunables(kw, &o) < 0) goto done;
+    prompts = PyDict_GetItemString(kw, "prompts");
+    reward = PyDict_GetItemString(kw, "reward");
+    Py_XINCREF(prompts);
+    Py_XINCREF(reward);
+    if ((prompts && PyDict_DelItemString(kw, "prompts") < 0) || (reward && PyDict_DelItemString(kw, "reward") < 0))
+        goto done;
+    if (prompts == Py_None) Py_CLEAR(prompts);
+    if (reward == Py_None) Py_CLEAR(reward);
+    if (no_more(kw, "grpo") < 0) goto done;
+    if (!(steps_d >= 1 && steps_d <= 1e7)) {
+        PyErr_SetString(PyExc_ValueError, "grpo: steps must be in 1..1e7");
+        goto done;
+    }
+    if (!self->tok) {
+        PyErr_SetString(PyExc_ValueError, "grpo: the model has no tokenizer (prompts and rewards are text)");
+        goto done;
+    }
+    if (self->trainer) {
+        PyErr_SetString(PyExc_ValueError, "grpo: the model has a train() trainer; train_save(dir) its weights or train_reset() first");
+        goto done;
+    }
+    if (reward && !PyCallable_Check(reward)) {
+        PyErr_SetString(PyExc_TypeError, "grpo: reward must be a callable(prompt, completion, answer) -> number");
+        goto done;
+    }
+    if (prompts_read(self, prompts, task, examples, &ps) < 0) goto done;
+    int64_t longest = 1, with_answer = 0;
+    for (int64_t i = 0; i < ps.n; i++) {
+        longest = ps.len[i] > longest ? ps.len[i] : longest;
+        with_answer += PyList_GET_ITEM(ps.answer, (Py_ssize_t)i) != Py_None;
+    }
+    if (!reward && with_answer < ps.n) {
+        PyErr_SetString(PyExc_ValueError, "grpo: give reward = callable(prompt, completion, answer) -> number, or an answer with every prompt");
+        goto done;
+    }
+    o.group = group;
+    o.batch = batch > ps.n ? ps.n : batch;
+    o.max_tokens = max_tokens;
+    o.max_prompt = max_prompt < 0 ? longest : max_prompt;
+    o.seed = (uint64_t)seed;
+    if (longest > o.max_prompt) {
+        PyErr_Format(PyExc_ValueError, "grpo: a prompt has %d tokens, above max_prompt %d", (int)longest, (int)o.max_prompt);
+        goto done;
+    }
+    if (self->grpo && (self->grpo_group != o.group || self->grpo_batch != o.batch ||
+                       self->grpo_max_tokens != o.max_tokens || self->grpo_max_prompt < longest)) {
+        PyErr_Format(PyExc_ValueError, "grpo: the model's GRPO run has group %d, batch %d, max_tokens %d and prompts up to "
+                     "%d tokens; call grpo_reset() to start another", (int)self->grpo_group, (int)self->grpo_batch,
+                     (int)self->grpo_max_tokens, (int)self->grpo_max_prompt);
+        goto done;
+    }
+    if (!self->grpo) {
+        grpo_new_ctx c = {.self = self, .o = o};
+        if (dsv3_py_run(self, grpo_new_work, &c) < 0) goto done;
+        self->grpo_group = o.group;
+        self->grpo_batch = o.batch;
+        self->grpo_max_tokens = o.max_tokens;
+        self->grpo_max_prompt = o.max_prompt;
+        self->grpo_steps = 0;
+    } else {
+        dsv3_grpo_opts *eo = dsv3_grpo_opts_of(self->grpo);
+        eo->lr = o.lr, eo->beta = o.beta, eo->eps = o.eps, eo->temperature = o.temperature;
+        eo->weight_decay = o.weight_decay, eo->clip = o.clip, eo->inner = o.inner;
+    }
+    const int64_t steps = (int64_t)steps_d, B = self->grpo_batch;
+    ms = calloc((size_t)steps, sizeof *ms);
+    pick = calloc((size_t)B, sizeof *pick);
+    pl = calloc((size_t)B, sizeof *pl);
+    pp = calloc((size_t)B, sizeof *pp);
+    best = PyList_New(0);
+    best_prompt = PyList_New(0);
+    if (!ms || !pick || !pl || !pp || !best || !best_prompt) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    int64_t done_steps = 0;
+    int failed = 0;
+    for (; done_steps < steps; done_steps++) {
+        for (int64_t k = 0; k < B; k++) {
+            pick[k] = (self->grpo_steps * B + k) % ps.n;
+            pp[k] = ps.ids[pick[k]];
+            pl[k] = ps.len[pick[k]];
+        }
+        grpo_ctx x = {.self = self, .ps = &ps, .reward = reward, .pick = pick, .pp = pp, .pl = pl};
+        int rc = dsv3_py_run(self, grpo_step_work, &x);
+        if (x.exc_t) { /* the reward callable's own exception, not the library's summary */
+            PyErr_Clear();
+            PyErr_Restore(x.exc_t, x.exc_v, x.exc_tb);
+            rc = -1;
+        }
+        if (rc < 0) {
+            Py_XDECREF(x.best_text);
+            failed = 1;
+            break;
+        }
+        self->grpo_steps++;
+        ms[done_steps] = x.m;
+        int bad = PyList_Append(best, x.best_text ? x.best_text : Py_None) < 0 ||
+                  PyList_Append(best_prompt, x.best_text ? PyList_GET_ITEM(ps.text, (Py_ssize_t)x.best_prompt) : Py_None) < 0;
+        Py_XDECREF(x.best_text);
+        if (bad) {
+            failed = 1;
+            break;
+        }
+        if (!quiet)
+            PySys_WriteStdout("step %4lld  reward %.3f (std %.3f, max %.3f)  kl %.4f  len %.1f  loss %+.4f  %.0f tok/s\n",
+                              (long long)x.m.step, x.m.reward_mean, x.m.reward_std, x.m.reward_max, x.m.kl, x.m.length,
+                              x.m.loss, x.m.tokens_per_s);
+    }
+    const char *tname = ps.task ? ps.task->name : "prompts";
+    if (failed) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            attach_result(grpo_result(self, ms, best, best_prompt, done_steps, tname, 1));
+        goto done;
+    }
+    res = grpo_result(self, ms, best, best_prompt, done_steps, tname, 0);
+done:
+    free(ms), free(pick), free(pl), free(pp);
+    prompts_free(&ps);
+    Py_XDECREF(best);
+    Py_XDECREF(best_prompt);
+    Py_XDECREF(prompts);
+    Py_XDECREF(reward);
+    Py_XDECREF(keep);
+    Py_DECREF(kw);
+    return res;
+}

@@ -19,4 +19,9 @@ PyObject *dsv3_py_train_eval(dsv3_py_model *self, PyObject *unused);
 PyObject *dsv3_py_train_save(dsv3_py_model *self, PyObject *dir);
 PyObject *dsv3_py_train_reset(dsv3_py_model *self, PyObject *unused);
 
+/* m.grpo(**options) -> dict of arrays; m.grpo_save(dir) -> dir; m.grpo_reset(). */
+PyObject *dsv3_py_grpo(dsv3_py_model *self, PyObject *args, PyObject *kw);
+PyObject *dsv3_py_grpo_save(dsv3_py_model *self, PyObject *dir);
+PyObject *dsv3_py_grpo_reset(dsv3_py_model *self, PyObject *unused);
+
 #endif

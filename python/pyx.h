@@ -54,6 +54,8 @@ typedef struct {
     int64_t n_bias_views;   /* non-NULL entries of bias_views */
     struct dsv3_trainer *trainer; /* m.train()'s trainer, kept between calls (NULL: none) */
     struct dsv3_grpo *grpo;       /* m.grpo()'s run, kept between calls (NULL: none) */
+    int64_t grpo_group, grpo_batch, grpo_max_tokens, grpo_max_prompt, grpo_steps; /* its shape
+                                     and steps done over all calls */
 } dsv3_py_model;
 
 /* Raises the Python exception for st with err's message: DSV3_EINVAL ValueError, DSV3_EIO

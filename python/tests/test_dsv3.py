@@ -587,6 +587,52 @@ def test_train_on_text_and_ctrl_c_between_steps_keeps_the_model():
     m.close()  # frees the trainer first, then the model
 
 
+def test_grpo_equals_cli_grpo_and_calls_python_rewards():
+    out = cli("grpo", DEMO, "--task", "add", "--steps", "2", "--group", "4", "--batch", "2", "--max-tokens", "6",
+              "--seed", "3", "--save", os.path.join(TMP, "cli-grpo")).stdout
+    rows = [l.split() for l in out.splitlines() if l.startswith("step ")]
+    m = dsv3.load(DEMO)
+    r = m.grpo(task="add", steps=2, group=4, batch=2, max_tokens=6, seed=3, quiet=True)
+    assert r["reward"].dtype == np.float64 and r["reward"].shape == (2,) and list(r["step"]) == [1, 2]
+    for key, col in (("reward", "reward"), ("reward_std", "std"), ("reward_max", "max"), ("kl", "kl")):
+        assert ["%.4f" % x for x in r[key]] == ["%.4f" % float(w[w.index(col) + 1]) for w in rows], key
+    assert ["%+.5f" % x for x in r["loss"]] == [w[w.index("loss") + 1] for w in rows]
+    assert r["task"] == "add" and r["group"] == 4 and len(r["best"]) == 2 and r["total_steps"] == 2
+    saved = os.path.join(TMP, "py-grpo")
+    m.grpo_save(saved)
+    with open(os.path.join(saved, "model.safetensors"), "rb") as a, \
+            open(os.path.join(TMP, "cli-grpo", "model.safetensors"), "rb") as b:
+        assert a.read() == b.read(), "grpo_save differs from dsv3 grpo --save"
+    raises(ValueError, "grpo: the model's GRPO run has group 4", m.grpo, task="add", steps=1, group=2, quiet=True)
+    raises(ValueError, "train: the model has a GRPO run", m.train, text="x y z", steps=1)
+    m.grpo_reset()
+    calls = []
+
+    def reward(prompt, completion, answer):
+        calls.append((prompt, completion, answer))
+        return float(len(completion))
+    prompts = ["hello", ("2+2=", "4"), {"prompt": "cat", "answer": None}]
+    r = m.grpo(prompts=prompts, reward=reward, steps=2, group=2, batch=3, max_tokens=4, quiet=True)
+    assert len(calls) == 2 * 3 * 2 and {c[0] for c in calls} == {"hello", "2+2=", "cat"}
+    assert {c[2] for c in calls} == {None, "4"}
+    assert np.isclose(r["reward"][0], np.mean([len(c[1]) for c in calls[:6]]))
+
+    def broken(prompt, completion, answer):
+        raise KeyError("from the reward")
+    try:
+        m.grpo(prompts=prompts, reward=broken, steps=1, group=2, batch=3, max_tokens=4, quiet=True)
+        raise AssertionError("the reward's exception was lost")
+    except KeyError as e:
+        assert "from the reward" in str(e)
+    raises(TypeError, "expected a number", m.grpo, prompts=prompts, reward=lambda p, c, a: "x", steps=1, group=2,
+           batch=3, max_tokens=4, quiet=True)
+    raises(ValueError, "an answer with every prompt", m.grpo, prompts=["a"], steps=1)
+    raises(ValueError, "unknown task 'mul'", m.grpo, task="mul", steps=1)
+    m.grpo_reset()
+    assert np.array_equal(m.logits("1+1="), dsv3.load(DEMO).logits("1+1=")), "grpo_reset gives the weights back"
+    m.close()
+
+
 def rss_kb():
     with open("/proc/self/status") as f:
         for line in f:
