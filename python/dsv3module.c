@@ -11,6 +11,7 @@
 
 #include "python/py_model.h"
 #include "python/py_probes.h"
+#include "python/py_train.h"
 
 /* ---------------------------------------------------------------- dsv3.Model ----------- */
 
@@ -71,6 +72,29 @@ static PyMethodDef model_methods[] = {
      "mtp_trace(prompt | ids, *, max_tokens=64, temperature=0.0, seed=0) -> dict: every MTP\n"
      "draft (steps: pos, draft, main, q, p, accepted arrays), drafted, accepted, rate,\n"
      "pos_drafted/pos_accepted per bucket of `bucket` positions, by_band, histogram."},
+    {"train", KW(dsv3_py_train),
+     "train(*, steps=20, data=PATH | text=STR, lr, gamma, alpha, lambda (or lambda_), clip,\n"
+     "weight_decay, warmup, total_steps, fp8, precision, seq_len, batch, accum, seed, heldout,\n"
+     "fim_rate, quiet=False) -> dict of arrays: loss, ce, mtp, balance, lr, grad_norm, maxvio,\n"
+     "seconds, tokens_per_s float64 [steps], step, tokens int64 [steps], load int64 [steps, L, E],\n"
+     "bias float32 [steps, L, E], layer_maxvio [steps, L], layers [L]. Lua's train{}: the first\n"
+     "call creates the trainer, later calls continue it; the weights are synced into the model."},
+    {"train_eval", (PyCFunction)dsv3_py_train_eval, METH_NOARGS,
+     "train_eval() -> dict: loss, ce, mtp, balance, tokens, seconds on the held-out sequences."},
+    {"train_save", (PyCFunction)dsv3_py_train_save, METH_O,
+     "train_save(dir) -> dir: the trained model (safetensors, config, tokenizer) and training state."},
+    {"train_reset", (PyCFunction)dsv3_py_train_reset, METH_NOARGS,
+     "train_reset(): drops the trainer; the model gets the checkpoint's weights back."},
+    {"grpo", KW(dsv3_py_grpo),
+     "grpo(*, task=\"add\"|\"copy\" | prompts=[str | (prompt, answer) | {prompt, answer}],\n"
+     "reward=callable(prompt, completion, answer) -> number, steps=20, group=8, batch=2,\n"
+     "max_tokens=16 (or n), temperature (or temp)=1, lr=2e-3, beta, eps, inner, seed, weight_decay,\n"
+     "clip, examples, max_prompt, quiet) -> dict: reward, reward_std, reward_max, kl, length, loss,\n"
+     "clip_frac, grad_norm, zero_adv, ... float64 [steps], best (list[str]). Lua's grpo{}."},
+    {"grpo_save", (PyCFunction)dsv3_py_grpo_save, METH_O,
+     "grpo_save(dir) -> dir: the current policy as a model directory."},
+    {"grpo_reset", (PyCFunction)dsv3_py_grpo_reset, METH_NOARGS,
+     "grpo_reset(): drops the GRPO run; the model gets its weights back."},
     {"close", (PyCFunction)dsv3_py_close, METH_NOARGS,
      "close(): frees the model now; using it afterwards raises ValueError."},
     {"__enter__", (PyCFunction)dsv3_py_enter, METH_NOARGS, NULL},

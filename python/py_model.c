@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "python/py_model.h"
+#include "python/py_train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -88,8 +89,13 @@ PyObject *dsv3_py_model_open(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->seed = 0;
     self->owner = 0;
     self->weakrefs = NULL;
+    self->n_bias_views = 0;
+    self->trainer = NULL;
+    self->grpo = NULL;
+    self->grpo_group = self->grpo_batch = self->grpo_max_tokens = self->grpo_max_prompt = self->grpo_steps = 0;
+    self->bias_views = calloc((size_t)dsv3_model_config(m)->num_hidden_layers + 1, sizeof *self->bias_views);
     self->lock = PyThread_allocate_lock();
-    if (!self->lock) {
+    if (!self->lock || !self->bias_views) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -109,6 +115,8 @@ static int close_model(dsv3_py_model *self) {
         PyThread_acquire_lock(self->lock, WAIT_LOCK);
         Py_END_ALLOW_THREADS
     }
+    dsv3_py_bias_detach(self);
+    dsv3_py_train_free(self);
     dsv3_tokenizer_close(self->tok);
     dsv3_model_close(self->m);
     self->m = NULL;
@@ -136,6 +144,9 @@ PyObject *dsv3_py_exit(dsv3_py_model *self, PyObject *args) {
 void dsv3_py_model_dealloc(dsv3_py_model *self) {
     if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
     /* no other reference exists, so no call holds the lock */
+    dsv3_py_bias_detach(self);
+    free(self->bias_views);
+    dsv3_py_train_free(self);
     dsv3_tokenizer_close(self->tok);
     dsv3_model_close(self->m);
     if (self->lock) PyThread_free_lock(self->lock);
@@ -629,6 +640,7 @@ static const float *bias_of(dsv3_model *m, long long li) {
     return b;
 }
 
+/* The layer's view (python/pyx.h, bias_views): made on the first call, the same array after. */
 PyObject *dsv3_py_bias(dsv3_py_model *self, PyObject *args) {
     long long li;
     if (!PyArg_ParseTuple(args, "L:bias", &li)) return NULL;
@@ -636,9 +648,13 @@ PyObject *dsv3_py_bias(dsv3_py_model *self, PyObject *args) {
     if (!m) return NULL;
     const float *b = bias_of(m, li);
     if (!b) return NULL;
+    if (self->bias_views[li]) return Py_NewRef(self->bias_views[li]);
     npy_intp E = (npy_intp)dsv3_model_config(m)->n_routed_experts;
     PyObject *a = PyArray_EMPTY(1, &E, NPY_FLOAT32, 0);
-    if (a) memcpy(PyArray_DATA((PyArrayObject *)a), b, (size_t)E * sizeof(float));
+    if (!a) return NULL;
+    memcpy(PyArray_DATA((PyArrayObject *)a), b, (size_t)E * sizeof(float));
+    self->bias_views[li] = Py_NewRef(a);
+    self->n_bias_views++;
     return a;
 }
 
@@ -659,8 +675,8 @@ static PyObject *bias_edit(dsv3_py_model *self, PyObject *args, int add, const c
     if (!PyArg_ParseTuple(args, add ? "LO|O:bias_add" : "LO|O:bias_set", &li, &a1, &a2)) return NULL;
     dsv3_model *m = dsv3_py_model_of(self);
     if (!m) return NULL;
-    const float *b = bias_of(m, li);
-    if (!b) return NULL;
+    if (!bias_of(m, li)) return NULL;
+    const float *b = dsv3_py_bias_current(self, li); /* a view's unpushed edits included */
     const int64_t E = dsv3_model_config(m)->n_routed_experts;
     float *nb = malloc((size_t)E * sizeof *nb);
     if (!nb) return PyErr_NoMemory();

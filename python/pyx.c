@@ -4,6 +4,7 @@
 #define DSV3_PY_IMPORT_ARRAY /* this file owns numpy's C API table (python/pyx.h) */
 #include "python/pyx.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,104 @@ static void guard_leave(void) {
     installed = 0;
 }
 
+/* ---------------------------------------------------------------- bias views --------- */
+
+const float *dsv3_py_bias_current(dsv3_py_model *self, int64_t li) {
+    if (!self->m || !dsv3_model_bias(self->m, li)) return NULL;
+    PyObject *v = self->bias_views ? self->bias_views[li] : NULL;
+    return v ? PyArray_DATA((PyArrayObject *)v) : dsv3_model_bias(self->m, li);
+}
+
+void dsv3_py_bias_detach(dsv3_py_model *self) {
+    if (!self->bias_views) return;
+    const int64_t n = self->m ? dsv3_model_config(self->m)->num_hidden_layers + 1 : 0;
+    for (int64_t li = 0; li < n; li++) {
+        PyObject *v = self->bias_views[li];
+        if (!v) continue;
+        PyArray_CLEARFLAGS((PyArrayObject *)v, NPY_ARRAY_WRITEABLE);
+        self->bias_views[li] = NULL;
+        Py_DECREF(v);
+    }
+    self->n_bias_views = 0;
+}
+
+/* The views of one call: taken with the GIL (strong references and a snapshot of their values),
+ * pushed and pulled under the model's lock without it, written back with it. */
+typedef struct {
+    int64_t n, E;
+    int64_t *li;
+    PyObject **arr;
+    float *vals; /* [n, E] */
+} bias_sync;
+
+static int sync_take(dsv3_py_model *self, bias_sync *b) {
+    memset(b, 0, sizeof *b);
+    if (!self->n_bias_views) return 0;
+    const dsv3_config *c = dsv3_model_config(self->m);
+    const int64_t slots = c->num_hidden_layers + 1, E = c->n_routed_experts;
+    b->E = E;
+    b->li = malloc((size_t)self->n_bias_views * sizeof *b->li);
+    b->arr = malloc((size_t)self->n_bias_views * sizeof *b->arr);
+    b->vals = malloc((size_t)(self->n_bias_views * E) * sizeof *b->vals);
+    if (!b->li || !b->arr || !b->vals) {
+        free(b->li), free(b->arr), free(b->vals);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int64_t li = 0; li < slots; li++) {
+        PyObject *v = self->bias_views[li];
+        if (!v) continue;
+        const float *x = PyArray_DATA((PyArrayObject *)v);
+        for (int64_t e = 0; e < E; e++) {
+            if (!isfinite(x[e])) {
+                PyErr_Format(PyExc_ValueError, "bias(%lld)[%lld] is not a finite number (the view's "
+                             "values become the router bias at the next call)", (long long)li, (long long)e);
+                for (int64_t k = 0; k < b->n; k++) Py_DECREF(b->arr[k]);
+                free(b->li), free(b->arr), free(b->vals);
+                memset(b, 0, sizeof *b);
+                return -1;
+            }
+        }
+        memcpy(b->vals + b->n * E, x, (size_t)E * sizeof(float));
+        b->li[b->n] = li;
+        b->arr[b->n++] = Py_NewRef(v);
+    }
+    return 0;
+}
+
+/* Under the lock: the views' values into the model where they differ. */
+static dsv3_status sync_push(const bias_sync *b, dsv3_model *m, dsv3_err *err) {
+    for (int64_t k = 0; k < b->n; k++) {
+        const float *cur = dsv3_model_bias(m, b->li[k]), *x = b->vals + k * b->E;
+        if (cur && memcmp(cur, x, (size_t)b->E * sizeof(float))) {
+            dsv3_status st = dsv3_model_set_bias(m, b->li[k], x, err);
+            if (st) return st;
+        }
+    }
+    return DSV3_OK;
+}
+
+/* Under the lock: the model's bias after the call. */
+static void sync_pull(bias_sync *b, const dsv3_model *m) {
+    for (int64_t k = 0; k < b->n; k++) {
+        const float *cur = dsv3_model_bias(m, b->li[k]);
+        if (cur) memcpy(b->vals + k * b->E, cur, (size_t)b->E * sizeof(float));
+    }
+}
+
+/* With the GIL: the pulled values into the views (unless the model was closed meanwhile, which
+ * detached them), and the references dropped. */
+static void sync_give(dsv3_py_model *self, bias_sync *b, int pulled) {
+    for (int64_t k = 0; k < b->n; k++) {
+        if (pulled && self->m && self->bias_views && self->bias_views[b->li[k]] == b->arr[k])
+            memcpy(PyArray_DATA((PyArrayObject *)b->arr[k]), b->vals + k * b->E, (size_t)b->E * sizeof(float));
+        Py_DECREF(b->arr[k]);
+    }
+    free(b->li), free(b->arr), free(b->vals);
+}
+
+/* ---------------------------------------------------------------- running -------------- */
+
 int dsv3_py_run(dsv3_py_model *self, dsv3_py_work work, void *ctx) {
     if (!dsv3_py_model_of(self)) return -1;
     if (self->owner == PyThread_get_thread_ident()) {
@@ -90,6 +189,8 @@ int dsv3_py_run(dsv3_py_model *self, dsv3_py_work work, void *ctx) {
         return -1;
     }
     if (PyErr_CheckSignals() < 0) return -1; /* a Ctrl-C already pending */
+    bias_sync bs;
+    if (sync_take(self, &bs) < 0) return -1;
     const unsigned long me = PyThread_get_thread_ident();
     dsv3_err err = {{0}};
     dsv3_status st = DSV3_OK;
@@ -98,13 +199,19 @@ int dsv3_py_run(dsv3_py_model *self, dsv3_py_work work, void *ctx) {
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(self->lock, WAIT_LOCK);
     self->owner = me;
-    if (self->m) st = work(ctx, self->m, &interrupted, &err);
-    else closed = 1; /* closed by another thread while this one waited */
+    if (self->m) {
+        st = sync_push(&bs, self->m, &err);
+        if (!st) st = work(ctx, self->m, &interrupted, &err);
+        sync_pull(&bs, self->m);
+    } else {
+        closed = 1; /* closed by another thread while this one waited */
+    }
     self->owner = 0;
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
     const int intr = interrupted;
     guard_leave();
+    sync_give(self, &bs, !closed);
     if (closed) {
         PyErr_SetString(PyExc_ValueError, "model is closed");
         return -1;

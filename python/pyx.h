@@ -45,6 +45,17 @@ typedef struct {
     uint64_t seed;          /* seed of the next sampled generate() without seed=; advanced by
                                each such call, as the Lua session's seed() */
     PyObject *weakrefs;     /* weak references (weakref.ref(m)) */
+    PyObject **bias_views;  /* [num_hidden_layers + 1]: the float32 [E] array m.bias(li) hands out
+                               for layer li (NULL until asked). Its memory is its own; dsv3_py_run
+                               pushes its values into the model (dsv3_model_set_bias) before every
+                               call and copies the model's bias back into it after, so the array
+                               is a writable view of the router bias. Detached (made read-only)
+                               when the model is closed. */
+    int64_t n_bias_views;   /* non-NULL entries of bias_views */
+    struct dsv3_trainer *trainer; /* m.train()'s trainer, kept between calls (NULL: none) */
+    struct dsv3_grpo *grpo;       /* m.grpo()'s run, kept between calls (NULL: none) */
+    int64_t grpo_group, grpo_batch, grpo_max_tokens, grpo_max_prompt, grpo_steps; /* its shape
+                                     and steps done over all calls */
 } dsv3_py_model;
 
 /* Raises the Python exception for st with err's message: DSV3_EINVAL ValueError, DSV3_EIO
@@ -69,10 +80,21 @@ typedef dsv3_status (*dsv3_py_work)(void *ctx, dsv3_model *m, const volatile int
 
 /* Runs work(ctx, ...) with the GIL released and self's lock held, SIGINT caught into the cancel
  * flag (on the thread that holds Python's handler; other threads' calls see the same flag).
+ * Before work, the bias(li) views' values are pushed into the model where they differ from it
+ * (ValueError, and no work, when a view holds a value that is not finite); after it, every view
+ * gets the model's bias back (so a reset, bias_set or training shows in it).
  * Returns 0 on success; -1 with an exception set when the model is closed, when work failed
  * (its status and message), or when Ctrl-C came during the call (KeyboardInterrupt, even if
  * work finished: a loop of calls stops). Several calls may run at once on different models. */
 int dsv3_py_run(dsv3_py_model *self, dsv3_py_work work, void *ctx);
+
+/* The router bias of layer li as the next call will route with it: the values of the bias(li)
+ * view when there is one (edits not yet pushed included), else the model's. NULL when li has no
+ * router bias (no exception set). */
+const float *dsv3_py_bias_current(dsv3_py_model *self, int64_t li);
+
+/* Makes every bias(li) view read-only and forgets it (close and dealloc). */
+void dsv3_py_bias_detach(dsv3_py_model *self);
 
 /* Token ids of a `text | ids` argument: a str is tokenized (with BOS when add_bos and the
  * tokenizer config says add_bos_token; a model without tokenizer raises ValueError), anything

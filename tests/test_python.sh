@@ -2,8 +2,9 @@
 # test_python.sh — the Python module (python/, docs/PYTHON.md): python/tests/test_dsv3.py against
 # the CLI and the Lua session (under pytest when Debian's python3-pytest is there, else as a plain
 # script), scripts/install-python.sh into a scratch user site, and the example notebook
-# python/examples/probing_python.ipynb run by nbclient with the standard python3 kernel from its
-# own folder (its code run as a script when ipykernel is missing). Skips (77) when this build has
+# python/examples/interpretability.ipynb run by nbclient with the standard python3 kernel from its
+# own folder (its code run as a script when ipykernel is missing; with matplotlib its logit-lens
+# heatmap must be drawn). Skips (77) when this build has
 # no module (no python3-dev or numpy).
 . "$(dirname "$0")/lib.sh"
 B=${DSV3_BUILD:-build}
@@ -44,7 +45,7 @@ PYTHONUSERBASE=$work/userbase bash scripts/install-python.sh --uninstall > /dev/
 (cd / && PYTHONUSERBASE=$work/userbase PYTHONPATH= $PY -c 'import dsv3' 2>/dev/null) && bad "uninstall left dsv3 importable" || ok
 
 # 3. the example notebook, from its own folder
-nb=python/examples/probing_python.ipynb
+nb=python/examples/interpretability.ipynb
 if $PY -c 'import nbclient, nbformat, ipykernel' 2>/dev/null; then
     if (cd python/examples && $PY - "$(basename $nb)" > "$work/nb" 2>&1 <<'PY'
 import sys, nbformat, nbclient
@@ -55,6 +56,12 @@ assert not errors, errors
 text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 for needle in ("digit tokens", "mean KL", "block 3:", "tokens routed to expert", "MTP drafts"):
     assert needle in text, needle
+try:
+    import matplotlib  # with it the logit lens is also a figure (an image in the cell's output)
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert pngs >= 1 and "heatmap drawn with matplotlib" in text, "no logit-lens figure"
+except ImportError:
+    print("note: no matplotlib: the logit lens is a table only")
 print("notebook ran: %d code cells" % sum(c.cell_type == "code" for c in nb.cells))
 PY
     ); then ok; else bad "$nb under nbclient"; cat "$work/nb"; fi

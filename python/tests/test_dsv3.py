@@ -212,8 +212,6 @@ def test_bias_edit_changes_routing_and_reset_restores():
     assert b.dtype == np.float32 and b.shape == (16,)
     lua_b = [float(x) for x in lua('for _, v in ipairs(bias(1, nil, load())) do io.write(string.format("%.9g ", v)) end').split()]
     assert np.array_equal(b, np.array(lua_b, dtype=np.float32))
-    b[:] = 99  # a copy: the model is not changed through it
-    assert m.bias(1)[0] != 99
     m.bias_add(1, 3, 5.0)
     assert m.bias(1)[3] == np.float32(np.float32(lua_b[3]) + np.float32(5.0))
     after = m.route(PROMPT)
@@ -227,6 +225,49 @@ def test_bias_edit_changes_routing_and_reset_restores():
     assert m.bias(1)[2] == np.float32(0.25)
     m.bias_reset(1)
     assert np.array_equal(m.bias(1), np.array(lua_b, dtype=np.float32))
+
+
+def test_bias_view_is_writable_and_pushed_at_the_next_forward():
+    m = dsv3.load(DEMO)
+    before = m.route(PROMPT)
+    v = m.bias(1)
+    ckpt = v.copy()
+    assert v.flags.writeable and m.bias(1) is v  # one view per layer
+    v[3] += 5.0  # an edit in place: the next forward routes with it
+    after = m.route(PROMPT)
+    assert (after["experts"][0] == 3).any(axis=-1).all(), "expert 3 favoured at every token of layer 1"
+    assert np.allclose(after["biased"][0] - after["scores"][0], v, atol=1e-5)  # the view is what chose
+    m.bias_add(1, 0, 1.0)  # builds on the view's values
+    assert v[0] == np.float32(ckpt[0] + np.float32(1.0)) and v[3] == np.float32(ckpt[3] + np.float32(5.0))
+    v[3] = ckpt[3]  # an edit not yet pushed is what bias_add builds on too
+    m.bias_add(1, 0, -1.0)
+    assert v[3] == ckpt[3] and np.allclose(v, ckpt, atol=1e-6)
+    v[:] = 0
+    m.route(PROMPT)
+    m.bias_reset()  # the view shows the checkpoint's values again
+    assert np.array_equal(v, ckpt)
+    assert np.array_equal(m.route(PROMPT)["experts"], before["experts"])
+    v[5] = np.nan  # refused at the next call, which then computes nothing
+    raises(ValueError, "bias(1)[5] is not a finite number", m.route, PROMPT)
+    v[5] = ckpt[5]
+    m.bias_set(2, np.zeros(16))
+    w = m.bias(2)
+    assert not w.any()
+    m.bias_reset(2)
+    assert w.any()
+    m.close()  # detached: read-only, holding the last values, never the freed model's memory
+    assert not v.flags.writeable and np.array_equal(v, ckpt)
+    try:
+        v[0] = 1.0
+        raise AssertionError("a closed model's bias view was writable")
+    except ValueError:
+        pass
+    raises(ValueError, "model is closed", m.bias, 1)
+    # the same after the model object is gone without close()
+    m = dsv3.load(DEMO)
+    v = m.bias(3)
+    del m
+    assert not v.flags.writeable and v.shape == (16,)
 
 
 def test_load_stats_sums_route():
@@ -462,6 +503,135 @@ def test_two_models_in_two_threads():
 
 
 # ---------------------------------------------------------------- memory ------------------
+
+# ---------------------------------------------------------------- training -----------------
+
+def train_model():
+    d = os.path.join(TMP, "train-fp32")
+    if not os.path.exists(os.path.join(d, "config.json")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_model.py"), d, "--quiet",
+                        "--seed", "5", "--dtype", "fp32"], check=True)
+    data = os.path.join(TMP, "train-data.txt")
+    if not os.path.exists(data):
+        with open(data, "w") as f:
+            f.write("the cat sat on the mat. " * 300)
+    return d, data
+
+
+def cli_train_losses(out):
+    rows = [l.split() for l in out.splitlines() if l.startswith("step ")]
+    return [float(r[r.index("loss") + 1]) for r in rows], [float(r[r.index("maxvio") + 1]) for r in rows]
+
+
+def test_train_equals_cli_train_and_saves_the_same_bytes():
+    d, data = train_model()
+    out = cli("train", d, "--data", data, "--steps", "4", "--seq-len", "32", "--batch", "2", "--lr", "3e-3",
+              "--seed", "7", "--gamma", "0.01", "--save", os.path.join(TMP, "cli-trained")).stdout
+    cli_loss, cli_maxvio = cli_train_losses(out)
+    m = dsv3.load(d)
+    L1 = m.info()["dense_layers"]
+    v = m.bias(L1)
+    ckpt = v.copy()
+    r = m.train(data=data, steps=4, total_steps=4, seq_len=32, batch=2, lr=3e-3, seed=7, gamma=0.01, quiet=True)
+    assert r["loss"].dtype == np.float64 and r["loss"].shape == (4,)
+    assert ["%.4f" % x for x in r["loss"]] == ["%.4f" % x for x in cli_loss]
+    assert ["%.3f" % x for x in r["maxvio"]] == ["%.3f" % x for x in cli_maxvio]
+    assert list(r["step"]) == [1, 2, 3, 4] and r["total_steps_done"] == 4 and not r["interrupted"]
+    Lm, E = len(r["layers"]), m.info()["routed_experts"]
+    assert r["layers"][0] == L1 and r["load"].shape == (4, Lm, E) and r["bias"].shape == (4, Lm, E)
+    assert (r["load"].sum(axis=2) == r["load"][0].sum(axis=1)).all()  # every step routes the same tokens
+    moved = np.abs(r["bias"][0, 0] - ckpt)  # the first update: each expert by +-gamma or not at all
+    assert (np.isclose(moved, 0.01, atol=1e-6) | (moved < 1e-9)).all() and moved.any()
+    assert np.array_equal(v, r["bias"][-1, 0]), "the bias view shows the trained bias"
+    saved = os.path.join(TMP, "py-trained")
+    assert m.train_save(saved) == saved
+    for f in ("model.safetensors", "train_state.safetensors"):
+        with open(os.path.join(saved, f), "rb") as a, open(os.path.join(TMP, "cli-trained", f), "rb") as b:
+            assert a.read() == b.read(), f + " differs from dsv3 train --save"
+    ev = m.train_eval()
+    assert ev["tokens"] > 0 and np.isfinite(ev["loss"])
+    trained = m.logits("the cat")
+    r2 = m.train(steps=1, lr=1e-3, quiet=True)  # continues the same trainer
+    assert list(r2["step"]) == [5]
+    raises(TypeError, "train (continuing", m.train, steps=1, seq_len=16)
+    m.train_reset()
+    assert np.array_equal(v, ckpt), "train_reset gives the checkpoint's bias back"
+    assert not np.array_equal(m.logits("the cat"), trained)
+    raises(ValueError, "train_eval: no trainer yet", m.train_eval)
+    raises(ValueError, "train: give data", m.train, steps=1)
+    raises(TypeError, "unexpected keyword argument 'dta'", m.train, steps=1, dta=data)
+    raises(ValueError, "train: steps must be in 1..1e7", m.train, steps=0, text="x")
+    m.close()
+
+
+def test_train_on_text_and_ctrl_c_between_steps_keeps_the_model():
+    d, _ = train_model()
+    m = dsv3.load(d)
+    r = m.train(text="the cat sat on the mat. " * 200, steps=6, seq_len=32, batch=2, lr=3e-3, gamma=0, **{"lambda": 0.5}, quiet=True)
+    assert r["loss"][-1] < r["loss"][0]
+    before = r["total_steps_done"]
+    timer = threading.Timer(0.4, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        m.train(steps=100000, quiet=True)
+        raise AssertionError("no KeyboardInterrupt")
+    except KeyboardInterrupt as e:
+        res = e.result
+    finally:
+        timer.cancel()
+    assert res["interrupted"] and res["total_steps_done"] == before + len(res["loss"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert m.logits("the cat").shape[0] >= 2  # the model computes (with the last finished step's weights)
+    r3 = m.train(steps=1, quiet=True)
+    assert list(r3["step"]) == [res["total_steps_done"] + 1]
+    m.close()  # frees the trainer first, then the model
+
+
+def test_grpo_equals_cli_grpo_and_calls_python_rewards():
+    out = cli("grpo", DEMO, "--task", "add", "--steps", "2", "--group", "4", "--batch", "2", "--max-tokens", "6",
+              "--seed", "3", "--save", os.path.join(TMP, "cli-grpo")).stdout
+    rows = [l.split() for l in out.splitlines() if l.startswith("step ")]
+    m = dsv3.load(DEMO)
+    r = m.grpo(task="add", steps=2, group=4, batch=2, max_tokens=6, seed=3, quiet=True)
+    assert r["reward"].dtype == np.float64 and r["reward"].shape == (2,) and list(r["step"]) == [1, 2]
+    for key, col in (("reward", "reward"), ("reward_std", "std"), ("reward_max", "max"), ("kl", "kl")):
+        assert ["%.4f" % x for x in r[key]] == ["%.4f" % float(w[w.index(col) + 1]) for w in rows], key
+    assert ["%+.5f" % x for x in r["loss"]] == [w[w.index("loss") + 1] for w in rows]
+    assert r["task"] == "add" and r["group"] == 4 and len(r["best"]) == 2 and r["total_steps"] == 2
+    saved = os.path.join(TMP, "py-grpo")
+    m.grpo_save(saved)
+    with open(os.path.join(saved, "model.safetensors"), "rb") as a, \
+            open(os.path.join(TMP, "cli-grpo", "model.safetensors"), "rb") as b:
+        assert a.read() == b.read(), "grpo_save differs from dsv3 grpo --save"
+    raises(ValueError, "grpo: the model's GRPO run has group 4", m.grpo, task="add", steps=1, group=2, quiet=True)
+    raises(ValueError, "train: the model has a GRPO run", m.train, text="x y z", steps=1)
+    m.grpo_reset()
+    calls = []
+
+    def reward(prompt, completion, answer):
+        calls.append((prompt, completion, answer))
+        return float(len(completion))
+    prompts = ["hello", ("2+2=", "4"), {"prompt": "cat", "answer": None}]
+    r = m.grpo(prompts=prompts, reward=reward, steps=2, group=2, batch=3, max_tokens=4, quiet=True)
+    assert len(calls) == 2 * 3 * 2 and {c[0] for c in calls} == {"hello", "2+2=", "cat"}
+    assert {c[2] for c in calls} == {None, "4"}
+    assert np.isclose(r["reward"][0], np.mean([len(c[1]) for c in calls[:6]]))
+
+    def broken(prompt, completion, answer):
+        raise KeyError("from the reward")
+    try:
+        m.grpo(prompts=prompts, reward=broken, steps=1, group=2, batch=3, max_tokens=4, quiet=True)
+        raise AssertionError("the reward's exception was lost")
+    except KeyError as e:
+        assert "from the reward" in str(e)
+    raises(TypeError, "expected a number", m.grpo, prompts=prompts, reward=lambda p, c, a: "x", steps=1, group=2,
+           batch=3, max_tokens=4, quiet=True)
+    raises(ValueError, "an answer with every prompt", m.grpo, prompts=["a"], steps=1)
+    raises(ValueError, "unknown task 'mul'", m.grpo, task="mul", steps=1)
+    m.grpo_reset()
+    assert np.array_equal(m.logits("1+1="), dsv3.load(DEMO).logits("1+1=")), "grpo_reset gives the weights back"
+    m.close()
+
 
 def rss_kb():
     with open("/proc/self/status") as f:
