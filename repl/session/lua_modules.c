@@ -11,6 +11,7 @@
 #include "repl/session/lua_grpo.h"
 #include "repl/session/lua_pipeline.h"
 #include "repl/session/lua_probes.h"
+#include "repl/session/lua_tensor.h"
 #include "repl/session/lua_train.h"
 
 /* ---------------------------------------------------------------- help() --------------- */
@@ -51,6 +52,7 @@ const dsv3_lua_module *const dsv3_lua_modules[] = {
     &dsv3_lua_grpo_module,     /* grpo, grpo_save, grpo_reset */
     &dsv3_lua_pipeline_module, /* schedule */
     &dsv3_lua_probes_module,   /* route ... attn */
+    &dsv3_lua_tensor_module,   /* tensor */
     NULL,
 };
 

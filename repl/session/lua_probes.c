@@ -20,7 +20,6 @@
 #include "model/run/forward.h"
 #include "model/run/generate.h"
 #include "model/run/model.h"
-#include "model/base/npy.h"
 #include "model/text/tokenizer.h"
 #include "probes/attention.h"
 #include "probes/capture.h"
@@ -30,10 +29,10 @@
 #include "probes/render/render.h"
 #include "probes/render/routing.h"
 #include "probes/routing.h"
+#include "repl/session/lua_tensor.h"
 #include "repl/session/luax.h"
 
 #define MT_ROUTE "dsv3.route"
-#define MT_TENSOR "dsv3.tensor"
 
 /* ---------------------------------------------------------------- helpers -------------- */
 
@@ -739,125 +738,6 @@ static int l_mtp_trace(lua_State *L) {
     return 1;
 }
 
-/* ---------------------------------------------------------------- tensors -------------- */
-
-typedef struct {
-    int64_t rows, cols;
-    float *v;
-    char *title;       /* what the figure says it shows, or NULL ("tensor") */
-    char **row_labels; /* [rows] token labels, or NULL */
-    char **col_labels; /* [cols] token labels, or NULL */
-} ltensor;
-
-/* Pushes a tensor that takes v ([rows, cols], malloc'd; freed by its __gc). */
-static ltensor *push_tensor(lua_State *L, int64_t rows, int64_t cols, float *v) {
-    ltensor *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    t->rows = rows;
-    t->cols = cols;
-    t->v = v;
-    luaL_setmetatable(L, MT_TENSOR);
-    return t;
-}
-
-static void free_labels(char **l, int64_t n) {
-    if (l)
-        for (int64_t i = 0; i < n; i++) free(l[i]);
-    free(l);
-}
-
-/* The tensor at idx; raises if its memory was released (a __gc called by hand). */
-static ltensor *check_tensor(lua_State *L, int idx) {
-    ltensor *t = luaL_checkudata(L, idx, MT_TENSOR);
-    if (!t->v) luaL_error(L, "tensor is released");
-    return t;
-}
-
-static int tensor_gc(lua_State *L) {
-    ltensor *t = luaL_checkudata(L, 1, MT_TENSOR);
-    free(t->v);
-    t->v = NULL;
-    free(t->title);
-    t->title = NULL;
-    free_labels(t->row_labels, t->rows);
-    free_labels(t->col_labels, t->cols);
-    t->row_labels = t->col_labels = NULL;
-    return 0;
-}
-
-static int tensor_shape(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    lua_pushinteger(L, t->rows);
-    lua_pushinteger(L, t->cols);
-    return 2;
-}
-
-static int tensor_get(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
-    luaL_argcheck(L, j >= 1 && j <= t->cols, 3, "column out of range");
-    lua_pushnumber(L, t->v[(i - 1) * t->cols + (j - 1)]);
-    return 1;
-}
-
-static int tensor_row(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    lua_Integer i = luaL_checkinteger(L, 2);
-    if (i < 0) i = t->rows + 1 + i;
-    luaL_argcheck(L, i >= 1 && i <= t->rows, 2, "row out of range");
-    push_float_array(L, t->v + (i - 1) * t->cols, t->cols);
-    return 1;
-}
-
-static int tensor_norms(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    lua_createtable(L, (int)t->rows, 0);
-    for (int64_t i = 0; i < t->rows; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < t->cols; j++) s += (double)t->v[i * t->cols + j] * t->v[i * t->cols + j];
-        lua_pushnumber(L, sqrt(s));
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 1;
-}
-
-static int tensor_save(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    const char *path = luaL_checkstring(L, 2);
-    int64_t shape[2] = {t->rows, t->cols};
-    dsv3_err err = {{0}};
-    if (dsv3_npy_write_f32(path, t->v, 2, shape, &err)) return dsv3_lua_error(L, &err);
-    return 0;
-}
-
-static int tensor_tostring(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols, .title = "tensor"};
-    char head[96];
-    snprintf(head, sizeof head, "tensor [%lld x %lld]", (long long)t->rows, (long long)t->cols);
-    hm.title = head;
-    char *s = t->rows <= 64 && t->cols <= 128 ? dsv3_render_heatmap_text(&hm) : NULL;
-    lua_pushstring(L, s ? s : head);
-    free(s);
-    return 1;
-}
-
-static int tensor_svg(lua_State *L) {
-    ltensor *t = check_tensor(L, 1);
-    char title[160];
-    snprintf(title, sizeof title, "%s [%lld x %lld]", t->title ? t->title : "tensor", (long long)t->rows,
-             (long long)t->cols);
-    const int tok = t->row_labels != NULL;
-    dsv3_heatmap hm = {.v = t->v, .rows = t->rows, .cols = t->cols,
-                       .row_labels = (const char *const *)t->row_labels,
-                       .col_labels = (const char *const *)t->col_labels,
-                       .row_axis = tok ? "query" : "row", .col_axis = tok ? "key" : "column"};
-    char *s = t->rows <= 512 && t->cols <= 512 ? dsv3_render_heatmaps_svg(&hm, 1, title) : NULL;
-    lua_pushstring(L, s ? s : "");
-    free(s);
-    return 1;
-}
 /* ---------------------------------------------------------------- capture / lens / attn  */
 
 /* capture(text | ids [, {points = {"resid_out", ...}, layers = {0, 3}}]) -> {["resid_out.3"] =
@@ -905,7 +785,7 @@ static int l_capture(lua_State *L) {
     lua_newtable(L);
     for (int64_t i = 0; i < cap.n; i++) { /* each tensor's memory moves to its userdata */
         dsv3_capture_tensor *t = &cap.t[i];
-        push_tensor(L, cap.T, t->dim, t->v);
+        dsv3_lua_push_tensor(L, cap.T, t->dim, t->v);
         t->v = NULL;
         if (t->layer < 0) lua_setfield(L, -2, dsv3_capture_point_name(t->point));
         else {
@@ -1009,7 +889,7 @@ static int l_attn(lua_State *L) {
     dsv3_err err = {{0}};
     if (dsv3_attention_pattern(&a, lm->m, ids, (int64_t)n, li, h, cancel_of(L), &err))
         return dsv3_lua_error(L, &err);
-    ltensor *t = push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
+    dsv3_ltensor *t = dsv3_lua_push_tensor(L, a.T, a.T, a.p); /* the tensor takes the probabilities */
     char title[128];
     snprintf(title, sizeof title, "attention, layer %lld head %lld (rows: queries, columns: keys)",
              (long long)li, (long long)h);
@@ -1033,11 +913,6 @@ static void open_probes(lua_State *L) {
                                              {"changed", route_changed}, {"json", route_json},
                                              {"csv", route_csv}, {"save", route_save},
                                              {"heatmap", route_heatmap_m}, {NULL, NULL}};
-    static const luaL_Reg tensor_meta[] = {{"__gc", tensor_gc}, {"__tostring", tensor_tostring},
-                                           {"__svg", tensor_svg}, {NULL, NULL}};
-    static const luaL_Reg tensor_methods[] = {{"shape", tensor_shape}, {"get", tensor_get},
-                                              {"row", tensor_row}, {"norms", tensor_norms},
-                                              {"save", tensor_save}, {NULL, NULL}};
     static const luaL_Reg load_meta[] = {{"__tostring", load_tostring}, {NULL, NULL}};
     static const luaL_Reg effect_meta[] = {{"__tostring", effect_tostring}, {NULL, NULL}};
     static const luaL_Reg trace_meta[] = {{"__tostring", trace_tostring}, {NULL, NULL}};
@@ -1045,9 +920,9 @@ static void open_probes(lua_State *L) {
     struct {
         const char *name;
         const luaL_Reg *meta, *methods;
-    } mts[] = {{MT_ROUTE, route_meta, route_methods}, {MT_TENSOR, tensor_meta, tensor_methods},
-               {"dsv3.load", load_meta, NULL},       {"dsv3.effect", effect_meta, NULL},
-               {"dsv3.trace", trace_meta, NULL},     {"dsv3.lens", lens_meta, NULL}};
+    } mts[] = {{MT_ROUTE, route_meta, route_methods}, {"dsv3.load", load_meta, NULL},
+               {"dsv3.effect", effect_meta, NULL},   {"dsv3.trace", trace_meta, NULL},
+               {"dsv3.lens", lens_meta, NULL}};
     for (size_t i = 0; i < sizeof mts / sizeof mts[0]; i++)
         dsv3_lua_newmt(L, mts[i].name, mts[i].meta, mts[i].methods);
 }
@@ -1085,7 +960,8 @@ static const dsv3_lua_fn fns[] = {
     {"capture", l_capture, "capture(text | ids [, {points={...}, layers={...}}]) -> {tensors}",
      "Activations as tensors [T, dim] named \"point.layer\": points resid_in, attn_out, ffn_out,\n"
      "resid_out (default), ckv (the MLA latent), hidden (final-normed, the MTP input).\n"
-     "Tensor methods: shape(), get(i, j), row(i), norms(), save(\"x.npy\")."},
+     "Tensors (help \"tensor\"): shape(), get(i, j), row(i), norms(), save(\"x.npy\"), t[i], slice,\n"
+     "+ - * /, matmul, cos, sum, mean, topk, argmax."},
     {"lens", l_lens, "lens(text | ids [, {k=5, pos=-1}]) -> lens",
      "Logit lens: the final norm and lm_head applied to each layer's output residual at pos."},
     {"attn", l_attn, "attn(text | ids, layer, head) -> tensor",

@@ -630,6 +630,10 @@ static int describe_path(lua_State *L) {
         if (lua_type(L, -1) != LUA_TTABLE) { /* a value with methods: look in its __index */
             if (!lua_getmetatable(L, -1)) return 0;
             lua_getfield(L, -1, "__index");
+            if (lua_type(L, -1) != LUA_TTABLE) { /* an __index function: its methods' table */
+                lua_pop(L, 1);
+                lua_getfield(L, -1, "__methods");
+            }
             if (lua_type(L, -1) != LUA_TTABLE) return 0;
         }
         lua_pushlstring(L, name + i, j - i);
@@ -721,6 +725,10 @@ static void table_keys(lua_State *L, const char *prefix, size_t plen, const char
         if (pass == 1) {
             if (!lua_getmetatable(L, -1)) break;
             lua_getfield(L, -1, "__index");
+            if (lua_type(L, -1) != LUA_TTABLE) { /* an __index function: its methods' table */
+                lua_pop(L, 1);
+                lua_getfield(L, -1, "__methods");
+            }
             lua_remove(L, -2);
         }
         if (lua_type(L, -1) == LUA_TTABLE) {

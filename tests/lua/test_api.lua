@@ -654,18 +654,21 @@ local function fuzz_call(trace, name, f, args, n)
     return res
 end
 
--- Methods (from a metatable's __index table) and metamethods of a value, without __gc/__close
+-- Methods (from a metatable's __index table, or its __methods where __index is a function) and
+-- metamethods of a value, without __gc/__close
 -- (calling those by hand is tested apart: see test_lua_api.sh).
 local function callables_of(v)
     local out = {}
     local mt = getmetatable(v)
     if type(mt) ~= "table" then return out end
-    if type(mt.__index) == "table" then
-        for k, f in pairs(mt.__index) do
+    local methods = type(mt.__index) == "table" and mt.__index or mt.__methods
+    if type(methods) == "table" then
+        for k, f in pairs(methods) do
             if type(f) == "function" then out[#out + 1] = {":" .. k, f} end
         end
     end
-    for _, k in ipairs({"__tostring", "__len", "__call", "__eq", "__concat"}) do
+    for _, k in ipairs({"__tostring", "__len", "__call", "__eq", "__concat", "__index", "__add",
+                        "__sub", "__mul", "__div", "__unm"}) do
         if type(mt[k]) == "function" then out[#out + 1] = {k, mt[k]} end
     end
     table.sort(out, function(a, b) return a[1] < b[1] end)
