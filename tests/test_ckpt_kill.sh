@@ -40,7 +40,7 @@ json.load(open(d + "/config.json"))
 print(meta["step"])
 PYEOF
 
-last=0 landed=0 good=0
+last=0 landed=0 good=0 ever=0
 for i in $(seq 1 "$kills"); do
     resume=""
     [ -d "$out" ] && resume="--resume $out"
@@ -51,9 +51,12 @@ for i in $(seq 1 "$kills"); do
     wait $pid 2> /dev/null
     ls "$work" | grep -q '^out\.dsv3-' && landed=$((landed + 1))
     if [ ! -d "$out" ]; then
-        [ $i -eq 1 ] && continue        # killed before the first save completed
+        # killed before any save completed (a loaded machine can take longer than the first kill
+        # to start and save): nothing to lose yet; once a checkpoint existed, it must never go
+        [ $ever -eq 0 ] && { good=$((good + 1)); continue; }
         bad "kill $i: OUT is gone"; continue
     fi
+    ever=1
     if step=$($PY "$work/check.py" "$out" 2> "$work/check.err") && [ "$step" -ge "$last" ] &&
        "$BIN" logits "$out" --ids 1,2,3 > /dev/null 2>&1; then
         good=$((good + 1)); last=$step
