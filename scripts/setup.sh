@@ -5,7 +5,7 @@ set -eu
 pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev liblua5.4-dev libreadline-dev python3-numpy python3-pexpect
       python3-dev python3-ipykernel
       clang libclang-rt-14-dev nodejs npm libzmq3-dev libsodium-dev python3-zmq python3-jupyter-client
-      python3-nbclient python3-nbformat python3-pytest python3-jinja2 python3-matplotlib jupyter-client jupyter-console)
+      python3-nbclient python3-nbformat python3-pytest python3-jupyter-kernel-test python3-jinja2 python3-matplotlib jupyter-client jupyter-console)
 # python3-torch: tests/test_torch_train.sh (dsv3 train against PyTorch) and scripts/bench-train;
 # large (about 800 MB installed, 75 s on the CI machine), so DSV3_NO_TORCH=1 leaves it out (the
 # test then skips).
