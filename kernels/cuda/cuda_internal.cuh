@@ -83,6 +83,19 @@ __device__ __forceinline__ float block_sum(float v, float *sh) {
     __syncthreads();
     return sh[32];
 }
+/* In-place softmax of p[0..T) by the whole block: max subtracted, expf, one division (the CPU
+ * reference's formula, dsv3_softmax_f32); p is complete for every thread on return. */
+__device__ __forceinline__ void block_softmax(float *p, int64_t T, float *sh) {
+    float mx = -INFINITY;
+    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) mx = fmaxf(mx, p[t]);
+    mx = block_max(mx, sh);
+    float sum = 0.0f;
+    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) sum += (p[t] = expf(p[t] - mx));
+    sum = block_sum(sum, sh);
+    const float inv = 1.0f / sum;
+    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) p[t] *= inv;
+    __syncthreads();
+}
 __device__ __forceinline__ double block_sum_d(double v, double *sh) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;

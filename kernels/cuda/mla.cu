@@ -33,15 +33,7 @@ __global__ void k_absorbed(float *u, float *pbuf, int64_t pstride, const float *
         if (lane == 0) p[t] = (a + b) * scale;
     }
     __syncthreads();
-    float mx = -INFINITY;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) mx = fmaxf(mx, p[t]);
-    mx = block_max(mx, sh);
-    float sum = 0.0f;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) sum += (p[t] = expf(p[t] - mx));
-    sum = block_sum(sum, sh);
-    const float inv = 1.0f / sum;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) p[t] *= inv;
-    __syncthreads();
+    block_softmax(p, T, sh);
     float *uh = u + sh_i * rkv;
     for (int64_t i = threadIdx.x; i < rkv; i += blockDim.x) {
         float acc = 0.0f;
@@ -70,15 +62,7 @@ __global__ void k_naive(float *o, float *pbuf, int64_t pstride, const float *q, 
         if (lane == 0) p[t] = (a + b) * scale;
     }
     __syncthreads();
-    float mx = -INFINITY;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) mx = fmaxf(mx, p[t]);
-    mx = block_max(mx, sh);
-    float sum = 0.0f;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) sum += (p[t] = expf(p[t] - mx));
-    sum = block_sum(sum, sh);
-    const float inv = 1.0f / sum;
-    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) p[t] *= inv;
-    __syncthreads();
+    block_softmax(p, T, sh);
     float *oh = o + s * nh * dv + h * dv;
     for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) {
         float acc = 0.0f;
