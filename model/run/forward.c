@@ -119,7 +119,6 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
     BALLOC(r->ids, C);
     BALLOC(r->record, C * R);
     if (m->has_mtp) BALLOC(r->kept, C * H);
-    HALLOC(r->host_record, C * R);
     HALLOC(r->ev_idx, K);
     HALLOC(r->ev_nobias, K);
     HALLOC(r->ev_groups, G);
@@ -129,6 +128,7 @@ dsv3_status dsv3_run_new(dsv3_run **out, dsv3_model *m, const dsv3_run_opts *opt
         BALLOC(r->iv_disabled, (L + 1) * E);
         BALLOC(r->iv_forced, (L + 1) * K);
         HALLOC(r->host_stage, C * max3(H, rkv, S));
+        HALLOC(r->host_record, C * R);
     }
 #undef BALLOC
 #undef HALLOC

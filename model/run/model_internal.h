@@ -144,7 +144,7 @@ struct dsv3_run {
     int32_t *iv_forced;           /* non-host: [(L + 1) * K] uploaded iv.forced */
     const int32_t *cur_ids;       /* host: [n] token ids of the chunk being run (route events) */
     float *record;                /* [c, dsv3_route_record_floats] routing records */
-    float *host_record;           /* host: the same, downloaded for the route hook */
+    float *host_record;           /* host, non-host backends: the same, downloaded for the route hook */
     float *host_stage;            /* host, non-host backends: [c * max(H, rkv, max_seq)] a hooked
                                      point or attention row, downloaded */
     int32_t *ev_idx, *ev_nobias;  /* host: [K] one route event's ids */

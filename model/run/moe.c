@@ -32,9 +32,13 @@ void dsv3_moe_route(const dsv3_config *c, const dsv3_route_opts *o, const float 
 static void report_routes(dsv3_run *r, int64_t li, int64_t n, int64_t pos0) {
     const dsv3_route_params *p = &r->m->route;
     const int64_t E = p->experts, G = p->groups, K = p->k, R = dsv3_route_record_floats(p);
-    r->be->download(r->host_record, r->record, (size_t)(n * R) * sizeof(float));
+    const float *records = r->record; /* read in place where backend memory is host memory */
+    if (!r->be->is_host) {
+        r->be->download(r->host_record, r->record, (size_t)(n * R) * sizeof(float));
+        records = r->host_record;
+    }
     for (int64_t s = 0; s < n; s++) {
-        const float *rec = r->host_record + s * R, *rg = rec + 2 * E, *ri = rg + G, *rw = ri + K, *rn = rw + K;
+        const float *rec = records + s * R, *rg = rec + 2 * E, *ri = rg + G, *rw = ri + K, *rn = rw + K;
         for (int64_t g = 0; g < G; g++) r->ev_groups[g] = rg[g] != 0.0f;
         for (int64_t k = 0; k < K; k++) {
             r->ev_idx[k] = (int32_t)ri[k];
